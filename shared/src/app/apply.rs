@@ -1,0 +1,230 @@
+//! Applying one SKU's queued commands, in order, as one commit: the events, the hold records they
+//! change and an outcome record per command. The outcome record is written in the same commit as
+//! the effect, so a redelivered command finds it and takes effect once.
+
+use std::collections::{HashMap, HashSet};
+
+use futures::future::try_join_all;
+
+use super::reservations::{hold_write, next_append, placed_lines};
+use super::retry::Attempts;
+use super::Inventory;
+use crate::domain::decide::decide;
+use crate::domain::{
+    Change, Command, CommandId, HoldLine, RejectionCode, ReservationId, Sku, SkuState, Verdict,
+};
+use crate::error::AppError;
+use crate::ports::{CommandOutcome, Commit, Record, RecordKey, RecordWrite, StoreError};
+
+/// What applying a SKU's commands came to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// Commands that took effect (or whose effect was already there).
+    pub applied: usize,
+    /// Commands recorded as rejected.
+    pub rejected: usize,
+    /// Commands skipped because they had been applied before (redeliveries).
+    pub duplicates: usize,
+    /// Events appended.
+    pub events: usize,
+}
+
+/// A reservation's hold on the SKU being processed, as far as it is known.
+enum HoldLookup {
+    /// No reservation has that id.
+    UnknownReservation,
+    /// The reservation holds nothing on this SKU.
+    NotOnSku,
+    /// The hold and its record version (`None`: no record yet).
+    Found(HoldLine, Option<u64>),
+}
+
+impl Inventory {
+    /// Applies `commands` (all for `sku`, in arrival order) exactly once in effect.
+    pub async fn apply_commands(
+        &self,
+        sku: &Sku,
+        commands: &[Command],
+    ) -> Result<ApplyReport, AppError> {
+        let mut attempts = Attempts::new(&self.config);
+        loop {
+            match self.try_apply(sku, commands).await {
+                Ok(report) => return Ok(report),
+                Err(StoreError::Conflict(_)) => {}
+                Err(StoreError::Unavailable(reason)) => return Err(AppError::Unavailable(reason)),
+            }
+            if !attempts.again().await {
+                return Err(AppError::Contention);
+            }
+        }
+    }
+
+    async fn try_apply(&self, sku: &Sku, commands: &[Command]) -> Result<ApplyReport, StoreError> {
+        let mut report = ApplyReport::default();
+        let state = self.cache.load(self.store.as_ref(), sku).await?;
+        let todo = self.not_yet_applied(sku, commands, &mut report).await?;
+        if todo.is_empty() {
+            return Ok(report);
+        }
+        let mut holds = self.hold_lookups(sku, &todo).await?;
+        let mut next: SkuState = (*state).clone();
+        let mut changes = Vec::new();
+        let mut outcomes = Vec::new();
+        let mut touched: Vec<ReservationId> = Vec::new();
+        let clock = self.clock.now();
+        for command in &todo {
+            let now = next.now(clock);
+            let verdict = match command.action.reservation_id() {
+                None => decide(&next, None, command, now),
+                Some(rid) => match holds.get(rid) {
+                    Some(HoldLookup::Found(hold, _)) => decide(&next, Some(hold), command, now),
+                    Some(HoldLookup::NotOnSku) => decide(&next, None, command, now),
+                    Some(HoldLookup::UnknownReservation) | None => {
+                        Verdict::Reject(RejectionCode::ReservationNotFound)
+                    }
+                },
+            };
+            let (change, outcome) = match verdict {
+                Verdict::Apply(change) => (Some(change), CommandOutcome::Applied),
+                Verdict::AlreadyDone => (None, CommandOutcome::Applied),
+                Verdict::Reject(reason) => (
+                    Some(Change::CommandRejected {
+                        command_id: command.id,
+                        reason,
+                    }),
+                    CommandOutcome::Rejected { reason },
+                ),
+            };
+            match outcome {
+                CommandOutcome::Applied => report.applied += 1,
+                CommandOutcome::Rejected { .. } => report.rejected += 1,
+            }
+            outcomes.push((command.id, outcome));
+            if let Some(change) = change {
+                let append = next_append(sku, &next, now, vec![change.clone()]);
+                for event in &append.events {
+                    next.evolve(event);
+                }
+                if let Some(rid) = change.reservation_id() {
+                    if let Some(HoldLookup::Found(hold, _)) = holds.get_mut(rid) {
+                        hold.evolve(&change);
+                        if !touched.contains(rid) {
+                            touched.push(rid.clone());
+                        }
+                    }
+                }
+                changes.extend(append.events);
+            }
+        }
+        report.events = changes.len();
+        let mut commit = Commit::default();
+        if !changes.is_empty() {
+            commit.appends.push(crate::ports::StreamAppend {
+                sku: sku.clone(),
+                expected: state.version,
+                events: changes.clone(),
+            });
+        }
+        for rid in &touched {
+            if let Some(HoldLookup::Found(hold, version)) = holds.get(rid) {
+                commit.records.push(hold_write(hold, *version));
+            }
+        }
+        for (command_id, outcome) in outcomes {
+            commit.records.push(RecordWrite {
+                key: RecordKey::CommandOutcome {
+                    command_id,
+                    sku: sku.clone(),
+                },
+                expected: None,
+                record: Record::CommandOutcome(outcome),
+            });
+        }
+        self.store.commit(commit).await?;
+        self.cache.advance(&state, &changes);
+        tracing::info!(sku = %sku, applied = report.applied, rejected = report.rejected,
+            duplicates = report.duplicates, events = report.events, "commands applied");
+        Ok(report)
+    }
+
+    /// The commands that have no outcome yet, each once.
+    async fn not_yet_applied<'c>(
+        &self,
+        sku: &Sku,
+        commands: &'c [Command],
+        report: &mut ApplyReport,
+    ) -> Result<Vec<&'c Command>, StoreError> {
+        let mut seen: HashSet<CommandId> = HashSet::new();
+        let distinct: Vec<&Command> = commands.iter().filter(|c| seen.insert(c.id)).collect();
+        let keys: Vec<RecordKey> = distinct
+            .iter()
+            .map(|command| RecordKey::CommandOutcome {
+                command_id: command.id,
+                sku: sku.clone(),
+            })
+            .collect();
+        let outcomes = self.store.read_records(&keys).await?;
+        let todo: Vec<&Command> = distinct
+            .into_iter()
+            .zip(outcomes)
+            .filter(|(_, outcome)| outcome.is_none())
+            .map(|(command, _)| command)
+            .collect();
+        report.duplicates = commands.len() - todo.len();
+        Ok(todo)
+    }
+
+    /// The holds the commands act on: anchor events and hold records, read concurrently.
+    async fn hold_lookups(
+        &self,
+        sku: &Sku,
+        commands: &[&Command],
+    ) -> Result<HashMap<ReservationId, HoldLookup>, StoreError> {
+        let mut ids: Vec<&ReservationId> = commands
+            .iter()
+            .filter_map(|command| command.action.reservation_id())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        let anchors = try_join_all(
+            ids.iter()
+                .map(|id| self.store.read_event(id.anchor_sku(), id.anchor_seq())),
+        )
+        .await?;
+        let mut lookups = HashMap::new();
+        let mut placed = Vec::new();
+        for (id, anchor) in ids.into_iter().zip(anchors) {
+            let lines = anchor.and_then(|anchor| placed_lines(&anchor, id));
+            let lookup = match lines {
+                None => HoldLookup::UnknownReservation,
+                Some(lines) => match lines.into_iter().find(|hold| &hold.sku == sku) {
+                    None => HoldLookup::NotOnSku,
+                    Some(hold) => {
+                        placed.push(id.clone());
+                        HoldLookup::Found(hold, None)
+                    }
+                },
+            };
+            lookups.insert(id.clone(), lookup);
+        }
+        let keys: Vec<RecordKey> = placed
+            .iter()
+            .map(|id| RecordKey::Hold {
+                reservation_id: id.clone(),
+                sku: sku.clone(),
+            })
+            .collect();
+        let records = self.store.read_records(&keys).await?;
+        for (id, stored) in placed.into_iter().zip(records) {
+            if let (Some(stored), Some(HoldLookup::Found(hold, version))) =
+                (stored, lookups.get_mut(&id))
+            {
+                if let Record::Hold(recorded) = stored.record {
+                    *hold = recorded;
+                }
+                *version = Some(stored.version);
+            }
+        }
+        Ok(lookups)
+    }
+}

@@ -1,0 +1,40 @@
+//! The retry budget of a decision that lost a race: bounded by time and by count, with jitter so
+//! racing writers spread out instead of colliding again.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::config::Config;
+
+pub(crate) struct Attempts {
+    deadline: Instant,
+    left: u32,
+    made: u32,
+}
+
+impl Attempts {
+    pub(crate) fn new(config: &Config) -> Self {
+        Self {
+            deadline: Instant::now() + config.contention_budget,
+            left: config.max_attempts.saturating_sub(1),
+            made: 1,
+        }
+    }
+
+    /// Waits before the next attempt; `false` once the budget is spent.
+    pub(crate) async fn again(&mut self) -> bool {
+        if self.left == 0 || Instant::now() >= self.deadline {
+            return false;
+        }
+        self.left -= 1;
+        self.made += 1;
+        if self.made <= 3 {
+            tokio::task::yield_now().await;
+        } else {
+            let cap_ms = 1u64 << self.made.min(5);
+            tokio::time::sleep(Duration::from_micros(fastrand::u64(0..=cap_ms * 1000))).await;
+        }
+        true
+    }
+}

@@ -1,0 +1,127 @@
+//! What the use cases answer with: the shapes the API serializes as they are.
+
+use serde::Serialize;
+
+use crate::domain::{
+    CommandId, HoldLine, HoldStatus, Quantity, ReservationId, Sku, SkuState, Timestamp, Version,
+};
+
+/// A SKU's stock as of now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ItemView {
+    pub sku: Sku,
+    pub on_hand: i64,
+    /// Units held by holds that still count.
+    pub reserved: i64,
+    pub committed: i64,
+    /// Units that can be reserved now (0 when an adjustment left the item short).
+    pub available: i64,
+    /// Sequence of the last event.
+    pub version: Version,
+}
+
+impl ItemView {
+    pub(crate) fn new(sku: Sku, state: &SkuState, now: Timestamp) -> Self {
+        Self {
+            sku,
+            on_hand: state.on_hand,
+            reserved: state.held(now),
+            committed: state.committed,
+            available: state.available(now).max(0),
+            version: state.version,
+        }
+    }
+}
+
+/// Several SKUs at once; those never seen are listed as missing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ItemsView {
+    pub items: Vec<ItemView>,
+    pub missing: Vec<Sku>,
+}
+
+/// One line of a reservation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LineView {
+    pub sku: Sku,
+    pub quantity: Quantity,
+    pub status: HoldStatus,
+}
+
+/// A reservation as of now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReservationView {
+    pub reservation_id: ReservationId,
+    pub status: HoldStatus,
+    pub lines: Vec<LineView>,
+    #[serde(serialize_with = "rfc3339")]
+    pub created_at: Timestamp,
+    #[serde(serialize_with = "rfc3339")]
+    pub expires_at: Timestamp,
+}
+
+impl ReservationView {
+    pub(crate) fn new(
+        reservation_id: ReservationId,
+        created_at: Timestamp,
+        holds: &[HoldLine],
+        now: Timestamp,
+    ) -> Self {
+        let lines: Vec<LineView> = holds
+            .iter()
+            .map(|hold| LineView {
+                sku: hold.sku.clone(),
+                quantity: hold.quantity,
+                status: hold.status_at(now),
+            })
+            .collect();
+        Self {
+            reservation_id,
+            status: overall_status(lines.iter().map(|line| line.status)),
+            lines,
+            created_at,
+            expires_at: holds
+                .iter()
+                .map(|h| h.expires_at)
+                .min()
+                .unwrap_or(created_at),
+        }
+    }
+}
+
+/// A reservation is active while any line is; otherwise committed if any line was sold, released
+/// if any was given back, else expired.
+pub(crate) fn overall_status(statuses: impl Iterator<Item = HoldStatus> + Clone) -> HoldStatus {
+    [
+        HoldStatus::Active,
+        HoldStatus::Committed,
+        HoldStatus::Released,
+    ]
+    .into_iter()
+    .find(|wanted| statuses.clone().any(|status| status == *wanted))
+    .unwrap_or(HoldStatus::Expired)
+}
+
+/// Where a queued command stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CommandView {
+    pub command_id: CommandId,
+    #[serde(flatten)]
+    pub status: super::CommandStatus,
+}
+
+/// Serializes a timestamp in its RFC 3339 form.
+pub(crate) fn rfc3339<S: serde::Serializer>(
+    at: &Timestamp,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&format_rfc3339(*at))
+}
+
+/// RFC 3339 text of a timestamp (UTC, milliseconds).
+pub fn format_rfc3339(at: Timestamp) -> String {
+    chrono::DateTime::from_timestamp_millis(at.millis()).map_or_else(
+        || at.millis().to_string(),
+        |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    )
+}

@@ -1,0 +1,110 @@
+//! Configuration, read once at start-up. A malformed variable fails the start with its name.
+
+use std::time::Duration;
+
+use thiserror::Error;
+
+/// Settings of the service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// How long past its expiry a hold keeps counting against availability, so a checkout
+    /// accepted in time still commits (`INVENTORY_RELEASE_GRACE_SECONDS`, default 120).
+    pub release_grace_secs: i64,
+    /// How long a reservation keeps re-reading and re-deciding after conflicts before it answers
+    /// 503 `contention` (`INVENTORY_CONTENTION_BUDGET_MS`, default 3000).
+    pub contention_budget: Duration,
+    /// At most this many attempts per decision, whatever the time left
+    /// (`INVENTORY_MAX_ATTEMPTS`, default 200).
+    pub max_attempts: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            release_grace_secs: 120,
+            contention_budget: Duration::from_millis(3_000),
+            max_attempts: 200,
+        }
+    }
+}
+
+/// A variable that is set but not usable.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("environment variable {name} is invalid: {reason}")]
+pub struct ConfigError {
+    /// The variable.
+    pub name: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let defaults = Self::default();
+        let grace = number(&lookup, "INVENTORY_RELEASE_GRACE_SECONDS", 0..=3_600)?;
+        let budget = number(&lookup, "INVENTORY_CONTENTION_BUDGET_MS", 1..=60_000)?;
+        let attempts = number(&lookup, "INVENTORY_MAX_ATTEMPTS", 1..=10_000)?;
+        Ok(Self {
+            release_grace_secs: grace.unwrap_or(defaults.release_grace_secs),
+            contention_budget: budget
+                .map(|ms| Duration::from_millis(ms as u64))
+                .unwrap_or(defaults.contention_budget),
+            max_attempts: attempts.map_or(defaults.max_attempts, |n| n as u32),
+        })
+    }
+}
+
+fn number(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    range: std::ops::RangeInclusive<i64>,
+) -> Result<Option<i64>, ConfigError> {
+    let Some(raw) = lookup(name) else {
+        return Ok(None);
+    };
+    let value: i64 = raw.trim().parse().map_err(|_| ConfigError {
+        name,
+        reason: format!("{raw:?} is not a whole number"),
+    })?;
+    if !range.contains(&value) {
+        return Err(ConfigError {
+            name,
+            reason: format!("{value} is outside {}..={}", range.start(), range.end()),
+        });
+    }
+    Ok(Some(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        assert_eq!(Config::from_lookup(|_| None), Ok(Config::default()));
+    }
+
+    #[test]
+    fn a_malformed_variable_is_named_in_the_error() {
+        let err = Config::from_lookup(|name| {
+            (name == "INVENTORY_RELEASE_GRACE_SECONDS").then(|| "soon".to_string())
+        })
+        .unwrap_err();
+        assert_eq!(err.name, "INVENTORY_RELEASE_GRACE_SECONDS");
+    }
+
+    #[test]
+    fn the_release_grace_can_be_configured() {
+        let config = Config::from_lookup(|name| {
+            (name == "INVENTORY_RELEASE_GRACE_SECONDS").then(|| "30".to_string())
+        })
+        .unwrap();
+        assert_eq!(config.release_grace_secs, 30);
+    }
+}

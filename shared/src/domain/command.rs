@@ -1,0 +1,53 @@
+//! Commands: requests for change that travel through the queue, one SKU each, applied in order by
+//! the command processor. Imperative names; each carries the id that makes it take effect once.
+
+use serde::{Deserialize, Serialize};
+
+use super::types::{CommandId, Quantity, ReservationId, Sku, Timestamp};
+
+/// One queued command for one SKU. A checkout or release of a multi-SKU reservation is one
+/// command id with one `Command` per line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command {
+    /// Names the command; a redelivery carries the same id and is applied once.
+    pub id: CommandId,
+    /// The SKU whose stream the command changes (the queue's partition key).
+    pub sku: Sku,
+    /// When the API accepted it (a checkout counts as in time if accepted before expiry).
+    pub accepted_at: Timestamp,
+    /// What to do.
+    #[serde(flatten)]
+    pub action: Action,
+}
+
+/// What a command asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Action {
+    /// Record units received at the warehouse.
+    ReceiveStock {
+        quantity: Quantity,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+    },
+    /// Correct the on-hand count by `delta`.
+    AdjustStock { delta: i64, reason: String },
+    /// Check out the reservation's hold on this SKU.
+    CommitHold { reservation_id: ReservationId },
+    /// Give the reservation's hold on this SKU back.
+    ReleaseHold { reservation_id: ReservationId },
+    /// End the reservation's hold on this SKU if it ran out (sent by the expiry reaction).
+    ExpireHold { reservation_id: ReservationId },
+}
+
+impl Action {
+    /// The reservation a hold command acts on.
+    pub fn reservation_id(&self) -> Option<&ReservationId> {
+        match self {
+            Action::CommitHold { reservation_id }
+            | Action::ReleaseHold { reservation_id }
+            | Action::ExpireHold { reservation_id } => Some(reservation_id),
+            Action::ReceiveStock { .. } | Action::AdjustStock { .. } => None,
+        }
+    }
+}

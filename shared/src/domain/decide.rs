@@ -1,0 +1,581 @@
+//! Decisions: every business rule lives here. Each takes the folded state (and the hold's record
+//! when it acts on a hold) and `now`, and returns the change to record or a typed rejection.
+//!
+//! `now` is the caller's clock raised to the stream's clock ([`SkuState::now`]), so time never
+//! runs backwards within a stream whatever the skew between the machines deciding.
+
+use super::command::{Action, Command};
+use super::event::{Change, Line, RejectionCode};
+use super::hold::{HoldLine, HoldStatus, HoldTerms};
+use super::state::SkuState;
+use super::types::{CommandId, Quantity, ReservationId, Timestamp};
+
+/// Why a hold cannot be placed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlaceRejection {
+    /// No event was ever recorded for the SKU.
+    UnknownSku,
+    /// Fewer units are available than requested (`available` may be negative when short).
+    InsufficientStock { requested: i64, available: i64 },
+}
+
+/// What applying a queued command comes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Record this change.
+    Apply(Change),
+    /// The command's effect is already there (a repeated checkout or release): nothing to record.
+    AlreadyDone,
+    /// The command cannot take effect; recorded as `CommandRejected`.
+    Reject(RejectionCode),
+}
+
+impl SkuState {
+    /// The decision time for this stream: the caller's clock, never earlier than the last event.
+    pub fn now(&self, clock: Timestamp) -> Timestamp {
+        clock.max(self.clock)
+    }
+}
+
+/// Places a hold of `quantity` if that many units are available at `now`.
+pub fn place_hold(
+    state: &SkuState,
+    reservation_id: &ReservationId,
+    quantity: Quantity,
+    terms: HoldTerms,
+    lines: Vec<Line>,
+    now: Timestamp,
+) -> Result<Change, PlaceRejection> {
+    if !state.exists() {
+        return Err(PlaceRejection::UnknownSku);
+    }
+    let available = state.available(now);
+    if quantity.units() > available {
+        return Err(PlaceRejection::InsufficientStock {
+            requested: quantity.units(),
+            available,
+        });
+    }
+    Ok(Change::HoldPlaced {
+        reservation_id: reservation_id.clone(),
+        quantity,
+        expires_at: terms.expires_at,
+        release_at: terms.release_at,
+        lines,
+    })
+}
+
+/// Promises an active hold for longer. `Ok(None)` when the new terms would not extend it.
+pub fn extend_hold(
+    hold: &HoldLine,
+    terms: HoldTerms,
+    now: Timestamp,
+) -> Result<Option<Change>, RejectionCode> {
+    if hold.status_at(now) != HoldStatus::Active {
+        return Err(RejectionCode::ReservationNotActive);
+    }
+    if terms.expires_at <= hold.expires_at {
+        return Ok(None);
+    }
+    Ok(Some(Change::HoldExtended {
+        reservation_id: hold.reservation_id.clone(),
+        quantity: hold.quantity,
+        expires_at: terms.expires_at,
+        release_at: terms.release_at.max(hold.release_at),
+        previous_release_at: hold.release_at,
+    }))
+}
+
+/// Decides a queued command. Hold commands need the hold's record (`None`: the reservation
+/// holds nothing on this SKU, which the caller has told apart from an unknown reservation).
+pub fn decide(
+    state: &SkuState,
+    hold: Option<&HoldLine>,
+    command: &Command,
+    now: Timestamp,
+) -> Verdict {
+    let id = command.id;
+    match (&command.action, hold) {
+        (
+            Action::ReceiveStock {
+                quantity,
+                reference,
+            },
+            _,
+        ) => Verdict::Apply(Change::StockReceived {
+            command_id: id,
+            quantity: *quantity,
+            reference: reference.clone(),
+        }),
+        (Action::AdjustStock { delta, reason }, _) => adjust(state, id, *delta, reason),
+        (Action::CommitHold { .. }, Some(hold)) => {
+            commit(state, hold, id, command.accepted_at, now)
+        }
+        (Action::ReleaseHold { .. }, Some(hold)) => release(hold, id),
+        (Action::ExpireHold { .. }, Some(hold)) => expire(hold, now),
+        (_, None) => Verdict::Reject(RejectionCode::SkuNotInReservation),
+    }
+}
+
+fn adjust(state: &SkuState, command_id: CommandId, delta: i64, reason: &str) -> Verdict {
+    match state.on_hand.checked_add(delta) {
+        Some(on_hand) if on_hand >= 0 => Verdict::Apply(Change::StockAdjusted {
+            command_id,
+            delta,
+            reason: reason.to_owned(),
+        }),
+        _ => Verdict::Reject(RejectionCode::OnHandWouldGoNegative),
+    }
+}
+
+/// Checkout. In time (accepted by `expires_at`) and still counting: the held units are sold.
+/// In time but processed after the release grace: the units are taken again if available.
+fn commit(
+    state: &SkuState,
+    hold: &HoldLine,
+    command_id: CommandId,
+    accepted_at: Timestamp,
+    now: Timestamp,
+) -> Verdict {
+    match hold.status {
+        HoldStatus::Committed => return Verdict::AlreadyDone,
+        HoldStatus::Released => return Verdict::Reject(RejectionCode::ReservationNotActive),
+        HoldStatus::Active | HoldStatus::Expired => {}
+    }
+    if accepted_at > hold.expires_at {
+        return Verdict::Reject(RejectionCode::ReservationExpired);
+    }
+    let still_counting = hold.counts_at(now);
+    if !still_counting && state.available(now) < hold.quantity.units() {
+        return Verdict::Reject(RejectionCode::HoldLapsedInsufficientStock);
+    }
+    Verdict::Apply(Change::HoldCommitted {
+        reservation_id: hold.reservation_id.clone(),
+        command_id,
+        quantity: hold.quantity,
+        release_at: hold.release_at,
+        reacquired: !still_counting,
+    })
+}
+
+fn release(hold: &HoldLine, command_id: CommandId) -> Verdict {
+    match hold.status {
+        HoldStatus::Active => Verdict::Apply(Change::HoldReleased {
+            reservation_id: hold.reservation_id.clone(),
+            command_id,
+            quantity: hold.quantity,
+            release_at: hold.release_at,
+        }),
+        HoldStatus::Released | HoldStatus::Expired => Verdict::AlreadyDone,
+        HoldStatus::Committed => Verdict::Reject(RejectionCode::ReservationNotActive),
+    }
+}
+
+/// Expiry is written only once the hold has stopped counting, so it never cuts the grace a
+/// checkout accepted in time relies on.
+fn expire(hold: &HoldLine, now: Timestamp) -> Verdict {
+    if hold.status == HoldStatus::Active && now >= hold.release_at {
+        Verdict::Apply(Change::HoldExpired {
+            reservation_id: hold.reservation_id.clone(),
+            quantity: hold.quantity,
+            release_at: hold.release_at,
+        })
+    } else {
+        Verdict::AlreadyDone
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Rules as given(events) / when(decision) / then(change or rejection).
+
+    use super::*;
+    use crate::domain::event::Event;
+    use crate::domain::types::{Sku, TtlSeconds};
+
+    const GRACE: i64 = 120;
+
+    fn sku() -> Sku {
+        Sku::parse("SKU-1").unwrap()
+    }
+    fn qty(n: i64) -> Quantity {
+        Quantity::new(n).unwrap()
+    }
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_millis(secs * 1000)
+    }
+    fn cmd_id(n: u128) -> CommandId {
+        CommandId::parse(&uuid::Uuid::from_u128(n).to_string()).unwrap()
+    }
+    fn res_id(seq: u64) -> ReservationId {
+        ReservationId::new(sku(), seq, seq)
+    }
+
+    /// A stream being built up by the test, with the hold records its hold events imply.
+    struct Given {
+        events: Vec<Event>,
+    }
+
+    fn given() -> Given {
+        Given { events: Vec::new() }
+    }
+
+    impl Given {
+        fn event(mut self, when: Timestamp, change: Change) -> Self {
+            let seq = self.events.len() as u64 + 1;
+            self.events.push(Event {
+                sku: sku(),
+                seq,
+                at: when,
+                change,
+            });
+            self
+        }
+        fn received(self, when: Timestamp, n: i64) -> Self {
+            self.event(
+                when,
+                Change::StockReceived {
+                    command_id: cmd_id(when.millis() as u128),
+                    quantity: qty(n),
+                    reference: None,
+                },
+            )
+        }
+        fn adjusted(self, when: Timestamp, delta: i64) -> Self {
+            self.event(
+                when,
+                Change::StockAdjusted {
+                    command_id: cmd_id(when.millis() as u128 + 1),
+                    delta,
+                    reason: "count".into(),
+                },
+            )
+        }
+        /// A hold of `n` for `ttl` seconds placed at `when`; its id is derived from its seq.
+        fn held(self, when: Timestamp, n: i64, ttl: i64) -> Self {
+            let seq = self.events.len() as u64 + 1;
+            let terms = HoldTerms::new(when, TtlSeconds::new(ttl).unwrap(), GRACE);
+            self.event(
+                when,
+                Change::HoldPlaced {
+                    reservation_id: res_id(seq),
+                    quantity: qty(n),
+                    expires_at: terms.expires_at,
+                    release_at: terms.release_at,
+                    lines: vec![],
+                },
+            )
+        }
+        fn state(&self) -> SkuState {
+            SkuState::from_events(&self.events)
+        }
+        /// The record of the hold placed at `seq`, folded over the whole stream.
+        fn hold(&self, seq: u64) -> HoldLine {
+            let placed = &self.events[seq as usize - 1];
+            let mut hold = HoldLine::placed(&sku(), &placed.change).unwrap();
+            for event in &self.events[seq as usize..] {
+                hold.evolve(&event.change);
+            }
+            hold
+        }
+        /// Decides `command` on hold `hold_seq` at `now` and records the change it makes.
+        fn decided(self, hold_seq: u64, command: &Command, now: Timestamp) -> Self {
+            let verdict = decide(&self.state(), Some(&self.hold(hold_seq)), command, now);
+            self.apply(now, verdict)
+        }
+        fn apply(self, when: Timestamp, verdict: Verdict) -> Self {
+            match verdict {
+                Verdict::Apply(change) => self.event(when, change),
+                other => panic!("expected a change, got {other:?}"),
+            }
+        }
+    }
+
+    fn command(action: Action, accepted_at: Timestamp) -> Command {
+        Command {
+            id: cmd_id(999),
+            sku: sku(),
+            accepted_at,
+            action,
+        }
+    }
+    fn checkout(hold_seq: u64, accepted_at: Timestamp) -> Command {
+        command(
+            Action::CommitHold {
+                reservation_id: res_id(hold_seq),
+            },
+            accepted_at,
+        )
+    }
+    fn release_cmd(hold_seq: u64) -> Command {
+        command(
+            Action::ReleaseHold {
+                reservation_id: res_id(hold_seq),
+            },
+            at(0),
+        )
+    }
+    fn place(g: &Given, n: i64, now: Timestamp) -> Result<Change, PlaceRejection> {
+        let terms = HoldTerms::new(now, TtlSeconds::DEFAULT, GRACE);
+        place_hold(&g.state(), &res_id(99), qty(n), terms, vec![], now)
+    }
+
+    #[test]
+    fn a_hold_is_placed_when_enough_stock_is_available() {
+        let g = given().received(at(0), 10);
+        assert!(matches!(
+            place(&g, 10, at(1)),
+            Ok(Change::HoldPlaced { .. })
+        ));
+    }
+
+    #[test]
+    fn a_hold_is_refused_when_it_asks_for_more_than_is_available() {
+        let g = given().received(at(0), 10).held(at(1), 7, 900);
+        assert_eq!(
+            place(&g, 4, at(2)),
+            Err(PlaceRejection::InsufficientStock {
+                requested: 4,
+                available: 3
+            })
+        );
+    }
+
+    #[test]
+    fn a_hold_on_a_sku_with_no_history_is_refused_as_unknown() {
+        assert_eq!(place(&given(), 1, at(0)), Err(PlaceRejection::UnknownSku));
+    }
+
+    #[test]
+    fn available_is_on_hand_less_committed_less_held() {
+        let g = given()
+            .received(at(0), 10)
+            .held(at(1), 3, 900)
+            .held(at(2), 2, 900);
+        let g = g.decided(2, &checkout(2, at(3)), at(3));
+        let state = g.state();
+        assert_eq!(
+            (state.on_hand, state.committed, state.held(at(4))),
+            (10, 3, 2)
+        );
+        assert_eq!(state.available(at(4)), 5);
+    }
+
+    #[test]
+    fn a_hold_keeps_counting_through_the_grace_after_expiry() {
+        let g = given().received(at(0), 5).held(at(0), 5, 60);
+        let state = g.state();
+        assert_eq!(state.available(at(60)), 0, "at expiry");
+        assert_eq!(state.available(at(60 + GRACE - 1)), 0, "inside the grace");
+    }
+
+    #[test]
+    fn a_hold_stops_counting_after_the_grace_even_without_an_expiry_event() {
+        let g = given().received(at(0), 5).held(at(0), 5, 60);
+        assert_eq!(g.state().available(at(60 + GRACE)), 5);
+        assert!(matches!(place(&g, 5, at(60 + GRACE)), Ok(_)));
+    }
+
+    #[test]
+    fn a_checkout_accepted_in_time_commits_the_held_units() {
+        let g = given().received(at(0), 5).held(at(0), 2, 60);
+        let verdict = decide(&g.state(), Some(&g.hold(2)), &checkout(2, at(59)), at(100));
+        assert!(matches!(
+            verdict,
+            Verdict::Apply(Change::HoldCommitted {
+                reacquired: false,
+                ..
+            })
+        ));
+        let g = g.apply(at(100), verdict);
+        assert_eq!(g.state().committed, 2);
+        assert_eq!(g.state().held(at(100)), 0);
+        assert_eq!(g.state().available(at(100)), 3);
+    }
+
+    #[test]
+    fn a_checkout_accepted_after_expiry_is_rejected_as_expired() {
+        let g = given().received(at(0), 5).held(at(0), 2, 60);
+        assert_eq!(
+            decide(&g.state(), Some(&g.hold(2)), &checkout(2, at(61)), at(61)),
+            Verdict::Reject(RejectionCode::ReservationExpired)
+        );
+    }
+
+    #[test]
+    fn a_checkout_processed_after_the_grace_takes_the_units_again_when_they_are_available() {
+        let g = given().received(at(0), 5).held(at(0), 2, 60);
+        let late = at(60 + GRACE + 10);
+        let verdict = decide(&g.state(), Some(&g.hold(2)), &checkout(2, at(30)), late);
+        assert!(matches!(
+            verdict,
+            Verdict::Apply(Change::HoldCommitted {
+                reacquired: true,
+                ..
+            })
+        ));
+        let g = g.apply(late, verdict);
+        assert_eq!((g.state().committed, g.state().available(late)), (2, 3));
+    }
+
+    #[test]
+    fn a_checkout_processed_after_the_grace_is_rejected_when_the_units_are_gone() {
+        let g = given().received(at(0), 2).held(at(0), 2, 60);
+        let late = at(60 + GRACE + 10);
+        let g = g.held(late, 1, 900);
+        assert_eq!(
+            decide(&g.state(), Some(&g.hold(2)), &checkout(2, at(30)), late),
+            Verdict::Reject(RejectionCode::HoldLapsedInsufficientStock)
+        );
+    }
+
+    #[test]
+    fn a_checkout_after_an_expiry_event_still_commits_if_it_was_accepted_in_time() {
+        let g = given().received(at(0), 5).held(at(0), 2, 60);
+        let after_grace = at(60 + GRACE);
+        let g = g.decided(2, &expire_cmd(2), after_grace);
+        assert_eq!(g.hold(2).status, HoldStatus::Expired);
+        let verdict = decide(
+            &g.state(),
+            Some(&g.hold(2)),
+            &checkout(2, at(59)),
+            after_grace,
+        );
+        assert!(matches!(
+            verdict,
+            Verdict::Apply(Change::HoldCommitted {
+                reacquired: true,
+                ..
+            })
+        ));
+    }
+
+    fn expire_cmd(hold_seq: u64) -> Command {
+        command(
+            Action::ExpireHold {
+                reservation_id: res_id(hold_seq),
+            },
+            at(0),
+        )
+    }
+
+    #[test]
+    fn a_repeated_checkout_is_already_done() {
+        let g = given().received(at(0), 5).held(at(0), 2, 60);
+        let g = g.decided(2, &checkout(2, at(1)), at(1));
+        assert_eq!(
+            decide(&g.state(), Some(&g.hold(2)), &checkout(2, at(1)), at(2)),
+            Verdict::AlreadyDone
+        );
+    }
+
+    #[test]
+    fn a_released_hold_frees_its_units_and_cannot_be_checked_out() {
+        let g = given().received(at(0), 5).held(at(0), 2, 60);
+        let g = g.decided(2, &release_cmd(2), at(1));
+        assert_eq!(g.state().available(at(1)), 5);
+        assert_eq!(
+            decide(&g.state(), Some(&g.hold(2)), &checkout(2, at(1)), at(2)),
+            Verdict::Reject(RejectionCode::ReservationNotActive)
+        );
+        assert_eq!(
+            decide(&g.state(), Some(&g.hold(2)), &release_cmd(2), at(2)),
+            Verdict::AlreadyDone
+        );
+    }
+
+    #[test]
+    fn a_committed_hold_cannot_be_released() {
+        let g = given().received(at(0), 5).held(at(0), 2, 60);
+        let g = g.decided(2, &checkout(2, at(1)), at(1));
+        assert_eq!(
+            decide(&g.state(), Some(&g.hold(2)), &release_cmd(2), at(2)),
+            Verdict::Reject(RejectionCode::ReservationNotActive)
+        );
+    }
+
+    #[test]
+    fn an_expiry_is_not_written_before_the_hold_stops_counting() {
+        let g = given().received(at(0), 5).held(at(0), 2, 60);
+        assert_eq!(
+            decide(&g.state(), Some(&g.hold(2)), &expire_cmd(2), at(61)),
+            Verdict::AlreadyDone
+        );
+    }
+
+    #[test]
+    fn an_adjustment_that_would_make_on_hand_negative_is_rejected() {
+        let g = given().received(at(0), 5);
+        let adjust = command(
+            Action::AdjustStock {
+                delta: -6,
+                reason: "count".into(),
+            },
+            at(1),
+        );
+        assert_eq!(
+            decide(&g.state(), None, &adjust, at(1)),
+            Verdict::Reject(RejectionCode::OnHandWouldGoNegative)
+        );
+    }
+
+    #[test]
+    fn an_adjustment_below_what_is_held_is_recorded_and_leaves_the_item_short() {
+        let g = given()
+            .received(at(0), 5)
+            .held(at(0), 4, 900)
+            .adjusted(at(1), -3);
+        let state = g.state();
+        assert_eq!((state.on_hand, state.available(at(2))), (2, -2));
+        assert_eq!(
+            place(&g, 1, at(2)),
+            Err(PlaceRejection::InsufficientStock {
+                requested: 1,
+                available: -2
+            })
+        );
+        let g = g.received(at(3), 3);
+        assert!(place(&g, 1, at(4)).is_ok(), "restocked");
+    }
+
+    #[test]
+    fn an_extension_moves_the_hold_to_a_later_release() {
+        let g = given().received(at(0), 5).held(at(0), 2, 60);
+        let terms = HoldTerms::new(at(30), TtlSeconds::new(600).unwrap(), GRACE);
+        let change = extend_hold(&g.hold(2), terms, at(30)).unwrap().unwrap();
+        let g = g.event(at(30), change);
+        assert_eq!(g.hold(2).expires_at, at(630));
+        assert_eq!(g.state().available(at(60 + GRACE + 1)), 3, "still counting");
+        assert_eq!(g.state().available(at(630 + GRACE)), 5);
+    }
+
+    #[test]
+    fn an_expired_hold_cannot_be_extended() {
+        let g = given().received(at(0), 5).held(at(0), 2, 60);
+        let terms = HoldTerms::new(at(61), TtlSeconds::new(600).unwrap(), GRACE);
+        assert_eq!(
+            extend_hold(&g.hold(2), terms, at(61)),
+            Err(RejectionCode::ReservationNotActive)
+        );
+    }
+
+    #[test]
+    fn time_in_a_stream_never_runs_backwards() {
+        let g = given().received(at(100), 5);
+        assert_eq!(g.state().now(at(50)), at(100));
+        assert_eq!(g.state().now(at(150)), at(150));
+    }
+
+    #[test]
+    fn state_stays_small_with_a_hundred_thousand_holds() {
+        let mut g = given().received(at(0), 200_000);
+        for i in 0..100_000 {
+            g = g.held(Timestamp::from_millis(i * 10), 1, 900);
+        }
+        let state = g.state();
+        assert_eq!(state.held(at(1_000)), 100_000);
+        assert!(state.bucket_count() <= 1_100, "{}", state.bucket_count());
+        let size = serde_json::to_vec(&state).unwrap().len();
+        assert!(size < 40_000, "{size} bytes");
+    }
+}

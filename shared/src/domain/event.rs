@@ -1,0 +1,156 @@
+//! Events: the facts recorded in each SKU's stream. Past tense, immutable, and carrying what the
+//! fold and the projections need (a hold event names the quantity and the expiry bucket it
+//! counts in, so folding never has to look anything up).
+
+use serde::{Deserialize, Serialize};
+
+use super::types::{CommandId, Quantity, ReservationId, Sku, Timestamp, Version};
+
+/// One recorded event: position in its stream, when it was decided, and what changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// The stream this event belongs to.
+    pub sku: Sku,
+    /// Gap-free position in the stream, starting at 1.
+    pub seq: Version,
+    /// When the decision that produced it was taken (never earlier than the stream's previous event).
+    pub at: Timestamp,
+    /// What happened.
+    #[serde(flatten)]
+    pub change: Change,
+}
+
+/// One line of a reservation: a SKU and how many units of it are held.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Line {
+    /// The SKU held.
+    pub sku: Sku,
+    /// Units held.
+    pub quantity: Quantity,
+}
+
+/// What an event records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Change {
+    /// Units arrived at the warehouse.
+    StockReceived {
+        command_id: CommandId,
+        quantity: Quantity,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+    },
+    /// An admin corrected the count (a fact: it may leave the item short of its holds).
+    StockAdjusted {
+        command_id: CommandId,
+        delta: i64,
+        reason: String,
+    },
+    /// A shopper's hold on `quantity` units, promised until `expires_at` and counted against
+    /// availability until `release_at` (expiry plus the release grace, rounded up to its bucket).
+    /// The reservation's anchor event (on its first line's SKU) lists every line of the cart.
+    HoldPlaced {
+        reservation_id: ReservationId,
+        quantity: Quantity,
+        expires_at: Timestamp,
+        release_at: Timestamp,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        lines: Vec<Line>,
+    },
+    /// The hold was promised for longer; it moves from one release bucket to another.
+    HoldExtended {
+        reservation_id: ReservationId,
+        quantity: Quantity,
+        expires_at: Timestamp,
+        release_at: Timestamp,
+        previous_release_at: Timestamp,
+    },
+    /// Checkout: the held units are sold. `reacquired` means the hold had already lapsed and the
+    /// units were taken from what was available instead.
+    HoldCommitted {
+        reservation_id: ReservationId,
+        command_id: CommandId,
+        quantity: Quantity,
+        release_at: Timestamp,
+        reacquired: bool,
+    },
+    /// The shopper gave the units back.
+    HoldReleased {
+        reservation_id: ReservationId,
+        command_id: CommandId,
+        quantity: Quantity,
+        release_at: Timestamp,
+    },
+    /// The hold ran out without a checkout.
+    HoldExpired {
+        reservation_id: ReservationId,
+        quantity: Quantity,
+        release_at: Timestamp,
+    },
+    /// A queued command could not take effect; recorded so the history explains itself.
+    CommandRejected {
+        command_id: CommandId,
+        reason: RejectionCode,
+    },
+}
+
+impl Change {
+    /// The queued command this change answers, if it came from one.
+    pub fn command_id(&self) -> Option<CommandId> {
+        match self {
+            Change::StockReceived { command_id, .. }
+            | Change::StockAdjusted { command_id, .. }
+            | Change::HoldCommitted { command_id, .. }
+            | Change::HoldReleased { command_id, .. }
+            | Change::CommandRejected { command_id, .. } => Some(*command_id),
+            Change::HoldPlaced { .. }
+            | Change::HoldExtended { .. }
+            | Change::HoldExpired { .. } => None,
+        }
+    }
+
+    /// The reservation this change belongs to, if it is a hold event.
+    pub fn reservation_id(&self) -> Option<&ReservationId> {
+        match self {
+            Change::HoldPlaced { reservation_id, .. }
+            | Change::HoldExtended { reservation_id, .. }
+            | Change::HoldCommitted { reservation_id, .. }
+            | Change::HoldReleased { reservation_id, .. }
+            | Change::HoldExpired { reservation_id, .. } => Some(reservation_id),
+            _ => None,
+        }
+    }
+}
+
+/// Why a command or a request was refused. Serialized as its snake_case code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectionCode {
+    /// The adjustment would make on-hand stock negative.
+    OnHandWouldGoNegative,
+    /// No reservation has that id.
+    ReservationNotFound,
+    /// The reservation is committed, released or expired.
+    ReservationNotActive,
+    /// The checkout was accepted after the hold's expiry.
+    ReservationExpired,
+    /// The checkout came after the release grace and the units could not be taken again.
+    HoldLapsedInsufficientStock,
+    /// The command named a SKU the reservation does not hold.
+    SkuNotInReservation,
+}
+
+impl RejectionCode {
+    /// The snake_case code clients see.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OnHandWouldGoNegative => "on_hand_would_go_negative",
+            Self::ReservationNotFound => "reservation_not_found",
+            Self::ReservationNotActive => "reservation_not_active",
+            Self::ReservationExpired => "reservation_expired",
+            Self::HoldLapsedInsufficientStock => "hold_lapsed_insufficient_stock",
+            Self::SkuNotInReservation => "sku_not_in_reservation",
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! One reservation's hold on one SKU: its terms and where it is in its life. This is the per-hold
+//! record that is looked up directly by reservation id (never kept inside the SKU's state).
+
+use serde::{Deserialize, Serialize};
+
+use super::event::Change;
+use super::types::{Quantity, ReservationId, Sku, Timestamp, TtlSeconds};
+
+/// Where a hold is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HoldStatus {
+    /// Units are promised and can be checked out until `expires_at`.
+    Active,
+    /// Checked out: the units are sold.
+    Committed,
+    /// Given back by the shopper.
+    Released,
+    /// Ran out without a checkout.
+    Expired,
+}
+
+/// When a hold stops being promised and when it stops counting against availability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HoldTerms {
+    /// Last instant a checkout is accepted.
+    pub expires_at: Timestamp,
+    /// First instant the hold no longer counts against availability: `expires_at` plus the release
+    /// grace, rounded up to the hold's release bucket.
+    pub release_at: Timestamp,
+}
+
+impl HoldTerms {
+    /// Release windows up to this long are bucketed per second, longer ones per minute, so a SKU
+    /// keeps at most ~1,200 + ~1,450 buckets whatever its number of holds.
+    const FINE_WINDOW_MILLIS: i64 = 20 * 60 * 1000;
+
+    /// Terms of a hold decided at `now` for `ttl`, counted `release_grace_secs` past its expiry.
+    pub fn new(now: Timestamp, ttl: TtlSeconds, release_grace_secs: i64) -> Self {
+        let expires_at = now.plus_seconds(ttl.seconds());
+        let unrounded = expires_at.plus_seconds(release_grace_secs);
+        let step = if unrounded.millis() - now.millis() <= Self::FINE_WINDOW_MILLIS {
+            1_000
+        } else {
+            60_000
+        };
+        Self {
+            expires_at,
+            release_at: unrounded.ceil_to(step),
+        }
+    }
+}
+
+/// A reservation's hold on one SKU.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldLine {
+    /// The reservation this hold belongs to.
+    pub reservation_id: ReservationId,
+    /// The SKU held.
+    pub sku: Sku,
+    /// Units held.
+    pub quantity: Quantity,
+    /// Last instant a checkout is accepted.
+    pub expires_at: Timestamp,
+    /// First instant the hold stops counting against availability.
+    pub release_at: Timestamp,
+    /// Recorded status (an active hold past its expiry reads as expired: see [`HoldLine::status_at`]).
+    pub status: HoldStatus,
+}
+
+impl HoldLine {
+    /// The hold a `HoldPlaced` change on `sku` starts; `None` for any other change.
+    pub fn placed(sku: &Sku, change: &Change) -> Option<Self> {
+        match change {
+            Change::HoldPlaced {
+                reservation_id,
+                quantity,
+                expires_at,
+                release_at,
+                ..
+            } => Some(Self {
+                reservation_id: reservation_id.clone(),
+                sku: sku.clone(),
+                quantity: *quantity,
+                expires_at: *expires_at,
+                release_at: *release_at,
+                status: HoldStatus::Active,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Folds one of this hold's events in; other changes leave it as it is.
+    pub fn evolve(&mut self, change: &Change) {
+        if change.reservation_id() != Some(&self.reservation_id) {
+            return;
+        }
+        match change {
+            Change::HoldExtended {
+                expires_at,
+                release_at,
+                ..
+            } => {
+                self.expires_at = *expires_at;
+                self.release_at = *release_at;
+            }
+            Change::HoldCommitted { .. } => self.status = HoldStatus::Committed,
+            Change::HoldReleased { .. } => self.status = HoldStatus::Released,
+            Change::HoldExpired { .. } => self.status = HoldStatus::Expired,
+            _ => {}
+        }
+    }
+
+    /// The status a reader sees at `now`: an active hold past its expiry is expired, even before
+    /// an expiry event is written.
+    pub fn status_at(&self, now: Timestamp) -> HoldStatus {
+        match self.status {
+            HoldStatus::Active if now > self.expires_at => HoldStatus::Expired,
+            status => status,
+        }
+    }
+
+    /// Whether the hold still counts against availability at `now`.
+    pub fn counts_at(&self, now: Timestamp) -> bool {
+        self.status == HoldStatus::Active && now < self.release_at
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ttl(secs: i64) -> TtlSeconds {
+        TtlSeconds::new(secs).unwrap()
+    }
+
+    #[test]
+    fn a_default_hold_counts_until_expiry_plus_grace_to_the_second() {
+        let now = Timestamp::from_millis(1_000_500);
+        let terms = HoldTerms::new(now, ttl(900), 120);
+        assert_eq!(terms.expires_at, now.plus_seconds(900));
+        assert_eq!(terms.release_at, Timestamp::from_millis(2_021_000));
+    }
+
+    #[test]
+    fn a_long_hold_is_bucketed_to_the_minute_and_never_released_early() {
+        let now = Timestamp::from_millis(1_000_500);
+        let terms = HoldTerms::new(now, ttl(86_400), 120);
+        let exact = terms.expires_at.plus_seconds(120);
+        assert!(terms.release_at >= exact);
+        assert!(terms.release_at.millis() - exact.millis() < 60_000);
+        assert_eq!(terms.release_at.millis() % 60_000, 0);
+    }
+}

@@ -1,0 +1,19 @@
+//! The pure domain: value types, events, the fold, per-hold records and the decisions.
+//! Nothing here does I/O or reads a clock.
+
+pub mod command;
+pub mod decide;
+pub mod event;
+pub mod hold;
+pub mod state;
+pub mod types;
+
+pub use command::{Action, Command};
+pub use decide::{PlaceRejection, Verdict};
+pub use event::{Change, Event, Line, RejectionCode};
+pub use hold::{HoldLine, HoldStatus, HoldTerms};
+pub use state::SkuState;
+pub use types::{
+    CommandId, IdempotencyKey, InvalidValue, Quantity, ReservationId, Sku, Timestamp, TtlSeconds,
+    Version,
+};

@@ -1,0 +1,184 @@
+//! The fold of one SKU's stream into the little state every decision needs.
+//!
+//! The state stays bounded however many holds or commands the SKU sees: holds are not kept one by
+//! one but summed per *release bucket* (the instant they stop counting, rounded up), and buckets
+//! in the past are dropped as the stream's clock moves on. Per-hold details live in their own
+//! records (see [`super::hold`]), dedupe records in the store — never in this blob.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::event::{Change, Event};
+use super::types::{Timestamp, Version};
+
+/// What the stream of one SKU adds up to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkuState {
+    /// Sequence of the last event folded in (0: no event yet, the SKU is unknown).
+    pub version: Version,
+    /// Units in the warehouse (may be below what is promised after a downward adjustment).
+    pub on_hand: i64,
+    /// Units sold at checkout.
+    pub committed: i64,
+    /// The latest decision time seen in the stream; time in a stream never runs backwards.
+    pub clock: Timestamp,
+    /// Held units per release instant, only for instants after `clock`.
+    holds: HoldBook,
+}
+
+/// Held units summed per release instant.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct HoldBook {
+    total: i64,
+    #[serde(with = "bucket_list")]
+    by_release: BTreeMap<Timestamp, i64>,
+}
+
+impl SkuState {
+    /// Folds a whole stream from nothing.
+    pub fn from_events<'a>(events: impl IntoIterator<Item = &'a Event>) -> Self {
+        let mut state = Self::default();
+        for event in events {
+            state.evolve(event);
+        }
+        state
+    }
+
+    /// Whether any event was ever recorded for this SKU.
+    pub fn exists(&self) -> bool {
+        self.version > 0
+    }
+
+    /// Folds one event in. Never fails and never reads a clock: the event carries its time.
+    pub fn evolve(&mut self, event: &Event) {
+        self.version = event.seq;
+        self.clock = self.clock.max(event.at);
+        self.holds.forget_released_by(self.clock);
+        let clock = self.clock;
+        match &event.change {
+            Change::StockReceived { quantity, .. } => self.on_hand += quantity.units(),
+            Change::StockAdjusted { delta, .. } => self.on_hand += delta,
+            Change::HoldPlaced {
+                quantity,
+                release_at,
+                ..
+            } => self.holds.add(clock, *release_at, quantity.units()),
+            Change::HoldExtended {
+                quantity,
+                release_at,
+                previous_release_at,
+                ..
+            } => {
+                self.holds
+                    .remove(clock, *previous_release_at, quantity.units());
+                self.holds.add(clock, *release_at, quantity.units());
+            }
+            Change::HoldCommitted {
+                quantity,
+                release_at,
+                reacquired,
+                ..
+            } => {
+                if !reacquired {
+                    self.holds.remove(clock, *release_at, quantity.units());
+                }
+                self.committed += quantity.units();
+            }
+            Change::HoldReleased {
+                quantity,
+                release_at,
+                ..
+            }
+            | Change::HoldExpired {
+                quantity,
+                release_at,
+                ..
+            } => self.holds.remove(clock, *release_at, quantity.units()),
+            Change::CommandRejected { .. } => {}
+        }
+    }
+
+    /// Units held by holds that still count at `now` (lapsed ones stop counting at once, before
+    /// any expiry event is written).
+    pub fn held(&self, now: Timestamp) -> i64 {
+        self.holds.counting_at(now)
+    }
+
+    /// Units that can still be promised at `now`: on hand less committed less held. Negative
+    /// when an adjustment left the item short.
+    pub fn available(&self, now: Timestamp) -> i64 {
+        self.on_hand - self.committed - self.held(now)
+    }
+
+    /// Number of release buckets kept: bounded by the spread of release instants, not by holds.
+    pub fn bucket_count(&self) -> usize {
+        self.holds.by_release.len()
+    }
+}
+
+impl HoldBook {
+    /// Drops the buckets whose holds stopped counting at or before `clock`.
+    fn forget_released_by(&mut self, clock: Timestamp) {
+        while let Some(entry) = self.by_release.first_entry() {
+            if *entry.key() > clock {
+                break;
+            }
+            self.total -= entry.remove();
+        }
+    }
+
+    fn add(&mut self, clock: Timestamp, release_at: Timestamp, units: i64) {
+        if release_at > clock {
+            *self.by_release.entry(release_at).or_default() += units;
+            self.total += units;
+        }
+    }
+
+    /// Takes units out of a bucket. A bucket at or before `clock` is already gone: its holds
+    /// stopped counting and there is nothing left to take.
+    fn remove(&mut self, clock: Timestamp, release_at: Timestamp, units: i64) {
+        if release_at <= clock {
+            return;
+        }
+        if let Some(held) = self.by_release.get_mut(&release_at) {
+            let taken = units.min(*held);
+            *held -= taken;
+            self.total -= taken;
+            if *held == 0 {
+                self.by_release.remove(&release_at);
+            }
+        }
+    }
+
+    fn counting_at(&self, now: Timestamp) -> i64 {
+        let lapsed: i64 = self.by_release.range(..=now).map(|(_, units)| *units).sum();
+        self.total - lapsed
+    }
+}
+
+/// Buckets as a compact list of `[release_at, units]` pairs.
+mod bucket_list {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::domain::types::Timestamp;
+
+    pub fn serialize<S: Serializer>(
+        buckets: &BTreeMap<Timestamp, i64>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(buckets.iter().map(|(at, units)| (at.millis(), *units)))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<BTreeMap<Timestamp, i64>, D::Error> {
+        let pairs = Vec::<(i64, i64)>::deserialize(deserializer)?;
+        Ok(pairs
+            .into_iter()
+            .map(|(at, units)| (Timestamp::from_millis(at), units))
+            .collect())
+    }
+}

@@ -1,0 +1,57 @@
+//! Errors of the use cases, by category. Each variant says how the HTTP edge answers it.
+
+use thiserror::Error;
+
+use crate::domain::{HoldStatus, InvalidValue, Sku};
+use crate::ports::{QueueError, StoreError};
+
+/// Why a use case did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum AppError {
+    /// Bad input (400 with the value's own code).
+    #[error(transparent)]
+    Invalid(#[from] InvalidValue),
+    /// No event was ever recorded for the SKU (404 `unknown_sku`).
+    #[error("unknown sku {0}")]
+    UnknownSku(Sku),
+    /// No reservation has that id (404 `reservation_not_found`).
+    #[error("reservation not found")]
+    ReservationNotFound,
+    /// No command has that id (404 `command_not_found`).
+    #[error("command not found")]
+    CommandNotFound,
+    /// Not enough units of `sku` (409 `insufficient_stock`).
+    #[error("insufficient stock of {sku}: requested {requested}, available {available}")]
+    InsufficientStock {
+        sku: Sku,
+        requested: i64,
+        available: i64,
+    },
+    /// The reservation can no longer be changed that way (409 `reservation_not_active`).
+    #[error("reservation is {status:?}")]
+    ReservationNotActive { status: HoldStatus },
+    /// The idempotency key was first used with another request (422 `idempotency_key_reused`).
+    #[error("idempotency key reused with a different request")]
+    IdempotencyKeyReused,
+    /// Conflicts outlasted the retry budget (503 `contention`).
+    #[error("too much contention, try again")]
+    Contention,
+    /// A dependency failed (503 `unavailable`); nothing was acknowledged.
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<StoreError> for AppError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Conflict(_) => AppError::Contention,
+            StoreError::Unavailable(reason) => AppError::Unavailable(reason),
+        }
+    }
+}
+
+impl From<QueueError> for AppError {
+    fn from(err: QueueError) -> Self {
+        AppError::Unavailable(err.0)
+    }
+}

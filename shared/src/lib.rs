@@ -1,0 +1,16 @@
+//! `inventory-core`: the domain of an inventory service that never oversells, its ports, the
+//! in-memory adapters, configuration and the use cases every function shares.
+//!
+//! - [`domain`]: pure rules (no I/O, the clock passed in).
+//! - [`ports`]: what the use cases need from the world; [`memory`]: the embedded adapters.
+//! - [`app`]: the use cases, written once against the ports.
+
+pub mod app;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod memory;
+pub mod ports;
+
+pub use config::Config;
+pub use error::AppError;

@@ -1,0 +1,221 @@
+//! Ports: the small capabilities the use cases need from the outside world. The in-memory
+//! adapters live in [`crate::memory`]; the AWS adapters implement the same traits and pass the
+//! same conformance suite.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::domain::{
+    Command, CommandId, Event, HoldLine, IdempotencyKey, RejectionCode, ReservationId, Sku,
+    Timestamp, Version,
+};
+
+/// Where a record lives: records are looked up directly by key, never scanned for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RecordKey {
+    /// A reservation's hold on one SKU, once it has left its initial state.
+    Hold {
+        reservation_id: ReservationId,
+        sku: Sku,
+    },
+    /// Which reservation a client's `Idempotency-Key` made.
+    Idempotency { key: IdempotencyKey },
+    /// A command the API accepted.
+    Command { command_id: CommandId },
+    /// How a command turned out on one SKU; its presence is what makes a redelivery a no-op.
+    CommandOutcome { command_id: CommandId, sku: Sku },
+}
+
+/// A record's body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Record {
+    /// See [`RecordKey::Hold`].
+    Hold(HoldLine),
+    /// See [`RecordKey::Idempotency`].
+    Idempotency(IdempotencyRecord),
+    /// See [`RecordKey::Command`].
+    Command(CommandRecord),
+    /// See [`RecordKey::CommandOutcome`].
+    CommandOutcome(CommandOutcome),
+}
+
+/// The reservation an idempotent request made, and a digest of that request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    /// Digest of the request body the key was first used with.
+    pub request_digest: String,
+    /// The reservation it made.
+    pub reservation_id: ReservationId,
+    /// When it was made.
+    pub created_at: Timestamp,
+}
+
+/// A command as accepted by the API: the per-SKU commands it was queued as.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandRecord {
+    /// Digest of the request that made it (a retry with the same key must match it).
+    pub request_digest: String,
+    /// The commands queued, one per SKU.
+    pub commands: Vec<Command>,
+}
+
+/// How a command turned out on one SKU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum CommandOutcome {
+    /// It took effect (or its effect was already there).
+    Applied,
+    /// It could not take effect.
+    Rejected {
+        /// Why.
+        reason: RejectionCode,
+    },
+}
+
+/// A record with the version that makes conditional writes possible (1 for a new record).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Versioned {
+    /// Incremented by every write.
+    pub version: u64,
+    /// The record.
+    pub record: Record,
+}
+
+/// Events to add to one SKU stream, valid only if the stream's head is still `expected`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamAppend {
+    /// The stream.
+    pub sku: Sku,
+    /// The head the decision was made on; the events take `expected + 1`, `expected + 2`, …
+    pub expected: Version,
+    /// The events, already numbered from `expected + 1`.
+    pub events: Vec<Event>,
+}
+
+/// A record to write, valid only if the stored one is still at `expected` (`None`: absent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordWrite {
+    /// Where.
+    pub key: RecordKey,
+    /// The version read, or `None` for "must not exist yet".
+    pub expected: Option<u64>,
+    /// The new body.
+    pub record: Record,
+}
+
+/// Everything one decision writes: all of it or nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Commit {
+    /// Stream appends (one per SKU).
+    pub appends: Vec<StreamAppend>,
+    /// Record writes.
+    pub records: Vec<RecordWrite>,
+}
+
+impl Commit {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.appends.is_empty() && self.records.is_empty()
+    }
+}
+
+/// Which condition of a commit failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Conflict {
+    /// Someone appended to this stream first.
+    Stream {
+        /// The stream.
+        sku: Sku,
+    },
+    /// Someone wrote this record first.
+    Record {
+        /// The record.
+        key: RecordKey,
+    },
+}
+
+/// A store failure. The edge maps `Conflict` to a re-read and re-decide, `Unavailable` to 503.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum StoreError {
+    /// A condition of the commit failed; nothing was written.
+    #[error("conflict: {0:?}")]
+    Conflict(Conflict),
+    /// The store could not be reached or answered with an error; the outcome may be unknown.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The event store and its records (one table in production).
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Events of `sku` after `after`, in order (all of them: pages are followed).
+    async fn read_stream(&self, sku: &Sku, after: Version) -> Result<Vec<Event>, StoreError>;
+
+    /// The event at `seq` of `sku`, if any.
+    async fn read_event(&self, sku: &Sku, seq: Version) -> Result<Option<Event>, StoreError>;
+
+    /// Records by key, in the order asked (strongly consistent).
+    async fn read_records(&self, keys: &[RecordKey]) -> Result<Vec<Option<Versioned>>, StoreError>;
+
+    /// Writes all of a commit or nothing.
+    async fn commit(&self, commit: Commit) -> Result<(), StoreError>;
+}
+
+/// A queue failure: the commands may not be durable, so the request must not be acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("command queue unavailable: {0}")]
+pub struct QueueError(pub String);
+
+/// The durable command queue, partitioned by SKU.
+#[async_trait]
+pub trait CommandQueue: Send + Sync + 'static {
+    /// Returns once every command is durably queued, or fails.
+    async fn send(&self, commands: &[Command]) -> Result<(), QueueError>;
+}
+
+/// The time source; the domain itself never reads it.
+pub trait Clock: Send + Sync + 'static {
+    /// Now.
+    fn now(&self) -> Timestamp;
+}
+
+/// The machine's clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        Timestamp::from_millis(millis)
+    }
+}
+
+/// A clock that moves only when told to (tests, simulations).
+#[derive(Debug, Clone, Default)]
+pub struct ManualClock(Arc<AtomicI64>);
+
+impl ManualClock {
+    /// A clock standing at `start`.
+    pub fn new(start: Timestamp) -> Self {
+        Self(Arc::new(AtomicI64::new(start.millis())))
+    }
+
+    /// Moves the clock forward.
+    pub fn advance_millis(&self, millis: i64) {
+        self.0.fetch_add(millis, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_millis(self.0.load(Ordering::SeqCst))
+    }
+}
