@@ -12,5 +12,6 @@ pub mod error;
 pub mod memory;
 pub mod ports;
 
+pub use app::Inventory;
 pub use config::Config;
 pub use error::AppError;

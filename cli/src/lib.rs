@@ -1,0 +1,42 @@
+//! The `inventory` command line. `inventory dev` runs the whole service in one process on the
+//! embedded backend: the HTTP API on 127.0.0.1, the command queue and its processor in-process.
+
+pub mod dev;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Inventory as a service that never oversells.
+#[derive(Debug, Parser)]
+#[command(name = "inventory", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Debug, Subcommand)]
+enum Commands {
+    /// Run the whole service locally on the embedded in-memory backend (no AWS account needed).
+    Dev(dev::DevArgs),
+}
+
+/// Runs the parsed command line; the exit code says whether it went well.
+pub async fn run(cli: Cli) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Commands::Dev(args) => dev::run(args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("inventory: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}

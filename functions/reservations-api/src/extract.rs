@@ -1,0 +1,151 @@
+//! Request parsing: JSON bodies with specific errors for each way they can be wrong, path
+//! parameters parsed into domain types, and the `Idempotency-Key` header.
+
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use inventory_core::domain::{CommandId, IdempotencyKey, ReservationId, Sku};
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// A JSON body: 415 without a JSON content type, 413 past 64 KiB, 400 `malformed_json` when it
+/// is not JSON, 400 `invalid_body` (naming the field) when it is JSON of the wrong shape.
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
+        if !is_json(req.headers()) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as JSON with Content-Type: application/json",
+            ));
+        }
+        let too_large = || {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the body must not exceed {MAX_BODY_BYTES} bytes"),
+            )
+        };
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+            return Err(too_large());
+        }
+        let bytes = match Limited::new(req.into_body(), MAX_BODY_BYTES)
+            .collect()
+            .await
+        {
+            Ok(collected) => collected.to_bytes(),
+            Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
+            Err(err) => {
+                return Err(ApiError::bad_request(
+                    "unreadable_body",
+                    format!("the body could not be read: {err}"),
+                ))
+            }
+        };
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Parses JSON into `T`, telling malformed JSON from JSON of the wrong shape.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        if inner.classify() != serde_json::error::Category::Data {
+            return malformed(&inner);
+        }
+        let message = if path == "." {
+            inner.to_string()
+        } else {
+            format!("{path}: {inner}")
+        };
+        ApiError::bad_request("invalid_body", message).with("field", path)
+    })?;
+    deserializer.end().map_err(|err| malformed(&err))?;
+    Ok(value)
+}
+
+fn malformed(err: &serde_json::Error) -> ApiError {
+    ApiError::bad_request(
+        "malformed_json",
+        format!("the body is not valid JSON: {err}"),
+    )
+}
+
+/// The `{sku}` path parameter.
+#[derive(Debug)]
+pub struct SkuPath(pub Sku);
+
+/// The `{id}` path parameter of a reservation route.
+#[derive(Debug)]
+pub struct ReservationPath(pub ReservationId);
+
+/// The `{id}` path parameter of a command route.
+#[derive(Debug)]
+pub struct CommandPath(pub CommandId);
+
+async fn path_param(parts: &mut Parts) -> Result<String, ApiError> {
+    Path::<String>::from_request_parts(parts, &())
+        .await
+        .map(|Path(raw)| raw)
+        .map_err(|err| ApiError::bad_request("invalid_path", err.body_text()))
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for SkuPath {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        Ok(Self(Sku::parse(&path_param(parts).await?)?))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ReservationPath {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        Ok(Self(ReservationId::parse(&path_param(parts).await?)?))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for CommandPath {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        Ok(Self(CommandId::parse(&path_param(parts).await?)?))
+    }
+}
+
+/// The optional `Idempotency-Key` header.
+#[derive(Debug)]
+pub struct IdempotencyHeader(pub Option<IdempotencyKey>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyHeader {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let Some(value) = parts.headers.get("idempotency-key") else {
+            return Ok(Self(None));
+        };
+        let raw = value.to_str().unwrap_or("\u{0}");
+        Ok(Self(Some(IdempotencyKey::parse(raw)?)))
+    }
+}
