@@ -1,0 +1,256 @@
+//! `inventory dev` as a real process over real HTTP: the binary is started on a free port, and a
+//! flash sale of 300 concurrent single-unit reservations races for 100 units.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+/// How long the binary may take to print its address (a cold start can be slow on a busy machine).
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a queued command may take to be applied (the processor applies it within a second).
+const APPLY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bound on any single HTTP exchange, so a stuck server fails the test instead of hanging it.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+const LISTENING_PREFIX: &str = "inventory dev listening on ";
+
+/// The running `inventory dev` child. Dropping it kills the process (by its PID, through its
+/// `Child` handle) and reaps it, also when an assertion fails half way through a test.
+struct DevServer {
+    child: Child,
+    base_url: String,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl DevServer {
+    /// Starts `inventory dev --port 0` and waits until it says where it listens.
+    fn start() -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_inventory"));
+        command
+            .args(["dev", "--port", "0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env("NO_COLOR", "1");
+        // The scenario relies on the default settings, whatever the caller's environment says.
+        for name in [
+            "INVENTORY_PORT",
+            "INVENTORY_RELEASE_GRACE_SECONDS",
+            "INVENTORY_CONTENTION_BUDGET_MS",
+            "INVENTORY_MAX_ATTEMPTS",
+        ] {
+            command.env_remove(name);
+        }
+        let mut child = command.spawn().expect("`inventory dev` should start");
+
+        // Drain stderr for the whole life of the child so its logs never block it, and keep them
+        // to show if the test fails.
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut child_stderr = child.stderr.take().expect("stderr is piped");
+        let sink = Arc::clone(&stderr);
+        thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(read @ 1..) = child_stderr.read(&mut buffer) {
+                let text = String::from_utf8_lossy(&buffer[..read]);
+                sink.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push_str(&text);
+            }
+        });
+
+        // Read stdout on a thread too, so waiting for the address line can time out; after the
+        // line is found, keep draining.
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (address_tx, address_rx) = mpsc::channel();
+        thread::spawn(move || {
+            let mut address_tx = Some(address_tx);
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(url) = line.strip_prefix(LISTENING_PREFIX) {
+                    if let Some(tx) = address_tx.take() {
+                        let _ = tx.send(url.trim().to_owned());
+                    }
+                }
+            }
+        });
+
+        // From here on the guard owns the child: any panic below still kills it.
+        let mut server = Self {
+            child,
+            base_url: String::new(),
+            stderr,
+        };
+        match address_rx.recv_timeout(START_TIMEOUT) {
+            Ok(url) => {
+                assert!(
+                    url.starts_with("http://127.0.0.1:") && !url.ends_with(":0"),
+                    "unexpected listening address {url:?}"
+                );
+                server.base_url = url;
+                server
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => panic!(
+                "`inventory dev` did not print {LISTENING_PREFIX:?} within {START_TIMEOUT:?}"
+            ),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let status = server.child.wait().ok();
+                panic!(
+                    "`inventory dev` closed its stdout before listening (exit status {status:?})"
+                )
+            }
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+}
+
+impl Drop for DevServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if thread::panicking() {
+            let logs = self.stderr.lock().unwrap_or_else(|e| e.into_inner());
+            eprintln!(
+                "--- stderr of `inventory dev` (pid {}) ---\n{logs}",
+                self.child.id()
+            );
+        }
+    }
+}
+
+async fn json_of(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let text = response
+        .text()
+        .await
+        .expect("response body should be readable");
+    let body = serde_json::from_str(&text)
+        .unwrap_or_else(|err| panic!("{status} body is not JSON ({err}): {text:?}"));
+    (status, body)
+}
+
+/// Polls a queued command until it is applied, failing if it is rejected or takes too long.
+async fn wait_until_applied(client: &reqwest::Client, server: &DevServer, command_id: &str) {
+    let deadline = Instant::now() + APPLY_TIMEOUT;
+    loop {
+        let response = client
+            .get(server.url(&format!("/commands/{command_id}")))
+            .send()
+            .await
+            .expect("GET /commands/{id} should answer");
+        let (status, body) = json_of(response).await;
+        assert_eq!(status, StatusCode::OK, "GET /commands/{command_id}: {body}");
+        match body["status"].as_str() {
+            Some("applied") => return,
+            Some("pending") => {}
+            _ => panic!("command {command_id} did not apply: {body}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "command {command_id} still pending after {APPLY_TIMEOUT:?}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hundred_concurrent_shoppers_get_exactly_the_hundred_units_in_stock_and_no_more() {
+    let server = DevServer::start();
+    let client = reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .build()
+        .expect("http client");
+
+    // Receive 100 units and wait for the processor to apply the receipt.
+    let response = client
+        .post(server.url("/items/FLASH-1/receipts"))
+        .json(&json!({ "quantity": 100 }))
+        .send()
+        .await
+        .expect("POST /items/FLASH-1/receipts should answer");
+    let (status, body) = json_of(response).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "receipt: {body}");
+    let command_id = body["command_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("receipt answer has no command_id: {body}"))
+        .to_owned();
+    wait_until_applied(&client, &server, &command_id).await;
+
+    // 300 single-unit reservations, all in flight together.
+    let started = Instant::now();
+    let answers = join_all((0..300).map(|_| {
+        let request = client
+            .post(server.url("/reservations"))
+            .json(&json!({ "lines": [{ "sku": "FLASH-1", "quantity": 1 }] }))
+            .send();
+        async move { json_of(request.await.expect("POST /reservations should answer")).await }
+    }))
+    .await;
+    let elapsed = started.elapsed();
+
+    let created: Vec<&Value> = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::CREATED)
+        .map(|(_, body)| body)
+        .collect();
+    let sold_out = answers
+        .iter()
+        .filter(|(status, body)| {
+            *status == StatusCode::CONFLICT && body["error"] == "insufficient_stock"
+        })
+        .count();
+    let others: Vec<String> = answers
+        .iter()
+        .filter(|(status, body)| {
+            *status != StatusCode::CREATED
+                && !(*status == StatusCode::CONFLICT && body["error"] == "insufficient_stock")
+        })
+        .map(|(status, body)| format!("{status} {body}"))
+        .collect();
+    let summary = format!(
+        "{} created, {sold_out} insufficient_stock, {} other, in {elapsed:?}; other answers: {:?}",
+        created.len(),
+        others.len(),
+        others.iter().take(5).collect::<Vec<_>>()
+    );
+    eprintln!("flash sale: {summary}");
+    assert!(others.is_empty(), "unexpected answers: {summary}");
+    assert_eq!(created.len(), 100, "{summary}");
+    assert_eq!(sold_out, 200, "{summary}");
+
+    let mut reservation_ids: Vec<&str> = created
+        .iter()
+        .map(|body| {
+            body["reservation_id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("201 without reservation_id: {body}"))
+        })
+        .collect();
+    reservation_ids.sort_unstable();
+    reservation_ids.dedup();
+    assert_eq!(
+        reservation_ids.len(),
+        100,
+        "reservation ids must be distinct"
+    );
+
+    // The item shows every unit held and none left.
+    let response = client
+        .get(server.url("/items/FLASH-1"))
+        .send()
+        .await
+        .expect("GET /items/FLASH-1 should answer");
+    let (status, item) = json_of(response).await;
+    assert_eq!(status, StatusCode::OK, "GET /items/FLASH-1: {item}");
+    assert_eq!(item["on_hand"], 100, "{item}");
+    assert_eq!(item["reserved"], 100, "{item}");
+    assert_eq!(item["available"], 0, "{item}");
+}

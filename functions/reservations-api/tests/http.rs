@@ -1,0 +1,1483 @@
+//! The HTTP contract of the API, driven through the axum router with `tower::ServiceExt::oneshot`
+//! over the in-memory adapters and a manual clock. Queued commands are applied by the test
+//! itself (`App::process`), the way the command processor would, so every asynchronous step is
+//! explicit.
+//!
+//! Every reply is checked by `App::send`: never a 5xx, always a JSON body, and every error body
+//! carries an `"error"` code and a `"message"`.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::http::{header, HeaderMap, Request, StatusCode};
+use axum::Router;
+use http_body_util::{BodyExt, Full, Limited};
+use inventory_core::domain::{Command, Sku, Timestamp};
+use inventory_core::memory::{MemoryQueue, MemoryStore};
+use inventory_core::ports::ManualClock;
+use inventory_core::{Config, Inventory};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+/// 2023-11-14T22:13:20.000Z
+const START_MILLIS: i64 = 1_700_000_000_000;
+const JSON: (&str, &str) = ("content-type", "application/json");
+
+struct App {
+    router: Router,
+    inventory: Arc<Inventory>,
+    queue: Arc<MemoryQueue>,
+    clock: ManualClock,
+}
+
+#[derive(Debug)]
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+}
+
+impl Reply {
+    /// Asserts an error answer: its status and code (the shape is checked for every reply).
+    #[track_caller]
+    fn assert_error(&self, status: StatusCode, code: &str) {
+        assert_eq!(
+            (self.status, self.body["error"].as_str()),
+            (status, Some(code)),
+            "{}",
+            self.body
+        );
+    }
+
+    #[track_caller]
+    fn assert_status(&self, status: StatusCode) {
+        assert_eq!(self.status, status, "{}", self.body);
+    }
+
+    #[track_caller]
+    fn str(&self, field: &str) -> String {
+        self.body[field]
+            .as_str()
+            .unwrap_or_else(|| panic!("no string {field:?} in {}", self.body))
+            .to_owned()
+    }
+}
+
+impl App {
+    fn new() -> Self {
+        let clock = ManualClock::new(Timestamp::from_millis(START_MILLIS));
+        let queue = Arc::new(MemoryQueue::new());
+        let inventory = Arc::new(Inventory::new(
+            Arc::new(MemoryStore::new()),
+            queue.clone(),
+            Arc::new(clock.clone()),
+            Config::default(),
+        ));
+        Self {
+            router: reservations_api::router(inventory.clone()),
+            inventory,
+            queue,
+            clock,
+        }
+    }
+
+    async fn request(&self, request: Request<Body>) -> Reply {
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("the router is infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("the response body is readable")
+            .to_bytes();
+        assert!(
+            !status.is_server_error(),
+            "server error {status}: {}",
+            String::from_utf8_lossy(&bytes)
+        );
+        let body: Value = serde_json::from_slice(&bytes).unwrap_or_else(|err| {
+            panic!(
+                "{status}: body is not JSON ({err}): {:?}",
+                String::from_utf8_lossy(&bytes)
+            )
+        });
+        assert_eq!(
+            headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok()),
+            Some("application/json"),
+            "{status}: {body}"
+        );
+        if status.is_client_error() {
+            assert!(
+                body["error"].as_str().is_some_and(|code| !code.is_empty()),
+                "{status}: error body without an error code: {body}"
+            );
+            assert!(
+                body["message"].as_str().is_some_and(|m| !m.is_empty()),
+                "{status}: error body without a message: {body}"
+            );
+        }
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Body>,
+    ) -> Reply {
+        let mut builder = Request::builder().method(method).uri(uri);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        self.request(builder.body(body.into()).expect("a valid request"))
+            .await
+    }
+
+    async fn get(&self, uri: &str) -> Reply {
+        self.send("GET", uri, &[], Body::empty()).await
+    }
+
+    async fn delete(&self, uri: &str) -> Reply {
+        self.send("DELETE", uri, &[], Body::empty()).await
+    }
+
+    async fn post(&self, uri: &str, body: &Value) -> Reply {
+        self.send("POST", uri, &[JSON], body.to_string()).await
+    }
+
+    async fn post_keyed(&self, uri: &str, key: &str, body: &Value) -> Reply {
+        self.send(
+            "POST",
+            uri,
+            &[JSON, ("idempotency-key", key)],
+            body.to_string(),
+        )
+        .await
+    }
+
+    /// Applies everything queued, per SKU in arrival order, as the command processor does.
+    /// Returns how many queued commands were taken.
+    async fn process(&self) -> usize {
+        let mut taken = 0;
+        loop {
+            let batch = self.queue.try_receive(1000);
+            if batch.is_empty() {
+                return taken;
+            }
+            taken += batch.len();
+            self.apply(&batch).await;
+        }
+    }
+
+    async fn apply(&self, batch: &[Command]) {
+        let mut by_sku: Vec<(Sku, Vec<Command>)> = Vec::new();
+        for command in batch {
+            match by_sku.iter_mut().find(|(sku, _)| *sku == command.sku) {
+                Some((_, commands)) => commands.push(command.clone()),
+                None => by_sku.push((command.sku.clone(), vec![command.clone()])),
+            }
+        }
+        for (sku, commands) in &by_sku {
+            self.inventory
+                .apply_commands(sku, commands)
+                .await
+                .expect("commands apply");
+        }
+    }
+
+    /// Receives `quantity` units of `sku` and applies the receipt.
+    async fn stock(&self, sku: &str, quantity: i64) {
+        self.post(
+            &format!("/items/{sku}/receipts"),
+            &json!({ "quantity": quantity }),
+        )
+        .await
+        .assert_status(StatusCode::ACCEPTED);
+        self.process().await;
+    }
+
+    /// The item's view (asserting 200).
+    async fn item(&self, sku: &str) -> Value {
+        let reply = self.get(&format!("/items/{sku}")).await;
+        reply.assert_status(StatusCode::OK);
+        reply.body
+    }
+
+    /// Reserves `lines` of `(sku, quantity)`, asserting 201; returns the reservation id.
+    async fn reserve(&self, lines: &[(&str, i64)]) -> String {
+        let reply = self.post("/reservations", &cart(lines)).await;
+        reply.assert_status(StatusCode::CREATED);
+        reply.str("reservation_id")
+    }
+
+    async fn reservation_status(&self, id: &str) -> String {
+        let reply = self.get(&format!("/reservations/{id}")).await;
+        reply.assert_status(StatusCode::OK);
+        reply.str("status")
+    }
+
+    async fn command_status(&self, id: &str) -> Value {
+        let reply = self.get(&format!("/commands/{id}")).await;
+        reply.assert_status(StatusCode::OK);
+        assert_eq!(reply.body["command_id"], json!(id));
+        reply.body
+    }
+
+    /// Checks a reservation out (or releases it) and applies the command; returns its id.
+    async fn checkout(&self, id: &str) -> String {
+        let reply = self
+            .post(&format!("/reservations/{id}/checkout"), &json!({}))
+            .await;
+        reply.assert_status(StatusCode::ACCEPTED);
+        self.process().await;
+        reply.str("command_id")
+    }
+
+    async fn release(&self, id: &str) -> String {
+        let reply = self.delete(&format!("/reservations/{id}")).await;
+        reply.assert_status(StatusCode::ACCEPTED);
+        self.process().await;
+        reply.str("command_id")
+    }
+
+    fn advance_seconds(&self, seconds: i64) {
+        self.clock.advance_millis(seconds * 1000);
+    }
+}
+
+fn cart(lines: &[(&str, i64)]) -> Value {
+    let lines: Vec<Value> = lines
+        .iter()
+        .map(|(sku, quantity)| json!({ "sku": sku, "quantity": quantity }))
+        .collect();
+    json!({ "lines": lines })
+}
+
+// ---------------------------------------------------------------------------------------------
+// POST /items/{sku}/receipts
+
+#[tokio::test]
+async fn a_receipt_is_202_with_a_command_id_and_raises_on_hand_once_processed() {
+    let app = App::new();
+    let reply = app
+        .post(
+            "/items/SKU-1/receipts",
+            &json!({ "quantity": 10, "reference": "PO-1" }),
+        )
+        .await;
+    reply.assert_status(StatusCode::ACCEPTED);
+    assert!(reply.str("command_id").len() == 36, "{}", reply.body);
+    assert_eq!(app.process().await, 1);
+    assert_eq!(
+        app.item("SKU-1").await,
+        json!({ "sku": "SKU-1", "on_hand": 10, "reserved": 0, "committed": 0,
+                "available": 10, "version": 1 })
+    );
+}
+
+#[tokio::test]
+async fn a_receipt_is_not_visible_on_the_item_until_it_is_processed() {
+    let app = App::new();
+    app.post("/items/SKU-1/receipts", &json!({ "quantity": 5 }))
+        .await
+        .assert_status(StatusCode::ACCEPTED);
+    app.get("/items/SKU-1")
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "unknown_sku");
+    app.process().await;
+    assert_eq!(app.item("SKU-1").await["on_hand"], 5);
+}
+
+#[tokio::test]
+async fn a_receipt_of_exactly_one_million_units_is_accepted() {
+    let app = App::new();
+    app.stock("SKU-1", 1_000_000).await;
+    assert_eq!(app.item("SKU-1").await["on_hand"], 1_000_000);
+}
+
+#[tokio::test]
+async fn a_receipt_quantity_of_zero_negative_or_over_a_million_is_400_invalid_quantity() {
+    let app = App::new();
+    app.stock("SKU-1", 3).await;
+    for quantity in [0, -1, 1_000_001] {
+        app.post("/items/SKU-1/receipts", &json!({ "quantity": quantity }))
+            .await
+            .assert_error(StatusCode::BAD_REQUEST, "invalid_quantity");
+    }
+    assert!(app.queue.is_empty(), "nothing was queued");
+    assert_eq!(app.item("SKU-1").await["version"], 1);
+}
+
+#[tokio::test]
+async fn a_receipt_reference_over_500_characters_is_400_invalid_reference() {
+    let app = App::new();
+    let reference = "r".repeat(501);
+    app.post(
+        "/items/SKU-1/receipts",
+        &json!({ "quantity": 1, "reference": reference }),
+    )
+    .await
+    .assert_error(StatusCode::BAD_REQUEST, "invalid_reference");
+    assert!(app.queue.is_empty());
+}
+
+#[tokio::test]
+async fn a_receipt_for_a_malformed_sku_in_the_path_is_400_invalid_sku() {
+    let app = App::new();
+    for sku in ["A%20B", "A~B", &"A".repeat(65)] {
+        app.post(&format!("/items/{sku}/receipts"), &json!({ "quantity": 1 }))
+            .await
+            .assert_error(StatusCode::BAD_REQUEST, "invalid_sku");
+    }
+    assert!(app.queue.is_empty());
+}
+
+#[tokio::test]
+async fn a_receipt_retried_with_the_same_idempotency_key_returns_the_same_command_id_and_is_applied_once(
+) {
+    let app = App::new();
+    let body = json!({ "quantity": 7 });
+    let first = app
+        .post_keyed("/items/SKU-1/receipts", "receipt-1", &body)
+        .await;
+    first.assert_status(StatusCode::ACCEPTED);
+    assert_eq!(app.process().await, 1);
+
+    let retry = app
+        .post_keyed("/items/SKU-1/receipts", "receipt-1", &body)
+        .await;
+    retry.assert_status(StatusCode::ACCEPTED);
+    assert_eq!(retry.str("command_id"), first.str("command_id"));
+    assert_eq!(app.process().await, 1, "the retry queued the command again");
+
+    let item = app.item("SKU-1").await;
+    assert_eq!(
+        (item["on_hand"].clone(), item["version"].clone()),
+        (json!(7), json!(1))
+    );
+    assert_eq!(
+        app.command_status(&first.str("command_id")).await["status"],
+        "applied"
+    );
+}
+
+#[tokio::test]
+async fn a_receipt_delivered_twice_by_the_queue_is_applied_once() {
+    let app = App::new();
+    app.post("/items/SKU-1/receipts", &json!({ "quantity": 4 }))
+        .await
+        .assert_status(StatusCode::ACCEPTED);
+    let batch = app.queue.try_receive(1000);
+    app.apply(&batch).await;
+    app.queue.redeliver(batch);
+    assert_eq!(app.process().await, 1, "the redelivered command was taken");
+    assert_eq!(app.item("SKU-1").await["on_hand"], 4);
+}
+
+#[tokio::test]
+async fn an_idempotency_key_reused_for_a_different_receipt_is_422_idempotency_key_reused() {
+    let app = App::new();
+    app.post_keyed("/items/SKU-1/receipts", "k", &json!({ "quantity": 1 }))
+        .await
+        .assert_status(StatusCode::ACCEPTED);
+    app.post_keyed("/items/SKU-1/receipts", "k", &json!({ "quantity": 2 }))
+        .await
+        .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused");
+    assert_eq!(app.process().await, 1);
+    assert_eq!(app.item("SKU-1").await["on_hand"], 1);
+}
+
+#[tokio::test]
+async fn a_malformed_idempotency_key_is_400_invalid_idempotency_key() {
+    let app = App::new();
+    let too_long = "k".repeat(256);
+    for key in ["", "has space", too_long.as_str()] {
+        app.send(
+            "POST",
+            "/items/SKU-1/receipts",
+            &[JSON, ("idempotency-key", key)],
+            json!({ "quantity": 1 }).to_string(),
+        )
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_idempotency_key");
+    }
+    assert!(app.queue.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// POST /items/{sku}/adjustments
+
+#[tokio::test]
+async fn an_adjustment_is_202_and_changes_on_hand_by_its_delta_once_processed() {
+    let app = App::new();
+    app.stock("SKU-1", 10).await;
+    let reply = app
+        .post(
+            "/items/SKU-1/adjustments",
+            &json!({ "delta": -3, "reason": "damaged" }),
+        )
+        .await;
+    reply.assert_status(StatusCode::ACCEPTED);
+    app.process().await;
+    assert_eq!(
+        app.command_status(&reply.str("command_id")).await["status"],
+        "applied"
+    );
+    let item = app.item("SKU-1").await;
+    assert_eq!(
+        (item["on_hand"].clone(), item["available"].clone()),
+        (json!(7), json!(7))
+    );
+}
+
+#[tokio::test]
+async fn an_adjustment_with_a_zero_delta_is_400_invalid_delta() {
+    let app = App::new();
+    app.stock("SKU-1", 10).await;
+    for delta in [0, 1_000_000_001, -1_000_000_001] {
+        app.post(
+            "/items/SKU-1/adjustments",
+            &json!({ "delta": delta, "reason": "count" }),
+        )
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_delta");
+    }
+    assert!(app.queue.is_empty());
+    assert_eq!(app.item("SKU-1").await["version"], 1);
+}
+
+#[tokio::test]
+async fn an_adjustment_with_a_blank_or_over_long_reason_is_400_invalid_reason() {
+    let app = App::new();
+    let long = "r".repeat(501);
+    for reason in ["", "   ", long.as_str()] {
+        app.post(
+            "/items/SKU-1/adjustments",
+            &json!({ "delta": 1, "reason": reason }),
+        )
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_reason");
+    }
+    assert!(app.queue.is_empty());
+}
+
+#[tokio::test]
+async fn an_adjustment_for_a_malformed_sku_in_the_path_is_400_invalid_sku() {
+    let app = App::new();
+    app.post(
+        "/items/A%2FB/adjustments",
+        &json!({ "delta": 1, "reason": "count" }),
+    )
+    .await
+    .assert_error(StatusCode::BAD_REQUEST, "invalid_sku");
+}
+
+#[tokio::test]
+async fn an_adjustment_that_would_make_on_hand_negative_is_rejected_with_reason_on_hand_would_go_negative(
+) {
+    let app = App::new();
+    app.stock("SKU-1", 3).await;
+    let reply = app
+        .post(
+            "/items/SKU-1/adjustments",
+            &json!({ "delta": -5, "reason": "recount" }),
+        )
+        .await;
+    reply.assert_status(StatusCode::ACCEPTED);
+    let id = reply.str("command_id");
+    app.process().await;
+    assert_eq!(
+        app.command_status(&id).await,
+        json!({ "command_id": id, "status": "rejected", "reason": "on_hand_would_go_negative" })
+    );
+    assert_eq!(app.item("SKU-1").await["on_hand"], 3);
+}
+
+// ---------------------------------------------------------------------------------------------
+// GET /items/{sku}
+
+#[tokio::test]
+async fn an_item_reads_as_on_hand_reserved_committed_available_and_version() {
+    let app = App::new();
+    app.stock("SKU-1", 10).await;
+    let sold = app.reserve(&[("SKU-1", 2)]).await;
+    app.checkout(&sold).await;
+    app.reserve(&[("SKU-1", 3)]).await;
+    assert_eq!(
+        app.item("SKU-1").await,
+        json!({ "sku": "SKU-1", "on_hand": 10, "reserved": 3, "committed": 2,
+                "available": 5, "version": 4 })
+    );
+}
+
+#[tokio::test]
+async fn an_item_never_seen_is_404_unknown_sku_naming_the_sku() {
+    let app = App::new();
+    let reply = app.get("/items/NOPE").await;
+    reply.assert_error(StatusCode::NOT_FOUND, "unknown_sku");
+    assert_eq!(reply.body["sku"], "NOPE");
+}
+
+#[tokio::test]
+async fn an_item_with_a_malformed_sku_is_400_invalid_sku() {
+    let app = App::new();
+    app.get("/items/A%20B")
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_sku");
+}
+
+#[tokio::test]
+async fn a_path_parameter_that_is_not_utf8_is_400_invalid_path() {
+    let app = App::new();
+    app.get("/items/%FF")
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_path");
+}
+
+// ---------------------------------------------------------------------------------------------
+// GET /items?sku=A&sku=B
+
+#[tokio::test]
+async fn several_items_read_at_once_list_the_known_ones_and_name_the_missing_ones() {
+    let app = App::new();
+    app.stock("A", 1).await;
+    app.stock("B", 2).await;
+    let reply = app.get("/items?sku=B&sku=A&sku=ZZZ&sku=A").await;
+    reply.assert_status(StatusCode::OK);
+    let skus: Vec<&str> = reply.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|item| item["sku"].as_str().expect("sku"))
+        .collect();
+    assert_eq!(skus, ["A", "B"]);
+    assert_eq!(reply.body["items"][1]["on_hand"], 2);
+    assert_eq!(reply.body["missing"], json!(["ZZZ"]));
+}
+
+#[tokio::test]
+async fn an_items_read_naming_no_sku_is_400_invalid_query() {
+    let app = App::new();
+    for uri in ["/items", "/items?"] {
+        app.get(uri)
+            .await
+            .assert_error(StatusCode::BAD_REQUEST, "invalid_query");
+    }
+}
+
+#[tokio::test]
+async fn an_items_read_naming_more_than_100_skus_is_400_invalid_query() {
+    let app = App::new();
+    let query = |n: usize| {
+        (0..n)
+            .map(|i| format!("sku=S{i}"))
+            .collect::<Vec<_>>()
+            .join("&")
+    };
+    let hundred = app.get(&format!("/items?{}", query(100))).await;
+    hundred.assert_status(StatusCode::OK);
+    assert_eq!(hundred.body["missing"].as_array().map(Vec::len), Some(100));
+    app.get(&format!("/items?{}", query(101)))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_query");
+}
+
+#[tokio::test]
+async fn an_items_read_with_an_unknown_query_parameter_is_400_invalid_query() {
+    let app = App::new();
+    app.get("/items?sku=A&limit=5")
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_query");
+}
+
+#[tokio::test]
+async fn an_items_read_with_a_malformed_sku_is_400_invalid_sku() {
+    let app = App::new();
+    for uri in ["/items?sku=A&sku=", "/items?sku=A%20B", "/items?sku=A~1"] {
+        app.get(uri)
+            .await
+            .assert_error(StatusCode::BAD_REQUEST, "invalid_sku");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// POST /reservations
+
+#[tokio::test]
+async fn a_reservation_within_stock_is_201_active_with_its_lines_an_expiry_and_a_location() {
+    let app = App::new();
+    app.stock("SKU-1", 10).await;
+    app.stock("SKU-2", 10).await;
+    let reply = app
+        .post("/reservations", &cart(&[("SKU-1", 2), ("SKU-2", 3)]))
+        .await;
+    reply.assert_status(StatusCode::CREATED);
+    let id = reply.str("reservation_id");
+    assert_eq!(reply.body["status"], "active");
+    assert_eq!(
+        reply.body["lines"],
+        json!([
+            { "sku": "SKU-1", "quantity": 2, "status": "active" },
+            { "sku": "SKU-2", "quantity": 3, "status": "active" },
+        ])
+    );
+    // The default hold is 900 seconds from 2023-11-14T22:13:20Z.
+    assert_eq!(reply.body["expires_at"], "2023-11-14T22:28:20.000Z");
+    let location = reply.headers[header::LOCATION].to_str().expect("ASCII");
+    assert_eq!(location, format!("/reservations/{id}"));
+
+    let read = app.get(location).await;
+    read.assert_status(StatusCode::OK);
+    assert_eq!(read.body, reply.body);
+}
+
+#[tokio::test]
+async fn a_reservation_holds_its_units_so_reserved_rises_and_available_falls() {
+    let app = App::new();
+    app.stock("SKU-1", 10).await;
+    app.reserve(&[("SKU-1", 4)]).await;
+    let item = app.item("SKU-1").await;
+    assert_eq!(
+        (
+            item["on_hand"].clone(),
+            item["reserved"].clone(),
+            item["available"].clone()
+        ),
+        (json!(10), json!(4), json!(6))
+    );
+}
+
+#[tokio::test]
+async fn a_reservation_with_a_ttl_expires_that_many_seconds_later() {
+    let app = App::new();
+    app.stock("SKU-1", 10).await;
+    for (ttl, expires_at) in [
+        (60, "2023-11-14T22:14:20.000Z"),
+        (86_400, "2023-11-15T22:13:20.000Z"),
+    ] {
+        let reply = app
+            .post(
+                "/reservations",
+                &json!({ "lines": [{ "sku": "SKU-1", "quantity": 1 }], "ttl_seconds": ttl }),
+            )
+            .await;
+        reply.assert_status(StatusCode::CREATED);
+        assert_eq!(reply.body["expires_at"], expires_at);
+    }
+}
+
+#[tokio::test]
+async fn a_reservation_for_more_than_is_available_is_409_insufficient_stock_naming_sku_requested_and_available(
+) {
+    let app = App::new();
+    app.stock("SKU-1", 5).await;
+    app.reserve(&[("SKU-1", 2)]).await;
+    let before = app.item("SKU-1").await;
+    let reply = app.post("/reservations", &cart(&[("SKU-1", 4)])).await;
+    reply.assert_error(StatusCode::CONFLICT, "insufficient_stock");
+    assert_eq!(reply.body["sku"], "SKU-1");
+    assert_eq!(reply.body["requested"], 4);
+    assert_eq!(reply.body["available"], 3);
+    assert_eq!(app.item("SKU-1").await, before, "nothing changed");
+}
+
+#[tokio::test]
+async fn a_cart_with_one_short_line_reserves_nothing_at_all() {
+    let app = App::new();
+    app.stock("SKU-1", 5).await;
+    app.stock("SKU-2", 1).await;
+    let before = (app.item("SKU-1").await, app.item("SKU-2").await);
+    let reply = app
+        .post("/reservations", &cart(&[("SKU-1", 5), ("SKU-2", 2)]))
+        .await;
+    reply.assert_error(StatusCode::CONFLICT, "insufficient_stock");
+    assert_eq!(reply.body["sku"], "SKU-2");
+    assert_eq!(
+        (app.item("SKU-1").await, app.item("SKU-2").await),
+        before,
+        "no line was held"
+    );
+}
+
+#[tokio::test]
+async fn a_reservation_of_a_sku_never_seen_is_404_unknown_sku_naming_the_sku() {
+    let app = App::new();
+    app.stock("SKU-1", 5).await;
+    let reply = app
+        .post("/reservations", &cart(&[("SKU-1", 1), ("GHOST", 1)]))
+        .await;
+    reply.assert_error(StatusCode::NOT_FOUND, "unknown_sku");
+    assert_eq!(reply.body["sku"], "GHOST");
+    assert_eq!(app.item("SKU-1").await["version"], 1, "nothing changed");
+}
+
+#[tokio::test]
+async fn a_reservation_with_no_lines_is_400_invalid_lines() {
+    let app = App::new();
+    app.post("/reservations", &json!({ "lines": [] }))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_lines");
+}
+
+#[tokio::test]
+async fn a_reservation_with_more_than_100_lines_is_400_invalid_lines() {
+    let app = App::new();
+    let skus: Vec<String> = (0..101).map(|i| format!("L{i}")).collect();
+    for sku in &skus {
+        app.stock(sku, 1).await;
+    }
+    let lines: Vec<(&str, i64)> = skus.iter().map(|sku| (sku.as_str(), 1)).collect();
+    app.post("/reservations", &cart(&lines))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_lines");
+    assert_eq!(app.item("L0").await["version"], 1, "nothing changed");
+    let hundred = app.post("/reservations", &cart(&lines[..100])).await;
+    hundred.assert_status(StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn a_reservation_naming_a_sku_on_two_lines_is_400_duplicate_sku() {
+    let app = App::new();
+    app.stock("SKU-1", 5).await;
+    app.post("/reservations", &cart(&[("SKU-1", 1), ("SKU-1", 1)]))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "duplicate_sku");
+    assert_eq!(app.item("SKU-1").await["version"], 1, "nothing changed");
+}
+
+#[tokio::test]
+async fn a_reservation_line_with_a_malformed_sku_is_400_invalid_sku_naming_the_line_field() {
+    let app = App::new();
+    app.stock("SKU-1", 5).await;
+    let reply = app
+        .post("/reservations", &cart(&[("SKU-1", 1), ("bad sku", 1)]))
+        .await;
+    reply.assert_error(StatusCode::BAD_REQUEST, "invalid_sku");
+    assert_eq!(reply.body["field"], "lines[1].sku");
+}
+
+#[tokio::test]
+async fn a_reservation_line_with_a_quantity_out_of_range_is_400_invalid_quantity_naming_the_line_field(
+) {
+    let app = App::new();
+    app.stock("SKU-1", 5).await;
+    for quantity in [0, -1, 1_000_001] {
+        let reply = app
+            .post("/reservations", &cart(&[("SKU-1", quantity)]))
+            .await;
+        reply.assert_error(StatusCode::BAD_REQUEST, "invalid_quantity");
+        assert_eq!(reply.body["field"], "lines[0].quantity");
+    }
+    assert_eq!(app.item("SKU-1").await["version"], 1, "nothing changed");
+}
+
+#[tokio::test]
+async fn a_reservation_ttl_outside_60_to_86400_seconds_is_400_invalid_ttl() {
+    let app = App::new();
+    app.stock("SKU-1", 5).await;
+    for ttl in [0, 59, 86_401] {
+        app.post(
+            "/reservations",
+            &json!({ "lines": [{ "sku": "SKU-1", "quantity": 1 }], "ttl_seconds": ttl }),
+        )
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_ttl");
+    }
+    assert_eq!(app.item("SKU-1").await["version"], 1, "nothing changed");
+}
+
+#[tokio::test]
+async fn a_reservation_retried_with_the_same_idempotency_key_and_body_is_the_same_reservation_holding_stock_once(
+) {
+    let app = App::new();
+    app.stock("SKU-1", 10).await;
+    let body = cart(&[("SKU-1", 3)]);
+    let first = app.post_keyed("/reservations", "cart-1", &body).await;
+    first.assert_status(StatusCode::CREATED);
+    let retry = app.post_keyed("/reservations", "cart-1", &body).await;
+    retry.assert_status(StatusCode::CREATED);
+    assert_eq!(retry.body, first.body);
+    assert_eq!(
+        retry.headers[header::LOCATION],
+        first.headers[header::LOCATION]
+    );
+    let item = app.item("SKU-1").await;
+    assert_eq!(
+        (item["reserved"].clone(), item["version"].clone()),
+        (json!(3), json!(2))
+    );
+}
+
+#[tokio::test]
+async fn an_idempotency_key_reused_with_a_different_reservation_body_is_422_idempotency_key_reused()
+{
+    let app = App::new();
+    app.stock("SKU-1", 10).await;
+    app.post_keyed("/reservations", "cart-1", &cart(&[("SKU-1", 3)]))
+        .await
+        .assert_status(StatusCode::CREATED);
+    let before = app.item("SKU-1").await;
+    app.post_keyed("/reservations", "cart-1", &cart(&[("SKU-1", 4)]))
+        .await
+        .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused");
+    assert_eq!(app.item("SKU-1").await, before, "nothing changed");
+}
+
+#[tokio::test]
+async fn a_reservation_with_a_malformed_idempotency_key_is_400_invalid_idempotency_key() {
+    let app = App::new();
+    app.stock("SKU-1", 10).await;
+    app.send(
+        "POST",
+        "/reservations",
+        &[JSON, ("idempotency-key", "two words")],
+        cart(&[("SKU-1", 1)]).to_string(),
+    )
+    .await
+    .assert_error(StatusCode::BAD_REQUEST, "invalid_idempotency_key");
+    assert_eq!(app.item("SKU-1").await["version"], 1, "nothing changed");
+}
+
+// ---------------------------------------------------------------------------------------------
+// GET /reservations/{id}
+
+#[tokio::test]
+async fn a_reservation_reads_as_expired_once_the_clock_passes_its_expiry() {
+    let app = App::new();
+    app.stock("SKU-1", 10).await;
+    let id = app.reserve(&[("SKU-1", 1)]).await;
+    app.advance_seconds(900);
+    assert_eq!(app.reservation_status(&id).await, "active", "at expiry");
+    app.clock.advance_millis(1);
+    let reply = app.get(&format!("/reservations/{id}")).await;
+    reply.assert_status(StatusCode::OK);
+    assert_eq!(reply.body["status"], "expired");
+    assert_eq!(reply.body["lines"][0]["status"], "expired");
+}
+
+#[tokio::test]
+async fn a_well_formed_reservation_id_that_does_not_exist_is_404_reservation_not_found() {
+    let app = App::new();
+    app.get("/reservations/SKU-1~99~00000000deadbeef")
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "reservation_not_found");
+}
+
+#[tokio::test]
+async fn a_reservation_id_pointing_at_a_real_event_with_a_guessed_nonce_is_404_reservation_not_found(
+) {
+    let app = App::new();
+    app.stock("SKU-1", 10).await;
+    let id = app.reserve(&[("SKU-1", 1)]).await;
+    let guessed = format!("SKU-1~2~{:016x}", 0xdead_beef_u64);
+    assert_ne!(id, guessed);
+    for id in [guessed.as_str(), "SKU-1~1~00000000deadbeef"] {
+        app.get(&format!("/reservations/{id}"))
+            .await
+            .assert_error(StatusCode::NOT_FOUND, "reservation_not_found");
+    }
+}
+
+#[tokio::test]
+async fn a_malformed_reservation_id_is_400_invalid_reservation_id_on_every_reservation_route() {
+    let app = App::new();
+    for id in ["nope", "SKU-1~0~00000000deadbeef", "SKU-1~1~deadbeef"] {
+        let uri = format!("/reservations/{id}");
+        app.get(&uri)
+            .await
+            .assert_error(StatusCode::BAD_REQUEST, "invalid_reservation_id");
+        app.delete(&uri)
+            .await
+            .assert_error(StatusCode::BAD_REQUEST, "invalid_reservation_id");
+        app.post(&format!("{uri}/checkout"), &json!({}))
+            .await
+            .assert_error(StatusCode::BAD_REQUEST, "invalid_reservation_id");
+        app.post(&format!("{uri}/extend"), &json!({ "ttl_seconds": 600 }))
+            .await
+            .assert_error(StatusCode::BAD_REQUEST, "invalid_reservation_id");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// POST /reservations/{id}/extend
+
+#[tokio::test]
+async fn extending_an_active_reservation_is_200_with_a_later_expiry() {
+    let app = App::new();
+    app.stock("SKU-1", 10).await;
+    let id = app.reserve(&[("SKU-1", 1)]).await;
+    app.advance_seconds(60);
+    let reply = app
+        .post(
+            &format!("/reservations/{id}/extend"),
+            &json!({ "ttl_seconds": 1800 }),
+        )
+        .await;
+    reply.assert_status(StatusCode::OK);
+    assert_eq!(reply.body["status"], "active");
+    assert_eq!(reply.body["expires_at"], "2023-11-14T22:44:20.000Z");
+    let read = app.get(&format!("/reservations/{id}")).await;
+    assert_eq!(read.body["expires_at"], "2023-11-14T22:44:20.000Z");
+    // Still active past the original expiry.
+    app.advance_seconds(900);
+    assert_eq!(app.reservation_status(&id).await, "active");
+}
+
+#[tokio::test]
+async fn extending_with_a_shorter_ttl_never_shortens_the_reservation() {
+    let app = App::new();
+    app.stock("SKU-1", 10).await;
+    let id = app.reserve(&[("SKU-1", 1)]).await;
+    let before = app.item("SKU-1").await;
+    let reply = app
+        .post(
+            &format!("/reservations/{id}/extend"),
+            &json!({ "ttl_seconds": 60 }),
+        )
+        .await;
+    reply.assert_status(StatusCode::OK);
+    assert_eq!(reply.body["expires_at"], "2023-11-14T22:28:20.000Z");
+    assert_eq!(app.item("SKU-1").await, before, "nothing recorded");
+}
+
+#[tokio::test]
+async fn extending_with_a_ttl_out_of_range_is_400_invalid_ttl() {
+    let app = App::new();
+    app.stock("SKU-1", 10).await;
+    let id = app.reserve(&[("SKU-1", 1)]).await;
+    for ttl in [59, 86_401] {
+        app.post(
+            &format!("/reservations/{id}/extend"),
+            &json!({ "ttl_seconds": ttl }),
+        )
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_ttl");
+    }
+}
+
+#[tokio::test]
+async fn extending_an_expired_reservation_is_409_reservation_not_active() {
+    let app = App::new();
+    app.stock("SKU-1", 10).await;
+    let id = app.reserve(&[("SKU-1", 1)]).await;
+    app.advance_seconds(901);
+    let before = app.item("SKU-1").await;
+    let reply = app
+        .post(
+            &format!("/reservations/{id}/extend"),
+            &json!({ "ttl_seconds": 900 }),
+        )
+        .await;
+    reply.assert_error(StatusCode::CONFLICT, "reservation_not_active");
+    assert_eq!(reply.body["status"], "expired");
+    assert_eq!(app.item("SKU-1").await, before, "nothing changed");
+    assert_eq!(app.reservation_status(&id).await, "expired");
+}
+
+#[tokio::test]
+async fn extending_a_checked_out_reservation_is_409_reservation_not_active() {
+    let app = App::new();
+    app.stock("SKU-1", 10).await;
+    let id = app.reserve(&[("SKU-1", 1)]).await;
+    app.checkout(&id).await;
+    let reply = app
+        .post(
+            &format!("/reservations/{id}/extend"),
+            &json!({ "ttl_seconds": 900 }),
+        )
+        .await;
+    reply.assert_error(StatusCode::CONFLICT, "reservation_not_active");
+    assert_eq!(reply.body["status"], "committed");
+}
+
+#[tokio::test]
+async fn extending_a_reservation_that_does_not_exist_is_404_reservation_not_found() {
+    let app = App::new();
+    app.post(
+        "/reservations/SKU-1~99~00000000deadbeef/extend",
+        &json!({ "ttl_seconds": 900 }),
+    )
+    .await
+    .assert_error(StatusCode::NOT_FOUND, "reservation_not_found");
+}
+
+// ---------------------------------------------------------------------------------------------
+// POST /reservations/{id}/checkout
+
+#[tokio::test]
+async fn a_checkout_is_202_and_once_applied_the_reservation_is_committed_and_the_item_committed_count_rises(
+) {
+    let app = App::new();
+    app.stock("SKU-1", 10).await;
+    app.stock("SKU-2", 10).await;
+    let id = app.reserve(&[("SKU-1", 2), ("SKU-2", 3)]).await;
+    let reply = app
+        .post(&format!("/reservations/{id}/checkout"), &json!({}))
+        .await;
+    reply.assert_status(StatusCode::ACCEPTED);
+    let command = reply.str("command_id");
+    assert_eq!(app.command_status(&command).await["status"], "pending");
+    assert_eq!(app.reservation_status(&id).await, "active");
+
+    assert_eq!(app.process().await, 2, "one command per line");
+    assert_eq!(app.command_status(&command).await["status"], "applied");
+    let read = app.get(&format!("/reservations/{id}")).await;
+    assert_eq!(read.body["status"], "committed");
+    assert_eq!(read.body["lines"][1]["status"], "committed");
+    let item = app.item("SKU-2").await;
+    assert_eq!(
+        (
+            item["committed"].clone(),
+            item["reserved"].clone(),
+            item["available"].clone()
+        ),
+        (json!(3), json!(0), json!(7))
+    );
+}
+
+#[tokio::test]
+async fn a_checkout_needs_no_body() {
+    let app = App::new();
+    app.stock("SKU-1", 10).await;
+    let id = app.reserve(&[("SKU-1", 1)]).await;
+    app.send(
+        "POST",
+        &format!("/reservations/{id}/checkout"),
+        &[],
+        Body::empty(),
+    )
+    .await
+    .assert_status(StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn a_checkout_retried_with_the_same_idempotency_key_names_the_same_command() {
+    let app = App::new();
+    app.stock("SKU-1", 10).await;
+    let id = app.reserve(&[("SKU-1", 1)]).await;
+    let uri = format!("/reservations/{id}/checkout");
+    let first = app.post_keyed(&uri, "pay-1", &json!({})).await;
+    first.assert_status(StatusCode::ACCEPTED);
+    app.process().await;
+    let retry = app.post_keyed(&uri, "pay-1", &json!({})).await;
+    retry.assert_status(StatusCode::ACCEPTED);
+    assert_eq!(retry.str("command_id"), first.str("command_id"));
+    app.process().await;
+    assert_eq!(app.item("SKU-1").await["committed"], 1);
+}
+
+#[tokio::test]
+async fn a_checkout_of_an_expired_reservation_is_409_reservation_not_active() {
+    let app = App::new();
+    app.stock("SKU-1", 10).await;
+    let id = app.reserve(&[("SKU-1", 1)]).await;
+    app.advance_seconds(901);
+    let reply = app
+        .post(&format!("/reservations/{id}/checkout"), &json!({}))
+        .await;
+    reply.assert_error(StatusCode::CONFLICT, "reservation_not_active");
+    assert_eq!(reply.body["status"], "expired");
+    assert!(app.queue.is_empty(), "nothing was queued");
+}
+
+#[tokio::test]
+async fn a_checkout_of_a_released_reservation_is_409_reservation_not_active() {
+    let app = App::new();
+    app.stock("SKU-1", 10).await;
+    let id = app.reserve(&[("SKU-1", 1)]).await;
+    app.release(&id).await;
+    let reply = app
+        .post(&format!("/reservations/{id}/checkout"), &json!({}))
+        .await;
+    reply.assert_error(StatusCode::CONFLICT, "reservation_not_active");
+    assert_eq!(reply.body["status"], "released");
+    assert!(app.queue.is_empty(), "nothing was queued");
+    assert_eq!(app.item("SKU-1").await["committed"], 0);
+}
+
+#[tokio::test]
+async fn a_checkout_of_a_reservation_that_does_not_exist_is_404_reservation_not_found() {
+    let app = App::new();
+    app.post(
+        "/reservations/SKU-1~99~00000000deadbeef/checkout",
+        &json!({}),
+    )
+    .await
+    .assert_error(StatusCode::NOT_FOUND, "reservation_not_found");
+    assert!(app.queue.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// DELETE /reservations/{id}
+
+#[tokio::test]
+async fn releasing_a_reservation_is_202_and_once_applied_it_is_released_and_its_stock_available_again(
+) {
+    let app = App::new();
+    app.stock("SKU-1", 10).await;
+    let id = app.reserve(&[("SKU-1", 4)]).await;
+    assert_eq!(app.item("SKU-1").await["available"], 6);
+    let reply = app.delete(&format!("/reservations/{id}")).await;
+    reply.assert_status(StatusCode::ACCEPTED);
+    let command = reply.str("command_id");
+    assert_eq!(app.command_status(&command).await["status"], "pending");
+    app.process().await;
+    assert_eq!(app.command_status(&command).await["status"], "applied");
+    assert_eq!(app.reservation_status(&id).await, "released");
+    let item = app.item("SKU-1").await;
+    assert_eq!(
+        (item["reserved"].clone(), item["available"].clone()),
+        (json!(0), json!(10))
+    );
+}
+
+#[tokio::test]
+async fn releasing_a_checked_out_reservation_is_409_reservation_not_active() {
+    let app = App::new();
+    app.stock("SKU-1", 10).await;
+    let id = app.reserve(&[("SKU-1", 4)]).await;
+    app.checkout(&id).await;
+    let before = app.item("SKU-1").await;
+    let reply = app.delete(&format!("/reservations/{id}")).await;
+    reply.assert_error(StatusCode::CONFLICT, "reservation_not_active");
+    assert_eq!(reply.body["status"], "committed");
+    assert!(app.queue.is_empty(), "nothing was queued");
+    assert_eq!(app.item("SKU-1").await, before, "nothing changed");
+}
+
+#[tokio::test]
+async fn releasing_a_reservation_that_does_not_exist_is_404_reservation_not_found() {
+    let app = App::new();
+    app.delete("/reservations/SKU-1~99~00000000deadbeef")
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "reservation_not_found");
+}
+
+// ---------------------------------------------------------------------------------------------
+// GET /commands/{id}
+
+#[tokio::test]
+async fn a_command_is_pending_before_it_is_processed_and_applied_after() {
+    let app = App::new();
+    let reply = app
+        .post("/items/SKU-1/receipts", &json!({ "quantity": 1 }))
+        .await;
+    let id = reply.str("command_id");
+    assert_eq!(
+        app.command_status(&id).await,
+        json!({ "command_id": id, "status": "pending" })
+    );
+    app.process().await;
+    assert_eq!(
+        app.command_status(&id).await,
+        json!({ "command_id": id, "status": "applied" })
+    );
+}
+
+#[tokio::test]
+async fn a_command_id_never_issued_is_404_command_not_found() {
+    let app = App::new();
+    app.get("/commands/6f1c2d3e-4b5a-4c6d-8e7f-0123456789ab")
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "command_not_found");
+}
+
+#[tokio::test]
+async fn a_malformed_command_id_is_400_invalid_command_id() {
+    let app = App::new();
+    for id in [
+        "nope",
+        "6f1c2d3e-4b5a-4c6d-8e7f",
+        "SKU-1~1~00000000deadbeef",
+    ] {
+        app.get(&format!("/commands/{id}"))
+            .await
+            .assert_error(StatusCode::BAD_REQUEST, "invalid_command_id");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bodies of every JSON route
+
+/// The JSON routes, each with a body it accepts (the reservation they name exists).
+async fn json_routes(app: &App) -> Vec<(String, Value)> {
+    app.stock("SKU-1", 10).await;
+    let id = app.reserve(&[("SKU-1", 1)]).await;
+    vec![
+        ("/items/SKU-1/receipts".into(), json!({ "quantity": 1 })),
+        (
+            "/items/SKU-1/adjustments".into(),
+            json!({ "delta": 1, "reason": "count" }),
+        ),
+        ("/reservations".into(), cart(&[("SKU-1", 1)])),
+        (
+            format!("/reservations/{id}/extend"),
+            json!({ "ttl_seconds": 900 }),
+        ),
+    ]
+}
+
+/// Sends `body` to every JSON route and asserts the error, and that nothing changed.
+async fn assert_every_json_route_refuses(
+    app: &App,
+    headers: &[(&str, &str)],
+    body: impl Fn(&Value) -> String,
+    status: StatusCode,
+    code: &str,
+) -> Vec<Reply> {
+    let routes = json_routes(app).await;
+    let before = app.item("SKU-1").await;
+    let mut replies = Vec::new();
+    for (uri, valid) in &routes {
+        let reply = app.send("POST", uri, headers, body(valid)).await;
+        assert_eq!(
+            (reply.status, reply.body["error"].as_str()),
+            (status, Some(code)),
+            "POST {uri}: {}",
+            reply.body
+        );
+        replies.push(reply);
+    }
+    assert!(app.queue.is_empty(), "nothing was queued");
+    assert_eq!(app.item("SKU-1").await, before, "nothing changed");
+    replies
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_json_is_400_malformed_json() {
+    let cases: [fn(&Value) -> String; 4] = [
+        |_| String::new(),
+        |_| "quantity=1".into(),
+        |valid| valid.to_string().replace('"', "'"),
+        |valid| {
+            let text = valid.to_string();
+            text[..text.len() - 1].to_owned()
+        },
+    ];
+    for not_json in cases {
+        let app = App::new();
+        assert_every_json_route_refuses(
+            &app,
+            &[JSON],
+            not_json,
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_json_body_followed_by_trailing_garbage_is_400_malformed_json() {
+    let app = App::new();
+    assert_every_json_route_refuses(
+        &app,
+        &[JSON],
+        |valid| format!("{valid} x"),
+        StatusCode::BAD_REQUEST,
+        "malformed_json",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_field_of_the_wrong_type_is_400_invalid_body_naming_the_field() {
+    let app = App::new();
+    let routes = json_routes(&app).await;
+    let cases = [
+        (&routes[0].0, json!({ "quantity": "1" }), "quantity"),
+        (
+            &routes[1].0,
+            json!({ "delta": 1.5, "reason": "count" }),
+            "delta",
+        ),
+        (
+            &routes[2].0,
+            json!({ "lines": [{ "sku": "SKU-1", "quantity": [1] }] }),
+            "lines[0].quantity",
+        ),
+        (&routes[3].0, json!({ "ttl_seconds": null }), "ttl_seconds"),
+    ];
+    let before = app.item("SKU-1").await;
+    for (uri, body, field) in cases {
+        let reply = app.post(uri, &body).await;
+        reply.assert_error(StatusCode::BAD_REQUEST, "invalid_body");
+        assert_eq!(reply.body["field"], field, "POST {uri}");
+    }
+    assert!(app.queue.is_empty());
+    assert_eq!(app.item("SKU-1").await, before, "nothing changed");
+}
+
+#[tokio::test]
+async fn an_unknown_field_is_400_invalid_body_naming_the_field() {
+    let app = App::new();
+    let replies = assert_every_json_route_refuses(
+        &app,
+        &[JSON],
+        |valid| {
+            let mut body = valid.clone();
+            body["colour"] = json!("red");
+            body.to_string()
+        },
+        StatusCode::BAD_REQUEST,
+        "invalid_body",
+    )
+    .await;
+    for reply in replies {
+        assert_eq!(reply.body["field"], "colour", "{}", reply.body);
+    }
+}
+
+#[tokio::test]
+async fn a_missing_field_is_400_invalid_body_naming_where_it_is_missing() {
+    let app = App::new();
+    let routes = json_routes(&app).await;
+    let cases = [
+        (&routes[0].0, json!({ "reference": "PO-1" }), "."),
+        (&routes[1].0, json!({ "delta": 1 }), "."),
+        (&routes[2].0, json!({ "ttl_seconds": 900 }), "."),
+        (
+            &routes[2].0,
+            json!({ "lines": [{ "sku": "SKU-1" }] }),
+            "lines[0]",
+        ),
+        (&routes[3].0, json!({}), "."),
+    ];
+    for (uri, body, field) in cases {
+        let reply = app.post(uri, &body).await;
+        reply.assert_error(StatusCode::BAD_REQUEST, "invalid_body");
+        assert_eq!(reply.body["field"], field, "POST {uri} {body}");
+    }
+    assert!(app.queue.is_empty());
+}
+
+#[tokio::test]
+async fn a_body_over_64_kib_is_413_payload_too_large() {
+    let app = App::new();
+    // Valid JSON padded with whitespace: only its size is wrong.
+    let oversized = |valid: &Value| format!("{valid}{}", " ".repeat(64 * 1024));
+    assert_every_json_route_refuses(
+        &app,
+        &[JSON],
+        oversized,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_body_declaring_a_content_length_over_64_kib_is_413_payload_too_large() {
+    let app = App::new();
+    assert_every_json_route_refuses(
+        &app,
+        &[JSON, ("content-length", "65537")],
+        Value::to_string,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_body_of_exactly_64_kib_is_accepted() {
+    let app = App::new();
+    let body = json!({ "quantity": 1 }).to_string();
+    let padded = format!("{body}{}", " ".repeat(64 * 1024 - body.len()));
+    assert_eq!(padded.len(), 64 * 1024);
+    app.send("POST", "/items/SKU-1/receipts", &[JSON], padded)
+        .await
+        .assert_status(StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn a_body_without_a_json_content_type_is_415_unsupported_media_type() {
+    for headers in [
+        &[][..],
+        &[("content-type", "text/plain")][..],
+        &[("content-type", "application/x-www-form-urlencoded")][..],
+    ] {
+        let app = App::new();
+        assert_every_json_route_refuses(
+            &app,
+            headers,
+            Value::to_string,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_json_content_type_with_parameters_or_other_case_is_accepted() {
+    let app = App::new();
+    for content_type in ["application/json; charset=utf-8", "Application/JSON"] {
+        app.send(
+            "POST",
+            "/items/SKU-1/receipts",
+            &[("content-type", content_type)],
+            json!({ "quantity": 1 }).to_string(),
+        )
+        .await
+        .assert_status(StatusCode::ACCEPTED);
+    }
+}
+
+#[tokio::test]
+async fn a_body_that_fails_while_being_read_is_400_unreadable_body() {
+    let app = App::new();
+    // A body whose stream errors part way (here: a limit of 1 byte inside the body itself).
+    let failing = Body::new(Limited::new(
+        Full::new(Bytes::from_static(b"{\"quantity\": 1}")),
+        1,
+    ));
+    app.send("POST", "/items/SKU-1/receipts", &[JSON], failing)
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "unreadable_body");
+    assert!(app.queue.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routing
+
+#[tokio::test]
+async fn an_unknown_path_is_404_route_not_found() {
+    let app = App::new();
+    for uri in ["/", "/nope", "/items/SKU-1/history", "/reservations/x/y/z"] {
+        app.get(uri)
+            .await
+            .assert_error(StatusCode::NOT_FOUND, "route_not_found");
+    }
+}
+
+#[tokio::test]
+async fn a_known_path_with_another_method_is_405_method_not_allowed() {
+    let app = App::new();
+    for (method, uri) in [
+        ("PUT", "/reservations"),
+        ("GET", "/reservations"),
+        ("DELETE", "/items/SKU-1"),
+        ("POST", "/items"),
+        ("GET", "/items/SKU-1/receipts"),
+        ("PATCH", "/reservations/SKU-1~1~00000000deadbeef"),
+        ("DELETE", "/commands/6f1c2d3e-4b5a-4c6d-8e7f-0123456789ab"),
+    ] {
+        app.send(method, uri, &[JSON], "{}")
+            .await
+            .assert_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+    }
+}

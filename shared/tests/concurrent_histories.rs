@@ -1,0 +1,727 @@
+//! Randomized concurrent histories against the service on the memory store.
+//!
+//! Each history runs 8 clients and a queue processor as tasks on one thread. The store yields at
+//! random points (so tasks interleave inside decisions), fails some commits before writing and
+//! loses the answer of others after writing; the queue fails some sends and the processor
+//! delivers some commands twice. Clients retry with their idempotency keys, checkout, release,
+//! extend and move the clock. After each history we check, from the events themselves:
+//! - no decision ever granted more than was available at its sequence point;
+//! - every acknowledged reservation (201) and command (202) is reflected exactly once;
+//! - fold(snapshot at a random prefix) + tail == fold(all), and the service's reads agree.
+//!
+//! `HISTORIES=n` runs more (default 1,000); `HISTORY_SEED=s` replays one history.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use inventory_core::app::{CommandStatus, ReserveRequest};
+use inventory_core::domain::{
+    Change, Command, CommandId, Event, HoldLine, IdempotencyKey, Line, Quantity, ReservationId,
+    Sku, SkuState, Timestamp, TtlSeconds, Version,
+};
+use inventory_core::memory::{MemoryQueue, MemoryStore};
+use inventory_core::ports::{
+    Clock, CommandQueue, Commit, EventStore, ManualClock, QueueError, Record, RecordKey,
+    StoreError, Versioned,
+};
+use inventory_core::{AppError, Config, Inventory};
+
+const CLIENTS: usize = 8;
+const OPS_PER_CLIENT: usize = 12;
+const SKUS: [&str; 3] = ["A", "B", "C"];
+/// Batches the processor may take before a history counts as stuck.
+const MAX_BATCHES: usize = 2_000;
+/// Failed applications (injected failures are retried) before a history counts as stuck.
+const MAX_FAILED_APPLIES: usize = 100;
+const START: Timestamp = Timestamp::from_millis(1_700_000_000_000);
+
+#[test]
+fn concurrent_histories_never_oversell_and_reflect_every_acknowledgement_exactly_once() {
+    let histories: u64 = std::env::var("HISTORIES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1_000);
+    let seeds: Vec<u64> = match std::env::var("HISTORY_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        Some(seed) => vec![seed],
+        None => (0..histories).collect(),
+    };
+    let mut totals = Totals::default();
+    for seed in seeds {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        let outcome = runtime.block_on(run_history(seed));
+        match outcome {
+            Ok(stats) => totals.add(&stats),
+            Err(violation) => panic!(
+                "history {seed} violated a promise: {violation}\nreplay with HISTORY_SEED={seed}"
+            ),
+        }
+    }
+    println!("{totals:?}");
+    assert!(totals.reservations > 0 && totals.commands > 0 && totals.lost_answers > 0);
+    assert!(totals.refused > 0, "histories should reach sold-out states");
+}
+
+#[derive(Debug, Default)]
+struct Totals {
+    histories: u64,
+    reservations: usize,
+    refused: usize,
+    commands: usize,
+    lost_answers: usize,
+    events: usize,
+}
+
+impl Totals {
+    fn add(&mut self, stats: &Stats) {
+        self.histories += 1;
+        self.reservations += stats.reservations;
+        self.refused += stats.refused;
+        self.commands += stats.commands;
+        self.lost_answers += stats.lost_answers;
+        self.events += stats.events;
+    }
+}
+
+#[derive(Debug, Default)]
+struct Stats {
+    reservations: usize,
+    refused: usize,
+    commands: usize,
+    lost_answers: usize,
+    events: usize,
+}
+
+tokio::task_local! {
+    /// The idempotency key of the reservation request a client task is making, if any.
+    static RESERVING_WITH_KEY: Option<String>;
+}
+
+/// The memory store with interleavings and failures injected.
+struct ChaosStore {
+    inner: MemoryStore,
+    rng: Mutex<fastrand::Rng>,
+    chaos: AtomicBool,
+    /// Every commit that was written, with whether its answer was lost.
+    written: Mutex<Vec<(Commit, bool)>>,
+    /// Reservations written per idempotency key (whatever the service did with the key).
+    placed_per_key: Mutex<HashMap<String, usize>>,
+}
+
+impl ChaosStore {
+    fn roll(&self, probability: f64) -> bool {
+        self.chaos.load(Ordering::SeqCst) && self.rng.lock().unwrap().f64() < probability
+    }
+
+    async fn interleave(&self) {
+        let yields = self.rng.lock().unwrap().usize(0..3);
+        for _ in 0..yields {
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+#[async_trait]
+impl EventStore for ChaosStore {
+    async fn read_stream(&self, sku: &Sku, after: Version) -> Result<Vec<Event>, StoreError> {
+        self.interleave().await;
+        self.inner.read_stream(sku, after).await
+    }
+
+    async fn read_event(&self, sku: &Sku, seq: Version) -> Result<Option<Event>, StoreError> {
+        self.interleave().await;
+        self.inner.read_event(sku, seq).await
+    }
+
+    async fn read_records(&self, keys: &[RecordKey]) -> Result<Vec<Option<Versioned>>, StoreError> {
+        self.interleave().await;
+        self.inner.read_records(keys).await
+    }
+
+    async fn commit(&self, commit: Commit) -> Result<(), StoreError> {
+        self.interleave().await;
+        if self.roll(0.03) {
+            return Err(StoreError::Unavailable("injected: nothing written".into()));
+        }
+        self.inner.commit(commit.clone()).await?;
+        let lost = self.roll(0.05);
+        let places = commit
+            .appends
+            .iter()
+            .flat_map(|a| &a.events)
+            .any(|e| matches!(e.change, Change::HoldPlaced { .. }));
+        if let Ok(Some(key)) = RESERVING_WITH_KEY.try_with(Clone::clone) {
+            if places {
+                *self.placed_per_key.lock().unwrap().entry(key).or_default() += 1;
+            }
+        }
+        self.written.lock().unwrap().push((commit, lost));
+        self.interleave().await;
+        if lost {
+            return Err(StoreError::Unavailable("injected: answer lost".into()));
+        }
+        Ok(())
+    }
+}
+
+/// The memory queue with failed sends injected.
+struct ChaosQueue {
+    inner: MemoryQueue,
+    store: Arc<ChaosStore>,
+}
+
+#[async_trait]
+impl CommandQueue for ChaosQueue {
+    async fn send(&self, commands: &[Command]) -> Result<(), QueueError> {
+        if self.store.roll(0.03) {
+            return Err(QueueError("injected: queue unavailable".into()));
+        }
+        self.inner.send(commands).await
+    }
+}
+
+/// What clients were told, to be checked against what was recorded.
+#[derive(Default)]
+struct Ledger {
+    reservations: BTreeMap<ReservationId, Vec<Line>>,
+    by_key: HashMap<String, ReservationId>,
+    commands: BTreeMap<CommandId, Acknowledged>,
+    refused: usize,
+    violations: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+enum Acknowledged {
+    Receipt(Sku),
+    Adjustment(Sku),
+    HoldChange(Vec<Sku>),
+}
+
+struct World {
+    inventory: Inventory,
+    store: Arc<ChaosStore>,
+    queue: Arc<ChaosQueue>,
+    clock: ManualClock,
+    ledger: Mutex<Ledger>,
+}
+
+async fn run_history(seed: u64) -> Result<Stats, String> {
+    let store = Arc::new(ChaosStore {
+        inner: MemoryStore::new(),
+        rng: Mutex::new(fastrand::Rng::with_seed(seed ^ 0x5eed)),
+        chaos: AtomicBool::new(true),
+        written: Mutex::new(Vec::new()),
+        placed_per_key: Mutex::new(HashMap::new()),
+    });
+    let queue = Arc::new(ChaosQueue {
+        inner: MemoryQueue::new(),
+        store: Arc::clone(&store),
+    });
+    let clock = ManualClock::new(START);
+    let inventory = Inventory::new(
+        store.clone(),
+        queue.clone(),
+        Arc::new(clock.clone()),
+        Config {
+            contention_budget: std::time::Duration::from_millis(250),
+            ..Config::default()
+        },
+    );
+    let world = Arc::new(World {
+        inventory,
+        store,
+        queue,
+        clock,
+        ledger: Mutex::new(Ledger::default()),
+    });
+    let clients_done = Arc::new(AtomicBool::new(false));
+    let processor = tokio::spawn(process_queue(
+        Arc::clone(&world),
+        Arc::clone(&clients_done),
+        seed,
+    ));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|client| tokio::spawn(run_client(Arc::clone(&world), seed, client)))
+        .collect();
+    for client in clients {
+        client.await.map_err(|e| format!("client panicked: {e}"))?;
+    }
+    clients_done.store(true, Ordering::SeqCst);
+    world.store.chaos.store(false, Ordering::SeqCst);
+    processor
+        .await
+        .map_err(|e| format!("processor panicked: {e}"))??;
+    check(&world, seed).await
+}
+
+async fn run_client(world: Arc<World>, seed: u64, client: usize) {
+    let mut rng = fastrand::Rng::with_seed(seed.wrapping_mul(31).wrapping_add(client as u64));
+    for op in 0..OPS_PER_CLIENT {
+        let key = format!("c{client}-op{op}");
+        match rng.u32(0..100) {
+            0..=34 => reserve(&world, &mut rng, &key).await,
+            35..=49 => receive(&world, &mut rng, &key).await,
+            50..=57 => adjust(&world, &mut rng).await,
+            58..=69 => hold_change(&world, &mut rng, &key, true).await,
+            70..=77 => hold_change(&world, &mut rng, &key, false).await,
+            78..=82 => extend(&world, &mut rng).await,
+            83..=92 => world.clock.advance_millis(rng.i64(0..150_000)),
+            _ => {
+                let sku = random_sku(&mut rng);
+                let _ = world.inventory.item(&sku).await;
+            }
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+fn random_sku(rng: &mut fastrand::Rng) -> Sku {
+    Sku::parse(SKUS[rng.usize(0..SKUS.len())]).unwrap()
+}
+
+fn random_reservation(world: &World, rng: &mut fastrand::Rng) -> Option<ReservationId> {
+    let ledger = world.ledger.lock().unwrap();
+    let count = ledger.reservations.len();
+    (count > 0).then(|| {
+        ledger
+            .reservations
+            .keys()
+            .nth(rng.usize(0..count))
+            .cloned()
+            .unwrap()
+    })
+}
+
+/// A client retries a request that failed with 503 only when it sent an idempotency key.
+const RETRIES: usize = 3;
+
+async fn reserve(world: &World, rng: &mut fastrand::Rng, key: &str) {
+    let mut skus: Vec<&str> = SKUS.to_vec();
+    rng.shuffle(&mut skus);
+    let lines: Vec<Line> = skus[..rng.usize(1..=SKUS.len())]
+        .iter()
+        .map(|sku| Line {
+            sku: Sku::parse(sku).unwrap(),
+            quantity: Quantity::new(rng.i64(1..=3)).unwrap(),
+        })
+        .collect();
+    let ttl = TtlSeconds::new(rng.i64(60..=300)).unwrap();
+    let keyed = rng.u8(0..10) < 7;
+    let idempotency_key = keyed.then(|| IdempotencyKey::parse(key).unwrap());
+    for _ in 0..RETRIES {
+        let request = ReserveRequest::new(lines.clone(), ttl, idempotency_key.clone()).unwrap();
+        let scope = keyed.then(|| key.to_owned());
+        match RESERVING_WITH_KEY
+            .scope(scope, world.inventory.reserve(request))
+            .await
+        {
+            Ok(view) => {
+                let mut ledger = world.ledger.lock().unwrap();
+                if keyed {
+                    let first = ledger
+                        .by_key
+                        .entry(key.to_owned())
+                        .or_insert_with(|| view.reservation_id.clone());
+                    if *first != view.reservation_id {
+                        let msg =
+                            format!("key {key} answered {} then {first}", view.reservation_id);
+                        ledger.violations.push(msg);
+                    }
+                }
+                ledger.reservations.insert(view.reservation_id, lines);
+                return;
+            }
+            Err(AppError::InsufficientStock { .. } | AppError::UnknownSku(_)) => {
+                world.ledger.lock().unwrap().refused += 1;
+                return;
+            }
+            Err(AppError::Unavailable(_) | AppError::Contention) if keyed => continue,
+            Err(AppError::Unavailable(_) | AppError::Contention) => return,
+            Err(other) => {
+                let msg = format!("reserve answered {other:?}");
+                world.ledger.lock().unwrap().violations.push(msg);
+                return;
+            }
+        }
+    }
+}
+
+async fn receive(world: &World, rng: &mut fastrand::Rng, key: &str) {
+    let sku = random_sku(rng);
+    let quantity = Quantity::new(rng.i64(1..=6)).unwrap();
+    let idempotency_key = IdempotencyKey::parse(key).unwrap();
+    for _ in 0..RETRIES {
+        let answer = world
+            .inventory
+            .receive_stock(sku.clone(), quantity, None, Some(&idempotency_key))
+            .await;
+        if acknowledge(world, answer, Acknowledged::Receipt(sku.clone())) {
+            return;
+        }
+    }
+}
+
+async fn adjust(world: &World, rng: &mut fastrand::Rng) {
+    let sku = random_sku(rng);
+    let delta = [-3, -2, -1, 1, 2][rng.usize(0..5)];
+    let answer = world
+        .inventory
+        .adjust_stock(sku.clone(), delta, "cycle count".into(), None)
+        .await;
+    acknowledge(world, answer, Acknowledged::Adjustment(sku));
+}
+
+async fn hold_change(world: &World, rng: &mut fastrand::Rng, key: &str, checkout: bool) {
+    let Some(id) = random_reservation(world, rng) else {
+        return;
+    };
+    let skus: Vec<Sku> = world.ledger.lock().unwrap().reservations[&id]
+        .iter()
+        .map(|line| line.sku.clone())
+        .collect();
+    let idempotency_key = IdempotencyKey::parse(key).unwrap();
+    for _ in 0..RETRIES {
+        let answer = if checkout {
+            world
+                .inventory
+                .request_checkout(&id, Some(&idempotency_key))
+                .await
+        } else {
+            world
+                .inventory
+                .request_release(&id, Some(&idempotency_key))
+                .await
+        };
+        if matches!(answer, Err(AppError::ReservationNotActive { .. })) {
+            return;
+        }
+        if acknowledge(world, answer, Acknowledged::HoldChange(skus.clone())) {
+            return;
+        }
+    }
+}
+
+async fn extend(world: &World, rng: &mut fastrand::Rng) {
+    if let Some(id) = random_reservation(world, rng) {
+        let ttl = TtlSeconds::new(rng.i64(60..=600)).unwrap();
+        match world.inventory.extend(&id, ttl).await {
+            Ok(_)
+            | Err(
+                AppError::ReservationNotActive { .. }
+                | AppError::Unavailable(_)
+                | AppError::Contention,
+            ) => {}
+            Err(other) => {
+                let msg = format!("extend answered {other:?}");
+                world.ledger.lock().unwrap().violations.push(msg);
+            }
+        }
+    }
+}
+
+/// Records a 202; `true` when the client is done (acknowledged or refused for good).
+fn acknowledge(world: &World, answer: Result<CommandId, AppError>, what: Acknowledged) -> bool {
+    match answer {
+        Ok(id) => {
+            world.ledger.lock().unwrap().commands.insert(id, what);
+            true
+        }
+        Err(AppError::Unavailable(_) | AppError::Contention) => false,
+        Err(other) => {
+            let msg = format!("command answered {other:?}");
+            world.ledger.lock().unwrap().violations.push(msg);
+            true
+        }
+    }
+}
+
+/// The queue's consumer: batches of random size, some commands delivered twice, failed SKU
+/// groups redelivered — until the clients are done and the queue is empty.
+async fn process_queue(
+    world: Arc<World>,
+    clients_done: Arc<AtomicBool>,
+    seed: u64,
+) -> Result<(), String> {
+    let mut rng = fastrand::Rng::with_seed(seed ^ 0xfeed);
+    let mut failures = 0;
+    for _ in 0..MAX_BATCHES {
+        let mut batch = next_batch(&world, &clients_done, &mut rng).await;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        if rng.u8(0..5) == 0 {
+            let again = batch[..rng.usize(1..=batch.len())].to_vec();
+            batch.extend(again);
+        }
+        let mut groups: BTreeMap<Sku, Vec<Command>> = BTreeMap::new();
+        for command in batch {
+            groups.entry(command.sku.clone()).or_default().push(command);
+        }
+        for (sku, commands) in groups {
+            if world
+                .inventory
+                .apply_commands(&sku, &commands)
+                .await
+                .is_err()
+            {
+                failures += 1;
+                if failures > MAX_FAILED_APPLIES {
+                    return Err(format!("{sku}: commands kept failing to apply"));
+                }
+                world.queue.inner.redeliver(commands);
+            }
+        }
+    }
+    Err(format!("the queue did not drain in {MAX_BATCHES} batches"))
+}
+
+/// The next batch of 1–19 commands, waiting while clients may still send; empty once the
+/// clients are done and the queue is drained.
+async fn next_batch(
+    world: &World,
+    clients_done: &AtomicBool,
+    rng: &mut fastrand::Rng,
+) -> Vec<Command> {
+    loop {
+        let batch = world.queue.inner.try_receive(rng.usize(1..20));
+        if !batch.is_empty() || clients_done.load(Ordering::SeqCst) && world.queue.inner.is_empty()
+        {
+            return batch;
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Checks the promises on what the history left behind.
+async fn check(world: &World, seed: u64) -> Result<Stats, String> {
+    let ledger = std::mem::take(&mut *world.ledger.lock().unwrap());
+    if let Some(violation) = ledger.violations.first() {
+        return Err(violation.clone());
+    }
+    let store = &world.store.inner;
+    let mut streams: BTreeMap<Sku, Vec<Event>> = BTreeMap::new();
+    for sku in store.skus() {
+        let events = store
+            .read_stream(&sku, 0)
+            .await
+            .map_err(|e| e.to_string())?;
+        streams.insert(sku, events);
+    }
+    let mut stats = Stats {
+        reservations: ledger.reservations.len(),
+        refused: ledger.refused,
+        commands: ledger.commands.len(),
+        lost_answers: world
+            .store
+            .written
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, lost)| *lost)
+            .count(),
+        events: streams.values().map(Vec::len).sum(),
+    };
+    for (sku, events) in &streams {
+        no_decision_granted_more_than_was_available(sku, events)?;
+        snapshot_plus_tail_is_the_whole_fold(sku, events, seed)?;
+        service_reads_agree_with_the_fold(world, sku, events).await?;
+    }
+    every_acknowledged_reservation_is_placed_exactly_once(world, &ledger, &streams).await?;
+    every_idempotency_key_wrote_at_most_one_reservation(world)?;
+    every_acknowledged_command_took_effect_exactly_once(world, &ledger, &streams).await?;
+    stats.events = streams.values().map(Vec::len).sum();
+    Ok(stats)
+}
+
+fn no_decision_granted_more_than_was_available(sku: &Sku, events: &[Event]) -> Result<(), String> {
+    let mut state = SkuState::default();
+    for (index, event) in events.iter().enumerate() {
+        if event.seq != index as u64 + 1 || &event.sku != sku {
+            return Err(format!("{sku}: event {index} has seq {}", event.seq));
+        }
+        if event.at < state.clock {
+            return Err(format!("{sku}@{}: time ran backwards", event.seq));
+        }
+        let granted = match &event.change {
+            Change::HoldPlaced { quantity, .. } => Some(quantity.units()),
+            Change::HoldCommitted {
+                quantity,
+                reacquired: true,
+                ..
+            } => Some(quantity.units()),
+            _ => None,
+        };
+        if let Some(granted) = granted {
+            let available = state.available(event.at);
+            if granted > available {
+                return Err(format!(
+                    "{sku}@{}: granted {granted} with {available} available",
+                    event.seq
+                ));
+            }
+        }
+        state.evolve(event);
+    }
+    Ok(())
+}
+
+fn snapshot_plus_tail_is_the_whole_fold(
+    sku: &Sku,
+    events: &[Event],
+    seed: u64,
+) -> Result<(), String> {
+    let whole = SkuState::from_events(events);
+    let cut = fastrand::Rng::with_seed(seed).usize(0..=events.len());
+    let snapshot = serde_json::to_string(&SkuState::from_events(&events[..cut])).unwrap();
+    let mut resumed: SkuState = serde_json::from_str(&snapshot).unwrap();
+    for event in &events[cut..] {
+        resumed.evolve(event);
+    }
+    if resumed != whole {
+        return Err(format!(
+            "{sku}: snapshot at {cut} + tail differs from the whole fold"
+        ));
+    }
+    Ok(())
+}
+
+async fn service_reads_agree_with_the_fold(
+    world: &World,
+    sku: &Sku,
+    events: &[Event],
+) -> Result<(), String> {
+    let whole = SkuState::from_events(events);
+    let item = world.inventory.item(sku).await.map_err(|e| e.to_string())?;
+    let now = whole.now(world.clock.now());
+    let expected = (
+        whole.on_hand,
+        whole.committed,
+        whole.held(now),
+        whole.version,
+    );
+    let seen = (item.on_hand, item.committed, item.reserved, item.version);
+    if expected != seen {
+        return Err(format!("{sku}: item read {seen:?}, fold says {expected:?}"));
+    }
+    Ok(())
+}
+
+async fn every_acknowledged_reservation_is_placed_exactly_once(
+    world: &World,
+    ledger: &Ledger,
+    streams: &BTreeMap<Sku, Vec<Event>>,
+) -> Result<(), String> {
+    for (id, lines) in &ledger.reservations {
+        let view = world
+            .inventory
+            .reservation(id)
+            .await
+            .map_err(|e| format!("{id}: {e}"))?;
+        for line in lines {
+            let events = streams.get(&line.sku).map_or(&[][..], Vec::as_slice);
+            let placed: Vec<&Event> = events
+                .iter()
+                .filter(|e| matches!(&e.change, Change::HoldPlaced { reservation_id, .. } if reservation_id == id))
+                .collect();
+            let [placed] = placed[..] else {
+                return Err(format!(
+                    "{id}: {} holds placed on {}",
+                    placed.len(),
+                    line.sku
+                ));
+            };
+            let mut hold = HoldLine::placed(&line.sku, &placed.change).unwrap();
+            if hold.quantity != line.quantity {
+                return Err(format!(
+                    "{id}: {} held {:?}, asked {:?}",
+                    line.sku, hold.quantity, line.quantity
+                ));
+            }
+            for event in events.iter().filter(|e| e.seq > placed.seq) {
+                hold.evolve(&event.change);
+            }
+            let shown = view
+                .lines
+                .iter()
+                .find(|l| l.sku == line.sku)
+                .map(|l| l.status);
+            if shown != Some(hold.status_at(world.clock.now())) {
+                return Err(format!(
+                    "{id}: {} shows {shown:?}, events say {:?}",
+                    line.sku, hold.status
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn every_idempotency_key_wrote_at_most_one_reservation(world: &World) -> Result<(), String> {
+    let placed = world.store.placed_per_key.lock().unwrap();
+    match placed.iter().find(|(_, count)| **count > 1) {
+        Some((key, count)) => Err(format!("idempotency key {key} placed {count} reservations")),
+        None => Ok(()),
+    }
+}
+
+async fn every_acknowledged_command_took_effect_exactly_once(
+    world: &World,
+    ledger: &Ledger,
+    streams: &BTreeMap<Sku, Vec<Event>>,
+) -> Result<(), String> {
+    for (id, what) in &ledger.commands {
+        let view = world
+            .inventory
+            .command(*id)
+            .await
+            .map_err(|e| format!("{id}: {e}"))?;
+        if view.status == CommandStatus::Pending {
+            return Err(format!(
+                "command {id} still pending after the queue drained"
+            ));
+        }
+        let skus = match what {
+            Acknowledged::Receipt(sku) | Acknowledged::Adjustment(sku) => vec![sku.clone()],
+            Acknowledged::HoldChange(skus) => skus.clone(),
+        };
+        for sku in skus {
+            let events = streams.get(&sku).map_or(&[][..], Vec::as_slice);
+            let effects = events
+                .iter()
+                .filter(|e| e.change.command_id() == Some(*id))
+                .count();
+            let exactly_one = !matches!(what, Acknowledged::HoldChange(_));
+            if effects > 1 || (exactly_one && effects != 1) {
+                return Err(format!(
+                    "command {id} ({what:?}) has {effects} events on {sku}"
+                ));
+            }
+            let outcome = world
+                .store
+                .inner
+                .read_records(&[RecordKey::CommandOutcome {
+                    command_id: *id,
+                    sku: sku.clone(),
+                }])
+                .await
+                .map_err(|e| e.to_string())?;
+            if !matches!(
+                outcome.first(),
+                Some(Some(Versioned {
+                    record: Record::CommandOutcome(_),
+                    ..
+                }))
+            ) {
+                return Err(format!("command {id} has no outcome on {sku}"));
+            }
+        }
+    }
+    Ok(())
+}
