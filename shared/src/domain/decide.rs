@@ -567,6 +567,19 @@ mod tests {
     }
 
     #[test]
+    fn state_stays_small_with_holds_of_every_length_from_a_minute_to_a_day() {
+        let mut g = given().received(at(0), 200_000);
+        for i in 0..100_000 {
+            g = g.held(Timestamp::from_millis(i * 10), 1, 60 + i % 86_341);
+        }
+        let state = g.state();
+        assert!(state.held(state.clock) > 99_000);
+        assert!(state.bucket_count() <= 2_700, "{}", state.bucket_count());
+        let size = serde_json::to_vec(&state).unwrap().len();
+        assert!(size < 100_000, "{size} bytes");
+    }
+
+    #[test]
     fn state_stays_small_with_a_hundred_thousand_holds() {
         let mut g = given().received(at(0), 200_000);
         for i in 0..100_000 {

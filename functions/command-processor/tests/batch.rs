@@ -1,0 +1,181 @@
+//! Batches as the queue delivers them: in order per SKU, duplicates skipped, failures reported
+//! from the lowest position so nothing after them is lost.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use command_processor::process_batch;
+use inventory_core::domain::{
+    Action, Change, Command, CommandId, Event, Quantity, RejectionCode, Sku, Timestamp, Version,
+};
+use inventory_core::memory::{MemoryQueue, MemoryStore};
+use inventory_core::ports::{Commit, EventStore, ManualClock, RecordKey, StoreError, Versioned};
+use inventory_core::{Config, Inventory};
+
+/// The memory store, with commits to some SKUs failing as if DynamoDB were throttling them.
+#[derive(Default)]
+struct FlakyStore {
+    inner: MemoryStore,
+    failing: Mutex<HashSet<Sku>>,
+}
+
+#[async_trait]
+impl EventStore for FlakyStore {
+    async fn read_stream(&self, sku: &Sku, after: Version) -> Result<Vec<Event>, StoreError> {
+        self.inner.read_stream(sku, after).await
+    }
+    async fn read_event(&self, sku: &Sku, seq: Version) -> Result<Option<Event>, StoreError> {
+        self.inner.read_event(sku, seq).await
+    }
+    async fn read_records(&self, keys: &[RecordKey]) -> Result<Vec<Option<Versioned>>, StoreError> {
+        self.inner.read_records(keys).await
+    }
+    async fn commit(&self, commit: Commit) -> Result<(), StoreError> {
+        let failing = self.failing.lock().unwrap().clone();
+        if commit.appends.iter().any(|a| failing.contains(&a.sku)) {
+            return Err(StoreError::Unavailable("throttled".into()));
+        }
+        self.inner.commit(commit).await
+    }
+}
+
+fn service() -> (Inventory, Arc<FlakyStore>) {
+    let store = Arc::new(FlakyStore::default());
+    let inventory = Inventory::new(
+        store.clone(),
+        Arc::new(MemoryQueue::new()),
+        Arc::new(ManualClock::new(Timestamp::from_millis(1_700_000_000_000))),
+        Config::default(),
+    );
+    (inventory, store)
+}
+
+fn sku(name: &str) -> Sku {
+    Sku::parse(name).unwrap()
+}
+
+fn receipt(sku_name: &str, units: i64) -> Command {
+    Command {
+        id: CommandId::random(),
+        sku: sku(sku_name),
+        accepted_at: Timestamp::from_millis(1_700_000_000_000),
+        action: Action::ReceiveStock {
+            quantity: Quantity::new(units).unwrap(),
+            reference: None,
+        },
+    }
+}
+
+fn adjustment(sku_name: &str, delta: i64) -> Command {
+    Command {
+        action: Action::AdjustStock {
+            delta,
+            reason: "count".into(),
+        },
+        ..receipt(sku_name, 1)
+    }
+}
+
+async fn events(store: &FlakyStore, name: &str) -> Vec<Change> {
+    store
+        .inner
+        .read_stream(&sku(name), 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.change)
+        .collect()
+}
+
+#[tokio::test]
+async fn each_skus_commands_are_applied_in_arrival_order_with_one_append_per_sku() {
+    let (inventory, store) = service();
+    // -4 only fits after the receipt of 5 that arrives before it.
+    let batch = vec![
+        receipt("A", 5),
+        receipt("B", 1),
+        adjustment("A", -4),
+        receipt("A", 2),
+    ];
+    let outcome = process_batch(&inventory, &batch).await;
+    assert_eq!(outcome.retry_from, None);
+    assert_eq!((outcome.report.applied, outcome.report.rejected), (4, 0));
+    let a = events(&store, "A").await;
+    assert!(matches!(
+        a[..],
+        [
+            Change::StockReceived { .. },
+            Change::StockAdjusted { delta: -4, .. },
+            Change::StockReceived { .. }
+        ]
+    ));
+    assert_eq!(inventory.item(&sku("A")).await.unwrap().on_hand, 3);
+}
+
+#[tokio::test]
+async fn a_command_delivered_twice_in_a_batch_or_across_batches_takes_effect_once() {
+    let (inventory, store) = service();
+    let first = receipt("A", 5);
+    let outcome = process_batch(&inventory, &[first.clone(), first.clone()]).await;
+    assert_eq!((outcome.report.applied, outcome.report.duplicates), (1, 1));
+    let outcome = process_batch(&inventory, &[first.clone()]).await;
+    assert_eq!((outcome.report.applied, outcome.report.duplicates), (0, 1));
+    assert_eq!(events(&store, "A").await.len(), 1);
+    assert_eq!(inventory.item(&sku("A")).await.unwrap().on_hand, 5);
+}
+
+#[tokio::test]
+async fn an_invalid_command_is_recorded_as_rejected_and_does_not_block_the_ones_after_it() {
+    let (inventory, store) = service();
+    let batch = vec![receipt("A", 1), adjustment("A", -2), receipt("A", 2)];
+    let outcome = process_batch(&inventory, &batch).await;
+    assert_eq!(outcome.retry_from, None);
+    assert_eq!((outcome.report.applied, outcome.report.rejected), (2, 1));
+    let rejected = events(&store, "A").await.swap_remove(1);
+    assert!(
+        matches!(
+            rejected,
+            Change::CommandRejected { command_id, reason: RejectionCode::OnHandWouldGoNegative }
+                if command_id == batch[1].id
+        ),
+        "{rejected:?}"
+    );
+    assert_eq!(inventory.item(&sku("A")).await.unwrap().on_hand, 3);
+}
+
+#[tokio::test]
+async fn a_failing_sku_is_retried_from_its_first_position_and_redelivery_applies_each_once() {
+    let (inventory, store) = service();
+    store.failing.lock().unwrap().insert(sku("B"));
+    let batch = vec![
+        receipt("A", 1),
+        receipt("B", 1),
+        receipt("C", 1),
+        receipt("B", 2),
+        receipt("A", 3),
+    ];
+    let outcome = process_batch(&inventory, &batch).await;
+    assert_eq!(
+        outcome.retry_from,
+        Some(1),
+        "B failed; its first command is at position 1"
+    );
+    assert_eq!(
+        events(&store, "B").await.len(),
+        0,
+        "nothing of B half-applied"
+    );
+    store.failing.lock().unwrap().clear();
+    let redelivered = &batch[1..];
+    let outcome = process_batch(&inventory, redelivered).await;
+    assert_eq!(outcome.retry_from, None);
+    assert_eq!((outcome.report.applied, outcome.report.duplicates), (2, 2));
+    for (name, on_hand) in [("A", 4), ("B", 3), ("C", 1)] {
+        assert_eq!(
+            inventory.item(&sku(name)).await.unwrap().on_hand,
+            on_hand,
+            "{name}"
+        );
+    }
+}

@@ -1,0 +1,373 @@
+//! The contract every [`EventStore`] adapter keeps, as one suite the memory store and the AWS
+//! adapters all run (`tests/conformance.rs` here; the DynamoDB adapter's tests against moto).
+//! Each check uses SKUs and keys under `prefix`, so adapters sharing one backend do not collide.
+//! A broken promise panics with what was expected.
+
+use std::sync::Arc;
+
+use crate::domain::{
+    Change, CommandId, Event, HoldLine, HoldStatus, IdempotencyKey, Quantity, ReservationId, Sku,
+    Timestamp, Version,
+};
+use crate::ports::{
+    Commit, Conflict, EventStore, IdempotencyRecord, Record, RecordKey, RecordWrite, StoreError,
+    StreamAppend,
+};
+
+/// Runs every check of the contract against `store`.
+pub async fn check_event_store(store: Arc<dyn EventStore>, prefix: &str) {
+    appended_events_read_back_in_order(store.as_ref(), prefix).await;
+    an_append_at_a_stale_head_conflicts_and_writes_nothing(store.as_ref(), prefix).await;
+    a_commit_over_several_streams_and_records_is_all_or_nothing(store.as_ref(), prefix).await;
+    a_record_written_twice_as_new_conflicts(store.as_ref(), prefix).await;
+    a_record_update_needs_the_version_read(store.as_ref(), prefix).await;
+    a_long_stream_reads_back_whole(store.as_ref(), prefix).await;
+    of_racing_appends_at_one_head_exactly_one_wins(Arc::clone(&store), prefix).await;
+}
+
+fn sku(prefix: &str, name: &str) -> Sku {
+    Sku::parse(&format!("{prefix}-{name}")).expect("prefix makes a valid sku")
+}
+
+fn received(sku: &Sku, seq: Version, units: i64) -> Event {
+    Event {
+        sku: sku.clone(),
+        seq,
+        at: Timestamp::from_millis(1_700_000_000_000 + seq as i64),
+        change: Change::StockReceived {
+            command_id: CommandId::random(),
+            quantity: Quantity::new(units).expect("valid quantity"),
+            reference: Some(format!("delivery {seq}")),
+        },
+    }
+}
+
+fn append(sku: &Sku, expected: Version, count: u64) -> StreamAppend {
+    StreamAppend {
+        sku: sku.clone(),
+        expected,
+        events: (expected + 1..=expected + count)
+            .map(|seq| received(sku, seq, 1))
+            .collect(),
+    }
+}
+
+fn idempotency(prefix: &str, name: &str) -> (RecordKey, Record) {
+    let key = IdempotencyKey::parse(&format!("{prefix}-{name}")).expect("valid key");
+    let record = Record::Idempotency(IdempotencyRecord {
+        request_digest: "digest".into(),
+        reservation_id: ReservationId::new(sku(prefix, "anchor"), 1, 7),
+        created_at: Timestamp::from_millis(0),
+    });
+    (RecordKey::Idempotency { key }, record)
+}
+
+async fn commit(store: &dyn EventStore, commit: Commit) -> Result<(), StoreError> {
+    store.commit(commit).await
+}
+
+async fn appended_events_read_back_in_order(store: &dyn EventStore, prefix: &str) {
+    let a = sku(prefix, "read-back");
+    assert_eq!(
+        store.read_stream(&a, 0).await,
+        Ok(vec![]),
+        "a new stream is empty"
+    );
+    let first = append(&a, 0, 2);
+    let second = append(&a, 2, 1);
+    commit(
+        store,
+        Commit {
+            appends: vec![first.clone()],
+            records: vec![],
+        },
+    )
+    .await
+    .expect("first append");
+    commit(
+        store,
+        Commit {
+            appends: vec![second.clone()],
+            records: vec![],
+        },
+    )
+    .await
+    .expect("second append");
+    let all: Vec<Event> = first.events.into_iter().chain(second.events).collect();
+    assert_eq!(
+        store.read_stream(&a, 0).await,
+        Ok(all.clone()),
+        "whole stream"
+    );
+    assert_eq!(
+        store.read_stream(&a, 2).await,
+        Ok(all[2..].to_vec()),
+        "tail after 2"
+    );
+    assert_eq!(
+        store.read_stream(&a, 3).await,
+        Ok(vec![]),
+        "tail after head"
+    );
+    assert_eq!(
+        store.read_event(&a, 2).await,
+        Ok(Some(all[1].clone())),
+        "event 2"
+    );
+    assert_eq!(store.read_event(&a, 4).await, Ok(None), "event past head");
+    assert_eq!(store.read_event(&a, 0).await, Ok(None), "event 0");
+}
+
+async fn an_append_at_a_stale_head_conflicts_and_writes_nothing(
+    store: &dyn EventStore,
+    prefix: &str,
+) {
+    let a = sku(prefix, "stale");
+    commit(
+        store,
+        Commit {
+            appends: vec![append(&a, 0, 1)],
+            records: vec![],
+        },
+    )
+    .await
+    .expect("append");
+    let stale = commit(
+        store,
+        Commit {
+            appends: vec![append(&a, 0, 1)],
+            records: vec![],
+        },
+    )
+    .await;
+    assert_eq!(
+        stale,
+        Err(StoreError::Conflict(Conflict::Stream { sku: a.clone() }))
+    );
+    let ahead = commit(
+        store,
+        Commit {
+            appends: vec![append(&a, 5, 1)],
+            records: vec![],
+        },
+    )
+    .await;
+    assert!(
+        matches!(ahead, Err(StoreError::Conflict(Conflict::Stream { .. }))),
+        "{ahead:?}"
+    );
+    assert_eq!(
+        store.read_stream(&a, 0).await.map(|e| e.len()),
+        Ok(1),
+        "nothing more written"
+    );
+}
+
+async fn a_commit_over_several_streams_and_records_is_all_or_nothing(
+    store: &dyn EventStore,
+    prefix: &str,
+) {
+    let a = sku(prefix, "cart-a");
+    let b = sku(prefix, "cart-b");
+    commit(
+        store,
+        Commit {
+            appends: vec![append(&b, 0, 1)],
+            records: vec![],
+        },
+    )
+    .await
+    .expect("b");
+    let (key, record) = idempotency(prefix, "cart");
+    let write = RecordWrite {
+        key: key.clone(),
+        expected: None,
+        record,
+    };
+    let failed = commit(
+        store,
+        Commit {
+            appends: vec![append(&a, 0, 1), append(&b, 0, 1)],
+            records: vec![write.clone()],
+        },
+    )
+    .await;
+    assert_eq!(
+        failed,
+        Err(StoreError::Conflict(Conflict::Stream { sku: b.clone() }))
+    );
+    assert_eq!(
+        store.read_stream(&a, 0).await,
+        Ok(vec![]),
+        "no line of a failed cart is written"
+    );
+    assert_eq!(
+        store.read_records(&[key.clone()]).await,
+        Ok(vec![None]),
+        "nor its records"
+    );
+    commit(
+        store,
+        Commit {
+            appends: vec![append(&a, 0, 1), append(&b, 1, 1)],
+            records: vec![write],
+        },
+    )
+    .await
+    .expect("whole cart");
+    assert_eq!(store.read_stream(&a, 0).await.map(|e| e.len()), Ok(1));
+    assert_eq!(store.read_stream(&b, 0).await.map(|e| e.len()), Ok(2));
+    let stored = store.read_records(&[key]).await.expect("read");
+    assert_eq!(
+        stored[0].as_ref().map(|s| s.version),
+        Some(1),
+        "a new record has version 1"
+    );
+}
+
+async fn a_record_written_twice_as_new_conflicts(store: &dyn EventStore, prefix: &str) {
+    let (key, record) = idempotency(prefix, "twice");
+    let write = RecordWrite {
+        key: key.clone(),
+        expected: None,
+        record,
+    };
+    commit(
+        store,
+        Commit {
+            appends: vec![],
+            records: vec![write.clone()],
+        },
+    )
+    .await
+    .expect("first");
+    let again = commit(
+        store,
+        Commit {
+            appends: vec![],
+            records: vec![write],
+        },
+    )
+    .await;
+    assert_eq!(again, Err(StoreError::Conflict(Conflict::Record { key })));
+}
+
+async fn a_record_update_needs_the_version_read(store: &dyn EventStore, prefix: &str) {
+    let id = ReservationId::new(sku(prefix, "hold"), 3, 9);
+    let key = RecordKey::Hold {
+        reservation_id: id.clone(),
+        sku: sku(prefix, "hold"),
+    };
+    let mut hold = HoldLine {
+        reservation_id: id,
+        sku: sku(prefix, "hold"),
+        quantity: Quantity::new(2).expect("valid quantity"),
+        expires_at: Timestamp::from_millis(1_000),
+        release_at: Timestamp::from_millis(2_000),
+        status: HoldStatus::Active,
+    };
+    let write = |expected, hold: &HoldLine| RecordWrite {
+        key: key.clone(),
+        expected,
+        record: Record::Hold(hold.clone()),
+    };
+    commit(
+        store,
+        Commit {
+            appends: vec![],
+            records: vec![write(None, &hold)],
+        },
+    )
+    .await
+    .expect("create");
+    hold.status = HoldStatus::Committed;
+    let blind = commit(
+        store,
+        Commit {
+            appends: vec![],
+            records: vec![write(None, &hold)],
+        },
+    )
+    .await;
+    assert!(matches!(blind, Err(StoreError::Conflict(_))), "{blind:?}");
+    let stale = commit(
+        store,
+        Commit {
+            appends: vec![],
+            records: vec![write(Some(7), &hold)],
+        },
+    )
+    .await;
+    assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
+    commit(
+        store,
+        Commit {
+            appends: vec![],
+            records: vec![write(Some(1), &hold)],
+        },
+    )
+    .await
+    .expect("update");
+    let stored = store
+        .read_records(&[key, idempotency(prefix, "missing").0])
+        .await
+        .expect("read");
+    assert_eq!(stored.len(), 2, "one answer per key, in order");
+    assert_eq!(
+        stored[0].as_ref().map(|s| (s.version, &s.record)),
+        Some((2, &Record::Hold(hold)))
+    );
+    assert_eq!(stored[1], None, "a missing record reads as None");
+}
+
+async fn a_long_stream_reads_back_whole(store: &dyn EventStore, prefix: &str) {
+    let a = sku(prefix, "long");
+    let mut head = 0;
+    for _ in 0..10 {
+        commit(
+            store,
+            Commit {
+                appends: vec![append(&a, head, 25)],
+                records: vec![],
+            },
+        )
+        .await
+        .expect("append");
+        head += 25;
+    }
+    let events = store.read_stream(&a, 0).await.expect("read");
+    assert_eq!(events.len(), 250);
+    assert!(
+        events.iter().zip(1..).all(|(e, seq)| e.seq == seq),
+        "gap-free and in order"
+    );
+    assert_eq!(store.read_stream(&a, 240).await.map(|e| e.len()), Ok(10));
+}
+
+async fn of_racing_appends_at_one_head_exactly_one_wins(store: Arc<dyn EventStore>, prefix: &str) {
+    let a = sku(prefix, "race");
+    let racers: Vec<_> = (0..16)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            let append = append(&a, 0, 1);
+            tokio::spawn(async move {
+                store
+                    .commit(Commit {
+                        appends: vec![append],
+                        records: vec![],
+                    })
+                    .await
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for racer in racers {
+        match racer.await.expect("racer finished") {
+            Ok(()) => won += 1,
+            Err(StoreError::Conflict(_)) => {}
+            Err(other) => panic!("a racer failed with {other:?}"),
+        }
+    }
+    assert_eq!(won, 1, "exactly one append at head 0 wins");
+    assert_eq!(store.read_stream(&a, 0).await.map(|e| e.len()), Ok(1));
+}
