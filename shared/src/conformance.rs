@@ -202,7 +202,7 @@ async fn a_commit_over_several_streams_and_records_is_all_or_nothing(
         "no line of a failed cart is written"
     );
     assert_eq!(
-        store.read_records(&[key.clone()]).await,
+        store.read_records(std::slice::from_ref(&key)).await,
         Ok(vec![None]),
         "nor its records"
     );

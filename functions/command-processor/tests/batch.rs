@@ -119,7 +119,7 @@ async fn a_command_delivered_twice_in_a_batch_or_across_batches_takes_effect_onc
     let first = receipt("A", 5);
     let outcome = process_batch(&inventory, &[first.clone(), first.clone()]).await;
     assert_eq!((outcome.report.applied, outcome.report.duplicates), (1, 1));
-    let outcome = process_batch(&inventory, &[first.clone()]).await;
+    let outcome = process_batch(&inventory, std::slice::from_ref(&first)).await;
     assert_eq!((outcome.report.applied, outcome.report.duplicates), (0, 1));
     assert_eq!(events(&store, "A").await.len(), 1);
     assert_eq!(inventory.item(&sku("A")).await.unwrap().on_hand, 5);
