@@ -77,15 +77,32 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         if inner.classify() != serde_json::error::Category::Data {
             return malformed(&inner);
         }
-        let message = if path == "." {
+        let field = match missing_field(&inner) {
+            Some(name) if path == "." => name,
+            Some(name) => format!("{path}.{name}"),
+            None => path,
+        };
+        let message = if field == "." {
             inner.to_string()
         } else {
-            format!("{path}: {inner}")
+            format!("{field}: {inner}")
         };
-        ApiError::bad_request("invalid_body", message).with("field", path)
+        ApiError::bad_request("invalid_body", message).with("field", field)
     })?;
     deserializer.end().map_err(|err| malformed(&err))?;
     Ok(value)
+}
+
+/// The field named in serde's "missing field `name`" (the error path stops at the struct
+/// lacking it). The name is one of our own request fields, never client text.
+fn missing_field(err: &serde_json::Error) -> Option<String> {
+    let text = err.to_string();
+    Some(
+        text.strip_prefix("missing field `")?
+            .split('`')
+            .next()?
+            .to_owned(),
+    )
 }
 
 fn malformed(err: &serde_json::Error) -> ApiError {

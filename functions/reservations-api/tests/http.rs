@@ -1346,15 +1346,15 @@ async fn a_missing_field_is_400_invalid_body_naming_where_it_is_missing() {
     let app = App::new();
     let routes = json_routes(&app).await;
     let cases = [
-        (&routes[0].0, json!({ "reference": "PO-1" }), "."),
-        (&routes[1].0, json!({ "delta": 1 }), "."),
-        (&routes[2].0, json!({ "ttl_seconds": 900 }), "."),
+        (&routes[0].0, json!({ "reference": "PO-1" }), "quantity"),
+        (&routes[1].0, json!({ "delta": 1 }), "reason"),
+        (&routes[2].0, json!({ "ttl_seconds": 900 }), "lines"),
         (
             &routes[2].0,
             json!({ "lines": [{ "sku": "SKU-1" }] }),
-            "lines[0]",
+            "lines[0].quantity",
         ),
-        (&routes[3].0, json!({}), "."),
+        (&routes[3].0, json!({}), "ttl_seconds"),
     ];
     for (uri, body, field) in cases {
         let reply = app.post(uri, &body).await;
@@ -1480,4 +1480,16 @@ async fn a_known_path_with_another_method_is_405_method_not_allowed() {
             .await
             .assert_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
     }
+}
+
+#[tokio::test]
+async fn a_blank_receipt_reference_is_400_invalid_reference() {
+    let app = App::new();
+    app.post(
+        "/items/SKU-1/receipts",
+        &json!({ "quantity": 1, "reference": "  " }),
+    )
+    .await
+    .assert_error(StatusCode::BAD_REQUEST, "invalid_reference");
+    assert!(app.queue.is_empty());
 }

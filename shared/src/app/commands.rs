@@ -41,7 +41,7 @@ impl Inventory {
         key: Option<&IdempotencyKey>,
     ) -> Result<CommandId, AppError> {
         if let Some(reference) = &reference {
-            check_note("invalid_reference", "reference", reference, true)?;
+            check_note("invalid_reference", "reference", reference)?;
         }
         let action = Action::ReceiveStock {
             quantity,
@@ -66,7 +66,7 @@ impl Inventory {
             )
             .into());
         }
-        check_note("invalid_reason", "reason", &reason, false)?;
+        check_note("invalid_reason", "reason", &reason)?;
         let action = Action::AdjustStock { delta, reason };
         self.accept(format!("adjustment/{sku}"), sku, action, key)
             .await
@@ -197,14 +197,9 @@ impl Inventory {
     }
 }
 
-fn check_note(
-    code: &'static str,
-    field: &str,
-    text: &str,
-    may_be_empty: bool,
-) -> Result<(), AppError> {
-    let length = text.chars().count();
-    if (!may_be_empty && text.trim().is_empty()) || length > MAX_NOTE_LEN {
+/// A free-text note (reference, reason): 1–500 characters, not blank.
+fn check_note(code: &'static str, field: &str, text: &str) -> Result<(), AppError> {
+    if text.trim().is_empty() || text.chars().count() > MAX_NOTE_LEN {
         return Err(InvalidValue::new(
             code,
             format!("{field} must be 1-{MAX_NOTE_LEN} characters and not blank"),
