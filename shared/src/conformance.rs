@@ -11,7 +11,7 @@ use crate::domain::{
 };
 use crate::ports::{
     Commit, Conflict, EventStore, IdempotencyRecord, Record, RecordKey, RecordWrite, StoreError,
-    StreamAppend,
+    StreamAppend, MAX_COMMIT_ITEMS,
 };
 
 /// Runs every check of the contract against `store`.
@@ -22,6 +22,7 @@ pub async fn check_event_store(store: Arc<dyn EventStore>, prefix: &str) {
     a_record_written_twice_as_new_conflicts(store.as_ref(), prefix).await;
     a_record_update_needs_the_version_read(store.as_ref(), prefix).await;
     a_long_stream_reads_back_whole(store.as_ref(), prefix).await;
+    a_commit_of_more_than_the_item_limit_is_refused_whole(store.as_ref(), prefix).await;
     of_racing_appends_at_one_head_exactly_one_wins(Arc::clone(&store), prefix).await;
 }
 
@@ -342,6 +343,45 @@ async fn a_long_stream_reads_back_whole(store: &dyn EventStore, prefix: &str) {
         "gap-free and in order"
     );
     assert_eq!(store.read_stream(&a, 240).await.map(|e| e.len()), Ok(10));
+}
+
+async fn a_commit_of_more_than_the_item_limit_is_refused_whole(
+    store: &dyn EventStore,
+    prefix: &str,
+) {
+    let a = sku(prefix, "too-big");
+    let (key, record) = idempotency(prefix, "too-big");
+    let write = RecordWrite {
+        key: key.clone(),
+        expected: None,
+        record,
+    };
+    let too_big = Commit {
+        appends: vec![append(&a, 0, MAX_COMMIT_ITEMS as u64)],
+        records: vec![write],
+    };
+    let refused = commit(store, too_big).await;
+    assert!(
+        matches!(refused, Err(StoreError::Unavailable(_))),
+        "{refused:?}"
+    );
+    assert_eq!(
+        store.read_stream(&a, 0).await,
+        Ok(vec![]),
+        "nothing written"
+    );
+    assert_eq!(
+        store.read_records(&[key]).await,
+        Ok(vec![None]),
+        "nothing written"
+    );
+    let largest = Commit {
+        appends: vec![append(&a, 0, MAX_COMMIT_ITEMS as u64)],
+        records: vec![],
+    };
+    commit(store, largest)
+        .await
+        .expect("a commit of exactly the limit is written");
 }
 
 async fn of_racing_appends_at_one_head_exactly_one_wins(store: Arc<dyn EventStore>, prefix: &str) {

@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 use crate::domain::{Command, Event, Sku, Version};
 use crate::ports::{
     CommandQueue, Commit, Conflict, EventStore, QueueError, RecordKey, StoreError, Versioned,
+    MAX_COMMIT_ITEMS,
 };
 
 /// Event streams and records in one process.
@@ -55,6 +56,12 @@ impl Tables {
     }
 
     fn check(&self, commit: &Commit) -> Result<(), StoreError> {
+        if commit.items() > MAX_COMMIT_ITEMS {
+            return Err(StoreError::Unavailable(format!(
+                "a commit of {} items exceeds the limit of {MAX_COMMIT_ITEMS}",
+                commit.items()
+            )));
+        }
         for append in &commit.appends {
             if self.head(&append.sku) != append.expected {
                 return Err(StoreError::Conflict(Conflict::Stream {

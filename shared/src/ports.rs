@@ -118,7 +118,16 @@ pub struct Commit {
     pub records: Vec<RecordWrite>,
 }
 
+/// Most items one commit may write: DynamoDB's limit for one transaction. Use cases split their
+/// work to stay within it; every store refuses a larger commit.
+pub const MAX_COMMIT_ITEMS: usize = 100;
+
 impl Commit {
+    /// Items written: one per event and one per record.
+    pub fn items(&self) -> usize {
+        self.appends.iter().map(|a| a.events.len()).sum::<usize>() + self.records.len()
+    }
+
     /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
         self.appends.is_empty() && self.records.is_empty()

@@ -30,12 +30,7 @@ pub async fn process_batch(inventory: &Inventory, batch: &[Command]) -> BatchOut
     let mut outcome = BatchOutcome::default();
     for (first_position, result) in results {
         match result {
-            Ok(report) => {
-                outcome.report.applied += report.applied;
-                outcome.report.rejected += report.rejected;
-                outcome.report.duplicates += report.duplicates;
-                outcome.report.events += report.events;
-            }
+            Ok(report) => outcome.report.add(&report),
             Err(err) => {
                 log_failure(&err, &batch[first_position].sku);
                 outcome.retry_from = Some(

@@ -179,3 +179,19 @@ async fn a_failing_sku_is_retried_from_its_first_position_and_redelivery_applies
         );
     }
 }
+
+#[tokio::test]
+async fn a_batch_larger_than_one_write_is_applied_in_several_commits_each_once() {
+    let (inventory, store) = service();
+    let batch: Vec<Command> = (0..100).map(|_| receipt("A", 1)).collect();
+    let mut twice = batch.clone();
+    twice.extend(batch.iter().take(40).cloned());
+    let outcome = process_batch(&inventory, &twice).await;
+    assert_eq!(outcome.retry_from, None);
+    assert_eq!(
+        (outcome.report.applied, outcome.report.duplicates),
+        (100, 40)
+    );
+    assert_eq!(events(&store, "A").await.len(), 100);
+    assert_eq!(inventory.item(&sku("A")).await.unwrap().on_hand, 100);
+}

@@ -749,6 +749,59 @@ async fn a_reservation_with_more_than_100_lines_is_400_invalid_lines() {
 }
 
 #[tokio::test]
+async fn a_reservation_with_an_idempotency_key_holds_at_most_99_lines_and_a_100_line_cart_extends_whole(
+) {
+    let app = App::new();
+    let skus: Vec<String> = (0..100).map(|i| format!("L{i}")).collect();
+    for sku in &skus {
+        app.stock(sku, 1).await;
+    }
+    let lines: Vec<(&str, i64)> = skus.iter().map(|sku| (sku.as_str(), 1)).collect();
+    app.post_keyed("/reservations", "cart-100", &cart(&lines))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_lines");
+    assert_eq!(app.item("L0").await["version"], 1, "nothing changed");
+    app.post_keyed("/reservations", "cart-99", &cart(&lines[..99]))
+        .await
+        .assert_status(StatusCode::CREATED);
+    let hundred = app
+        .post(
+            "/reservations",
+            &cart(
+                &lines[..1]
+                    .iter()
+                    .chain(&lines[99..])
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            ),
+        )
+        .await;
+    hundred.assert_error(StatusCode::CONFLICT, "insufficient_stock");
+    for sku in &skus {
+        app.stock(sku, 1).await;
+    }
+    let whole = app.post("/reservations", &cart(&lines)).await;
+    whole.assert_status(StatusCode::CREATED);
+    let id = whole.body["reservation_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let extended = app
+        .post(
+            &format!("/reservations/{id}/extend"),
+            &json!({ "ttl_seconds": 3600 }),
+        )
+        .await;
+    extended.assert_status(StatusCode::OK);
+    assert_ne!(extended.body["expires_at"], whole.body["expires_at"]);
+    // L0..L98 also carry the 99-line hold: received, held, received, held, extended.
+    for (index, sku) in skus.iter().enumerate() {
+        let expected = if index < 99 { 5 } else { 4 };
+        assert_eq!(app.item(sku).await["version"], expected, "{sku}");
+    }
+}
+
+#[tokio::test]
 async fn a_reservation_naming_a_sku_on_two_lines_is_400_duplicate_sku() {
     let app = App::new();
     app.stock("SKU-1", 5).await;

@@ -14,7 +14,9 @@ use crate::domain::{
     Change, Command, CommandId, HoldLine, RejectionCode, ReservationId, Sku, SkuState, Verdict,
 };
 use crate::error::AppError;
-use crate::ports::{CommandOutcome, Commit, Record, RecordKey, RecordWrite, StoreError};
+use crate::ports::{
+    CommandOutcome, Commit, Record, RecordKey, RecordWrite, StoreError, MAX_COMMIT_ITEMS,
+};
 
 /// What applying a SKU's commands came to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -29,6 +31,16 @@ pub struct ApplyReport {
     pub events: usize,
 }
 
+impl ApplyReport {
+    /// Adds another report's counts to this one.
+    pub fn add(&mut self, other: &ApplyReport) {
+        self.applied += other.applied;
+        self.rejected += other.rejected;
+        self.duplicates += other.duplicates;
+        self.events += other.events;
+    }
+}
+
 /// A reservation's hold on the SKU being processed, as far as it is known.
 enum HoldLookup {
     /// No reservation has that id.
@@ -41,11 +53,21 @@ enum HoldLookup {
 
 impl Inventory {
     /// Applies `commands` (all for `sku`, in arrival order) exactly once in effect.
+    /// Commands are committed in chunks that keep each commit within [`MAX_COMMIT_ITEMS`] (a
+    /// hold command writes an event, the hold's record and its outcome).
     pub async fn apply_commands(
         &self,
         sku: &Sku,
         commands: &[Command],
     ) -> Result<ApplyReport, AppError> {
+        let mut total = ApplyReport::default();
+        for chunk in commands.chunks(MAX_COMMIT_ITEMS / 3) {
+            total.add(&self.apply_chunk(sku, chunk).await?);
+        }
+        Ok(total)
+    }
+
+    async fn apply_chunk(&self, sku: &Sku, commands: &[Command]) -> Result<ApplyReport, AppError> {
         let mut attempts = Attempts::new(&self.config);
         loop {
             match self.try_apply(sku, commands).await {

@@ -18,6 +18,7 @@ use crate::domain::{
 use crate::error::AppError;
 use crate::ports::{
     Commit, Conflict, IdempotencyRecord, Record, RecordKey, RecordWrite, StoreError, StreamAppend,
+    MAX_COMMIT_ITEMS,
 };
 
 /// Most lines one reservation may hold.
@@ -38,11 +39,19 @@ impl ReserveRequest {
         ttl: TtlSeconds,
         idempotency_key: Option<IdempotencyKey>,
     ) -> Result<Self, InvalidValue> {
-        if lines.is_empty() || lines.len() > MAX_LINES {
+        // With a key, the idempotency record takes one of the commit's items.
+        let (limit, why) = match idempotency_key {
+            Some(_) => (
+                MAX_COMMIT_ITEMS - 1,
+                " with an Idempotency-Key (one write carries at most 100 items)",
+            ),
+            None => (MAX_LINES, ""),
+        };
+        if lines.is_empty() || lines.len() > limit {
             return Err(InvalidValue::new(
                 "invalid_lines",
                 format!(
-                    "lines must hold 1 to {MAX_LINES} entries, got {}",
+                    "lines must hold 1 to {limit} entries{why}, got {}",
                     lines.len()
                 ),
             ));
@@ -268,9 +277,8 @@ impl Inventory {
             return Ok(Err(AppError::ReservationNotActive { status }));
         }
         let terms = HoldTerms::new(now, ttl, self.config.release_grace_secs);
-        let mut commit = Commit::default();
+        let mut changed = Vec::new();
         let mut holds = Vec::new();
-        let mut touched = Vec::new();
         for ((hold, version), state) in reservation.holds.iter().zip(&states) {
             let mut hold = hold.clone();
             match extend_hold(&hold, terms, now) {
@@ -281,19 +289,20 @@ impl Inventory {
                 Ok(None) => {}
                 Ok(Some(change)) => {
                     hold.evolve(&change);
-                    commit
-                        .appends
-                        .push(next_append(&hold.sku, state, now, vec![change]));
-                    touched.push(Arc::clone(state));
-                    commit.records.push(hold_write(&hold, *version));
+                    let append = next_append(&hold.sku, state, now, vec![change]);
+                    changed.push((append, hold_write(&hold, *version), Arc::clone(state)));
                 }
             }
             holds.push(hold);
         }
-        if !commit.is_empty() {
-            let appends = commit.appends.clone();
+        // Each line is an event and a record: large carts are extended in several commits.
+        for chunk in changed.chunks(MAX_COMMIT_ITEMS / 2) {
+            let commit = Commit {
+                appends: chunk.iter().map(|(append, _, _)| append.clone()).collect(),
+                records: chunk.iter().map(|(_, write, _)| write.clone()).collect(),
+            };
             self.store.commit(commit).await?;
-            for (append, state) in appends.iter().zip(&touched) {
+            for (append, _, state) in chunk {
                 self.cache.advance(state, &append.events);
             }
         }
