@@ -2,6 +2,10 @@
 //! adapters all run (`tests/conformance.rs` here; the DynamoDB adapter's tests against moto).
 //! Each check uses SKUs and keys under `prefix`, so adapters sharing one backend do not collide.
 //! A broken promise panics with what was expected.
+//!
+//! Appending past the head (at a version never read) is outside the contract: a conditional
+//! write can only check the item it writes, so gap-free streams rest on the use cases, which only
+//! append right after a head they have read.
 
 use std::sync::Arc;
 
@@ -144,18 +148,6 @@ async fn an_append_at_a_stale_head_conflicts_and_writes_nothing(
     assert_eq!(
         stale,
         Err(StoreError::Conflict(Conflict::Stream { sku: a.clone() }))
-    );
-    let ahead = commit(
-        store,
-        Commit {
-            appends: vec![append(&a, 5, 1)],
-            records: vec![],
-        },
-    )
-    .await;
-    assert!(
-        matches!(ahead, Err(StoreError::Conflict(Conflict::Stream { .. }))),
-        "{ahead:?}"
     );
     assert_eq!(
         store.read_stream(&a, 0).await.map(|e| e.len()),

@@ -6,6 +6,8 @@
 //! - [`app`]: the use cases, written once against the ports.
 
 pub mod app;
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod config;
 pub mod conformance;
 pub mod domain;

@@ -1,0 +1,445 @@
+//! The event store on one DynamoDB table.
+//!
+//! | item | `pk` (S) | `sk` (N) | other attributes |
+//! |---|---|---|---|
+//! | event | `sku#{SKU}` | sequence (1, 2, …) | the event's fields (serde_dynamo) |
+//! | record | `hold#{reservation}#{SKU}`, `idem#{key}`, `cmd#{id}`, `outcome#{id}#{SKU}` | 0 | `version`, `record`, `ttl` |
+//!
+//! A single event is appended with one conditional `PutItem` (`attribute_not_exists(pk)`,
+//! `ReturnValuesOnConditionCheckFailure=ALL_OLD`, so a retry of our own write is told from a real
+//! conflict); any larger commit is one `TransactWriteItems` whose cancellation reasons name the
+//! stream or record that conflicted. Reads are strongly consistent; queries follow every page.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, KeysAndAttributes,
+    Put, ReturnValuesOnConditionCheckFailure, ScalarAttributeType, StreamSpecification,
+    StreamViewType, TimeToLiveSpecification, TransactWriteItem,
+};
+use aws_sdk_dynamodb::Client;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Event, Sku, Version};
+use crate::ports::{
+    Commit, Conflict, EventStore, Record, RecordKey, RecordWrite, StoreError, StreamAppend,
+    Versioned, MAX_COMMIT_ITEMS,
+};
+
+/// Partition key attribute.
+pub const PK: &str = "pk";
+/// Sort key attribute.
+pub const SK: &str = "sk";
+/// Time-to-live attribute (epoch seconds) of records that may be forgotten.
+pub const TTL: &str = "ttl";
+
+/// How long dedupe facts (idempotency keys, commands, outcomes) are kept: well past the
+/// promised 24 hours.
+const DEDUPE_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long a hold's record is kept after it was last written.
+const HOLD_RETENTION: Duration = Duration::from_secs(35 * 24 * 3600);
+/// Most keys one BatchGetItem may ask for.
+const BATCH_GET_LIMIT: usize = 100;
+
+/// The DynamoDB event store.
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RecordItem {
+    pk: String,
+    sk: u64,
+    version: u64,
+    record: Record,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ttl: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct EventItem<'a> {
+    pk: String,
+    sk: u64,
+    #[serde(flatten)]
+    event: &'a Event,
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Which part of a commit one transaction item writes (to name what a cancellation hit).
+enum Origin {
+    Stream(Sku),
+    Record(RecordKey),
+}
+
+impl DynamoStore {
+    /// A store on `table` through `client`.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// The table's name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Creates the table (with its stream and TTL) unless it exists; for local runs and tests.
+    /// Deployed tables come from the SAM template.
+    pub async fn create_table_if_missing(&self) -> Result<(), StoreError> {
+        let exists = self
+            .client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await;
+        if exists.is_ok() {
+            return Ok(());
+        }
+        let attribute = |name: &str, kind| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(kind)
+                .build()
+                .map_err(unavailable)
+        };
+        let key = |name: &str, kind| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+                .map_err(unavailable)
+        };
+        let created = self
+            .client
+            .create_table()
+            .table_name(&self.table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attribute(PK, ScalarAttributeType::S)?)
+            .attribute_definitions(attribute(SK, ScalarAttributeType::N)?)
+            .key_schema(key(PK, KeyType::Hash)?)
+            .key_schema(key(SK, KeyType::Range)?)
+            .stream_specification(
+                StreamSpecification::builder()
+                    .stream_enabled(true)
+                    .stream_view_type(StreamViewType::NewAndOldImages)
+                    .build()
+                    .map_err(unavailable)?,
+            )
+            .send()
+            .await;
+        if let Err(err) = created {
+            let already = err
+                .as_service_error()
+                .is_some_and(|e| e.is_resource_in_use_exception());
+            if !already {
+                return Err(unavailable(DisplayErrorContext(err)));
+            }
+        }
+        self.client
+            .update_time_to_live()
+            .table_name(&self.table)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .enabled(true)
+                    .attribute_name(TTL)
+                    .build()
+                    .map_err(unavailable)?,
+            )
+            .send()
+            .await
+            .map_err(|e| unavailable(DisplayErrorContext(e)))?;
+        Ok(())
+    }
+
+    fn stream_pk(sku: &Sku) -> String {
+        format!("sku#{sku}")
+    }
+
+    fn record_pk(key: &RecordKey) -> String {
+        match key {
+            RecordKey::Hold {
+                reservation_id,
+                sku,
+            } => format!("hold#{reservation_id}#{sku}"),
+            RecordKey::Idempotency { key } => format!("idem#{}", key.as_str()),
+            RecordKey::Command { command_id } => format!("cmd#{command_id}"),
+            RecordKey::CommandOutcome { command_id, sku } => format!("outcome#{command_id}#{sku}"),
+        }
+    }
+
+    fn key_of(pk: String, sk: u64) -> Item {
+        HashMap::from([
+            (PK.to_owned(), AttributeValue::S(pk)),
+            (SK.to_owned(), AttributeValue::N(sk.to_string())),
+        ])
+    }
+
+    fn event_item(event: &Event) -> Result<Item, StoreError> {
+        serde_dynamo::to_item(EventItem {
+            pk: Self::stream_pk(&event.sku),
+            sk: event.seq,
+            event,
+        })
+        .map_err(unavailable)
+    }
+
+    fn record_item(write: &RecordWrite) -> Result<Item, StoreError> {
+        let retention = match write.key {
+            RecordKey::Hold { .. } => HOLD_RETENTION,
+            _ => DEDUPE_RETENTION,
+        };
+        let expires = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .saturating_add(retention)
+            .as_secs();
+        serde_dynamo::to_item(RecordItem {
+            pk: Self::record_pk(&write.key),
+            sk: 0,
+            version: write.expected.unwrap_or(0) + 1,
+            record: write.record.clone(),
+            ttl: Some(expires),
+        })
+        .map_err(unavailable)
+    }
+
+    /// The put of a record, valid only over the version read (or if absent).
+    fn record_put(&self, write: &RecordWrite) -> Result<Put, StoreError> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(Self::record_item(write)?));
+        let put = match write.expected {
+            None => put.condition_expression("attribute_not_exists(pk)"),
+            Some(version) => put
+                .condition_expression("version = :expected")
+                .expression_attribute_values(":expected", AttributeValue::N(version.to_string())),
+        };
+        put.build().map_err(unavailable)
+    }
+
+    fn event_put(&self, event: &Event) -> Result<Put, StoreError> {
+        Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(Self::event_item(event)?))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(unavailable)
+    }
+
+    /// The hot path: one event, one conditional PutItem. If the condition fails and the item
+    /// there is the very event we wrote (an SDK retry after a lost answer), it is ours.
+    async fn append_one(&self, append: &StreamAppend) -> Result<(), StoreError> {
+        let event = &append.events[0];
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(Self::event_item(event)?))
+            .condition_expression("attribute_not_exists(pk)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(err)) => match err.into_err() {
+                PutItemError::ConditionalCheckFailedException(failed) => {
+                    let ours = failed
+                        .item()
+                        .and_then(|item| serde_dynamo::from_item::<_, Event>(item.clone()).ok())
+                        .is_some_and(|there| &there == event);
+                    if ours {
+                        Ok(())
+                    } else {
+                        Err(StoreError::Conflict(Conflict::Stream {
+                            sku: append.sku.clone(),
+                        }))
+                    }
+                }
+                other => Err(unavailable(DisplayErrorContext(other))),
+            },
+            Err(err) => Err(unavailable(DisplayErrorContext(err))),
+        }
+    }
+
+    /// Everything else: one transaction. A cancellation names the item that failed.
+    async fn transact(&self, commit: &Commit) -> Result<(), StoreError> {
+        let mut items = Vec::with_capacity(commit.items());
+        let mut origins = Vec::with_capacity(commit.items());
+        for append in &commit.appends {
+            for event in &append.events {
+                items.push(
+                    TransactWriteItem::builder()
+                        .put(self.event_put(event)?)
+                        .build(),
+                );
+                origins.push(Origin::Stream(append.sku.clone()));
+            }
+        }
+        for write in &commit.records {
+            items.push(
+                TransactWriteItem::builder()
+                    .put(self.record_put(write)?)
+                    .build(),
+            );
+            origins.push(Origin::Record(write.key.clone()));
+        }
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            // The SDK re-sends the same token when it retries, so a retry is idempotent.
+            .client_request_token(uuid::Uuid::new_v4().to_string())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(err)) => match err.into_err() {
+                TransactWriteItemsError::TransactionCanceledException(cancelled) => {
+                    let failed = cancelled.cancellation_reasons().iter().position(|reason| {
+                        matches!(
+                            reason.code(),
+                            Some("ConditionalCheckFailed" | "TransactionConflict")
+                        )
+                    });
+                    match failed.and_then(|index| origins.get(index)) {
+                        Some(Origin::Stream(sku)) => {
+                            Err(StoreError::Conflict(Conflict::Stream { sku: sku.clone() }))
+                        }
+                        Some(Origin::Record(key)) => {
+                            Err(StoreError::Conflict(Conflict::Record { key: key.clone() }))
+                        }
+                        None => Err(unavailable(DisplayErrorContext(cancelled))),
+                    }
+                }
+                other => Err(unavailable(DisplayErrorContext(other))),
+            },
+            Err(err) => Err(unavailable(DisplayErrorContext(err))),
+        }
+    }
+}
+
+fn unavailable(err: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(err.to_string())
+}
+
+#[async_trait]
+impl EventStore for DynamoStore {
+    async fn read_stream(&self, sku: &Sku, after: Version) -> Result<Vec<Event>, StoreError> {
+        let items: Vec<Item> = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND sk > :after")
+            .expression_attribute_values(":pk", AttributeValue::S(Self::stream_pk(sku)))
+            .expression_attribute_values(":after", AttributeValue::N(after.to_string()))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(|e| unavailable(DisplayErrorContext(e)))?;
+        serde_dynamo::from_items(items).map_err(unavailable)
+    }
+
+    async fn read_event(&self, sku: &Sku, seq: Version) -> Result<Option<Event>, StoreError> {
+        if seq == 0 {
+            return Ok(None);
+        }
+        let found = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key_of(Self::stream_pk(sku), seq)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable(DisplayErrorContext(e)))?;
+        found
+            .item
+            .map(|item| serde_dynamo::from_item(item).map_err(unavailable))
+            .transpose()
+    }
+
+    async fn read_records(&self, keys: &[RecordKey]) -> Result<Vec<Option<Versioned>>, StoreError> {
+        let mut found: HashMap<String, Versioned> = HashMap::new();
+        let mut distinct: Vec<String> = keys.iter().map(Self::record_pk).collect();
+        distinct.sort();
+        distinct.dedup();
+        for chunk in distinct.chunks(BATCH_GET_LIMIT) {
+            let mut pending: Vec<Item> =
+                chunk.iter().map(|pk| Self::key_of(pk.clone(), 0)).collect();
+            let mut rounds = 0;
+            while !pending.is_empty() {
+                rounds += 1;
+                if rounds > 8 {
+                    return Err(unavailable("records stayed unprocessed after 8 rounds"));
+                }
+                if rounds > 1 {
+                    tokio::time::sleep(Duration::from_millis(10 << rounds.min(6))).await;
+                }
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut pending)))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(unavailable)?;
+                let answer = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| unavailable(DisplayErrorContext(e)))?;
+                for item in answer
+                    .responses
+                    .unwrap_or_default()
+                    .remove(&self.table)
+                    .unwrap_or_default()
+                {
+                    let stored: RecordItem = serde_dynamo::from_item(item).map_err(unavailable)?;
+                    found.insert(
+                        stored.pk,
+                        Versioned {
+                            version: stored.version,
+                            record: stored.record,
+                        },
+                    );
+                }
+                if let Some(unprocessed) = answer
+                    .unprocessed_keys
+                    .and_then(|mut tables| tables.remove(&self.table))
+                {
+                    pending = unprocessed.keys;
+                }
+            }
+        }
+        Ok(keys
+            .iter()
+            .map(|key| found.get(&Self::record_pk(key)).cloned())
+            .collect())
+    }
+
+    async fn commit(&self, commit: Commit) -> Result<(), StoreError> {
+        let items = commit.items();
+        if items > MAX_COMMIT_ITEMS {
+            return Err(unavailable(format!(
+                "a commit of {items} items exceeds the limit of {MAX_COMMIT_ITEMS}"
+            )));
+        }
+        match (&commit.appends[..], &commit.records[..]) {
+            ([], []) => Ok(()),
+            ([append], []) if append.events.len() == 1 => self.append_one(append).await,
+            _ => self.transact(&commit).await,
+        }
+    }
+}
