@@ -63,6 +63,26 @@ pub struct CommandRecord {
     pub request_digest: String,
     /// The commands queued, one per SKU.
     pub commands: Vec<Command>,
+    /// Whether the request was answered 202. The processor holds the commands back until it is,
+    /// so a request answered 503 after some of its commands were queued never takes effect
+    /// half-way.
+    pub acceptance: Acceptance,
+}
+
+/// Where the request that made a command stands. `Accepted` and `Abandoned` are decided by
+/// conditional writes on the record, so the API and the processor never both win.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Acceptance {
+    /// Recorded and maybe queued since `since`; the request is not answered yet.
+    Awaiting {
+        /// When the (latest) request started queueing the commands.
+        since: Timestamp,
+    },
+    /// Every command is queued and the request was answered 202.
+    Accepted,
+    /// The processor gave up waiting; the request gets 503 and its queued commands are dropped.
+    Abandoned,
 }
 
 /// How a command turned out on one SKU.
@@ -123,6 +143,14 @@ pub struct Commit {
 pub const MAX_COMMIT_ITEMS: usize = 100;
 
 impl Commit {
+    /// A commit of records only.
+    pub fn records(records: Vec<RecordWrite>) -> Self {
+        Self {
+            appends: Vec::new(),
+            records,
+        }
+    }
+
     /// Items written: one per event and one per record.
     pub fn items(&self) -> usize {
         self.appends.iter().map(|a| a.events.len()).sum::<usize>() + self.records.len()

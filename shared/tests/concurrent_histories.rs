@@ -476,6 +476,8 @@ async fn process_queue(
                     return Err(format!("{sku}: commands kept failing to apply"));
                 }
                 world.queue.inner.redeliver(commands);
+                // Redelivery takes time (Lambda retries after a delay).
+                world.clock.advance_millis(5_000);
             }
         }
     }

@@ -15,7 +15,8 @@ use crate::domain::{
 };
 use crate::error::AppError;
 use crate::ports::{
-    CommandOutcome, Commit, Record, RecordKey, RecordWrite, StoreError, MAX_COMMIT_ITEMS,
+    Acceptance, CommandOutcome, CommandRecord, Commit, Record, RecordKey, RecordWrite, StoreError,
+    Versioned, MAX_COMMIT_ITEMS,
 };
 
 /// What applying a SKU's commands came to.
@@ -29,7 +30,13 @@ pub struct ApplyReport {
     pub duplicates: usize,
     /// Events appended.
     pub events: usize,
+    /// Commands dropped because their request was never accepted (answered 503).
+    pub dropped: usize,
 }
+
+/// How long a queued command whose request is not accepted yet is held back before it is
+/// dropped (the API accepts within milliseconds of queueing; only a failed request stays).
+pub const ACCEPT_WAIT_MILLIS: i64 = 30_000;
 
 impl ApplyReport {
     /// Adds another report's counts to this one.
@@ -38,6 +45,7 @@ impl ApplyReport {
         self.rejected += other.rejected;
         self.duplicates += other.duplicates;
         self.events += other.events;
+        self.dropped += other.dropped;
     }
 }
 
@@ -84,8 +92,11 @@ impl Inventory {
     async fn try_apply(&self, sku: &Sku, commands: &[Command]) -> Result<ApplyReport, StoreError> {
         let mut report = ApplyReport::default();
         let state = self.cache.load(self.store.as_ref(), sku).await?;
-        let todo = self.not_yet_applied(sku, commands, &mut report).await?;
+        let (todo, abandon) = self.not_yet_applied(sku, commands, &mut report).await?;
         if todo.is_empty() {
+            if !abandon.is_empty() {
+                self.store.commit(Commit::records(abandon)).await?;
+            }
             return Ok(report);
         }
         let mut holds = self.hold_lookups(sku, &todo).await?;
@@ -152,6 +163,7 @@ impl Inventory {
                 commit.records.push(hold_write(hold, *version));
             }
         }
+        commit.records.extend(abandon);
         for (command_id, outcome) in outcomes {
             commit.records.push(RecordWrite {
                 key: RecordKey::CommandOutcome {
@@ -169,31 +181,74 @@ impl Inventory {
         Ok(report)
     }
 
-    /// The commands that have no outcome yet, each once.
+    /// The commands that have no outcome yet, each once, and the abandonments to record. A
+    /// command the API has recorded but not accepted yet (its request may still be answered
+    /// 503) is held back: the SKU is retried later. After [`ACCEPT_WAIT_MILLIS`] the command is
+    /// abandoned, by a conditional write that the API's own acceptance races against, so exactly
+    /// one of "202 and applied" or "503 and dropped" happens.
     async fn not_yet_applied<'c>(
         &self,
         sku: &Sku,
         commands: &'c [Command],
         report: &mut ApplyReport,
-    ) -> Result<Vec<&'c Command>, StoreError> {
+    ) -> Result<(Vec<&'c Command>, Vec<RecordWrite>), StoreError> {
         let mut seen: HashSet<CommandId> = HashSet::new();
         let distinct: Vec<&Command> = commands.iter().filter(|c| seen.insert(c.id)).collect();
-        let keys: Vec<RecordKey> = distinct
-            .iter()
-            .map(|command| RecordKey::CommandOutcome {
+        let mut keys: Vec<RecordKey> = Vec::with_capacity(distinct.len() * 2);
+        for command in &distinct {
+            keys.push(RecordKey::CommandOutcome {
                 command_id: command.id,
                 sku: sku.clone(),
-            })
-            .collect();
-        let outcomes = self.store.read_records(&keys).await?;
-        let todo: Vec<&Command> = distinct
-            .into_iter()
-            .zip(outcomes)
-            .filter(|(_, outcome)| outcome.is_none())
-            .map(|(command, _)| command)
-            .collect();
-        report.duplicates = commands.len() - todo.len();
-        Ok(todo)
+            });
+            keys.push(RecordKey::Command {
+                command_id: command.id,
+            });
+        }
+        let found = self.store.read_records(&keys).await?;
+        let now = self.clock.now();
+        let mut todo = Vec::with_capacity(distinct.len());
+        let mut abandon = Vec::new();
+        for (command, pair) in distinct.into_iter().zip(found.chunks(2)) {
+            if pair[0].is_some() {
+                continue;
+            }
+            match &pair[1] {
+                Some(Versioned {
+                    version,
+                    record: Record::Command(record),
+                }) => match record.acceptance {
+                    Acceptance::Accepted => todo.push(command),
+                    Acceptance::Abandoned => report.dropped += 1,
+                    Acceptance::Awaiting { since }
+                        if now.millis() - since.millis() < ACCEPT_WAIT_MILLIS =>
+                    {
+                        return Err(StoreError::Unavailable(format!(
+                            "command {} is not accepted yet",
+                            command.id
+                        )));
+                    }
+                    Acceptance::Awaiting { .. } => {
+                        tracing::warn!(command_id = %command.id, sku = %sku,
+                            "abandoning a command its request never accepted");
+                        abandon.push(RecordWrite {
+                            key: RecordKey::Command {
+                                command_id: command.id,
+                            },
+                            expected: Some(*version),
+                            record: Record::Command(CommandRecord {
+                                acceptance: Acceptance::Abandoned,
+                                ..record.clone()
+                            }),
+                        });
+                        report.dropped += 1;
+                    }
+                },
+                // Commands queued by the service itself (expiry) have no API record.
+                _ => todo.push(command),
+            }
+        }
+        report.duplicates = commands.len() - todo.len() - report.dropped;
+        Ok((todo, abandon))
     }
 
     /// The holds the commands act on: anchor events and hold records, read concurrently.

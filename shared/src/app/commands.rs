@@ -11,7 +11,8 @@ use crate::domain::{
 };
 use crate::error::AppError;
 use crate::ports::{
-    CommandOutcome, CommandRecord, Commit, Conflict, Record, RecordKey, RecordWrite, StoreError,
+    Acceptance, CommandOutcome, CommandRecord, Commit, Conflict, Record, RecordKey, RecordWrite,
+    StoreError, Versioned,
 };
 
 /// Largest adjustment, either way.
@@ -92,34 +93,32 @@ impl Inventory {
         self.submit(id, vec![command], digest).await
     }
 
-    /// Records the command, then queues it; answers only once both are durable. A command id
-    /// already recorded with the same request is queued again (the first attempt may have
-    /// failed to queue; a duplicate delivery is harmless) and answered with the same id.
+    /// Records the command, queues it, then marks it accepted; answers only once all three are
+    /// durable. A command id already recorded with the same request is queued again (the first
+    /// attempt may have failed part-way; a duplicate delivery is harmless) and accepted.
     pub(crate) async fn submit(
         &self,
         id: CommandId,
         commands: Vec<Command>,
         request_digest: String,
     ) -> Result<CommandId, AppError> {
+        let record = CommandRecord {
+            request_digest: request_digest.clone(),
+            commands,
+            acceptance: Acceptance::Awaiting {
+                since: self.clock.now(),
+            },
+        };
         let write = RecordWrite {
             key: RecordKey::Command { command_id: id },
             expected: None,
-            record: Record::Command(CommandRecord {
-                request_digest: request_digest.clone(),
-                commands: commands.clone(),
-            }),
+            record: Record::Command(record.clone()),
         };
-        match self
-            .store
-            .commit(Commit {
-                appends: Vec::new(),
-                records: vec![write],
-            })
-            .await
-        {
+        match self.store.commit(Commit::records(vec![write])).await {
             Ok(()) => {
-                self.queue.send(&commands).await?;
-                tracing::info!(command_id = %id, parts = commands.len(), "command accepted");
+                self.queue.send(&record.commands).await?;
+                self.mark(id, &record, 1, Acceptance::Accepted).await?;
+                tracing::info!(command_id = %id, "command accepted");
                 Ok(id)
             }
             Err(StoreError::Conflict(Conflict::Record { .. })) => {
@@ -133,40 +132,91 @@ impl Inventory {
         }
     }
 
-    /// Queues an already recorded command again if it was made by the same request. `false` if
-    /// no such command was recorded; `IdempotencyKeyReused` if another request made it.
+    /// Queues an already recorded command again if it was made by the same request, and marks it
+    /// accepted. `false` if no such command was recorded; `IdempotencyKeyReused` if another
+    /// request made it. A command the processor abandoned is first put back to awaiting, so no
+    /// delivery of this attempt is dropped before it is accepted.
     pub(crate) async fn resubmit(
         &self,
         id: CommandId,
         request_digest: &str,
     ) -> Result<bool, AppError> {
-        match self.command_record(id).await? {
-            None => Ok(false),
-            Some(record) if record.request_digest == request_digest => {
+        let Some((record, version)) = self.command_record(id).await? else {
+            return Ok(false);
+        };
+        if record.request_digest != request_digest {
+            return Err(AppError::IdempotencyKeyReused);
+        }
+        match record.acceptance {
+            Acceptance::Accepted => self.queue.send(&record.commands).await?,
+            Acceptance::Awaiting { .. } => {
                 self.queue.send(&record.commands).await?;
-                Ok(true)
+                self.mark(id, &record, version, Acceptance::Accepted)
+                    .await?;
             }
-            Some(_) => Err(AppError::IdempotencyKeyReused),
+            Acceptance::Abandoned => {
+                let awaiting = Acceptance::Awaiting {
+                    since: self.clock.now(),
+                };
+                self.mark(id, &record, version, awaiting).await?;
+                self.queue.send(&record.commands).await?;
+                self.mark(id, &record, version + 1, Acceptance::Accepted)
+                    .await?;
+            }
+        }
+        Ok(true)
+    }
+
+    /// Moves a recorded command to `acceptance`, over the version read. Losing the race to a
+    /// retry that accepted it first is success; losing it to the processor abandoning it is a
+    /// 503 (the client retries with its key).
+    async fn mark(
+        &self,
+        id: CommandId,
+        record: &CommandRecord,
+        version: u64,
+        acceptance: Acceptance,
+    ) -> Result<(), AppError> {
+        let write = RecordWrite {
+            key: RecordKey::Command { command_id: id },
+            expected: Some(version),
+            record: Record::Command(CommandRecord {
+                acceptance,
+                ..record.clone()
+            }),
+        };
+        match self.store.commit(Commit::records(vec![write])).await {
+            Ok(()) => Ok(()),
+            Err(StoreError::Conflict(_)) => match self.command_record(id).await? {
+                Some((record, _)) if record.acceptance == Acceptance::Accepted => Ok(()),
+                _ => Err(AppError::Unavailable(format!(
+                    "command {id} was not accepted in time; retry the request"
+                ))),
+            },
+            Err(err) => Err(err.into()),
         }
     }
 
-    async fn command_record(&self, id: CommandId) -> Result<Option<CommandRecord>, AppError> {
+    async fn command_record(
+        &self,
+        id: CommandId,
+    ) -> Result<Option<(CommandRecord, u64)>, AppError> {
         let found = self
             .store
             .read_records(&[RecordKey::Command { command_id: id }])
             .await?;
         Ok(match found.into_iter().next().flatten() {
-            Some(stored) => match stored.record {
-                Record::Command(record) => Some(record),
-                _ => None,
-            },
-            None => None,
+            Some(Versioned {
+                version,
+                record: Record::Command(record),
+            }) => Some((record, version)),
+            _ => None,
         })
     }
 
     /// Where a command stands: pending until every SKU it names has an outcome.
     pub async fn command(&self, id: CommandId) -> Result<CommandView, AppError> {
-        let record = self
+        let (record, _) = self
             .command_record(id)
             .await?
             .ok_or(AppError::CommandNotFound)?;
@@ -179,7 +229,18 @@ impl Inventory {
             })
             .collect();
         let outcomes = self.store.read_records(&keys).await?;
-        let mut status = CommandStatus::Applied;
+        let mut status = match record.acceptance {
+            Acceptance::Accepted => CommandStatus::Applied,
+            Acceptance::Awaiting { .. } => CommandStatus::Pending,
+            Acceptance::Abandoned => {
+                return Ok(CommandView {
+                    command_id: id,
+                    status: CommandStatus::Rejected {
+                        reason: RejectionCode::CommandNotAccepted,
+                    },
+                })
+            }
+        };
         for outcome in outcomes {
             match outcome.map(|stored| stored.record) {
                 Some(Record::CommandOutcome(CommandOutcome::Rejected { reason })) => {

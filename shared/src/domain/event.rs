@@ -139,6 +139,8 @@ pub enum RejectionCode {
     HoldLapsedInsufficientStock,
     /// The command named a SKU the reservation does not hold.
     SkuNotInReservation,
+    /// The request that made the command was never answered 202, so the command was dropped.
+    CommandNotAccepted,
 }
 
 impl RejectionCode {
@@ -151,6 +153,7 @@ impl RejectionCode {
             Self::ReservationExpired => "reservation_expired",
             Self::HoldLapsedInsufficientStock => "hold_lapsed_insufficient_stock",
             Self::SkuNotInReservation => "sku_not_in_reservation",
+            Self::CommandNotAccepted => "command_not_accepted",
         }
     }
 }
