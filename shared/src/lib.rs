@@ -14,6 +14,7 @@ pub mod domain;
 pub mod error;
 pub mod memory;
 pub mod ports;
+pub mod testing;
 
 pub use app::Inventory;
 pub use config::Config;

@@ -3,12 +3,16 @@
 //! delivery) is skipped. A SKU that fails transiently reports the batch position of its first
 //! command, so the queue redelivers from the lowest failed position and nothing is lost.
 
+mod kinesis;
+
 use std::collections::BTreeMap;
 
 use futures::future::join_all;
 use inventory_core::app::ApplyReport;
 use inventory_core::domain::{Command, Sku};
 use inventory_core::{AppError, Inventory};
+
+pub use kinesis::handle_kinesis_event;
 
 /// What became of a batch.
 #[derive(Debug, Default, PartialEq, Eq)]

@@ -1,47 +1,19 @@
 //! Batches as the queue delivers them: in order per SKU, duplicates skipped, failures reported
 //! from the lowest position so nothing after them is lost.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use async_trait::async_trait;
 use command_processor::process_batch;
 use inventory_core::domain::{
-    Action, Change, Command, CommandId, Event, Quantity, RejectionCode, Sku, Timestamp, Version,
+    Action, Change, Command, CommandId, Quantity, RejectionCode, Sku, Timestamp,
 };
 use inventory_core::memory::{MemoryQueue, MemoryStore};
-use inventory_core::ports::{Commit, EventStore, ManualClock, RecordKey, StoreError, Versioned};
+use inventory_core::ports::{EventStore, ManualClock};
+use inventory_core::testing::FlakyStore;
 use inventory_core::{Config, Inventory};
 
-/// The memory store, with commits to some SKUs failing as if DynamoDB were throttling them.
-#[derive(Default)]
-struct FlakyStore {
-    inner: MemoryStore,
-    failing: Mutex<HashSet<Sku>>,
-}
-
-#[async_trait]
-impl EventStore for FlakyStore {
-    async fn read_stream(&self, sku: &Sku, after: Version) -> Result<Vec<Event>, StoreError> {
-        self.inner.read_stream(sku, after).await
-    }
-    async fn read_event(&self, sku: &Sku, seq: Version) -> Result<Option<Event>, StoreError> {
-        self.inner.read_event(sku, seq).await
-    }
-    async fn read_records(&self, keys: &[RecordKey]) -> Result<Vec<Option<Versioned>>, StoreError> {
-        self.inner.read_records(keys).await
-    }
-    async fn commit(&self, commit: Commit) -> Result<(), StoreError> {
-        let failing = self.failing.lock().unwrap().clone();
-        if commit.appends.iter().any(|a| failing.contains(&a.sku)) {
-            return Err(StoreError::Unavailable("throttled".into()));
-        }
-        self.inner.commit(commit).await
-    }
-}
-
-fn service() -> (Inventory, Arc<FlakyStore>) {
-    let store = Arc::new(FlakyStore::default());
+fn service() -> (Inventory, Arc<FlakyStore<MemoryStore>>) {
+    let store = Arc::new(FlakyStore::new(Arc::new(MemoryStore::new())));
     let inventory = Inventory::new(
         store.clone(),
         Arc::new(MemoryQueue::new()),
@@ -77,9 +49,9 @@ fn adjustment(sku_name: &str, delta: i64) -> Command {
     }
 }
 
-async fn events(store: &FlakyStore, name: &str) -> Vec<Change> {
+async fn events(store: &FlakyStore<MemoryStore>, name: &str) -> Vec<Change> {
     store
-        .inner
+        .inner()
         .read_stream(&sku(name), 0)
         .await
         .unwrap()
@@ -147,7 +119,7 @@ async fn an_invalid_command_is_recorded_as_rejected_and_does_not_block_the_ones_
 #[tokio::test]
 async fn a_failing_sku_is_retried_from_its_first_position_and_redelivery_applies_each_once() {
     let (inventory, store) = service();
-    store.failing.lock().unwrap().insert(sku("B"));
+    store.fail(&sku("B"));
     let batch = vec![
         receipt("A", 1),
         receipt("B", 1),
@@ -166,7 +138,7 @@ async fn a_failing_sku_is_retried_from_its_first_position_and_redelivery_applies
         0,
         "nothing of B half-applied"
     );
-    store.failing.lock().unwrap().clear();
+    store.heal();
     let redelivered = &batch[1..];
     let outcome = process_batch(&inventory, redelivered).await;
     assert_eq!(outcome.retry_from, None);

@@ -75,6 +75,56 @@ impl Inventory {
         Ok(total)
     }
 
+    /// Records that a queued record naming command `id` on `sku` could not be read: a
+    /// `command_rejected` event and a rejected outcome, once. It never blocks the queue.
+    pub async fn reject_malformed(&self, sku: &Sku, id: CommandId) -> Result<(), AppError> {
+        let mut attempts = Attempts::new(&self.config);
+        loop {
+            match self.try_reject_malformed(sku, id).await {
+                Ok(()) => return Ok(()),
+                Err(StoreError::Conflict(_)) => {}
+                Err(StoreError::Unavailable(reason)) => return Err(AppError::Unavailable(reason)),
+            }
+            if !attempts.again().await {
+                return Err(AppError::Contention);
+            }
+        }
+    }
+
+    async fn try_reject_malformed(&self, sku: &Sku, id: CommandId) -> Result<(), StoreError> {
+        let outcome_key = RecordKey::CommandOutcome {
+            command_id: id,
+            sku: sku.clone(),
+        };
+        if let [Some(_)] = &self
+            .store
+            .read_records(std::slice::from_ref(&outcome_key))
+            .await?[..]
+        {
+            return Ok(());
+        }
+        let state = self.cache.load(self.store.as_ref(), sku).await?;
+        let reason = RejectionCode::MalformedCommand;
+        let change = Change::CommandRejected {
+            command_id: id,
+            reason,
+        };
+        let append = next_append(sku, &state, state.now(self.clock.now()), vec![change]);
+        let events = append.events.clone();
+        self.store
+            .commit(Commit {
+                appends: vec![append],
+                records: vec![RecordWrite {
+                    key: outcome_key,
+                    expected: None,
+                    record: Record::CommandOutcome(CommandOutcome::Rejected { reason }),
+                }],
+            })
+            .await?;
+        self.cache.advance(&state, &events);
+        Ok(())
+    }
+
     async fn apply_chunk(&self, sku: &Sku, commands: &[Command]) -> Result<ApplyReport, AppError> {
         let mut attempts = Attempts::new(&self.config);
         loop {

@@ -2,8 +2,10 @@
 //! queue on Kinesis. They pass the same conformance suite as the in-memory adapters.
 
 pub mod dynamo;
+pub mod kinesis;
 
 pub use dynamo::DynamoStore;
+pub use kinesis::KinesisQueue;
 
 use aws_sdk_dynamodb::config::{Credentials, Region};
 
@@ -43,4 +45,55 @@ pub fn test_endpoint() -> String {
              or start moto yourself and set {TEST_ENDPOINT_VAR}=http://127.0.0.1:PORT"
         )
     })
+}
+
+/// Names of the deployed resources, from the environment the SAM template sets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsSettings {
+    /// The events table (`INVENTORY_TABLE`).
+    pub table: String,
+    /// The command stream (`INVENTORY_COMMAND_STREAM`).
+    pub command_stream: String,
+}
+
+impl AwsSettings {
+    /// Reads the names from the process environment; a missing one fails with its name.
+    pub fn from_env() -> Result<Self, crate::config::ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the names through `lookup`.
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, crate::config::ConfigError> {
+        let required = |name: &'static str| {
+            lookup(name)
+                .filter(|value| !value.trim().is_empty())
+                .ok_or_else(|| crate::config::ConfigError {
+                    name,
+                    reason: "it is required and not set".into(),
+                })
+        };
+        Ok(Self {
+            table: required("INVENTORY_TABLE")?,
+            command_stream: required("INVENTORY_COMMAND_STREAM")?,
+        })
+    }
+}
+
+/// The service on AWS: the DynamoDB event store, the Kinesis command queue, the system clock.
+/// Clients are built once from one SDK configuration and shared by every invocation.
+pub fn inventory_on_aws(
+    sdk: &aws_config::SdkConfig,
+    settings: &AwsSettings,
+    config: crate::Config,
+) -> crate::Inventory {
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &settings.table);
+    let queue = KinesisQueue::new(aws_sdk_kinesis::Client::new(sdk), &settings.command_stream);
+    crate::Inventory::new(
+        std::sync::Arc::new(store),
+        std::sync::Arc::new(queue),
+        std::sync::Arc::new(crate::ports::SystemClock),
+        config,
+    )
 }

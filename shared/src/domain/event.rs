@@ -141,6 +141,8 @@ pub enum RejectionCode {
     SkuNotInReservation,
     /// The request that made the command was never answered 202, so the command was dropped.
     CommandNotAccepted,
+    /// The queued record could not be read as a command.
+    MalformedCommand,
 }
 
 impl RejectionCode {
@@ -154,6 +156,7 @@ impl RejectionCode {
             Self::HoldLapsedInsufficientStock => "hold_lapsed_insufficient_stock",
             Self::SkuNotInReservation => "sku_not_in_reservation",
             Self::CommandNotAccepted => "command_not_accepted",
+            Self::MalformedCommand => "malformed_command",
         }
     }
 }

@@ -1,0 +1,102 @@
+//! The Lambda handler for Kinesis batches: decode each record into a command, apply the batch,
+//! and answer the sequence number to resume from when a SKU failed transiently.
+
+use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
+use aws_lambda_events::streams::KinesisEventResponse;
+use inventory_core::domain::{Command, CommandId, Sku};
+use inventory_core::Inventory;
+use serde::Deserialize;
+
+use crate::process_batch;
+
+/// The least a record must name for its rejection to be recorded: a command id and a SKU.
+#[derive(Deserialize)]
+struct Named {
+    id: String,
+    sku: String,
+}
+
+/// Handles one Kinesis batch. Records that are not commands never block the shard: one that
+/// names a command id and SKU is recorded as rejected (`malformed_command`), anything else is
+/// logged and skipped. A SKU that fails transiently makes the answer name its first record, so
+/// Lambda retries from the lowest failed sequence number and nothing after it is lost.
+pub async fn handle_kinesis_event(
+    inventory: &Inventory,
+    event: KinesisEvent,
+) -> KinesisEventResponse {
+    let mut commands = Vec::with_capacity(event.records.len());
+    let mut sequence_numbers = Vec::with_capacity(event.records.len());
+    let mut failed_at: Option<String> = None;
+    for record in &event.records {
+        let sequence_number = record.kinesis.sequence_number.clone();
+        match serde_json::from_slice::<Command>(&record.kinesis.data.0) {
+            Ok(command) => {
+                commands.push(command);
+                sequence_numbers.push(sequence_number);
+            }
+            Err(err) => {
+                if !reject_malformed(inventory, record, &err).await && failed_at.is_none() {
+                    failed_at = Some(sequence_number);
+                }
+            }
+        }
+    }
+    let outcome = process_batch(inventory, &commands).await;
+    tracing::info!(
+        records = event.records.len(),
+        applied = outcome.report.applied,
+        rejected = outcome.report.rejected,
+        duplicates = outcome.report.duplicates,
+        dropped = outcome.report.dropped,
+        "batch processed"
+    );
+    let retry_from = outcome
+        .retry_from
+        .map(|position| sequence_numbers[position].clone());
+    let earliest = [failed_at, retry_from]
+        .into_iter()
+        .flatten()
+        .min_by(|a, b| compare_sequence_numbers(a, b));
+    let mut response = KinesisEventResponse::default();
+    if let Some(sequence_number) = earliest {
+        response.add_failure(sequence_number);
+    }
+    response
+}
+
+/// Records a malformed record's rejection where it names enough; `false` if recording failed
+/// transiently (the record is then retried).
+async fn reject_malformed(
+    inventory: &Inventory,
+    record: &KinesisEventRecord,
+    err: &serde_json::Error,
+) -> bool {
+    let sequence_number = &record.kinesis.sequence_number;
+    let named = serde_json::from_slice::<Named>(&record.kinesis.data.0)
+        .ok()
+        .and_then(|named| {
+            Some((
+                CommandId::parse(&named.id).ok()?,
+                Sku::parse(&named.sku).ok()?,
+            ))
+        });
+    let Some((id, sku)) = named else {
+        tracing::error!(%sequence_number, partition_key = ?record.kinesis.partition_key,
+            error = %err, "skipping a record that is not a command");
+        return true;
+    };
+    tracing::error!(%sequence_number, command_id = %id, sku = %sku, error = %err,
+        "rejecting a malformed command");
+    match inventory.reject_malformed(&sku, id).await {
+        Ok(()) => true,
+        Err(failure) => {
+            tracing::warn!(%sequence_number, error = %failure, "could not record the rejection");
+            false
+        }
+    }
+}
+
+/// Kinesis sequence numbers are decimal strings of up to 128 bits: compare by length, then text.
+fn compare_sequence_numbers(a: &str, b: &str) -> std::cmp::Ordering {
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}

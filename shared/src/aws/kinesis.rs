@@ -1,0 +1,156 @@
+//! The command queue on a Kinesis stream: one record per command, partition key = SKU, so each
+//! SKU's commands stay in order on one shard.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_kinesis::error::DisplayErrorContext;
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+use aws_sdk_kinesis::Client;
+
+use crate::domain::Command;
+use crate::ports::{CommandQueue, QueueError};
+
+/// Most records one PutRecords call takes.
+const PUT_RECORDS_LIMIT: usize = 500;
+/// Rounds of retrying the entries a PutRecords call could not write, before giving up.
+const ROUNDS: u32 = 6;
+
+/// The Kinesis command queue.
+#[derive(Debug, Clone)]
+pub struct KinesisQueue {
+    client: Client,
+    stream: String,
+}
+
+impl KinesisQueue {
+    /// A queue on `stream` through `client`.
+    pub fn new(client: Client, stream: impl Into<String>) -> Self {
+        Self {
+            client,
+            stream: stream.into(),
+        }
+    }
+
+    /// The stream's name.
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    /// Creates the stream (one shard) unless it exists and waits until it is active; for local
+    /// runs and tests. Deployed streams come from the SAM template.
+    pub async fn create_stream_if_missing(&self) -> Result<(), QueueError> {
+        let described = self
+            .client
+            .describe_stream_summary()
+            .stream_name(&self.stream)
+            .send()
+            .await;
+        if described.is_err() {
+            let created = self
+                .client
+                .create_stream()
+                .stream_name(&self.stream)
+                .shard_count(1)
+                .send()
+                .await;
+            if let Err(err) = created {
+                let exists = err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_resource_in_use_exception());
+                if !exists {
+                    return Err(QueueError(DisplayErrorContext(err).to_string()));
+                }
+            }
+        }
+        for _ in 0..50 {
+            let summary = self
+                .client
+                .describe_stream_summary()
+                .stream_name(&self.stream)
+                .send()
+                .await
+                .map_err(|e| QueueError(DisplayErrorContext(e).to_string()))?;
+            let active = summary.stream_description_summary().is_some_and(|s| {
+                s.stream_status() == &aws_sdk_kinesis::types::StreamStatus::Active
+            });
+            if active {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(QueueError(format!(
+            "stream {} did not become active",
+            self.stream
+        )))
+    }
+
+    fn entry(command: &Command) -> Result<PutRecordsRequestEntry, QueueError> {
+        let data = serde_json::to_vec(command).map_err(|e| QueueError(e.to_string()))?;
+        PutRecordsRequestEntry::builder()
+            .data(Blob::new(data))
+            .partition_key(command.sku.as_str())
+            .build()
+            .map_err(|e| QueueError(e.to_string()))
+    }
+}
+
+#[async_trait]
+impl CommandQueue for KinesisQueue {
+    /// Returns once every record is written. Entries a call could not write (throttling,
+    /// internal failures) are retried with backoff; if some still fail, the send fails and the
+    /// caller answers 503 (the command record keeps the written ones from taking effect).
+    /// One request's commands name distinct SKUs, so retrying some of them never reorders a SKU.
+    async fn send(&self, commands: &[Command]) -> Result<(), QueueError> {
+        let mut pending = commands
+            .iter()
+            .map(Self::entry)
+            .collect::<Result<Vec<_>, _>>()?;
+        for round in 0..ROUNDS {
+            if round > 0 {
+                let backoff = 25u64 << round;
+                tokio::time::sleep(Duration::from_millis(backoff + fastrand::u64(0..backoff)))
+                    .await;
+            }
+            let mut failed = Vec::new();
+            for chunk in pending.chunks(PUT_RECORDS_LIMIT) {
+                let answer = self
+                    .client
+                    .put_records()
+                    .stream_name(&self.stream)
+                    .set_records(Some(chunk.to_vec()))
+                    .send()
+                    .await;
+                match answer {
+                    Ok(answer) if answer.failed_record_count().unwrap_or(0) == 0 => {}
+                    Ok(answer) => failed.extend(
+                        chunk
+                            .iter()
+                            .zip(answer.records())
+                            .filter(|(_, result)| result.error_code().is_some())
+                            .map(|(entry, _)| entry.clone()),
+                    ),
+                    Err(err) => {
+                        tracing::warn!(error = %DisplayErrorContext(&err), "PutRecords failed");
+                        failed.extend(chunk.iter().cloned());
+                    }
+                }
+            }
+            if failed.is_empty() {
+                return Ok(());
+            }
+            tracing::warn!(
+                round,
+                failed = failed.len(),
+                "retrying unwritten command records"
+            );
+            pending = failed;
+        }
+        Err(QueueError(format!(
+            "{} of {} command records could not be written",
+            pending.len(),
+            commands.len()
+        )))
+    }
+}

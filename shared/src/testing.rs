@@ -1,0 +1,70 @@
+//! Test doubles shared by the crates' tests: a store wrapper that fails the way DynamoDB does
+//! under throttling, so retry paths are exercised with any adapter underneath.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+
+use crate::domain::{Event, Sku, Version};
+use crate::ports::{Commit, EventStore, RecordKey, StoreError, Versioned};
+
+/// Wraps a store; commits that append to a SKU in `failing` fail as unavailable (nothing
+/// written), as DynamoDB does when it throttles a hot partition.
+#[derive(Debug)]
+pub struct FlakyStore<S> {
+    inner: Arc<S>,
+    failing: Mutex<HashSet<Sku>>,
+}
+
+impl<S> FlakyStore<S> {
+    /// Wraps `inner`; nothing fails until [`FlakyStore::fail`] says so.
+    pub fn new(inner: Arc<S>) -> Self {
+        Self {
+            inner,
+            failing: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// Makes commits appending to `sku` fail from now on.
+    pub fn fail(&self, sku: &Sku) {
+        self.failing().insert(sku.clone());
+    }
+
+    /// Lets every commit through again.
+    pub fn heal(&self) {
+        self.failing().clear();
+    }
+
+    fn failing(&self) -> std::sync::MutexGuard<'_, HashSet<Sku>> {
+        self.failing.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[async_trait]
+impl<S: EventStore> EventStore for FlakyStore<S> {
+    async fn read_stream(&self, sku: &Sku, after: Version) -> Result<Vec<Event>, StoreError> {
+        self.inner.read_stream(sku, after).await
+    }
+
+    async fn read_event(&self, sku: &Sku, seq: Version) -> Result<Option<Event>, StoreError> {
+        self.inner.read_event(sku, seq).await
+    }
+
+    async fn read_records(&self, keys: &[RecordKey]) -> Result<Vec<Option<Versioned>>, StoreError> {
+        self.inner.read_records(keys).await
+    }
+
+    async fn commit(&self, commit: Commit) -> Result<(), StoreError> {
+        let failing = self.failing().clone();
+        if commit.appends.iter().any(|a| failing.contains(&a.sku)) {
+            return Err(StoreError::Unavailable("throttled (injected)".into()));
+        }
+        self.inner.commit(commit).await
+    }
+}
