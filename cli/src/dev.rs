@@ -6,6 +6,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use inventory_core::aws::{local_config, DynamoStore, KinesisQueue};
 use inventory_core::memory::{MemoryQueue, MemoryStore};
 use inventory_core::ports::SystemClock;
 use inventory_core::{Config, Inventory};
@@ -16,6 +17,23 @@ pub struct DevArgs {
     /// Port to listen on, on 127.0.0.1 (0 picks a free one and prints it).
     #[arg(long, default_value_t = 3000, env = "INVENTORY_PORT")]
     pub port: u16,
+
+    /// Use DynamoDB and Kinesis at this endpoint (a local AWS such as moto) instead of the
+    /// embedded backend; the table and stream are created if missing.
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+
+    /// The events table, with --endpoint-url.
+    #[arg(long, default_value = "inventory-events", env = "INVENTORY_TABLE")]
+    pub table: String,
+
+    /// The command stream, with --endpoint-url.
+    #[arg(
+        long,
+        default_value = "inventory-commands",
+        env = "INVENTORY_COMMAND_STREAM"
+    )]
+    pub stream: String,
 }
 
 /// Most commands applied in one batch.
@@ -24,27 +42,67 @@ const BATCH_SIZE: usize = 100;
 /// Serves until interrupted.
 pub async fn run(args: DevArgs) -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::from_env()?;
-    let store = Arc::new(MemoryStore::new());
-    let queue = Arc::new(MemoryQueue::new());
-    let inventory = Arc::new(Inventory::new(
-        store,
-        queue.clone(),
-        Arc::new(SystemClock),
-        config,
-    ));
-    tokio::spawn(drain_queue(Arc::clone(&inventory), queue));
+    let inventory = match &args.endpoint_url {
+        None => embedded(config),
+        Some(url) => on_local_aws(url, &args.table, &args.stream, config).await?,
+    };
 
     let listener =
         tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, args.port))).await?;
     let address = listener.local_addr()?;
     println!("inventory dev listening on http://{address}");
-    tracing::info!(%address, "embedded backend: in-memory store and queue");
+    match &args.endpoint_url {
+        None => tracing::info!(%address, "embedded backend: in-memory store and queue"),
+        Some(url) => tracing::info!(%address, endpoint = %url, table = %args.table,
+            stream = %args.stream, "DynamoDB and Kinesis backend"),
+    }
     axum::serve(listener, reservations_api::router(inventory))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
     Ok(())
+}
+
+/// The embedded backend: memory store and queue, the processor draining the queue in-process.
+fn embedded(config: Config) -> Arc<Inventory> {
+    let queue = Arc::new(MemoryQueue::new());
+    let inventory = Arc::new(Inventory::new(
+        Arc::new(MemoryStore::new()),
+        queue.clone(),
+        Arc::new(SystemClock),
+        config,
+    ));
+    tokio::spawn(drain_queue(Arc::clone(&inventory), queue));
+    inventory
+}
+
+/// DynamoDB and Kinesis at `url`: the table and stream are created if missing, and the stream
+/// is polled in-process to drive the processor, as the event source mapping does in AWS.
+async fn on_local_aws(
+    url: &str,
+    table: &str,
+    stream: &str,
+    config: Config,
+) -> Result<Arc<Inventory>, Box<dyn std::error::Error>> {
+    let sdk = local_config(url).await;
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table);
+    store.create_table_if_missing().await?;
+    let kinesis = aws_sdk_kinesis::Client::new(&sdk);
+    let queue = KinesisQueue::new(kinesis.clone(), stream);
+    queue.create_stream_if_missing().await?;
+    let inventory = Arc::new(Inventory::new(
+        Arc::new(store),
+        Arc::new(queue),
+        Arc::new(SystemClock),
+        config,
+    ));
+    tokio::spawn(crate::kinesis_poller::poll_stream(
+        Arc::clone(&inventory),
+        kinesis,
+        stream.to_owned(),
+    ));
+    Ok(inventory)
 }
 
 /// The in-process command processor: applies batches as they arrive, forever.

@@ -2,6 +2,7 @@
 //! embedded backend: the HTTP API on 127.0.0.1, the command queue and its processor in-process.
 
 pub mod dev;
+mod kinesis_poller;
 
 use std::process::ExitCode;
 

@@ -29,11 +29,12 @@ struct DevServer {
 }
 
 impl DevServer {
-    /// Starts `inventory dev --port 0` and waits until it says where it listens.
-    fn start() -> Self {
+    /// Starts `inventory dev --port 0 [extra args]` and waits until it says where it listens.
+    fn start(extra_args: &[&str]) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_inventory"));
         command
             .args(["dev", "--port", "0"])
+            .args(extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -44,6 +45,8 @@ impl DevServer {
             "INVENTORY_RELEASE_GRACE_SECONDS",
             "INVENTORY_CONTENTION_BUDGET_MS",
             "INVENTORY_MAX_ATTEMPTS",
+            "INVENTORY_TABLE",
+            "INVENTORY_COMMAND_STREAM",
         ] {
             command.env_remove(name);
         }
@@ -163,7 +166,29 @@ async fn wait_until_applied(client: &reqwest::Client, server: &DevServer, comman
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_hundred_concurrent_shoppers_get_exactly_the_hundred_units_in_stock_and_no_more() {
-    let server = DevServer::start();
+    flash_sale(&DevServer::start(&[])).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_dynamodb_and_kinesis_three_hundred_concurrent_shoppers_get_exactly_the_hundred_units() {
+    let endpoint = inventory_core::aws::test_endpoint();
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let table = format!("dev-events-{unique}");
+    let stream = format!("dev-commands-{unique}");
+    let server = DevServer::start(&[
+        "--endpoint-url",
+        &endpoint,
+        "--table",
+        &table,
+        "--stream",
+        &stream,
+    ]);
+    flash_sale(&server).await;
+}
+
+/// 100 units received, then 300 single-unit reservations in flight together: exactly 100 are
+/// created, the other 200 are refused as insufficient stock, nothing else.
+async fn flash_sale(server: &DevServer) {
     let client = reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)
         .build()
@@ -182,7 +207,7 @@ async fn three_hundred_concurrent_shoppers_get_exactly_the_hundred_units_in_stoc
         .as_str()
         .unwrap_or_else(|| panic!("receipt answer has no command_id: {body}"))
         .to_owned();
-    wait_until_applied(&client, &server, &command_id).await;
+    wait_until_applied(&client, server, &command_id).await;
 
     // 300 single-unit reservations, all in flight together.
     let started = Instant::now();

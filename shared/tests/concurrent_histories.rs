@@ -204,12 +204,25 @@ enum Acknowledged {
     HoldChange(Vec<Sku>),
 }
 
+/// Service processes sharing the store and queue, as Lambda runs several: each keeps its own
+/// cache and per-SKU turns, so their decisions race through the store's conditions.
+const PROCESSES: usize = 3;
+
 struct World {
-    inventory: Inventory,
+    processes: Vec<Inventory>,
+    next_process: std::sync::atomic::AtomicUsize,
     store: Arc<ChaosStore>,
     queue: Arc<ChaosQueue>,
     clock: ManualClock,
     ledger: Mutex<Ledger>,
+}
+
+impl World {
+    /// The process the next request lands on (round robin, like a load balancer).
+    fn inventory(&self) -> &Inventory {
+        let next = self.next_process.fetch_add(1, Ordering::SeqCst);
+        &self.processes[next % PROCESSES]
+    }
 }
 
 async fn run_history(seed: u64) -> Result<Stats, String> {
@@ -225,17 +238,22 @@ async fn run_history(seed: u64) -> Result<Stats, String> {
         store: Arc::clone(&store),
     });
     let clock = ManualClock::new(START);
-    let inventory = Inventory::new(
-        store.clone(),
-        queue.clone(),
-        Arc::new(clock.clone()),
-        Config {
-            contention_budget: std::time::Duration::from_millis(250),
-            ..Config::default()
-        },
-    );
+    let processes = (0..PROCESSES)
+        .map(|_| {
+            Inventory::new(
+                store.clone(),
+                queue.clone(),
+                Arc::new(clock.clone()),
+                Config {
+                    contention_budget: std::time::Duration::from_millis(250),
+                    ..Config::default()
+                },
+            )
+        })
+        .collect();
     let world = Arc::new(World {
-        inventory,
+        processes,
+        next_process: std::sync::atomic::AtomicUsize::new(0),
         store,
         queue,
         clock,
@@ -275,7 +293,7 @@ async fn run_client(world: Arc<World>, seed: u64, client: usize) {
             83..=92 => world.clock.advance_millis(rng.i64(0..150_000)),
             _ => {
                 let sku = random_sku(&mut rng);
-                let _ = world.inventory.item(&sku).await;
+                let _ = world.inventory().item(&sku).await;
             }
         }
         tokio::task::yield_now().await;
@@ -319,7 +337,7 @@ async fn reserve(world: &World, rng: &mut fastrand::Rng, key: &str) {
         let request = ReserveRequest::new(lines.clone(), ttl, idempotency_key.clone()).unwrap();
         let scope = keyed.then(|| key.to_owned());
         match RESERVING_WITH_KEY
-            .scope(scope, world.inventory.reserve(request))
+            .scope(scope, world.inventory().reserve(request))
             .await
         {
             Ok(view) => {
@@ -359,7 +377,7 @@ async fn receive(world: &World, rng: &mut fastrand::Rng, key: &str) {
     let idempotency_key = IdempotencyKey::parse(key).unwrap();
     for _ in 0..RETRIES {
         let answer = world
-            .inventory
+            .inventory()
             .receive_stock(sku.clone(), quantity, None, Some(&idempotency_key))
             .await;
         if acknowledge(world, answer, Acknowledged::Receipt(sku.clone())) {
@@ -372,7 +390,7 @@ async fn adjust(world: &World, rng: &mut fastrand::Rng) {
     let sku = random_sku(rng);
     let delta = [-3, -2, -1, 1, 2][rng.usize(0..5)];
     let answer = world
-        .inventory
+        .inventory()
         .adjust_stock(sku.clone(), delta, "cycle count".into(), None)
         .await;
     acknowledge(world, answer, Acknowledged::Adjustment(sku));
@@ -390,12 +408,12 @@ async fn hold_change(world: &World, rng: &mut fastrand::Rng, key: &str, checkout
     for _ in 0..RETRIES {
         let answer = if checkout {
             world
-                .inventory
+                .inventory()
                 .request_checkout(&id, Some(&idempotency_key))
                 .await
         } else {
             world
-                .inventory
+                .inventory()
                 .request_release(&id, Some(&idempotency_key))
                 .await
         };
@@ -411,7 +429,7 @@ async fn hold_change(world: &World, rng: &mut fastrand::Rng, key: &str, checkout
 async fn extend(world: &World, rng: &mut fastrand::Rng) {
     if let Some(id) = random_reservation(world, rng) {
         let ttl = TtlSeconds::new(rng.i64(60..=600)).unwrap();
-        match world.inventory.extend(&id, ttl).await {
+        match world.inventory().extend(&id, ttl).await {
             Ok(_)
             | Err(
                 AppError::ReservationNotActive { .. }
@@ -466,7 +484,7 @@ async fn process_queue(
         }
         for (sku, commands) in groups {
             if world
-                .inventory
+                .inventory()
                 .apply_commands(&sku, &commands)
                 .await
                 .is_err()
@@ -600,7 +618,11 @@ async fn service_reads_agree_with_the_fold(
     events: &[Event],
 ) -> Result<(), String> {
     let whole = SkuState::from_events(events);
-    let item = world.inventory.item(sku).await.map_err(|e| e.to_string())?;
+    let item = world
+        .inventory()
+        .item(sku)
+        .await
+        .map_err(|e| e.to_string())?;
     let now = whole.now(world.clock.now());
     let expected = (
         whole.on_hand,
@@ -622,7 +644,7 @@ async fn every_acknowledged_reservation_is_placed_exactly_once(
 ) -> Result<(), String> {
     for (id, lines) in &ledger.reservations {
         let view = world
-            .inventory
+            .inventory()
             .reservation(id)
             .await
             .map_err(|e| format!("{id}: {e}"))?;
@@ -680,7 +702,7 @@ async fn every_acknowledged_command_took_effect_exactly_once(
 ) -> Result<(), String> {
     for (id, what) in &ledger.commands {
         let view = world
-            .inventory
+            .inventory()
             .command(*id)
             .await
             .map_err(|e| format!("{id}: {e}"))?;

@@ -68,6 +68,7 @@ impl Inventory {
         sku: &Sku,
         commands: &[Command],
     ) -> Result<ApplyReport, AppError> {
+        let _turn = self.turns.take(std::iter::once(sku)).await;
         let mut total = ApplyReport::default();
         for chunk in commands.chunks(MAX_COMMIT_ITEMS / 3) {
             total.add(&self.apply_chunk(sku, chunk).await?);
@@ -78,6 +79,7 @@ impl Inventory {
     /// Records that a queued record naming command `id` on `sku` could not be read: a
     /// `command_rejected` event and a rejected outcome, once. It never blocks the queue.
     pub async fn reject_malformed(&self, sku: &Sku, id: CommandId) -> Result<(), AppError> {
+        let _turn = self.turns.take(std::iter::once(sku)).await;
         let mut attempts = Attempts::new(&self.config);
         loop {
             match self.try_reject_malformed(sku, id).await {
@@ -111,6 +113,7 @@ impl Inventory {
         };
         let append = next_append(sku, &state, state.now(self.clock.now()), vec![change]);
         let events = append.events.clone();
+        let issued = tokio::time::Instant::now();
         self.store
             .commit(Commit {
                 appends: vec![append],
@@ -121,7 +124,7 @@ impl Inventory {
                 }],
             })
             .await?;
-        self.cache.advance(&state, &events);
+        self.cache.advance(&state, &events, issued);
         Ok(())
     }
 
@@ -224,8 +227,9 @@ impl Inventory {
                 record: Record::CommandOutcome(outcome),
             });
         }
+        let issued = tokio::time::Instant::now();
         self.store.commit(commit).await?;
-        self.cache.advance(&state, &changes);
+        self.cache.advance(&state, &changes, issued);
         tracing::info!(sku = %sku, applied = report.applied, rejected = report.rejected,
             duplicates = report.duplicates, events = report.events, "commands applied");
         Ok(report)

@@ -1,8 +1,11 @@
-//! The last known state of each SKU in this process. A read folds only the events appended since
-//! (usually none), so deciding does not get slower as a stream's history grows.
+//! The last known state of each SKU in this process, and when it was last known to be current.
+//! A read folds only the events appended since (usually none), so deciding does not get slower
+//! as a stream's history grows.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::time::Instant;
 
 use crate::domain::{Event, Sku, SkuState};
 use crate::ports::{EventStore, StoreError};
@@ -12,7 +15,23 @@ const MAX_SKUS: usize = 100_000;
 
 #[derive(Debug, Default)]
 pub(crate) struct StateCache {
-    states: Mutex<HashMap<Sku, Arc<SkuState>>>,
+    states: Mutex<HashMap<Sku, Known>>,
+}
+
+/// A state and the latest instant it was the stream's head: a read or a conditional write
+/// issued at or after that instant saw it current.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Known {
+    pub(crate) state: Arc<SkuState>,
+    pub(crate) current_at: Option<Instant>,
+}
+
+impl Known {
+    /// Whether the state was current at some point after `instant`: a refusal decided on it is
+    /// as good as one decided on a fresh read by a request that started at `instant`.
+    pub(crate) fn current_since(&self, instant: Instant) -> bool {
+        self.current_at.is_some_and(|at| at >= instant)
+    }
 }
 
 impl StateCache {
@@ -22,48 +41,59 @@ impl StateCache {
         store: &dyn EventStore,
         sku: &Sku,
     ) -> Result<Arc<SkuState>, StoreError> {
-        let cached = self.get(sku);
+        let issued = Instant::now();
+        let cached = self.get(sku).state;
         let tail = store.read_stream(sku, cached.version).await?;
-        if tail.is_empty() {
-            return Ok(cached);
-        }
-        let mut state = (*cached).clone();
-        for event in &tail {
-            state.evolve(event);
-        }
-        let state = Arc::new(state);
-        self.offer(sku, Arc::clone(&state));
+        let state = if tail.is_empty() {
+            cached
+        } else {
+            let mut state = (*cached).clone();
+            for event in &tail {
+                state.evolve(event);
+            }
+            Arc::new(state)
+        };
+        self.offer(sku, Arc::clone(&state), issued);
         Ok(state)
     }
 
-    /// `state` with `events` (just appended by this process) folded in, remembered.
-    pub(crate) fn advance(&self, state: &SkuState, events: &[Event]) -> SkuState {
+    /// `state` with `events` folded in: this process appended them with a conditional write
+    /// issued at `issued`, so the result was the head then.
+    pub(crate) fn advance(&self, state: &SkuState, events: &[Event], issued: Instant) -> SkuState {
         let mut next = state.clone();
         for event in events {
             next.evolve(event);
         }
         if let Some(event) = events.first() {
-            self.offer(&event.sku, Arc::new(next.clone()));
+            self.offer(&event.sku, Arc::new(next.clone()), issued);
         }
         next
     }
 
-    fn get(&self, sku: &Sku) -> Arc<SkuState> {
+    /// The last state of `sku` this process knows, without reading the store: the warm path.
+    /// A decision on it is only committed at its head + 1, so a stale state ends in a conflict,
+    /// never in a wrong grant.
+    pub(crate) fn get(&self, sku: &Sku) -> Known {
         let states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
         states.get(sku).cloned().unwrap_or_default()
     }
 
-    /// Keeps `state` unless a newer one is already known.
-    fn offer(&self, sku: &Sku, state: Arc<SkuState>) {
+    /// Keeps `state` unless a newer one is already known; a state confirmed again moves its
+    /// instant forward.
+    fn offer(&self, sku: &Sku, state: Arc<SkuState>, current_at: Instant) {
         let mut states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
         if states.len() >= MAX_SKUS && !states.contains_key(sku) {
             states.clear();
         }
-        match states.get(sku) {
-            Some(known) if known.version >= state.version => {}
-            _ => {
-                states.insert(sku.clone(), state);
-            }
+        let known = states.entry(sku.clone()).or_default();
+        if state.version > known.state.version
+            || (state.version == known.state.version
+                && known.current_at.is_none_or(|at| at < current_at))
+        {
+            *known = Known {
+                state,
+                current_at: Some(current_at),
+            };
         }
     }
 }

@@ -6,6 +6,7 @@ mod apply;
 mod cache;
 mod commands;
 mod items;
+mod locks;
 mod reservations;
 mod retry;
 mod views;
@@ -21,6 +22,7 @@ pub use views::{format_rfc3339, CommandView, ItemView, ItemsView, LineView, Rese
 use crate::config::Config;
 use crate::ports::{Clock, CommandQueue, EventStore};
 use cache::StateCache;
+use locks::SkuLocks;
 
 /// The service: ports plus configuration, built once per process and shared by all requests.
 pub struct Inventory {
@@ -29,6 +31,7 @@ pub struct Inventory {
     clock: Arc<dyn Clock>,
     config: Config,
     cache: StateCache,
+    turns: SkuLocks,
 }
 
 impl std::fmt::Debug for Inventory {
@@ -53,6 +56,7 @@ impl Inventory {
             clock,
             config,
             cache: StateCache::default(),
+            turns: SkuLocks::default(),
         }
     }
 

@@ -118,9 +118,19 @@ impl Inventory {
                 return self.reservation(&existing).await;
             }
         }
+        let started = tokio::time::Instant::now();
+        let turns = self.turns.take(request.lines.iter().map(|line| &line.sku));
+        let Ok(_turns) = tokio::time::timeout(self.config.contention_budget, turns).await else {
+            return Err(AppError::Contention);
+        };
         let mut attempts = Attempts::new(&self.config);
+        // First on the states this process knows (no read). A refusal is answered only on states
+        // known current since this request started (read or written by this process since, as
+        // when requests queue for a sold-out item), else after a fresh read; a conflict re-reads.
+        let mut fresh = false;
         loop {
-            match self.try_reserve(&request, &digest).await {
+            match self.try_reserve(&request, &digest, fresh, started).await {
+                Ok(outcome) => return outcome,
                 Err(StoreError::Conflict(Conflict::Record { .. })) => {
                     // Another request with the same idempotency key won the race.
                     if let Some(key) = &request.idempotency_key {
@@ -129,9 +139,14 @@ impl Inventory {
                         }
                     }
                 }
+                Err(StoreError::Conflict(Conflict::Stream { .. })) if !fresh => {
+                    // Stale warm state (a refusal to confirm, or a lost race): read and retry
+                    // without spending an attempt.
+                    fresh = true;
+                    continue;
+                }
                 Err(StoreError::Conflict(Conflict::Stream { .. })) => {}
                 Err(StoreError::Unavailable(reason)) => return Err(AppError::Unavailable(reason)),
-                Ok(outcome) => return outcome,
             }
             if !attempts.again().await {
                 tracing::warn!(
@@ -148,10 +163,17 @@ impl Inventory {
         &self,
         request: &ReserveRequest,
         digest: &str,
+        fresh: bool,
+        started: tokio::time::Instant,
     ) -> Result<Result<ReservationView, AppError>, StoreError> {
-        let states = self
-            .load_states(request.lines.iter().map(|l| &l.sku))
-            .await?;
+        let skus = request.lines.iter().map(|l| &l.sku);
+        let (states, current): (Vec<Arc<SkuState>>, bool) = if fresh {
+            (self.load_states(skus).await?, true)
+        } else {
+            let known: Vec<_> = skus.map(|sku| self.cache.get(sku)).collect();
+            let current = known.iter().all(|k| k.current_since(started));
+            (known.into_iter().map(|k| k.state).collect(), current)
+        };
         let now = states
             .iter()
             .fold(self.clock.now(), |now, state| state.now(now));
@@ -168,6 +190,11 @@ impl Inventory {
             let lines = if index == 0 { cart.clone() } else { Vec::new() };
             let change = match place_hold(state, &id, line.quantity, terms, lines, now) {
                 Ok(change) => change,
+                Err(_) if !current => {
+                    return Err(StoreError::Conflict(Conflict::Stream {
+                        sku: line.sku.clone(),
+                    }))
+                }
                 Err(PlaceRejection::UnknownSku) => {
                     return Ok(Err(AppError::UnknownSku(line.sku.clone())))
                 }
@@ -198,9 +225,10 @@ impl Inventory {
             });
         }
         let appends = commit.appends.clone();
+        let issued = tokio::time::Instant::now();
         self.store.commit(commit).await?;
         for (append, state) in appends.iter().zip(&states) {
-            self.cache.advance(state, &append.events);
+            self.cache.advance(state, &append.events, issued);
         }
         tracing::info!(reservation_id = %id, lines = request.lines.len(), "reserved");
         let holds: Vec<HoldLine> = appends
@@ -247,6 +275,13 @@ impl Inventory {
         id: &ReservationId,
         ttl: TtlSeconds,
     ) -> Result<ReservationView, AppError> {
+        let reservation = self.load_reservation(id).await?;
+        let turns = self
+            .turns
+            .take(reservation.holds.iter().map(|(hold, _)| &hold.sku));
+        let Ok(_turns) = tokio::time::timeout(self.config.contention_budget, turns).await else {
+            return Err(AppError::Contention);
+        };
         let mut attempts = Attempts::new(&self.config);
         loop {
             let reservation = self.load_reservation(id).await?;
@@ -301,9 +336,10 @@ impl Inventory {
                 appends: chunk.iter().map(|(append, _, _)| append.clone()).collect(),
                 records: chunk.iter().map(|(_, write, _)| write.clone()).collect(),
             };
+            let issued = tokio::time::Instant::now();
             self.store.commit(commit).await?;
             for (append, _, state) in chunk {
-                self.cache.advance(state, &append.events);
+                self.cache.advance(state, &append.events, issued);
             }
         }
         Ok(Ok(ReservationView::new(
