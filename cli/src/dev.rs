@@ -36,6 +36,42 @@ pub struct DevArgs {
     pub stream: String,
 }
 
+/// Options of `inventory init`.
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// The local AWS endpoint (moto), e.g. http://127.0.0.1:5000.
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: String,
+
+    /// The events table.
+    #[arg(long, default_value = "inventory-events", env = "INVENTORY_TABLE")]
+    pub table: String,
+
+    /// The command stream.
+    #[arg(
+        long,
+        default_value = "inventory-commands",
+        env = "INVENTORY_COMMAND_STREAM"
+    )]
+    pub stream: String,
+}
+
+/// Creates the table and stream if missing.
+pub async fn init(args: InitArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let sdk = local_config(&args.endpoint_url).await;
+    DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &args.table)
+        .create_table_if_missing()
+        .await?;
+    KinesisQueue::new(aws_sdk_kinesis::Client::new(&sdk), &args.stream)
+        .create_stream_if_missing()
+        .await?;
+    println!(
+        "table {} and stream {} are ready at {}",
+        args.table, args.stream, args.endpoint_url
+    );
+    Ok(())
+}
+
 /// Most commands applied in one batch.
 const BATCH_SIZE: usize = 100;
 

@@ -18,8 +18,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Commands {
-    /// Run the whole service locally on the embedded in-memory backend (no AWS account needed).
+    /// Run the whole service locally on the embedded in-memory backend (no AWS account needed),
+    /// or with --endpoint-url on DynamoDB and Kinesis at a local AWS such as moto.
     Dev(dev::DevArgs),
+    /// Create the events table and the command stream at a local AWS (moto) if missing, e.g.
+    /// before `sam local invoke` or `cargo lambda watch` against it.
+    Init(dev::InitArgs),
 }
 
 /// Runs the parsed command line; the exit code says whether it went well.
@@ -32,6 +36,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         .init();
     let result = match cli.command {
         Commands::Dev(args) => dev::run(args).await,
+        Commands::Init(args) => dev::init(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
