@@ -167,3 +167,53 @@ async fn a_batch_larger_than_one_write_is_applied_in_several_commits_each_once()
     assert_eq!(events(&store, "A").await.len(), 100);
     assert_eq!(inventory.item(&sku("A")).await.unwrap().on_hand, 100);
 }
+
+#[tokio::test]
+async fn a_checkout_naming_a_reservation_not_readable_yet_is_retried_then_rejected() {
+    let clock = ManualClock::new(Timestamp::from_millis(1_700_000_000_000));
+    let store = Arc::new(MemoryStore::new());
+    let inventory = Inventory::new(
+        store.clone(),
+        Arc::new(MemoryQueue::new()),
+        Arc::new(clock.clone()),
+        Config::default(),
+    );
+    let unseen = inventory_core::domain::ReservationId::new(sku("A"), 7, 42);
+    let checkout = Command {
+        action: Action::CommitHold {
+            reservation_id: unseen,
+        },
+        ..receipt("A", 1)
+    };
+    let batch = vec![checkout.clone(), receipt("A", 3)];
+    let outcome = process_batch(&inventory, &batch).await;
+    assert_eq!(
+        outcome.retry_from,
+        Some(0),
+        "held back: the hold may not be readable yet"
+    );
+    assert!(
+        store.read_stream(&sku("A"), 0).await.unwrap().is_empty(),
+        "nothing after it either"
+    );
+
+    clock.advance_millis(31_000);
+    let outcome = process_batch(&inventory, &batch).await;
+    assert_eq!(outcome.retry_from, None);
+    assert_eq!((outcome.report.applied, outcome.report.rejected), (1, 1));
+    let changes: Vec<Change> = store
+        .read_stream(&sku("A"), 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.change)
+        .collect();
+    assert!(matches!(
+        changes[0],
+        Change::CommandRejected {
+            reason: RejectionCode::ReservationNotFound,
+            ..
+        }
+    ));
+    assert_eq!(inventory.item(&sku("A")).await.unwrap().on_hand, 3);
+}

@@ -1,5 +1,5 @@
 //! The HTTP contract of the API, driven through the axum router with `tower::ServiceExt::oneshot`
-//! over the in-memory adapters and a manual clock. Queued commands are applied by the test
+//! over the in-memory adapters (or the DynamoDB store on moto) and a manual clock. Queued commands are applied by the test
 //! itself (`App::process`), the way the command processor would, so every asynchronous step is
 //! explicit.
 //!
@@ -12,9 +12,10 @@ use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, Request, StatusCode};
 use axum::Router;
 use http_body_util::{BodyExt, Full, Limited};
+use inventory_core::aws::{local_config, test_endpoint, DynamoStore};
 use inventory_core::domain::{Command, Sku, Timestamp};
 use inventory_core::memory::{MemoryQueue, MemoryStore};
-use inventory_core::ports::ManualClock;
+use inventory_core::ports::{EventStore, ManualClock};
 use inventory_core::{Config, Inventory};
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -63,12 +64,31 @@ impl Reply {
     }
 }
 
+/// Set to `dynamodb` to run every test on the DynamoDB event store at the moto of
+/// `INVENTORY_TEST_AWS_ENDPOINT` (one table per test) instead of the memory store:
+/// `./scripts/test` runs this file both ways.
+const BACKEND_VAR: &str = "INVENTORY_HTTP_TESTS_BACKEND";
+
+async fn event_store() -> Arc<dyn EventStore> {
+    match std::env::var(BACKEND_VAR).as_deref() {
+        Ok("dynamodb") => {
+            let config = local_config(&test_endpoint()).await;
+            let table = format!("http-{}", uuid::Uuid::new_v4().simple());
+            let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), table);
+            store.create_table_if_missing().await.expect("table");
+            Arc::new(store)
+        }
+        Ok("memory") | Err(_) => Arc::new(MemoryStore::new()),
+        Ok(other) => panic!("{BACKEND_VAR}={other:?}: use memory or dynamodb"),
+    }
+}
+
 impl App {
-    fn new() -> Self {
+    async fn new() -> Self {
         let clock = ManualClock::new(Timestamp::from_millis(START_MILLIS));
         let queue = Arc::new(MemoryQueue::new());
         let inventory = Arc::new(Inventory::new(
-            Arc::new(MemoryStore::new()),
+            event_store().await,
             queue.clone(),
             Arc::new(clock.clone()),
             Config::default(),
@@ -271,7 +291,7 @@ fn cart(lines: &[(&str, i64)]) -> Value {
 
 #[tokio::test]
 async fn a_receipt_is_202_with_a_command_id_and_raises_on_hand_once_processed() {
-    let app = App::new();
+    let app = App::new().await;
     let reply = app
         .post(
             "/items/SKU-1/receipts",
@@ -290,7 +310,7 @@ async fn a_receipt_is_202_with_a_command_id_and_raises_on_hand_once_processed() 
 
 #[tokio::test]
 async fn a_receipt_is_not_visible_on_the_item_until_it_is_processed() {
-    let app = App::new();
+    let app = App::new().await;
     app.post("/items/SKU-1/receipts", &json!({ "quantity": 5 }))
         .await
         .assert_status(StatusCode::ACCEPTED);
@@ -303,14 +323,14 @@ async fn a_receipt_is_not_visible_on_the_item_until_it_is_processed() {
 
 #[tokio::test]
 async fn a_receipt_of_exactly_one_million_units_is_accepted() {
-    let app = App::new();
+    let app = App::new().await;
     app.stock("SKU-1", 1_000_000).await;
     assert_eq!(app.item("SKU-1").await["on_hand"], 1_000_000);
 }
 
 #[tokio::test]
 async fn a_receipt_quantity_of_zero_negative_or_over_a_million_is_400_invalid_quantity() {
-    let app = App::new();
+    let app = App::new().await;
     app.stock("SKU-1", 3).await;
     for quantity in [0, -1, 1_000_001] {
         app.post("/items/SKU-1/receipts", &json!({ "quantity": quantity }))
@@ -323,7 +343,7 @@ async fn a_receipt_quantity_of_zero_negative_or_over_a_million_is_400_invalid_qu
 
 #[tokio::test]
 async fn a_receipt_reference_over_500_characters_is_400_invalid_reference() {
-    let app = App::new();
+    let app = App::new().await;
     let reference = "r".repeat(501);
     app.post(
         "/items/SKU-1/receipts",
@@ -336,7 +356,7 @@ async fn a_receipt_reference_over_500_characters_is_400_invalid_reference() {
 
 #[tokio::test]
 async fn a_receipt_for_a_malformed_sku_in_the_path_is_400_invalid_sku() {
-    let app = App::new();
+    let app = App::new().await;
     for sku in ["A%20B", "A~B", &"A".repeat(65)] {
         app.post(&format!("/items/{sku}/receipts"), &json!({ "quantity": 1 }))
             .await
@@ -348,7 +368,7 @@ async fn a_receipt_for_a_malformed_sku_in_the_path_is_400_invalid_sku() {
 #[tokio::test]
 async fn a_receipt_retried_with_the_same_idempotency_key_returns_the_same_command_id_and_is_applied_once(
 ) {
-    let app = App::new();
+    let app = App::new().await;
     let body = json!({ "quantity": 7 });
     let first = app
         .post_keyed("/items/SKU-1/receipts", "receipt-1", &body)
@@ -376,7 +396,7 @@ async fn a_receipt_retried_with_the_same_idempotency_key_returns_the_same_comman
 
 #[tokio::test]
 async fn a_receipt_delivered_twice_by_the_queue_is_applied_once() {
-    let app = App::new();
+    let app = App::new().await;
     app.post("/items/SKU-1/receipts", &json!({ "quantity": 4 }))
         .await
         .assert_status(StatusCode::ACCEPTED);
@@ -389,7 +409,7 @@ async fn a_receipt_delivered_twice_by_the_queue_is_applied_once() {
 
 #[tokio::test]
 async fn an_idempotency_key_reused_for_a_different_receipt_is_422_idempotency_key_reused() {
-    let app = App::new();
+    let app = App::new().await;
     app.post_keyed("/items/SKU-1/receipts", "k", &json!({ "quantity": 1 }))
         .await
         .assert_status(StatusCode::ACCEPTED);
@@ -402,7 +422,7 @@ async fn an_idempotency_key_reused_for_a_different_receipt_is_422_idempotency_ke
 
 #[tokio::test]
 async fn a_malformed_idempotency_key_is_400_invalid_idempotency_key() {
-    let app = App::new();
+    let app = App::new().await;
     let too_long = "k".repeat(256);
     for key in ["", "has space", too_long.as_str()] {
         app.send(
@@ -422,7 +442,7 @@ async fn a_malformed_idempotency_key_is_400_invalid_idempotency_key() {
 
 #[tokio::test]
 async fn an_adjustment_is_202_and_changes_on_hand_by_its_delta_once_processed() {
-    let app = App::new();
+    let app = App::new().await;
     app.stock("SKU-1", 10).await;
     let reply = app
         .post(
@@ -445,7 +465,7 @@ async fn an_adjustment_is_202_and_changes_on_hand_by_its_delta_once_processed() 
 
 #[tokio::test]
 async fn an_adjustment_with_a_zero_delta_is_400_invalid_delta() {
-    let app = App::new();
+    let app = App::new().await;
     app.stock("SKU-1", 10).await;
     for delta in [0, 1_000_000_001, -1_000_000_001] {
         app.post(
@@ -461,7 +481,7 @@ async fn an_adjustment_with_a_zero_delta_is_400_invalid_delta() {
 
 #[tokio::test]
 async fn an_adjustment_with_a_blank_or_over_long_reason_is_400_invalid_reason() {
-    let app = App::new();
+    let app = App::new().await;
     let long = "r".repeat(501);
     for reason in ["", "   ", long.as_str()] {
         app.post(
@@ -476,7 +496,7 @@ async fn an_adjustment_with_a_blank_or_over_long_reason_is_400_invalid_reason() 
 
 #[tokio::test]
 async fn an_adjustment_for_a_malformed_sku_in_the_path_is_400_invalid_sku() {
-    let app = App::new();
+    let app = App::new().await;
     app.post(
         "/items/A%2FB/adjustments",
         &json!({ "delta": 1, "reason": "count" }),
@@ -488,7 +508,7 @@ async fn an_adjustment_for_a_malformed_sku_in_the_path_is_400_invalid_sku() {
 #[tokio::test]
 async fn an_adjustment_that_would_make_on_hand_negative_is_rejected_with_reason_on_hand_would_go_negative(
 ) {
-    let app = App::new();
+    let app = App::new().await;
     app.stock("SKU-1", 3).await;
     let reply = app
         .post(
@@ -511,7 +531,7 @@ async fn an_adjustment_that_would_make_on_hand_negative_is_rejected_with_reason_
 
 #[tokio::test]
 async fn an_item_reads_as_on_hand_reserved_committed_available_and_version() {
-    let app = App::new();
+    let app = App::new().await;
     app.stock("SKU-1", 10).await;
     let sold = app.reserve(&[("SKU-1", 2)]).await;
     app.checkout(&sold).await;
@@ -525,7 +545,7 @@ async fn an_item_reads_as_on_hand_reserved_committed_available_and_version() {
 
 #[tokio::test]
 async fn an_item_never_seen_is_404_unknown_sku_naming_the_sku() {
-    let app = App::new();
+    let app = App::new().await;
     let reply = app.get("/items/NOPE").await;
     reply.assert_error(StatusCode::NOT_FOUND, "unknown_sku");
     assert_eq!(reply.body["sku"], "NOPE");
@@ -533,7 +553,7 @@ async fn an_item_never_seen_is_404_unknown_sku_naming_the_sku() {
 
 #[tokio::test]
 async fn an_item_with_a_malformed_sku_is_400_invalid_sku() {
-    let app = App::new();
+    let app = App::new().await;
     app.get("/items/A%20B")
         .await
         .assert_error(StatusCode::BAD_REQUEST, "invalid_sku");
@@ -541,7 +561,7 @@ async fn an_item_with_a_malformed_sku_is_400_invalid_sku() {
 
 #[tokio::test]
 async fn a_path_parameter_that_is_not_utf8_is_400_invalid_path() {
-    let app = App::new();
+    let app = App::new().await;
     app.get("/items/%FF")
         .await
         .assert_error(StatusCode::BAD_REQUEST, "invalid_path");
@@ -552,7 +572,7 @@ async fn a_path_parameter_that_is_not_utf8_is_400_invalid_path() {
 
 #[tokio::test]
 async fn several_items_read_at_once_list_the_known_ones_and_name_the_missing_ones() {
-    let app = App::new();
+    let app = App::new().await;
     app.stock("A", 1).await;
     app.stock("B", 2).await;
     let reply = app.get("/items?sku=B&sku=A&sku=ZZZ&sku=A").await;
@@ -570,7 +590,7 @@ async fn several_items_read_at_once_list_the_known_ones_and_name_the_missing_one
 
 #[tokio::test]
 async fn an_items_read_naming_no_sku_is_400_invalid_query() {
-    let app = App::new();
+    let app = App::new().await;
     for uri in ["/items", "/items?"] {
         app.get(uri)
             .await
@@ -580,7 +600,7 @@ async fn an_items_read_naming_no_sku_is_400_invalid_query() {
 
 #[tokio::test]
 async fn an_items_read_naming_more_than_100_skus_is_400_invalid_query() {
-    let app = App::new();
+    let app = App::new().await;
     let query = |n: usize| {
         (0..n)
             .map(|i| format!("sku=S{i}"))
@@ -597,7 +617,7 @@ async fn an_items_read_naming_more_than_100_skus_is_400_invalid_query() {
 
 #[tokio::test]
 async fn an_items_read_with_an_unknown_query_parameter_is_400_invalid_query() {
-    let app = App::new();
+    let app = App::new().await;
     app.get("/items?sku=A&limit=5")
         .await
         .assert_error(StatusCode::BAD_REQUEST, "invalid_query");
@@ -605,7 +625,7 @@ async fn an_items_read_with_an_unknown_query_parameter_is_400_invalid_query() {
 
 #[tokio::test]
 async fn an_items_read_with_a_malformed_sku_is_400_invalid_sku() {
-    let app = App::new();
+    let app = App::new().await;
     for uri in ["/items?sku=A&sku=", "/items?sku=A%20B", "/items?sku=A~1"] {
         app.get(uri)
             .await
@@ -618,7 +638,7 @@ async fn an_items_read_with_a_malformed_sku_is_400_invalid_sku() {
 
 #[tokio::test]
 async fn a_reservation_within_stock_is_201_active_with_its_lines_an_expiry_and_a_location() {
-    let app = App::new();
+    let app = App::new().await;
     app.stock("SKU-1", 10).await;
     app.stock("SKU-2", 10).await;
     let reply = app
@@ -646,7 +666,7 @@ async fn a_reservation_within_stock_is_201_active_with_its_lines_an_expiry_and_a
 
 #[tokio::test]
 async fn a_reservation_holds_its_units_so_reserved_rises_and_available_falls() {
-    let app = App::new();
+    let app = App::new().await;
     app.stock("SKU-1", 10).await;
     app.reserve(&[("SKU-1", 4)]).await;
     let item = app.item("SKU-1").await;
@@ -662,7 +682,7 @@ async fn a_reservation_holds_its_units_so_reserved_rises_and_available_falls() {
 
 #[tokio::test]
 async fn a_reservation_with_a_ttl_expires_that_many_seconds_later() {
-    let app = App::new();
+    let app = App::new().await;
     app.stock("SKU-1", 10).await;
     for (ttl, expires_at) in [
         (60, "2023-11-14T22:14:20.000Z"),
@@ -682,7 +702,7 @@ async fn a_reservation_with_a_ttl_expires_that_many_seconds_later() {
 #[tokio::test]
 async fn a_reservation_for_more_than_is_available_is_409_insufficient_stock_naming_sku_requested_and_available(
 ) {
-    let app = App::new();
+    let app = App::new().await;
     app.stock("SKU-1", 5).await;
     app.reserve(&[("SKU-1", 2)]).await;
     let before = app.item("SKU-1").await;
@@ -696,7 +716,7 @@ async fn a_reservation_for_more_than_is_available_is_409_insufficient_stock_nami
 
 #[tokio::test]
 async fn a_cart_with_one_short_line_reserves_nothing_at_all() {
-    let app = App::new();
+    let app = App::new().await;
     app.stock("SKU-1", 5).await;
     app.stock("SKU-2", 1).await;
     let before = (app.item("SKU-1").await, app.item("SKU-2").await);
@@ -714,7 +734,7 @@ async fn a_cart_with_one_short_line_reserves_nothing_at_all() {
 
 #[tokio::test]
 async fn a_reservation_of_a_sku_never_seen_is_404_unknown_sku_naming_the_sku() {
-    let app = App::new();
+    let app = App::new().await;
     app.stock("SKU-1", 5).await;
     let reply = app
         .post("/reservations", &cart(&[("SKU-1", 1), ("GHOST", 1)]))
@@ -726,7 +746,7 @@ async fn a_reservation_of_a_sku_never_seen_is_404_unknown_sku_naming_the_sku() {
 
 #[tokio::test]
 async fn a_reservation_with_no_lines_is_400_invalid_lines() {
-    let app = App::new();
+    let app = App::new().await;
     app.post("/reservations", &json!({ "lines": [] }))
         .await
         .assert_error(StatusCode::BAD_REQUEST, "invalid_lines");
@@ -734,7 +754,7 @@ async fn a_reservation_with_no_lines_is_400_invalid_lines() {
 
 #[tokio::test]
 async fn a_reservation_with_more_than_100_lines_is_400_invalid_lines() {
-    let app = App::new();
+    let app = App::new().await;
     let skus: Vec<String> = (0..101).map(|i| format!("L{i}")).collect();
     for sku in &skus {
         app.stock(sku, 1).await;
@@ -751,7 +771,7 @@ async fn a_reservation_with_more_than_100_lines_is_400_invalid_lines() {
 #[tokio::test]
 async fn a_reservation_with_an_idempotency_key_holds_at_most_99_lines_and_a_100_line_cart_extends_whole(
 ) {
-    let app = App::new();
+    let app = App::new().await;
     let skus: Vec<String> = (0..100).map(|i| format!("L{i}")).collect();
     for sku in &skus {
         app.stock(sku, 1).await;
@@ -803,7 +823,7 @@ async fn a_reservation_with_an_idempotency_key_holds_at_most_99_lines_and_a_100_
 
 #[tokio::test]
 async fn a_reservation_naming_a_sku_on_two_lines_is_400_duplicate_sku() {
-    let app = App::new();
+    let app = App::new().await;
     app.stock("SKU-1", 5).await;
     app.post("/reservations", &cart(&[("SKU-1", 1), ("SKU-1", 1)]))
         .await
@@ -813,7 +833,7 @@ async fn a_reservation_naming_a_sku_on_two_lines_is_400_duplicate_sku() {
 
 #[tokio::test]
 async fn a_reservation_line_with_a_malformed_sku_is_400_invalid_sku_naming_the_line_field() {
-    let app = App::new();
+    let app = App::new().await;
     app.stock("SKU-1", 5).await;
     let reply = app
         .post("/reservations", &cart(&[("SKU-1", 1), ("bad sku", 1)]))
@@ -825,7 +845,7 @@ async fn a_reservation_line_with_a_malformed_sku_is_400_invalid_sku_naming_the_l
 #[tokio::test]
 async fn a_reservation_line_with_a_quantity_out_of_range_is_400_invalid_quantity_naming_the_line_field(
 ) {
-    let app = App::new();
+    let app = App::new().await;
     app.stock("SKU-1", 5).await;
     for quantity in [0, -1, 1_000_001] {
         let reply = app
@@ -839,7 +859,7 @@ async fn a_reservation_line_with_a_quantity_out_of_range_is_400_invalid_quantity
 
 #[tokio::test]
 async fn a_reservation_ttl_outside_60_to_86400_seconds_is_400_invalid_ttl() {
-    let app = App::new();
+    let app = App::new().await;
     app.stock("SKU-1", 5).await;
     for ttl in [0, 59, 86_401] {
         app.post(
@@ -855,7 +875,7 @@ async fn a_reservation_ttl_outside_60_to_86400_seconds_is_400_invalid_ttl() {
 #[tokio::test]
 async fn a_reservation_retried_with_the_same_idempotency_key_and_body_is_the_same_reservation_holding_stock_once(
 ) {
-    let app = App::new();
+    let app = App::new().await;
     app.stock("SKU-1", 10).await;
     let body = cart(&[("SKU-1", 3)]);
     let first = app.post_keyed("/reservations", "cart-1", &body).await;
@@ -877,7 +897,7 @@ async fn a_reservation_retried_with_the_same_idempotency_key_and_body_is_the_sam
 #[tokio::test]
 async fn an_idempotency_key_reused_with_a_different_reservation_body_is_422_idempotency_key_reused()
 {
-    let app = App::new();
+    let app = App::new().await;
     app.stock("SKU-1", 10).await;
     app.post_keyed("/reservations", "cart-1", &cart(&[("SKU-1", 3)]))
         .await
@@ -891,7 +911,7 @@ async fn an_idempotency_key_reused_with_a_different_reservation_body_is_422_idem
 
 #[tokio::test]
 async fn a_reservation_with_a_malformed_idempotency_key_is_400_invalid_idempotency_key() {
-    let app = App::new();
+    let app = App::new().await;
     app.stock("SKU-1", 10).await;
     app.send(
         "POST",
@@ -909,7 +929,7 @@ async fn a_reservation_with_a_malformed_idempotency_key_is_400_invalid_idempoten
 
 #[tokio::test]
 async fn a_reservation_reads_as_expired_once_the_clock_passes_its_expiry() {
-    let app = App::new();
+    let app = App::new().await;
     app.stock("SKU-1", 10).await;
     let id = app.reserve(&[("SKU-1", 1)]).await;
     app.advance_seconds(900);
@@ -923,7 +943,7 @@ async fn a_reservation_reads_as_expired_once_the_clock_passes_its_expiry() {
 
 #[tokio::test]
 async fn a_well_formed_reservation_id_that_does_not_exist_is_404_reservation_not_found() {
-    let app = App::new();
+    let app = App::new().await;
     app.get("/reservations/SKU-1~99~00000000deadbeef")
         .await
         .assert_error(StatusCode::NOT_FOUND, "reservation_not_found");
@@ -932,7 +952,7 @@ async fn a_well_formed_reservation_id_that_does_not_exist_is_404_reservation_not
 #[tokio::test]
 async fn a_reservation_id_pointing_at_a_real_event_with_a_guessed_nonce_is_404_reservation_not_found(
 ) {
-    let app = App::new();
+    let app = App::new().await;
     app.stock("SKU-1", 10).await;
     let id = app.reserve(&[("SKU-1", 1)]).await;
     let guessed = format!("SKU-1~2~{:016x}", 0xdead_beef_u64);
@@ -946,7 +966,7 @@ async fn a_reservation_id_pointing_at_a_real_event_with_a_guessed_nonce_is_404_r
 
 #[tokio::test]
 async fn a_malformed_reservation_id_is_400_invalid_reservation_id_on_every_reservation_route() {
-    let app = App::new();
+    let app = App::new().await;
     for id in ["nope", "SKU-1~0~00000000deadbeef", "SKU-1~1~deadbeef"] {
         let uri = format!("/reservations/{id}");
         app.get(&uri)
@@ -969,7 +989,7 @@ async fn a_malformed_reservation_id_is_400_invalid_reservation_id_on_every_reser
 
 #[tokio::test]
 async fn extending_an_active_reservation_is_200_with_a_later_expiry() {
-    let app = App::new();
+    let app = App::new().await;
     app.stock("SKU-1", 10).await;
     let id = app.reserve(&[("SKU-1", 1)]).await;
     app.advance_seconds(60);
@@ -991,7 +1011,7 @@ async fn extending_an_active_reservation_is_200_with_a_later_expiry() {
 
 #[tokio::test]
 async fn extending_with_a_shorter_ttl_never_shortens_the_reservation() {
-    let app = App::new();
+    let app = App::new().await;
     app.stock("SKU-1", 10).await;
     let id = app.reserve(&[("SKU-1", 1)]).await;
     let before = app.item("SKU-1").await;
@@ -1008,7 +1028,7 @@ async fn extending_with_a_shorter_ttl_never_shortens_the_reservation() {
 
 #[tokio::test]
 async fn extending_with_a_ttl_out_of_range_is_400_invalid_ttl() {
-    let app = App::new();
+    let app = App::new().await;
     app.stock("SKU-1", 10).await;
     let id = app.reserve(&[("SKU-1", 1)]).await;
     for ttl in [59, 86_401] {
@@ -1023,7 +1043,7 @@ async fn extending_with_a_ttl_out_of_range_is_400_invalid_ttl() {
 
 #[tokio::test]
 async fn extending_an_expired_reservation_is_409_reservation_not_active() {
-    let app = App::new();
+    let app = App::new().await;
     app.stock("SKU-1", 10).await;
     let id = app.reserve(&[("SKU-1", 1)]).await;
     app.advance_seconds(901);
@@ -1042,7 +1062,7 @@ async fn extending_an_expired_reservation_is_409_reservation_not_active() {
 
 #[tokio::test]
 async fn extending_a_checked_out_reservation_is_409_reservation_not_active() {
-    let app = App::new();
+    let app = App::new().await;
     app.stock("SKU-1", 10).await;
     let id = app.reserve(&[("SKU-1", 1)]).await;
     app.checkout(&id).await;
@@ -1058,7 +1078,7 @@ async fn extending_a_checked_out_reservation_is_409_reservation_not_active() {
 
 #[tokio::test]
 async fn extending_a_reservation_that_does_not_exist_is_404_reservation_not_found() {
-    let app = App::new();
+    let app = App::new().await;
     app.post(
         "/reservations/SKU-1~99~00000000deadbeef/extend",
         &json!({ "ttl_seconds": 900 }),
@@ -1073,7 +1093,7 @@ async fn extending_a_reservation_that_does_not_exist_is_404_reservation_not_foun
 #[tokio::test]
 async fn a_checkout_is_202_and_once_applied_the_reservation_is_committed_and_the_item_committed_count_rises(
 ) {
-    let app = App::new();
+    let app = App::new().await;
     app.stock("SKU-1", 10).await;
     app.stock("SKU-2", 10).await;
     let id = app.reserve(&[("SKU-1", 2), ("SKU-2", 3)]).await;
@@ -1103,7 +1123,7 @@ async fn a_checkout_is_202_and_once_applied_the_reservation_is_committed_and_the
 
 #[tokio::test]
 async fn a_checkout_needs_no_body() {
-    let app = App::new();
+    let app = App::new().await;
     app.stock("SKU-1", 10).await;
     let id = app.reserve(&[("SKU-1", 1)]).await;
     app.send(
@@ -1118,7 +1138,7 @@ async fn a_checkout_needs_no_body() {
 
 #[tokio::test]
 async fn a_checkout_retried_with_the_same_idempotency_key_names_the_same_command() {
-    let app = App::new();
+    let app = App::new().await;
     app.stock("SKU-1", 10).await;
     let id = app.reserve(&[("SKU-1", 1)]).await;
     let uri = format!("/reservations/{id}/checkout");
@@ -1134,7 +1154,7 @@ async fn a_checkout_retried_with_the_same_idempotency_key_names_the_same_command
 
 #[tokio::test]
 async fn a_checkout_of_an_expired_reservation_is_409_reservation_not_active() {
-    let app = App::new();
+    let app = App::new().await;
     app.stock("SKU-1", 10).await;
     let id = app.reserve(&[("SKU-1", 1)]).await;
     app.advance_seconds(901);
@@ -1148,7 +1168,7 @@ async fn a_checkout_of_an_expired_reservation_is_409_reservation_not_active() {
 
 #[tokio::test]
 async fn a_checkout_of_a_released_reservation_is_409_reservation_not_active() {
-    let app = App::new();
+    let app = App::new().await;
     app.stock("SKU-1", 10).await;
     let id = app.reserve(&[("SKU-1", 1)]).await;
     app.release(&id).await;
@@ -1163,7 +1183,7 @@ async fn a_checkout_of_a_released_reservation_is_409_reservation_not_active() {
 
 #[tokio::test]
 async fn a_checkout_of_a_reservation_that_does_not_exist_is_404_reservation_not_found() {
-    let app = App::new();
+    let app = App::new().await;
     app.post(
         "/reservations/SKU-1~99~00000000deadbeef/checkout",
         &json!({}),
@@ -1179,7 +1199,7 @@ async fn a_checkout_of_a_reservation_that_does_not_exist_is_404_reservation_not_
 #[tokio::test]
 async fn releasing_a_reservation_is_202_and_once_applied_it_is_released_and_its_stock_available_again(
 ) {
-    let app = App::new();
+    let app = App::new().await;
     app.stock("SKU-1", 10).await;
     let id = app.reserve(&[("SKU-1", 4)]).await;
     assert_eq!(app.item("SKU-1").await["available"], 6);
@@ -1199,7 +1219,7 @@ async fn releasing_a_reservation_is_202_and_once_applied_it_is_released_and_its_
 
 #[tokio::test]
 async fn releasing_a_checked_out_reservation_is_409_reservation_not_active() {
-    let app = App::new();
+    let app = App::new().await;
     app.stock("SKU-1", 10).await;
     let id = app.reserve(&[("SKU-1", 4)]).await;
     app.checkout(&id).await;
@@ -1213,7 +1233,7 @@ async fn releasing_a_checked_out_reservation_is_409_reservation_not_active() {
 
 #[tokio::test]
 async fn releasing_a_reservation_that_does_not_exist_is_404_reservation_not_found() {
-    let app = App::new();
+    let app = App::new().await;
     app.delete("/reservations/SKU-1~99~00000000deadbeef")
         .await
         .assert_error(StatusCode::NOT_FOUND, "reservation_not_found");
@@ -1224,7 +1244,7 @@ async fn releasing_a_reservation_that_does_not_exist_is_404_reservation_not_foun
 
 #[tokio::test]
 async fn a_command_is_pending_before_it_is_processed_and_applied_after() {
-    let app = App::new();
+    let app = App::new().await;
     let reply = app
         .post("/items/SKU-1/receipts", &json!({ "quantity": 1 }))
         .await;
@@ -1242,7 +1262,7 @@ async fn a_command_is_pending_before_it_is_processed_and_applied_after() {
 
 #[tokio::test]
 async fn a_command_id_never_issued_is_404_command_not_found() {
-    let app = App::new();
+    let app = App::new().await;
     app.get("/commands/6f1c2d3e-4b5a-4c6d-8e7f-0123456789ab")
         .await
         .assert_error(StatusCode::NOT_FOUND, "command_not_found");
@@ -1250,7 +1270,7 @@ async fn a_command_id_never_issued_is_404_command_not_found() {
 
 #[tokio::test]
 async fn a_malformed_command_id_is_400_invalid_command_id() {
-    let app = App::new();
+    let app = App::new().await;
     for id in [
         "nope",
         "6f1c2d3e-4b5a-4c6d-8e7f",
@@ -1321,7 +1341,7 @@ async fn a_body_that_is_not_json_is_400_malformed_json() {
         },
     ];
     for not_json in cases {
-        let app = App::new();
+        let app = App::new().await;
         assert_every_json_route_refuses(
             &app,
             &[JSON],
@@ -1335,7 +1355,7 @@ async fn a_body_that_is_not_json_is_400_malformed_json() {
 
 #[tokio::test]
 async fn a_json_body_followed_by_trailing_garbage_is_400_malformed_json() {
-    let app = App::new();
+    let app = App::new().await;
     assert_every_json_route_refuses(
         &app,
         &[JSON],
@@ -1348,7 +1368,7 @@ async fn a_json_body_followed_by_trailing_garbage_is_400_malformed_json() {
 
 #[tokio::test]
 async fn a_field_of_the_wrong_type_is_400_invalid_body_naming_the_field() {
-    let app = App::new();
+    let app = App::new().await;
     let routes = json_routes(&app).await;
     let cases = [
         (&routes[0].0, json!({ "quantity": "1" }), "quantity"),
@@ -1376,7 +1396,7 @@ async fn a_field_of_the_wrong_type_is_400_invalid_body_naming_the_field() {
 
 #[tokio::test]
 async fn an_unknown_field_is_400_invalid_body_naming_the_field() {
-    let app = App::new();
+    let app = App::new().await;
     let replies = assert_every_json_route_refuses(
         &app,
         &[JSON],
@@ -1396,7 +1416,7 @@ async fn an_unknown_field_is_400_invalid_body_naming_the_field() {
 
 #[tokio::test]
 async fn a_missing_field_is_400_invalid_body_naming_where_it_is_missing() {
-    let app = App::new();
+    let app = App::new().await;
     let routes = json_routes(&app).await;
     let cases = [
         (&routes[0].0, json!({ "reference": "PO-1" }), "quantity"),
@@ -1419,7 +1439,7 @@ async fn a_missing_field_is_400_invalid_body_naming_where_it_is_missing() {
 
 #[tokio::test]
 async fn a_body_over_64_kib_is_413_payload_too_large() {
-    let app = App::new();
+    let app = App::new().await;
     // Valid JSON padded with whitespace: only its size is wrong.
     let oversized = |valid: &Value| format!("{valid}{}", " ".repeat(64 * 1024));
     assert_every_json_route_refuses(
@@ -1434,7 +1454,7 @@ async fn a_body_over_64_kib_is_413_payload_too_large() {
 
 #[tokio::test]
 async fn a_body_declaring_a_content_length_over_64_kib_is_413_payload_too_large() {
-    let app = App::new();
+    let app = App::new().await;
     assert_every_json_route_refuses(
         &app,
         &[JSON, ("content-length", "65537")],
@@ -1447,7 +1467,7 @@ async fn a_body_declaring_a_content_length_over_64_kib_is_413_payload_too_large(
 
 #[tokio::test]
 async fn a_body_of_exactly_64_kib_is_accepted() {
-    let app = App::new();
+    let app = App::new().await;
     let body = json!({ "quantity": 1 }).to_string();
     let padded = format!("{body}{}", " ".repeat(64 * 1024 - body.len()));
     assert_eq!(padded.len(), 64 * 1024);
@@ -1463,7 +1483,7 @@ async fn a_body_without_a_json_content_type_is_415_unsupported_media_type() {
         &[("content-type", "text/plain")][..],
         &[("content-type", "application/x-www-form-urlencoded")][..],
     ] {
-        let app = App::new();
+        let app = App::new().await;
         assert_every_json_route_refuses(
             &app,
             headers,
@@ -1477,7 +1497,7 @@ async fn a_body_without_a_json_content_type_is_415_unsupported_media_type() {
 
 #[tokio::test]
 async fn a_json_content_type_with_parameters_or_other_case_is_accepted() {
-    let app = App::new();
+    let app = App::new().await;
     for content_type in ["application/json; charset=utf-8", "Application/JSON"] {
         app.send(
             "POST",
@@ -1492,7 +1512,7 @@ async fn a_json_content_type_with_parameters_or_other_case_is_accepted() {
 
 #[tokio::test]
 async fn a_body_that_fails_while_being_read_is_400_unreadable_body() {
-    let app = App::new();
+    let app = App::new().await;
     // A body whose stream errors part way (here: a limit of 1 byte inside the body itself).
     let failing = Body::new(Limited::new(
         Full::new(Bytes::from_static(b"{\"quantity\": 1}")),
@@ -1509,7 +1529,7 @@ async fn a_body_that_fails_while_being_read_is_400_unreadable_body() {
 
 #[tokio::test]
 async fn an_unknown_path_is_404_route_not_found() {
-    let app = App::new();
+    let app = App::new().await;
     for uri in ["/", "/nope", "/items/SKU-1/history", "/reservations/x/y/z"] {
         app.get(uri)
             .await
@@ -1519,7 +1539,7 @@ async fn an_unknown_path_is_404_route_not_found() {
 
 #[tokio::test]
 async fn a_known_path_with_another_method_is_405_method_not_allowed() {
-    let app = App::new();
+    let app = App::new().await;
     for (method, uri) in [
         ("PUT", "/reservations"),
         ("GET", "/reservations"),
@@ -1537,7 +1557,7 @@ async fn a_known_path_with_another_method_is_405_method_not_allowed() {
 
 #[tokio::test]
 async fn a_blank_receipt_reference_is_400_invalid_reference() {
-    let app = App::new();
+    let app = App::new().await;
     app.post(
         "/items/SKU-1/receipts",
         &json!({ "quantity": 1, "reference": "  " }),

@@ -34,6 +34,9 @@ pub struct ApplyReport {
     pub dropped: usize,
 }
 
+/// How long a hold command naming an unreadable reservation is retried before it is rejected.
+pub const DEPENDENCY_WAIT_MILLIS: i64 = 30_000;
+
 /// How long a queued command whose request is not accepted yet is held back before it is
 /// dropped (the API accepts within milliseconds of queueing; only a failed request stays).
 pub const ACCEPT_WAIT_MILLIS: i64 = 30_000;
@@ -153,6 +156,7 @@ impl Inventory {
             return Ok(report);
         }
         let mut holds = self.hold_lookups(sku, &todo).await?;
+        self.wait_for_unseen_reservations(&todo, &holds)?;
         let mut next: SkuState = (*state).clone();
         let mut changes = Vec::new();
         let mut outcomes = Vec::new();
@@ -303,6 +307,32 @@ impl Inventory {
         }
         report.duplicates = commands.len() - todo.len() - report.dropped;
         Ok((todo, abandon))
+    }
+
+    /// A hold command naming a reservation that cannot be read may have overtaken it (seed 001:
+    /// a dependent message arriving first). Such a command holds its SKU back — the batch is
+    /// retried — until it is [`DEPENDENCY_WAIT_MILLIS`] old; then it is rejected
+    /// `reservation_not_found`.
+    fn wait_for_unseen_reservations(
+        &self,
+        todo: &[&Command],
+        holds: &HashMap<ReservationId, HoldLookup>,
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let waiting = todo.iter().find(|command| {
+            let unseen = command
+                .action
+                .reservation_id()
+                .is_some_and(|id| matches!(holds.get(id), Some(HoldLookup::UnknownReservation)));
+            unseen && now.millis() - command.accepted_at.millis() < DEPENDENCY_WAIT_MILLIS
+        });
+        match waiting {
+            Some(command) => Err(StoreError::Unavailable(format!(
+                "command {} names a reservation not readable yet",
+                command.id
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// The holds the commands act on: anchor events and hold records, read concurrently.

@@ -3,9 +3,11 @@
 
 pub mod dynamo;
 pub mod kinesis;
+pub mod metrics;
 
 pub use dynamo::DynamoStore;
 pub use kinesis::KinesisQueue;
+pub use metrics::RequestCounter;
 
 use aws_sdk_dynamodb::config::{Credentials, Region};
 
