@@ -128,10 +128,11 @@ async fn an_append_at_a_stale_head_conflicts_and_writes_nothing(
     prefix: &str,
 ) {
     let a = sku(prefix, "stale");
+    let first = append(&a, 0, 1);
     commit(
         store,
         Commit {
-            appends: vec![append(&a, 0, 1)],
+            appends: vec![first.clone()],
             records: vec![],
         },
     )
@@ -145,9 +146,13 @@ async fn an_append_at_a_stale_head_conflicts_and_writes_nothing(
         },
     )
     .await;
+    // A single append's conflict tells the event that won (the loser re-decides without a read).
     assert_eq!(
         stale,
-        Err(StoreError::Conflict(Conflict::Stream { sku: a.clone() }))
+        Err(StoreError::Conflict(Conflict::Stream {
+            sku: a.clone(),
+            found: Some(Box::new(first.events[0].clone()))
+        }))
     );
     assert_eq!(
         store.read_stream(&a, 0).await.map(|e| e.len()),
@@ -185,9 +190,9 @@ async fn a_commit_over_several_streams_and_records_is_all_or_nothing(
         },
     )
     .await;
-    assert_eq!(
-        failed,
-        Err(StoreError::Conflict(Conflict::Stream { sku: b.clone() }))
+    assert!(
+        matches!(&failed, Err(StoreError::Conflict(Conflict::Stream { sku, .. })) if *sku == b),
+        "{failed:?}"
     );
     assert_eq!(
         store.read_stream(&a, 0).await,

@@ -64,8 +64,15 @@ impl Tables {
         }
         for append in &commit.appends {
             if self.head(&append.sku) != append.expected {
+                let found = self
+                    .streams
+                    .get(&append.sku)
+                    .and_then(|events| events.get(append.expected as usize))
+                    .cloned()
+                    .map(Box::new);
                 return Err(StoreError::Conflict(Conflict::Stream {
                     sku: append.sku.clone(),
+                    found,
                 }));
             }
             let numbered = append

@@ -169,6 +169,11 @@ pub enum Conflict {
     Stream {
         /// The stream.
         sku: Sku,
+        /// The event found where ours was to go, when the store tells it with the failure (a
+        /// DynamoDB conditional PutItem does). The DynamoDB adapter uses it to recognise its own
+        /// retried write; re-deciding on it alone measured worse than re-reading the tail
+        /// (docs/benchmarks.md).
+        found: Option<Box<Event>>,
     },
     /// Someone wrote this record first.
     Record {

@@ -193,6 +193,7 @@ impl Inventory {
                 Err(_) if !current => {
                     return Err(StoreError::Conflict(Conflict::Stream {
                         sku: line.sku.clone(),
+                        found: None,
                     }))
                 }
                 Err(PlaceRejection::UnknownSku) => {

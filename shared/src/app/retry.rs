@@ -29,6 +29,9 @@ impl Attempts {
         }
         self.left -= 1;
         self.made += 1;
+        // Decisions in one process take turns per SKU, so a conflict means another process
+        // won. Retry at once first (the state to retry on is usually already known), then
+        // spread the racing processes apart (full jitter, growing to 32 ms).
         if self.made <= 3 {
             tokio::task::yield_now().await;
         } else {

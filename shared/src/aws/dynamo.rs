@@ -253,17 +253,16 @@ impl DynamoStore {
             Ok(_) => Ok(()),
             Err(SdkError::ServiceError(err)) => match err.into_err() {
                 PutItemError::ConditionalCheckFailedException(failed) => {
-                    let ours = failed
+                    let there = failed
                         .item()
-                        .and_then(|item| serde_dynamo::from_item::<_, Event>(item.clone()).ok())
-                        .is_some_and(|there| &there == event);
-                    if ours {
-                        Ok(())
-                    } else {
-                        Err(StoreError::Conflict(Conflict::Stream {
-                            sku: append.sku.clone(),
-                        }))
+                        .and_then(|item| serde_dynamo::from_item::<_, Event>(item.clone()).ok());
+                    if there.as_ref() == Some(event) {
+                        return Ok(());
                     }
+                    Err(StoreError::Conflict(Conflict::Stream {
+                        sku: append.sku.clone(),
+                        found: there.map(Box::new),
+                    }))
                 }
                 other => Err(unavailable(DisplayErrorContext(other))),
             },
@@ -312,9 +311,10 @@ impl DynamoStore {
                         )
                     });
                     match failed.and_then(|index| origins.get(index)) {
-                        Some(Origin::Stream(sku)) => {
-                            Err(StoreError::Conflict(Conflict::Stream { sku: sku.clone() }))
-                        }
+                        Some(Origin::Stream(sku)) => Err(StoreError::Conflict(Conflict::Stream {
+                            sku: sku.clone(),
+                            found: None,
+                        })),
                         Some(Origin::Record(key)) => {
                             Err(StoreError::Conflict(Conflict::Record { key: key.clone() }))
                         }
