@@ -23,11 +23,19 @@ pub struct DevArgs {
     #[arg(long, value_name = "URL")]
     pub endpoint_url: Option<String>,
 
-    /// The events table, with --endpoint-url.
+    /// The table and stream, with --endpoint-url.
+    #[command(flatten)]
+    pub names: ResourceNames,
+}
+
+/// Names of the table and stream at a local AWS.
+#[derive(Debug, clap::Args)]
+pub struct ResourceNames {
+    /// The events table.
     #[arg(long, default_value = "inventory-events", env = "INVENTORY_TABLE")]
     pub table: String,
 
-    /// The command stream, with --endpoint-url.
+    /// The command stream.
     #[arg(
         long,
         default_value = "inventory-commands",
@@ -43,31 +51,22 @@ pub struct InitArgs {
     #[arg(long, value_name = "URL")]
     pub endpoint_url: String,
 
-    /// The events table.
-    #[arg(long, default_value = "inventory-events", env = "INVENTORY_TABLE")]
-    pub table: String,
-
-    /// The command stream.
-    #[arg(
-        long,
-        default_value = "inventory-commands",
-        env = "INVENTORY_COMMAND_STREAM"
-    )]
-    pub stream: String,
+    #[command(flatten)]
+    pub names: ResourceNames,
 }
 
 /// Creates the table and stream if missing.
 pub async fn init(args: InitArgs) -> Result<(), Box<dyn std::error::Error>> {
     let sdk = local_config(&args.endpoint_url).await;
-    DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &args.table)
+    DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &args.names.table)
         .create_table_if_missing()
         .await?;
-    KinesisQueue::new(aws_sdk_kinesis::Client::new(&sdk), &args.stream)
+    KinesisQueue::new(aws_sdk_kinesis::Client::new(&sdk), &args.names.stream)
         .create_stream_if_missing()
         .await?;
     println!(
         "table {} and stream {} are ready at {}",
-        args.table, args.stream, args.endpoint_url
+        args.names.table, args.names.stream, args.endpoint_url
     );
     Ok(())
 }
@@ -80,7 +79,7 @@ pub async fn run(args: DevArgs) -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::from_env()?;
     let inventory = match &args.endpoint_url {
         None => embedded(config),
-        Some(url) => on_local_aws(url, &args.table, &args.stream, config).await?,
+        Some(url) => on_local_aws(url, &args.names.table, &args.names.stream, config).await?,
     };
 
     let listener =
@@ -89,8 +88,8 @@ pub async fn run(args: DevArgs) -> Result<(), Box<dyn std::error::Error>> {
     println!("inventory dev listening on http://{address}");
     match &args.endpoint_url {
         None => tracing::info!(%address, "embedded backend: in-memory store and queue"),
-        Some(url) => tracing::info!(%address, endpoint = %url, table = %args.table,
-            stream = %args.stream, "DynamoDB and Kinesis backend"),
+        Some(url) => tracing::info!(%address, endpoint = %url, table = %args.names.table,
+            stream = %args.names.stream, "DynamoDB and Kinesis backend"),
     }
     axum::serve(listener, reservations_api::router(inventory))
         .with_graceful_shutdown(async {
