@@ -11,7 +11,7 @@ pub struct Config {
     /// accepted in time still commits (`INVENTORY_RELEASE_GRACE_SECONDS`, default 120).
     pub release_grace_secs: i64,
     /// How long a reservation keeps re-reading and re-deciding after conflicts before it answers
-    /// 503 `contention` (`INVENTORY_CONTENTION_BUDGET_MS`, default 3000).
+    /// 503 `contention` (`INVENTORY_CONTENTION_BUDGET_MS`, default 5000).
     pub contention_budget: Duration,
     /// At most this many attempts per decision, whatever the time left
     /// (`INVENTORY_MAX_ATTEMPTS`, default 200).
@@ -22,7 +22,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             release_grace_secs: 120,
-            contention_budget: Duration::from_millis(3_000),
+            contention_budget: Duration::from_millis(5_000),
             max_attempts: 200,
         }
     }

@@ -129,6 +129,7 @@ impl Inventory {
         // when requests queue for a sold-out item), else after a fresh read; a conflict re-reads.
         let mut fresh = false;
         loop {
+            let attempt = tokio::time::Instant::now();
             match self.try_reserve(&request, &digest, fresh, started).await {
                 Ok(outcome) => return outcome,
                 Err(StoreError::Conflict(Conflict::Record { .. })) => {
@@ -148,7 +149,7 @@ impl Inventory {
                 Err(StoreError::Conflict(Conflict::Stream { .. })) => {}
                 Err(StoreError::Unavailable(reason)) => return Err(AppError::Unavailable(reason)),
             }
-            if !attempts.again().await {
+            if !attempts.again_after(attempt.elapsed()).await {
                 tracing::warn!(
                     lines = request.lines.len(),
                     "reservation gave up after conflicts"

@@ -22,6 +22,26 @@ impl Attempts {
         }
     }
 
+    /// Waits before the next attempt after a lost race whose attempt took `observed`: the
+    /// racing processes are spread over windows that grow from that round-trip time (full
+    /// jitter, doubling per attempt up to 1 s), so N contenders space out over about N round
+    /// trips instead of colliding again. `false` once the budget is spent.
+    pub(crate) async fn again_after(&mut self, observed: Duration) -> bool {
+        if self.left == 0 || Instant::now() >= self.deadline {
+            return false;
+        }
+        self.left -= 1;
+        self.made += 1;
+        let base = observed.max(Duration::from_millis(1));
+        let window = base
+            .saturating_mul(1 << self.made.min(10))
+            .min(Duration::from_secs(1));
+        let pause = window.mul_f64(fastrand::f64());
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        tokio::time::sleep(pause.min(left)).await;
+        true
+    }
+
     /// Waits before the next attempt; `false` once the budget is spent.
     pub(crate) async fn again(&mut self) -> bool {
         if self.left == 0 || Instant::now() >= self.deadline {
