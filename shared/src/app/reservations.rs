@@ -277,7 +277,7 @@ impl Inventory {
         id: &ReservationId,
         ttl: TtlSeconds,
     ) -> Result<ReservationView, AppError> {
-        let reservation = self.load_reservation(id).await?;
+        let mut reservation = self.load_reservation(id).await?;
         let turns = self
             .turns
             .take(reservation.holds.iter().map(|(hold, _)| &hold.sku));
@@ -286,7 +286,8 @@ impl Inventory {
         };
         let mut attempts = Attempts::new(&self.config);
         loop {
-            let reservation = self.load_reservation(id).await?;
+            // A change made while this request waited for its turn makes the commit conflict
+            // (hold records are written over the version read), and the retry reloads.
             match self.try_extend(&reservation, ttl).await {
                 Ok(outcome) => return outcome,
                 Err(StoreError::Conflict(_)) => {}
@@ -295,6 +296,7 @@ impl Inventory {
             if !attempts.again().await {
                 return Err(AppError::Contention);
             }
+            reservation = self.load_reservation(id).await?;
         }
     }
 
