@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use futures::future::try_join_all;
 
 use super::reservations::{hold_write, next_append, placed_lines};
-use super::retry::Attempts;
+use super::retry::until_no_conflict;
 use super::Inventory;
 use crate::domain::decide::decide;
 use crate::domain::{
@@ -83,17 +83,7 @@ impl Inventory {
     /// `command_rejected` event and a rejected outcome, once. It never blocks the queue.
     pub async fn reject_malformed(&self, sku: &Sku, id: CommandId) -> Result<(), AppError> {
         let _turn = self.turns.take(std::iter::once(sku)).await;
-        let mut attempts = Attempts::new(&self.config);
-        loop {
-            match self.try_reject_malformed(sku, id).await {
-                Ok(()) => return Ok(()),
-                Err(StoreError::Conflict(_)) => {}
-                Err(StoreError::Unavailable(reason)) => return Err(AppError::Unavailable(reason)),
-            }
-            if !attempts.again().await {
-                return Err(AppError::Contention);
-            }
-        }
+        until_no_conflict(&self.config, || self.try_reject_malformed(sku, id)).await
     }
 
     async fn try_reject_malformed(&self, sku: &Sku, id: CommandId) -> Result<(), StoreError> {
@@ -132,17 +122,7 @@ impl Inventory {
     }
 
     async fn apply_chunk(&self, sku: &Sku, commands: &[Command]) -> Result<ApplyReport, AppError> {
-        let mut attempts = Attempts::new(&self.config);
-        loop {
-            match self.try_apply(sku, commands).await {
-                Ok(report) => return Ok(report),
-                Err(StoreError::Conflict(_)) => {}
-                Err(StoreError::Unavailable(reason)) => return Err(AppError::Unavailable(reason)),
-            }
-            if !attempts.again().await {
-                return Err(AppError::Contention);
-            }
-        }
+        until_no_conflict(&self.config, || self.try_apply(sku, commands)).await
     }
 
     async fn try_apply(&self, sku: &Sku, commands: &[Command]) -> Result<ApplyReport, StoreError> {

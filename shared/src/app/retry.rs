@@ -6,6 +6,31 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::config::Config;
+use crate::error::AppError;
+use crate::ports::StoreError;
+
+/// Runs `attempt` until it is not a conflict: a conflict is re-tried within the budget, then
+/// answered `Contention`; an unavailable store ends it at once.
+pub(crate) async fn until_no_conflict<T, F, Fut>(
+    config: &Config,
+    mut attempt: F,
+) -> Result<T, AppError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut attempts = Attempts::new(config);
+    loop {
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(StoreError::Conflict(_)) => {}
+            Err(StoreError::Unavailable(reason)) => return Err(AppError::Unavailable(reason)),
+        }
+        if !attempts.again().await {
+            return Err(AppError::Contention);
+        }
+    }
+}
 
 pub(crate) struct Attempts {
     deadline: Instant,
