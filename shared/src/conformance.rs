@@ -80,24 +80,12 @@ async fn appended_events_read_back_in_order(store: &dyn EventStore, prefix: &str
     );
     let first = append(&a, 0, 2);
     let second = append(&a, 2, 1);
-    commit(
-        store,
-        Commit {
-            appends: vec![first.clone()],
-            records: vec![],
-        },
-    )
-    .await
-    .expect("first append");
-    commit(
-        store,
-        Commit {
-            appends: vec![second.clone()],
-            records: vec![],
-        },
-    )
-    .await
-    .expect("second append");
+    commit(store, Commit::appends(vec![first.clone()]))
+        .await
+        .expect("first append");
+    commit(store, Commit::appends(vec![second.clone()]))
+        .await
+        .expect("second append");
     let all: Vec<Event> = first.events.into_iter().chain(second.events).collect();
     assert_eq!(
         store.read_stream(&a, 0).await,
@@ -129,23 +117,10 @@ async fn an_append_at_a_stale_head_conflicts_and_writes_nothing(
 ) {
     let a = sku(prefix, "stale");
     let first = append(&a, 0, 1);
-    commit(
-        store,
-        Commit {
-            appends: vec![first.clone()],
-            records: vec![],
-        },
-    )
-    .await
-    .expect("append");
-    let stale = commit(
-        store,
-        Commit {
-            appends: vec![append(&a, 0, 1)],
-            records: vec![],
-        },
-    )
-    .await;
+    commit(store, Commit::appends(vec![first.clone()]))
+        .await
+        .expect("append");
+    let stale = commit(store, Commit::appends(vec![append(&a, 0, 1)])).await;
     // A single append's conflict tells the event that won (the loser re-decides without a read).
     assert_eq!(
         stale,
@@ -167,15 +142,9 @@ async fn a_commit_over_several_streams_and_records_is_all_or_nothing(
 ) {
     let a = sku(prefix, "cart-a");
     let b = sku(prefix, "cart-b");
-    commit(
-        store,
-        Commit {
-            appends: vec![append(&b, 0, 1)],
-            records: vec![],
-        },
-    )
-    .await
-    .expect("b");
+    commit(store, Commit::appends(vec![append(&b, 0, 1)]))
+        .await
+        .expect("b");
     let (key, record) = idempotency(prefix, "cart");
     let write = RecordWrite {
         key: key.clone(),
@@ -322,15 +291,9 @@ async fn a_long_stream_reads_back_whole(store: &dyn EventStore, prefix: &str) {
     let a = sku(prefix, "long");
     let mut head = 0;
     for _ in 0..10 {
-        commit(
-            store,
-            Commit {
-                appends: vec![append(&a, head, 25)],
-                records: vec![],
-            },
-        )
-        .await
-        .expect("append");
+        commit(store, Commit::appends(vec![append(&a, head, 25)]))
+            .await
+            .expect("append");
         head += 25;
     }
     let events = store.read_stream(&a, 0).await.expect("read");
@@ -372,10 +335,7 @@ async fn a_commit_of_more_than_the_item_limit_is_refused_whole(
         Ok(vec![None]),
         "nothing written"
     );
-    let largest = Commit {
-        appends: vec![append(&a, 0, MAX_COMMIT_ITEMS as u64)],
-        records: vec![],
-    };
+    let largest = Commit::appends(vec![append(&a, 0, MAX_COMMIT_ITEMS as u64)]);
     commit(store, largest)
         .await
         .expect("a commit of exactly the limit is written");
@@ -387,14 +347,7 @@ async fn of_racing_appends_at_one_head_exactly_one_wins(store: Arc<dyn EventStor
         .map(|_| {
             let store = Arc::clone(&store);
             let append = append(&a, 0, 1);
-            tokio::spawn(async move {
-                store
-                    .commit(Commit {
-                        appends: vec![append],
-                        records: vec![],
-                    })
-                    .await
-            })
+            tokio::spawn(async move { store.commit(Commit::appends(vec![append])).await })
         })
         .collect();
     let mut won = 0;

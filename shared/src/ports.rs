@@ -143,6 +143,14 @@ pub struct Commit {
 pub const MAX_COMMIT_ITEMS: usize = 100;
 
 impl Commit {
+    /// A commit of stream appends only.
+    pub fn appends(appends: Vec<StreamAppend>) -> Self {
+        Self {
+            appends,
+            records: Vec::new(),
+        }
+    }
+
     /// A commit of records only.
     pub fn records(records: Vec<RecordWrite>) -> Self {
         Self {
