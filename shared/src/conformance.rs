@@ -11,11 +11,11 @@ use std::sync::Arc;
 
 use crate::domain::{
     Change, CommandId, Event, HoldLine, HoldStatus, IdempotencyKey, Quantity, ReservationId, Sku,
-    Timestamp, Version,
+    SkuState, Timestamp, Version,
 };
 use crate::ports::{
-    Commit, Conflict, EventStore, IdempotencyRecord, Record, RecordKey, RecordWrite, StoreError,
-    StreamAppend, MAX_COMMIT_ITEMS,
+    Commit, Conflict, EventStore, IdempotencyRecord, LapsingHold, Record, RecordKey, RecordWrite,
+    SnapshotSave, StoreError, StreamAppend, MAX_COMMIT_ITEMS,
 };
 
 /// Runs every check of the contract against `store`.
@@ -28,6 +28,9 @@ pub async fn check_event_store(store: Arc<dyn EventStore>, prefix: &str) {
     a_long_stream_reads_back_whole(store.as_ref(), prefix).await;
     a_commit_of_more_than_the_item_limit_is_refused_whole(store.as_ref(), prefix).await;
     of_racing_appends_at_one_head_exactly_one_wins(Arc::clone(&store), prefix).await;
+    a_snapshot_never_goes_backwards(store.as_ref(), prefix).await;
+    the_expiry_index_finds_hold_events_by_expiry(store.as_ref(), prefix).await;
+    retiring_events_leaves_them_readable_until_deleted(store.as_ref(), prefix).await;
 }
 
 fn sku(prefix: &str, name: &str) -> Sku {
@@ -360,4 +363,152 @@ async fn of_racing_appends_at_one_head_exactly_one_wins(store: Arc<dyn EventStor
     }
     assert_eq!(won, 1, "exactly one append at head 0 wins");
     assert_eq!(store.read_stream(&a, 0).await.map(|e| e.len()), Ok(1));
+}
+
+async fn a_snapshot_never_goes_backwards(store: &dyn EventStore, prefix: &str) {
+    let a = sku(prefix, "snap-a");
+    let b = sku(prefix, "snap-b");
+    let events: Vec<Event> = (1..=3).map(|seq| received(&a, seq, 2)).collect();
+    let at = |version: usize| SkuState::from_events(&events[..version]);
+    assert_eq!(
+        store.read_snapshots(&[a.clone(), b.clone()]).await,
+        Ok(vec![None, None]),
+        "no snapshot yet"
+    );
+    assert_eq!(
+        store.save_snapshot(&a, &at(2)).await,
+        Ok(SnapshotSave::Saved)
+    );
+    assert_eq!(
+        store.save_snapshot(&a, &at(1)).await,
+        Ok(SnapshotSave::Stale),
+        "an older snapshot is refused"
+    );
+    assert_eq!(
+        store.save_snapshot(&a, &at(2)).await,
+        Ok(SnapshotSave::Stale),
+        "the same version again is refused"
+    );
+    assert_eq!(
+        store.save_snapshot(&a, &at(3)).await,
+        Ok(SnapshotSave::Saved)
+    );
+    assert_eq!(
+        store.read_snapshots(&[b.clone(), a.clone()]).await,
+        Ok(vec![None, Some(at(3))]),
+        "snapshots read back in the order asked, whole"
+    );
+}
+
+async fn the_expiry_index_finds_hold_events_by_expiry(store: &dyn EventStore, prefix: &str) {
+    // Instants no other check uses, so only this check's holds fall in the windows.
+    let base = 4_000_000_000_000_i64;
+    let instant = |secs: i64| Timestamp::from_millis(base + secs * 1000);
+    let a = sku(prefix, "expiry-a");
+    let b = sku(prefix, "expiry-b");
+    let rid = |sku: &Sku, seq: Version| ReservationId::new(sku.clone(), seq, 11);
+    let placed = |sku: &Sku, seq: Version, expires: i64| Event {
+        sku: sku.clone(),
+        seq,
+        at: instant(0),
+        change: Change::HoldPlaced {
+            reservation_id: rid(sku, seq),
+            quantity: Quantity::new(1).expect("valid"),
+            expires_at: instant(expires),
+            release_at: instant(expires + 120),
+            lines: Vec::new(),
+        },
+    };
+    let extended = Event {
+        sku: a.clone(),
+        seq: 4,
+        at: instant(1),
+        change: Change::HoldExtended {
+            reservation_id: rid(&a, 2),
+            quantity: Quantity::new(1).expect("valid"),
+            expires_at: instant(90),
+            release_at: instant(210),
+            previous_release_at: instant(130),
+        },
+    };
+    let stream_a = vec![
+        received(&a, 1, 5),
+        placed(&a, 2, 10),
+        placed(&a, 3, 20),
+        extended,
+    ];
+    let stream_b = vec![received(&b, 1, 5), placed(&b, 2, 20)];
+    commit(
+        store,
+        Commit::appends(vec![
+            StreamAppend {
+                sku: a.clone(),
+                expected: 0,
+                events: stream_a,
+            },
+            StreamAppend {
+                sku: b.clone(),
+                expected: 0,
+                events: stream_b,
+            },
+        ]),
+    )
+    .await
+    .expect("hold events appended");
+    let entry = |sku: &Sku, seq: Version, reservation: Version, expires: i64| LapsingHold {
+        sku: sku.clone(),
+        seq,
+        reservation_id: rid(sku, reservation),
+        expires_at: instant(expires),
+    };
+    let ours = |found: Result<Vec<LapsingHold>, StoreError>| -> Vec<LapsingHold> {
+        let mut found: Vec<LapsingHold> = found
+            .expect("index readable")
+            .into_iter()
+            .filter(|hold| hold.sku == a || hold.sku == b)
+            .collect();
+        found.sort();
+        found
+    };
+    assert_eq!(
+        ours(store.lapsing_holds(instant(0), instant(10)).await),
+        vec![entry(&a, 2, 2, 10)],
+        "the window's end is included"
+    );
+    assert_eq!(
+        ours(store.lapsing_holds(instant(10), instant(20)).await),
+        vec![entry(&a, 3, 3, 20), entry(&b, 2, 2, 20)],
+        "the window's start is excluded; every SKU is searched"
+    );
+    assert_eq!(
+        ours(store.lapsing_holds(instant(20), instant(3_600)).await),
+        vec![entry(&a, 4, 2, 90)],
+        "an extension is indexed at its new expiry"
+    );
+    assert_eq!(
+        ours(store.lapsing_holds(instant(90), instant(90)).await),
+        vec![],
+        "an empty window finds nothing"
+    );
+}
+
+async fn retiring_events_leaves_them_readable_until_deleted(store: &dyn EventStore, prefix: &str) {
+    let a = sku(prefix, "retire");
+    commit(store, Commit::appends(vec![append(&a, 0, 3)]))
+        .await
+        .expect("appended");
+    let before = store.read_stream(&a, 0).await.expect("readable");
+    store
+        .retire_events(&a, 1..=2, Timestamp::from_millis(4_100_000_000_000))
+        .await
+        .expect("retired");
+    store
+        .retire_events(&a, 2..=9, Timestamp::from_millis(4_100_000_000_000))
+        .await
+        .expect("retiring events that do not exist is harmless");
+    assert_eq!(
+        store.read_stream(&a, 0).await,
+        Ok(before),
+        "a retired event reads back the same until the store deletes it"
+    );
 }

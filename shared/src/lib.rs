@@ -4,16 +4,21 @@
 //! - [`domain`]: pure rules (no I/O, the clock passed in).
 //! - [`ports`]: what the use cases need from the world; [`memory`]: the embedded adapters.
 //! - [`app`]: the use cases, written once against the ports.
+//! - [`feed`], [`reactions`], [`archive`]: what follows the change feed: snapshots (the read
+//!   view), the cold archive; the expiry sweep is a use case of [`app`].
 
 pub mod app;
+pub mod archive;
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod config;
 pub mod conformance;
 pub mod domain;
 pub mod error;
+pub mod feed;
 pub mod memory;
 pub mod ports;
+pub mod reactions;
 pub mod testing;
 
 pub use app::Inventory;

@@ -2,19 +2,22 @@
 //! same contract as the AWS adapters (conditional appends, all-or-nothing commits, conflicts
 //! reported, not overwritten), proven by the shared conformance suite.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ops::RangeInclusive;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
-use crate::domain::{Command, Event, Sku, Version};
+use crate::domain::{Change, Command, Event, Sku, SkuState, Timestamp, Version};
+use crate::feed::FeedChange;
 use crate::ports::{
-    CommandQueue, Commit, Conflict, EventStore, QueueError, RecordKey, StoreError, Versioned,
-    MAX_COMMIT_ITEMS,
+    CommandQueue, Commit, Conflict, EventStore, LapsingHold, ObjectStore, ObjectStoreError,
+    QueueError, RecordKey, SnapshotSave, StoreError, Versioned, MAX_COMMIT_ITEMS,
 };
 
-/// Event streams and records in one process.
+/// Event streams, records and snapshots in one process, with a change feed like the table's
+/// stream and a time to live like the table's.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     inner: Mutex<Tables>,
@@ -22,8 +25,19 @@ pub struct MemoryStore {
 
 #[derive(Debug, Default)]
 struct Tables {
-    streams: HashMap<Sku, Vec<Event>>,
+    streams: HashMap<Sku, Vec<Slot>>,
     records: HashMap<RecordKey, Versioned>,
+    snapshots: HashMap<Sku, SkuState>,
+    feed: Vec<FeedChange>,
+}
+
+/// One position of a stream: the event, its time to live once retired, and whether the time to
+/// live has deleted it.
+#[derive(Debug, Clone)]
+struct Slot {
+    event: Event,
+    delete_at: Option<Timestamp>,
+    deleted: bool,
 }
 
 impl MemoryStore {
@@ -39,6 +53,44 @@ impl MemoryStore {
         skus
     }
 
+    /// The change feed from position `from` on, and the position after it (like reading a
+    /// table's stream from a sequence number).
+    pub fn feed_since(&self, from: usize) -> (Vec<FeedChange>, usize) {
+        let tables = self.tables();
+        let from = from.min(tables.feed.len());
+        (tables.feed[from..].to_vec(), tables.feed.len())
+    }
+
+    /// Does what the table's time to live does: deletes the events whose time to live is past at
+    /// `now`, each reported on the feed as removed. Returns how many were deleted.
+    pub fn delete_expired(&self, now: Timestamp) -> usize {
+        let mut tables = self.tables();
+        let mut removed = Vec::new();
+        for slots in tables.streams.values_mut() {
+            for slot in slots.iter_mut() {
+                if !slot.deleted && slot.delete_at.is_some_and(|at| at <= now) {
+                    slot.deleted = true;
+                    removed.push(FeedChange::Removed(slot.event.clone()));
+                }
+            }
+        }
+        let count = removed.len();
+        tables.feed.extend(removed);
+        count
+    }
+
+    /// Events of `sku` still in the store with their deletion time, if retired (for tests).
+    pub fn retirements(&self, sku: &Sku) -> Vec<(Version, Option<Timestamp>)> {
+        let tables = self.tables();
+        tables.streams.get(sku).map_or_else(Vec::new, |slots| {
+            slots
+                .iter()
+                .filter(|slot| !slot.deleted)
+                .map(|slot| (slot.event.seq, slot.delete_at))
+                .collect()
+        })
+    }
+
     fn tables(&self) -> std::sync::MutexGuard<'_, Tables> {
         // A panic while holding the lock cannot leave the tables half-written: a commit checks
         // every condition before it changes anything.
@@ -52,7 +104,7 @@ impl Tables {
     fn head(&self, sku: &Sku) -> Version {
         self.streams
             .get(sku)
-            .map_or(0, |events| events.len() as Version)
+            .map_or(0, |slots| slots.len() as Version)
     }
 
     fn check(&self, commit: &Commit) -> Result<(), StoreError> {
@@ -67,9 +119,9 @@ impl Tables {
                 let found = self
                     .streams
                     .get(&append.sku)
-                    .and_then(|events| events.get(append.expected as usize))
-                    .cloned()
-                    .map(Box::new);
+                    .and_then(|slots| slots.get(append.expected as usize))
+                    .filter(|slot| !slot.deleted)
+                    .map(|slot| Box::new(slot.event.clone()));
                 return Err(StoreError::Conflict(Conflict::Stream {
                     sku: append.sku.clone(),
                     found,
@@ -104,17 +156,24 @@ impl Tables {
 impl EventStore for MemoryStore {
     async fn read_stream(&self, sku: &Sku, after: Version) -> Result<Vec<Event>, StoreError> {
         let tables = self.tables();
-        let events = tables.streams.get(sku).map_or(&[][..], Vec::as_slice);
+        let slots = tables.streams.get(sku).map_or(&[][..], Vec::as_slice);
         let from = usize::try_from(after)
             .unwrap_or(usize::MAX)
-            .min(events.len());
-        Ok(events[from..].to_vec())
+            .min(slots.len());
+        Ok(slots[from..]
+            .iter()
+            .filter(|slot| !slot.deleted)
+            .map(|slot| slot.event.clone())
+            .collect())
     }
 
     async fn read_event(&self, sku: &Sku, seq: Version) -> Result<Option<Event>, StoreError> {
         let tables = self.tables();
         let index = usize::try_from(seq).ok().and_then(|seq| seq.checked_sub(1));
-        Ok(index.and_then(|i| tables.streams.get(sku)?.get(i).cloned()))
+        Ok(index
+            .and_then(|i| tables.streams.get(sku)?.get(i))
+            .filter(|slot| !slot.deleted)
+            .map(|slot| slot.event.clone()))
     }
 
     async fn read_records(&self, keys: &[RecordKey]) -> Result<Vec<Option<Versioned>>, StoreError> {
@@ -130,10 +189,17 @@ impl EventStore for MemoryStore {
         tables.check(&commit)?;
         for append in commit.appends {
             tables
+                .feed
+                .extend(append.events.iter().cloned().map(FeedChange::Appended));
+            tables
                 .streams
                 .entry(append.sku)
                 .or_default()
-                .extend(append.events);
+                .extend(append.events.into_iter().map(|event| Slot {
+                    event,
+                    delete_at: None,
+                    deleted: false,
+                }));
         }
         for write in commit.records {
             let version = write.expected.unwrap_or(0) + 1;
@@ -146,6 +212,141 @@ impl EventStore for MemoryStore {
             );
         }
         Ok(())
+    }
+
+    async fn read_snapshots(&self, skus: &[Sku]) -> Result<Vec<Option<SkuState>>, StoreError> {
+        let tables = self.tables();
+        Ok(skus
+            .iter()
+            .map(|sku| tables.snapshots.get(sku).cloned())
+            .collect())
+    }
+
+    async fn save_snapshot(&self, sku: &Sku, state: &SkuState) -> Result<SnapshotSave, StoreError> {
+        let mut tables = self.tables();
+        let stored = tables.snapshots.entry(sku.clone()).or_default();
+        if stored.version >= state.version {
+            return Ok(SnapshotSave::Stale);
+        }
+        *stored = state.clone();
+        Ok(SnapshotSave::Saved)
+    }
+
+    async fn lapsing_holds(
+        &self,
+        after: Timestamp,
+        through: Timestamp,
+    ) -> Result<Vec<LapsingHold>, StoreError> {
+        let tables = self.tables();
+        let mut found: Vec<LapsingHold> = tables
+            .streams
+            .values()
+            .flatten()
+            .filter(|slot| !slot.deleted)
+            .filter_map(|slot| {
+                let event = &slot.event;
+                let (reservation_id, expires_at) = match &event.change {
+                    Change::HoldPlaced {
+                        reservation_id,
+                        expires_at,
+                        ..
+                    }
+                    | Change::HoldExtended {
+                        reservation_id,
+                        expires_at,
+                        ..
+                    } => (reservation_id, *expires_at),
+                    _ => return None,
+                };
+                (after < expires_at && expires_at <= through).then(|| LapsingHold {
+                    sku: event.sku.clone(),
+                    seq: event.seq,
+                    reservation_id: reservation_id.clone(),
+                    expires_at,
+                })
+            })
+            .collect();
+        found.sort();
+        Ok(found)
+    }
+
+    async fn retire_events(
+        &self,
+        sku: &Sku,
+        seqs: RangeInclusive<Version>,
+        delete_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut tables = self.tables();
+        if let Some(slots) = tables.streams.get_mut(sku) {
+            for slot in slots
+                .iter_mut()
+                .filter(|slot| seqs.contains(&slot.event.seq))
+            {
+                slot.delete_at = Some(delete_at);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Objects in one process: the embedded archive.
+#[derive(Debug, Default)]
+pub struct MemoryObjects {
+    objects: Mutex<BTreeMap<String, Vec<u8>>>,
+}
+
+impl MemoryObjects {
+    /// No objects.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn objects(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Vec<u8>>> {
+        self.objects
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Removes an object (tests use it to make a gap in the archive).
+    pub fn remove(&self, key: &str) -> bool {
+        self.objects().remove(key).is_some()
+    }
+}
+
+#[async_trait]
+impl ObjectStore for MemoryObjects {
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), ObjectStoreError> {
+        self.objects().insert(key.to_owned(), bytes);
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ObjectStoreError> {
+        Ok(self.objects().get(key).cloned())
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, ObjectStoreError> {
+        Ok(self
+            .objects()
+            .range(prefix.to_owned()..)
+            .map(|(key, _)| key)
+            .take_while(|key| key.starts_with(prefix))
+            .cloned()
+            .collect())
+    }
+
+    async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, ObjectStoreError> {
+        let mut folders: Vec<String> = self
+            .list(prefix)
+            .await?
+            .into_iter()
+            .filter_map(|key| {
+                let rest = &key[prefix.len()..];
+                rest.find('/')
+                    .map(|end| format!("{prefix}{}", &rest[..=end]))
+            })
+            .collect();
+        folders.dedup();
+        Ok(folders)
     }
 }
 

@@ -2,6 +2,7 @@
 //! adapters live in [`crate::memory`]; the AWS adapters implement the same traits and pass the
 //! same conformance suite.
 
+use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use thiserror::Error;
 
 use crate::domain::{
     Command, CommandId, Event, HoldLine, IdempotencyKey, RejectionCode, ReservationId, Sku,
-    Timestamp, Version,
+    SkuState, Timestamp, Version,
 };
 
 /// Where a record lives: records are looked up directly by key, never scanned for.
@@ -29,6 +30,10 @@ pub enum RecordKey {
     Command { command_id: CommandId },
     /// How a command turned out on one SKU; its presence is what makes a redelivery a no-op.
     CommandOutcome { command_id: CommandId, sku: Sku },
+    /// How far one SKU's stream is archived and retired (kept for good).
+    ArchiveMark { sku: Sku },
+    /// How far the expiry timer has swept (kept for good).
+    ExpirySweep,
 }
 
 /// A record's body.
@@ -43,6 +48,27 @@ pub enum Record {
     Command(CommandRecord),
     /// See [`RecordKey::CommandOutcome`].
     CommandOutcome(CommandOutcome),
+    /// See [`RecordKey::ArchiveMark`].
+    ArchiveMark(ArchiveMark),
+    /// See [`RecordKey::ExpirySweep`].
+    ExpirySweep(SweepMark),
+}
+
+/// How far one SKU's stream has reached cold storage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveMark {
+    /// Every event up to this sequence is in the archive (the archive has no gap below it).
+    pub archived_through: Version,
+    /// Every event up to this sequence has been given a time to live: archived and covered by a
+    /// snapshot, so no read needs it.
+    pub retired_through: Version,
+}
+
+/// How far the expiry timer has swept the expiry index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SweepMark {
+    /// Every hold that expired at or before this instant has been handled.
+    pub swept_through: Timestamp,
 }
 
 /// The reservation an idempotent request made, and a digest of that request.
@@ -190,6 +216,29 @@ pub enum Conflict {
     },
 }
 
+/// A hold event (placed or extended) found in the expiry index: whose hold it is and when it
+/// expires.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LapsingHold {
+    /// The SKU held.
+    pub sku: Sku,
+    /// The event's position in the SKU's stream.
+    pub seq: Version,
+    /// The reservation.
+    pub reservation_id: ReservationId,
+    /// When the hold expires by this event's terms.
+    pub expires_at: Timestamp,
+}
+
+/// What saving a snapshot came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotSave {
+    /// Stored.
+    Saved,
+    /// A snapshot at the same or a later version was already stored; it was kept.
+    Stale,
+}
+
 /// A store failure. The edge maps `Conflict` to a re-read and re-decide, `Unavailable` to 503.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum StoreError {
@@ -215,6 +264,52 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Writes all of a commit or nothing.
     async fn commit(&self, commit: Commit) -> Result<(), StoreError>;
+
+    /// The latest snapshots of `skus`, in the order asked, in one round trip. Eventually
+    /// consistent: a snapshot may lag its stream, never lead it.
+    async fn read_snapshots(&self, skus: &[Sku]) -> Result<Vec<Option<SkuState>>, StoreError>;
+
+    /// Stores `state` as the snapshot of `sku` unless one at the same or a later version is
+    /// stored already: a snapshot never goes backwards.
+    async fn save_snapshot(&self, sku: &Sku, state: &SkuState) -> Result<SnapshotSave, StoreError>;
+
+    /// The expiry index: hold events of every SKU whose `expires_at` is in `(after, through]`.
+    async fn lapsing_holds(
+        &self,
+        after: Timestamp,
+        through: Timestamp,
+    ) -> Result<Vec<LapsingHold>, StoreError>;
+
+    /// Lets the store delete events `seqs` of `sku` from `delete_at` on (DynamoDB's TTL). Only
+    /// for events that are archived and covered by a snapshot; events already gone are skipped.
+    async fn retire_events(
+        &self,
+        sku: &Sku,
+        seqs: RangeInclusive<Version>,
+        delete_at: Timestamp,
+    ) -> Result<(), StoreError>;
+}
+
+/// An object store failure.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("object store unavailable: {0}")]
+pub struct ObjectStoreError(pub String);
+
+/// Cold storage of whole objects by key (S3 in production).
+#[async_trait]
+pub trait ObjectStore: Send + Sync + 'static {
+    /// Writes `bytes` at `key`, replacing what is there (private and encrypted at rest).
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), ObjectStoreError>;
+
+    /// The object at `key`, if any.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ObjectStoreError>;
+
+    /// Keys starting with `prefix`, in order (all pages).
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, ObjectStoreError>;
+
+    /// The distinct "folders" right under `prefix` (ending in `/`), in order: keys cut after the
+    /// first `/` that follows the prefix.
+    async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, ObjectStoreError>;
 }
 
 /// A queue failure: the commands may not be durable, so the request must not be acknowledged.

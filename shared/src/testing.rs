@@ -6,8 +6,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 
-use crate::domain::{Event, Sku, Version};
-use crate::ports::{Commit, EventStore, RecordKey, StoreError, Versioned};
+use crate::domain::{Event, Sku, SkuState, Timestamp, Version};
+use crate::ports::{
+    Commit, EventStore, LapsingHold, RecordKey, SnapshotSave, StoreError, Versioned,
+};
 
 /// Wraps a store; commits that append to a SKU in `failing` fail as unavailable (nothing
 /// written), as DynamoDB does when it throttles a hot partition.
@@ -66,5 +68,36 @@ impl<S: EventStore> EventStore for FlakyStore<S> {
             return Err(StoreError::Unavailable("throttled (injected)".into()));
         }
         self.inner.commit(commit).await
+    }
+
+    async fn read_snapshots(&self, skus: &[Sku]) -> Result<Vec<Option<SkuState>>, StoreError> {
+        self.inner.read_snapshots(skus).await
+    }
+
+    async fn save_snapshot(&self, sku: &Sku, state: &SkuState) -> Result<SnapshotSave, StoreError> {
+        if self.failing().contains(sku) {
+            return Err(StoreError::Unavailable("throttled (injected)".into()));
+        }
+        self.inner.save_snapshot(sku, state).await
+    }
+
+    async fn lapsing_holds(
+        &self,
+        after: Timestamp,
+        through: Timestamp,
+    ) -> Result<Vec<LapsingHold>, StoreError> {
+        self.inner.lapsing_holds(after, through).await
+    }
+
+    async fn retire_events(
+        &self,
+        sku: &Sku,
+        seqs: std::ops::RangeInclusive<Version>,
+        delete_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        if self.failing().contains(sku) {
+            return Err(StoreError::Unavailable("throttled (injected)".into()));
+        }
+        self.inner.retire_events(sku, seqs, delete_at).await
     }
 }

@@ -7,7 +7,10 @@
 //! extend and move the clock. After each history we check, from the events themselves:
 //! - no decision ever granted more than was available at its sequence point;
 //! - every acknowledged reservation (201) and command (202) is reflected exactly once;
-//! - fold(snapshot at a random prefix) + tail == fold(all), and the service's reads agree.
+//! - fold(snapshot at a random prefix) + tail == fold(all), and the service's reads agree;
+//! - with the feed delivered late, repeated and out of order to the snapshotter and archiver,
+//!   and expiry sweeps racing the clients: snapshots and the read view converge to the fold,
+//!   the archive holds every event, and every lapsed hold expired exactly once.
 //!
 //! `HISTORIES=n` runs more (default 1,000); `HISTORY_SEED=s` replays one history.
 
@@ -17,15 +20,18 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use inventory_core::app::{CommandStatus, ReserveRequest};
+use inventory_core::archive::Archive;
 use inventory_core::domain::{
-    Change, Command, CommandId, Event, HoldLine, IdempotencyKey, Line, Quantity, ReservationId,
-    Sku, SkuState, Timestamp, TtlSeconds, Version,
+    Change, Command, CommandId, Event, HoldLine, HoldStatus, IdempotencyKey, Line, Quantity,
+    ReservationId, Sku, SkuState, Timestamp, TtlSeconds, Version,
 };
-use inventory_core::memory::{MemoryQueue, MemoryStore};
+use inventory_core::feed::{FeedChange, Reaction};
+use inventory_core::memory::{MemoryObjects, MemoryQueue, MemoryStore};
 use inventory_core::ports::{
-    Clock, CommandQueue, Commit, EventStore, ManualClock, QueueError, Record, RecordKey,
-    StoreError, Versioned,
+    Clock, CommandQueue, Commit, EventStore, LapsingHold, ManualClock, QueueError, Record,
+    RecordKey, SnapshotSave, StoreError, Versioned,
 };
+use inventory_core::reactions::{Archiver, Snapshotter};
 use inventory_core::{AppError, Config, Inventory};
 
 const CLIENTS: usize = 8;
@@ -171,6 +177,47 @@ impl EventStore for ChaosStore {
         }
         Ok(())
     }
+
+    async fn read_snapshots(&self, skus: &[Sku]) -> Result<Vec<Option<SkuState>>, StoreError> {
+        self.interleave().await;
+        self.inner.read_snapshots(skus).await
+    }
+
+    async fn save_snapshot(&self, sku: &Sku, state: &SkuState) -> Result<SnapshotSave, StoreError> {
+        self.interleave().await;
+        if self.roll(0.03) {
+            return Err(StoreError::Unavailable("injected: nothing written".into()));
+        }
+        let saved = self.inner.save_snapshot(sku, state).await?;
+        if self.roll(0.05) {
+            return Err(StoreError::Unavailable("injected: answer lost".into()));
+        }
+        Ok(saved)
+    }
+
+    async fn lapsing_holds(
+        &self,
+        after: Timestamp,
+        through: Timestamp,
+    ) -> Result<Vec<LapsingHold>, StoreError> {
+        self.interleave().await;
+        if self.roll(0.03) {
+            return Err(StoreError::Unavailable(
+                "injected: index unavailable".into(),
+            ));
+        }
+        self.inner.lapsing_holds(after, through).await
+    }
+
+    async fn retire_events(
+        &self,
+        sku: &Sku,
+        seqs: std::ops::RangeInclusive<Version>,
+        delete_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.interleave().await;
+        self.inner.retire_events(sku, seqs, delete_at).await
+    }
 }
 
 /// The memory queue with failed sends injected.
@@ -212,6 +259,9 @@ const PROCESSES: usize = 3;
 
 struct World {
     processes: Vec<Inventory>,
+    snapshotter: Snapshotter,
+    archiver: Archiver,
+    archive: Archive,
     next_process: std::sync::atomic::AtomicUsize,
     store: Arc<ChaosStore>,
     queue: Arc<ChaosQueue>,
@@ -253,8 +303,18 @@ async fn run_history(seed: u64) -> Result<Stats, String> {
             )
         })
         .collect();
+    let objects = Arc::new(MemoryObjects::new());
+    let archive = Archive::new(objects);
     let world = Arc::new(World {
         processes,
+        snapshotter: Snapshotter::new(store.clone()),
+        archiver: Archiver::new(
+            store.clone(),
+            archive.clone(),
+            Arc::new(clock.clone()),
+            std::time::Duration::from_secs(35 * 24 * 3600),
+        ),
+        archive,
         next_process: std::sync::atomic::AtomicUsize::new(0),
         store,
         queue,
@@ -265,6 +325,12 @@ async fn run_history(seed: u64) -> Result<Stats, String> {
     let processor = tokio::spawn(process_queue(
         Arc::clone(&world),
         Arc::clone(&clients_done),
+        seed,
+    ));
+    let writers_done = Arc::new(AtomicBool::new(false));
+    let reactor = tokio::spawn(react_to_feed(
+        Arc::clone(&world),
+        Arc::clone(&writers_done),
         seed,
     ));
     let clients: Vec<_> = (0..CLIENTS)
@@ -278,6 +344,10 @@ async fn run_history(seed: u64) -> Result<Stats, String> {
     processor
         .await
         .map_err(|e| format!("processor panicked: {e}"))??;
+    writers_done.store(true, Ordering::SeqCst);
+    reactor
+        .await
+        .map_err(|e| format!("reactor panicked: {e}"))??;
     check(&world, seed).await
 }
 
@@ -504,6 +574,66 @@ async fn process_queue(
     Err(format!("the queue did not drain in {MAX_BATCHES} batches"))
 }
 
+/// The change feed's consumers while the clients run: slices of the feed delivered late,
+/// repeated and out of order to the snapshotter and the archiver, and expiry sweeps on random
+/// processes. Once the clients and the processor are done, the whole feed is delivered once more in order (the
+/// feed's retries end that way), and time moves past every hold's grace for a last sweep.
+async fn react_to_feed(
+    world: Arc<World>,
+    writers_done: Arc<AtomicBool>,
+    seed: u64,
+) -> Result<(), String> {
+    let mut rng = fastrand::Rng::with_seed(seed ^ 0xf00d);
+    let mut cursor = 0;
+    while !writers_done.load(Ordering::SeqCst) {
+        let (fresh, end) = world.store.inner.feed_since(cursor);
+        let take = rng.usize(0..=fresh.len());
+        let mut batch: Vec<FeedChange> = fresh[..take].to_vec();
+        if rng.u8(0..4) == 0 {
+            let (old, _) = world.store.inner.feed_since(rng.usize(0..=cursor));
+            batch.extend(old.into_iter().take(rng.usize(0..8)));
+        }
+        if rng.u8(0..4) == 0 {
+            rng.shuffle(&mut batch);
+        }
+        if world.snapshotter.react(&batch).await.is_empty()
+            && world.archiver.react(&batch).await.is_empty()
+        {
+            cursor = (cursor + take).min(end);
+        }
+        if rng.u8(0..3) == 0 {
+            let _ = world.inventory().sweep_expired_holds().await;
+        }
+        tokio::task::yield_now().await;
+        tokio::time::advance(std::time::Duration::from_micros(300)).await;
+    }
+    let (all, _) = world.store.inner.feed_since(0);
+    for _ in 0..RETRIES {
+        let failed_snapshots = world.snapshotter.react(&all).await;
+        let failed_archives = world.archiver.react(&all).await;
+        if failed_snapshots.is_empty() && failed_archives.is_empty() {
+            break;
+        }
+    }
+    world
+        .clock
+        .advance_millis((TtlSeconds::MAX as i64 + 3_600) * 1_000);
+    let mut swept = false;
+    for _ in 0..10 {
+        if world.inventory().sweep_expired_holds().await.is_ok() {
+            swept = true;
+            break;
+        }
+    }
+    if !swept {
+        return Err("the last expiry sweep kept failing".into());
+    }
+    let (after_sweep, _) = world.store.inner.feed_since(0);
+    world.snapshotter.react(&after_sweep).await;
+    world.archiver.react(&after_sweep).await;
+    Ok(())
+}
+
 /// The next batch of 1–19 commands, waiting while clients may still send; empty once the
 /// clients are done and the queue is drained.
 async fn next_batch(
@@ -557,6 +687,8 @@ async fn check(world: &World, seed: u64) -> Result<Stats, String> {
         no_decision_granted_more_than_was_available(sku, events)?;
         snapshot_plus_tail_is_the_whole_fold(sku, events, seed)?;
         service_reads_agree_with_the_fold(world, sku, events).await?;
+        derived_state_converged_to_the_fold(world, sku, events).await?;
+        every_lapsed_hold_expired_exactly_once(sku, events)?;
     }
     every_acknowledged_reservation_is_placed_exactly_once(world, &ledger, &streams).await?;
     every_idempotency_key_wrote_at_most_one_reservation(world)?;
@@ -593,6 +725,113 @@ fn no_decision_granted_more_than_was_available(sku: &Sku, events: &[Event]) -> R
             }
         }
         state.evolve(event);
+    }
+    Ok(())
+}
+
+/// The snapshot (and so the read view) equals the fold, a process starting cold reads the
+/// same, and the archive holds every event.
+async fn derived_state_converged_to_the_fold(
+    world: &World,
+    sku: &Sku,
+    events: &[Event],
+) -> Result<(), String> {
+    let whole = SkuState::from_events(events);
+    let snapshot = world
+        .store
+        .inner
+        .read_snapshots(std::slice::from_ref(sku))
+        .await
+        .map_err(|e| e.to_string())?
+        .pop()
+        .flatten();
+    if snapshot.as_ref() != Some(&whole) {
+        return Err(format!(
+            "{sku}: snapshot at {:?} differs from the fold at {}",
+            snapshot.map(|s| s.version),
+            whole.version
+        ));
+    }
+    let view = world
+        .inventory()
+        .items(std::slice::from_ref(sku))
+        .await
+        .map_err(|e| e.to_string())?;
+    let now = whole.now(world.clock.now());
+    let seen = view
+        .items
+        .first()
+        .map(|item| (item.on_hand, item.committed, item.reserved, item.version));
+    let expected = (
+        whole.on_hand,
+        whole.committed,
+        whole.held(now),
+        whole.version,
+    );
+    if seen != Some(expected) {
+        return Err(format!("{sku}: read view {seen:?}, fold says {expected:?}"));
+    }
+    let archived = world
+        .archive
+        .read_sku(sku)
+        .await
+        .map_err(|e| e.to_string())?;
+    if !archived.problems.is_empty() {
+        return Err(format!("{sku}: archive problems {:?}", archived.problems));
+    }
+    if archived.events.values().cloned().collect::<Vec<_>>() != events {
+        return Err(format!(
+            "{sku}: the archive holds {} events, the stream {}",
+            archived.events.len(),
+            events.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Every hold neither committed nor released got exactly one `hold_expired`, written after
+/// its grace; a committed or released hold got none.
+fn every_lapsed_hold_expired_exactly_once(sku: &Sku, events: &[Event]) -> Result<(), String> {
+    let grace = Config::default().release_grace_secs;
+    for placed in events {
+        let Some(mut hold) = HoldLine::placed(sku, &placed.change) else {
+            continue;
+        };
+        let mut expiries = 0;
+        let mut ended_before = false;
+        for event in events.iter().filter(|e| e.seq > placed.seq) {
+            if event.change.reservation_id() != Some(&hold.reservation_id) {
+                continue;
+            }
+            match &event.change {
+                Change::HoldExpired { .. } => {
+                    expiries += 1;
+                    if event.at < hold.expires_at.plus_seconds(grace) {
+                        return Err(format!(
+                            "{sku}@{}: expired before its grace was over",
+                            event.seq
+                        ));
+                    }
+                    if ended_before {
+                        return Err(format!("{sku}@{}: expired after it ended", event.seq));
+                    }
+                }
+                Change::HoldCommitted { .. } | Change::HoldReleased { .. } => {
+                    ended_before |= hold.status == HoldStatus::Active;
+                }
+                _ => {}
+            }
+            hold.evolve(&event.change);
+        }
+        // A checkout accepted in time may still commit after the expiry (taking the units
+        // again), so a committed hold may have one expiry before its commit.
+        let ended = matches!(hold.status, HoldStatus::Committed | HoldStatus::Released);
+        if expiries > 1 || (expiries == 0 && !ended) {
+            return Err(format!(
+                "{sku}: hold of {} ({:?}) has {expiries} expiries",
+                hold.reservation_id, hold.status
+            ));
+        }
     }
     Ok(())
 }

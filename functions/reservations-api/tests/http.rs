@@ -14,8 +14,10 @@ use axum::Router;
 use http_body_util::{BodyExt, Full, Limited};
 use inventory_core::aws::{local_config, test_endpoint, DynamoStore};
 use inventory_core::domain::{Command, Sku, Timestamp};
+use inventory_core::feed::{FeedChange, Reaction};
 use inventory_core::memory::{MemoryQueue, MemoryStore};
 use inventory_core::ports::{EventStore, ManualClock};
+use inventory_core::reactions::Snapshotter;
 use inventory_core::{Config, Inventory};
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -26,6 +28,7 @@ const JSON: (&str, &str) = ("content-type", "application/json");
 
 struct App {
     router: Router,
+    store: Arc<dyn EventStore>,
     inventory: Arc<Inventory>,
     queue: Arc<MemoryQueue>,
     clock: ManualClock,
@@ -87,14 +90,16 @@ impl App {
     async fn new() -> Self {
         let clock = ManualClock::new(Timestamp::from_millis(START_MILLIS));
         let queue = Arc::new(MemoryQueue::new());
+        let store = event_store().await;
         let inventory = Arc::new(Inventory::new(
-            event_store().await,
+            store.clone(),
             queue.clone(),
             Arc::new(clock.clone()),
             Config::default(),
         ));
         Self {
             router: reservations_api::router(inventory.clone()),
+            store,
             inventory,
             queue,
             clock,
@@ -216,6 +221,19 @@ impl App {
                 .await
                 .expect("commands apply");
         }
+    }
+
+    /// Delivers the change feed of `skus` (their whole streams, as the table's stream would)
+    /// to the snapshotter, which maintains the read view.
+    async fn deliver_feed(&self, skus: &[&str]) {
+        let mut changes = Vec::new();
+        for sku in skus {
+            let sku = Sku::parse(sku).expect("valid sku");
+            let events = self.store.read_stream(&sku, 0).await.expect("stream");
+            changes.extend(events.into_iter().map(FeedChange::Appended));
+        }
+        let failed = Snapshotter::new(self.store.clone()).react(&changes).await;
+        assert!(failed.is_empty(), "snapshots of {failed:?} failed");
     }
 
     /// Receives `quantity` units of `sku` and applies the receipt.
@@ -575,6 +593,7 @@ async fn several_items_read_at_once_list_the_known_ones_and_name_the_missing_one
     let app = App::new().await;
     app.stock("A", 1).await;
     app.stock("B", 2).await;
+    app.deliver_feed(&["A", "B"]).await;
     let reply = app.get("/items?sku=B&sku=A&sku=ZZZ&sku=A").await;
     reply.assert_status(StatusCode::OK);
     let skus: Vec<&str> = reply.body["items"]
@@ -586,6 +605,45 @@ async fn several_items_read_at_once_list_the_known_ones_and_name_the_missing_one
     assert_eq!(skus, ["A", "B"]);
     assert_eq!(reply.body["items"][1]["on_hand"], 2);
     assert_eq!(reply.body["missing"], json!(["ZZZ"]));
+}
+
+#[tokio::test]
+async fn the_read_view_follows_the_change_feed_and_counts_lapsed_holds_out_at_read_time() {
+    let app = App::new().await;
+    app.stock("A", 5).await;
+    let before_feed = app.get("/items?sku=A").await;
+    before_feed.assert_status(StatusCode::OK);
+    assert_eq!(
+        before_feed.body["missing"],
+        json!(["A"]),
+        "the view lags the stream"
+    );
+    app.deliver_feed(&["A"]).await;
+    app.post(
+        "/reservations",
+        &json!({ "lines": [{ "sku": "A", "quantity": 2 }], "ttl_seconds": 60 }),
+    )
+    .await
+    .assert_status(StatusCode::CREATED);
+    app.deliver_feed(&["A"]).await;
+    let held = app.get("/items?sku=A").await;
+    assert_eq!(
+        (
+            &held.body["items"][0]["reserved"],
+            &held.body["items"][0]["available"]
+        ),
+        (&json!(2), &json!(3))
+    );
+    app.clock.advance_millis((60 + 120) * 1000);
+    let lapsed = app.get("/items?sku=A").await;
+    assert_eq!(
+        (
+            &lapsed.body["items"][0]["reserved"],
+            &lapsed.body["items"][0]["available"]
+        ),
+        (&json!(0), &json!(5)),
+        "a hold past its grace stops counting in the view before any event says so"
+    );
 }
 
 #[tokio::test]

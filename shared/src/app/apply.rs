@@ -142,13 +142,16 @@ impl Inventory {
         let mut outcomes = Vec::new();
         let mut touched: Vec<ReservationId> = Vec::new();
         let clock = self.clock.now();
+        let grace = self.config.release_grace_secs;
         for command in &todo {
             let now = next.now(clock);
             let verdict = match command.action.reservation_id() {
-                None => decide(&next, None, command, now),
+                None => decide(&next, None, command, now, grace),
                 Some(rid) => match holds.get(rid) {
-                    Some(HoldLookup::Found(hold, _)) => decide(&next, Some(hold), command, now),
-                    Some(HoldLookup::NotOnSku) => decide(&next, None, command, now),
+                    Some(HoldLookup::Found(hold, _)) => {
+                        decide(&next, Some(hold), command, now, grace)
+                    }
+                    Some(HoldLookup::NotOnSku) => decide(&next, None, command, now, grace),
                     Some(HoldLookup::UnknownReservation) | None => {
                         Verdict::Reject(RejectionCode::ReservationNotFound)
                     }

@@ -1,6 +1,7 @@
 //! The last known state of each SKU in this process, and when it was last known to be current.
 //! A read folds only the events appended since (usually none), so deciding does not get slower
-//! as a stream's history grows.
+//! as a stream's history grows. A SKU this process has not seen yet starts from its snapshot,
+//! so a cold read too folds only the events after it, however long the history.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -9,6 +10,16 @@ use tokio::time::Instant;
 
 use crate::domain::{Event, Sku, SkuState};
 use crate::ports::{EventStore, StoreError};
+use crate::reactions::fold_tail;
+
+/// The stored snapshot of `sku`, if any.
+async fn snapshot(store: &dyn EventStore, sku: &Sku) -> Result<Option<SkuState>, StoreError> {
+    Ok(store
+        .read_snapshots(std::slice::from_ref(sku))
+        .await?
+        .pop()
+        .flatten())
+}
 
 /// SKUs remembered before the cache starts over (bounds memory in a long-lived process).
 const MAX_SKUS: usize = 100_000;
@@ -35,7 +46,10 @@ impl Known {
 }
 
 impl StateCache {
-    /// The current state of `sku`: the cached state plus the stream's tail, read from the store.
+    /// The current state of `sku`: the cached state (or, for a SKU not cached, its snapshot)
+    /// plus the stream's tail, read from the store. If the events right after the cached state
+    /// are gone (archived and deleted while this process was away), it starts over from the
+    /// snapshot, which covers them.
     pub(crate) async fn load(
         &self,
         store: &dyn EventStore,
@@ -43,14 +57,26 @@ impl StateCache {
     ) -> Result<Arc<SkuState>, StoreError> {
         let issued = Instant::now();
         let cached = self.get(sku).state;
-        let tail = store.read_stream(sku, cached.version).await?;
-        let state = if tail.is_empty() {
+        let mut base = if cached.exists() {
             cached
         } else {
-            let mut state = (*cached).clone();
-            for event in &tail {
-                state.evolve(event);
+            Arc::new(snapshot(store, sku).await?.unwrap_or_default())
+        };
+        let mut tail = store.read_stream(sku, base.version).await?;
+        if tail.first().is_some_and(|e| e.seq != base.version + 1) {
+            if let Some(newer) = snapshot(store, sku)
+                .await?
+                .filter(|s| s.version > base.version)
+            {
+                base = Arc::new(newer);
+                tail = store.read_stream(sku, base.version).await?;
             }
+        }
+        let state = if tail.is_empty() {
+            base
+        } else {
+            let mut state = (*base).clone();
+            fold_tail(&mut state, sku, &tail)?;
             Arc::new(state)
         };
         self.offer(sku, Arc::clone(&state), issued);

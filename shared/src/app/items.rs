@@ -2,8 +2,6 @@
 
 use std::collections::BTreeSet;
 
-use futures::future::try_join_all;
-
 use super::views::{ItemView, ItemsView};
 use super::Inventory;
 use crate::domain::Sku;
@@ -13,7 +11,8 @@ use crate::error::AppError;
 pub const MAX_SKUS_PER_READ: usize = 100;
 
 impl Inventory {
-    /// The stock of one SKU; `UnknownSku` if nothing was ever recorded for it.
+    /// The stock of one SKU, current (its stream's tail is read); `UnknownSku` if nothing was
+    /// ever recorded for it.
     pub async fn item(&self, sku: &Sku) -> Result<ItemView, AppError> {
         let state = self.cache.load(self.store.as_ref(), sku).await?;
         if !state.exists() {
@@ -23,15 +22,20 @@ impl Inventory {
         Ok(ItemView::new(sku.clone(), &state, now))
     }
 
-    /// The stock of up to 100 SKUs, read concurrently; unknown ones are listed as missing.
+    /// The read view of up to 100 SKUs, for product pages: their snapshots, read in one round
+    /// trip (one BatchGetItem) and eventually consistent. A snapshot lags its stream by the
+    /// change feed's delivery (typically under a second); holds that lapse meanwhile stop
+    /// counting at once, since availability is computed at read time. SKUs without a snapshot
+    /// are listed as missing.
     pub async fn items(&self, skus: &[Sku]) -> Result<ItemsView, AppError> {
-        let distinct: Vec<&Sku> = skus.iter().collect::<BTreeSet<_>>().into_iter().collect();
-        let states = try_join_all(
-            distinct
-                .iter()
-                .map(|sku| self.cache.load(self.store.as_ref(), sku)),
-        )
-        .await?;
+        let distinct: Vec<Sku> = skus
+            .iter()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .cloned()
+            .collect();
+        let states = self.store.read_snapshots(&distinct).await?;
+        let states = states.into_iter().map(Option::unwrap_or_default);
         let clock = self.clock.now();
         let mut view = ItemsView {
             items: Vec::new(),

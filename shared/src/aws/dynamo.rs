@@ -2,8 +2,16 @@
 //!
 //! | item | `pk` (S) | `sk` (N) | other attributes |
 //! |---|---|---|---|
-//! | event | `sku#{SKU}` | sequence (1, 2, …) | the event's fields (serde_dynamo) |
+//! | event | `sku#{SKU}` | sequence (1, 2, …) | the event's fields (serde_dynamo); hold events also `expiry_shard`; `ttl` once retired |
 //! | record | `hold#{reservation}#{SKU}`, `idem#{key}`, `cmd#{id}`, `outcome#{id}#{SKU}` | 0 | `version`, `record`, `ttl` |
+//! | mark | `archive#{SKU}`, `sweep#expiry` | 0 | `version`, `record` (kept for good) |
+//! | snapshot | `snap#{SKU}` | 0 | `version`, `state` |
+//!
+//! The expiry index is the sparse GSI `ExpiryIndex` (`expiry_shard` S, `expires_at` N,
+//! projecting `reservation_id`): only hold-placed and hold-extended events carry
+//! `expiry_shard`, a stable hash of the SKU over [`EXPIRY_SHARDS`] shards so that holds
+//! expiring in the same second spread over partitions. A sweep queries every shard by
+//! `expires_at` range.
 //!
 //! A single event is appended with one conditional `PutItem` (`attribute_not_exists(pk)`,
 //! `ReturnValuesOnConditionCheckFailure=ALL_OLD`, so a retry of our own write is told from a real
@@ -11,24 +19,28 @@
 //! stream or record that conflicted. Reads are strongly consistent; queries follow every page.
 
 use std::collections::HashMap;
+use std::ops::RangeInclusive;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, KeysAndAttributes,
-    Put, ReturnValuesOnConditionCheckFailure, ScalarAttributeType, StreamSpecification,
-    StreamViewType, TimeToLiveSpecification, TransactWriteItem,
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, KeysAndAttributes, Projection, ProjectionType, Put,
+    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, StreamSpecification, StreamViewType,
+    TimeToLiveSpecification, TransactWriteItem,
 };
 use aws_sdk_dynamodb::Client;
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Event, Sku, Version};
+use crate::domain::{Change, Event, ReservationId, Sku, SkuState, Timestamp, Version};
 use crate::ports::{
-    Commit, Conflict, EventStore, Record, RecordKey, RecordWrite, StoreError, StreamAppend,
-    Versioned, MAX_COMMIT_ITEMS,
+    Commit, Conflict, EventStore, LapsingHold, Record, RecordKey, RecordWrite, SnapshotSave,
+    StoreError, StreamAppend, Versioned, MAX_COMMIT_ITEMS,
 };
 
 /// Partition key attribute.
@@ -45,6 +57,16 @@ const DEDUPE_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 const HOLD_RETENTION: Duration = Duration::from_secs(35 * 24 * 3600);
 /// Most keys one BatchGetItem may ask for.
 const BATCH_GET_LIMIT: usize = 100;
+/// The expiry index's name.
+pub const EXPIRY_INDEX: &str = "ExpiryIndex";
+/// Shards of the expiry index.
+pub const EXPIRY_SHARDS: u32 = 16;
+/// Attribute naming a hold event's expiry shard (the index's partition key).
+const EXPIRY_SHARD: &str = "expiry_shard";
+/// Attribute of a hold event's expiry (the index's sort key; the event's own field).
+const EXPIRES_AT: &str = "expires_at";
+/// Retirements issued concurrently.
+const RETIRE_CONCURRENCY: usize = 16;
 
 /// The DynamoDB event store.
 #[derive(Debug, Clone)]
@@ -67,8 +89,35 @@ struct RecordItem {
 struct EventItem<'a> {
     pk: String,
     sk: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expiry_shard: Option<String>,
     #[serde(flatten)]
     event: &'a Event,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SnapshotItem {
+    pk: String,
+    sk: u64,
+    version: u64,
+    state: SkuState,
+}
+
+#[derive(Deserialize)]
+struct ExpiryEntry {
+    pk: String,
+    sk: u64,
+    reservation_id: ReservationId,
+    expires_at: Timestamp,
+}
+
+/// The expiry shard of a SKU's hold events: FNV-1a of the SKU, stable across processes and
+/// releases.
+pub fn expiry_shard(sku: &Sku) -> u32 {
+    let hash = sku.as_str().bytes().fold(0x811c_9dc5_u32, |hash, byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    });
+    hash % EXPIRY_SHARDS
 }
 
 type Item = HashMap<String, AttributeValue>;
@@ -126,8 +175,24 @@ impl DynamoStore {
             .billing_mode(BillingMode::PayPerRequest)
             .attribute_definitions(attribute(PK, ScalarAttributeType::S)?)
             .attribute_definitions(attribute(SK, ScalarAttributeType::N)?)
+            .attribute_definitions(attribute(EXPIRY_SHARD, ScalarAttributeType::S)?)
+            .attribute_definitions(attribute(EXPIRES_AT, ScalarAttributeType::N)?)
             .key_schema(key(PK, KeyType::Hash)?)
             .key_schema(key(SK, KeyType::Range)?)
+            .global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name(EXPIRY_INDEX)
+                    .key_schema(key(EXPIRY_SHARD, KeyType::Hash)?)
+                    .key_schema(key(EXPIRES_AT, KeyType::Range)?)
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::Include)
+                            .non_key_attributes("reservation_id")
+                            .build(),
+                    )
+                    .build()
+                    .map_err(unavailable)?,
+            )
             .stream_specification(
                 StreamSpecification::builder()
                     .stream_enabled(true)
@@ -174,7 +239,13 @@ impl DynamoStore {
             RecordKey::Idempotency { key } => format!("idem#{}", key.as_str()),
             RecordKey::Command { command_id } => format!("cmd#{command_id}"),
             RecordKey::CommandOutcome { command_id, sku } => format!("outcome#{command_id}#{sku}"),
+            RecordKey::ArchiveMark { sku } => format!("archive#{sku}"),
+            RecordKey::ExpirySweep => "sweep#expiry".to_owned(),
         }
+    }
+
+    fn snapshot_pk(sku: &Sku) -> String {
+        format!("snap#{sku}")
     }
 
     fn key_of(pk: String, sk: u64) -> Item {
@@ -185,9 +256,14 @@ impl DynamoStore {
     }
 
     fn event_item(event: &Event) -> Result<Item, StoreError> {
+        let indexed = matches!(
+            event.change,
+            Change::HoldPlaced { .. } | Change::HoldExtended { .. }
+        );
         serde_dynamo::to_item(EventItem {
             pk: Self::stream_pk(&event.sku),
             sk: event.seq,
+            expiry_shard: indexed.then(|| expiry_shard(&event.sku).to_string()),
             event,
         })
         .map_err(unavailable)
@@ -195,20 +271,25 @@ impl DynamoStore {
 
     fn record_item(write: &RecordWrite) -> Result<Item, StoreError> {
         let retention = match write.key {
-            RecordKey::Hold { .. } => HOLD_RETENTION,
-            _ => DEDUPE_RETENTION,
+            RecordKey::Hold { .. } => Some(HOLD_RETENTION),
+            RecordKey::Idempotency { .. }
+            | RecordKey::Command { .. }
+            | RecordKey::CommandOutcome { .. } => Some(DEDUPE_RETENTION),
+            RecordKey::ArchiveMark { .. } | RecordKey::ExpirySweep => None,
         };
-        let expires = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .saturating_add(retention)
-            .as_secs();
+        let expires = retention.map(|retention| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .saturating_add(retention)
+                .as_secs()
+        });
         serde_dynamo::to_item(RecordItem {
             pk: Self::record_pk(&write.key),
             sk: 0,
             version: write.expected.unwrap_or(0) + 1,
             record: write.record.clone(),
-            ttl: Some(expires),
+            ttl: expires,
         })
         .map_err(unavailable)
     }
@@ -328,6 +409,66 @@ impl DynamoStore {
     }
 }
 
+impl DynamoStore {
+    /// Items by partition key (sort key 0), any number of them: BatchGetItem in chunks of 100,
+    /// unprocessed keys asked again with back-off.
+    async fn batch_get(
+        &self,
+        pks: &[String],
+        consistent: bool,
+    ) -> Result<HashMap<String, Item>, StoreError> {
+        let mut found: HashMap<String, Item> = HashMap::new();
+        let mut distinct: Vec<&String> = pks.iter().collect();
+        distinct.sort();
+        distinct.dedup();
+        for chunk in distinct.chunks(BATCH_GET_LIMIT) {
+            let mut pending: Vec<Item> = chunk
+                .iter()
+                .map(|pk| Self::key_of((*pk).clone(), 0))
+                .collect();
+            let mut rounds = 0;
+            while !pending.is_empty() {
+                rounds += 1;
+                if rounds > 8 {
+                    return Err(unavailable("keys stayed unprocessed after 8 rounds"));
+                }
+                if rounds > 1 {
+                    tokio::time::sleep(Duration::from_millis(10 << rounds.min(6))).await;
+                }
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut pending)))
+                    .consistent_read(consistent)
+                    .build()
+                    .map_err(unavailable)?;
+                let answer = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| unavailable(DisplayErrorContext(e)))?;
+                for item in answer
+                    .responses
+                    .unwrap_or_default()
+                    .remove(&self.table)
+                    .unwrap_or_default()
+                {
+                    if let Some(AttributeValue::S(pk)) = item.get(PK) {
+                        found.insert(pk.clone(), item);
+                    }
+                }
+                if let Some(unprocessed) = answer
+                    .unprocessed_keys
+                    .and_then(|mut tables| tables.remove(&self.table))
+                {
+                    pending = unprocessed.keys;
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
 fn unavailable(err: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(err.to_string())
 }
@@ -372,61 +513,23 @@ impl EventStore for DynamoStore {
     }
 
     async fn read_records(&self, keys: &[RecordKey]) -> Result<Vec<Option<Versioned>>, StoreError> {
-        let mut found: HashMap<String, Versioned> = HashMap::new();
-        let mut distinct: Vec<String> = keys.iter().map(Self::record_pk).collect();
-        distinct.sort();
-        distinct.dedup();
-        for chunk in distinct.chunks(BATCH_GET_LIMIT) {
-            let mut pending: Vec<Item> =
-                chunk.iter().map(|pk| Self::key_of(pk.clone(), 0)).collect();
-            let mut rounds = 0;
-            while !pending.is_empty() {
-                rounds += 1;
-                if rounds > 8 {
-                    return Err(unavailable("records stayed unprocessed after 8 rounds"));
-                }
-                if rounds > 1 {
-                    tokio::time::sleep(Duration::from_millis(10 << rounds.min(6))).await;
-                }
-                let request = KeysAndAttributes::builder()
-                    .set_keys(Some(std::mem::take(&mut pending)))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(unavailable)?;
-                let answer = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, request)
-                    .send()
-                    .await
-                    .map_err(|e| unavailable(DisplayErrorContext(e)))?;
-                for item in answer
-                    .responses
-                    .unwrap_or_default()
-                    .remove(&self.table)
-                    .unwrap_or_default()
-                {
-                    let stored: RecordItem = serde_dynamo::from_item(item).map_err(unavailable)?;
-                    found.insert(
-                        stored.pk,
-                        Versioned {
+        let pks: Vec<String> = keys.iter().map(Self::record_pk).collect();
+        let mut found = self.batch_get(&pks, true).await?;
+        pks.iter()
+            .map(|pk| {
+                found
+                    .remove(pk)
+                    .map(|item| {
+                        let stored: RecordItem =
+                            serde_dynamo::from_item(item).map_err(unavailable)?;
+                        Ok(Versioned {
                             version: stored.version,
                             record: stored.record,
-                        },
-                    );
-                }
-                if let Some(unprocessed) = answer
-                    .unprocessed_keys
-                    .and_then(|mut tables| tables.remove(&self.table))
-                {
-                    pending = unprocessed.keys;
-                }
-            }
-        }
-        Ok(keys
-            .iter()
-            .map(|key| found.get(&Self::record_pk(key)).cloned())
-            .collect())
+                        })
+                    })
+                    .transpose()
+            })
+            .collect()
     }
 
     async fn commit(&self, commit: Commit) -> Result<(), StoreError> {
@@ -441,5 +544,148 @@ impl EventStore for DynamoStore {
             ([append], []) if append.events.len() == 1 => self.append_one(append).await,
             _ => self.transact(&commit).await,
         }
+    }
+
+    async fn read_snapshots(&self, skus: &[Sku]) -> Result<Vec<Option<SkuState>>, StoreError> {
+        let pks: Vec<String> = skus.iter().map(Self::snapshot_pk).collect();
+        let mut found = self.batch_get(&pks, false).await?;
+        pks.iter()
+            .map(|pk| {
+                found
+                    .remove(pk)
+                    .map(|item| {
+                        let stored: SnapshotItem =
+                            serde_dynamo::from_item(item).map_err(unavailable)?;
+                        Ok(stored.state)
+                    })
+                    .transpose()
+            })
+            .collect()
+    }
+
+    async fn save_snapshot(&self, sku: &Sku, state: &SkuState) -> Result<SnapshotSave, StoreError> {
+        let item = serde_dynamo::to_item(SnapshotItem {
+            pk: Self::snapshot_pk(sku),
+            sk: 0,
+            version: state.version,
+            state: state.clone(),
+        })
+        .map_err(unavailable)?;
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk) OR version < :version")
+            .expression_attribute_values(":version", AttributeValue::N(state.version.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(SnapshotSave::Saved),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(PutItemError::is_conditional_check_failed_exception) =>
+            {
+                Ok(SnapshotSave::Stale)
+            }
+            Err(err) => Err(unavailable(DisplayErrorContext(err))),
+        }
+    }
+
+    async fn lapsing_holds(
+        &self,
+        after: Timestamp,
+        through: Timestamp,
+    ) -> Result<Vec<LapsingHold>, StoreError> {
+        if through <= after {
+            return Ok(Vec::new());
+        }
+        let shards = (0..EXPIRY_SHARDS).map(|shard| {
+            self.client
+                .query()
+                .table_name(&self.table)
+                .index_name(EXPIRY_INDEX)
+                .key_condition_expression("#shard = :shard AND #expires BETWEEN :from AND :to")
+                .expression_attribute_names("#shard", EXPIRY_SHARD)
+                .expression_attribute_names("#expires", EXPIRES_AT)
+                .expression_attribute_values(":shard", AttributeValue::S(shard.to_string()))
+                .expression_attribute_values(
+                    ":from",
+                    AttributeValue::N((after.millis() + 1).to_string()),
+                )
+                .expression_attribute_values(":to", AttributeValue::N(through.millis().to_string()))
+                .into_paginator()
+                .items()
+                .send()
+                .collect::<Result<Vec<_>, _>>()
+        });
+        let mut holds = Vec::new();
+        for items in futures::future::join_all(shards).await {
+            let items = items.map_err(|e| unavailable(DisplayErrorContext(e)))?;
+            for item in items {
+                let entry: ExpiryEntry = serde_dynamo::from_item(item).map_err(unavailable)?;
+                let sku = entry
+                    .pk
+                    .strip_prefix("sku#")
+                    .and_then(|sku| Sku::parse(sku).ok())
+                    .ok_or_else(|| {
+                        unavailable(format!("unexpected key {} in the index", entry.pk))
+                    })?;
+                holds.push(LapsingHold {
+                    sku,
+                    seq: entry.sk,
+                    reservation_id: entry.reservation_id,
+                    expires_at: entry.expires_at,
+                });
+            }
+        }
+        holds.sort();
+        Ok(holds)
+    }
+
+    async fn retire_events(
+        &self,
+        sku: &Sku,
+        seqs: RangeInclusive<Version>,
+        delete_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let ttl = (delete_at.millis().max(0) / 1000 + 1).to_string();
+        let pk = Self::stream_pk(sku);
+        let updates = seqs.map(|seq| {
+            let ttl = ttl.clone();
+            let pk = pk.clone();
+            async move {
+                let result = self
+                    .client
+                    .update_item()
+                    .table_name(&self.table)
+                    .set_key(Some(Self::key_of(pk, seq)))
+                    .update_expression("SET #ttl = :ttl")
+                    .condition_expression("attribute_exists(pk)")
+                    .expression_attribute_names("#ttl", TTL)
+                    .expression_attribute_values(":ttl", AttributeValue::N(ttl))
+                    .send()
+                    .await;
+                match result {
+                    Ok(_) => Ok(()),
+                    // Already deleted: nothing to retire.
+                    Err(err)
+                        if err.as_service_error().is_some_and(
+                            UpdateItemError::is_conditional_check_failed_exception,
+                        ) =>
+                    {
+                        Ok(())
+                    }
+                    Err(err) => Err(unavailable(DisplayErrorContext(err))),
+                }
+            }
+        });
+        futures::stream::iter(updates)
+            .buffer_unordered(RETIRE_CONCURRENCY)
+            .collect::<Vec<Result<(), StoreError>>>()
+            .await
+            .into_iter()
+            .collect()
     }
 }

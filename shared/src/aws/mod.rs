@@ -1,13 +1,16 @@
-//! The AWS adapters of the ports (feature `aws`): the event store on DynamoDB and the command
-//! queue on Kinesis. They pass the same conformance suite as the in-memory adapters.
+//! The AWS adapters of the ports (feature `aws`): the event store on DynamoDB, the command
+//! queue on Kinesis and the archive's object store on S3. They pass the same conformance suite
+//! as the in-memory adapters.
 
 pub mod dynamo;
 pub mod kinesis;
 pub mod metrics;
+pub mod s3;
 
 pub use dynamo::DynamoStore;
 pub use kinesis::KinesisQueue;
 pub use metrics::RequestCounter;
+pub use s3::S3Objects;
 
 use aws_sdk_dynamodb::config::{Credentials, Region};
 

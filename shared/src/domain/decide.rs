@@ -88,11 +88,14 @@ pub fn extend_hold(
 
 /// Decides a queued command. Hold commands need the hold's record (`None`: the reservation
 /// holds nothing on this SKU, which the caller has told apart from an unknown reservation).
+/// `release_grace_secs` is how long past its expiry a hold keeps counting: an expiry is
+/// recorded only after it.
 pub fn decide(
     state: &SkuState,
     hold: Option<&HoldLine>,
     command: &Command,
     now: Timestamp,
+    release_grace_secs: i64,
 ) -> Verdict {
     let id = command.id;
     match (&command.action, hold) {
@@ -112,7 +115,7 @@ pub fn decide(
             commit(state, hold, id, command.accepted_at, now)
         }
         (Action::ReleaseHold { .. }, Some(hold)) => release(hold, id),
-        (Action::ExpireHold { .. }, Some(hold)) => expire(hold, now),
+        (Action::ExpireHold { .. }, Some(hold)) => expire(hold, now, release_grace_secs),
         (_, None) => Verdict::Reject(RejectionCode::SkuNotInReservation),
     }
 }
@@ -171,10 +174,16 @@ fn release(hold: &HoldLine, command_id: CommandId) -> Verdict {
     }
 }
 
-/// Expiry is written only once the hold has stopped counting, so it never cuts the grace a
-/// checkout accepted in time relies on.
-fn expire(hold: &HoldLine, now: Timestamp) -> Verdict {
-    if hold.status == HoldStatus::Active && now >= hold.release_at {
+/// Expiry is written only once the release grace after the hold's expiry is over, so it never
+/// cuts the grace a checkout accepted in time relies on. (It may come before `release_at`,
+/// which rounds that instant up to the hold's bucket: the expiry then stops the hold counting
+/// a little earlier than the lazy release would.)
+fn expire(hold: &HoldLine, now: Timestamp, release_grace_secs: i64) -> Verdict {
+    let lapsed_at = hold
+        .expires_at
+        .plus_seconds(release_grace_secs)
+        .min(hold.release_at);
+    if hold.status == HoldStatus::Active && now >= lapsed_at {
         Verdict::Apply(Change::HoldExpired {
             reservation_id: hold.reservation_id.clone(),
             quantity: hold.quantity,
@@ -280,7 +289,13 @@ mod tests {
         }
         /// Decides `command` on hold `hold_seq` at `now` and records the change it makes.
         fn decided(self, hold_seq: u64, command: &Command, now: Timestamp) -> Self {
-            let verdict = decide(&self.state(), Some(&self.hold(hold_seq)), command, now);
+            let verdict = decide(
+                &self.state(),
+                Some(&self.hold(hold_seq)),
+                command,
+                now,
+                GRACE,
+            );
             self.apply(now, verdict)
         }
         fn apply(self, when: Timestamp, verdict: Verdict) -> Self {
@@ -379,7 +394,13 @@ mod tests {
     #[test]
     fn a_checkout_accepted_in_time_commits_the_held_units() {
         let g = given().received(at(0), 5).held(at(0), 2, 60);
-        let verdict = decide(&g.state(), Some(&g.hold(2)), &checkout(2, at(59)), at(100));
+        let verdict = decide(
+            &g.state(),
+            Some(&g.hold(2)),
+            &checkout(2, at(59)),
+            at(100),
+            GRACE,
+        );
         assert!(matches!(
             verdict,
             Verdict::Apply(Change::HoldCommitted {
@@ -397,7 +418,13 @@ mod tests {
     fn a_checkout_accepted_after_expiry_is_rejected_as_expired() {
         let g = given().received(at(0), 5).held(at(0), 2, 60);
         assert_eq!(
-            decide(&g.state(), Some(&g.hold(2)), &checkout(2, at(61)), at(61)),
+            decide(
+                &g.state(),
+                Some(&g.hold(2)),
+                &checkout(2, at(61)),
+                at(61),
+                GRACE
+            ),
             Verdict::Reject(RejectionCode::ReservationExpired)
         );
     }
@@ -406,7 +433,13 @@ mod tests {
     fn a_checkout_processed_after_the_grace_takes_the_units_again_when_they_are_available() {
         let g = given().received(at(0), 5).held(at(0), 2, 60);
         let late = at(60 + GRACE + 10);
-        let verdict = decide(&g.state(), Some(&g.hold(2)), &checkout(2, at(30)), late);
+        let verdict = decide(
+            &g.state(),
+            Some(&g.hold(2)),
+            &checkout(2, at(30)),
+            late,
+            GRACE,
+        );
         assert!(matches!(
             verdict,
             Verdict::Apply(Change::HoldCommitted {
@@ -424,7 +457,13 @@ mod tests {
         let late = at(60 + GRACE + 10);
         let g = g.held(late, 1, 900);
         assert_eq!(
-            decide(&g.state(), Some(&g.hold(2)), &checkout(2, at(30)), late),
+            decide(
+                &g.state(),
+                Some(&g.hold(2)),
+                &checkout(2, at(30)),
+                late,
+                GRACE
+            ),
             Verdict::Reject(RejectionCode::HoldLapsedInsufficientStock)
         );
     }
@@ -440,6 +479,7 @@ mod tests {
             Some(&g.hold(2)),
             &checkout(2, at(59)),
             after_grace,
+            GRACE,
         );
         assert!(matches!(
             verdict,
@@ -464,7 +504,13 @@ mod tests {
         let g = given().received(at(0), 5).held(at(0), 2, 60);
         let g = g.decided(2, &checkout(2, at(1)), at(1));
         assert_eq!(
-            decide(&g.state(), Some(&g.hold(2)), &checkout(2, at(1)), at(2)),
+            decide(
+                &g.state(),
+                Some(&g.hold(2)),
+                &checkout(2, at(1)),
+                at(2),
+                GRACE
+            ),
             Verdict::AlreadyDone
         );
     }
@@ -475,11 +521,17 @@ mod tests {
         let g = g.decided(2, &release_cmd(2), at(1));
         assert_eq!(g.state().available(at(1)), 5);
         assert_eq!(
-            decide(&g.state(), Some(&g.hold(2)), &checkout(2, at(1)), at(2)),
+            decide(
+                &g.state(),
+                Some(&g.hold(2)),
+                &checkout(2, at(1)),
+                at(2),
+                GRACE
+            ),
             Verdict::Reject(RejectionCode::ReservationNotActive)
         );
         assert_eq!(
-            decide(&g.state(), Some(&g.hold(2)), &release_cmd(2), at(2)),
+            decide(&g.state(), Some(&g.hold(2)), &release_cmd(2), at(2), GRACE),
             Verdict::AlreadyDone
         );
     }
@@ -489,18 +541,38 @@ mod tests {
         let g = given().received(at(0), 5).held(at(0), 2, 60);
         let g = g.decided(2, &checkout(2, at(1)), at(1));
         assert_eq!(
-            decide(&g.state(), Some(&g.hold(2)), &release_cmd(2), at(2)),
+            decide(&g.state(), Some(&g.hold(2)), &release_cmd(2), at(2), GRACE),
             Verdict::Reject(RejectionCode::ReservationNotActive)
         );
     }
 
     #[test]
-    fn an_expiry_is_not_written_before_the_hold_stops_counting() {
+    fn an_expiry_is_not_written_before_the_release_grace_is_over() {
         let g = given().received(at(0), 5).held(at(0), 2, 60);
         assert_eq!(
-            decide(&g.state(), Some(&g.hold(2)), &expire_cmd(2), at(61)),
+            decide(&g.state(), Some(&g.hold(2)), &expire_cmd(2), at(61), GRACE),
             Verdict::AlreadyDone
         );
+        assert!(matches!(
+            decide(
+                &g.state(),
+                Some(&g.hold(2)),
+                &expire_cmd(2),
+                at(60 + GRACE),
+                GRACE
+            ),
+            Verdict::Apply(Change::HoldExpired { .. })
+        ));
+    }
+
+    #[test]
+    fn a_long_hold_expires_when_its_grace_is_over_not_when_its_bucket_ends() {
+        let g = given().received(at(0), 5).held(at(1), 2, 3_600);
+        let lapsed = at(1 + 3_600 + GRACE);
+        assert!(g.hold(2).release_at > lapsed);
+        let g = g.decided(2, &expire_cmd(2), lapsed);
+        assert_eq!(g.hold(2).status, HoldStatus::Expired);
+        assert_eq!(g.state().available(lapsed), 5);
     }
 
     #[test]
@@ -514,7 +586,7 @@ mod tests {
             at(1),
         );
         assert_eq!(
-            decide(&g.state(), None, &adjust, at(1)),
+            decide(&g.state(), None, &adjust, at(1), GRACE),
             Verdict::Reject(RejectionCode::OnHandWouldGoNegative)
         );
     }

@@ -310,6 +310,16 @@ impl CommandId {
         ))
     }
 
+    /// The id of the expiry of one hold at one expiry instant: every sweep that finds that
+    /// hold due names the same command, and an extension (a new instant) names a new one.
+    pub fn for_expiry(reservation_id: &ReservationId, sku: &Sku, expires_at: Timestamp) -> Self {
+        let name = format!("expire\n{reservation_id}\n{sku}\n{}", expires_at.millis());
+        Self(uuid::Uuid::new_v5(
+            &uuid::Uuid::NAMESPACE_OID,
+            name.as_bytes(),
+        ))
+    }
+
     /// Parses the UUID text form; anything else is `invalid_command_id`.
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
         uuid::Uuid::try_parse(raw).map(Self).map_err(|_| {
