@@ -16,6 +16,16 @@ pub struct Config {
     /// At most this many attempts per decision, whatever the time left
     /// (`INVENTORY_MAX_ATTEMPTS`, default 200).
     pub max_attempts: u32,
+    /// How long an archived event stays in the table once a snapshot covers it
+    /// (`INVENTORY_LIVE_RETENTION_SECONDS`, default 35 days: past any reservation's life, so a
+    /// reservation's events are readable for as long as anyone may ask about it).
+    pub live_retention: Duration,
+    /// Time between two sweeps of the expiry timer within one run
+    /// (`INVENTORY_SWEEP_INTERVAL_SECONDS`, default 15).
+    pub sweep_interval: Duration,
+    /// Sweeps per run of the expiry timer (`INVENTORY_SWEEPS_PER_INVOCATION`, default 4: a run
+    /// a minute then sweeps every 15 s).
+    pub sweeps_per_invocation: u32,
 }
 
 impl Default for Config {
@@ -24,6 +34,9 @@ impl Default for Config {
             release_grace_secs: 120,
             contention_budget: Duration::from_millis(5_000),
             max_attempts: 200,
+            live_retention: Duration::from_secs(35 * 24 * 3_600),
+            sweep_interval: Duration::from_secs(15),
+            sweeps_per_invocation: 4,
         }
     }
 }
@@ -50,7 +63,18 @@ impl Config {
         let grace = number(&lookup, "INVENTORY_RELEASE_GRACE_SECONDS", 0..=3_600)?;
         let budget = number(&lookup, "INVENTORY_CONTENTION_BUDGET_MS", 1..=60_000)?;
         let attempts = number(&lookup, "INVENTORY_MAX_ATTEMPTS", 1..=10_000)?;
+        let retention = number(
+            &lookup,
+            "INVENTORY_LIVE_RETENTION_SECONDS",
+            0..=3_650 * 86_400,
+        )?;
+        let interval = number(&lookup, "INVENTORY_SWEEP_INTERVAL_SECONDS", 1..=60)?;
+        let sweeps = number(&lookup, "INVENTORY_SWEEPS_PER_INVOCATION", 1..=60)?;
+        let seconds = |secs: i64| Duration::from_secs(secs as u64);
         Ok(Self {
+            live_retention: retention.map_or(defaults.live_retention, seconds),
+            sweep_interval: interval.map_or(defaults.sweep_interval, seconds),
+            sweeps_per_invocation: sweeps.map_or(defaults.sweeps_per_invocation, |n| n as u32),
             release_grace_secs: grace.unwrap_or(defaults.release_grace_secs),
             contention_budget: budget
                 .map(|ms| Duration::from_millis(ms as u64))

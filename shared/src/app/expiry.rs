@@ -11,6 +11,8 @@
 use std::collections::BTreeMap;
 
 use futures::stream::{self, StreamExt};
+use serde::Serialize;
+use tokio::time::Instant;
 
 use super::Inventory;
 use crate::domain::{Action, Command, CommandId, Sku, Timestamp, TtlSeconds};
@@ -28,7 +30,7 @@ const MAX_HOLDS_PER_SWEEP: usize = 5_000;
 const SWEEP_CONCURRENCY: usize = 16;
 
 /// What one sweep did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct SweepReport {
     /// Holds expiring after this instant were looked at…
     pub after: Timestamp,
@@ -40,7 +42,40 @@ pub struct SweepReport {
     pub expired: usize,
 }
 
+/// What one run of the expiry timer did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TimerReport {
+    /// The sweeps that completed.
+    pub sweeps: Vec<SweepReport>,
+    /// Sweeps that failed (each logged; the next sweep covers their window).
+    pub failed: usize,
+}
+
 impl Inventory {
+    /// One run of the expiry timer: [`crate::Config::sweeps_per_invocation`] sweeps,
+    /// [`crate::Config::sweep_interval`] apart. Fails only if its last sweep failed, so a run
+    /// that ends behind is reported; the next run catches up either way.
+    pub async fn run_expiry_timer(&self) -> Result<TimerReport, AppError> {
+        let mut report = TimerReport::default();
+        let start = Instant::now();
+        let mut last = Ok(());
+        for sweep in 0..self.config.sweeps_per_invocation {
+            tokio::time::sleep_until(start + self.config.sweep_interval * sweep).await;
+            match self.sweep_expired_holds().await {
+                Ok(done) => {
+                    report.sweeps.push(done);
+                    last = Ok(());
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "expiry sweep failed");
+                    report.failed += 1;
+                    last = Err(err);
+                }
+            }
+        }
+        last.map(|()| report)
+    }
+
     /// One sweep of the expiry index (see the module documentation).
     pub async fn sweep_expired_holds(&self) -> Result<SweepReport, AppError> {
         let key = RecordKey::ExpirySweep;

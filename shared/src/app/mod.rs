@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 pub use apply::ApplyReport;
 pub use commands::{CommandStatus, MAX_ADJUSTMENT, MAX_NOTE_LEN};
-pub use expiry::SweepReport;
+pub use expiry::{SweepReport, TimerReport};
 pub use items::MAX_SKUS_PER_READ;
 pub use reservations::{ReserveRequest, MAX_LINES};
 pub use views::{format_rfc3339, CommandView, ItemView, ItemsView, LineView, ReservationView};

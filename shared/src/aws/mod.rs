@@ -6,6 +6,7 @@ pub mod dynamo;
 pub mod kinesis;
 pub mod metrics;
 pub mod s3;
+pub mod stream;
 
 pub use dynamo::DynamoStore;
 pub use kinesis::KinesisQueue;
@@ -86,6 +87,17 @@ impl AwsSettings {
     }
 }
 
+/// The archive bucket (`INVENTORY_ARCHIVE_BUCKET`), for the functions that use it.
+pub fn archive_bucket_from_env() -> Result<String, crate::config::ConfigError> {
+    std::env::var("INVENTORY_ARCHIVE_BUCKET")
+        .ok()
+        .filter(|value| !value.trim().is_empty())
+        .ok_or(crate::config::ConfigError {
+            name: "INVENTORY_ARCHIVE_BUCKET",
+            reason: "it is required and not set".into(),
+        })
+}
+
 /// The service on AWS: the DynamoDB event store, the Kinesis command queue, the system clock.
 /// Clients are built once from one SDK configuration and shared by every invocation.
 pub fn inventory_on_aws(
@@ -100,5 +112,32 @@ pub fn inventory_on_aws(
         std::sync::Arc::new(queue),
         std::sync::Arc::new(crate::ports::SystemClock),
         config,
+    )
+}
+
+/// The event store the reactions use (the DynamoDB table), built once per process.
+pub fn reactions_store(
+    sdk: &aws_config::SdkConfig,
+    settings: &AwsSettings,
+) -> std::sync::Arc<dyn crate::ports::EventStore> {
+    std::sync::Arc::new(DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(sdk),
+        &settings.table,
+    ))
+}
+
+/// The archiver on AWS: the DynamoDB table, the S3 archive `bucket`, the system clock.
+pub fn archiver_on_aws(
+    sdk: &aws_config::SdkConfig,
+    settings: &AwsSettings,
+    bucket: &str,
+    config: &crate::Config,
+) -> crate::reactions::Archiver {
+    let objects = S3Objects::new(s3::s3_client(sdk), bucket);
+    crate::reactions::Archiver::new(
+        reactions_store(sdk, settings),
+        crate::archive::Archive::new(std::sync::Arc::new(objects)),
+        std::sync::Arc::new(crate::ports::SystemClock),
+        config.live_retention,
     )
 }

@@ -1,0 +1,106 @@
+//! The expiry timer fed `events/expiry-timer.json` (the scheduled event `sam local invoke -e`
+//! uses) against DynamoDB on moto: a hold past its grace gets one `hold_expired`, a hold still
+//! in its grace and a released hold get none, and a second run writes nothing more.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::event::cloudwatch_events::CloudWatchEvent;
+use inventory_core::aws::{local_config, test_endpoint, DynamoStore};
+use inventory_core::domain::{
+    Action, Change, Command, CommandId, Event, Quantity, ReservationId, Sku, Timestamp,
+};
+use inventory_core::memory::MemoryQueue;
+use inventory_core::ports::{Clock, Commit, EventStore, StreamAppend, SystemClock};
+use inventory_core::{Config, Inventory};
+
+const EVENT: &str = include_str!("../../../events/expiry-timer.json");
+
+fn hold(sku: &Sku, seq: u64, at: Timestamp, expires_at: Timestamp) -> Event {
+    Event {
+        sku: sku.clone(),
+        seq,
+        at,
+        change: Change::HoldPlaced {
+            reservation_id: ReservationId::new(sku.clone(), seq, 0xabc),
+            quantity: Quantity::new(1).unwrap(),
+            expires_at,
+            release_at: expires_at.plus_seconds(120),
+            lines: Vec::new(),
+        },
+    }
+}
+
+#[tokio::test]
+async fn a_scheduled_run_expires_each_lapsed_hold_once() {
+    let _: CloudWatchEvent = serde_json::from_str(EVENT).expect("the checked-in event parses");
+    let config = local_config(&test_endpoint()).await;
+    let table = format!("expiry-{}", uuid::Uuid::new_v4().simple());
+    let dynamo = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), table);
+    dynamo.create_table_if_missing().await.expect("table");
+    let store = Arc::new(dynamo);
+    let now = SystemClock.now();
+    let sku = Sku::parse("SKU-1").unwrap();
+    let receipt = Event {
+        sku: sku.clone(),
+        seq: 1,
+        at: now.plus_seconds(-900),
+        change: Change::StockReceived {
+            command_id: CommandId::random(),
+            quantity: Quantity::new(10).unwrap(),
+            reference: None,
+        },
+    };
+    let lapsed = hold(&sku, 2, now.plus_seconds(-800), now.plus_seconds(-200));
+    let in_grace = hold(&sku, 3, now.plus_seconds(-700), now.plus_seconds(-60));
+    let released = hold(&sku, 4, now.plus_seconds(-600), now.plus_seconds(-300));
+    store
+        .commit(Commit::appends(vec![StreamAppend {
+            sku: sku.clone(),
+            expected: 0,
+            events: vec![receipt, lapsed, in_grace, released],
+        }]))
+        .await
+        .expect("history written");
+    let inventory = Inventory::new(
+        store.clone(),
+        Arc::new(MemoryQueue::new()),
+        Arc::new(SystemClock),
+        Config {
+            sweeps_per_invocation: 2,
+            sweep_interval: Duration::from_millis(50),
+            ..Config::default()
+        },
+    );
+
+    let release = Command {
+        id: CommandId::random(),
+        sku: sku.clone(),
+        accepted_at: now,
+        action: Action::ReleaseHold {
+            reservation_id: ReservationId::new(sku.clone(), 4, 0xabc),
+        },
+    };
+    inventory
+        .apply_commands(&sku, &[release])
+        .await
+        .expect("the shopper gave hold 4 back");
+
+    let report = inventory.run_expiry_timer().await.expect("the run sweeps");
+    assert_eq!(report.sweeps.len(), 2);
+    assert_eq!(report.sweeps.iter().map(|s| s.expired).sum::<usize>(), 1);
+    let again = inventory.run_expiry_timer().await.expect("a second run");
+    assert_eq!(again.sweeps.iter().map(|s| s.expired).sum::<usize>(), 0);
+
+    let expired: Vec<u64> = store
+        .read_stream(&sku, 5)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e.change {
+            Change::HoldExpired { reservation_id, .. } => Some(reservation_id.anchor_seq()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(expired, vec![2], "only the hold past its grace, once");
+}

@@ -1,0 +1,78 @@
+//! The snapshotter's handler fed `events/snapshotter.json` (the event `sam local invoke -e`
+//! uses) against DynamoDB on moto: a failed save names the record to resume from, a delivery
+//! brings the snapshot to the head, a repeated delivery leaves it as it is, and items that are
+//! not events are skipped.
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::dynamodb::Event as StreamEvent;
+use inventory_core::aws::stream::{delivered_from_lambda, handle_stream_event};
+use inventory_core::aws::{local_config, test_endpoint, DynamoStore};
+use inventory_core::domain::{Event, Sku, SkuState};
+use inventory_core::feed::FeedChange;
+use inventory_core::ports::{Commit, EventStore, StreamAppend};
+use inventory_core::reactions::Snapshotter;
+use inventory_core::testing::FlakyStore;
+
+const EVENT: &str = include_str!("../../../events/snapshotter.json");
+
+fn appended(event: &StreamEvent) -> Vec<Event> {
+    event
+        .records
+        .iter()
+        .filter_map(|record| match delivered_from_lambda(record).change {
+            Some(FeedChange::Appended(event)) => Some(event),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_checked_in_stream_event_brings_the_snapshot_to_the_head_once() {
+    let config = local_config(&test_endpoint()).await;
+    let table = format!("snapshotter-{}", uuid::Uuid::new_v4().simple());
+    let dynamo = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), table);
+    dynamo.create_table_if_missing().await.expect("table");
+    let store = Arc::new(FlakyStore::new(Arc::new(dynamo)));
+    let event: StreamEvent = serde_json::from_str(EVENT).expect("the checked-in event parses");
+    let events = appended(&event);
+    assert_eq!(events.len(), 2, "two event items, one record item");
+    let sku = Sku::parse("SKU-1").unwrap();
+    store
+        .commit(Commit::appends(vec![StreamAppend {
+            sku: sku.clone(),
+            expected: 0,
+            events: events.clone(),
+        }]))
+        .await
+        .expect("the events the stream reports are in the table");
+    let snapshotter = Snapshotter::new(store.clone());
+
+    store.fail(&sku);
+    let failed = handle_stream_event(&snapshotter, event.clone()).await;
+    let first = event.records[0].change.sequence_number.clone();
+    let named: Vec<_> = failed
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    assert_eq!(named, vec![first], "resume from the SKU's first record");
+    assert_eq!(store.read_snapshots(&[sku.clone()]).await, Ok(vec![None]));
+
+    store.heal();
+    let done = handle_stream_event(&snapshotter, event.clone()).await;
+    assert!(done.batch_item_failures.is_empty());
+    let expected = SkuState::from_events(&events);
+    assert_eq!(
+        store.read_snapshots(&[sku.clone()]).await,
+        Ok(vec![Some(expected.clone())])
+    );
+
+    let again = handle_stream_event(&snapshotter, event).await;
+    assert!(again.batch_item_failures.is_empty());
+    assert_eq!(
+        store.read_snapshots(&[sku]).await,
+        Ok(vec![Some(expected)]),
+        "a repeated delivery leaves the snapshot as it is"
+    );
+}
