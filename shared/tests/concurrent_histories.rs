@@ -121,6 +121,8 @@ struct ChaosStore {
     written: Mutex<Vec<(Commit, bool)>>,
     /// Reservations written per idempotency key (whatever the service did with the key).
     placed_per_key: Mutex<HashMap<String, usize>>,
+    /// Every snapshot saved, per SKU: an eventually consistent read may return an older one.
+    saved_snapshots: Mutex<HashMap<Sku, Vec<SkuState>>>,
 }
 
 impl ChaosStore {
@@ -180,7 +182,17 @@ impl EventStore for ChaosStore {
 
     async fn read_snapshots(&self, skus: &[Sku]) -> Result<Vec<Option<SkuState>>, StoreError> {
         self.interleave().await;
-        self.inner.read_snapshots(skus).await
+        let mut found = self.inner.read_snapshots(skus).await?;
+        // Eventually consistent reads: now and then an older snapshot, or none yet.
+        for (sku, snapshot) in skus.iter().zip(found.iter_mut()) {
+            if self.roll(0.2) {
+                let saved = self.saved_snapshots.lock().unwrap();
+                let older = saved.get(sku).map_or(&[][..], Vec::as_slice);
+                let pick = self.rng.lock().unwrap().usize(0..=older.len());
+                *snapshot = older.get(pick).cloned();
+            }
+        }
+        Ok(found)
     }
 
     async fn save_snapshot(&self, sku: &Sku, state: &SkuState) -> Result<SnapshotSave, StoreError> {
@@ -189,6 +201,17 @@ impl EventStore for ChaosStore {
             return Err(StoreError::Unavailable("injected: nothing written".into()));
         }
         let saved = self.inner.save_snapshot(sku, state).await?;
+        if saved == SnapshotSave::Saved {
+            let mut history = self.saved_snapshots.lock().unwrap();
+            let versions = history.entry(sku.clone()).or_default();
+            let last = versions.last().map(|s| s.version);
+            assert!(
+                last.is_none_or(|last| last < state.version),
+                "{sku}: the snapshot went back from {last:?} to {}",
+                state.version
+            );
+            versions.push(state.clone());
+        }
         if self.roll(0.05) {
             return Err(StoreError::Unavailable("injected: answer lost".into()));
         }
@@ -284,6 +307,7 @@ async fn run_history(seed: u64) -> Result<Stats, String> {
         chaos: AtomicBool::new(true),
         written: Mutex::new(Vec::new()),
         placed_per_key: Mutex::new(HashMap::new()),
+        saved_snapshots: Mutex::new(HashMap::new()),
     });
     let queue = Arc::new(ChaosQueue {
         inner: MemoryQueue::new(),
@@ -596,7 +620,11 @@ async fn react_to_feed(
         if rng.u8(0..4) == 0 {
             rng.shuffle(&mut batch);
         }
-        if world.snapshotter.react(&batch).await.is_empty()
+        if rng.u8(0..10) == 0 {
+            // A batch that kept failing is dropped to the on-failure queue: the reactions must
+            // fill the gap from the stream on the SKU's next change.
+            cursor = (cursor + take).min(end);
+        } else if world.snapshotter.react(&batch).await.is_empty()
             && world.archiver.react(&batch).await.is_empty()
         {
             cursor = (cursor + take).min(end);
@@ -607,7 +635,14 @@ async fn react_to_feed(
         tokio::task::yield_now().await;
         tokio::time::advance(std::time::Duration::from_micros(300)).await;
     }
+    // The feed's last batch: every SKU's latest change (the SKU's next event after a dropped
+    // batch), delivered until it is handled.
     let (all, _) = world.store.inner.feed_since(0);
+    let mut last_per_sku: BTreeMap<Sku, FeedChange> = BTreeMap::new();
+    for change in all {
+        last_per_sku.insert(change.event().sku.clone(), change);
+    }
+    let all: Vec<FeedChange> = last_per_sku.into_values().collect();
     for _ in 0..RETRIES {
         let failed_snapshots = world.snapshotter.react(&all).await;
         let failed_archives = world.archiver.react(&all).await;
