@@ -1,14 +1,22 @@
 //! `inventory dev`: the service in one process. The API listens on 127.0.0.1; commands go to an
 //! in-memory queue that a processor task drains in batches as soon as they arrive, redelivering
-//! from the first failed position like the Kinesis event source mapping does.
+//! from the first failed position like the Kinesis event source mapping does. The reactions run
+//! in-process too: the snapshotter and the archiver follow the store's change feed (redelivered
+//! until they handle it, like a stream), and the expiry sweep runs every `sweep_interval`.
 
+use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use inventory_core::aws::{local_config, DynamoStore, KinesisQueue};
-use inventory_core::memory::{MemoryQueue, MemoryStore};
-use inventory_core::ports::SystemClock;
+use inventory_core::archive::Archive;
+use inventory_core::aws::s3::s3_client;
+use inventory_core::aws::{local_config, DynamoStore, KinesisQueue, S3Objects};
+use inventory_core::domain::Sku;
+use inventory_core::feed::Reaction;
+use inventory_core::memory::{MemoryObjects, MemoryQueue, MemoryStore};
+use inventory_core::ports::{Clock, EventStore, SystemClock};
+use inventory_core::reactions::{Archiver, Snapshotter};
 use inventory_core::{Config, Inventory};
 
 /// Options of `inventory dev`.
@@ -18,17 +26,17 @@ pub struct DevArgs {
     #[arg(long, default_value_t = 3000, env = "INVENTORY_PORT")]
     pub port: u16,
 
-    /// Use DynamoDB and Kinesis at this endpoint (a local AWS such as moto) instead of the
-    /// embedded backend; the table and stream are created if missing.
+    /// Use DynamoDB, Kinesis and S3 at this endpoint (a local AWS such as moto) instead of the
+    /// embedded backend; the table, stream and bucket are created if missing.
     #[arg(long, value_name = "URL")]
     pub endpoint_url: Option<String>,
 
-    /// The table and stream, with --endpoint-url.
+    /// The table, stream and bucket, with --endpoint-url.
     #[command(flatten)]
     pub names: ResourceNames,
 }
 
-/// Names of the table and stream at a local AWS.
+/// Names of the table, stream and bucket at a local AWS.
 #[derive(Debug, clap::Args)]
 pub struct ResourceNames {
     /// The events table.
@@ -42,6 +50,14 @@ pub struct ResourceNames {
         env = "INVENTORY_COMMAND_STREAM"
     )]
     pub stream: String,
+
+    /// The archive bucket.
+    #[arg(
+        long,
+        default_value = "inventory-archive",
+        env = "INVENTORY_ARCHIVE_BUCKET"
+    )]
+    pub bucket: String,
 }
 
 /// Options of `inventory init`.
@@ -55,7 +71,7 @@ pub struct InitArgs {
     pub names: ResourceNames,
 }
 
-/// Creates the table and stream if missing.
+/// Creates the table, stream and bucket if missing.
 pub async fn init(args: InitArgs) -> Result<(), Box<dyn std::error::Error>> {
     let sdk = local_config(&args.endpoint_url).await;
     DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &args.names.table)
@@ -64,22 +80,31 @@ pub async fn init(args: InitArgs) -> Result<(), Box<dyn std::error::Error>> {
     KinesisQueue::new(aws_sdk_kinesis::Client::new(&sdk), &args.names.stream)
         .create_stream_if_missing()
         .await?;
+    S3Objects::new(s3_client(&sdk), &args.names.bucket)
+        .create_bucket_if_missing()
+        .await?;
     println!(
-        "table {} and stream {} are ready at {}",
-        args.names.table, args.names.stream, args.endpoint_url
+        "table {}, stream {} and bucket {} are ready at {}",
+        args.names.table, args.names.stream, args.names.bucket, args.endpoint_url
     );
     Ok(())
 }
 
 /// Most commands applied in one batch.
 const BATCH_SIZE: usize = 100;
+/// Most feed changes delivered to the reactions in one batch (the stream mappings' batch size).
+const FEED_BATCH_SIZE: usize = 100;
+/// How often the embedded feed is looked at for new changes.
+const FEED_POLL: Duration = Duration::from_millis(100);
+/// How often the embedded store's time to live runs (DynamoDB's is far less punctual).
+const TTL_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Serves until interrupted.
 pub async fn run(args: DevArgs) -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::from_env()?;
     let inventory = match &args.endpoint_url {
         None => embedded(config),
-        Some(url) => on_local_aws(url, &args.names.table, &args.names.stream, config).await?,
+        Some(url) => on_local_aws(url, &args.names, config).await?,
     };
 
     let listener =
@@ -87,9 +112,10 @@ pub async fn run(args: DevArgs) -> Result<(), Box<dyn std::error::Error>> {
     let address = listener.local_addr()?;
     println!("inventory dev listening on http://{address}");
     match &args.endpoint_url {
-        None => tracing::info!(%address, "embedded backend: in-memory store and queue"),
+        None => tracing::info!(%address, "embedded backend: in-memory store, queue and archive"),
         Some(url) => tracing::info!(%address, endpoint = %url, table = %args.names.table,
-            stream = %args.names.stream, "DynamoDB and Kinesis backend"),
+            stream = %args.names.stream, bucket = %args.names.bucket,
+            "DynamoDB, Kinesis and S3 backend"),
     }
     axum::serve(listener, reservations_api::router(inventory))
         .with_graceful_shutdown(async {
@@ -99,45 +125,158 @@ pub async fn run(args: DevArgs) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// The embedded backend: memory store and queue, the processor draining the queue in-process.
+/// The embedded backend: memory store, queue and archive; the processor draining the queue, the
+/// reactions following the store's feed, its time to live and the expiry sweep, all in-process.
 fn embedded(config: Config) -> Arc<Inventory> {
+    let store = Arc::new(MemoryStore::new());
     let queue = Arc::new(MemoryQueue::new());
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let reactions = reactions(
+        Arc::clone(&store) as Arc<dyn EventStore>,
+        Archive::new(Arc::new(MemoryObjects::new())),
+        Arc::clone(&clock),
+        &config,
+    );
+    let sweep_interval = config.sweep_interval;
     let inventory = Arc::new(Inventory::new(
-        Arc::new(MemoryStore::new()),
+        Arc::clone(&store) as Arc<dyn EventStore>,
         queue.clone(),
-        Arc::new(SystemClock),
+        Arc::clone(&clock),
         config,
     ));
     tokio::spawn(drain_queue(Arc::clone(&inventory), queue));
+    tokio::spawn(follow_feed(Arc::clone(&store), reactions));
+    tokio::spawn(play_time_to_live(store, clock));
+    tokio::spawn(sweep_expired_holds(Arc::clone(&inventory), sweep_interval));
     inventory
 }
 
-/// DynamoDB and Kinesis at `url`: the table and stream are created if missing, and the stream
-/// is polled in-process to drive the processor, as the event source mapping does in AWS.
+/// DynamoDB, Kinesis and S3 at `url`: the table, stream and bucket are created if missing; the
+/// command stream is polled in-process to drive the processor and the table's stream to drive
+/// the reactions, as the event source mappings do in AWS; the expiry sweep runs on a timer.
 async fn on_local_aws(
     url: &str,
-    table: &str,
-    stream: &str,
+    names: &ResourceNames,
     config: Config,
 ) -> Result<Arc<Inventory>, Box<dyn std::error::Error>> {
     let sdk = local_config(url).await;
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table);
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let store = DynamoStore::new(dynamodb.clone(), &names.table);
     store.create_table_if_missing().await?;
     let kinesis = aws_sdk_kinesis::Client::new(&sdk);
-    let queue = KinesisQueue::new(kinesis.clone(), stream);
+    let queue = KinesisQueue::new(kinesis.clone(), &names.stream);
     queue.create_stream_if_missing().await?;
-    let inventory = Arc::new(Inventory::new(
-        Arc::new(store),
-        Arc::new(queue),
-        Arc::new(SystemClock),
-        config,
-    ));
+    let objects = S3Objects::new(s3_client(&sdk), &names.bucket);
+    objects.create_bucket_if_missing().await?;
+    let table_stream = crate::stream_poller::latest_stream_arn(&dynamodb, &names.table).await?;
+
+    let store: Arc<dyn EventStore> = Arc::new(store);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let reactions = reactions(
+        Arc::clone(&store),
+        Archive::new(Arc::new(objects)),
+        Arc::clone(&clock),
+        &config,
+    );
+    let sweep_interval = config.sweep_interval;
+    let inventory = Arc::new(Inventory::new(store, Arc::new(queue), clock, config));
     tokio::spawn(crate::kinesis_poller::poll_stream(
         Arc::clone(&inventory),
         kinesis,
-        stream.to_owned(),
+        names.stream.clone(),
     ));
+    let streams = aws_sdk_dynamodbstreams::Client::new(&sdk);
+    for (name, reaction) in reactions {
+        tokio::spawn(crate::stream_poller::poll_table_stream(
+            streams.clone(),
+            table_stream.clone(),
+            name,
+            reaction,
+        ));
+    }
+    tokio::spawn(sweep_expired_holds(Arc::clone(&inventory), sweep_interval));
+    tracing::info!(
+        "the local endpoint's time to live is not simulated (moto never deletes expired \
+         items): retired events stay in the table"
+    );
     Ok(inventory)
+}
+
+/// The reactions to the change feed, in the order the embedded feed delivers to them (the
+/// snapshot first, so the archiver may retire what it covers at once).
+fn reactions(
+    store: Arc<dyn EventStore>,
+    archive: Archive,
+    clock: Arc<dyn Clock>,
+    config: &Config,
+) -> Vec<(&'static str, Arc<dyn Reaction>)> {
+    vec![
+        (
+            "snapshotter",
+            Arc::new(Snapshotter::new(Arc::clone(&store))) as Arc<dyn Reaction>,
+        ),
+        (
+            "archiver",
+            Arc::new(Archiver::new(store, archive, clock, config.live_retention)),
+        ),
+    ]
+}
+
+/// Delivers the embedded store's change feed to the reactions, forever, in batches. A batch is
+/// delivered again (to every reaction) until none names a SKU it could not handle, as a stream
+/// redelivers; the reactions take repeats in their stride.
+async fn follow_feed(store: Arc<MemoryStore>, reactions: Vec<(&'static str, Arc<dyn Reaction>)>) {
+    let mut cursor = 0;
+    loop {
+        let (mut changes, _) = store.feed_since(cursor);
+        if changes.is_empty() {
+            tokio::time::sleep(FEED_POLL).await;
+            continue;
+        }
+        changes.truncate(FEED_BATCH_SIZE);
+        let mut failed: BTreeSet<Sku> = BTreeSet::new();
+        for (name, reaction) in &reactions {
+            let skus = reaction.react(&changes).await;
+            if !skus.is_empty() {
+                tracing::warn!(
+                    reaction = name,
+                    skus = skus.len(),
+                    "feed batch to deliver again"
+                );
+                failed.extend(skus);
+            }
+        }
+        if failed.is_empty() {
+            cursor += changes.len();
+        } else {
+            tokio::time::sleep(FEED_POLL).await;
+        }
+    }
+}
+
+/// Does what the table's time to live does, on the embedded store: deletes the events whose
+/// time to live is past (archived and retired ones), each a removal on the feed.
+async fn play_time_to_live(store: Arc<MemoryStore>, clock: Arc<dyn Clock>) {
+    loop {
+        tokio::time::sleep(TTL_INTERVAL).await;
+        let deleted = store.delete_expired(clock.now());
+        if deleted > 0 {
+            tracing::info!(deleted, "time to live: expired events deleted");
+        }
+    }
+}
+
+/// The expiry timer: a sweep of the expiry index every `interval`, the first at start-up.
+async fn sweep_expired_holds(inventory: Arc<Inventory>, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        // Each sweep logs what it did.
+        if let Err(err) = inventory.sweep_expired_holds().await {
+            tracing::warn!(error = %err, "expiry sweep failed; the next one covers its window");
+        }
+    }
 }
 
 /// The in-process command processor: applies batches as they arrive, forever.

@@ -1,8 +1,10 @@
 //! The `inventory` command line. `inventory dev` runs the whole service in one process on the
 //! embedded backend: the HTTP API on 127.0.0.1, the command queue and its processor in-process.
 
+pub mod audit;
 pub mod dev;
 mod kinesis_poller;
+pub mod stream_poller;
 
 use std::process::ExitCode;
 
@@ -21,9 +23,16 @@ enum Commands {
     /// Run the whole service locally on the embedded in-memory backend (no AWS account needed),
     /// or with --endpoint-url on DynamoDB and Kinesis at a local AWS such as moto.
     Dev(dev::DevArgs),
-    /// Create the events table and the command stream at a local AWS (moto) if missing, e.g.
-    /// before `sam local invoke` or `cargo lambda watch` against it.
+    /// Create the events table, the command stream and the archive bucket at a local AWS (moto)
+    /// if missing, e.g. before `sam local invoke` or `cargo lambda watch` against it.
     Init(dev::InitArgs),
+    /// Rebuild one SKU from the S3 archive plus the table and compare it with its snapshot and
+    /// read view (exit 1 on a mismatch, 2 if the table or bucket cannot be read).
+    Replay(audit::ReplayArgs),
+    /// Audit the SKUs archived today and yesterday (UTC), or --all SKUs: rebuild each from the
+    /// archive plus the table, check for gaps and compare with snapshots and read views (exit 1
+    /// on a mismatch, 2 if the table or bucket cannot be read).
+    Audit(audit::AuditArgs),
 }
 
 /// Runs the parsed command line; the exit code says whether it went well.
@@ -37,6 +46,8 @@ pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Commands::Dev(args) => dev::run(args).await,
         Commands::Init(args) => dev::init(args).await,
+        Commands::Replay(args) => return audit::replay(args).await,
+        Commands::Audit(args) => return audit::audit(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,7 @@
 //! `inventory dev` as a real process over real HTTP: the binary is started on a free port, and a
-//! flash sale of 300 concurrent single-unit reservations races for 100 units.
+//! flash sale of 300 concurrent single-unit reservations races for 100 units; then the read view
+//! (snapshots kept by the in-process snapshotter) catches up, and on moto the in-process archiver
+//! fills the archive bucket.
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
@@ -17,6 +19,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 const APPLY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bound on any single HTTP exchange, so a stuck server fails the test instead of hanging it.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the reactions may take to catch up with the sale (the read view, the archive).
+const REACTION_TIMEOUT: Duration = Duration::from_secs(20);
 
 const LISTENING_PREFIX: &str = "inventory dev listening on ";
 
@@ -47,6 +51,9 @@ impl DevServer {
             "INVENTORY_MAX_ATTEMPTS",
             "INVENTORY_TABLE",
             "INVENTORY_COMMAND_STREAM",
+            "INVENTORY_ARCHIVE_BUCKET",
+            "INVENTORY_LIVE_RETENTION_SECONDS",
+            "INVENTORY_SWEEP_INTERVAL_SECONDS",
         ] {
             command.env_remove(name);
         }
@@ -166,7 +173,10 @@ async fn wait_until_applied(client: &reqwest::Client, server: &DevServer, comman
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_hundred_concurrent_shoppers_get_exactly_the_hundred_units_in_stock_and_no_more() {
-    flash_sale(&DevServer::start(&[])).await;
+    let server = DevServer::start(&[]);
+    let client = http_client();
+    flash_sale(&client, &server).await;
+    read_view_catches_up(&client, &server, "FLASH-1").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -175,6 +185,7 @@ async fn on_dynamodb_and_kinesis_three_hundred_concurrent_shoppers_get_exactly_t
     let unique = uuid::Uuid::new_v4().simple().to_string();
     let table = format!("dev-events-{unique}");
     let stream = format!("dev-commands-{unique}");
+    let bucket = format!("dev-archive-{unique}");
     let server = DevServer::start(&[
         "--endpoint-url",
         &endpoint,
@@ -182,18 +193,120 @@ async fn on_dynamodb_and_kinesis_three_hundred_concurrent_shoppers_get_exactly_t
         &table,
         "--stream",
         &stream,
+        "--bucket",
+        &bucket,
     ]);
-    flash_sale(&server).await;
+    let client = http_client();
+    flash_sale(&client, &server).await;
+    let item = read_view_catches_up(&client, &server, "FLASH-1").await;
+    let version = item["version"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("item without a version: {item}"));
+    archive_receives(&endpoint, &bucket, "FLASH-1", version).await;
+}
+
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .build()
+        .expect("http client")
+}
+
+async fn get_json(client: &reqwest::Client, server: &DevServer, path: &str) -> Value {
+    let response = client
+        .get(server.url(path))
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("GET {path} should answer: {err}"));
+    let (status, body) = json_of(response).await;
+    assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
+    body
+}
+
+/// The read view (`GET /items?sku=`, snapshots kept by the in-process snapshotter, eventually
+/// consistent) comes to show what the stream says (`GET /items/{sku}`, strongly consistent).
+/// Returns the item.
+async fn read_view_catches_up(client: &reqwest::Client, server: &DevServer, sku: &str) -> Value {
+    let current = get_json(client, server, &format!("/items/{sku}")).await;
+    let started = Instant::now();
+    loop {
+        let view = get_json(client, server, &format!("/items?sku={sku}")).await;
+        let shown = view["items"]
+            .as_array()
+            .and_then(|items| items.iter().find(|item| item["sku"] == sku));
+        if shown == Some(&current) {
+            eprintln!("read view of {sku} caught up in {:?}", started.elapsed());
+            return current;
+        }
+        assert!(
+            started.elapsed() < REACTION_TIMEOUT,
+            "the read view of {sku} still shows {view} after {REACTION_TIMEOUT:?}, not {current}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The in-process archiver writes the events of `sku` (1 to `version`, and nothing else) to the
+/// bucket, under `events/sku={SKU}/`.
+async fn archive_receives(endpoint: &str, bucket: &str, sku: &str, version: u64) {
+    let sdk = inventory_core::aws::local_config(endpoint).await;
+    let s3 = inventory_core::aws::s3::s3_client(&sdk);
+    let prefix = format!("events/sku={sku}/");
+    let started = Instant::now();
+    loop {
+        let listed = s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(&prefix)
+            .send()
+            .await
+            .unwrap_or_else(|err| panic!("listing {bucket}/{prefix}: {err:?}"));
+        let keys: Vec<String> = listed
+            .contents()
+            .iter()
+            .filter_map(|object| object.key().map(str::to_owned))
+            .collect();
+        let mut archived = std::collections::BTreeSet::new();
+        for key in &keys {
+            let object = s3
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .unwrap_or_else(|err| panic!("reading {key}: {err:?}"));
+            let bytes = object
+                .body
+                .collect()
+                .await
+                .unwrap_or_else(|err| panic!("reading {key}: {err:?}"))
+                .into_bytes();
+            let events = inventory_core::archive::decode(&bytes)
+                .unwrap_or_else(|err| panic!("{key} is not an archive object: {err}"));
+            archived.extend(events.into_iter().map(|event| event.seq));
+        }
+        if !keys.is_empty() && archived == (1..=version).collect() {
+            eprintln!(
+                "archive of {sku}: events 1..={version} in {} objects after {:?}",
+                keys.len(),
+                started.elapsed()
+            );
+            return;
+        }
+        assert!(
+            started.elapsed() < REACTION_TIMEOUT,
+            "after {REACTION_TIMEOUT:?} the archive holds {} events of {sku} in {} objects \
+             ({keys:?}), not 1..={version}",
+            archived.len(),
+            keys.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// 100 units received, then 300 single-unit reservations in flight together: exactly 100 are
 /// created, the other 200 are refused as insufficient stock, nothing else.
-async fn flash_sale(server: &DevServer) {
-    let client = reqwest::Client::builder()
-        .timeout(REQUEST_TIMEOUT)
-        .build()
-        .expect("http client");
-
+async fn flash_sale(client: &reqwest::Client, server: &DevServer) {
     // Receive 100 units and wait for the processor to apply the receipt.
     let response = client
         .post(server.url("/items/FLASH-1/receipts"))
@@ -207,7 +320,7 @@ async fn flash_sale(server: &DevServer) {
         .as_str()
         .unwrap_or_else(|| panic!("receipt answer has no command_id: {body}"))
         .to_owned();
-    wait_until_applied(&client, server, &command_id).await;
+    wait_until_applied(client, server, &command_id).await;
 
     // 300 single-unit reservations, all in flight together.
     let started = Instant::now();

@@ -1,6 +1,14 @@
 //! Store round trips per reservation on DynamoDB (moto), counted by an SDK interceptor.
 //! Counts, not timings: moto is nearly single-threaded, so only the request counts and the
 //! outcomes are figures worth keeping. Run: `./scripts/bench-round-trips`.
+//!
+//! Two groups of scenarios, both run by default (docs/benchmarks.md has a section for each):
+//! - `contention`: requests per sale, uncontended and in flash sales over 1 to 32 processes;
+//! - `history`: requests (and events read) per reservation on an item with 10, 1,000 and
+//!   100,000 events, cold with and without a snapshot, and warm.
+//!
+//! Set `ROUND_TRIPS_SCENARIO=contention` or `ROUND_TRIPS_SCENARIO=history` to run only one,
+//! e.g. `ROUND_TRIPS_SCENARIO=history ./scripts/bench-round-trips`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -144,6 +152,27 @@ async fn run(
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    let only = std::env::var("ROUND_TRIPS_SCENARIO").ok();
+    if let Some(name) = only.as_deref() {
+        assert!(
+            matches!(name, "contention" | "history"),
+            "ROUND_TRIPS_SCENARIO must be `contention` or `history`, not {name:?}"
+        );
+    }
+    let runs = |name: &str| only.as_deref().is_none_or(|only| only == name);
+    if runs("contention") {
+        contention().await;
+    }
+    if runs("history") {
+        if runs("contention") {
+            println!();
+        }
+        history::run().await;
+    }
+}
+
+/// Requests per sale, uncontended and in flash sales.
+async fn contention() {
     println!("| scenario | sold | refused, sold out | refused with stock left | 503 contention | DynamoDB requests | requests per sale | wall (moto) |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
 
@@ -182,4 +211,383 @@ async fn main() {
     run(&backend, &processes, 300, 32)
         .await
         .print("flash sale, 32 processes (one Lambda per buyer in flight)");
+}
+
+/// Round trips per reservation as an item's history grows: a process that has not seen the SKU
+/// reads its snapshot and then only the events after it, so a cold reservation costs the same
+/// whatever the length of the history; without a snapshot the tail query pages through all of it.
+mod history {
+    use std::collections::{BTreeMap, HashMap};
+    use std::sync::{Arc, Mutex, PoisonError};
+    use std::time::{Duration, Instant};
+
+    use aws_sdk_dynamodb::config::interceptors::{
+        AfterDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
+    };
+    use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+    use aws_sdk_dynamodb::error::BoxError;
+    use aws_sdk_dynamodb::operation::query::QueryOutput;
+    use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+    use aws_sdk_dynamodb::Client;
+    use futures::{StreamExt, TryStreamExt};
+    use inventory_core::aws::{local_config, test_endpoint, DynamoStore};
+    use inventory_core::domain::{Change, CommandId, Event, Quantity, Timestamp};
+    use inventory_core::feed::{FeedChange, Reaction};
+    use inventory_core::memory::MemoryQueue;
+    use inventory_core::ports::{Clock, Commit, EventStore, StreamAppend, SystemClock};
+    use inventory_core::reactions::Snapshotter;
+    use inventory_core::{Config, Inventory};
+    use serde::Serialize;
+
+    use super::{one_unit, sku};
+
+    /// Lengths of history measured.
+    const HISTORIES: [u64; 3] = [10, 1_000, 100_000];
+    /// Events appended after the snapshot, so that a cold read folds "snapshot + newer events".
+    const AFTER_SNAPSHOT: u64 = 3;
+    /// Warm reservations averaged after the cold one.
+    const WARM: u64 = 20;
+    /// Items per BatchWriteItem (DynamoDB's limit) and batches in flight when writing history.
+    const BATCH_WRITE_ITEMS: usize = 25;
+    const BATCHES_IN_FLIGHT: usize = 8;
+
+    /// Requests by operation (every HTTP attempt, like `RequestCounter`), and the items the
+    /// Query answers returned: the events read.
+    #[derive(Debug, Clone, Default)]
+    struct Tally(Arc<Mutex<Counts>>);
+
+    #[derive(Debug, Clone, Default)]
+    struct Counts {
+        operations: BTreeMap<String, u64>,
+        events_read: u64,
+    }
+
+    impl Counts {
+        fn requests(&self) -> u64 {
+            self.operations.values().sum()
+        }
+
+        fn since(&self, before: &Counts) -> Counts {
+            let operations = self
+                .operations
+                .iter()
+                .map(|(name, n)| {
+                    let earlier = before.operations.get(name).copied().unwrap_or(0);
+                    (name.clone(), n - earlier)
+                })
+                .filter(|(_, n)| *n > 0)
+                .collect();
+            Counts {
+                operations,
+                events_read: self.events_read - before.events_read,
+            }
+        }
+    }
+
+    impl Tally {
+        fn client(&self, sdk: &aws_config::SdkConfig) -> Client {
+            let config = aws_sdk_dynamodb::config::Builder::from(sdk)
+                .interceptor(self.clone())
+                .build();
+            Client::from_conf(config)
+        }
+
+        fn counts(&self) -> Counts {
+            self.0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+        }
+    }
+
+    impl Intercept for Tally {
+        fn name(&self) -> &'static str {
+            "Tally"
+        }
+
+        fn read_before_transmit(
+            &self,
+            context: &BeforeTransmitInterceptorContextRef<'_>,
+            _components: &RuntimeComponents,
+            _config: &mut ConfigBag,
+        ) -> Result<(), BoxError> {
+            // `X-Amz-Target: DynamoDB_20120810.Query`
+            let target = context.request().headers().get("x-amz-target");
+            let operation = target
+                .and_then(|target| target.rsplit('.').next())
+                .unwrap_or("?")
+                .to_owned();
+            let mut counts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            *counts.operations.entry(operation).or_default() += 1;
+            Ok(())
+        }
+
+        fn read_after_deserialization(
+            &self,
+            context: &AfterDeserializationInterceptorContextRef<'_>,
+            _components: &RuntimeComponents,
+            _config: &mut ConfigBag,
+        ) -> Result<(), BoxError> {
+            if let Ok(output) = context.output_or_error() {
+                if let Some(query) = output.downcast_ref::<QueryOutput>() {
+                    let mut counts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+                    counts.events_read += u64::try_from(query.count()).unwrap_or(0);
+                }
+            }
+            Ok(())
+        }
+    }
+
+    /// An event item exactly as `DynamoStore` writes it (shared/src/aws/dynamo.rs, `EventItem`;
+    /// stock events carry no `expiry_shard`). Checked against an item the store wrote.
+    #[derive(Serialize)]
+    struct EventItem<'a> {
+        pk: String,
+        sk: u64,
+        #[serde(flatten)]
+        event: &'a Event,
+    }
+
+    type Item = HashMap<String, AttributeValue>;
+
+    fn event_item(event: &Event) -> Item {
+        serde_dynamo::to_item(EventItem {
+            pk: format!("sku#{}", event.sku),
+            sk: event.seq,
+            event,
+        })
+        .expect("event item")
+    }
+
+    fn received(seq: u64, units: i64, at: Timestamp) -> Event {
+        Event {
+            sku: sku(),
+            seq,
+            at,
+            change: Change::StockReceived {
+                command_id: CommandId::random(),
+                quantity: Quantity::new(units).expect("valid quantity"),
+                reference: None,
+            },
+        }
+    }
+
+    /// Appends one event at the head through the store (one conditional PutItem).
+    async fn append(store: &DynamoStore, event: Event) {
+        let append = StreamAppend {
+            sku: sku(),
+            expected: event.seq - 1,
+            events: vec![event],
+        };
+        store
+            .commit(Commit::appends(vec![append]))
+            .await
+            .expect("appended");
+    }
+
+    /// Events `seqs` of the stream, one unit received each, written with BatchWriteItem (moto
+    /// copies the whole table for every item of a TransactWriteItems, its rollback backup, so
+    /// 100,000 events in commits of up to 100 events would take hours there). Returns
+    /// them.
+    async fn write_history(
+        client: &Client,
+        table: &str,
+        seqs: std::ops::RangeInclusive<u64>,
+    ) -> Vec<Event> {
+        let at = SystemClock.now();
+        let events: Vec<Event> = seqs.map(|seq| received(seq, 1, at)).collect();
+        futures::stream::iter(events.chunks(BATCH_WRITE_ITEMS))
+            .map(|chunk| async move {
+                let mut requests: Vec<WriteRequest> = chunk
+                    .iter()
+                    .map(|event| {
+                        let put = PutRequest::builder()
+                            .set_item(Some(event_item(event)))
+                            .build()
+                            .expect("put request");
+                        WriteRequest::builder().put_request(put).build()
+                    })
+                    .collect();
+                while !requests.is_empty() {
+                    let answer = client
+                        .batch_write_item()
+                        .request_items(table, requests)
+                        .send()
+                        .await?;
+                    requests = answer
+                        .unprocessed_items
+                        .and_then(|mut tables| tables.remove(table))
+                        .unwrap_or_default();
+                }
+                Ok::<_, aws_sdk_dynamodb::Error>(())
+            })
+            .buffer_unordered(BATCHES_IN_FLIGHT)
+            .try_collect::<()>()
+            .await
+            .expect("history written");
+        events
+    }
+
+    /// A fresh process (empty cache) on `table`, its requests counted by `tally`.
+    fn process(sdk: &aws_config::SdkConfig, table: &str, tally: &Tally) -> Inventory {
+        Inventory::new(
+            Arc::new(DynamoStore::new(tally.client(sdk), table)),
+            Arc::new(MemoryQueue::new()),
+            Arc::new(SystemClock),
+            Config::default(),
+        )
+    }
+
+    /// What `reservations` single-unit reservations on `inventory` cost.
+    async fn reserve(
+        inventory: &Inventory,
+        tally: &Tally,
+        reservations: u64,
+    ) -> (Counts, Duration) {
+        let before = tally.counts();
+        let started = Instant::now();
+        for _ in 0..reservations {
+            inventory.reserve(one_unit()).await.expect("reserved");
+        }
+        (tally.counts().since(&before), started.elapsed())
+    }
+
+    fn row(history: u64, case: &str, counts: &Counts, reservations: u64, wall: Duration) {
+        let per = |n: u64| {
+            if reservations == 1 {
+                thousands(n)
+            } else {
+                format!("{:.2}", n as f64 / reservations as f64)
+            }
+        };
+        let operations: Vec<String> = counts
+            .operations
+            .iter()
+            .map(|(name, n)| format!("{name} {}", per(*n)))
+            .collect();
+        println!(
+            "| {} | {case} | {} | {} | {} | {:.1?} |",
+            thousands(history),
+            per(counts.requests()),
+            operations.join(", "),
+            per(counts.events_read),
+            wall / u32::try_from(reservations).unwrap_or(1),
+        );
+    }
+
+    /// `100000` as `100,000`.
+    fn thousands(n: u64) -> String {
+        let digits = n.to_string();
+        let mut out = String::new();
+        for (i, digit) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i) % 3 == 0 {
+                out.push(',');
+            }
+            out.push(digit);
+        }
+        out
+    }
+
+    pub(super) async fn run() {
+        println!("| events in history | reservation | DynamoDB requests per reservation | by operation | events read per reservation | wall per reservation (moto) |");
+        println!("|---:|---|---:|---|---:|---:|");
+        let started = Instant::now();
+        let mut setups = Vec::new();
+        for history in HISTORIES {
+            setups.push(one_history(history).await);
+        }
+        for setup in setups {
+            eprintln!("{setup}");
+        }
+        eprintln!("history scenario: {:.1?}", started.elapsed());
+    }
+
+    /// Measures one length of history; returns how long its setup took.
+    async fn one_history(history: u64) -> String {
+        let sdk = local_config(&test_endpoint()).await;
+        let table = format!("bench-history-{history}-{}", uuid::Uuid::new_v4().simple());
+        let plain = Client::new(&sdk);
+        let setup = Arc::new(DynamoStore::new(plain.clone(), &table));
+        setup.create_table_if_missing().await.expect("table");
+
+        // The history: event 1 (plenty of stock) through the store, and the raw item it wrote
+        // compared with ours, then events 2..=history in batches.
+        let started = Instant::now();
+        let first = received(1, 1_000_000, SystemClock.now());
+        append(&setup, first.clone()).await;
+        let stored = plain
+            .get_item()
+            .table_name(&table)
+            .key("pk", AttributeValue::S(format!("sku#{}", sku())))
+            .key("sk", AttributeValue::N("1".to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("event 1 read")
+            .item;
+        assert_eq!(stored, Some(event_item(&first)), "item format differs");
+        let mut events = vec![first];
+        events.extend(write_history(&plain, &table, 2..=history).await);
+        let written = started.elapsed();
+
+        // Cold, no snapshot stored yet: the tail query reads the whole history.
+        let tally = Tally::default();
+        let (counts, wall) = reserve(&process(&sdk, &table, &tally), &tally, 1).await;
+        assert_eq!(counts.events_read, history);
+        row(history, "cold, no snapshot", &counts, 1, wall);
+
+        // A snapshot at the head (the history and that hold), saved by the snapshotter from a
+        // feed batch of every event (it folds them in memory), then a few events after it.
+        let started = Instant::now();
+        let head = setup
+            .read_event(&sku(), history + 1)
+            .await
+            .expect("head read")
+            .expect("head");
+        events.push(head);
+        let changes: Vec<FeedChange> = events.into_iter().map(FeedChange::Appended).collect();
+        let failed = Snapshotter::new(Arc::clone(&setup) as Arc<dyn EventStore>)
+            .react(&changes)
+            .await;
+        assert!(failed.is_empty(), "snapshot not saved");
+        let snapshot = setup.read_snapshots(&[sku()]).await.expect("snapshot read");
+        assert_eq!(snapshot[0].as_ref().map(|s| s.version), Some(history + 1));
+        for seq in history + 2..=history + 1 + AFTER_SNAPSHOT {
+            append(&setup, received(seq, 1, SystemClock.now())).await;
+        }
+        let snapshotted = started.elapsed();
+
+        // Cold: a new process reads the snapshot and the events after it.
+        let tally = Tally::default();
+        let inventory = process(&sdk, &table, &tally);
+        let (counts, wall) = reserve(&inventory, &tally, 1).await;
+        assert_eq!(counts.events_read, AFTER_SNAPSHOT);
+        row(
+            history,
+            &format!("cold, snapshot + {AFTER_SNAPSHOT} newer events"),
+            &counts,
+            1,
+            wall,
+        );
+        // Warm: the same process decides on the state it knows.
+        let (counts, wall) = reserve(&inventory, &tally, WARM).await;
+        row(
+            history,
+            &format!("warm, next {WARM} (average)"),
+            &counts,
+            WARM,
+            wall,
+        );
+
+        plain
+            .delete_table()
+            .table_name(&table)
+            .send()
+            .await
+            .expect("table deleted");
+        format!(
+            "history of {}: written in {written:.1?}, snapshot and {AFTER_SNAPSHOT} events in {snapshotted:.1?}",
+            thousands(history)
+        )
+    }
 }

@@ -41,6 +41,10 @@ impl Default for Config {
     }
 }
 
+/// The shortest live retention accepted: the longest hold (1 day) plus the longest grace (1 h)
+/// plus an hour.
+pub const MIN_LIVE_RETENTION_SECS: i64 = 86_400 + 2 * 3_600;
+
 /// A variable that is set but not usable.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("environment variable {name} is invalid: {reason}")]

@@ -9,6 +9,7 @@
 
 pub mod app;
 pub mod archive;
+pub mod audit;
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod config;

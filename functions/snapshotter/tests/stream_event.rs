@@ -57,14 +57,17 @@ async fn the_checked_in_stream_event_brings_the_snapshot_to_the_head_once() {
         .map(|f| f.item_identifier.clone())
         .collect();
     assert_eq!(named, vec![first], "resume from the SKU's first record");
-    assert_eq!(store.read_snapshots(&[sku.clone()]).await, Ok(vec![None]));
+    assert_eq!(
+        store.read_snapshots(std::slice::from_ref(&sku)).await,
+        Ok(vec![None])
+    );
 
     store.heal();
     let done = handle_stream_event(&snapshotter, event.clone()).await;
     assert!(done.batch_item_failures.is_empty());
     let expected = SkuState::from_events(&events);
     assert_eq!(
-        store.read_snapshots(&[sku.clone()]).await,
+        store.read_snapshots(std::slice::from_ref(&sku)).await,
         Ok(vec![Some(expected.clone())])
     );
 

@@ -689,3 +689,34 @@ impl EventStore for DynamoStore {
             .collect()
     }
 }
+
+impl DynamoStore {
+    /// Every SKU with a snapshot: a scan of the whole table for `snap#` items, all pages. For
+    /// tools (the audit); the service never scans.
+    pub async fn snapshot_skus(&self) -> Result<Vec<Sku>, StoreError> {
+        let items: Vec<Item> = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("begins_with(#pk, :snap)")
+            .projection_expression("#pk")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_values(":snap", AttributeValue::S("snap#".to_owned()))
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(|e| unavailable(DisplayErrorContext(e)))?;
+        let mut skus: Vec<Sku> = items
+            .iter()
+            .filter_map(|item| match item.get(PK) {
+                Some(AttributeValue::S(pk)) => Sku::parse(pk.strip_prefix("snap#")?).ok(),
+                _ => None,
+            })
+            .collect();
+        skus.sort();
+        skus.dedup();
+        Ok(skus)
+    }
+}

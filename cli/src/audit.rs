@@ -1,0 +1,238 @@
+//! `inventory replay --sku SKU` and `inventory audit [--all]`: each SKU's state rebuilt from the
+//! S3 archive plus the live table and compared with its snapshot and its read view.
+//!
+//! Exit code: 0 when everything checked is consistent, 1 when something is not (the report
+//! says what), 2 when the audit could not run (the table or the bucket unreachable).
+
+use std::collections::BTreeSet;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use inventory_core::archive::{day_of, Archive};
+use inventory_core::audit::{audit_sku, AuditError, SkuAudit};
+use inventory_core::aws::s3::s3_client;
+use inventory_core::aws::{local_config, sdk_config, DynamoStore, S3Objects};
+use inventory_core::domain::{Sku, SkuState, Timestamp};
+use inventory_core::ports::{Clock, SystemClock};
+
+/// Exit code when a mismatch or a gap was found.
+const MISMATCH: u8 = 1;
+/// Exit code when the audit could not run.
+const UNAVAILABLE: u8 = 2;
+
+const DAY_MILLIS: i64 = 86_400_000;
+
+/// Where the table and the archive are.
+#[derive(Debug, clap::Args)]
+pub struct Target {
+    /// A local AWS endpoint (moto), e.g. http://127.0.0.1:5000; without it, AWS as configured
+    /// by the environment (AWS_REGION, AWS_PROFILE, credentials…).
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+
+    /// The events table.
+    #[arg(long, default_value = "inventory-events", env = "INVENTORY_TABLE")]
+    pub table: String,
+
+    /// The archive bucket.
+    #[arg(
+        long,
+        default_value = "inventory-archive",
+        env = "INVENTORY_ARCHIVE_BUCKET"
+    )]
+    pub bucket: String,
+}
+
+/// Options of `inventory replay`.
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// The SKU to rebuild.
+    #[arg(long, value_parser = parse_sku)]
+    pub sku: Sku,
+
+    #[command(flatten)]
+    pub target: Target,
+}
+
+/// Options of `inventory audit`.
+#[derive(Debug, clap::Args)]
+pub struct AuditArgs {
+    /// Every SKU in the archive and every SKU with a snapshot, instead of the SKUs archived
+    /// today and yesterday (UTC).
+    #[arg(long)]
+    pub all: bool,
+
+    /// SKUs audited at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: u16,
+
+    #[command(flatten)]
+    pub target: Target,
+}
+
+fn parse_sku(raw: &str) -> Result<Sku, String> {
+    Sku::parse(raw).map_err(|err| err.to_string())
+}
+
+/// The table and the archive.
+struct Backend {
+    store: DynamoStore,
+    archive: Archive,
+}
+
+impl Backend {
+    async fn connect(target: &Target) -> Self {
+        let sdk = match &target.endpoint_url {
+            Some(url) => local_config(url).await,
+            None => sdk_config().await,
+        };
+        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &target.table);
+        let objects = S3Objects::new(s3_client(&sdk), &target.bucket);
+        Self {
+            store,
+            archive: Archive::new(Arc::new(objects)),
+        }
+    }
+
+    async fn audit(&self, sku: &Sku, now: Timestamp) -> Result<SkuAudit, AuditError> {
+        audit_sku(&self.store, &self.archive, sku, now).await
+    }
+}
+
+/// One line of figures of `state` at `now`, as the read view computes them.
+fn figures(state: &SkuState, now: Timestamp) -> String {
+    let now = state.now(now);
+    format!(
+        "on_hand {}, committed {}, reserved {}, available {}, version {}",
+        state.on_hand,
+        state.committed,
+        state.held(now),
+        state.available(now),
+        state.version
+    )
+}
+
+/// `inventory replay --sku SKU`.
+pub async fn replay(args: ReplayArgs) -> ExitCode {
+    let backend = Backend::connect(&args.target).await;
+    let now = SystemClock.now();
+    let audit = match backend.audit(&args.sku, now).await {
+        Ok(audit) => audit,
+        Err(err) => {
+            eprintln!("inventory: could not replay {}: {err}", args.sku);
+            return ExitCode::from(UNAVAILABLE);
+        }
+    };
+    println!("{}", args.sku);
+    println!("  replayed: {}", figures(&audit.replayed, now));
+    if !audit.gaps.is_empty() {
+        println!("            (incomplete: the history has gaps)");
+    }
+    match &audit.snapshot {
+        Some(snapshot) => println!("  snapshot: {}", figures(snapshot, now)),
+        None => println!("  snapshot: none"),
+    }
+    match &audit.view {
+        Some(view) => println!(
+            "  view:     on_hand {}, committed {}, reserved {}, available {}, version {}",
+            view.on_hand, view.committed, view.reserved, view.available, view.version
+        ),
+        None => println!("  view:     none (the SKU is listed as missing)"),
+    }
+    println!("{audit}");
+    if audit.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(MISMATCH)
+    }
+}
+
+/// The SKUs to audit: archived today or yesterday, or with `all` every archived SKU and every
+/// SKU with a snapshot.
+async fn skus_to_audit(
+    backend: &Backend,
+    all: bool,
+    now: Timestamp,
+) -> Result<Vec<Sku>, AuditError> {
+    let mut skus = BTreeSet::new();
+    if all {
+        skus.extend(backend.archive.skus().await?);
+        skus.extend(backend.store.snapshot_skus().await?);
+    } else {
+        for day in [day_of(now), day_of(now.plus_millis(-DAY_MILLIS))] {
+            skus.extend(backend.archive.skus_on(&day).await?);
+        }
+    }
+    Ok(skus.into_iter().collect())
+}
+
+/// `inventory audit [--all]`.
+pub async fn audit(args: AuditArgs) -> ExitCode {
+    let backend = Backend::connect(&args.target).await;
+    let now = SystemClock.now();
+    let skus = match skus_to_audit(&backend, args.all, now).await {
+        Ok(skus) => skus,
+        Err(err) => {
+            eprintln!("inventory: could not list the SKUs to audit: {err}");
+            return ExitCode::from(UNAVAILABLE);
+        }
+    };
+
+    let progress = ProgressBar::new(skus.len() as u64);
+    if let Ok(style) =
+        ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} SKUs, {msg}")
+    {
+        progress.set_style(style.progress_chars("=> "));
+    }
+    progress.set_message("0 mismatches");
+
+    let mut audits: Vec<SkuAudit> = Vec::with_capacity(skus.len());
+    let mut failures: Vec<(Sku, AuditError)> = Vec::new();
+    let mut mismatches = 0;
+    let backend = &backend;
+    let mut results = futures::stream::iter(&skus)
+        .map(|sku| async move { (sku, backend.audit(sku, now).await) })
+        .buffer_unordered(usize::from(args.concurrency));
+    while let Some((sku, result)) = results.next().await {
+        match result {
+            Ok(audit) => {
+                mismatches += audit.mismatches.len();
+                audits.push(audit);
+            }
+            Err(err) => failures.push((sku.clone(), err)),
+        }
+        progress.inc(1);
+        progress.set_message(if failures.is_empty() {
+            format!("{mismatches} mismatches")
+        } else {
+            format!("{mismatches} mismatches, {} not audited", failures.len())
+        });
+    }
+    drop(results);
+    progress.finish_and_clear();
+
+    audits.sort_by(|a, b| a.sku.cmp(&b.sku));
+    failures.sort_by(|a, b| a.0.cmp(&b.0));
+    let events: usize = audits.iter().map(|a| a.events).sum();
+    let archived: usize = audits.iter().map(|a| a.archived).sum();
+    let live: usize = audits.iter().map(|a| a.live).sum();
+    println!(
+        "audited {} SKUs, {events} events ({archived} archived, {live} live): {mismatches} mismatches",
+        audits.len()
+    );
+    for audit in audits.iter().filter(|audit| !audit.is_clean()) {
+        println!("{audit}");
+    }
+    for (sku, err) in &failures {
+        println!("{sku}: not audited: {err}");
+    }
+    if mismatches > 0 {
+        ExitCode::from(MISMATCH)
+    } else if !failures.is_empty() {
+        ExitCode::from(UNAVAILABLE)
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -1,0 +1,284 @@
+//! `inventory replay` and `inventory audit` as real processes against moto: a short history of
+//! two SKUs is written, snapshotted, archived to S3 and deleted from the table (as its time to
+//! live would); the audit finds it whole, then names the gap left by a lost archive object.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use inventory_core::app::ReserveRequest;
+use inventory_core::archive::Archive;
+use inventory_core::aws::s3::s3_client;
+use inventory_core::aws::{local_config, test_endpoint, DynamoStore, S3Objects};
+use inventory_core::domain::{
+    Action, Command, CommandId, Line, Quantity, Sku, SkuState, Timestamp, TtlSeconds,
+};
+use inventory_core::feed::{FeedChange, Reaction};
+use inventory_core::memory::MemoryQueue;
+use inventory_core::ports::{EventStore, ObjectStore, SystemClock};
+use inventory_core::reactions::{Archiver, Snapshotter};
+use inventory_core::{Config, Inventory};
+
+/// What a run of the binary printed and how it exited.
+#[derive(Debug)]
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `inventory ARGS --endpoint-url … --table … --bucket …`.
+async fn inventory(args: &[&str], endpoint: &str, table: &str, bucket: &str) -> Run {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_inventory"))
+        .args(args)
+        .args([
+            "--endpoint-url",
+            endpoint,
+            "--table",
+            table,
+            "--bucket",
+            bucket,
+        ])
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(120), output)
+        .await
+        .expect("the command finishes within two minutes")
+        .expect("the binary runs");
+    Run {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+async fn receive(inventory: &Inventory, sku: &Sku, units: i64) {
+    let command = Command {
+        id: CommandId::random(),
+        sku: sku.clone(),
+        accepted_at: Timestamp::from_millis(0),
+        action: Action::ReceiveStock {
+            quantity: Quantity::new(units).expect("valid quantity"),
+            reference: None,
+        },
+    };
+    inventory
+        .apply_commands(sku, &[command])
+        .await
+        .expect("stock received");
+}
+
+async fn reserve(inventory: &Inventory, sku: &Sku, units: i64) {
+    let line = Line {
+        sku: sku.clone(),
+        quantity: Quantity::new(units).expect("valid quantity"),
+    };
+    let request =
+        ReserveRequest::new(vec![line], TtlSeconds::DEFAULT, None).expect("valid request");
+    inventory.reserve(request).await.expect("reserved");
+}
+
+/// Delivers each SKU's events so far to the snapshotter, then to the archiver, as the table's
+/// stream would.
+async fn react(store: &DynamoStore, snapshotter: &Snapshotter, archiver: &Archiver, skus: &[Sku]) {
+    let mut changes = Vec::new();
+    for sku in skus {
+        let events = store.read_stream(sku, 0).await.expect("stream read");
+        changes.extend(events.into_iter().map(FeedChange::Appended));
+    }
+    assert!(snapshotter.react(&changes).await.is_empty(), "snapshots");
+    assert!(archiver.react(&changes).await.is_empty(), "archive");
+}
+
+/// Does what the table's time to live does once it runs out: deletes the retired events (those
+/// with a `ttl`). Returns how many.
+async fn delete_retired_events(client: &aws_sdk_dynamodb::Client, table: &str) -> usize {
+    let items: Vec<HashMap<String, AttributeValue>> = client
+        .scan()
+        .table_name(table)
+        .filter_expression("attribute_exists(#ttl) AND begins_with(#pk, :events)")
+        .expression_attribute_names("#ttl", "ttl")
+        .expression_attribute_names("#pk", "pk")
+        .expression_attribute_values(":events", AttributeValue::S("sku#".to_owned()))
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .expect("scan");
+    for item in &items {
+        client
+            .delete_item()
+            .table_name(table)
+            .key("pk", item["pk"].clone())
+            .key("sk", item["sk"].clone())
+            .send()
+            .await
+            .expect("delete");
+    }
+    items.len()
+}
+
+#[tokio::test]
+async fn replay_and_audit_find_the_history_whole_then_name_a_gap() {
+    let endpoint = test_endpoint();
+    let sdk = local_config(&endpoint).await;
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let table = format!("audit-{run_id}");
+    let bucket = format!("audit-{run_id}");
+    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+    let store = Arc::new(DynamoStore::new(dynamo.clone(), &table));
+    store.create_table_if_missing().await.expect("table");
+    let objects = Arc::new(S3Objects::new(s3_client(&sdk), &bucket));
+    objects.create_bucket_if_missing().await.expect("bucket");
+    let archive = Archive::new(objects.clone());
+
+    let inventory = Inventory::new(
+        store.clone(),
+        Arc::new(MemoryQueue::new()),
+        Arc::new(SystemClock),
+        Config::default(),
+    );
+    let snapshotter = Snapshotter::new(store.clone());
+    let archiver = Archiver::new(
+        store.clone(),
+        archive.clone(),
+        Arc::new(SystemClock),
+        Duration::ZERO,
+    );
+    let a = Sku::parse(&format!("A-{}", &run_id[..8])).expect("sku");
+    let b = Sku::parse(&format!("B-{}", &run_id[..8])).expect("sku");
+    let skus = [a.clone(), b.clone()];
+
+    // A: received 10 (1), then 3 held (2) and 5 received (3); B: received 4 (1), 1 held (2).
+    receive(&inventory, &a, 10).await;
+    receive(&inventory, &b, 4).await;
+    react(&store, &snapshotter, &archiver, &skus).await;
+    reserve(&inventory, &a, 3).await;
+    receive(&inventory, &a, 5).await;
+    reserve(&inventory, &b, 1).await;
+    react(&store, &snapshotter, &archiver, &skus).await;
+    assert_eq!(delete_retired_events(&dynamo, &table).await, 5);
+    for sku in &skus {
+        assert!(store.read_stream(sku, 0).await.expect("read").is_empty());
+    }
+
+    let replay = inventory_run(&["replay", "--sku", a.as_str()], &endpoint, &table, &bucket).await;
+    assert_eq!(replay.code, Some(0), "{replay:#?}");
+    assert!(
+        replay
+            .stdout
+            .contains("replayed: on_hand 15, committed 0, reserved 3, available 12, version 3"),
+        "{replay:#?}"
+    );
+    assert!(
+        replay.stdout.contains("snapshot: on_hand 15"),
+        "{replay:#?}"
+    );
+    assert!(replay.stdout.contains(": clean."), "{replay:#?}");
+
+    let audit_all = inventory_run(&["audit", "--all"], &endpoint, &table, &bucket).await;
+    assert_eq!(audit_all.code, Some(0), "{audit_all:#?}");
+    assert!(
+        audit_all
+            .stdout
+            .contains("audited 2 SKUs, 5 events (5 archived, 0 live): 0 mismatches"),
+        "{audit_all:#?}"
+    );
+    let audit_recent = inventory_run(&["audit"], &endpoint, &table, &bucket).await;
+    assert_eq!(audit_recent.code, Some(0), "{audit_recent:#?}");
+    assert!(
+        audit_recent.stdout.contains("audited 2 SKUs"),
+        "{audit_recent:#?}"
+    );
+
+    // Lose A's first archived object: event 1 is now nowhere.
+    let keys = objects
+        .list(&format!("events/sku={a}/"))
+        .await
+        .expect("list");
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    s3_client(&sdk)
+        .delete_object()
+        .bucket(&bucket)
+        .key(&keys[0])
+        .send()
+        .await
+        .expect("delete object");
+
+    let broken = inventory_run(&["audit", "--all"], &endpoint, &table, &bucket).await;
+    assert_eq!(broken.code, Some(1), "{broken:#?}");
+    assert!(
+        broken
+            .stdout
+            .contains("audited 2 SKUs, 4 events (4 archived, 0 live): 1 mismatches"),
+        "{broken:#?}"
+    );
+    assert!(
+        broken.stdout.contains(&format!("{a}: 1 mismatch.")),
+        "{broken:#?}"
+    );
+    assert!(
+        broken
+            .stdout
+            .contains("event 1 is in neither the archive nor the table"),
+        "{broken:#?}"
+    );
+    let replay = inventory_run(&["replay", "--sku", a.as_str()], &endpoint, &table, &bucket).await;
+    assert_eq!(replay.code, Some(1), "{replay:#?}");
+    assert!(
+        replay.stdout.contains("(incomplete: the history has gaps)"),
+        "{replay:#?}"
+    );
+
+    // A snapshot of a SKU that has no event anywhere: found by the scan of snapshots.
+    let c = Sku::parse(&format!("C-{}", &run_id[..8])).expect("sku");
+    let mut forged = SkuState::default();
+    forged.version = 1;
+    forged.on_hand = 2;
+    store
+        .save_snapshot(&c, &forged)
+        .await
+        .expect("snapshot saved");
+    let orphan = inventory_run(&["audit", "--all"], &endpoint, &table, &bucket).await;
+    assert_eq!(orphan.code, Some(1), "{orphan:#?}");
+    assert!(
+        orphan.stdout.contains("audited 3 SKUs") && orphan.stdout.contains("2 mismatches"),
+        "{orphan:#?}"
+    );
+    assert!(
+        orphan.stdout.contains(&format!(
+            "{c}: 1 mismatch. 0 events up to 0 (0 archived, 0 live), snapshot at version 1. \
+             Mismatches: a snapshot at version 1 exists but no event is in the archive or the table."
+        )),
+        "{orphan:#?}"
+    );
+
+    let unreachable =
+        inventory_run(&["audit", "--all"], &endpoint, &table, "no-such-bucket-x").await;
+    assert_eq!(unreachable.code, Some(2), "{unreachable:#?}");
+    print_runs(&[&audit_all, &broken, &unreachable]);
+}
+
+/// Runs the binary, echoing what it printed (shown with `--nocapture`).
+async fn inventory_run(args: &[&str], endpoint: &str, table: &str, bucket: &str) -> Run {
+    let run = inventory(args, endpoint, table, bucket).await;
+    println!(
+        "$ inventory {}\n{}(exit {:?})",
+        args.join(" "),
+        run.stdout,
+        run.code
+    );
+    run
+}
+
+fn print_runs(runs: &[&Run]) {
+    for run in runs {
+        if !run.stderr.is_empty() {
+            eprintln!("{}", run.stderr);
+        }
+    }
+}
