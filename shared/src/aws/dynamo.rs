@@ -9,7 +9,7 @@
 //!
 //! The expiry index is the sparse GSI `ExpiryIndex` (`expiry_shard` S, `expires_at` N,
 //! projecting `reservation_id`): only hold-placed and hold-extended events carry
-//! `expiry_shard`, a stable hash of the SKU over [`EXPIRY_SHARDS`] shards so that holds
+//! `expiry_shard`, a stable hash of the reservation over [`EXPIRY_SHARDS`] shards so that holds
 //! expiring in the same second spread over partitions. A sweep queries every shard by
 //! `expires_at` range.
 //!
@@ -111,12 +111,16 @@ struct ExpiryEntry {
     expires_at: Timestamp,
 }
 
-/// The expiry shard of a SKU's hold events: FNV-1a of the SKU, stable across processes and
-/// releases.
-pub fn expiry_shard(sku: &Sku) -> u32 {
-    let hash = sku.as_str().bytes().fold(0x811c_9dc5_u32, |hash, byte| {
-        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
-    });
+/// The expiry shard of a reservation's hold events: FNV-1a of the reservation id, stable across
+/// processes and releases. By reservation rather than by SKU, so the holds of one hot SKU (a
+/// flash sale) spread over every shard's partition of the index.
+pub fn expiry_shard(reservation_id: &ReservationId) -> u32 {
+    let hash = reservation_id
+        .to_string()
+        .bytes()
+        .fold(0x811c_9dc5_u32, |hash, byte| {
+            (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+        });
     hash % EXPIRY_SHARDS
 }
 
@@ -256,14 +260,15 @@ impl DynamoStore {
     }
 
     fn event_item(event: &Event) -> Result<Item, StoreError> {
-        let indexed = matches!(
-            event.change,
-            Change::HoldPlaced { .. } | Change::HoldExtended { .. }
-        );
+        let indexed = match &event.change {
+            Change::HoldPlaced { reservation_id, .. }
+            | Change::HoldExtended { reservation_id, .. } => Some(reservation_id),
+            _ => None,
+        };
         serde_dynamo::to_item(EventItem {
             pk: Self::stream_pk(&event.sku),
             sk: event.seq,
-            expiry_shard: indexed.then(|| expiry_shard(&event.sku).to_string()),
+            expiry_shard: indexed.map(|id| expiry_shard(id).to_string()),
             event,
         })
         .map_err(unavailable)
@@ -410,6 +415,23 @@ impl DynamoStore {
 }
 
 impl DynamoStore {
+    /// Items by partition key (sort key 0), decoded, in the order asked (`None`: absent).
+    async fn batch_get_as<T: serde::de::DeserializeOwned>(
+        &self,
+        pks: &[String],
+        consistent: bool,
+    ) -> Result<Vec<Option<T>>, StoreError> {
+        let found = self.batch_get(pks, consistent).await?;
+        pks.iter()
+            .map(|pk| {
+                found
+                    .get(pk)
+                    .map(|item| serde_dynamo::from_item(item.clone()).map_err(unavailable))
+                    .transpose()
+            })
+            .collect()
+    }
+
     /// Items by partition key (sort key 0), any number of them: BatchGetItem in chunks of 100,
     /// unprocessed keys asked again with back-off.
     async fn batch_get(
@@ -514,22 +536,16 @@ impl EventStore for DynamoStore {
 
     async fn read_records(&self, keys: &[RecordKey]) -> Result<Vec<Option<Versioned>>, StoreError> {
         let pks: Vec<String> = keys.iter().map(Self::record_pk).collect();
-        let mut found = self.batch_get(&pks, true).await?;
-        pks.iter()
-            .map(|pk| {
-                found
-                    .remove(pk)
-                    .map(|item| {
-                        let stored: RecordItem =
-                            serde_dynamo::from_item(item).map_err(unavailable)?;
-                        Ok(Versioned {
-                            version: stored.version,
-                            record: stored.record,
-                        })
-                    })
-                    .transpose()
+        let stored: Vec<Option<RecordItem>> = self.batch_get_as(&pks, true).await?;
+        Ok(stored
+            .into_iter()
+            .map(|item| {
+                item.map(|item| Versioned {
+                    version: item.version,
+                    record: item.record,
+                })
             })
-            .collect()
+            .collect())
     }
 
     async fn commit(&self, commit: Commit) -> Result<(), StoreError> {
@@ -548,19 +564,11 @@ impl EventStore for DynamoStore {
 
     async fn read_snapshots(&self, skus: &[Sku]) -> Result<Vec<Option<SkuState>>, StoreError> {
         let pks: Vec<String> = skus.iter().map(Self::snapshot_pk).collect();
-        let mut found = self.batch_get(&pks, false).await?;
-        pks.iter()
-            .map(|pk| {
-                found
-                    .remove(pk)
-                    .map(|item| {
-                        let stored: SnapshotItem =
-                            serde_dynamo::from_item(item).map_err(unavailable)?;
-                        Ok(stored.state)
-                    })
-                    .transpose()
-            })
-            .collect()
+        let stored: Vec<Option<SnapshotItem>> = self.batch_get_as(&pks, false).await?;
+        Ok(stored
+            .into_iter()
+            .map(|item| item.map(|item| item.state))
+            .collect())
     }
 
     async fn save_snapshot(&self, sku: &Sku, state: &SkuState) -> Result<SnapshotSave, StoreError> {
