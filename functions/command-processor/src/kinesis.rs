@@ -73,6 +73,9 @@ pub async fn handle_records(inventory: &Inventory, records: &[StreamRecord<'_>])
         }
     }
     let outcome = process_batch(inventory, &commands).await;
+    if records.is_empty() {
+        return None;
+    }
     tracing::info!(
         records = records.len(),
         applied = outcome.report.applied,
