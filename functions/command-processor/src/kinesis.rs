@@ -5,6 +5,7 @@
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::streams::KinesisEventResponse;
 use inventory_core::domain::{Command, CommandId, Sku};
+use inventory_core::feed::compare_sequence_numbers;
 use inventory_core::Inventory;
 use serde::Deserialize;
 
@@ -124,9 +125,4 @@ async fn reject_malformed(
             false
         }
     }
-}
-
-/// Kinesis sequence numbers are decimal strings of up to 128 bits: compare by length, then text.
-pub fn compare_sequence_numbers(a: &str, b: &str) -> std::cmp::Ordering {
-    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
 }

@@ -12,7 +12,7 @@ use inventory_core::app::ApplyReport;
 use inventory_core::domain::{Command, Sku};
 use inventory_core::{AppError, Inventory};
 
-pub use kinesis::{compare_sequence_numbers, handle_kinesis_event, handle_records, StreamRecord};
+pub use kinesis::{handle_kinesis_event, handle_records, StreamRecord};
 
 /// What became of a batch.
 #[derive(Debug, Default, PartialEq, Eq)]
