@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
+use inventory_core::archive::ArchiveError;
 use inventory_core::archive::{day_of, Archive};
-use inventory_core::audit::{audit_sku, AuditError, SkuAudit};
+use inventory_core::audit::{audit_sku, SkuAudit};
 use inventory_core::aws::s3::s3_client;
 use inventory_core::aws::{local_config, sdk_config, DynamoStore, S3Objects};
 use inventory_core::domain::{Sku, SkuState, Timestamp};
@@ -96,7 +97,7 @@ impl Backend {
         }
     }
 
-    async fn audit(&self, sku: &Sku, now: Timestamp) -> Result<SkuAudit, AuditError> {
+    async fn audit(&self, sku: &Sku, now: Timestamp) -> Result<SkuAudit, ArchiveError> {
         audit_sku(&self.store, &self.archive, sku, now).await
     }
 }
@@ -155,7 +156,7 @@ async fn skus_to_audit(
     backend: &Backend,
     all: bool,
     now: Timestamp,
-) -> Result<Vec<Sku>, AuditError> {
+) -> Result<Vec<Sku>, ArchiveError> {
     let mut skus = BTreeSet::new();
     if all {
         skus.extend(backend.archive.skus().await?);
@@ -189,7 +190,7 @@ pub async fn audit(args: AuditArgs) -> ExitCode {
     progress.set_message("0 mismatches");
 
     let mut audits: Vec<SkuAudit> = Vec::with_capacity(skus.len());
-    let mut failures: Vec<(Sku, AuditError)> = Vec::new();
+    let mut failures: Vec<(Sku, ArchiveError)> = Vec::new();
     let mut mismatches = 0;
     let backend = &backend;
     let mut results = futures::stream::iter(&skus)

@@ -18,13 +18,27 @@ use std::sync::Arc;
 use flate2::read::GzDecoder;
 use flate2::{Compression, GzBuilder};
 
+use thiserror::Error;
+
 use crate::domain::{Event, Sku, Timestamp, Version};
-use crate::ports::{ObjectStore, ObjectStoreError};
+use crate::ports::{ObjectStore, ObjectStoreError, StoreError};
 
 /// Prefix of the data objects.
 pub const EVENTS_PREFIX: &str = "events/";
 /// Prefix of the day index.
 pub const DAYS_PREFIX: &str = "days/";
+
+/// Why work between the table and the archive (archiving a SKU, auditing one) did not get
+/// done: one of the two could not be read or written. Nothing was concluded; try again.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ArchiveError {
+    /// The table failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The object store failed.
+    #[error(transparent)]
+    Objects(#[from] ObjectStoreError),
+}
 
 /// The archive on an object store.
 #[derive(Clone)]

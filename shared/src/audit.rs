@@ -14,23 +14,10 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use thiserror::Error;
-
 use crate::app::ItemView;
-use crate::archive::Archive;
+use crate::archive::{Archive, ArchiveError};
 use crate::domain::{Event, Sku, SkuState, Timestamp, Version};
-use crate::ports::{EventStore, ObjectStoreError, Record, RecordKey, StoreError};
-
-/// Why a SKU could not be audited (nothing was concluded about it).
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum AuditError {
-    /// The table could not be read.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The archive could not be read.
-    #[error(transparent)]
-    Objects(#[from] ObjectStoreError),
-}
+use crate::ports::{EventStore, Record, RecordKey};
 
 /// What auditing one SKU found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,7 +179,7 @@ pub async fn audit_sku(
     archive: &Archive,
     sku: &Sku,
     now: Timestamp,
-) -> Result<SkuAudit, AuditError> {
+) -> Result<SkuAudit, ArchiveError> {
     let archived = archive.read_sku(sku).await?;
     let live = store.read_stream(sku, 0).await?;
     let snapshot = store

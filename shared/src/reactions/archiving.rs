@@ -15,7 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::future::join_all;
 
-use crate::archive::Archive;
+use crate::archive::{Archive, ArchiveError};
 use crate::domain::{Event, Sku, Version};
 use crate::feed::{FeedChange, Reaction};
 use crate::ports::{
@@ -36,34 +36,6 @@ impl std::fmt::Debug for Archiver {
         f.debug_struct("Archiver")
             .field("live_retention", &self.live_retention)
             .finish_non_exhaustive()
-    }
-}
-
-/// Why one SKU could not be archived this time.
-#[derive(Debug)]
-enum ArchiveFailure {
-    Store(StoreError),
-    Objects(crate::ports::ObjectStoreError),
-}
-
-impl std::fmt::Display for ArchiveFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ArchiveFailure::Store(err) => err.fmt(f),
-            ArchiveFailure::Objects(err) => err.fmt(f),
-        }
-    }
-}
-
-impl From<StoreError> for ArchiveFailure {
-    fn from(err: StoreError) -> Self {
-        ArchiveFailure::Store(err)
-    }
-}
-
-impl From<crate::ports::ObjectStoreError> for ArchiveFailure {
-    fn from(err: crate::ports::ObjectStoreError) -> Self {
-        ArchiveFailure::Objects(err)
     }
 }
 
@@ -90,7 +62,7 @@ impl Archiver {
         stored: Option<Versioned>,
         covered_by_snapshot: Version,
         delivered: &[&FeedChange],
-    ) -> Result<(), ArchiveFailure> {
+    ) -> Result<(), ArchiveError> {
         let (mark, version) = match stored {
             Some(Versioned {
                 version,
