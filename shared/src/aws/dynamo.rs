@@ -47,6 +47,10 @@ use crate::ports::{
 pub const PK: &str = "pk";
 /// Sort key attribute.
 pub const SK: &str = "sk";
+/// Partition key prefix of a SKU's event stream: only these items are the change feed.
+pub const STREAM_PREFIX: &str = "sku#";
+/// Partition key prefix of a SKU's snapshot.
+const SNAPSHOT_PREFIX: &str = "snap#";
 /// Time-to-live attribute (epoch seconds) of records that may be forgotten.
 pub const TTL: &str = "ttl";
 
@@ -231,7 +235,7 @@ impl DynamoStore {
     }
 
     fn stream_pk(sku: &Sku) -> String {
-        format!("sku#{sku}")
+        format!("{STREAM_PREFIX}{sku}")
     }
 
     fn record_pk(key: &RecordKey) -> String {
@@ -249,7 +253,7 @@ impl DynamoStore {
     }
 
     fn snapshot_pk(sku: &Sku) -> String {
-        format!("snap#{sku}")
+        format!("{SNAPSHOT_PREFIX}{sku}")
     }
 
     fn key_of(pk: String, sk: u64) -> Item {
@@ -635,7 +639,7 @@ impl EventStore for DynamoStore {
                 let entry: ExpiryEntry = serde_dynamo::from_item(item).map_err(unavailable)?;
                 let sku = entry
                     .pk
-                    .strip_prefix("sku#")
+                    .strip_prefix(STREAM_PREFIX)
                     .and_then(|sku| Sku::parse(sku).ok())
                     .ok_or_else(|| {
                         unavailable(format!("unexpected key {} in the index", entry.pk))
@@ -709,7 +713,7 @@ impl DynamoStore {
             .filter_expression("begins_with(#pk, :snap)")
             .projection_expression("#pk")
             .expression_attribute_names("#pk", PK)
-            .expression_attribute_values(":snap", AttributeValue::S("snap#".to_owned()))
+            .expression_attribute_values(":snap", AttributeValue::S(SNAPSHOT_PREFIX.to_owned()))
             .into_paginator()
             .items()
             .send()
@@ -719,7 +723,7 @@ impl DynamoStore {
         let mut skus: Vec<Sku> = items
             .iter()
             .filter_map(|item| match item.get(PK) {
-                Some(AttributeValue::S(pk)) => Sku::parse(pk.strip_prefix("snap#")?).ok(),
+                Some(AttributeValue::S(pk)) => Sku::parse(pk.strip_prefix(SNAPSHOT_PREFIX)?).ok(),
                 _ => None,
             })
             .collect();

@@ -6,6 +6,7 @@
 use aws_lambda_events::event::dynamodb::{Event as StreamEvent, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 
+use super::dynamo::{PK, STREAM_PREFIX};
 use crate::domain::Event;
 use crate::feed::{react_to_batch, Delivered, FeedChange, Reaction};
 
@@ -15,7 +16,7 @@ fn change_of(
     new_image: Option<serde_dynamo::Item>,
     old_image: Option<serde_dynamo::Item>,
 ) -> Option<FeedChange> {
-    let is_event = |image: &serde_dynamo::Item| matches!(image.get("pk"), Some(serde_dynamo::AttributeValue::S(pk)) if pk.starts_with("sku#"));
+    let is_event = |image: &serde_dynamo::Item| matches!(image.get(PK), Some(serde_dynamo::AttributeValue::S(pk)) if pk.starts_with(STREAM_PREFIX));
     let decode = |image: serde_dynamo::Item| -> Option<Event> {
         if !is_event(&image) {
             return None;
