@@ -212,6 +212,21 @@ async fn receive_reserve_expire_checkout_release_converge_archive_delete_and_aud
     let returned = world.reserve(&[(&b, 4)], 600).await;
     let kept = world.reserve(&[(&a, 5)], 900).await;
 
+    // The archiver retires only what a snapshot covers when it handles a SKU's batch, so let
+    // each SKU have a snapshot before its next events (the expiries, the checkout) reach the
+    // archiver: the oldest events are then retired on that batch, whichever reaction runs first.
+    for sku in [&a, &b] {
+        until(&format!("{sku} has a snapshot"), || {
+            let store = store.clone();
+            let sku = sku.clone();
+            async move {
+                let snapshot = store.read_snapshots(&[sku]).await.unwrap().pop().flatten();
+                snapshot.is_some()
+            }
+        })
+        .await;
+    }
+
     // The short holds lapse: past expiry and grace, the timer expires them once.
     clock.advance_millis((60 + Config::default().release_grace_secs + 1) * 1000);
     let sweep = world.inventory.sweep_expired_holds().await.expect("sweep");
