@@ -18,6 +18,8 @@ use inventory_core::aws::{local_config, sdk_config, DynamoStore, S3Objects};
 use inventory_core::domain::{Sku, SkuState, Timestamp};
 use inventory_core::ports::{Clock, SystemClock};
 
+use crate::dev::StorageNames;
+
 /// Exit code when a mismatch or a gap was found.
 const MISMATCH: u8 = 1;
 /// Exit code when the audit could not run.
@@ -33,17 +35,8 @@ pub struct Target {
     #[arg(long, value_name = "URL")]
     pub endpoint_url: Option<String>,
 
-    /// The events table.
-    #[arg(long, default_value = "inventory-events", env = "INVENTORY_TABLE")]
-    pub table: String,
-
-    /// The archive bucket.
-    #[arg(
-        long,
-        default_value = "inventory-archive",
-        env = "INVENTORY_ARCHIVE_BUCKET"
-    )]
-    pub bucket: String,
+    #[command(flatten)]
+    pub names: StorageNames,
 }
 
 /// Options of `inventory replay`.
@@ -89,8 +82,8 @@ impl Backend {
             Some(url) => local_config(url).await,
             None => sdk_config().await,
         };
-        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &target.table);
-        let objects = S3Objects::new(s3_client(&sdk), &target.bucket);
+        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &target.names.table);
+        let objects = S3Objects::new(s3_client(&sdk), &target.names.bucket);
         Self {
             store,
             archive: Archive::new(Arc::new(objects)),

@@ -39,9 +39,8 @@ pub struct DevArgs {
 /// Names of the table, stream and bucket at a local AWS.
 #[derive(Debug, clap::Args)]
 pub struct ResourceNames {
-    /// The events table.
-    #[arg(long, default_value = "inventory-events", env = "INVENTORY_TABLE")]
-    pub table: String,
+    #[command(flatten)]
+    pub storage: StorageNames,
 
     /// The command stream.
     #[arg(
@@ -50,6 +49,14 @@ pub struct ResourceNames {
         env = "INVENTORY_COMMAND_STREAM"
     )]
     pub stream: String,
+}
+
+/// Names of the events table and the archive bucket (also what `replay` and `audit` read).
+#[derive(Debug, clap::Args)]
+pub struct StorageNames {
+    /// The events table.
+    #[arg(long, default_value = "inventory-events", env = "INVENTORY_TABLE")]
+    pub table: String,
 
     /// The archive bucket.
     #[arg(
@@ -74,18 +81,21 @@ pub struct InitArgs {
 /// Creates the table, stream and bucket if missing.
 pub async fn init(args: InitArgs) -> Result<(), Box<dyn std::error::Error>> {
     let sdk = local_config(&args.endpoint_url).await;
-    DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &args.names.table)
-        .create_table_if_missing()
-        .await?;
+    DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        &args.names.storage.table,
+    )
+    .create_table_if_missing()
+    .await?;
     KinesisQueue::new(aws_sdk_kinesis::Client::new(&sdk), &args.names.stream)
         .create_stream_if_missing()
         .await?;
-    S3Objects::new(s3_client(&sdk), &args.names.bucket)
+    S3Objects::new(s3_client(&sdk), &args.names.storage.bucket)
         .create_bucket_if_missing()
         .await?;
     println!(
         "table {}, stream {} and bucket {} are ready at {}",
-        args.names.table, args.names.stream, args.names.bucket, args.endpoint_url
+        args.names.storage.table, args.names.stream, args.names.storage.bucket, args.endpoint_url
     );
     Ok(())
 }
@@ -113,8 +123,8 @@ pub async fn run(args: DevArgs) -> Result<(), Box<dyn std::error::Error>> {
     println!("inventory dev listening on http://{address}");
     match &args.endpoint_url {
         None => tracing::info!(%address, "embedded backend: in-memory store, queue and archive"),
-        Some(url) => tracing::info!(%address, endpoint = %url, table = %args.names.table,
-            stream = %args.names.stream, bucket = %args.names.bucket,
+        Some(url) => tracing::info!(%address, endpoint = %url, table = %args.names.storage.table,
+            stream = %args.names.stream, bucket = %args.names.storage.bucket,
             "DynamoDB, Kinesis and S3 backend"),
     }
     axum::serve(listener, reservations_api::router(inventory))
@@ -161,14 +171,15 @@ async fn on_local_aws(
 ) -> Result<Arc<Inventory>, Box<dyn std::error::Error>> {
     let sdk = local_config(url).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
-    let store = DynamoStore::new(dynamodb.clone(), &names.table);
+    let store = DynamoStore::new(dynamodb.clone(), &names.storage.table);
     store.create_table_if_missing().await?;
     let kinesis = aws_sdk_kinesis::Client::new(&sdk);
     let queue = KinesisQueue::new(kinesis.clone(), &names.stream);
     queue.create_stream_if_missing().await?;
-    let objects = S3Objects::new(s3_client(&sdk), &names.bucket);
+    let objects = S3Objects::new(s3_client(&sdk), &names.storage.bucket);
     objects.create_bucket_if_missing().await?;
-    let table_stream = crate::stream_poller::latest_stream_arn(&dynamodb, &names.table).await?;
+    let table_stream =
+        crate::stream_poller::latest_stream_arn(&dynamodb, &names.storage.table).await?;
 
     let store: Arc<dyn EventStore> = Arc::new(store);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
