@@ -142,10 +142,9 @@ enum Position {
     After(String),
 }
 
-/// What a read of the shard gave.
-enum Read {
-    Records(GetRecordsOutput),
-    /// The shard is gone: nothing more to read.
+/// Why a read of the shard (or getting an iterator for it) gave no records.
+enum NoRead {
+    /// The shard is gone (trimmed, or the stream disabled): nothing more to read.
     Gone,
     /// Try again later.
     Retry,
@@ -164,14 +163,6 @@ fn same_records(first: &[Record], second: &[Record]) -> bool {
         )
     };
     first.len() == second.len() && first.iter().map(key).eq(second.iter().map(key))
-}
-
-/// Why no iterator could be had.
-enum NoIterator {
-    /// The shard is gone (trimmed, or the stream disabled): nothing more to read.
-    Gone,
-    /// Try again later.
-    Retry,
 }
 
 struct ShardPoller {
@@ -199,9 +190,9 @@ impl ShardPoller {
         let mut position = Position::TrimHorizon;
         loop {
             let answer = match self.read(&mut position, BATCH_SIZE).await {
-                Read::Records(answer) => answer,
-                Read::Gone => return,
-                Read::Retry => {
+                Ok(answer) => answer,
+                Err(NoRead::Gone) => return,
+                Err(NoRead::Retry) => {
                     tokio::time::sleep(IDLE).await;
                     continue;
                 }
@@ -210,8 +201,8 @@ impl ShardPoller {
             if !records.is_empty() {
                 let limit = i32::try_from(records.len()).unwrap_or(BATCH_SIZE);
                 match self.read(&mut position.clone(), limit).await {
-                    Read::Records(again) if same_records(records, again.records()) => {}
-                    Read::Gone => return,
+                    Ok(again) if same_records(records, again.records()) => {}
+                    Err(NoRead::Gone) => return,
                     _ => {
                         tracing::debug!(reaction = self.name, shard = %self.shard_id,
                             "the stream changed under a second read; reading again");
@@ -246,12 +237,8 @@ impl ShardPoller {
     }
 
     /// Up to `limit` records from `position`, with a fresh iterator.
-    async fn read(&self, position: &mut Position, limit: i32) -> Read {
-        let iterator = match self.iterator(position).await {
-            Ok(iterator) => iterator,
-            Err(NoIterator::Gone) => return Read::Gone,
-            Err(NoIterator::Retry) => return Read::Retry,
-        };
+    async fn read(&self, position: &mut Position, limit: i32) -> Result<GetRecordsOutput, NoRead> {
+        let iterator = self.iterator(position).await?;
         match self
             .client
             .get_records()
@@ -260,23 +247,23 @@ impl ShardPoller {
             .send()
             .await
         {
-            Ok(answer) => Read::Records(answer),
+            Ok(answer) => Ok(answer),
             Err(err) => {
                 if err
                     .as_service_error()
                     .is_some_and(|e| e.is_resource_not_found_exception())
                 {
                     tracing::info!(reaction = self.name, shard = %self.shard_id, "the shard is gone");
-                    return Read::Gone;
+                    return Err(NoRead::Gone);
                 }
                 tracing::warn!(reaction = self.name, error = %DisplayErrorContext(&err),
                     "GetRecords failed");
-                Read::Retry
+                Err(NoRead::Retry)
             }
         }
     }
 
-    async fn iterator(&self, position: &mut Position) -> Result<String, NoIterator> {
+    async fn iterator(&self, position: &mut Position) -> Result<String, NoRead> {
         let (kind, sequence) = match position {
             Position::TrimHorizon => (ShardIteratorType::TrimHorizon, None),
             Position::At(sequence) => (ShardIteratorType::AtSequenceNumber, Some(sequence)),
@@ -296,25 +283,25 @@ impl ShardPoller {
                 Some(iterator) => Ok(iterator.to_owned()),
                 None => {
                     tracing::warn!(reaction = self.name, "GetShardIterator gave no iterator");
-                    Err(NoIterator::Retry)
+                    Err(NoRead::Retry)
                 }
             },
             Err(err) => {
                 let service = err.as_service_error();
                 if service.is_some_and(|e| e.is_resource_not_found_exception()) {
                     tracing::info!(reaction = self.name, shard = %self.shard_id, "the shard is gone");
-                    return Err(NoIterator::Gone);
+                    return Err(NoRead::Gone);
                 }
                 if service.is_some_and(|e| e.is_trimmed_data_access_exception()) {
                     // Past the stream's retention: read from the oldest record still there.
                     tracing::warn!(reaction = self.name, shard = %self.shard_id, position = ?position,
                         "the position was trimmed from the stream; reading from the oldest record");
                     *position = Position::TrimHorizon;
-                    return Err(NoIterator::Retry);
+                    return Err(NoRead::Retry);
                 }
                 tracing::warn!(reaction = self.name, error = %DisplayErrorContext(&err),
                     "GetShardIterator failed");
-                Err(NoIterator::Retry)
+                Err(NoRead::Retry)
             }
         }
     }
