@@ -123,30 +123,27 @@ impl Archiver {
         last: Version,
         delivered: &BTreeMap<Version, &Event>,
     ) -> Result<Vec<Event>, StoreError> {
-        let complete = delivered.len() as u64 == last - archived_through;
+        // Both maps hold distinct sequences in `archived_through + 1 ..= last`: they hold every
+        // one of them exactly when they hold as many as the range does.
+        let wanted = last - archived_through;
         let mut run: BTreeMap<Version, Event> = delivered
             .iter()
             .map(|(seq, event)| (*seq, (*event).clone()))
             .collect();
-        if !complete {
+        if delivered.len() as u64 != wanted {
             for event in self.store.read_stream(sku, archived_through).await? {
                 if event.seq <= last {
                     run.entry(event.seq).or_insert(event);
                 }
             }
         }
-        let run: Vec<Event> = run.into_values().collect();
-        let gapless = run
-            .iter()
-            .zip(archived_through + 1..)
-            .all(|(event, seq)| event.seq == seq)
-            && run.len() as u64 == last - archived_through;
-        if !gapless {
+        if run.len() as u64 != wanted {
             return Err(StoreError::Unavailable(format!(
                 "events {}..={last} of {sku} are not all readable: cannot archive without a gap",
                 archived_through + 1
             )));
         }
+        let run: Vec<Event> = run.into_values().collect();
         Ok(run)
     }
 }
