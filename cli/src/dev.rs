@@ -6,6 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use inventory_core::memory::{MemoryObjects, MemoryQueue, MemoryStore};
 use inventory_core::ports::{Clock, EventStore, SystemClock};
 use inventory_core::reactions::{Archiver, Snapshotter};
 use inventory_core::{Config, Inventory};
+use reservations_api::Authentication;
 
 /// Options of `inventory dev`.
 #[derive(Debug, clap::Args)]
@@ -34,6 +36,12 @@ pub struct DevArgs {
     /// The table, stream and bucket, with --endpoint-url.
     #[command(flatten)]
     pub names: ResourceNames,
+
+    /// Require a bearer token on every request, from this JSON file:
+    /// {"tokens": [{"token": "…", "client_id": "…", "scopes": ["inventory/reserve"]}]}.
+    /// Without it the service runs open: every request acts as client `local` with every scope.
+    #[arg(long, value_name = "FILE", env = "INVENTORY_DEV_TOKENS")]
+    pub tokens: Option<PathBuf>,
 }
 
 /// Names of the table, stream and bucket at a local AWS.
@@ -111,6 +119,20 @@ const TTL_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Serves until interrupted.
 pub async fn run(args: DevArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let authentication = match &args.tokens {
+        None => {
+            tracing::warn!(
+                "open: no authentication, every request acts as client `local` with every scope \
+                 (--tokens FILE requires bearer tokens)"
+            );
+            Authentication::Open
+        }
+        Some(path) => {
+            let authentication = tokens_from(path)?;
+            tracing::info!(file = %path.display(), "bearer tokens required, from the token file");
+            authentication
+        }
+    };
     let config = Config::from_env()?;
     let inventory = match &args.endpoint_url {
         None => embedded(config),
@@ -127,12 +149,23 @@ pub async fn run(args: DevArgs) -> Result<(), Box<dyn std::error::Error>> {
             stream = %args.names.stream, bucket = %args.names.storage.bucket,
             "DynamoDB, Kinesis and S3 backend"),
     }
-    axum::serve(listener, reservations_api::router(inventory))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    axum::serve(
+        listener,
+        reservations_api::router(inventory, authentication),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
     Ok(())
+}
+
+/// The static tokens of a token file; a file that cannot be read or is malformed stops the start.
+fn tokens_from(path: &Path) -> Result<Authentication, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| format!("cannot read the token file {}: {err}", path.display()))?;
+    Authentication::from_token_file(&text)
+        .map_err(|reason| format!("the token file {} is malformed: {reason}", path.display()))
 }
 
 /// The embedded backend: memory store, queue and archive; the processor draining the queue, the

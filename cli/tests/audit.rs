@@ -12,7 +12,7 @@ use inventory_core::archive::Archive;
 use inventory_core::aws::s3::s3_client;
 use inventory_core::aws::{local_config, test_endpoint, DynamoStore, S3Objects};
 use inventory_core::domain::{
-    Action, Command, CommandId, Line, Quantity, Sku, SkuState, Timestamp, TtlSeconds,
+    Action, Caller, Command, CommandId, Line, Quantity, Sku, SkuState, Timestamp, TtlSeconds,
 };
 use inventory_core::feed::{FeedChange, Reaction};
 use inventory_core::memory::MemoryQueue;
@@ -78,7 +78,10 @@ async fn reserve(inventory: &Inventory, sku: &Sku, units: i64) {
     };
     let request =
         ReserveRequest::new(vec![line], TtlSeconds::DEFAULT, None).expect("valid request");
-    inventory.reserve(request).await.expect("reserved");
+    inventory
+        .reserve(request, &Caller::local_admin())
+        .await
+        .expect("reserved");
 }
 
 /// Delivers each SKU's events so far to the snapshotter, then to the archiver, as the table's

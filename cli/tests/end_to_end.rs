@@ -17,7 +17,8 @@ use inventory_core::archive::Archive;
 use inventory_core::aws::s3::s3_client;
 use inventory_core::aws::{local_config, test_endpoint, DynamoStore, S3Objects};
 use inventory_core::domain::{
-    Change, Command, Event, HoldStatus, Line, Quantity, ReservationId, Sku, SkuState, TtlSeconds,
+    Caller, Change, Command, Event, HoldStatus, Line, Quantity, ReservationId, Sku, SkuState,
+    TtlSeconds,
 };
 use inventory_core::memory::MemoryQueue;
 use inventory_core::ports::{Clock, EventStore, ManualClock, SystemClock};
@@ -77,7 +78,7 @@ impl World {
             .collect();
         let request = ReserveRequest::new(lines, TtlSeconds::new(ttl).unwrap(), None).unwrap();
         self.inventory
-            .reserve(request)
+            .reserve(request, &Caller::local_admin())
             .await
             .expect("reserved")
             .reservation_id
@@ -196,12 +197,24 @@ async fn receive_reserve_expire_checkout_release_converge_archive_delete_and_aud
     let b = Sku::parse("E2E-B").unwrap();
     world
         .inventory
-        .receive_stock(a.clone(), Quantity::new(20).unwrap(), None, None)
+        .receive_stock(
+            a.clone(),
+            Quantity::new(20).unwrap(),
+            None,
+            None,
+            &Caller::local_admin(),
+        )
         .await
         .unwrap();
     world
         .inventory
-        .receive_stock(b.clone(), Quantity::new(10).unwrap(), None, None)
+        .receive_stock(
+            b.clone(),
+            Quantity::new(10).unwrap(),
+            None,
+            None,
+            &Caller::local_admin(),
+        )
         .await
         .unwrap();
     world.process().await;
@@ -243,12 +256,12 @@ async fn receive_reserve_expire_checkout_release_converge_archive_delete_and_aud
 
     world
         .inventory
-        .request_checkout(&bought, None)
+        .request_checkout(&bought, None, &Caller::local_admin())
         .await
         .unwrap();
     world
         .inventory
-        .request_release(&returned, None)
+        .request_release(&returned, None, &Caller::local_admin())
         .await
         .unwrap();
     world.process().await;
@@ -259,7 +272,11 @@ async fn receive_reserve_expire_checkout_release_converge_archive_delete_and_aud
         (&returned, HoldStatus::Released),
         (&kept, HoldStatus::Active),
     ] {
-        let view = world.inventory.reservation(id).await.expect("reservation");
+        let view = world
+            .inventory
+            .reservation(id, &Caller::local_admin())
+            .await
+            .expect("reservation");
         assert_eq!(view.status, status, "{id}");
     }
     let expiries = |events: &[Event]| {
@@ -364,7 +381,7 @@ async fn receive_reserve_expire_checkout_release_converge_archive_delete_and_aud
         None,
     )
     .unwrap();
-    cold.reserve(request)
+    cold.reserve(request, &Caller::local_admin())
         .await
         .expect("a cold process still reserves");
     until("the snapshot follows the new hold", || {

@@ -4,8 +4,8 @@
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use inventory_core::domain::decide::place_hold;
 use inventory_core::domain::{
-    Change, CommandId, Event, HoldTerms, Quantity, ReservationId, Sku, SkuState, Timestamp,
-    TtlSeconds,
+    Change, ClientId, CommandId, Event, HoldTerms, Quantity, ReservationId, Sku, SkuState,
+    Timestamp, TtlSeconds,
 };
 
 const GRACE_SECS: i64 = 120;
@@ -38,6 +38,7 @@ fn sku_with_active_holds(holds: u64) -> SkuState {
                 expires_at: terms.expires_at,
                 release_at: terms.release_at,
                 lines: Vec::new(),
+                owner: None,
             },
         });
     }
@@ -58,6 +59,7 @@ fn decide_one_reservation(c: &mut Criterion) {
         let terms = HoldTerms::new(now, TtlSeconds::DEFAULT, GRACE_SECS);
         let id = ReservationId::new(sku, state.version + 1, 7);
         let one = Quantity::new(1).expect("valid quantity");
+        let owner = ClientId::parse("storefront").expect("valid client id");
         group.bench_with_input(BenchmarkId::from_parameter(holds), &state, |b, state| {
             b.iter(|| {
                 place_hold(
@@ -66,6 +68,7 @@ fn decide_one_reservation(c: &mut Criterion) {
                     one,
                     terms,
                     Vec::new(),
+                    &owner,
                     black_box(now),
                 )
             })

@@ -17,7 +17,7 @@ use futures::future::join_all;
 use inventory_core::app::ReserveRequest;
 use inventory_core::aws::{local_config, test_endpoint, DynamoStore, RequestCounter};
 use inventory_core::domain::{
-    Action, Command, CommandId, Line, Quantity, Sku, Timestamp, TtlSeconds,
+    Action, Caller, Command, CommandId, Line, Quantity, Sku, Timestamp, TtlSeconds,
 };
 use inventory_core::memory::MemoryQueue;
 use inventory_core::ports::SystemClock;
@@ -129,7 +129,7 @@ async fn run(
         let inventory = &processes[buyer % processes.len()];
         async move {
             let _permit = gate.acquire().await.expect("gate open");
-            inventory.reserve(one_unit()).await
+            inventory.reserve(one_unit(), &Caller::local_admin()).await
         }
     }))
     .await;
@@ -179,7 +179,10 @@ async fn contention() {
     let backend = Backend::new("warm").await;
     let process = backend.process();
     receive(&process, 10_000).await;
-    process.reserve(one_unit()).await.expect("warm-up");
+    process
+        .reserve(one_unit(), &Caller::local_admin())
+        .await
+        .expect("warm-up");
     run(&backend, std::slice::from_ref(&process), 200, 1)
         .await
         .print("uncontended, warm process, 200 sequential");
@@ -231,7 +234,7 @@ mod history {
     use aws_sdk_dynamodb::Client;
     use futures::{StreamExt, TryStreamExt};
     use inventory_core::aws::{local_config, test_endpoint, DynamoStore};
-    use inventory_core::domain::{Change, CommandId, Event, Quantity, Timestamp};
+    use inventory_core::domain::{Caller, Change, CommandId, Event, Quantity, Timestamp};
     use inventory_core::feed::{FeedChange, Reaction};
     use inventory_core::memory::MemoryQueue;
     use inventory_core::ports::{Clock, Commit, EventStore, StreamAppend, SystemClock};
@@ -447,7 +450,10 @@ mod history {
         let before = tally.counts();
         let started = Instant::now();
         for _ in 0..reservations {
-            inventory.reserve(one_unit()).await.expect("reserved");
+            inventory
+                .reserve(one_unit(), &Caller::local_admin())
+                .await
+                .expect("reserved");
         }
         (tally.counts().since(&before), started.elapsed())
     }

@@ -348,7 +348,7 @@ mod tests {
     use super::*;
     use crate::app::ReserveRequest;
     use crate::archive::{encode, segment_key};
-    use crate::domain::{Action, Change, Command, CommandId, Line, Quantity, TtlSeconds};
+    use crate::domain::{Action, Caller, Change, Command, CommandId, Line, Quantity, TtlSeconds};
     use crate::feed::{FeedChange, Reaction};
     use crate::memory::{MemoryObjects, MemoryQueue, MemoryStore};
     use crate::ports::ObjectStore as _;
@@ -425,7 +425,10 @@ mod tests {
                 quantity: Quantity::new(units).unwrap(),
             };
             let request = ReserveRequest::new(vec![line], TtlSeconds::DEFAULT, None).unwrap();
-            self.inventory.reserve(request).await.unwrap();
+            self.inventory
+                .reserve(request, &Caller::local_admin())
+                .await
+                .unwrap();
             self.clock.advance_millis(1_000);
         }
 

@@ -26,6 +26,10 @@ pub struct Config {
     /// Sweeps per run of the expiry timer (`INVENTORY_SWEEPS_PER_INVOCATION`, default 4: a run
     /// a minute then sweeps every 15 s).
     pub sweeps_per_invocation: u32,
+    /// Whether the product-page reads (`GET /items`, `GET /items/{sku}`) are open to anyone, not
+    /// only to tokens with `inventory/read` (`INVENTORY_PUBLIC_ITEM_READS`, `true` or `false`,
+    /// default `false`; the template's `PublicItemReads` sets it with the routes' authorizer).
+    pub public_item_reads: bool,
 }
 
 impl Default for Config {
@@ -37,6 +41,7 @@ impl Default for Config {
             live_retention: Duration::from_secs(35 * 24 * 3_600),
             sweep_interval: Duration::from_secs(15),
             sweeps_per_invocation: 4,
+            public_item_reads: false,
         }
     }
 }
@@ -74,6 +79,7 @@ impl Config {
         )?;
         let interval = number(&lookup, "INVENTORY_SWEEP_INTERVAL_SECONDS", 1..=60)?;
         let sweeps = number(&lookup, "INVENTORY_SWEEPS_PER_INVOCATION", 1..=60)?;
+        let public_item_reads = flag(&lookup, "INVENTORY_PUBLIC_ITEM_READS")?;
         let seconds = |secs: i64| Duration::from_secs(secs as u64);
         Ok(Self {
             live_retention: retention.map_or(defaults.live_retention, seconds),
@@ -84,6 +90,7 @@ impl Config {
                 .map(|ms| Duration::from_millis(ms as u64))
                 .unwrap_or(defaults.contention_budget),
             max_attempts: attempts.map_or(defaults.max_attempts, |n| n as u32),
+            public_item_reads: public_item_reads.unwrap_or(defaults.public_item_reads),
         })
     }
 }
@@ -109,6 +116,23 @@ fn number(
     Ok(Some(value))
 }
 
+fn flag(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<Option<bool>, ConfigError> {
+    let Some(raw) = lookup(name) else {
+        return Ok(None);
+    };
+    match raw.trim() {
+        "true" => Ok(Some(true)),
+        "false" => Ok(Some(false)),
+        _ => Err(ConfigError {
+            name,
+            reason: format!("{raw:?} is neither true nor false"),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +149,22 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!(err.name, "INVENTORY_RELEASE_GRACE_SECONDS");
+    }
+
+    #[test]
+    fn public_item_reads_are_off_unless_set_to_true_and_anything_but_true_or_false_is_refused() {
+        let with = |value: &'static str| {
+            Config::from_lookup(move |name| {
+                (name == "INVENTORY_PUBLIC_ITEM_READS").then(|| value.to_string())
+            })
+        };
+        assert!(!Config::default().public_item_reads);
+        assert_eq!(with("true").map(|c| c.public_item_reads), Ok(true));
+        assert_eq!(with("false").map(|c| c.public_item_reads), Ok(false));
+        assert_eq!(
+            with("yes").map_err(|e| e.name),
+            Err("INVENTORY_PUBLIC_ITEM_READS")
+        );
     }
 
     #[test]

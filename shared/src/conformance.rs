@@ -10,8 +10,8 @@
 use std::sync::Arc;
 
 use crate::domain::{
-    Change, CommandId, Event, HoldLine, HoldStatus, IdempotencyKey, Quantity, ReservationId, Sku,
-    SkuState, Timestamp, Version,
+    Change, ClientId, CommandId, Event, HoldLine, HoldStatus, IdempotencyKey, Quantity,
+    ReservationId, Sku, SkuState, Timestamp, Version,
 };
 use crate::ports::{
     Commit, Conflict, EventStore, IdempotencyRecord, LapsingHold, Record, RecordKey, RecordWrite,
@@ -67,7 +67,8 @@ fn idempotency(prefix: &str, name: &str) -> (RecordKey, Record) {
         reservation_id: ReservationId::new(sku(prefix, "anchor"), 1, 7),
         created_at: Timestamp::from_millis(0),
     });
-    (RecordKey::Idempotency { key }, record)
+    let client_id = ClientId::parse("conformance").expect("valid client id");
+    (RecordKey::Idempotency { client_id, key }, record)
 }
 
 async fn commit(store: &dyn EventStore, commit: Commit) -> Result<(), StoreError> {
@@ -417,6 +418,7 @@ async fn the_expiry_index_finds_hold_events_by_expiry(store: &dyn EventStore, pr
             expires_at: instant(expires),
             release_at: instant(expires + 120),
             lines: Vec::new(),
+            owner: None,
         },
     };
     let extended = Event {

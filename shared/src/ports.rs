@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::domain::{
-    Command, CommandId, Event, HoldLine, IdempotencyKey, RejectionCode, ReservationId, Sku,
-    SkuState, Timestamp, Version,
+    ClientId, Command, CommandId, Event, HoldLine, IdempotencyKey, RejectionCode, ReservationId,
+    Sku, SkuState, Timestamp, Version,
 };
 
 /// Where a record lives: records are looked up directly by key, never scanned for.
@@ -24,8 +24,12 @@ pub enum RecordKey {
         reservation_id: ReservationId,
         sku: Sku,
     },
-    /// Which reservation a client's `Idempotency-Key` made.
-    Idempotency { key: IdempotencyKey },
+    /// Which reservation a client's `Idempotency-Key` made (keys are the client's own: two
+    /// clients using one key never collide).
+    Idempotency {
+        client_id: ClientId,
+        key: IdempotencyKey,
+    },
     /// A command the API accepted.
     Command { command_id: CommandId },
     /// How a command turned out on one SKU; its presence is what makes a redelivery a no-op.
@@ -89,6 +93,10 @@ pub struct CommandRecord {
     pub request_digest: String,
     /// The commands queued, one per SKU.
     pub commands: Vec<Command>,
+    /// The client that issued it: only that client (or an admin) may read its status. Absent on
+    /// commands recorded before ownership was (admin's only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_by: Option<ClientId>,
     /// Whether the request was answered 202. The processor holds the commands back until it is,
     /// so a request answered 503 after some of its commands were queued never takes effect
     /// half-way.

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use inventory_core::app::{CommandStatus, ReserveRequest};
-use inventory_core::domain::{Command, IdempotencyKey, Line, Quantity, Sku, Timestamp, TtlSeconds};
+use inventory_core::domain::{
+    Caller, Command, IdempotencyKey, Line, Quantity, Sku, Timestamp, TtlSeconds,
+};
 use inventory_core::memory::{MemoryQueue, MemoryStore};
 use inventory_core::ports::{CommandQueue, ManualClock, QueueError};
 use inventory_core::{AppError, Config, Inventory};
@@ -90,7 +92,13 @@ impl World {
     async fn stock_and_reserve(&self) -> inventory_core::domain::ReservationId {
         for name in ["A", "B"] {
             self.inventory
-                .receive_stock(sku(name), Quantity::new(5).unwrap(), None, None)
+                .receive_stock(
+                    sku(name),
+                    Quantity::new(5).unwrap(),
+                    None,
+                    None,
+                    &Caller::local_admin(),
+                )
                 .await
                 .unwrap();
         }
@@ -103,7 +111,7 @@ impl World {
             .to_vec();
         let request = ReserveRequest::new(lines, TtlSeconds::DEFAULT, None).unwrap();
         self.inventory
-            .reserve(request)
+            .reserve(request, &Caller::local_admin())
             .await
             .unwrap()
             .reservation_id
@@ -115,7 +123,10 @@ async fn a_checkout_whose_second_line_could_not_be_queued_is_503_and_commits_not
     let world = world();
     let id = world.stock_and_reserve().await;
     world.queue.fail_after.store(1, Ordering::SeqCst);
-    let answer = world.inventory.request_checkout(&id, None).await;
+    let answer = world
+        .inventory
+        .request_checkout(&id, None, &Caller::local_admin())
+        .await;
     assert!(
         matches!(answer, Err(AppError::Unavailable(_))),
         "{answer:?}"
@@ -138,7 +149,11 @@ async fn a_checkout_whose_second_line_could_not_be_queued_is_503_and_commits_not
             "{name}: nothing committed"
         );
     }
-    let view = world.inventory.reservation(&id).await.unwrap();
+    let view = world
+        .inventory
+        .reservation(&id, &Caller::local_admin())
+        .await
+        .unwrap();
     assert_eq!(serde_json::to_value(view.status).unwrap(), "active");
 }
 
@@ -150,7 +165,7 @@ async fn a_checkout_retried_with_its_key_after_a_partial_queue_failure_commits_e
     world.queue.fail_after.store(1, Ordering::SeqCst);
     assert!(world
         .inventory
-        .request_checkout(&id, Some(&key))
+        .request_checkout(&id, Some(&key), &Caller::local_admin())
         .await
         .is_err());
     world.clock.advance_millis(31_000);
@@ -163,11 +178,16 @@ async fn a_checkout_retried_with_its_key_after_a_partial_queue_failure_commits_e
     world.queue.fail_after.store(usize::MAX, Ordering::SeqCst);
     let command_id = world
         .inventory
-        .request_checkout(&id, Some(&key))
+        .request_checkout(&id, Some(&key), &Caller::local_admin())
         .await
         .unwrap();
     assert_eq!(world.process().await, 0);
-    let status = world.inventory.command(command_id).await.unwrap().status;
+    let status = world
+        .inventory
+        .command(command_id, &Caller::local_admin())
+        .await
+        .unwrap()
+        .status;
     assert_eq!(status, CommandStatus::Applied);
     for name in ["A", "B"] {
         let item = world.inventory.item(&sku(name)).await.unwrap();
@@ -183,10 +203,19 @@ async fn a_checkout_retried_with_its_key_after_a_partial_queue_failure_commits_e
 async fn a_release_accepted_at_once_is_applied_at_once() {
     let world = world();
     let id = world.stock_and_reserve().await;
-    let command_id = world.inventory.request_release(&id, None).await.unwrap();
+    let command_id = world
+        .inventory
+        .request_release(&id, None, &Caller::local_admin())
+        .await
+        .unwrap();
     assert_eq!(world.process().await, 0);
     assert_eq!(
-        world.inventory.command(command_id).await.unwrap().status,
+        world
+            .inventory
+            .command(command_id, &Caller::local_admin())
+            .await
+            .unwrap()
+            .status,
         CommandStatus::Applied
     );
     assert_eq!(world.inventory.item(&sku("A")).await.unwrap().available, 5);

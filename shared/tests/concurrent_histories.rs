@@ -22,8 +22,8 @@ use async_trait::async_trait;
 use inventory_core::app::{CommandStatus, ReserveRequest};
 use inventory_core::archive::Archive;
 use inventory_core::domain::{
-    Change, Command, CommandId, Event, HoldLine, HoldStatus, IdempotencyKey, Line, Quantity,
-    ReservationId, Sku, SkuState, Timestamp, TtlSeconds, Version,
+    Caller, Change, Command, CommandId, Event, HoldLine, HoldStatus, IdempotencyKey, Line,
+    Quantity, ReservationId, Sku, SkuState, Timestamp, TtlSeconds, Version,
 };
 use inventory_core::feed::{FeedChange, Reaction};
 use inventory_core::memory::{MemoryObjects, MemoryQueue, MemoryStore};
@@ -433,7 +433,10 @@ async fn reserve(world: &World, rng: &mut fastrand::Rng, key: &str) {
         let request = ReserveRequest::new(lines.clone(), ttl, idempotency_key.clone()).unwrap();
         let scope = keyed.then(|| key.to_owned());
         match RESERVING_WITH_KEY
-            .scope(scope, world.inventory().reserve(request))
+            .scope(
+                scope,
+                world.inventory().reserve(request, &Caller::local_admin()),
+            )
             .await
         {
             Ok(view) => {
@@ -474,7 +477,13 @@ async fn receive(world: &World, rng: &mut fastrand::Rng, key: &str) {
     for _ in 0..RETRIES {
         let answer = world
             .inventory()
-            .receive_stock(sku.clone(), quantity, None, Some(&idempotency_key))
+            .receive_stock(
+                sku.clone(),
+                quantity,
+                None,
+                Some(&idempotency_key),
+                &Caller::local_admin(),
+            )
             .await;
         if acknowledge(world, answer, Acknowledged::Receipt(sku.clone())) {
             return;
@@ -487,7 +496,13 @@ async fn adjust(world: &World, rng: &mut fastrand::Rng) {
     let delta = [-3, -2, -1, 1, 2][rng.usize(0..5)];
     let answer = world
         .inventory()
-        .adjust_stock(sku.clone(), delta, "cycle count".into(), None)
+        .adjust_stock(
+            sku.clone(),
+            delta,
+            "cycle count".into(),
+            None,
+            &Caller::local_admin(),
+        )
         .await;
     acknowledge(world, answer, Acknowledged::Adjustment(sku));
 }
@@ -505,12 +520,12 @@ async fn hold_change(world: &World, rng: &mut fastrand::Rng, key: &str, checkout
         let answer = if checkout {
             world
                 .inventory()
-                .request_checkout(&id, Some(&idempotency_key))
+                .request_checkout(&id, Some(&idempotency_key), &Caller::local_admin())
                 .await
         } else {
             world
                 .inventory()
-                .request_release(&id, Some(&idempotency_key))
+                .request_release(&id, Some(&idempotency_key), &Caller::local_admin())
                 .await
         };
         if matches!(answer, Err(AppError::ReservationNotActive { .. })) {
@@ -525,7 +540,11 @@ async fn hold_change(world: &World, rng: &mut fastrand::Rng, key: &str, checkout
 async fn extend(world: &World, rng: &mut fastrand::Rng) {
     if let Some(id) = random_reservation(world, rng) {
         let ttl = TtlSeconds::new(rng.i64(60..=600)).unwrap();
-        match world.inventory().extend(&id, ttl).await {
+        match world
+            .inventory()
+            .extend(&id, ttl, &Caller::local_admin())
+            .await
+        {
             Ok(_)
             | Err(
                 AppError::ReservationNotActive { .. }
@@ -924,7 +943,7 @@ async fn every_acknowledged_reservation_is_placed_exactly_once(
     for (id, lines) in &ledger.reservations {
         let view = world
             .inventory()
-            .reservation(id)
+            .reservation(id, &Caller::local_admin())
             .await
             .map_err(|e| format!("{id}: {e}"))?;
         for line in lines {
@@ -982,7 +1001,7 @@ async fn every_acknowledged_command_took_effect_exactly_once(
     for (id, what) in &ledger.commands {
         let view = world
             .inventory()
-            .command(*id)
+            .command(*id, &Caller::local_admin())
             .await
             .map_err(|e| format!("{id}: {e}"))?;
         if view.status == CommandStatus::Pending {

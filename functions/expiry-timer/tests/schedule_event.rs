@@ -27,6 +27,7 @@ fn hold(sku: &Sku, seq: u64, at: Timestamp, expires_at: Timestamp) -> Event {
             expires_at,
             release_at: expires_at.plus_seconds(120),
             lines: Vec::new(),
+            owner: None,
         },
     }
 }

@@ -7,6 +7,9 @@ use inventory_core::domain::InvalidValue;
 use inventory_core::AppError;
 use serde_json::{json, Map, Value};
 
+use crate::access::BEARER_CHALLENGE;
+use crate::extract::MAX_BODY_BYTES;
+
 /// An error answer: status, machine-readable code, human message and optional details.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
@@ -35,6 +38,15 @@ impl ApiError {
     pub fn with(mut self, field: &str, value: impl Into<Value>) -> Self {
         self.details.insert(field.to_owned(), value.into());
         self
+    }
+
+    /// 413: the body is over [`MAX_BODY_BYTES`].
+    pub fn payload_too_large() -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body must not exceed {MAX_BODY_BYTES} bytes"),
+        )
     }
 
     /// 400 with the code of the invalid value.
@@ -111,6 +123,11 @@ impl IntoResponse for ApiError {
                 axum::http::header::RETRY_AFTER,
                 axum::http::HeaderValue::from_static("1"),
             );
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(axum::http::header::WWW_AUTHENTICATE, BEARER_CHALLENGE);
         }
         response
     }

@@ -29,13 +29,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 "send the body as JSON with Content-Type: application/json",
             ));
         }
-        let too_large = || {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("the body must not exceed {MAX_BODY_BYTES} bytes"),
-            )
-        };
+        let too_large = ApiError::payload_too_large;
         let declared = req
             .headers()
             .get(header::CONTENT_LENGTH)

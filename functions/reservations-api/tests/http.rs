@@ -12,13 +12,13 @@ use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, Request, StatusCode};
 use axum::Router;
 use http_body_util::{BodyExt, Full, Limited};
-use inventory_core::aws::{local_config, test_endpoint, DynamoStore};
-use inventory_core::domain::{Command, Sku, Timestamp};
+use inventory_core::domain::{Sku, Timestamp};
 use inventory_core::feed::{FeedChange, Reaction};
-use inventory_core::memory::{MemoryQueue, MemoryStore};
+use inventory_core::memory::MemoryQueue;
 use inventory_core::ports::{EventStore, ManualClock};
 use inventory_core::reactions::Snapshotter;
 use inventory_core::{Config, Inventory};
+use reservations_api::Authentication;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -67,24 +67,8 @@ impl Reply {
     }
 }
 
-/// Set to `dynamodb` to run every test on the DynamoDB event store at the moto of
-/// `INVENTORY_TEST_AWS_ENDPOINT` (one table per test) instead of the memory store:
-/// `./scripts/test` runs this file both ways.
-const BACKEND_VAR: &str = "INVENTORY_HTTP_TESTS_BACKEND";
-
-async fn event_store() -> Arc<dyn EventStore> {
-    match std::env::var(BACKEND_VAR).as_deref() {
-        Ok("dynamodb") => {
-            let config = local_config(&test_endpoint()).await;
-            let table = format!("http-{}", uuid::Uuid::new_v4().simple());
-            let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), table);
-            store.create_table_if_missing().await.expect("table");
-            Arc::new(store)
-        }
-        Ok("memory") | Err(_) => Arc::new(MemoryStore::new()),
-        Ok(other) => panic!("{BACKEND_VAR}={other:?}: use memory or dynamodb"),
-    }
-}
+mod support;
+use support::event_store;
 
 impl App {
     async fn new() -> Self {
@@ -98,7 +82,7 @@ impl App {
             Config::default(),
         ));
         Self {
-            router: reservations_api::router(inventory.clone()),
+            router: reservations_api::router(inventory.clone(), Authentication::Open),
             store,
             inventory,
             queue,
@@ -193,34 +177,9 @@ impl App {
         .await
     }
 
-    /// Applies everything queued, per SKU in arrival order, as the command processor does.
-    /// Returns how many queued commands were taken.
+    /// Applies everything queued, as the command processor does; returns how many were taken.
     async fn process(&self) -> usize {
-        let mut taken = 0;
-        loop {
-            let batch = self.queue.try_receive(1000);
-            if batch.is_empty() {
-                return taken;
-            }
-            taken += batch.len();
-            self.apply(&batch).await;
-        }
-    }
-
-    async fn apply(&self, batch: &[Command]) {
-        let mut by_sku: Vec<(Sku, Vec<Command>)> = Vec::new();
-        for command in batch {
-            match by_sku.iter_mut().find(|(sku, _)| *sku == command.sku) {
-                Some((_, commands)) => commands.push(command.clone()),
-                None => by_sku.push((command.sku.clone(), vec![command.clone()])),
-            }
-        }
-        for (sku, commands) in &by_sku {
-            self.inventory
-                .apply_commands(sku, commands)
-                .await
-                .expect("commands apply");
-        }
+        support::apply_queued(&self.inventory, &self.queue).await
     }
 
     /// Delivers the change feed of `skus` (their whole streams, as the table's stream would)
@@ -419,7 +378,8 @@ async fn a_receipt_delivered_twice_by_the_queue_is_applied_once() {
         .await
         .assert_status(StatusCode::ACCEPTED);
     let batch = app.queue.try_receive(1000);
-    app.apply(&batch).await;
+    app.queue.redeliver(batch.clone());
+    assert_eq!(app.process().await, 1, "the first delivery was taken");
     app.queue.redeliver(batch);
     assert_eq!(app.process().await, 1, "the redelivered command was taken");
     assert_eq!(app.item("SKU-1").await["on_hand"], 4);

@@ -8,6 +8,7 @@ use inventory_core::domain::{Action, Command, CommandId, Quantity, Sku, Timestam
 use inventory_core::ports::SystemClock;
 use inventory_core::{Config, Inventory};
 use lambda_http::http::StatusCode;
+use reservations_api::Authentication;
 use tower::ServiceExt;
 
 const EVENT: &str = include_str!("../../../events/reservations-api.json");
@@ -51,7 +52,7 @@ async fn receive(inventory: &Inventory, sku: &str, units: i64) {
 
 async fn invoke(inventory: &Arc<Inventory>) -> (StatusCode, serde_json::Value) {
     let request = lambda_http::request::from_str(EVENT).expect("the checked-in event parses");
-    let response = reservations_api::router(Arc::clone(inventory))
+    let response = reservations_api::router(Arc::clone(inventory), Authentication::GatewayJwt)
         .oneshot(request)
         .await
         .unwrap();
@@ -95,7 +96,8 @@ async fn the_http_api_event_for_a_cart_with_a_short_line_reserves_nothing() {
     assert_eq!(body["sku"], "SKU-B");
 
     receive(&inventory, "SKU-B", 1).await;
-    let hold = reservations_api::router(Arc::clone(&inventory))
+    // Another client takes the last SKU-B (a plain request, on an open router).
+    let hold = reservations_api::router(Arc::clone(&inventory), Authentication::Open)
         .oneshot(
             lambda_http::http::Request::post("/reservations")
                 .header("content-type", "application/json")

@@ -7,7 +7,8 @@ use super::reservations::digest;
 use super::views::CommandView;
 use super::Inventory;
 use crate::domain::{
-    Action, Command, CommandId, IdempotencyKey, InvalidValue, Quantity, RejectionCode, Sku,
+    Action, Caller, ClientId, Command, CommandId, IdempotencyKey, InvalidValue, Quantity,
+    RejectionCode, Sku,
 };
 use crate::error::AppError;
 use crate::ports::{
@@ -40,6 +41,7 @@ impl Inventory {
         quantity: Quantity,
         reference: Option<String>,
         key: Option<&IdempotencyKey>,
+        caller: &Caller,
     ) -> Result<CommandId, AppError> {
         if let Some(reference) = &reference {
             check_note("invalid_reference", "reference", reference)?;
@@ -48,7 +50,7 @@ impl Inventory {
             quantity,
             reference,
         };
-        self.accept(format!("receipt/{sku}"), sku, action, key)
+        self.accept(format!("receipt/{sku}"), sku, action, key, caller)
             .await
     }
 
@@ -59,6 +61,7 @@ impl Inventory {
         delta: i64,
         reason: String,
         key: Option<&IdempotencyKey>,
+        caller: &Caller,
     ) -> Result<CommandId, AppError> {
         if delta == 0 || delta.abs() > MAX_ADJUSTMENT {
             return Err(InvalidValue::new(
@@ -69,7 +72,7 @@ impl Inventory {
         }
         check_note("invalid_reason", "reason", &reason)?;
         let action = Action::AdjustStock { delta, reason };
-        self.accept(format!("adjustment/{sku}"), sku, action, key)
+        self.accept(format!("adjustment/{sku}"), sku, action, key, caller)
             .await
     }
 
@@ -79,10 +82,11 @@ impl Inventory {
         sku: Sku,
         action: Action,
         key: Option<&IdempotencyKey>,
+        caller: &Caller,
     ) -> Result<CommandId, AppError> {
         let digest = digest(&(&scope, &action));
         let id = key.map_or_else(CommandId::random, |key| {
-            CommandId::for_idempotency_key(&scope, key)
+            CommandId::for_idempotency_key(caller.client_id(), &scope, key)
         });
         let command = Command {
             id,
@@ -90,7 +94,8 @@ impl Inventory {
             accepted_at: self.clock.now(),
             action,
         };
-        self.submit(id, vec![command], digest).await
+        self.submit(id, vec![command], digest, caller.client_id())
+            .await
     }
 
     /// Records the command, queues it, then marks it accepted; answers only once all three are
@@ -101,10 +106,12 @@ impl Inventory {
         id: CommandId,
         commands: Vec<Command>,
         request_digest: String,
+        issued_by: &ClientId,
     ) -> Result<CommandId, AppError> {
         let record = CommandRecord {
             request_digest: request_digest.clone(),
             commands,
+            issued_by: Some(issued_by.clone()),
             acceptance: Acceptance::Awaiting {
                 since: self.clock.now(),
             },
@@ -214,11 +221,13 @@ impl Inventory {
         })
     }
 
-    /// Where a command stands: pending until every SKU it names has an outcome.
-    pub async fn command(&self, id: CommandId) -> Result<CommandView, AppError> {
+    /// Where a command stands: pending until every SKU it names has an outcome. Only its issuer
+    /// (or an admin) learns that it exists.
+    pub async fn command(&self, id: CommandId, caller: &Caller) -> Result<CommandView, AppError> {
         let (record, _) = self
             .command_record(id)
             .await?
+            .filter(|(record, _)| caller.may_act_for(record.issued_by.as_ref()))
             .ok_or(AppError::CommandNotFound)?;
         let keys: Vec<RecordKey> = record
             .commands

@@ -12,8 +12,9 @@ use super::views::{overall_status, ReservationView};
 use super::Inventory;
 use crate::domain::decide::{extend_hold, place_hold};
 use crate::domain::{
-    Action, Change, Command, CommandId, Event, HoldLine, HoldStatus, HoldTerms, IdempotencyKey,
-    InvalidValue, Line, PlaceRejection, ReservationId, Sku, SkuState, Timestamp, TtlSeconds,
+    Action, Caller, Change, ClientId, Command, CommandId, Event, HoldLine, HoldStatus, HoldTerms,
+    IdempotencyKey, InvalidValue, Line, PlaceRejection, ReservationId, Sku, SkuState, Timestamp,
+    TtlSeconds,
 };
 use crate::error::AppError;
 use crate::ports::{
@@ -109,13 +110,18 @@ enum HoldRequest {
 }
 
 impl Inventory {
-    /// Places a hold on every line or on none. Lost races are re-read and re-decided within the
-    /// retry budget; an idempotent retry returns the reservation the key first made.
-    pub async fn reserve(&self, request: ReserveRequest) -> Result<ReservationView, AppError> {
+    /// Places a hold on every line or on none, owned by `caller`. Lost races are re-read and
+    /// re-decided within the retry budget; an idempotent retry returns the reservation the
+    /// caller's key first made.
+    pub async fn reserve(
+        &self,
+        request: ReserveRequest,
+        caller: &Caller,
+    ) -> Result<ReservationView, AppError> {
         let digest = request.digest();
         if let Some(key) = &request.idempotency_key {
-            if let Some(existing) = self.replay(key, &digest).await? {
-                return self.reservation(&existing).await;
+            if let Some(existing) = self.replay(key, &digest, caller).await? {
+                return self.reservation(&existing, caller).await;
             }
         }
         let started = tokio::time::Instant::now();
@@ -130,13 +136,16 @@ impl Inventory {
         let mut fresh = false;
         loop {
             let attempt = tokio::time::Instant::now();
-            match self.try_reserve(&request, &digest, fresh, started).await {
+            match self
+                .try_reserve(&request, &digest, caller.client_id(), fresh, started)
+                .await
+            {
                 Ok(outcome) => return outcome,
                 Err(StoreError::Conflict(Conflict::Record { .. })) => {
                     // Another request with the same idempotency key won the race.
                     if let Some(key) = &request.idempotency_key {
-                        if let Some(existing) = self.replay(key, &digest).await? {
-                            return self.reservation(&existing).await;
+                        if let Some(existing) = self.replay(key, &digest, caller).await? {
+                            return self.reservation(&existing, caller).await;
                         }
                     }
                 }
@@ -164,6 +173,7 @@ impl Inventory {
         &self,
         request: &ReserveRequest,
         digest: &str,
+        owner: &ClientId,
         fresh: bool,
         started: tokio::time::Instant,
     ) -> Result<Result<ReservationView, AppError>, StoreError> {
@@ -189,7 +199,7 @@ impl Inventory {
         let mut commit = Commit::default();
         for (index, (line, state)) in request.lines.iter().zip(&states).enumerate() {
             let lines = if index == 0 { cart.clone() } else { Vec::new() };
-            let change = match place_hold(state, &id, line.quantity, terms, lines, now) {
+            let change = match place_hold(state, &id, line.quantity, terms, lines, owner, now) {
                 Ok(change) => change,
                 Err(_) if !current => {
                     return Err(StoreError::Conflict(Conflict::Stream {
@@ -217,7 +227,10 @@ impl Inventory {
         }
         if let Some(key) = &request.idempotency_key {
             commit.records.push(RecordWrite {
-                key: RecordKey::Idempotency { key: key.clone() },
+                key: RecordKey::Idempotency {
+                    client_id: owner.clone(),
+                    key: key.clone(),
+                },
                 expected: None,
                 record: Record::Idempotency(IdempotencyRecord {
                     request_digest: digest.to_owned(),
@@ -240,16 +253,20 @@ impl Inventory {
         Ok(Ok(ReservationView::new(id, now, &holds, now)))
     }
 
-    /// The reservation an idempotency key made, if the key was used with the same request;
-    /// `IdempotencyKeyReused` if it was used with another.
+    /// The reservation the caller's idempotency key made, if the key was used with the same
+    /// request; `IdempotencyKeyReused` if it was used with another.
     async fn replay(
         &self,
         key: &IdempotencyKey,
         digest: &str,
+        caller: &Caller,
     ) -> Result<Option<ReservationId>, AppError> {
         let found = self
             .store
-            .read_records(&[RecordKey::Idempotency { key: key.clone() }])
+            .read_records(&[RecordKey::Idempotency {
+                client_id: caller.client_id().clone(),
+                key: key.clone(),
+            }])
             .await?;
         match found
             .into_iter()
@@ -266,8 +283,12 @@ impl Inventory {
     }
 
     /// A reservation as of now.
-    pub async fn reservation(&self, id: &ReservationId) -> Result<ReservationView, AppError> {
-        let reservation = self.load_reservation(id).await?;
+    pub async fn reservation(
+        &self,
+        id: &ReservationId,
+        caller: &Caller,
+    ) -> Result<ReservationView, AppError> {
+        let reservation = self.load_reservation(id, caller).await?;
         Ok(reservation.view(self.clock.now()))
     }
 
@@ -276,8 +297,9 @@ impl Inventory {
         &self,
         id: &ReservationId,
         ttl: TtlSeconds,
+        caller: &Caller,
     ) -> Result<ReservationView, AppError> {
-        let mut reservation = self.load_reservation(id).await?;
+        let mut reservation = self.load_reservation(id, caller).await?;
         let turns = self
             .turns
             .take(reservation.holds.iter().map(|(hold, _)| &hold.sku));
@@ -296,7 +318,7 @@ impl Inventory {
             if !attempts.again().await {
                 return Err(AppError::Contention);
             }
-            reservation = self.load_reservation(id).await?;
+            reservation = self.load_reservation(id, caller).await?;
         }
     }
 
@@ -359,8 +381,9 @@ impl Inventory {
         &self,
         id: &ReservationId,
         key: Option<&IdempotencyKey>,
+        caller: &Caller,
     ) -> Result<CommandId, AppError> {
-        self.request_hold_change(id, key, HoldRequest::Checkout)
+        self.request_hold_change(id, key, HoldRequest::Checkout, caller)
             .await
     }
 
@@ -369,8 +392,9 @@ impl Inventory {
         &self,
         id: &ReservationId,
         key: Option<&IdempotencyKey>,
+        caller: &Caller,
     ) -> Result<CommandId, AppError> {
-        self.request_hold_change(id, key, HoldRequest::Release)
+        self.request_hold_change(id, key, HoldRequest::Release, caller)
             .await
     }
 
@@ -379,6 +403,7 @@ impl Inventory {
         id: &ReservationId,
         key: Option<&IdempotencyKey>,
         request: HoldRequest,
+        caller: &Caller,
     ) -> Result<CommandId, AppError> {
         let scope = match request {
             HoldRequest::Checkout => format!("checkout/{id}"),
@@ -386,12 +411,12 @@ impl Inventory {
         };
         let digest = digest(&scope);
         let command_id = key.map_or_else(CommandId::random, |key| {
-            CommandId::for_idempotency_key(&scope, key)
+            CommandId::for_idempotency_key(caller.client_id(), &scope, key)
         });
         if key.is_some() && self.resubmit(command_id, &digest).await? {
             return Ok(command_id);
         }
-        let reservation = self.load_reservation(id).await?;
+        let reservation = self.load_reservation(id, caller).await?;
         let now = self.clock.now();
         let status = reservation.status_at(now);
         let refused = match request {
@@ -418,18 +443,27 @@ impl Inventory {
                 },
             })
             .collect();
-        self.submit(command_id, commands, digest).await
+        self.submit(command_id, commands, digest, caller.client_id())
+            .await
     }
 
-    /// Loads a reservation by id: its anchor event, then each line's hold record (a line with
-    /// no record is still as it was placed).
-    async fn load_reservation(&self, id: &ReservationId) -> Result<Reservation, AppError> {
+    /// Loads a reservation by id for `caller`: its anchor event, then each line's hold record (a
+    /// line with no record is still as it was placed). Another client's reservation is not
+    /// found, as if it did not exist: its existence is not confirmed to a client it is not for.
+    async fn load_reservation(
+        &self,
+        id: &ReservationId,
+        caller: &Caller,
+    ) -> Result<Reservation, AppError> {
         let anchor = self
             .store
             .read_event(id.anchor_sku(), id.anchor_seq())
             .await?
             .ok_or(AppError::ReservationNotFound)?;
         let placed = placed_lines(&anchor, id).ok_or(AppError::ReservationNotFound)?;
+        if !caller.may_act_for(anchor.change.owner()) {
+            return Err(AppError::ReservationNotFound);
+        }
         let keys: Vec<RecordKey> = placed
             .iter()
             .map(|hold| RecordKey::Hold {

@@ -3,7 +3,7 @@
 //! | item | `pk` (S) | `sk` (N) | other attributes |
 //! |---|---|---|---|
 //! | event | `sku#{SKU}` | sequence (1, 2, …) | the event's fields (serde_dynamo); hold events also `expiry_shard`; `ttl` once retired |
-//! | record | `hold#{reservation}#{SKU}`, `idem#{key}`, `cmd#{id}`, `outcome#{id}#{SKU}` | 0 | `version`, `record`, `ttl` |
+//! | record | `hold#{reservation}#{SKU}`, `idem#{client}#{key}`, `cmd#{id}`, `outcome#{id}#{SKU}` | 0 | `version`, `record`, `ttl` |
 //! | mark | `archive#{SKU}`, `sweep#expiry` | 0 | `version`, `record` (kept for good) |
 //! | snapshot | `snap#{SKU}` | 0 | `version`, `state` |
 //!
@@ -244,7 +244,9 @@ impl DynamoStore {
                 reservation_id,
                 sku,
             } => format!("hold#{reservation_id}#{sku}"),
-            RecordKey::Idempotency { key } => format!("idem#{}", key.as_str()),
+            RecordKey::Idempotency { client_id, key } => {
+                format!("idem#{client_id}#{}", key.as_str())
+            }
             RecordKey::Command { command_id } => format!("cmd#{command_id}"),
             RecordKey::CommandOutcome { command_id, sku } => format!("outcome#{command_id}#{sku}"),
             RecordKey::ArchiveMark { sku } => format!("archive#{sku}"),

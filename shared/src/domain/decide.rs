@@ -4,6 +4,7 @@
 //! `now` is the caller's clock raised to the stream's clock ([`SkuState::now`]), so time never
 //! runs backwards within a stream whatever the skew between the machines deciding.
 
+use super::access::ClientId;
 use super::command::{Action, Command};
 use super::event::{Change, Line, RejectionCode};
 use super::hold::{HoldLine, HoldStatus, HoldTerms};
@@ -44,6 +45,7 @@ pub fn place_hold(
     quantity: Quantity,
     terms: HoldTerms,
     lines: Vec<Line>,
+    owner: &ClientId,
     now: Timestamp,
 ) -> Result<Change, PlaceRejection> {
     if !state.exists() {
@@ -62,6 +64,7 @@ pub fn place_hold(
         expires_at: terms.expires_at,
         release_at: terms.release_at,
         lines,
+        owner: Some(owner.clone()),
     })
 }
 
@@ -219,6 +222,9 @@ mod tests {
     fn res_id(seq: u64) -> ReservationId {
         ReservationId::new(sku(), seq, seq)
     }
+    fn owner() -> ClientId {
+        ClientId::parse("storefront").unwrap()
+    }
 
     /// A stream being built up by the test, with the hold records its hold events imply.
     struct Given {
@@ -272,6 +278,7 @@ mod tests {
                     expires_at: terms.expires_at,
                     release_at: terms.release_at,
                     lines: vec![],
+                    owner: None,
                 },
             )
         }
@@ -332,7 +339,15 @@ mod tests {
     }
     fn place(g: &Given, n: i64, now: Timestamp) -> Result<Change, PlaceRejection> {
         let terms = HoldTerms::new(now, TtlSeconds::DEFAULT, GRACE);
-        place_hold(&g.state(), &res_id(99), qty(n), terms, vec![], now)
+        place_hold(
+            &g.state(),
+            &res_id(99),
+            qty(n),
+            terms,
+            vec![],
+            &owner(),
+            now,
+        )
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::access::ClientId;
 use super::types::{CommandId, Quantity, ReservationId, Sku, Timestamp, Version};
 
 /// One recorded event: position in its stream, when it was decided, and what changed.
@@ -57,6 +58,10 @@ pub enum Change {
         release_at: Timestamp,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         lines: Vec<Line>,
+        /// The client that placed it: only that client (or an admin) may see or change the
+        /// reservation. Absent on holds placed before ownership was recorded (admin's only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<ClientId>,
     },
     /// The hold was promised for longer; it moves from one release bucket to another.
     HoldExtended {
@@ -107,6 +112,14 @@ impl Change {
             Change::HoldPlaced { .. }
             | Change::HoldExtended { .. }
             | Change::HoldExpired { .. } => None,
+        }
+    }
+
+    /// The client that placed the hold, if this change placed one and recorded its owner.
+    pub fn owner(&self) -> Option<&ClientId> {
+        match self {
+            Change::HoldPlaced { owner, .. } => owner.as_ref(),
+            _ => None,
         }
     }
 

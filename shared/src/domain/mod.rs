@@ -1,6 +1,7 @@
 //! The pure domain: value types, events, the fold, per-hold records and the decisions.
 //! Nothing here does I/O or reads a clock.
 
+pub mod access;
 pub mod command;
 pub mod decide;
 pub mod event;
@@ -8,6 +9,7 @@ pub mod hold;
 pub mod state;
 pub mod types;
 
+pub use access::{Caller, ClientId, Scope};
 pub use command::{Action, Command};
 pub use decide::{PlaceRejection, Verdict};
 pub use event::{Change, Event, Line, RejectionCode};

@@ -7,6 +7,8 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize};
 use thiserror::Error;
 
+use super::access::ClientId;
+
 /// Why a raw value could not become a domain value. The `code` is the machine-readable error
 /// code the HTTP edge answers with (400).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -300,10 +302,11 @@ impl CommandId {
         Self(uuid::Uuid::new_v4())
     }
 
-    /// The id a request with this idempotency key always gets, scoped by what it is for
-    /// (route and target) so one key used on two routes names two commands.
-    pub fn for_idempotency_key(scope: &str, key: &IdempotencyKey) -> Self {
-        let name = format!("{scope}\n{}", key.as_str());
+    /// The id a request of `client` with this idempotency key always gets, scoped by what it
+    /// is for (route and target) so one key used on two routes names two commands, and by the
+    /// client so two clients using one key never name the same command.
+    pub fn for_idempotency_key(client: &ClientId, scope: &str, key: &IdempotencyKey) -> Self {
+        let name = format!("{client}\n{scope}\n{}", key.as_str());
         Self(uuid::Uuid::new_v5(
             &uuid::Uuid::NAMESPACE_OID,
             name.as_bytes(),
@@ -438,9 +441,18 @@ mod tests {
     #[test]
     fn the_same_idempotency_key_in_the_same_scope_names_the_same_command() {
         let key = IdempotencyKey::parse("k-1").unwrap();
-        let a = CommandId::for_idempotency_key("receipt/A", &key);
-        assert_eq!(a, CommandId::for_idempotency_key("receipt/A", &key));
-        assert_ne!(a, CommandId::for_idempotency_key("receipt/B", &key));
+        let client = ClientId::parse("storefront").unwrap();
+        let other = ClientId::parse("warehouse").unwrap();
+        let a = CommandId::for_idempotency_key(&client, "receipt/A", &key);
+        assert_eq!(
+            a,
+            CommandId::for_idempotency_key(&client, "receipt/A", &key)
+        );
+        assert_ne!(
+            a,
+            CommandId::for_idempotency_key(&client, "receipt/B", &key)
+        );
+        assert_ne!(a, CommandId::for_idempotency_key(&other, "receipt/A", &key));
     }
 
     #[test]

@@ -1,0 +1,233 @@
+//! Who is calling and whether the route lets them: every route is declared with the scope it
+//! needs ([`crate::routes`]), and a guard in front of each one identifies the caller and checks
+//! that scope before the handler runs. It fails closed: no identity is 401 `unauthenticated`, a
+//! missing scope 403 `forbidden` naming it, whatever API Gateway let through.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use inventory_core::domain::{Caller, ClientId, Scope};
+use lambda_http::request::RequestContext;
+use serde::Deserialize;
+
+use crate::error::ApiError;
+use crate::extract::MAX_BODY_BYTES;
+
+/// How callers prove who they are.
+#[derive(Debug, Clone)]
+pub enum Authentication {
+    /// Nobody is asked: every request acts as [`Caller::local_admin`]. For `inventory dev` on a
+    /// laptop only; it says so when it starts.
+    Open,
+    /// API Gateway's JWT authorizer has verified the bearer token; its claims are in the
+    /// request context (`requestContext.authorizer.jwt`). The Lambda runs this way.
+    GatewayJwt,
+    /// Static bearer tokens from a file (`inventory dev --tokens`), each standing for a client
+    /// and its scopes.
+    Tokens(Arc<HashMap<String, Caller>>),
+}
+
+/// A route and the scope it needs: what the router guards and the template's
+/// `AuthorizationScopes` are checked against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// HTTP method.
+    pub method: &'static str,
+    /// Path, with `{param}` placeholders as API Gateway and axum write them.
+    pub path: &'static str,
+    /// What the caller's token must grant (see [`Scope::granted_by`]).
+    pub scope: Scope,
+    /// Whether the route serves product pages, so that a deployment may open it to anyone
+    /// (`INVENTORY_PUBLIC_ITEM_READS`).
+    pub product_page: bool,
+}
+
+/// What the guard of one route knows.
+#[derive(Debug, Clone)]
+pub(crate) struct Guard {
+    pub(crate) route: Route,
+    pub(crate) authentication: Authentication,
+    pub(crate) public: bool,
+}
+
+/// Identifies the caller, checks the route's scope and hands the caller to the handler.
+pub(crate) async fn guard(
+    State(guard): State<Arc<Guard>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if declares_too_large_a_body(&request) {
+        return ApiError::payload_too_large().into_response();
+    }
+    if guard.public {
+        return next.run(request).await;
+    }
+    let caller = match identify(&guard.authentication, &request) {
+        Ok(caller) => caller,
+        Err(refusal) => return refusal.into_response(),
+    };
+    if !caller.may(guard.route.scope) {
+        return forbidden(guard.route.scope).into_response();
+    }
+    request.extensions_mut().insert(caller);
+    next.run(request).await
+}
+
+/// A body declared over the limit is refused on every route, read or not (the JSON routes also
+/// count what arrives, for bodies that declare no length).
+fn declares_too_large_a_body(request: &Request) -> bool {
+    request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok())
+        .is_some_and(|length| length > MAX_BODY_BYTES as u64)
+}
+
+fn identify(authentication: &Authentication, request: &Request) -> Result<Caller, ApiError> {
+    match authentication {
+        Authentication::Open => Ok(Caller::local_admin()),
+        Authentication::GatewayJwt => caller_from_jwt(request),
+        Authentication::Tokens(tokens) => {
+            let token = bearer_token(request)?;
+            tokens
+                .get(token)
+                .cloned()
+                .ok_or_else(|| unauthenticated("the bearer token is not one of this service's"))
+        }
+    }
+}
+
+fn bearer_token(request: &Request) -> Result<&str, ApiError> {
+    let value = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| unauthenticated("send a token as Authorization: Bearer <token>"))?;
+    value
+        .to_str()
+        .ok()
+        .and_then(|value| {
+            let (kind, token) = value.trim().split_once(' ')?;
+            kind.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+        .filter(|token| !token.is_empty())
+        .ok_or_else(|| unauthenticated("the Authorization header must be: Bearer <token>"))
+}
+
+/// The caller API Gateway's JWT authorizer verified: the client from the token's `client_id`
+/// claim (Cognito, Okta), else `azp` (Auth0, Keycloak), else `sub`; the scopes from the
+/// authorizer's list, else the `scope` claim (space-separated), else `scp`.
+fn caller_from_jwt(request: &Request) -> Result<Caller, ApiError> {
+    let jwt = request
+        .extensions()
+        .get::<RequestContext>()
+        .and_then(RequestContext::authorizer)
+        .and_then(|authorizer| authorizer.jwt.as_ref())
+        .ok_or_else(|| unauthenticated("no verified token came with the request"))?;
+    let claim = |name: &str| jwt.claims.get(name).map(String::as_str);
+    let client = ["client_id", "azp", "sub"]
+        .into_iter()
+        .find_map(|name| claim(name).filter(|value| !value.is_empty()))
+        .ok_or_else(|| unauthenticated("the token names no client (client_id, azp or sub)"))?;
+    let client_id = ClientId::parse(client)
+        .map_err(|err| unauthenticated(&format!("the token's client id is unusable: {err}")))?;
+    let listed = jwt.scopes.iter().flatten().map(String::as_str);
+    let claimed = claim("scope")
+        .or_else(|| claim("scp"))
+        .into_iter()
+        .flat_map(|text| text.trim_matches(['[', ']']).split([' ', ',']));
+    let scopes = listed.chain(claimed).filter_map(Scope::from_name);
+    Ok(Caller::new(client_id, scopes))
+}
+
+fn unauthenticated(message: &str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+}
+
+fn forbidden(scope: Scope) -> ApiError {
+    let message = if scope == Scope::Admin {
+        format!("this route needs the scope {scope}")
+    } else {
+        format!(
+            "this route needs the scope {scope} (or {})",
+            Scope::Admin.name()
+        )
+    };
+    ApiError::new(StatusCode::FORBIDDEN, "forbidden", message).with("scope", scope.name())
+}
+
+/// The caller the route's guard identified. A handler that asks for it on a route whose guard
+/// did not identify one (a public route) answers 401: it fails closed.
+#[derive(Debug, Clone)]
+pub struct Authenticated(pub Caller);
+
+impl<S: Send + Sync> FromRequestParts<S> for Authenticated {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .map(Self)
+            .ok_or_else(|| unauthenticated("this route needs an authenticated caller"))
+    }
+}
+
+/// A token file: `{"tokens": [{"token": "…", "client_id": "…", "scopes": ["inventory/reserve"]}]}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenFile {
+    tokens: Vec<TokenEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenEntry {
+    token: String,
+    client_id: ClientId,
+    scopes: Vec<Scope>,
+}
+
+/// Shortest token accepted from a token file: a guessable token is no authentication.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+impl Authentication {
+    /// Static tokens from the JSON text of a token file. Refuses a file that is not of that
+    /// shape, names an unknown scope, repeats a token or has a token shorter than
+    /// [`MIN_TOKEN_LEN`] characters, saying where.
+    pub fn from_token_file(text: &str) -> Result<Self, String> {
+        let file: TokenFile = {
+            let mut deserializer = serde_json::Deserializer::from_str(text);
+            serde_path_to_error::deserialize(&mut deserializer)
+                .map_err(|err| format!("at {}: {}", err.path(), err.inner()))?
+        };
+        if file.tokens.is_empty() {
+            return Err("\"tokens\" lists no token".to_owned());
+        }
+        let mut tokens = HashMap::new();
+        for (index, entry) in file.tokens.into_iter().enumerate() {
+            if entry.token.len() < MIN_TOKEN_LEN
+                || !entry.token.bytes().all(|b| b.is_ascii_graphic())
+            {
+                return Err(format!(
+                    "tokens[{index}].token must be at least {MIN_TOKEN_LEN} visible ASCII characters"
+                ));
+            }
+            if entry.scopes.is_empty() {
+                return Err(format!("tokens[{index}].scopes lists no scope"));
+            }
+            let caller = Caller::new(entry.client_id, entry.scopes);
+            if tokens.insert(entry.token, caller).is_some() {
+                return Err(format!("tokens[{index}].token appears twice"));
+            }
+        }
+        Ok(Self::Tokens(Arc::new(tokens)))
+    }
+}
+
+/// `WWW-Authenticate` for 401 answers (RFC 6750).
+pub(crate) const BEARER_CHALLENGE: HeaderValue = HeaderValue::from_static("Bearer");
