@@ -51,6 +51,30 @@ pub const SK: &str = "sk";
 pub const STREAM_PREFIX: &str = "sku#";
 /// Partition key prefix of a SKU's snapshot.
 const SNAPSHOT_PREFIX: &str = "snap#";
+/// Partition key prefix of a hold's record.
+const HOLD_PREFIX: &str = "hold#";
+/// Partition key prefix of a client's idempotency key.
+const IDEMPOTENCY_PREFIX: &str = "idem#";
+/// Partition key prefix of an accepted command.
+const COMMAND_PREFIX: &str = "cmd#";
+/// Partition key prefix of a command's outcome on one SKU.
+const OUTCOME_PREFIX: &str = "outcome#";
+/// Partition key prefix of a SKU's archive mark.
+const ARCHIVE_MARK_PREFIX: &str = "archive#";
+/// Partition key prefix of the expiry timer's mark.
+const SWEEP_PREFIX: &str = "sweep#";
+/// Every partition key starts with one of these: what the template's IAM conditions
+/// (`dynamodb:LeadingKeys`) grant each function by.
+pub const PARTITION_KEY_PREFIXES: [&str; 8] = [
+    STREAM_PREFIX,
+    SNAPSHOT_PREFIX,
+    HOLD_PREFIX,
+    IDEMPOTENCY_PREFIX,
+    COMMAND_PREFIX,
+    OUTCOME_PREFIX,
+    ARCHIVE_MARK_PREFIX,
+    SWEEP_PREFIX,
+];
 /// Time-to-live attribute (epoch seconds) of records that may be forgotten.
 pub const TTL: &str = "ttl";
 
@@ -243,14 +267,16 @@ impl DynamoStore {
             RecordKey::Hold {
                 reservation_id,
                 sku,
-            } => format!("hold#{reservation_id}#{sku}"),
+            } => format!("{HOLD_PREFIX}{reservation_id}#{sku}"),
             RecordKey::Idempotency { client_id, key } => {
-                format!("idem#{client_id}#{}", key.as_str())
+                format!("{IDEMPOTENCY_PREFIX}{client_id}#{}", key.as_str())
             }
-            RecordKey::Command { command_id } => format!("cmd#{command_id}"),
-            RecordKey::CommandOutcome { command_id, sku } => format!("outcome#{command_id}#{sku}"),
-            RecordKey::ArchiveMark { sku } => format!("archive#{sku}"),
-            RecordKey::ExpirySweep => "sweep#expiry".to_owned(),
+            RecordKey::Command { command_id } => format!("{COMMAND_PREFIX}{command_id}"),
+            RecordKey::CommandOutcome { command_id, sku } => {
+                format!("{OUTCOME_PREFIX}{command_id}#{sku}")
+            }
+            RecordKey::ArchiveMark { sku } => format!("{ARCHIVE_MARK_PREFIX}{sku}"),
+            RecordKey::ExpirySweep => format!("{SWEEP_PREFIX}expiry"),
         }
     }
 
@@ -732,5 +758,52 @@ impl DynamoStore {
         skus.sort();
         skus.dedup();
         Ok(skus)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{ClientId, CommandId, IdempotencyKey};
+
+    #[test]
+    fn every_partition_key_starts_with_one_of_the_prefixes_iam_grants_by() {
+        let sku = Sku::parse("SKU-1").unwrap();
+        let reservation_id = ReservationId::new(sku.clone(), 1, 7);
+        let command_id = CommandId::random();
+        let records = [
+            RecordKey::Hold {
+                reservation_id,
+                sku: sku.clone(),
+            },
+            RecordKey::Idempotency {
+                client_id: ClientId::parse("storefront").unwrap(),
+                key: IdempotencyKey::parse("k").unwrap(),
+            },
+            RecordKey::Command { command_id },
+            RecordKey::CommandOutcome {
+                command_id,
+                sku: sku.clone(),
+            },
+            RecordKey::ArchiveMark { sku: sku.clone() },
+            RecordKey::ExpirySweep,
+        ];
+        let keys = records
+            .iter()
+            .map(DynamoStore::record_pk)
+            .chain([DynamoStore::stream_pk(&sku), DynamoStore::snapshot_pk(&sku)]);
+        let mut used = std::collections::BTreeSet::new();
+        for key in keys {
+            let prefix = PARTITION_KEY_PREFIXES
+                .iter()
+                .find(|prefix| key.starts_with(**prefix))
+                .unwrap_or_else(|| panic!("{key} has no known prefix"));
+            used.insert(*prefix);
+        }
+        assert_eq!(
+            used.len(),
+            PARTITION_KEY_PREFIXES.len(),
+            "every prefix is used"
+        );
     }
 }

@@ -8,7 +8,7 @@ pub mod metrics;
 pub mod s3;
 pub mod stream;
 
-pub use dynamo::DynamoStore;
+pub use dynamo::{DynamoStore, PARTITION_KEY_PREFIXES};
 pub use kinesis::KinesisQueue;
 pub use metrics::RequestCounter;
 pub use s3::S3Objects;

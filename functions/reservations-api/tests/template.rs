@@ -1,0 +1,355 @@
+//! The template as AWS will deploy it: `scripts/translate-template` turns `template.yaml` into
+//! plain CloudFormation with the SAM translator (from the SAM CLI's venv, `.tools/sam`, which
+//! `./scripts/install-tools` installs), and these tests hold the result to the access rules:
+//!
+//! - the API's routes are exactly [`reservations_api::routes`], each behind the JWT authorizer
+//!   with the scopes that grant its scope, the two product-page reads open only when
+//!   `PublicItemReads` is "true";
+//! - every function has its own role, used by no other, and no managed policy;
+//! - every action a role names is one IAM defines (cfn-lint's IAM reference), a `Resource: "*"`
+//!   only for actions IAM defines without a resource, and every grant on the events table names
+//!   the partition-key prefixes it may touch (`dynamodb:LeadingKeys`).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use inventory_core::aws::PARTITION_KEY_PREFIXES;
+use reservations_api::routes;
+use serde_json::{json, Value};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The SAM CLI venv's Python: `INVENTORY_TEST_SAM_PYTHON`, else `.tools/sam/bin/python`.
+fn sam_python() -> PathBuf {
+    let path = std::env::var_os("INVENTORY_TEST_SAM_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".tools/sam/bin/python"));
+    assert!(
+        path.exists(),
+        "{} is missing: run ./scripts/install-tools (the SAM CLI's venv has the SAM translator)",
+        path.display()
+    );
+    path
+}
+
+fn run_script(args: &[&str]) -> String {
+    let output = Command::new(sam_python())
+        .arg(root().join("scripts/translate-template"))
+        .args(args)
+        .current_dir(root())
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .output()
+        .expect("the translator runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8")
+}
+
+fn translated() -> Value {
+    serde_json::from_str(&run_script(&["template.yaml"])).expect("translated JSON")
+}
+
+/// IAM's actions: `service:action` (lower case) → the resource types it accepts.
+fn iam_actions() -> HashMap<String, Vec<String>> {
+    let path = run_script(&["--iam-data"]);
+    let text = std::fs::read_to_string(path.trim()).expect("cfn-lint's IAM reference");
+    let data: Value = serde_json::from_str(&text).expect("JSON");
+    let mut actions = HashMap::new();
+    for (service, entry) in data.as_object().expect("services") {
+        for (action, detail) in entry["Actions"].as_object().into_iter().flatten() {
+            let resources = detail["Resources"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r.as_str().map(str::to_owned))
+                .collect();
+            actions.insert(format!("{service}:{action}"), resources);
+        }
+    }
+    actions
+}
+
+/// `value` with every `Fn::If` decided by `conditions`.
+fn decide(value: &Value, conditions: &HashMap<&str, bool>) -> Value {
+    match value {
+        Value::Object(map) if map.len() == 1 && map.contains_key("Fn::If") => {
+            let branches = &map["Fn::If"];
+            let name = branches[0].as_str().expect("condition name");
+            let holds = *conditions
+                .get(name)
+                .unwrap_or_else(|| panic!("condition {name} not decided"));
+            decide(&branches[if holds { 1 } else { 2 }], conditions)
+        }
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), decide(v, conditions)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(|v| decide(v, conditions)).collect()),
+        other => other.clone(),
+    }
+}
+
+fn resources_of<'a>(template: &'a Value, kind: &str) -> Vec<(&'a String, &'a Value)> {
+    template["Resources"]
+        .as_object()
+        .expect("resources")
+        .iter()
+        .filter(|(_, resource)| resource["Type"] == kind)
+        .collect()
+}
+
+fn list(value: &Value) -> Vec<Value> {
+    match value {
+        Value::Array(items) => items.clone(),
+        Value::Null => Vec::new(),
+        one => vec![one.clone()],
+    }
+}
+
+/// (METHOD, path) → the security requirement of each operation of the one HTTP API.
+fn api_routes(template: &Value, public_item_reads: bool) -> BTreeMap<(String, String), Value> {
+    let apis = resources_of(template, "AWS::ApiGatewayV2::Api");
+    assert_eq!(apis.len(), 1, "one HTTP API: {apis:?}");
+    let conditions = HashMap::from([
+        ("ItemReadsArePublic", public_item_reads),
+        ("UseCognito", true),
+    ]);
+    let body = decide(&apis[0].1["Properties"]["Body"], &conditions);
+    let mut routes = BTreeMap::new();
+    for (path, operations) in body["paths"].as_object().expect("paths") {
+        for (method, operation) in operations.as_object().expect("operations") {
+            routes.insert(
+                (method.to_uppercase(), path.clone()),
+                operation["security"].clone(),
+            );
+        }
+    }
+    routes
+}
+
+#[test]
+fn every_route_of_the_template_is_a_route_of_the_api_behind_the_jwt_authorizer_with_its_scopes() {
+    let template = translated();
+    for public_item_reads in [false, true] {
+        let deployed = api_routes(&template, public_item_reads);
+        let declared: BTreeSet<(String, String)> = routes()
+            .iter()
+            .map(|route| (route.method.to_owned(), route.path.to_owned()))
+            .collect();
+        assert_eq!(
+            deployed.keys().cloned().collect::<BTreeSet<_>>(),
+            declared,
+            "the template's routes are the API's"
+        );
+        for route in routes() {
+            let security = &deployed[&(route.method.to_owned(), route.path.to_owned())];
+            let expected = if public_item_reads && route.product_page {
+                json!([{ "NONE": [] }])
+            } else {
+                let scopes: Vec<&str> = route.scope.granted_by().iter().map(|s| s.name()).collect();
+                json!([{ "OAuth2": scopes }])
+            };
+            assert_eq!(
+                security, &expected,
+                "{} {} (public item reads: {public_item_reads})",
+                route.method, route.path
+            );
+        }
+    }
+    // Nothing else routes requests: no API, route or integration outside the one HTTP API.
+    for kind in [
+        "AWS::ApiGatewayV2::Route",
+        "AWS::ApiGateway::RestApi",
+        "AWS::Lambda::Url",
+    ] {
+        assert!(resources_of(&template, kind).is_empty(), "{kind}");
+    }
+}
+
+#[test]
+fn the_authorizer_verifies_jwts_from_the_bearer_header_of_the_stacks_user_pool_or_the_given_issuer()
+{
+    let template = translated();
+    let api = &resources_of(&template, "AWS::ApiGatewayV2::Api")[0].1;
+    let scheme = &api["Properties"]["Body"]["components"]["securitySchemes"]["OAuth2"];
+    let authorizer = &scheme["x-amazon-apigateway-authorizer"];
+    assert_eq!(authorizer["type"], "jwt");
+    assert_eq!(
+        authorizer["identitySource"],
+        "$request.header.Authorization"
+    );
+    let own = HashMap::from([("UseCognito", true), ("ItemReadsArePublic", false)]);
+    let other = HashMap::from([("UseCognito", false), ("ItemReadsArePublic", false)]);
+    let jwt = &authorizer["jwtConfiguration"];
+    assert_eq!(
+        decide(&jwt["audience"], &own),
+        json!([{ "Ref": "StorefrontClient" }, { "Ref": "WarehouseClient" }])
+    );
+    assert_eq!(
+        decide(&jwt["issuer"], &other),
+        json!({ "Ref": "OidcIssuerUrl" })
+    );
+    assert_eq!(
+        decide(&jwt["audience"], &other),
+        json!({ "Ref": "OidcAudience" })
+    );
+    let stage = &resources_of(&template, "AWS::ApiGatewayV2::Stage")[0].1["Properties"];
+    assert!(stage["DefaultRouteSettings"]["ThrottlingRateLimit"].is_object());
+    assert!(stage["AccessLogSettings"]["DestinationArn"].is_object());
+}
+
+#[test]
+fn every_function_has_a_role_of_its_own_and_logs_to_a_log_group_of_its_own() {
+    let template = translated();
+    let functions = resources_of(&template, "AWS::Lambda::Function");
+    assert_eq!(functions.len(), 5);
+    let mut roles = BTreeSet::new();
+    let mut groups = BTreeSet::new();
+    for (name, function) in functions {
+        let properties = &function["Properties"];
+        let role = properties["Role"]["Fn::GetAtt"][0]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name} has no role of the template"));
+        assert!(roles.insert(role.to_owned()), "{name} shares {role}");
+        let group = properties["LoggingConfig"]["LogGroup"]["Ref"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name} has no log group of the template"));
+        assert!(groups.insert(group.to_owned()), "{name} shares {group}");
+        let role_policies = &template["Resources"][role]["Properties"]["Policies"];
+        let own_logs = list(role_policies)
+            .iter()
+            .flat_map(|policy| list(&policy["PolicyDocument"]["Statement"]))
+            .any(|statement| statement["Resource"] == json!({ "Fn::GetAtt": [group, "Arn"] }));
+        assert!(own_logs, "{role} may write {group}");
+    }
+    assert_eq!(
+        roles.len(),
+        resources_of(&template, "AWS::IAM::Role").len(),
+        "no role beyond the functions' own"
+    );
+}
+
+#[test]
+fn every_role_names_only_actions_iam_defines_scoped_to_resources_and_table_key_prefixes() {
+    let template = translated();
+    let actions = iam_actions();
+    let roles = resources_of(&template, "AWS::IAM::Role");
+    assert!(!roles.is_empty());
+    for (name, role) in roles {
+        let properties = &role["Properties"];
+        assert!(
+            list(&properties["ManagedPolicyArns"]).is_empty(),
+            "{name} has managed policies"
+        );
+        assert_eq!(
+            properties["AssumeRolePolicyDocument"]["Statement"],
+            json!([{ "Effect": "Allow", "Principal": { "Service": "lambda.amazonaws.com" },
+                     "Action": "sts:AssumeRole" }]),
+            "{name} is assumed by Lambda only"
+        );
+        for policy in list(&properties["Policies"]) {
+            for statement in list(&policy["PolicyDocument"]["Statement"]) {
+                let sid = statement["Sid"].as_str().unwrap_or("?");
+                let at = format!("{name}/{sid}");
+                assert_eq!(statement["Effect"], "Allow", "{at}");
+                assert!(
+                    statement.get("NotAction").is_none() && statement.get("NotResource").is_none(),
+                    "{at}"
+                );
+                let named: Vec<String> = list(&statement["Action"])
+                    .iter()
+                    .map(|a| a.as_str().expect("action").to_lowercase())
+                    .collect();
+                for action in &named {
+                    assert!(!action.contains('*'), "{at}: wildcard action {action}");
+                    assert!(
+                        actions.contains_key(action),
+                        "{at}: IAM defines no {action}"
+                    );
+                }
+                let resources = list(&statement["Resource"]);
+                if resources.contains(&json!("*")) {
+                    assert_eq!(resources.len(), 1, "{at}");
+                    for action in &named {
+                        assert!(
+                            actions[action].is_empty(),
+                            "{at}: {action} can be scoped to a resource, not \"*\""
+                        );
+                    }
+                }
+                for resource in &resources {
+                    if let Some(text) = resource.as_str() {
+                        assert!(!text.contains('*') || text == "*", "{at}: {text}");
+                    }
+                }
+                if resources == [json!({ "Fn::GetAtt": ["EventsTable", "Arn"] })] {
+                    let prefixes =
+                        &statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"];
+                    let prefixes = list(prefixes);
+                    assert!(
+                        !prefixes.is_empty(),
+                        "{at}: no dynamodb:LeadingKeys condition"
+                    );
+                    for prefix in prefixes {
+                        let text = prefix.as_str().expect("a key pattern");
+                        let known = text
+                            .strip_suffix('*')
+                            .is_some_and(|p| PARTITION_KEY_PREFIXES.contains(&p));
+                        assert!(known, "{at}: {text} is not a key prefix followed by *");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn no_role_may_write_what_it_should_not() {
+    let template = translated();
+    // (role, action, key prefix) triples that must not be granted.
+    let forbidden = [
+        ("ReservationsApiRole", "dynamodb:putitem", "archive#"),
+        ("ReservationsApiRole", "dynamodb:putitem", "snap#"),
+        ("ReservationsApiRole", "dynamodb:putitem", "outcome#"),
+        ("SnapshotterRole", "dynamodb:putitem", "sku#"),
+        ("ArchiverRole", "dynamodb:putitem", "sku#"),
+        ("ArchiverRole", "dynamodb:putitem", "snap#"),
+        ("ExpiryTimerRole", "dynamodb:putitem", "archive#"),
+        ("CommandProcessorRole", "dynamodb:putitem", "idem#"),
+    ];
+    for (role, action, prefix) in forbidden {
+        let statements = list(&template["Resources"][role]["Properties"]["Policies"])
+            .iter()
+            .flat_map(|policy| list(&policy["PolicyDocument"]["Statement"]))
+            .collect::<Vec<_>>();
+        assert!(!statements.is_empty(), "{role} exists");
+        let granted = statements.iter().any(|statement| {
+            let names_action = list(&statement["Action"])
+                .iter()
+                .any(|a| a.as_str().is_some_and(|a| a.eq_ignore_ascii_case(action)));
+            let keys =
+                list(&statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]);
+            names_action && keys.contains(&json!(format!("{prefix}*")))
+        });
+        assert!(!granted, "{role} may {action} {prefix} items");
+    }
+    let deletes = [
+        "dynamodb:deleteitem",
+        "dynamodb:batchwriteitem",
+        "dynamodb:scan",
+        "s3:deleteobject",
+    ];
+    for (name, role) in resources_of(&template, "AWS::IAM::Role") {
+        let text = role.to_string().to_lowercase();
+        for action in deletes {
+            assert!(!text.contains(action), "{name} may {action}");
+        }
+    }
+}
