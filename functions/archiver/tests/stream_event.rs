@@ -1,7 +1,8 @@
 //! The archiver's handler fed `events/archiver.json` (the event `sam local invoke -e` uses)
 //! against DynamoDB and S3 on moto: the events reach the archive; nothing is retired before a
 //! snapshot covers it; once one does, the events get a time to live; a deletion record of an
-//! archived event changes nothing; a failure names the record to resume from.
+//! archived event changes nothing; a failure names the record to resume from; every request the
+//! handler sends is one its role grants.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +10,6 @@ use std::time::Duration;
 use aws_lambda_events::event::dynamodb::Event as StreamEvent;
 use aws_sdk_dynamodb::types::AttributeValue;
 use inventory_core::archive::Archive;
-use inventory_core::aws::s3::s3_client;
 use inventory_core::aws::stream::{delivered_from_lambda, handle_stream_event};
 use inventory_core::aws::{local_config, test_endpoint, DynamoStore, S3Objects};
 use inventory_core::domain::{Event, Sku, SkuState};
@@ -17,6 +17,7 @@ use inventory_core::feed::FeedChange;
 use inventory_core::ports::{Commit, EventStore, StreamAppend, SystemClock};
 use inventory_core::reactions::Archiver;
 use inventory_core::testing::FlakyStore;
+use inventory_test_support::grants::{assert_granted_by, AccessLog, Names};
 
 const EVENT: &str = include_str!("../../../events/archiver.json");
 
@@ -39,10 +40,16 @@ async fn the_checked_in_stream_event_archives_then_retires_once_a_snapshot_cover
     let config = local_config(&test_endpoint()).await;
     let unique = uuid::Uuid::new_v4().simple().to_string();
     let table = format!("archiver-{unique}");
+    let names = Names {
+        table: table.clone(),
+        bucket: Some(format!("archive-{unique}")),
+        ..Names::default()
+    };
+    let log = AccessLog::default();
     let client = aws_sdk_dynamodb::Client::new(&config);
-    let dynamo = DynamoStore::new(client.clone(), &table);
+    let dynamo = DynamoStore::new(log.dynamodb(&config), &table);
     dynamo.create_table_if_missing().await.expect("table");
-    let objects = S3Objects::new(s3_client(&config), format!("archive-{unique}"));
+    let objects = S3Objects::new(log.s3(&config), format!("archive-{unique}"));
     objects.create_bucket_if_missing().await.expect("bucket");
     let archive = Archive::new(Arc::new(objects));
     let store = Arc::new(FlakyStore::new(Arc::new(dynamo)));
@@ -84,7 +91,9 @@ async fn the_checked_in_stream_event_archives_then_retires_once_a_snapshot_cover
         .await
         .expect_err("the flaky store refuses the failing SKU's writes");
     store.heal();
+    log.take();
     let done = handle_stream_event(&archiver, event.clone()).await;
+    let mut sent = log.take();
     assert!(done.batch_item_failures.is_empty(), "{done:?}");
     let archived = archive.read_sku(&sku).await.expect("archive readable");
     assert_eq!(archived.events.into_values().collect::<Vec<_>>(), events);
@@ -99,7 +108,9 @@ async fn the_checked_in_stream_event_archives_then_retires_once_a_snapshot_cover
         .await
         .expect("snapshot");
     store.fail(&sku);
+    log.take();
     let failed = handle_stream_event(&archiver, event.clone()).await;
+    sent.extend(log.take());
     let first = event.records[0].change.sequence_number.clone();
     let named: Vec<_> = failed
         .batch_item_failures
@@ -113,6 +124,7 @@ async fn the_checked_in_stream_event_archives_then_retires_once_a_snapshot_cover
     );
     store.heal();
     let retired = handle_stream_event(&archiver, event).await;
+    sent.extend(log.take());
     assert!(retired.batch_item_failures.is_empty());
     for seq in [1, 2] {
         assert!(
@@ -120,4 +132,5 @@ async fn the_checked_in_stream_event_archives_then_retires_once_a_snapshot_cover
             "event {seq} is archived and covered: it gets a time to live"
         );
     }
+    assert_granted_by("ArchiverRole", &names, &sent);
 }

@@ -1,31 +1,48 @@
 //! The processor Lambda's handler fed `events/command-processor.json` (the event `sam local
 //! invoke -e` uses) against DynamoDB on moto: duplicates, a poison record, a malformed command and
-//! a transient failure end with each good command applied exactly once.
+//! a transient failure end with each good command applied exactly once, and every request the
+//! handler sends is one its role in the template grants.
 
 use std::sync::Arc;
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
+use aws_lambda_events::event::streams::KinesisEventResponse;
 use command_processor::handle_kinesis_event;
 use inventory_core::aws::{local_config, test_endpoint, DynamoStore, KinesisQueue};
 use inventory_core::domain::{Change, CommandId, RejectionCode, Sku};
 use inventory_core::ports::{EventStore, SystemClock};
 use inventory_core::testing::FlakyStore;
 use inventory_core::{Config, Inventory};
+use inventory_test_support::grants::{assert_granted_by, Access, AccessLog, Names};
 
 const EVENT: &str = include_str!("../../../events/command-processor.json");
 
 struct World {
     inventory: Inventory,
     store: Arc<FlakyStore<DynamoStore>>,
+    log: AccessLog,
+    names: Names,
+}
+
+impl World {
+    /// Handles `event` as the Lambda does, recording what the handler sends.
+    async fn handle(&self, event: KinesisEvent, sent: &mut Vec<Access>) -> KinesisEventResponse {
+        self.log.take();
+        let response = handle_kinesis_event(&self.inventory, event).await;
+        sent.extend(self.log.take());
+        response
+    }
 }
 
 async fn world() -> World {
     let config = local_config(&test_endpoint()).await;
     let unique = uuid::Uuid::new_v4().simple().to_string();
-    let dynamo = DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&config),
-        format!("events-{unique}"),
-    );
+    let log = AccessLog::default();
+    let names = Names {
+        table: format!("events-{unique}"),
+        ..Names::default()
+    };
+    let dynamo = DynamoStore::new(log.dynamodb(&config), &names.table);
     dynamo.create_table_if_missing().await.expect("table");
     let queue = KinesisQueue::new(
         aws_sdk_kinesis::Client::new(&config),
@@ -38,7 +55,12 @@ async fn world() -> World {
         Arc::new(SystemClock),
         Config::default(),
     );
-    World { inventory, store }
+    World {
+        inventory,
+        store,
+        log,
+        names,
+    }
 }
 
 fn sku(name: &str) -> Sku {
@@ -68,7 +90,8 @@ async fn a_batch_with_duplicates_a_poison_record_and_a_transient_failure_applies
 
     // SKU-B is throttled: its first record (position 2) is where Lambda must resume.
     world.store.fail(&sku("SKU-B"));
-    let first = handle_kinesis_event(&world.inventory, event.clone()).await;
+    let mut sent = Vec::new();
+    let first = world.handle(event.clone(), &mut sent).await;
     let resume_at = event.records[2].kinesis.sequence_number.clone();
     let failures: Vec<_> = first
         .batch_item_failures
@@ -88,7 +111,7 @@ async fn a_batch_with_duplicates_a_poison_record_and_a_transient_failure_applies
     retry
         .records
         .retain(|r| r.kinesis.sequence_number >= resume_at);
-    let second = handle_kinesis_event(&world.inventory, retry).await;
+    let second = world.handle(retry, &mut sent).await;
     assert!(
         second.batch_item_failures.is_empty(),
         "{:?}",
@@ -124,8 +147,9 @@ async fn a_batch_with_duplicates_a_poison_record_and_a_transient_failure_applies
     );
 
     // The whole batch delivered once more (at-least-once) changes nothing.
-    let third = handle_kinesis_event(&world.inventory, event).await;
+    let third = world.handle(event, &mut sent).await;
     assert!(third.batch_item_failures.is_empty());
     assert_eq!(changes(&world, "SKU-A").await.len(), 3);
     assert_eq!(changes(&world, "SKU-B").await.len(), 2);
+    assert_granted_by("CommandProcessorRole", &world.names, &sent);
 }

@@ -1,6 +1,7 @@
 //! The expiry timer fed `events/expiry-timer.json` (the scheduled event `sam local invoke -e`
 //! uses) against DynamoDB on moto: a hold past its grace gets one `hold_expired`, a hold still
-//! in its grace and a released hold get none, and a second run writes nothing more.
+//! in its grace and a released hold get none, a second run writes nothing more, and every request
+//! the sweeps send is one its role grants.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use inventory_core::domain::{
 use inventory_core::memory::MemoryQueue;
 use inventory_core::ports::{Clock, Commit, EventStore, StreamAppend, SystemClock};
 use inventory_core::{Config, Inventory};
+use inventory_test_support::grants::{assert_granted_by, AccessLog, Names};
 
 const EVENT: &str = include_str!("../../../events/expiry-timer.json");
 
@@ -36,8 +38,12 @@ fn hold(sku: &Sku, seq: u64, at: Timestamp, expires_at: Timestamp) -> Event {
 async fn a_scheduled_run_expires_each_lapsed_hold_once() {
     let _: CloudWatchEvent = serde_json::from_str(EVENT).expect("the checked-in event parses");
     let config = local_config(&test_endpoint()).await;
-    let table = format!("expiry-{}", uuid::Uuid::new_v4().simple());
-    let dynamo = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), table);
+    let names = Names {
+        table: format!("expiry-{}", uuid::Uuid::new_v4().simple()),
+        ..Names::default()
+    };
+    let log = AccessLog::default();
+    let dynamo = DynamoStore::new(log.dynamodb(&config), &names.table);
     dynamo.create_table_if_missing().await.expect("table");
     let store = Arc::new(dynamo);
     let now = SystemClock.now();
@@ -87,10 +93,12 @@ async fn a_scheduled_run_expires_each_lapsed_hold_once() {
         .await
         .expect("the shopper gave hold 4 back");
 
+    log.take();
     let report = inventory.run_expiry_timer().await.expect("the run sweeps");
     assert_eq!(report.sweeps.len(), 2);
     assert_eq!(report.sweeps.iter().map(|s| s.expired).sum::<usize>(), 1);
     let again = inventory.run_expiry_timer().await.expect("a second run");
+    assert_granted_by("ExpiryTimerRole", &names, &log.take());
     assert_eq!(again.sweeps.iter().map(|s| s.expired).sum::<usize>(), 0);
 
     let expired: Vec<u64> = store

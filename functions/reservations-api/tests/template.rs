@@ -11,107 +11,13 @@
 //!   the partition-key prefixes it may touch (`dynamodb:LeadingKeys`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use inventory_core::aws::PARTITION_KEY_PREFIXES;
+use inventory_test_support::template::{
+    decide, iam_actions, list, resources_of, statements, translated,
+};
 use reservations_api::routes;
 use serde_json::{json, Value};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The SAM CLI venv's Python: `INVENTORY_TEST_SAM_PYTHON`, else `.tools/sam/bin/python`.
-fn sam_python() -> PathBuf {
-    let path = std::env::var_os("INVENTORY_TEST_SAM_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join(".tools/sam/bin/python"));
-    assert!(
-        path.exists(),
-        "{} is missing: run ./scripts/install-tools (the SAM CLI's venv has the SAM translator)",
-        path.display()
-    );
-    path
-}
-
-fn run_script(args: &[&str]) -> String {
-    let output = Command::new(sam_python())
-        .arg(root().join("scripts/translate-template"))
-        .args(args)
-        .current_dir(root())
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .output()
-        .expect("the translator runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("UTF-8")
-}
-
-fn translated() -> Value {
-    serde_json::from_str(&run_script(&["template.yaml"])).expect("translated JSON")
-}
-
-/// IAM's actions: `service:action` (lower case) → the resource types it accepts.
-fn iam_actions() -> HashMap<String, Vec<String>> {
-    let path = run_script(&["--iam-data"]);
-    let text = std::fs::read_to_string(path.trim()).expect("cfn-lint's IAM reference");
-    let data: Value = serde_json::from_str(&text).expect("JSON");
-    let mut actions = HashMap::new();
-    for (service, entry) in data.as_object().expect("services") {
-        for (action, detail) in entry["Actions"].as_object().into_iter().flatten() {
-            let resources = detail["Resources"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|r| r.as_str().map(str::to_owned))
-                .collect();
-            actions.insert(format!("{service}:{action}"), resources);
-        }
-    }
-    actions
-}
-
-/// `value` with every `Fn::If` decided by `conditions`.
-fn decide(value: &Value, conditions: &HashMap<&str, bool>) -> Value {
-    match value {
-        Value::Object(map) if map.len() == 1 && map.contains_key("Fn::If") => {
-            let branches = &map["Fn::If"];
-            let name = branches[0].as_str().expect("condition name");
-            let holds = *conditions
-                .get(name)
-                .unwrap_or_else(|| panic!("condition {name} not decided"));
-            decide(&branches[if holds { 1 } else { 2 }], conditions)
-        }
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| (k.clone(), decide(v, conditions)))
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.iter().map(|v| decide(v, conditions)).collect()),
-        other => other.clone(),
-    }
-}
-
-fn resources_of<'a>(template: &'a Value, kind: &str) -> Vec<(&'a String, &'a Value)> {
-    template["Resources"]
-        .as_object()
-        .expect("resources")
-        .iter()
-        .filter(|(_, resource)| resource["Type"] == kind)
-        .collect()
-}
-
-fn list(value: &Value) -> Vec<Value> {
-    match value {
-        Value::Array(items) => items.clone(),
-        Value::Null => Vec::new(),
-        one => vec![one.clone()],
-    }
-}
 
 /// (METHOD, path) → the security requirement of each operation of the one HTTP API.
 fn api_routes(template: &Value, public_item_reads: bool) -> BTreeMap<(String, String), Value> {
@@ -138,7 +44,7 @@ fn api_routes(template: &Value, public_item_reads: bool) -> BTreeMap<(String, St
 fn every_route_of_the_template_is_a_route_of_the_api_behind_the_jwt_authorizer_with_its_scopes() {
     let template = translated();
     for public_item_reads in [false, true] {
-        let deployed = api_routes(&template, public_item_reads);
+        let deployed = api_routes(template, public_item_reads);
         let declared: BTreeSet<(String, String)> = routes()
             .iter()
             .map(|route| (route.method.to_owned(), route.path.to_owned()))
@@ -169,7 +75,7 @@ fn every_route_of_the_template_is_a_route_of_the_api_behind_the_jwt_authorizer_w
         "AWS::ApiGateway::RestApi",
         "AWS::Lambda::Url",
     ] {
-        assert!(resources_of(&template, kind).is_empty(), "{kind}");
+        assert!(resources_of(template, kind).is_empty(), "{kind}");
     }
 }
 
@@ -177,7 +83,7 @@ fn every_route_of_the_template_is_a_route_of_the_api_behind_the_jwt_authorizer_w
 fn the_authorizer_verifies_jwts_from_the_bearer_header_of_the_stacks_user_pool_or_the_given_issuer()
 {
     let template = translated();
-    let api = &resources_of(&template, "AWS::ApiGatewayV2::Api")[0].1;
+    let api = &resources_of(template, "AWS::ApiGatewayV2::Api")[0].1;
     let scheme = &api["Properties"]["Body"]["components"]["securitySchemes"]["OAuth2"];
     let authorizer = &scheme["x-amazon-apigateway-authorizer"];
     assert_eq!(authorizer["type"], "jwt");
@@ -200,7 +106,7 @@ fn the_authorizer_verifies_jwts_from_the_bearer_header_of_the_stacks_user_pool_o
         decide(&jwt["audience"], &other),
         json!({ "Ref": "OidcAudience" })
     );
-    let stage = &resources_of(&template, "AWS::ApiGatewayV2::Stage")[0].1["Properties"];
+    let stage = &resources_of(template, "AWS::ApiGatewayV2::Stage")[0].1["Properties"];
     assert!(stage["DefaultRouteSettings"]["ThrottlingRateLimit"].is_object());
     assert!(stage["AccessLogSettings"]["DestinationArn"].is_object());
 }
@@ -208,7 +114,7 @@ fn the_authorizer_verifies_jwts_from_the_bearer_header_of_the_stacks_user_pool_o
 #[test]
 fn every_function_has_a_role_of_its_own_and_logs_to_a_log_group_of_its_own() {
     let template = translated();
-    let functions = resources_of(&template, "AWS::Lambda::Function");
+    let functions = resources_of(template, "AWS::Lambda::Function");
     assert_eq!(functions.len(), 5);
     let mut roles = BTreeSet::new();
     let mut groups = BTreeSet::new();
@@ -222,16 +128,14 @@ fn every_function_has_a_role_of_its_own_and_logs_to_a_log_group_of_its_own() {
             .as_str()
             .unwrap_or_else(|| panic!("{name} has no log group of the template"));
         assert!(groups.insert(group.to_owned()), "{name} shares {group}");
-        let role_policies = &template["Resources"][role]["Properties"]["Policies"];
-        let own_logs = list(role_policies)
+        let own_logs = statements(template, role)
             .iter()
-            .flat_map(|policy| list(&policy["PolicyDocument"]["Statement"]))
             .any(|statement| statement["Resource"] == json!({ "Fn::GetAtt": [group, "Arn"] }));
         assert!(own_logs, "{role} may write {group}");
     }
     assert_eq!(
         roles.len(),
-        resources_of(&template, "AWS::IAM::Role").len(),
+        resources_of(template, "AWS::IAM::Role").len(),
         "no role beyond the functions' own"
     );
 }
@@ -240,7 +144,7 @@ fn every_function_has_a_role_of_its_own_and_logs_to_a_log_group_of_its_own() {
 fn every_role_names_only_actions_iam_defines_scoped_to_resources_and_table_key_prefixes() {
     let template = translated();
     let actions = iam_actions();
-    let roles = resources_of(&template, "AWS::IAM::Role");
+    let roles = resources_of(template, "AWS::IAM::Role");
     assert!(!roles.is_empty());
     for (name, role) in roles {
         let properties = &role["Properties"];
@@ -254,8 +158,8 @@ fn every_role_names_only_actions_iam_defines_scoped_to_resources_and_table_key_p
                      "Action": "sts:AssumeRole" }]),
             "{name} is assumed by Lambda only"
         );
-        for policy in list(&properties["Policies"]) {
-            for statement in list(&policy["PolicyDocument"]["Statement"]) {
+        {
+            for statement in statements(template, name) {
                 let sid = statement["Sid"].as_str().unwrap_or("?");
                 let at = format!("{name}/{sid}");
                 assert_eq!(statement["Effect"], "Allow", "{at}");
@@ -325,12 +229,7 @@ fn no_role_may_write_what_it_should_not() {
         ("CommandProcessorRole", "dynamodb:putitem", "idem#"),
     ];
     for (role, action, prefix) in forbidden {
-        let statements = list(&template["Resources"][role]["Properties"]["Policies"])
-            .iter()
-            .flat_map(|policy| list(&policy["PolicyDocument"]["Statement"]))
-            .collect::<Vec<_>>();
-        assert!(!statements.is_empty(), "{role} exists");
-        let granted = statements.iter().any(|statement| {
+        let granted = statements(template, role).iter().any(|statement| {
             let names_action = list(&statement["Action"])
                 .iter()
                 .any(|a| a.as_str().is_some_and(|a| a.eq_ignore_ascii_case(action)));
@@ -346,7 +245,7 @@ fn no_role_may_write_what_it_should_not() {
         "dynamodb:scan",
         "s3:deleteobject",
     ];
-    for (name, role) in resources_of(&template, "AWS::IAM::Role") {
+    for (name, role) in resources_of(template, "AWS::IAM::Role") {
         let text = role.to_string().to_lowercase();
         for action in deletes {
             assert!(!text.contains(action), "{name} may {action}");

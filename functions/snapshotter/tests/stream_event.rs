@@ -1,7 +1,7 @@
 //! The snapshotter's handler fed `events/snapshotter.json` (the event `sam local invoke -e`
 //! uses) against DynamoDB on moto: a failed save names the record to resume from, a delivery
 //! brings the snapshot to the head, a repeated delivery leaves it as it is, and items that are
-//! not events are skipped.
+//! not events are skipped; and every request the handler sends is one its role grants.
 
 use std::sync::Arc;
 
@@ -13,6 +13,7 @@ use inventory_core::feed::FeedChange;
 use inventory_core::ports::{Commit, EventStore, StreamAppend};
 use inventory_core::reactions::Snapshotter;
 use inventory_core::testing::FlakyStore;
+use inventory_test_support::grants::{assert_granted_by, AccessLog, Names};
 
 const EVENT: &str = include_str!("../../../events/snapshotter.json");
 
@@ -30,8 +31,12 @@ fn appended(event: &StreamEvent) -> Vec<Event> {
 #[tokio::test]
 async fn the_checked_in_stream_event_brings_the_snapshot_to_the_head_once() {
     let config = local_config(&test_endpoint()).await;
-    let table = format!("snapshotter-{}", uuid::Uuid::new_v4().simple());
-    let dynamo = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), table);
+    let names = Names {
+        table: format!("snapshotter-{}", uuid::Uuid::new_v4().simple()),
+        ..Names::default()
+    };
+    let log = AccessLog::default();
+    let dynamo = DynamoStore::new(log.dynamodb(&config), &names.table);
     dynamo.create_table_if_missing().await.expect("table");
     let store = Arc::new(FlakyStore::new(Arc::new(dynamo)));
     let event: StreamEvent = serde_json::from_str(EVENT).expect("the checked-in event parses");
@@ -49,7 +54,9 @@ async fn the_checked_in_stream_event_brings_the_snapshot_to_the_head_once() {
     let snapshotter = Snapshotter::new(store.clone());
 
     store.fail(&sku);
+    log.take();
     let failed = handle_stream_event(&snapshotter, event.clone()).await;
+    let mut sent = log.take();
     let first = event.records[0].change.sequence_number.clone();
     let named: Vec<_> = failed
         .batch_item_failures
@@ -64,6 +71,7 @@ async fn the_checked_in_stream_event_brings_the_snapshot_to_the_head_once() {
 
     store.heal();
     let done = handle_stream_event(&snapshotter, event.clone()).await;
+    sent.extend(log.take());
     assert!(done.batch_item_failures.is_empty());
     let expected = SkuState::from_events(&events);
     assert_eq!(
@@ -71,7 +79,10 @@ async fn the_checked_in_stream_event_brings_the_snapshot_to_the_head_once() {
         Ok(vec![Some(expected.clone())])
     );
 
+    log.take();
     let again = handle_stream_event(&snapshotter, event).await;
+    sent.extend(log.take());
+    assert_granted_by("SnapshotterRole", &names, &sent);
     assert!(again.batch_item_failures.is_empty());
     assert_eq!(
         store.read_snapshots(&[sku]).await,

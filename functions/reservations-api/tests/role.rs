@@ -1,0 +1,252 @@
+//! Every request the API sends to AWS, for every route, is one `ReservationsApiRole` grants: the
+//! router runs on DynamoDB and Kinesis at moto through clients that record each request as IAM
+//! authorizes it, and the template's role must allow each one (action, table or stream, and the
+//! partition-key prefixes of `dynamodb:LeadingKeys`). What the processor and the snapshotter do
+//! in between runs on clients of their own, unrecorded.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use inventory_core::aws::{local_config, test_endpoint, DynamoStore, KinesisQueue};
+use inventory_core::domain::Sku;
+use inventory_core::feed::{FeedChange, Reaction};
+use inventory_core::memory::MemoryQueue;
+use inventory_core::ports::{EventStore, SystemClock};
+use inventory_core::reactions::Snapshotter;
+use inventory_core::{Config, Inventory};
+use inventory_test_support::grants::{assert_granted_by, AccessLog, Names};
+use reservations_api::{routes, Authentication};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+async fn send(
+    router: &axum::Router,
+    method: &str,
+    uri: &str,
+    key: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json");
+    if let Some(key) = key {
+        request = request.header("idempotency-key", key);
+    }
+    let body = body.map_or_else(Body::empty, |body| Body::from(body.to_string()));
+    let response = router
+        .clone()
+        .oneshot(request.body(body).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).expect("JSON"))
+}
+
+#[tokio::test]
+async fn every_request_the_api_sends_on_every_route_is_granted_by_its_role() {
+    let config = local_config(&test_endpoint()).await;
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let names = Names {
+        table: format!("events-{unique}"),
+        stream: Some(format!("commands-{unique}")),
+        ..Names::default()
+    };
+    let plain = Arc::new(DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&config),
+        &names.table,
+    ));
+    plain.create_table_if_missing().await.expect("table");
+    let stream = names.stream.clone().unwrap();
+    KinesisQueue::new(aws_sdk_kinesis::Client::new(&config), &stream)
+        .create_stream_if_missing()
+        .await
+        .expect("stream");
+
+    let log = AccessLog::default();
+    let api = Arc::new(Inventory::new(
+        Arc::new(DynamoStore::new(log.dynamodb(&config), &names.table)),
+        Arc::new(KinesisQueue::new(log.kinesis(&config), &stream)),
+        Arc::new(SystemClock),
+        Config::default(),
+    ));
+    let router = reservations_api::router(api, Authentication::Open);
+    // The processor and the snapshotter, on their own clients.
+    let processor = Inventory::new(
+        plain.clone(),
+        Arc::new(MemoryQueue::new()),
+        Arc::new(SystemClock),
+        Config::default(),
+    );
+    let apply = |command: Value| {
+        let processor = &processor;
+        async move {
+            let commands: Vec<inventory_core::domain::Command> =
+                serde_json::from_value(command).expect("commands");
+            for command in commands {
+                processor
+                    .apply_commands(&command.sku.clone(), &[command])
+                    .await
+                    .expect("applied");
+            }
+        }
+    };
+    let mut covered = std::collections::BTreeSet::new();
+    let mut call = |method: &'static str, path: &'static str| {
+        covered.insert((method, path));
+    };
+
+    // Receipts and an adjustment: accepted commands and the queue.
+    for sku in ["SKU-A", "SKU-B"] {
+        let (status, body) = send(
+            &router,
+            "POST",
+            &format!("/items/{sku}/receipts"),
+            None,
+            Some(json!({ "quantity": 20 })),
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+    call("POST", "/items/{sku}/receipts");
+    let (status, adjusted) = send(
+        &router,
+        "POST",
+        "/items/SKU-A/adjustments",
+        Some("count-1"),
+        Some(json!({ "delta": -2, "reason": "count" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{adjusted}");
+    call("POST", "/items/{sku}/adjustments");
+    let queued = read_queue(&config, &stream).await;
+    apply(json!(queued)).await;
+
+    // Reservations: one line, a cart under a key, its replay, a read, an extension.
+    let (status, one) = send(
+        &router,
+        "POST",
+        "/reservations",
+        None,
+        Some(json!({ "lines": [{ "sku": "SKU-A", "quantity": 1 }] })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{one}");
+    let cart =
+        json!({ "lines": [{ "sku": "SKU-A", "quantity": 2 }, { "sku": "SKU-B", "quantity": 1 }] });
+    let (status, first) = send(
+        &router,
+        "POST",
+        "/reservations",
+        Some("cart-1"),
+        Some(cart.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let (_, again) = send(&router, "POST", "/reservations", Some("cart-1"), Some(cart)).await;
+    assert_eq!(again["reservation_id"], first["reservation_id"]);
+    call("POST", "/reservations");
+    let id = first["reservation_id"].as_str().unwrap().to_owned();
+    let (status, _) = send(&router, "GET", &format!("/reservations/{id}"), None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    call("GET", "/reservations/{id}");
+    let (status, body) = send(
+        &router,
+        "POST",
+        &format!("/reservations/{id}/extend"),
+        None,
+        Some(json!({ "ttl_seconds": 3600 })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    call("POST", "/reservations/{id}/extend");
+
+    // A checkout under a key, a release, and where the checkout stands.
+    let (status, checkout) = send(
+        &router,
+        "POST",
+        &format!("/reservations/{id}/checkout"),
+        Some("pay-1"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{checkout}");
+    call("POST", "/reservations/{id}/checkout");
+    let other = one["reservation_id"].as_str().unwrap();
+    let (status, _) = send(
+        &router,
+        "DELETE",
+        &format!("/reservations/{other}"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    call("DELETE", "/reservations/{id}");
+    apply(json!(read_queue(&config, &stream).await)).await;
+    let command = checkout["command_id"].as_str().unwrap();
+    let (status, body) = send(&router, "GET", &format!("/commands/{command}"), None, None).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("applied"))
+    );
+    call("GET", "/commands/{id}");
+
+    // Items: the strong read and the read view over snapshots.
+    let skus = [Sku::parse("SKU-A").unwrap(), Sku::parse("SKU-B").unwrap()];
+    let mut changes = Vec::new();
+    for sku in &skus {
+        let events = plain.read_stream(sku, 0).await.expect("stream");
+        changes.extend(events.into_iter().map(FeedChange::Appended));
+    }
+    assert!(Snapshotter::new(plain.clone())
+        .react(&changes)
+        .await
+        .is_empty());
+    let (status, _) = send(&router, "GET", "/items/SKU-A", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    call("GET", "/items/{sku}");
+    let (status, _) = send(&router, "GET", "/items?sku=SKU-A&sku=SKU-B", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    call("GET", "/items");
+
+    let every: std::collections::BTreeSet<_> =
+        routes().iter().map(|r| (r.method, r.path)).collect();
+    assert_eq!(covered, every, "every route was called");
+    assert_granted_by("ReservationsApiRole", &names, &log.take());
+}
+
+/// Every command on the stream so far (the test reads it as the processor's mapping would).
+async fn read_queue(config: &aws_config::SdkConfig, stream: &str) -> Vec<Value> {
+    let client = aws_sdk_kinesis::Client::new(config);
+    let shards = client
+        .list_shards()
+        .stream_name(stream)
+        .send()
+        .await
+        .expect("shards");
+    let mut commands = Vec::new();
+    for shard in shards.shards() {
+        let iterator = client
+            .get_shard_iterator()
+            .stream_name(stream)
+            .shard_id(shard.shard_id())
+            .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .expect("iterator");
+        let records = client
+            .get_records()
+            .shard_iterator(iterator.shard_iterator().unwrap_or_default())
+            .send()
+            .await
+            .expect("records");
+        for record in records.records() {
+            commands.push(serde_json::from_slice(record.data().as_ref()).expect("a command"));
+        }
+    }
+    commands
+}
