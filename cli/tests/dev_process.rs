@@ -1,7 +1,8 @@
 //! `inventory dev` as a real process over real HTTP: the binary is started on a free port, and a
 //! flash sale of 300 concurrent single-unit reservations races for 100 units; then the read view
 //! (snapshots kept by the in-process snapshotter) catches up, and on moto the in-process archiver
-//! fills the archive bucket.
+//! fills the archive bucket. With `--tokens` it asks every request for a bearer token of its
+//! token file and applies the scopes and ownership rules of the deployed API.
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
@@ -54,6 +55,7 @@ impl DevServer {
             "INVENTORY_ARCHIVE_BUCKET",
             "INVENTORY_LIVE_RETENTION_SECONDS",
             "INVENTORY_SWEEP_INTERVAL_SECONDS",
+            "INVENTORY_DEV_TOKENS",
         ] {
             command.env_remove(name);
         }
@@ -120,6 +122,23 @@ impl DevServer {
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
     }
+
+    /// The first line it logged (waiting briefly: stderr is drained on another thread).
+    fn first_log_line(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let logs = self
+                .stderr
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            if let Some((line, _)) = logs.split_once('\n') {
+                return line.to_owned();
+            }
+            assert!(Instant::now() < deadline, "nothing logged: {logs:?}");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for DevServer {
@@ -174,6 +193,11 @@ async fn wait_until_applied(client: &reqwest::Client, server: &DevServer, comman
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_hundred_concurrent_shoppers_get_exactly_the_hundred_units_in_stock_and_no_more() {
     let server = DevServer::start(&[]);
+    let first = server.first_log_line();
+    assert!(
+        first.contains("open: no authentication"),
+        "it says it runs open first: {first:?}"
+    );
     let client = http_client();
     flash_sale(&client, &server).await;
     read_view_catches_up(&client, &server, "FLASH-1").await;
@@ -391,4 +415,217 @@ async fn flash_sale(client: &reqwest::Client, server: &DevServer) {
     assert_eq!(item["on_hand"], 100, "{item}");
     assert_eq!(item["reserved"], 100, "{item}");
     assert_eq!(item["available"], 0, "{item}");
+}
+
+/// A token file in the temporary directory, removed when dropped.
+struct TokenFile(std::path::PathBuf);
+
+impl TokenFile {
+    fn new(text: &str) -> Self {
+        let path =
+            std::env::temp_dir().join(format!("tokens-{}.json", uuid::Uuid::new_v4().simple()));
+        std::fs::write(&path, text).expect("token file written");
+        Self(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().expect("UTF-8 path")
+    }
+}
+
+impl Drop for TokenFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+const STORE_A: &str = "storefront-a-7d1f0c9b2e4a";
+const STORE_B: &str = "storefront-b-3e8a1f6c0d2b";
+const WAREHOUSE: &str = "warehouse-5b2c9e7a1f3d";
+
+async fn call(
+    client: &reqwest::Client,
+    server: &DevServer,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    let mut request = client.request(method, server.url(path));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("the server answers");
+    let headers = response.headers().clone();
+    let (status, body) = json_of(response).await;
+    (status, headers, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_tokens_every_request_needs_a_token_of_the_file_with_the_scope_and_owner_it_needs() {
+    let tokens = TokenFile::new(
+        &json!({ "tokens": [
+            { "token": STORE_A, "client_id": "storefront-a", "scopes": ["inventory/read", "inventory/reserve"] },
+            { "token": STORE_B, "client_id": "storefront-b", "scopes": ["inventory/reserve"] },
+            { "token": WAREHOUSE, "client_id": "warehouse", "scopes": ["inventory/admin"] }
+        ]})
+        .to_string(),
+    );
+    let server = DevServer::start(&["--tokens", tokens.path()]);
+    let first = server.first_log_line();
+    assert!(first.contains("bearer tokens required"), "{first:?}");
+    let client = http_client();
+    use reqwest::Method;
+
+    for token in [None, Some("not-a-token-of-the-file")] {
+        let (status, headers, body) =
+            call(&client, &server, Method::GET, "/items/SKU-1", token, None).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("unauthenticated")),
+            "{body}"
+        );
+        assert_eq!(
+            headers.get("www-authenticate").map(|v| v.as_bytes()),
+            Some(&b"Bearer"[..])
+        );
+    }
+    let receipt = Some(json!({ "quantity": 5 }));
+    let (status, _, body) = call(
+        &client,
+        &server,
+        Method::POST,
+        "/items/SKU-1/receipts",
+        Some(STORE_A),
+        receipt.clone(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden")),
+        "{body}"
+    );
+    assert_eq!(body["scope"], "inventory/admin");
+
+    let (status, _, body) = call(
+        &client,
+        &server,
+        Method::POST,
+        "/items/SKU-1/receipts",
+        Some(WAREHOUSE),
+        receipt,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let command = body["command_id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + APPLY_TIMEOUT;
+    loop {
+        let path = format!("/commands/{command}");
+        let (status, _, body) =
+            call(&client, &server, Method::GET, &path, Some(WAREHOUSE), None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if body["status"] == "applied" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let cart = Some(json!({ "lines": [{ "sku": "SKU-1", "quantity": 2 }] }));
+    let (status, _, body) = call(
+        &client,
+        &server,
+        Method::POST,
+        "/reservations",
+        Some(STORE_A),
+        cart,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let path = format!("/reservations/{}", body["reservation_id"].as_str().unwrap());
+    let (status, _, body) = call(&client, &server, Method::GET, &path, Some(STORE_B), None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("reservation_not_found"))
+    );
+    let (status, _, body) =
+        call(&client, &server, Method::DELETE, &path, Some(STORE_B), None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("reservation_not_found"))
+    );
+    for owner_or_admin in [STORE_A, WAREHOUSE] {
+        let (status, _, body) = call(
+            &client,
+            &server,
+            Method::GET,
+            &path,
+            Some(owner_or_admin),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (status, body["status"].as_str()),
+            (StatusCode::OK, Some("active")),
+            "{body}"
+        );
+    }
+    // storefront-b may reserve but not read items.
+    let (status, _, body) = call(
+        &client,
+        &server,
+        Method::GET,
+        "/items/SKU-1",
+        Some(STORE_B),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["scope"].as_str()),
+        (StatusCode::FORBIDDEN, Some("inventory/read"))
+    );
+    let (status, _, item) = call(
+        &client,
+        &server,
+        Method::GET,
+        "/items/SKU-1",
+        Some(STORE_A),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, item["reserved"].as_i64()),
+        (StatusCode::OK, Some(2)),
+        "{item}"
+    );
+}
+
+#[test]
+fn a_malformed_token_file_stops_the_start_with_what_is_wrong_and_where() {
+    let cases = [
+        (json!({ "tokens": [{ "token": STORE_A, "client_id": "a", "scopes": ["inventory/write"] }] }).to_string(),
+            "tokens[0].scopes[0]: unknown scope \"inventory/write\""),
+        (json!({ "tokens": [{ "token": "short", "client_id": "a", "scopes": ["inventory/read"] }] }).to_string(),
+            "tokens[0].token must be at least 16"),
+        ("{\"tokens\": [".to_owned(), "is malformed"),
+    ];
+    for (text, expected) in cases {
+        let tokens = TokenFile::new(&text);
+        let output = Command::new(env!("CARGO_BIN_EXE_inventory"))
+            .args(["dev", "--port", "0", "--tokens", tokens.path()])
+            .env_remove("INVENTORY_DEV_TOKENS")
+            .stdin(Stdio::null())
+            .output()
+            .expect("the binary runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "it must not start: {stderr}");
+        assert!(
+            stderr.contains("the token file") && stderr.contains(expected),
+            "{expected:?} not in {stderr:?}"
+        );
+        assert!(output.stdout.is_empty(), "it never listened");
+    }
 }
