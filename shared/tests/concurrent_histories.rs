@@ -22,8 +22,8 @@ use async_trait::async_trait;
 use inventory_core::app::{CommandStatus, ReserveRequest};
 use inventory_core::archive::Archive;
 use inventory_core::domain::{
-    Caller, Change, Command, CommandId, Event, HoldLine, HoldStatus, IdempotencyKey, Line,
-    Quantity, ReservationId, Sku, SkuState, Timestamp, TtlSeconds, Version,
+    Caller, Change, ClientId, Command, CommandId, Event, HoldLine, HoldStatus, IdempotencyKey,
+    Line, Quantity, ReservationId, Scope, Sku, SkuState, Timestamp, TtlSeconds, Version,
 };
 use inventory_core::feed::{FeedChange, Reaction};
 use inventory_core::memory::{MemoryObjects, MemoryQueue, MemoryStore};
@@ -262,7 +262,8 @@ impl CommandQueue for ChaosQueue {
 /// What clients were told, to be checked against what was recorded.
 #[derive(Default)]
 struct Ledger {
-    reservations: BTreeMap<ReservationId, Vec<Line>>,
+    /// Each acknowledged reservation: the client that made it, and its lines.
+    reservations: BTreeMap<ReservationId, (usize, Vec<Line>)>,
     by_key: HashMap<String, ReservationId>,
     commands: BTreeMap<CommandId, Acknowledged>,
     refused: usize,
@@ -375,17 +376,53 @@ async fn run_history(seed: u64) -> Result<Stats, String> {
     check(&world, seed).await
 }
 
+/// Who a client acts as: a storefront of its own (it reserves, sees only its own
+/// reservations), and a warehouse of its own (admin: receipts, adjustments, anyone's holds).
+struct Client {
+    index: usize,
+    storefront: Caller,
+    warehouse: Caller,
+}
+
+impl Client {
+    fn new(index: usize) -> Self {
+        let id = |kind: &str| ClientId::parse(&format!("{kind}-{index}")).unwrap();
+        Self {
+            index,
+            storefront: Caller::new(id("store"), [Scope::Read, Scope::Reserve]),
+            warehouse: Caller::new(id("warehouse"), [Scope::Admin]),
+        }
+    }
+
+    /// Who acts on a reservation of `owner`: the storefront for its own; for another's, now
+    /// and then the warehouse, else the storefront, which must be told it does not exist.
+    fn acting_on(&self, owner: usize, rng: &mut fastrand::Rng) -> &Caller {
+        if owner == self.index || rng.u8(0..3) > 0 {
+            &self.storefront
+        } else {
+            &self.warehouse
+        }
+    }
+
+    /// Whether `caller` may see a reservation of `owner`.
+    fn sees(&self, caller: &Caller, owner: usize) -> bool {
+        owner == self.index || std::ptr::eq(caller, &self.warehouse)
+    }
+}
+
 async fn run_client(world: Arc<World>, seed: u64, client: usize) {
     let mut rng = fastrand::Rng::with_seed(seed.wrapping_mul(31).wrapping_add(client as u64));
+    let me = Client::new(client);
     for op in 0..OPS_PER_CLIENT {
-        let key = format!("c{client}-op{op}");
+        // Every client uses the same keys: keys are per client, so they must never collide.
+        let key = format!("op{op}");
         match rng.u32(0..100) {
-            0..=34 => reserve(&world, &mut rng, &key).await,
-            35..=49 => receive(&world, &mut rng, &key).await,
-            50..=57 => adjust(&world, &mut rng).await,
-            58..=69 => hold_change(&world, &mut rng, &key, true).await,
-            70..=77 => hold_change(&world, &mut rng, &key, false).await,
-            78..=82 => extend(&world, &mut rng).await,
+            0..=34 => reserve(&world, &me, &mut rng, &key).await,
+            35..=49 => receive(&world, &me, &mut rng, &key).await,
+            50..=57 => adjust(&world, &me, &mut rng).await,
+            58..=69 => hold_change(&world, &me, &mut rng, &key, true).await,
+            70..=77 => hold_change(&world, &me, &mut rng, &key, false).await,
+            78..=82 => extend(&world, &me, &mut rng).await,
             83..=92 => world.clock.advance_millis(rng.i64(0..150_000)),
             _ => {
                 let sku = random_sku(&mut rng);
@@ -400,23 +437,33 @@ fn random_sku(rng: &mut fastrand::Rng) -> Sku {
     Sku::parse(SKUS[rng.usize(0..SKUS.len())]).unwrap()
 }
 
-fn random_reservation(world: &World, rng: &mut fastrand::Rng) -> Option<ReservationId> {
+/// A reservation some client made, with its owner and SKUs.
+fn random_reservation(
+    world: &World,
+    rng: &mut fastrand::Rng,
+) -> Option<(ReservationId, usize, Vec<Sku>)> {
     let ledger = world.ledger.lock().unwrap();
     let count = ledger.reservations.len();
     (count > 0).then(|| {
-        ledger
-            .reservations
-            .keys()
-            .nth(rng.usize(0..count))
-            .cloned()
-            .unwrap()
+        let (id, (owner, lines)) = ledger.reservations.iter().nth(rng.usize(0..count)).unwrap();
+        let skus = lines.iter().map(|line| line.sku.clone()).collect();
+        (id.clone(), *owner, skus)
     })
+}
+
+/// Records a violation unless `answer` is `reservation_not_found`: what a client must be told of
+/// another's reservation.
+fn expect_not_found<T: std::fmt::Debug>(world: &World, what: &str, answer: Result<T, AppError>) {
+    if !matches!(answer, Err(AppError::ReservationNotFound)) {
+        let msg = format!("{what} of another client's reservation answered {answer:?}");
+        world.ledger.lock().unwrap().violations.push(msg);
+    }
 }
 
 /// A client retries a request that failed with 503 only when it sent an idempotency key.
 const RETRIES: usize = 3;
 
-async fn reserve(world: &World, rng: &mut fastrand::Rng, key: &str) {
+async fn reserve(world: &World, me: &Client, rng: &mut fastrand::Rng, key: &str) {
     let mut skus: Vec<&str> = SKUS.to_vec();
     rng.shuffle(&mut skus);
     let lines: Vec<Line> = skus[..rng.usize(1..=SKUS.len())]
@@ -431,12 +478,9 @@ async fn reserve(world: &World, rng: &mut fastrand::Rng, key: &str) {
     let idempotency_key = keyed.then(|| IdempotencyKey::parse(key).unwrap());
     for _ in 0..RETRIES {
         let request = ReserveRequest::new(lines.clone(), ttl, idempotency_key.clone()).unwrap();
-        let scope = keyed.then(|| key.to_owned());
+        let scope = keyed.then(|| format!("{}/{key}", me.index));
         match RESERVING_WITH_KEY
-            .scope(
-                scope,
-                world.inventory().reserve(request, &Caller::local_admin()),
-            )
+            .scope(scope, world.inventory().reserve(request, &me.storefront))
             .await
         {
             Ok(view) => {
@@ -444,7 +488,7 @@ async fn reserve(world: &World, rng: &mut fastrand::Rng, key: &str) {
                 if keyed {
                     let first = ledger
                         .by_key
-                        .entry(key.to_owned())
+                        .entry(format!("{}/{key}", me.index))
                         .or_insert_with(|| view.reservation_id.clone());
                     if *first != view.reservation_id {
                         let msg =
@@ -452,7 +496,9 @@ async fn reserve(world: &World, rng: &mut fastrand::Rng, key: &str) {
                         ledger.violations.push(msg);
                     }
                 }
-                ledger.reservations.insert(view.reservation_id, lines);
+                ledger
+                    .reservations
+                    .insert(view.reservation_id, (me.index, lines));
                 return;
             }
             Err(AppError::InsufficientStock { .. } | AppError::UnknownSku(_)) => {
@@ -470,7 +516,7 @@ async fn reserve(world: &World, rng: &mut fastrand::Rng, key: &str) {
     }
 }
 
-async fn receive(world: &World, rng: &mut fastrand::Rng, key: &str) {
+async fn receive(world: &World, me: &Client, rng: &mut fastrand::Rng, key: &str) {
     let sku = random_sku(rng);
     let quantity = Quantity::new(rng.i64(1..=6)).unwrap();
     let idempotency_key = IdempotencyKey::parse(key).unwrap();
@@ -482,7 +528,7 @@ async fn receive(world: &World, rng: &mut fastrand::Rng, key: &str) {
                 quantity,
                 None,
                 Some(&idempotency_key),
-                &Caller::local_admin(),
+                &me.warehouse,
             )
             .await;
         if acknowledge(world, answer, Acknowledged::Receipt(sku.clone())) {
@@ -491,7 +537,7 @@ async fn receive(world: &World, rng: &mut fastrand::Rng, key: &str) {
     }
 }
 
-async fn adjust(world: &World, rng: &mut fastrand::Rng) {
+async fn adjust(world: &World, me: &Client, rng: &mut fastrand::Rng) {
     let sku = random_sku(rng);
     let delta = [-3, -2, -1, 1, 2][rng.usize(0..5)];
     let answer = world
@@ -501,33 +547,39 @@ async fn adjust(world: &World, rng: &mut fastrand::Rng) {
             delta,
             "cycle count".into(),
             None,
-            &Caller::local_admin(),
+            &me.warehouse,
         )
         .await;
     acknowledge(world, answer, Acknowledged::Adjustment(sku));
 }
 
-async fn hold_change(world: &World, rng: &mut fastrand::Rng, key: &str, checkout: bool) {
-    let Some(id) = random_reservation(world, rng) else {
+async fn hold_change(
+    world: &World,
+    me: &Client,
+    rng: &mut fastrand::Rng,
+    key: &str,
+    checkout: bool,
+) {
+    let Some((id, owner, skus)) = random_reservation(world, rng) else {
         return;
     };
-    let skus: Vec<Sku> = world.ledger.lock().unwrap().reservations[&id]
-        .iter()
-        .map(|line| line.sku.clone())
-        .collect();
+    let caller = me.acting_on(owner, rng);
     let idempotency_key = IdempotencyKey::parse(key).unwrap();
     for _ in 0..RETRIES {
         let answer = if checkout {
             world
                 .inventory()
-                .request_checkout(&id, Some(&idempotency_key), &Caller::local_admin())
+                .request_checkout(&id, Some(&idempotency_key), caller)
                 .await
         } else {
             world
                 .inventory()
-                .request_release(&id, Some(&idempotency_key), &Caller::local_admin())
+                .request_release(&id, Some(&idempotency_key), caller)
                 .await
         };
+        if !me.sees(caller, owner) {
+            return expect_not_found(world, "a checkout or release", answer);
+        }
         if matches!(answer, Err(AppError::ReservationNotActive { .. })) {
             return;
         }
@@ -537,14 +589,15 @@ async fn hold_change(world: &World, rng: &mut fastrand::Rng, key: &str, checkout
     }
 }
 
-async fn extend(world: &World, rng: &mut fastrand::Rng) {
-    if let Some(id) = random_reservation(world, rng) {
+async fn extend(world: &World, me: &Client, rng: &mut fastrand::Rng) {
+    if let Some((id, owner, _)) = random_reservation(world, rng) {
         let ttl = TtlSeconds::new(rng.i64(60..=600)).unwrap();
-        match world
-            .inventory()
-            .extend(&id, ttl, &Caller::local_admin())
-            .await
-        {
+        let caller = me.acting_on(owner, rng);
+        let answer = world.inventory().extend(&id, ttl, caller).await;
+        if !me.sees(caller, owner) {
+            return expect_not_found(world, "an extension", answer);
+        }
+        match answer {
             Ok(_)
             | Err(
                 AppError::ReservationNotActive { .. }
@@ -940,7 +993,7 @@ async fn every_acknowledged_reservation_is_placed_exactly_once(
     ledger: &Ledger,
     streams: &BTreeMap<Sku, Vec<Event>>,
 ) -> Result<(), String> {
-    for (id, lines) in &ledger.reservations {
+    for (id, (_, lines)) in &ledger.reservations {
         let view = world
             .inventory()
             .reservation(id, &Caller::local_admin())
