@@ -55,31 +55,31 @@ pub(crate) struct Guard {
     pub(crate) public: bool,
 }
 
-/// Identifies the caller, checks the route's scope and hands the caller to the handler.
+/// Identifies the caller, checks the route's scope and hands the caller to the handler; then
+/// refuses a body declared over the limit.
 pub(crate) async fn guard(
     State(guard): State<Arc<Guard>>,
     mut request: Request,
     next: Next,
 ) -> Response {
+    if !guard.public {
+        let caller = match identify(&guard.authentication, &request) {
+            Ok(caller) => caller,
+            Err(refusal) => return refusal.into_response(),
+        };
+        if !caller.may(guard.route.scope) {
+            return forbidden(guard.route.scope).into_response();
+        }
+        request.extensions_mut().insert(caller);
+    }
     if declares_too_large_a_body(&request) {
         return ApiError::payload_too_large().into_response();
     }
-    if guard.public {
-        return next.run(request).await;
-    }
-    let caller = match identify(&guard.authentication, &request) {
-        Ok(caller) => caller,
-        Err(refusal) => return refusal.into_response(),
-    };
-    if !caller.may(guard.route.scope) {
-        return forbidden(guard.route.scope).into_response();
-    }
-    request.extensions_mut().insert(caller);
     next.run(request).await
 }
 
-/// A body declared over the limit is refused on every route, read or not (the JSON routes also
-/// count what arrives, for bodies that declare no length).
+/// A body declared over the limit is refused on every route, read or not; [`crate::extract::JsonBody`]
+/// also counts what arrives, for bodies that declare no length.
 fn declares_too_large_a_body(request: &Request) -> bool {
     request
         .headers()
