@@ -18,7 +18,9 @@ pub struct Config {
     pub max_attempts: u32,
     /// How long an archived event stays in the table once a snapshot covers it
     /// (`INVENTORY_LIVE_RETENTION_SECONDS`, default 35 days: past any reservation's life, so a
-    /// reservation's events are readable for as long as anyone may ask about it).
+    /// reservation's events are readable for as long as anyone may ask about it; at least
+    /// [`MIN_LIVE_RETENTION_SECS`]). Every function needs the same value: a process trusts the
+    /// head it last saw for no longer than this (the events after it could be gone).
     pub live_retention: Duration,
     /// Time between two sweeps of the expiry timer within one run
     /// (`INVENTORY_SWEEP_INTERVAL_SECONDS`, default 15).
@@ -75,7 +77,7 @@ impl Config {
         let retention = number(
             &lookup,
             "INVENTORY_LIVE_RETENTION_SECONDS",
-            0..=3_650 * 86_400,
+            MIN_LIVE_RETENTION_SECS..=3_650 * 86_400,
         )?;
         let interval = number(&lookup, "INVENTORY_SWEEP_INTERVAL_SECONDS", 1..=60)?;
         let sweeps = number(&lookup, "INVENTORY_SWEEPS_PER_INVOCATION", 1..=60)?;
@@ -164,6 +166,23 @@ mod tests {
         assert_eq!(
             with("yes").map_err(|e| e.name),
             Err("INVENTORY_PUBLIC_ITEM_READS")
+        );
+    }
+
+    #[test]
+    fn a_live_retention_under_the_floor_is_refused() {
+        let with = |secs: i64| {
+            Config::from_lookup(move |name| {
+                (name == "INVENTORY_LIVE_RETENTION_SECONDS").then(|| secs.to_string())
+            })
+        };
+        assert_eq!(
+            with(MIN_LIVE_RETENTION_SECS - 1).map_err(|e| e.name),
+            Err("INVENTORY_LIVE_RETENTION_SECONDS")
+        );
+        assert_eq!(
+            with(MIN_LIVE_RETENTION_SECS).map(|c| c.live_retention.as_secs()),
+            Ok(MIN_LIVE_RETENTION_SECS as u64)
         );
     }
 

@@ -101,10 +101,13 @@ impl MemoryStore {
 }
 
 impl Tables {
-    fn head(&self, sku: &Sku) -> Version {
-        self.streams
-            .get(sku)
-            .map_or(0, |slots| slots.len() as Version)
+    /// Whether the slot of event `seq` of `sku` holds an event. A slot the time to live emptied
+    /// is free again, as in DynamoDB, where nothing is left of a deleted item.
+    fn taken(&self, sku: &Sku, seq: Version) -> bool {
+        let index = usize::try_from(seq).ok().and_then(|seq| seq.checked_sub(1));
+        index
+            .and_then(|i| self.streams.get(sku)?.get(i))
+            .is_some_and(|slot| !slot.deleted)
     }
 
     fn check(&self, commit: &Commit) -> Result<(), StoreError> {
@@ -115,7 +118,10 @@ impl Tables {
             )));
         }
         for append in &commit.appends {
-            if self.head(&append.sku) != append.expected {
+            let length = self.streams.get(&append.sku).map_or(0, Vec::len) as Version;
+            let taken = append.events.iter().any(|e| self.taken(&append.sku, e.seq));
+            // A stream has no holes: an append starts within it or right after its end.
+            if taken || append.expected > length {
                 let found = self
                     .streams
                     .get(&append.sku)
@@ -191,15 +197,19 @@ impl EventStore for MemoryStore {
             tables
                 .feed
                 .extend(append.events.iter().cloned().map(FeedChange::Appended));
-            tables
-                .streams
-                .entry(append.sku)
-                .or_default()
-                .extend(append.events.into_iter().map(|event| Slot {
+            let slots = tables.streams.entry(append.sku).or_default();
+            for event in append.events {
+                let slot = Slot {
                     event,
                     delete_at: None,
                     deleted: false,
-                }));
+                };
+                // Into a slot the time to live emptied, or at the end.
+                match usize::try_from(slot.event.seq - 1) {
+                    Ok(index) if index < slots.len() => slots[index] = slot,
+                    _ => slots.push(slot),
+                }
+            }
         }
         for write in commit.records {
             let version = write.expected.unwrap_or(0) + 1;

@@ -6,6 +6,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use std::time::Duration;
+
 use tokio::time::Instant;
 
 use crate::domain::{Event, Sku, SkuState};
@@ -24,9 +26,15 @@ async fn snapshot(store: &dyn EventStore, sku: &Sku) -> Result<Option<SkuState>,
 /// SKUs remembered before the cache starts over (bounds memory in a long-lived process).
 const MAX_SKUS: usize = 100_000;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct StateCache {
     states: Mutex<HashMap<Sku, Known>>,
+    /// How long a state last known current is trusted: the live retention. Events appended
+    /// after that instant cannot have been deleted before it is over (they are retired no
+    /// earlier than appended, and deleted a live retention after), so an append at its head + 1
+    /// either lands in a free slot or conflicts. Past it, the slots after it may have been
+    /// deleted by the table's time to live and look free: the state is read again.
+    trust: Duration,
 }
 
 /// A state and the latest instant it was the stream's head: a read or a conditional write
@@ -46,6 +54,14 @@ impl Known {
 }
 
 impl StateCache {
+    /// An empty cache whose states are trusted for `trust` after they were last current.
+    pub(crate) fn trusting_for(trust: Duration) -> Self {
+        Self {
+            states: Mutex::default(),
+            trust,
+        }
+    }
+
     /// The current state of `sku`: the cached state (or, for a SKU not cached, its snapshot)
     /// plus the stream's tail, read from the store. If the events right after the cached state
     /// are gone (archived and deleted while this process was away), it starts over from the
@@ -99,9 +115,16 @@ impl StateCache {
     /// The last state of `sku` this process knows, without reading the store: the warm path.
     /// A decision on it is only committed at its head + 1, so a stale state ends in a conflict,
     /// never in a wrong grant.
+    ///
+    /// A state not known current within the trusted time is forgotten: the SKU reads as not
+    /// cached, so it is read again from its snapshot.
     pub(crate) fn get(&self, sku: &Sku) -> Known {
         let states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
-        states.get(sku).cloned().unwrap_or_default()
+        states
+            .get(sku)
+            .filter(|known| known.current_at.is_some_and(|at| at.elapsed() < self.trust))
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Keeps `state` unless a newer one is already known; a state confirmed again moves its
@@ -111,8 +134,11 @@ impl StateCache {
         if states.len() >= MAX_SKUS && !states.contains_key(sku) {
             states.clear();
         }
+        let trust = self.trust;
         let known = states.entry(sku.clone()).or_default();
-        if state.version > known.state.version
+        let expired = known.current_at.is_none_or(|at| at.elapsed() >= trust);
+        if expired
+            || state.version > known.state.version
             || (state.version == known.state.version
                 && known.current_at.is_none_or(|at| at < current_at))
         {

@@ -56,8 +56,8 @@ impl Inventory {
             store,
             queue,
             clock,
+            cache: StateCache::trusting_for(config.live_retention),
             config,
-            cache: StateCache::default(),
             turns: SkuLocks::default(),
         }
     }
