@@ -6,7 +6,12 @@
 //! every hold event that expired in `(mark, now - grace]`, applies one `expire_hold` command
 //! per hold through the same path as queued commands (the hold's record and the conditional
 //! append decide, so a hold is expired once however many sweeps find it), and only then moves
-//! the mark. A sweep that fails moves nothing: the next one covers the same window again.
+//! the mark. A SKU whose expiries cannot be written is handed to the command queue (the
+//! processor applies them like any queued command), so one failing SKU never holds back the
+//! others; only if the queue fails too does the mark stop just before that SKU's earliest hold.
+//! A sweep that fails as a whole moves nothing: the next one covers the same window again.
+//! Expiry commands are accepted when the hold expired, so a hold whose reservation cannot be read
+//! is rejected once the processor's wait for it is over, instead of failing every sweep.
 
 use std::collections::BTreeMap;
 
@@ -40,6 +45,12 @@ pub struct SweepReport {
     pub found: usize,
     /// `hold_expired` events written.
     pub expired: usize,
+    /// SKUs whose expiries could not be written here and were put on the command queue instead,
+    /// for the processor to apply (with its own retries): the mark moves on past them.
+    pub queued_skus: usize,
+    /// SKUs whose expiries could be neither written nor queued: the mark stops short of their
+    /// earliest hold, so the next sweep finds them again.
+    pub failed_skus: usize,
 }
 
 /// What one run of the expiry timer did.
@@ -115,25 +126,54 @@ impl Inventory {
         report.found = holds.len();
         let mut by_sku: BTreeMap<Sku, Vec<Command>> = BTreeMap::new();
         for hold in holds {
+            // Accepted when the hold expired: a hold command waits for a reservation it cannot
+            // read for a while after its acceptance, and an expiry's wait is long over.
             by_sku.entry(hold.sku.clone()).or_default().push(Command {
                 id: CommandId::for_expiry(&hold.reservation_id, &hold.sku, hold.expires_at),
                 sku: hold.sku,
-                accepted_at: now,
+                accepted_at: hold.expires_at,
                 action: Action::ExpireHold {
                     reservation_id: hold.reservation_id,
                 },
             });
         }
-        let applies: Vec<_> = by_sku
-            .iter()
-            .map(|(sku, commands)| self.apply_commands(sku, commands))
-            .collect();
+        let applies: Vec<_> =
+            by_sku
+                .iter()
+                .map(|(sku, commands)| async move {
+                    (commands, self.apply_commands(sku, commands).await)
+                })
+                .collect();
         let results: Vec<_> = stream::iter(applies)
             .buffer_unordered(SWEEP_CONCURRENCY)
             .collect()
             .await;
-        for result in results {
-            report.expired += result?.events;
+        for (commands, result) in results {
+            let Err(err) = result.map(|applied| report.expired += applied.events) else {
+                continue;
+            };
+            let sku = &commands[0].sku;
+            match self.queue.send(commands).await {
+                Ok(()) => {
+                    tracing::warn!(%sku, error = %err,
+                        "expiring a SKU's holds failed; queued them for the processor");
+                    report.queued_skus += 1;
+                }
+                Err(queue) => {
+                    // Hold the mark back to just before this SKU's earliest hold only.
+                    let earliest = commands.iter().map(|c| c.accepted_at).min();
+                    if let Some(earliest) = earliest {
+                        through = through.min(earliest.plus_millis(-1));
+                    }
+                    tracing::warn!(%sku, error = %err, queue = %queue,
+                        "expiring a SKU's holds failed; the next sweep retries them");
+                    report.failed_skus += 1;
+                }
+            }
+        }
+        if through <= after {
+            report.through = after;
+            return Ok(report);
         }
         let moved = self
             .store
@@ -156,6 +196,8 @@ impl Inventory {
             through = through.millis(),
             found = report.found,
             expired = report.expired,
+            queued_skus = report.queued_skus,
+            failed_skus = report.failed_skus,
             "expiry sweep"
         );
         Ok(report)
