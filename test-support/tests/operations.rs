@@ -1,0 +1,127 @@
+//! The template as AWS deploys it keeps what must not be lost and keeps its logs for a while:
+//! stateful resources survive the stack, the table cannot be deleted by accident, the command
+//! stream holds a command at least 7 days, the archive never expires an event object, and every
+//! function and the API log to a group with a retention.
+
+use inventory_test_support::template::{list, resources_of, translated};
+use serde_json::{json, Value};
+
+fn resource<'a>(name: &str) -> &'a Value {
+    let resource = &translated()["Resources"][name];
+    assert!(!resource.is_null(), "no {name}");
+    resource
+}
+
+fn parameter_default(name: &str) -> Value {
+    translated()["Parameters"][name]["Default"].clone()
+}
+
+#[test]
+fn every_stateful_resource_outlives_its_stack_and_the_table_cannot_be_deleted() {
+    for name in [
+        "EventsTable",
+        "CommandStream",
+        "CommandFailureQueue",
+        "StreamFailureQueue",
+        "ArchiveBucket",
+        "UserPool",
+        "StorefrontClient",
+        "WarehouseClient",
+    ] {
+        let resource = resource(name);
+        assert_eq!(resource["DeletionPolicy"], "Retain", "{name}");
+        assert_eq!(resource["UpdateReplacePolicy"], "Retain", "{name}");
+    }
+    let table = &resource("EventsTable")["Properties"];
+    assert_eq!(table["DeletionProtectionEnabled"], true);
+    assert_eq!(
+        table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"],
+        true
+    );
+}
+
+#[test]
+fn the_command_stream_keeps_a_command_at_least_seven_days() {
+    let stream = &resource("CommandStream")["Properties"];
+    assert_eq!(
+        stream["RetentionPeriodHours"],
+        json!({ "Ref": "CommandRetentionHours" })
+    );
+    let parameter = &translated()["Parameters"]["CommandRetentionHours"];
+    assert!(parameter["MinValue"].as_i64() >= Some(168), "{parameter}");
+    assert!(parameter_default("CommandRetentionHours").as_i64() >= Some(168));
+}
+
+#[test]
+fn no_lifecycle_rule_of_the_archive_ever_expires_an_event_object() {
+    let rules = list(&resource("ArchiveBucket")["Properties"]["LifecycleConfiguration"]["Rules"]);
+    assert!(!rules.is_empty());
+    for rule in rules {
+        let expires = rule.get("ExpirationInDays").is_some()
+            || rule.get("ExpirationDate").is_some()
+            || rule.get("NoncurrentVersionExpiration").is_some()
+            || rule.get("NoncurrentVersionExpirationInDays").is_some();
+        if expires {
+            let prefix = rule["Prefix"]
+                .as_str()
+                .or_else(|| rule["Filter"]["Prefix"].as_str())
+                .unwrap_or("");
+            assert!(
+                !prefix.is_empty()
+                    && !"events/".starts_with(prefix)
+                    && !prefix.starts_with("events/"),
+                "rule {} expires objects under events/: {rule}",
+                rule["Id"]
+            );
+        }
+    }
+    let versioning = &resource("ArchiveBucket")["Properties"]["VersioningConfiguration"];
+    assert_eq!(versioning["Status"], "Enabled");
+}
+
+#[test]
+fn every_function_and_the_api_log_to_a_group_that_keeps_logs_for_the_retention_chosen() {
+    let template = translated();
+    let mut groups: Vec<String> = resources_of(template, "AWS::Lambda::Function")
+        .into_iter()
+        .map(|(name, function)| {
+            function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name} logs to no group of the template"))
+                .to_owned()
+        })
+        .collect();
+    let stage = &resources_of(template, "AWS::ApiGatewayV2::Stage")[0].1;
+    let access = &stage["Properties"]["AccessLogSettings"]["DestinationArn"]["Fn::GetAtt"][0];
+    groups.push(access.as_str().expect("the access log group").to_owned());
+    assert_eq!(groups.len(), 6);
+    for group in groups {
+        let properties = &resource(&group)["Properties"];
+        assert_eq!(
+            properties["RetentionInDays"],
+            json!({ "Ref": "LogRetentionDays" }),
+            "{group}"
+        );
+    }
+    assert!(parameter_default("LogRetentionDays").as_i64() > Some(0));
+}
+
+#[test]
+fn the_processor_and_the_reactions_can_be_given_reserved_concurrency() {
+    let template = translated();
+    for (name, function) in resources_of(template, "AWS::Lambda::Function") {
+        let reserved = &function["Properties"]["ReservedConcurrentExecutions"];
+        match name.as_str() {
+            "ReservationsApiFunction" => assert!(reserved.is_null(), "{name}"),
+            "CommandProcessorFunction" => assert_eq!(
+                reserved["Fn::If"][1],
+                json!({ "Ref": "ProcessorReservedConcurrency" })
+            ),
+            _ => assert_eq!(
+                reserved["Fn::If"][1],
+                json!({ "Ref": "ReactionsReservedConcurrency" }),
+                "{name}"
+            ),
+        }
+    }
+}
