@@ -20,6 +20,7 @@ pub mod feed;
 pub mod memory;
 pub mod ports;
 pub mod reactions;
+pub mod telemetry;
 pub mod testing;
 
 pub use app::Inventory;

@@ -3,22 +3,18 @@
 
 use std::sync::Arc;
 
-use inventory_core::aws::{inventory_on_aws, sdk_config, AwsSettings};
+use inventory_core::aws::{inventory_on_aws, metrics_collector, sdk_config, AwsSettings};
 use inventory_core::Config;
-use lambda_http::{run, tracing, Error};
+use lambda_http::{tracing, Error};
+use metrics_cloudwatch_embedded::lambda::service::run_http;
 use reservations_api::Authentication;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
-    let inventory = inventory_on_aws(
-        &sdk_config().await,
-        &AwsSettings::from_env()?,
-        Config::from_env()?,
-    );
-    run(reservations_api::router(
-        Arc::new(inventory),
-        Authentication::GatewayJwt,
-    ))
-    .await
+    let settings = AwsSettings::from_env()?;
+    let metrics = metrics_collector(&settings)?;
+    let inventory = inventory_on_aws(&sdk_config().await, &settings, Config::from_env()?);
+    let router = reservations_api::router(Arc::new(inventory), Authentication::GatewayJwt);
+    run_http(metrics, router).await
 }

@@ -18,6 +18,7 @@ use crate::ports::{
     Acceptance, CommandOutcome, CommandRecord, Commit, Record, RecordKey, RecordWrite, StoreError,
     Versioned, MAX_COMMIT_ITEMS,
 };
+use crate::telemetry;
 
 /// What applying a SKU's commands came to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -76,6 +77,10 @@ impl Inventory {
         for chunk in commands.chunks(MAX_COMMIT_ITEMS / 3) {
             total.add(&self.apply_chunk(sku, chunk).await?);
         }
+        telemetry::commands("applied", total.applied);
+        telemetry::commands("rejected", total.rejected);
+        telemetry::commands("duplicate", total.duplicates);
+        telemetry::commands("dropped", total.dropped);
         Ok(total)
     }
 
@@ -217,6 +222,9 @@ impl Inventory {
         let issued = tokio::time::Instant::now();
         self.store.commit(commit).await?;
         self.cache.advance(&state, &changes, issued);
+        for command in &todo {
+            telemetry::applied_after(command.accepted_at, clock);
+        }
         tracing::info!(sku = %sku, applied = report.applied, rejected = report.rejected,
             duplicates = report.duplicates, events = report.events, "commands applied");
         Ok(report)

@@ -23,6 +23,7 @@ use super::Inventory;
 use crate::domain::{Action, Command, CommandId, Sku, Timestamp, TtlSeconds};
 use crate::error::AppError;
 use crate::ports::{Commit, Record, RecordKey, RecordWrite, StoreError, SweepMark, Versioned};
+use crate::telemetry;
 
 /// How far back the first sweep looks: the longest hold plus the longest grace, and an hour.
 const FIRST_SWEEP_LOOKBACK_MILLIS: i64 = (TtlSeconds::MAX as i64 + 2 * 3_600) * 1_000;
@@ -191,6 +192,7 @@ impl Inventory {
             Err(err) => return Err(err.into()),
         }
         report.through = through;
+        telemetry::holds_expired(report.expired);
         tracing::info!(
             after = after.millis(),
             through = through.millis(),

@@ -21,6 +21,7 @@ use crate::ports::{
     Commit, Conflict, IdempotencyRecord, Record, RecordKey, RecordWrite, StoreError, StreamAppend,
     MAX_COMMIT_ITEMS,
 };
+use crate::telemetry;
 
 /// Most lines one reservation may hold.
 pub const MAX_LINES: usize = 100;
@@ -118,6 +119,20 @@ impl Inventory {
         request: ReserveRequest,
         caller: &Caller,
     ) -> Result<ReservationView, AppError> {
+        let started = tokio::time::Instant::now();
+        let mut conflicts = 0;
+        let answer = self.reserve_counting(request, caller, &mut conflicts).await;
+        let outcome = telemetry::reservation_outcome(&answer);
+        telemetry::reservation(outcome, conflicts, started.elapsed());
+        answer
+    }
+
+    async fn reserve_counting(
+        &self,
+        request: ReserveRequest,
+        caller: &Caller,
+        conflicts: &mut u32,
+    ) -> Result<ReservationView, AppError> {
         let digest = request.digest();
         if let Some(key) = &request.idempotency_key {
             if let Some(existing) = self.replay(key, &digest, caller).await? {
@@ -142,6 +157,7 @@ impl Inventory {
             {
                 Ok(outcome) => return outcome,
                 Err(StoreError::Conflict(Conflict::Record { .. })) => {
+                    *conflicts += 1;
                     // Another request with the same idempotency key won the race.
                     if let Some(key) = &request.idempotency_key {
                         if let Some(existing) = self.replay(key, &digest, caller).await? {
@@ -152,10 +168,11 @@ impl Inventory {
                 Err(StoreError::Conflict(Conflict::Stream { .. })) if !fresh => {
                     // Stale warm state (a refusal to confirm, or a lost race): read and retry
                     // without spending an attempt.
+                    *conflicts += 1;
                     fresh = true;
                     continue;
                 }
-                Err(StoreError::Conflict(Conflict::Stream { .. })) => {}
+                Err(StoreError::Conflict(Conflict::Stream { .. })) => *conflicts += 1,
                 Err(StoreError::Unavailable(reason)) => return Err(AppError::Unavailable(reason)),
             }
             if !attempts.again_after(attempt.elapsed()).await {

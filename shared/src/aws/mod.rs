@@ -60,6 +60,9 @@ pub struct AwsSettings {
     pub table: String,
     /// The command stream (`INVENTORY_COMMAND_STREAM`).
     pub command_stream: String,
+    /// The CloudWatch namespace of the metrics (`INVENTORY_METRICS_NAMESPACE`, default
+    /// `inventory`; the template sets the stack's name).
+    pub metrics_namespace: String,
 }
 
 impl AwsSettings {
@@ -83,8 +86,27 @@ impl AwsSettings {
         Ok(Self {
             table: required("INVENTORY_TABLE")?,
             command_stream: required("INVENTORY_COMMAND_STREAM")?,
+            metrics_namespace: lookup("INVENTORY_METRICS_NAMESPACE")
+                .filter(|value| !value.trim().is_empty())
+                .unwrap_or_else(|| "inventory".to_owned()),
         })
     }
+}
+
+/// The metrics of a Lambda function ([`crate::telemetry`]), written as CloudWatch Embedded Metric
+/// Format after each invocation by the runtime layer of `metrics_cloudwatch_embedded`: in the
+/// settings' namespace, with the function's name (`AWS_LAMBDA_FUNCTION_NAME`) as a dimension,
+/// and the invocation's request id as a property (so a metric leads to its logs).
+pub fn metrics_collector(
+    settings: &AwsSettings,
+) -> Result<&'static metrics_cloudwatch_embedded::Collector, metrics_cloudwatch_embedded::Error> {
+    let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "local".into());
+    metrics_cloudwatch_embedded::Builder::new()
+        .cloudwatch_namespace(settings.metrics_namespace.clone())
+        .with_dimension("Function", function)
+        .lambda_cold_start_metric("cold_starts")
+        .with_lambda_request_id("RequestId")
+        .init()
 }
 
 /// The archive bucket (`INVENTORY_ARCHIVE_BUCKET`), for the functions that use it.

@@ -9,6 +9,8 @@ use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventR
 use super::dynamo::{PK, STREAM_PREFIX};
 use crate::domain::Event;
 use crate::feed::{react_to_batch, Delivered, FeedChange, Reaction};
+use crate::ports::{Clock, SystemClock};
+use crate::telemetry;
 
 /// What a stream record says happened to an item, from its event name and images.
 fn change_of(
@@ -81,6 +83,16 @@ pub async fn handle_stream_event(
     let skipped = batch.iter().filter(|d| d.change.is_none()).count();
     let retry_from = react_to_batch(reaction, &batch).await;
     tracing::info!(records = batch.len(), skipped, retry_from = ?retry_from, "stream batch");
+    let oldest = batch
+        .iter()
+        .filter_map(|d| match &d.change {
+            Some(FeedChange::Appended(event)) => Some(event.at),
+            _ => None,
+        })
+        .min();
+    if let Some(oldest) = oldest {
+        telemetry::reacted(oldest, SystemClock.now());
+    }
     let mut response = DynamoDbEventResponse::default();
     if let Some(sequence_number) = retry_from {
         let mut failure = DynamoDbBatchItemFailure::default();

@@ -1,0 +1,72 @@
+//! The service's metrics, each named once here, recorded through the `metrics` facade. In
+//! Lambda they are written as CloudWatch Embedded Metric Format (`aws::metrics_collector`), with
+//! the function as a dimension and the labels below as the others: never a SKU, a reservation or
+//! a client, so the number of metrics stays fixed. Without a recorder (tests, `inventory dev`)
+//! recording costs nothing.
+
+use std::time::Duration;
+
+use crate::domain::Timestamp;
+
+/// Reservations answered, by `outcome`: `granted`, `insufficient_stock`, `unknown_sku`,
+/// `contention` (lost races past the budget), `unavailable`, `refused` (any other 4xx).
+pub const RESERVATIONS: &str = "reservations";
+/// Conditional writes lost to another writer before a reservation was answered.
+pub const RESERVATION_CONFLICTS: &str = "reservation_conflicts";
+/// Time from a reservation's start to its answer, in milliseconds.
+pub const DECISION_LATENCY: &str = "decision_latency_ms";
+/// Queued commands handled, by `outcome`: `applied`, `rejected`, `duplicate`, `dropped`.
+pub const COMMANDS: &str = "commands";
+/// Time from a command's acceptance to its being applied, in milliseconds.
+pub const APPLY_LAG: &str = "apply_lag_ms";
+/// `hold_expired` events written by the expiry timer.
+pub const HOLDS_EXPIRED: &str = "holds_expired";
+/// Time from the oldest event of a change-feed batch to its handling, in milliseconds (the
+/// function dimension tells the snapshotter's from the archiver's).
+pub const REACTION_LAG: &str = "reaction_lag_ms";
+
+/// A reservation answered `outcome` after `conflicts` lost races, `elapsed` after it started.
+pub(crate) fn reservation(outcome: &'static str, conflicts: u32, elapsed: Duration) {
+    metrics::counter!(RESERVATIONS, "outcome" => outcome).increment(1);
+    metrics::histogram!(RESERVATION_CONFLICTS).record(f64::from(conflicts));
+    metrics::histogram!(DECISION_LATENCY).record(elapsed.as_secs_f64() * 1_000.0);
+}
+
+/// `count` queued commands came to `outcome`.
+pub(crate) fn commands(outcome: &'static str, count: usize) {
+    if count > 0 {
+        metrics::counter!(COMMANDS, "outcome" => outcome).increment(count as u64);
+    }
+}
+
+/// A command accepted at `accepted_at` was applied at `now`.
+pub(crate) fn applied_after(accepted_at: Timestamp, now: Timestamp) {
+    let lag = (now.millis() - accepted_at.millis()).max(0);
+    metrics::histogram!(APPLY_LAG).record(lag as f64);
+}
+
+/// The expiry timer wrote `count` `hold_expired` events.
+pub(crate) fn holds_expired(count: usize) {
+    if count > 0 {
+        metrics::counter!(HOLDS_EXPIRED).increment(count as u64);
+    }
+}
+
+/// A change-feed batch whose oldest event is of `at` was handled at `now`.
+pub fn reacted(at: Timestamp, now: Timestamp) {
+    let lag = (now.millis() - at.millis()).max(0);
+    metrics::histogram!(REACTION_LAG).record(lag as f64);
+}
+
+/// The outcome label of a reservation's answer.
+pub(crate) fn reservation_outcome<T>(answer: &Result<T, crate::AppError>) -> &'static str {
+    use crate::AppError;
+    match answer {
+        Ok(_) => "granted",
+        Err(AppError::InsufficientStock { .. }) => "insufficient_stock",
+        Err(AppError::UnknownSku(_)) => "unknown_sku",
+        Err(AppError::Contention) => "contention",
+        Err(AppError::Unavailable(_)) => "unavailable",
+        Err(_) => "refused",
+    }
+}

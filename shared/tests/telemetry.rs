@@ -1,0 +1,113 @@
+//! The service's metrics as a recorder sees them: reservations by outcome, commands by outcome
+//! with their lag, expired holds; labelled by outcome only, never by a SKU or a reservation.
+
+use std::sync::Arc;
+
+use inventory_core::app::ReserveRequest;
+use inventory_core::domain::{
+    Action, Caller, Command, CommandId, Line, Quantity, Sku, Timestamp, TtlSeconds,
+};
+use inventory_core::memory::{MemoryQueue, MemoryStore};
+use inventory_core::ports::{Clock, ManualClock};
+use inventory_core::telemetry;
+use inventory_core::{Config, Inventory};
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use metrics_util::MetricKind;
+
+fn sku() -> Sku {
+    Sku::parse("SKU-SECRET-1").unwrap()
+}
+
+fn request(units: i64) -> ReserveRequest {
+    let lines = vec![Line {
+        sku: sku(),
+        quantity: Quantity::new(units).unwrap(),
+    }];
+    ReserveRequest::new(lines, TtlSeconds::new(60).unwrap(), None).unwrap()
+}
+
+#[tokio::test]
+async fn reservations_commands_and_expiries_are_counted_by_outcome_and_never_by_sku() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+
+    let clock = ManualClock::new(Timestamp::from_millis(1_700_000_000_000));
+    let inventory = Inventory::new(
+        Arc::new(MemoryStore::new()),
+        Arc::new(MemoryQueue::new()),
+        Arc::new(clock.clone()),
+        Config::default(),
+    );
+    let receipt = Command {
+        id: CommandId::random(),
+        sku: sku(),
+        accepted_at: clock.now(),
+        action: Action::ReceiveStock {
+            quantity: Quantity::new(3).unwrap(),
+            reference: None,
+        },
+    };
+    clock.advance_millis(250);
+    inventory
+        .apply_commands(&sku(), &[receipt.clone()])
+        .await
+        .unwrap();
+    inventory.apply_commands(&sku(), &[receipt]).await.unwrap();
+    let caller = Caller::local_admin();
+    inventory.reserve(request(2), &caller).await.unwrap();
+    inventory.reserve(request(2), &caller).await.unwrap_err();
+    clock.advance_millis(600_000);
+    inventory.sweep_expired_holds().await.unwrap();
+
+    let mut counters = Vec::new();
+    let mut lags = Vec::new();
+    for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+        let (kind, key) = key.into_parts();
+        for label in key.labels() {
+            assert!(
+                !label.value().contains("SKU"),
+                "{key:?} is labelled by a SKU"
+            );
+        }
+        let outcome = key
+            .labels()
+            .find(|l| l.key() == "outcome")
+            .map(|l| l.value().to_owned());
+        match (kind, value) {
+            (MetricKind::Counter, DebugValue::Counter(n)) => {
+                counters.push((key.name().to_owned(), outcome, n));
+            }
+            (MetricKind::Histogram, DebugValue::Histogram(values))
+                if key.name() == telemetry::APPLY_LAG =>
+            {
+                lags.extend(values.into_iter().map(|v| v.into_inner()));
+            }
+            _ => {}
+        }
+    }
+    counters.sort();
+    let count = |name: &str, outcome: Option<&str>| {
+        counters
+            .iter()
+            .find(|(n, o, _)| n == name && o.as_deref() == outcome)
+            .map_or(0, |(_, _, count)| *count)
+    };
+    assert_eq!(
+        count(telemetry::RESERVATIONS, Some("granted")),
+        1,
+        "{counters:?}"
+    );
+    assert_eq!(
+        count(telemetry::RESERVATIONS, Some("insufficient_stock")),
+        1
+    );
+    assert_eq!(
+        count(telemetry::COMMANDS, Some("applied")),
+        2,
+        "the receipt and the expiry"
+    );
+    assert_eq!(count(telemetry::COMMANDS, Some("duplicate")), 1);
+    assert_eq!(count(telemetry::HOLDS_EXPIRED, None), 1);
+    assert!(lags.contains(&250.0), "the receipt's lag: {lags:?}");
+}
