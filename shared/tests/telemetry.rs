@@ -50,7 +50,7 @@ async fn reservations_commands_and_expiries_are_counted_by_outcome_and_never_by_
     };
     clock.advance_millis(250);
     inventory
-        .apply_commands(&sku(), &[receipt.clone()])
+        .apply_commands(&sku(), std::slice::from_ref(&receipt))
         .await
         .unwrap();
     inventory.apply_commands(&sku(), &[receipt]).await.unwrap();
