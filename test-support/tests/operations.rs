@@ -125,3 +125,83 @@ fn the_processor_and_the_reactions_can_be_given_reserved_concurrency() {
         }
     }
 }
+
+/// The alarms watching `metric` in `namespace`, by the resource each watches.
+fn alarms_on(namespace: &str, metric: &str) -> Vec<Value> {
+    resources_of(translated(), "AWS::CloudWatch::Alarm")
+        .into_iter()
+        .filter(|(_, alarm)| {
+            let properties = &alarm["Properties"];
+            properties["Namespace"] == namespace && properties["MetricName"] == metric
+                || list(&properties["Metrics"]).iter().any(|m| {
+                    m["MetricStat"]["Metric"]["Namespace"] == namespace
+                        && m["MetricStat"]["Metric"]["MetricName"] == metric
+                })
+        })
+        .map(|(_, alarm)| alarm.clone())
+        .collect()
+}
+
+fn watched(alarm: &Value, dimension: &str) -> Value {
+    let properties = &alarm["Properties"];
+    let dimensions = list(&properties["Dimensions"])
+        .into_iter()
+        .chain(
+            list(&properties["Metrics"])
+                .iter()
+                .flat_map(|m| list(&m["MetricStat"]["Metric"]["Dimensions"])),
+        )
+        .find(|d| d["Name"] == dimension);
+    dimensions.map_or(Value::Null, |d| d["Value"].clone())
+}
+
+#[test]
+fn every_function_mapping_queue_and_the_api_has_its_alarms_and_every_alarm_notifies_the_topic() {
+    let template = translated();
+    let functions: Vec<&String> = resources_of(template, "AWS::Lambda::Function")
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    for metric in ["Errors", "Throttles"] {
+        let watched: Vec<Value> = alarms_on("AWS/Lambda", metric)
+            .iter()
+            .map(|alarm| watched(alarm, "FunctionName"))
+            .collect();
+        for function in &functions {
+            assert!(
+                watched.contains(&json!({ "Ref": function })),
+                "no {metric} alarm for {function}"
+            );
+        }
+    }
+    let mapped: Vec<Value> = resources_of(template, "AWS::Lambda::EventSourceMapping")
+        .into_iter()
+        .map(|(_, mapping)| mapping["Properties"]["FunctionName"]["Ref"].clone())
+        .collect();
+    assert_eq!(mapped.len(), 3);
+    let aged: Vec<Value> = alarms_on("AWS/Lambda", "IteratorAge")
+        .iter()
+        .map(|alarm| watched(alarm, "FunctionName")["Ref"].clone())
+        .collect();
+    for function in &mapped {
+        assert!(
+            aged.contains(function),
+            "no iterator-age alarm for {function}"
+        );
+    }
+    let queues: Vec<Value> = alarms_on("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+        .iter()
+        .map(|alarm| watched(alarm, "QueueName")["Fn::GetAtt"][0].clone())
+        .collect();
+    for (name, _) in resources_of(template, "AWS::SQS::Queue") {
+        assert!(queues.contains(&json!(name)), "no alarm on {name}");
+    }
+    assert_eq!(alarms_on("AWS/ApiGateway", "5xx").len(), 1);
+    assert_eq!(alarms_on("AWS/ApiGateway", "Latency").len(), 1);
+    for (name, alarm) in resources_of(template, "AWS::CloudWatch::Alarm") {
+        assert!(
+            list(&alarm["Properties"]["AlarmActions"]).contains(&json!({ "Ref": "AlarmTopic" })),
+            "{name} notifies no one"
+        );
+    }
+}
