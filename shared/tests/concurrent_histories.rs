@@ -10,7 +10,9 @@
 //! - fold(snapshot at a random prefix) + tail == fold(all), and the service's reads agree;
 //! - with the feed delivered late, repeated and out of order to the snapshotter and archiver,
 //!   and expiry sweeps racing the clients: snapshots and the read view converge to the fold,
-//!   the archive holds every event, and every lapsed hold expired exactly once.
+//!   the archive holds every event, and every lapsed hold expired exactly once;
+//! - with S3 puts failing now and then: no event is given a time to live before the archive
+//!   holds it.
 //!
 //! `HISTORIES=n` runs more (default 1,000); `HISTORY_SEED=s` replays one history.
 
@@ -28,8 +30,8 @@ use inventory_core::domain::{
 use inventory_core::feed::{FeedChange, Reaction};
 use inventory_core::memory::{MemoryObjects, MemoryQueue, MemoryStore};
 use inventory_core::ports::{
-    Clock, CommandQueue, Commit, EventStore, LapsingHold, ManualClock, QueueError, Record,
-    RecordKey, SnapshotSave, StoreError, Versioned,
+    Clock, CommandQueue, Commit, EventStore, LapsingHold, ManualClock, ObjectStore,
+    ObjectStoreError, QueueError, Record, RecordKey, SnapshotSave, StoreError, Versioned,
 };
 use inventory_core::reactions::{Archiver, Snapshotter};
 use inventory_core::{AppError, Config, Inventory};
@@ -123,6 +125,10 @@ struct ChaosStore {
     placed_per_key: Mutex<HashMap<String, usize>>,
     /// Every snapshot saved, per SKU: an eventually consistent read may return an older one.
     saved_snapshots: Mutex<HashMap<Sku, Vec<SkuState>>>,
+    /// The archive's objects, to check that no event is retired before it is archived.
+    archived: Arc<MemoryObjects>,
+    /// Events given a time to live while the archive did not hold them.
+    retired_unarchived: Mutex<Vec<String>>,
 }
 
 impl ChaosStore {
@@ -239,7 +245,45 @@ impl EventStore for ChaosStore {
         delete_at: Timestamp,
     ) -> Result<(), StoreError> {
         self.interleave().await;
+        let archive = Archive::new(self.archived.clone());
+        let held = archive
+            .read_sku(sku)
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        if let Some(seq) = seqs.clone().find(|seq| !held.events.contains_key(seq)) {
+            let msg = format!("{sku}: event {seq} retired before it was archived");
+            self.retired_unarchived.lock().unwrap().push(msg);
+        }
         self.inner.retire_events(sku, seqs, delete_at).await
+    }
+}
+
+/// The memory object store with failed puts injected (S3 answering 5xx).
+struct ChaosObjects {
+    inner: Arc<MemoryObjects>,
+    store: Arc<ChaosStore>,
+}
+
+#[async_trait]
+impl ObjectStore for ChaosObjects {
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), ObjectStoreError> {
+        self.store.interleave().await;
+        if self.store.roll(0.05) {
+            return Err(ObjectStoreError("injected: S3 answered 503".into()));
+        }
+        self.inner.put(key, bytes).await
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ObjectStoreError> {
+        self.inner.get(key).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, ObjectStoreError> {
+        self.inner.list(prefix).await
+    }
+
+    async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, ObjectStoreError> {
+        self.inner.list_folders(prefix).await
     }
 }
 
@@ -309,6 +353,8 @@ async fn run_history(seed: u64) -> Result<Stats, String> {
         written: Mutex::new(Vec::new()),
         placed_per_key: Mutex::new(HashMap::new()),
         saved_snapshots: Mutex::new(HashMap::new()),
+        archived: Arc::new(MemoryObjects::new()),
+        retired_unarchived: Mutex::new(Vec::new()),
     });
     let queue = Arc::new(ChaosQueue {
         inner: MemoryQueue::new(),
@@ -328,8 +374,10 @@ async fn run_history(seed: u64) -> Result<Stats, String> {
             )
         })
         .collect();
-    let objects = Arc::new(MemoryObjects::new());
-    let archive = Archive::new(objects);
+    let archive = Archive::new(Arc::new(ChaosObjects {
+        inner: store.archived.clone(),
+        store: Arc::clone(&store),
+    }));
     let world = Arc::new(World {
         processes,
         snapshotter: Snapshotter::new(store.clone()),
@@ -796,6 +844,9 @@ async fn next_batch(
 async fn check(world: &World, seed: u64) -> Result<Stats, String> {
     let ledger = std::mem::take(&mut *world.ledger.lock().unwrap());
     if let Some(violation) = ledger.violations.first() {
+        return Err(violation.clone());
+    }
+    if let Some(violation) = world.store.retired_unarchived.lock().unwrap().first() {
         return Err(violation.clone());
     }
     let store = &world.store.inner;
