@@ -168,7 +168,17 @@ async fn json_of(response: reqwest::Response) -> (StatusCode, Value) {
 
 /// Polls a queued command until it is applied, failing if it is rejected or takes too long.
 async fn wait_until_applied(client: &reqwest::Client, server: &DevServer, command_id: &str) {
-    let deadline = Instant::now() + APPLY_TIMEOUT;
+    wait_until_applied_within(client, server, command_id, APPLY_TIMEOUT).await;
+}
+
+/// [`wait_until_applied`], allowing `timeout`.
+async fn wait_until_applied_within(
+    client: &reqwest::Client,
+    server: &DevServer,
+    command_id: &str,
+    timeout: Duration,
+) {
+    let deadline = Instant::now() + timeout;
     loop {
         let response = client
             .get(server.url(&format!("/commands/{command_id}")))
@@ -184,7 +194,7 @@ async fn wait_until_applied(client: &reqwest::Client, server: &DevServer, comman
         }
         assert!(
             Instant::now() < deadline,
-            "command {command_id} still pending after {APPLY_TIMEOUT:?}: {body}"
+            "command {command_id} still pending after {timeout:?}: {body}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -627,5 +637,141 @@ fn a_malformed_token_file_stops_the_start_with_what_is_wrong_and_where() {
             "{expected:?} not in {stderr:?}"
         );
         assert!(output.stdout.is_empty(), "it never listened");
+    }
+}
+
+/// `inventory dev` on a shared moto, started after the first one created the resources.
+fn dev_on_moto(endpoint: &str, table: &str, stream: &str, bucket: &str) -> DevServer {
+    DevServer::start(&[
+        "--endpoint-url",
+        endpoint,
+        "--table",
+        table,
+        "--stream",
+        stream,
+        "--bucket",
+        bucket,
+    ])
+}
+
+/// Waits until every command in `ids` is applied, as one process reads it. Four processes
+/// share one serialised moto here: allow them a minute.
+async fn wait_until_applied_anywhere(client: &reqwest::Client, server: &DevServer, ids: &[String]) {
+    for id in ids {
+        wait_until_applied_within(client, server, id, Duration::from_secs(60)).await;
+    }
+}
+
+/// Several `inventory dev` processes on one table and one command stream, as several Lambda
+/// environments share them: each serves requests, and each runs a processor and the reactions on
+/// the same stream (so every command is delivered to every processor). A flash sale across them,
+/// then checkouts and releases across them: nothing acknowledged is lost, nothing applies twice,
+/// nothing is oversold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_processes_on_one_table_never_oversell_lose_or_double_apply_anything() {
+    const PROCESSES: usize = 4;
+    const UNITS: i64 = 40;
+    const BUYERS: usize = 120;
+    let endpoint = inventory_core::aws::test_endpoint();
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let (table, stream, bucket) = (
+        format!("multi-events-{unique}"),
+        format!("multi-commands-{unique}"),
+        format!("multi-archive-{unique}"),
+    );
+    let mut servers = vec![dev_on_moto(&endpoint, &table, &stream, &bucket)];
+    for _ in 1..PROCESSES {
+        servers.push(dev_on_moto(&endpoint, &table, &stream, &bucket));
+    }
+    let client = http_client();
+    use reqwest::Method;
+
+    let (status, _, body) = call(
+        &client,
+        &servers[0],
+        Method::POST,
+        "/items/MULTI-1/receipts",
+        None,
+        Some(json!({ "quantity": UNITS })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let receipt = body["command_id"].as_str().unwrap().to_owned();
+    wait_until_applied_anywhere(&client, &servers[1], &[receipt]).await;
+
+    // The sale: buyers spread over the processes, 16 at a time.
+    let gate = Arc::new(tokio::sync::Semaphore::new(16));
+    let buys = (0..BUYERS).map(|buyer| {
+        let (client, gate, server) = (client.clone(), gate.clone(), &servers[buyer % PROCESSES]);
+        async move {
+            let _permit = gate.acquire().await.unwrap();
+            let cart = Some(json!({ "lines": [{ "sku": "MULTI-1", "quantity": 1 }] }));
+            let (status, _, body) =
+                call(&client, server, Method::POST, "/reservations", None, cart).await;
+            (buyer, status, body)
+        }
+    });
+    let answers = join_all(buys).await;
+    let mut sold = Vec::new();
+    for (buyer, status, body) in answers {
+        match status {
+            StatusCode::CREATED => {
+                sold.push((buyer, body["reservation_id"].as_str().unwrap().to_owned()))
+            }
+            StatusCode::CONFLICT | StatusCode::SERVICE_UNAVAILABLE => {}
+            other => panic!("buyer {buyer} answered {other}: {body}"),
+        }
+    }
+    eprintln!("{} of {BUYERS} buyers got a unit of {UNITS}", sold.len());
+    assert!(
+        !sold.is_empty() && sold.len() as i64 <= UNITS,
+        "{} sold",
+        sold.len()
+    );
+
+    // Every acknowledged reservation reads back from another process.
+    for (buyer, id) in &sold {
+        let other = &servers[(buyer + 1) % PROCESSES];
+        let (status, _, body) = call(
+            &client,
+            other,
+            Method::GET,
+            &format!("/reservations/{id}"),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(
+            (status, body["status"].as_str()),
+            (StatusCode::OK, Some("active")),
+            "{id}: {body}"
+        );
+    }
+
+    // Half checked out, half released, each through yet another process.
+    let mut commands = Vec::new();
+    let mut checked_out = 0;
+    for (n, (buyer, id)) in sold.iter().enumerate() {
+        let server = &servers[(buyer + 2) % PROCESSES];
+        let (method, path) = if n % 2 == 0 {
+            checked_out += 1;
+            (Method::POST, format!("/reservations/{id}/checkout"))
+        } else {
+            (Method::DELETE, format!("/reservations/{id}"))
+        };
+        let (status, _, body) = call(&client, server, method, &path, None, None).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{path}: {body}");
+        commands.push(body["command_id"].as_str().unwrap().to_owned());
+    }
+    wait_until_applied_anywhere(&client, &servers[3], &commands).await;
+
+    // Every process reads the same item: each checkout counted once, every release back.
+    for server in &servers {
+        let item = get_json(&client, server, "/items/MULTI-1").await;
+        assert_eq!(item["on_hand"], UNITS, "{item}");
+        assert_eq!(item["committed"], checked_out, "{item}");
+        assert_eq!(item["reserved"], 0, "{item}");
+        assert_eq!(item["available"], UNITS - checked_out, "{item}");
+        read_view_catches_up(&client, server, "MULTI-1").await;
     }
 }
