@@ -25,6 +25,10 @@ const REACTION_TIMEOUT: Duration = Duration::from_secs(20);
 
 const LISTENING_PREFIX: &str = "inventory dev listening on ";
 
+/// The tests that load moto take turns: moto serves one request at a time (its DynamoDB backend
+/// is serialised), so a sale beside four busy processes would measure their load, not the sale.
+static MOTO_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The running `inventory dev` child. Dropping it kills the process (by its PID, through its
 /// `Child` handle) and reaps it, also when an assertion fails half way through a test.
 struct DevServer {
@@ -215,6 +219,7 @@ async fn three_hundred_concurrent_shoppers_get_exactly_the_hundred_units_in_stoc
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_dynamodb_and_kinesis_three_hundred_concurrent_shoppers_get_exactly_the_hundred_units() {
+    let _turn = MOTO_TURN.lock().await;
     let endpoint = inventory_core::aws::test_endpoint();
     let unique = uuid::Uuid::new_v4().simple().to_string();
     let table = format!("dev-events-{unique}");
@@ -672,6 +677,7 @@ async fn several_processes_on_one_table_never_oversell_lose_or_double_apply_anyt
     const PROCESSES: usize = 4;
     const UNITS: i64 = 40;
     const BUYERS: usize = 120;
+    let _turn = MOTO_TURN.lock().await;
     let endpoint = inventory_core::aws::test_endpoint();
     let unique = uuid::Uuid::new_v4().simple().to_string();
     let (table, stream, bucket) = (

@@ -694,25 +694,14 @@ async fn process_queue(
             let again = batch[..rng.usize(1..=batch.len())].to_vec();
             batch.extend(again);
         }
-        let mut groups: BTreeMap<Sku, Vec<Command>> = BTreeMap::new();
-        for command in batch {
-            groups.entry(command.sku.clone()).or_default().push(command);
-        }
-        for (sku, commands) in groups {
-            if world
-                .inventory()
-                .apply_commands(&sku, &commands)
-                .await
-                .is_err()
-            {
-                failures += 1;
-                if failures > MAX_FAILED_APPLIES {
-                    return Err(format!("{sku}: commands kept failing to apply"));
-                }
-                world.queue.inner.redeliver(commands);
-                // Redelivery takes time (Lambda retries after a delay).
-                world.clock.advance_millis(5_000);
+        for (sku, commands) in apply_by_sku(&world, batch).await {
+            failures += 1;
+            if failures > MAX_FAILED_APPLIES {
+                return Err(format!("{sku}: commands kept failing to apply"));
             }
+            world.queue.inner.redeliver(commands);
+            // Redelivery takes time (Lambda retries after a delay).
+            world.clock.advance_millis(5_000);
         }
     }
     Err(format!("the queue did not drain in {MAX_BATCHES} batches"))
@@ -802,22 +791,32 @@ async fn drain_queue(world: &World) -> Result<(), String> {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut groups: BTreeMap<Sku, Vec<Command>> = BTreeMap::new();
-        for command in batch {
-            groups.entry(command.sku.clone()).or_default().push(command);
-        }
-        for (sku, commands) in groups {
-            if world
-                .inventory()
-                .apply_commands(&sku, &commands)
-                .await
-                .is_err()
-            {
-                world.queue.inner.redeliver(commands);
-            }
+        for (_, commands) in apply_by_sku(world, batch).await {
+            world.queue.inner.redeliver(commands);
         }
     }
     Err(format!("the queue did not drain in {MAX_BATCHES} batches"))
+}
+
+/// Applies a batch per SKU, in arrival order, as the processor does; returns the SKU groups
+/// that failed (to be delivered again).
+async fn apply_by_sku(world: &World, batch: Vec<Command>) -> Vec<(Sku, Vec<Command>)> {
+    let mut groups: BTreeMap<Sku, Vec<Command>> = BTreeMap::new();
+    for command in batch {
+        groups.entry(command.sku.clone()).or_default().push(command);
+    }
+    let mut failed = Vec::new();
+    for (sku, commands) in groups {
+        if world
+            .inventory()
+            .apply_commands(&sku, &commands)
+            .await
+            .is_err()
+        {
+            failed.push((sku, commands));
+        }
+    }
+    failed
 }
 
 /// The next batch of 1–19 commands, waiting while clients may still send; empty once the
