@@ -204,7 +204,8 @@ async fn on_local_aws(
 ) -> Result<Arc<Inventory>, Box<dyn std::error::Error>> {
     let sdk = local_config(url).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
-    let store = DynamoStore::new(dynamodb.clone(), &names.storage.table);
+    let store = DynamoStore::new(dynamodb.clone(), &names.storage.table)
+        .with_dedupe_window(config.dedupe_window());
     store.create_table_if_missing().await?;
     let kinesis = aws_sdk_kinesis::Client::new(&sdk);
     let queue = KinesisQueue::new(kinesis.clone(), &names.stream);

@@ -32,7 +32,14 @@ pub struct Config {
     /// only to tokens with `inventory/read` (`INVENTORY_PUBLIC_ITEM_READS`, `true` or `false`,
     /// default `false`; the template's `PublicItemReads` sets it with the routes' authorizer).
     pub public_item_reads: bool,
+    /// How long the command stream keeps a command (`INVENTORY_COMMAND_RETENTION_HOURS`, default
+    /// 168: the template's `CommandRetentionHours`). A command can be delivered again for that
+    /// long, which bounds [`Config::dedupe_window`] from below.
+    pub command_retention: Duration,
 }
+
+/// How long after it leaves the stream a command may still be queued again by hand (redriven).
+pub const REDRIVE_WINDOW: Duration = Duration::from_secs(7 * 24 * 3_600);
 
 impl Default for Config {
     fn default() -> Self {
@@ -44,6 +51,7 @@ impl Default for Config {
             sweep_interval: Duration::from_secs(15),
             sweeps_per_invocation: 4,
             public_item_reads: false,
+            command_retention: Duration::from_secs(168 * 3_600),
         }
     }
 }
@@ -82,6 +90,7 @@ impl Config {
         let interval = number(&lookup, "INVENTORY_SWEEP_INTERVAL_SECONDS", 1..=60)?;
         let sweeps = number(&lookup, "INVENTORY_SWEEPS_PER_INVOCATION", 1..=60)?;
         let public_item_reads = flag(&lookup, "INVENTORY_PUBLIC_ITEM_READS")?;
+        let command_hours = number(&lookup, "INVENTORY_COMMAND_RETENTION_HOURS", 24..=8_760)?;
         let seconds = |secs: i64| Duration::from_secs(secs as u64);
         Ok(Self {
             live_retention: retention.map_or(defaults.live_retention, seconds),
@@ -93,7 +102,19 @@ impl Config {
                 .unwrap_or(defaults.contention_budget),
             max_attempts: attempts.map_or(defaults.max_attempts, |n| n as u32),
             public_item_reads: public_item_reads.unwrap_or(defaults.public_item_reads),
+            command_retention: command_hours.map_or(defaults.command_retention, |hours| {
+                Duration::from_secs(hours as u64 * 3_600)
+            }),
         })
+    }
+}
+
+impl Config {
+    /// How long what deduplicates a command is kept (its record, its outcomes, the idempotency
+    /// key that named it): as long as the command can be delivered again, from the stream or by
+    /// a redrive, so a late delivery still finds that it was applied. The one place this is said.
+    pub fn dedupe_window(&self) -> Duration {
+        self.command_retention + REDRIVE_WINDOW
     }
 }
 
@@ -184,6 +205,19 @@ mod tests {
             with(MIN_LIVE_RETENTION_SECS).map(|c| c.live_retention.as_secs()),
             Ok(MIN_LIVE_RETENTION_SECS as u64)
         );
+    }
+
+    #[test]
+    fn commands_are_deduplicated_for_as_long_as_the_stream_keeps_them_and_a_redrive_after() {
+        assert_eq!(
+            Config::default().dedupe_window().as_secs(),
+            (7 + 7) * 86_400
+        );
+        let config = Config::from_lookup(|name| {
+            (name == "INVENTORY_COMMAND_RETENTION_HOURS").then(|| "720".to_string())
+        })
+        .unwrap();
+        assert_eq!(config.dedupe_window().as_secs(), (30 + 7) * 86_400);
     }
 
     #[test]

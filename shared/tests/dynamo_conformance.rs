@@ -22,3 +22,79 @@ async fn the_dynamodb_store_keeps_the_event_store_contract() {
         .expect("creating it again is harmless");
     check_event_store(Arc::new(store), "ddb").await;
 }
+
+#[tokio::test]
+async fn what_deduplicates_a_command_expires_after_the_dedupe_window_and_a_mark_never() {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use inventory_core::domain::{CommandId, Sku};
+    use inventory_core::ports::{
+        ArchiveMark, CommandOutcome, Commit, EventStore, Record, RecordKey, RecordWrite,
+    };
+
+    let config = local_config(&test_endpoint()).await;
+    let client = aws_sdk_dynamodb::Client::new(&config);
+    let table = format!("dedupe-{}", uuid::Uuid::new_v4().simple());
+    let window = Duration::from_secs(37 * 86_400);
+    let store = DynamoStore::new(client.clone(), &table).with_dedupe_window(window);
+    store.create_table_if_missing().await.expect("table");
+    let command_id = CommandId::random();
+    let sku = Sku::parse("SKU-1").unwrap();
+    let write = |key, record| RecordWrite {
+        key,
+        expected: None,
+        record,
+    };
+    store
+        .commit(Commit::records(vec![
+            write(
+                RecordKey::CommandOutcome {
+                    command_id,
+                    sku: sku.clone(),
+                },
+                Record::CommandOutcome(CommandOutcome::Applied),
+            ),
+            write(
+                RecordKey::ArchiveMark { sku: sku.clone() },
+                Record::ArchiveMark(ArchiveMark::default()),
+            ),
+        ]))
+        .await
+        .expect("written");
+    let ttl_of = |pk: String| {
+        let client = client.clone();
+        let table = table.clone();
+        async move {
+            let item = client
+                .get_item()
+                .table_name(table)
+                .key("pk", AttributeValue::S(pk))
+                .key("sk", AttributeValue::N("0".into()))
+                .send()
+                .await
+                .expect("read")
+                .item
+                .expect("present");
+            item.get("ttl").map(|ttl| {
+                ttl.as_n()
+                    .expect("a number")
+                    .parse::<u64>()
+                    .expect("seconds")
+            })
+        }
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let ttl = ttl_of(format!("outcome#{command_id}#SKU-1"))
+        .await
+        .expect("a ttl");
+    assert!(
+        ttl.abs_diff(now + window.as_secs()) < 120,
+        "the outcome expires {ttl}, not a dedupe window from now ({})",
+        now + window.as_secs()
+    );
+    assert_eq!(ttl_of("archive#SKU-1".into()).await, None, "marks are kept");
+}

@@ -205,3 +205,15 @@ fn every_function_mapping_queue_and_the_api_has_its_alarms_and_every_alarm_notif
         );
     }
 }
+
+#[test]
+fn commands_are_deduplicated_for_as_long_as_the_stream_keeps_them() {
+    for (name, function) in resources_of(translated(), "AWS::Lambda::Function") {
+        let variables = &function["Properties"]["Environment"]["Variables"];
+        assert_eq!(
+            variables["INVENTORY_COMMAND_RETENTION_HOURS"],
+            json!({ "Ref": "CommandRetentionHours" }),
+            "{name}"
+        );
+    }
+}

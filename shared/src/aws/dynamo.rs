@@ -78,9 +78,6 @@ pub const PARTITION_KEY_PREFIXES: [&str; 8] = [
 /// Time-to-live attribute (epoch seconds) of records that may be forgotten.
 pub const TTL: &str = "ttl";
 
-/// How long dedupe facts (idempotency keys, commands, outcomes) are kept: well past the
-/// promised 24 hours.
-const DEDUPE_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How long a hold's record is kept after it was last written.
 const HOLD_RETENTION: Duration = Duration::from_secs(35 * 24 * 3600);
 /// Most keys one BatchGetItem may ask for.
@@ -101,6 +98,8 @@ const RETIRE_CONCURRENCY: usize = 16;
 pub struct DynamoStore {
     client: Client,
     table: String,
+    /// How long records that deduplicate commands are kept (their time to live).
+    dedupe_window: Duration,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -166,7 +165,15 @@ impl DynamoStore {
         Self {
             client,
             table: table.into(),
+            dedupe_window: crate::Config::default().dedupe_window(),
         }
+    }
+
+    /// Keeps what deduplicates commands (records, outcomes, idempotency keys) for `window`
+    /// ([`crate::Config::dedupe_window`]).
+    pub fn with_dedupe_window(mut self, window: Duration) -> Self {
+        self.dedupe_window = window;
+        self
     }
 
     /// The table's name.
@@ -306,12 +313,12 @@ impl DynamoStore {
         .map_err(unavailable)
     }
 
-    fn record_item(write: &RecordWrite) -> Result<Item, StoreError> {
+    fn record_item(&self, write: &RecordWrite) -> Result<Item, StoreError> {
         let retention = match write.key {
             RecordKey::Hold { .. } => Some(HOLD_RETENTION),
             RecordKey::Idempotency { .. }
             | RecordKey::Command { .. }
-            | RecordKey::CommandOutcome { .. } => Some(DEDUPE_RETENTION),
+            | RecordKey::CommandOutcome { .. } => Some(self.dedupe_window),
             RecordKey::ArchiveMark { .. } | RecordKey::ExpirySweep => None,
         };
         let expires = retention.map(|retention| {
@@ -335,7 +342,7 @@ impl DynamoStore {
     fn record_put(&self, write: &RecordWrite) -> Result<Put, StoreError> {
         let put = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(Self::record_item(write)?));
+            .set_item(Some(self.record_item(write)?));
         let put = match write.expected {
             None => put.condition_expression("attribute_not_exists(pk)"),
             Some(version) => put

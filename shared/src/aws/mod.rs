@@ -127,7 +127,8 @@ pub fn inventory_on_aws(
     settings: &AwsSettings,
     config: crate::Config,
 ) -> crate::Inventory {
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &settings.table);
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &settings.table)
+        .with_dedupe_window(config.dedupe_window());
     let queue = KinesisQueue::new(aws_sdk_kinesis::Client::new(sdk), &settings.command_stream);
     crate::Inventory::new(
         std::sync::Arc::new(store),
