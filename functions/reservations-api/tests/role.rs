@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use inventory_core::aws::{local_config, test_endpoint, DynamoStore, KinesisQueue};
-use inventory_core::domain::Sku;
+use inventory_core::domain::{Command, Sku};
 use inventory_core::feed::{FeedChange, Reaction};
 use inventory_core::memory::MemoryQueue;
 use inventory_core::ports::{EventStore, SystemClock};
@@ -81,11 +81,9 @@ async fn every_request_the_api_sends_on_every_route_is_granted_by_its_role() {
         Arc::new(SystemClock),
         Config::default(),
     );
-    let apply = |command: Value| {
+    let apply = |commands: Vec<Command>| {
         let processor = &processor;
         async move {
-            let commands: Vec<inventory_core::domain::Command> =
-                serde_json::from_value(command).expect("commands");
             for command in commands {
                 processor
                     .apply_commands(&command.sku.clone(), &[command])
@@ -122,8 +120,7 @@ async fn every_request_the_api_sends_on_every_route_is_granted_by_its_role() {
     .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{adjusted}");
     call("POST", "/items/{sku}/adjustments");
-    let queued = read_queue(&config, &stream).await;
-    apply(json!(queued)).await;
+    apply(read_queue(&config, &stream).await).await;
 
     // Reservations: one line, a cart under a key, its replay, a read, an extension.
     let (status, one) = send(
@@ -186,7 +183,7 @@ async fn every_request_the_api_sends_on_every_route_is_granted_by_its_role() {
     .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     call("DELETE", "/reservations/{id}");
-    apply(json!(read_queue(&config, &stream).await)).await;
+    apply(read_queue(&config, &stream).await).await;
     let command = checkout["command_id"].as_str().unwrap();
     let (status, body) = send(&router, "GET", &format!("/commands/{command}"), None, None).await;
     assert_eq!(
@@ -220,7 +217,7 @@ async fn every_request_the_api_sends_on_every_route_is_granted_by_its_role() {
 }
 
 /// Every command on the stream so far (the test reads it as the processor's mapping would).
-async fn read_queue(config: &aws_config::SdkConfig, stream: &str) -> Vec<Value> {
+async fn read_queue(config: &aws_config::SdkConfig, stream: &str) -> Vec<Command> {
     let client = aws_sdk_kinesis::Client::new(config);
     let shards = client
         .list_shards()

@@ -51,6 +51,11 @@ impl Known {
     pub(crate) fn current_since(&self, instant: Instant) -> bool {
         self.current_at.is_some_and(|at| at >= instant)
     }
+
+    /// Whether the state was current less than `trust` ago (see [`StateCache`]'s `trust`).
+    fn trusted(&self, trust: Duration) -> bool {
+        self.current_at.is_some_and(|at| at.elapsed() < trust)
+    }
 }
 
 impl StateCache {
@@ -122,7 +127,7 @@ impl StateCache {
         let states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
         states
             .get(sku)
-            .filter(|known| known.current_at.is_some_and(|at| at.elapsed() < self.trust))
+            .filter(|known| known.trusted(self.trust))
             .cloned()
             .unwrap_or_default()
     }
@@ -136,8 +141,7 @@ impl StateCache {
         }
         let trust = self.trust;
         let known = states.entry(sku.clone()).or_default();
-        let expired = known.current_at.is_none_or(|at| at.elapsed() >= trust);
-        if expired
+        if !known.trusted(trust)
             || state.version > known.state.version
             || (state.version == known.state.version
                 && known.current_at.is_none_or(|at| at < current_at))
