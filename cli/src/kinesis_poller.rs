@@ -9,6 +9,7 @@ use aws_sdk_kinesis::error::DisplayErrorContext;
 use aws_sdk_kinesis::types::ShardIteratorType;
 use aws_sdk_kinesis::Client;
 use command_processor::{handle_records, StreamRecord};
+use inventory_core::domain::Timestamp;
 use inventory_core::Inventory;
 
 /// Records asked for per GetRecords call (the Lambda mapping's batch size).
@@ -83,6 +84,10 @@ impl ShardPoller {
                     .map(|record| StreamRecord {
                         sequence_number: record.sequence_number(),
                         partition_key: record.partition_key().unwrap_or_default(),
+                        arrived_at: record
+                            .approximate_arrival_timestamp()
+                            .and_then(|at| at.to_millis().ok())
+                            .map_or(Timestamp::from_millis(i64::MAX), Timestamp::from_millis),
                         data: record.data().as_ref(),
                     })
                     .collect();

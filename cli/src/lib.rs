@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod dev;
 mod kinesis_poller;
+pub mod parked;
 pub mod stream_poller;
 
 use std::process::ExitCode;
@@ -15,11 +16,11 @@ use clap::{Parser, Subcommand};
 #[command(name = "inventory", version, about)]
 pub struct Cli {
     #[command(subcommand)]
-    command: Commands,
+    command: Subcommands,
 }
 
 #[derive(Debug, Subcommand)]
-enum Commands {
+enum Subcommands {
     /// Run the whole service locally on the embedded in-memory backend (no AWS account needed),
     /// or with --endpoint-url on DynamoDB and Kinesis at a local AWS such as moto.
     Dev(dev::DevArgs),
@@ -33,6 +34,9 @@ enum Commands {
     /// archive plus the table, check for gaps and compare with snapshots and read views (exit 1
     /// on a mismatch, 2 if the table or bucket cannot be read).
     Audit(audit::AuditArgs),
+    /// Operate on queued commands: list the parked ones, redrive them.
+    #[command(subcommand)]
+    Commands(parked::CommandsCommand),
 }
 
 /// Runs the parsed command line; the exit code says whether it went well.
@@ -44,10 +48,11 @@ pub async fn run(cli: Cli) -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
-        Commands::Dev(args) => dev::run(args).await,
-        Commands::Init(args) => dev::init(args).await,
-        Commands::Replay(args) => return audit::replay(args).await,
-        Commands::Audit(args) => return audit::audit(args).await,
+        Subcommands::Dev(args) => dev::run(args).await,
+        Subcommands::Init(args) => dev::init(args).await,
+        Subcommands::Replay(args) => return audit::replay(args).await,
+        Subcommands::Audit(args) => return audit::audit(args).await,
+        Subcommands::Commands(command) => return parked::run(command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

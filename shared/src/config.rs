@@ -36,6 +36,11 @@ pub struct Config {
     /// 168: the template's `CommandRetentionHours`). A command can be delivered again for that
     /// long, which bounds [`Config::dedupe_window`] from below.
     pub command_retention: Duration,
+    /// How long a queued command may keep failing before the processor parks it for an
+    /// operator instead of having it delivered again (`INVENTORY_PARK_FAILING_AFTER_SECONDS`,
+    /// default 900; counted from its arrival on the stream). The event source mapping retries
+    /// without limit, so this bound is what moves a shard past a command that cannot be applied.
+    pub park_failing_after: Duration,
 }
 
 /// How long after it leaves the stream a command may still be queued again by hand (redriven).
@@ -52,6 +57,7 @@ impl Default for Config {
             sweeps_per_invocation: 4,
             public_item_reads: false,
             command_retention: Duration::from_secs(168 * 3_600),
+            park_failing_after: Duration::from_secs(900),
         }
     }
 }
@@ -91,6 +97,7 @@ impl Config {
         let sweeps = number(&lookup, "INVENTORY_SWEEPS_PER_INVOCATION", 1..=60)?;
         let public_item_reads = flag(&lookup, "INVENTORY_PUBLIC_ITEM_READS")?;
         let command_hours = number(&lookup, "INVENTORY_COMMAND_RETENTION_HOURS", 24..=8_760)?;
+        let park_after = number(&lookup, "INVENTORY_PARK_FAILING_AFTER_SECONDS", 0..=86_400)?;
         let seconds = |secs: i64| Duration::from_secs(secs as u64);
         Ok(Self {
             live_retention: retention.map_or(defaults.live_retention, seconds),
@@ -105,6 +112,7 @@ impl Config {
             command_retention: command_hours.map_or(defaults.command_retention, |hours| {
                 Duration::from_secs(hours as u64 * 3_600)
             }),
+            park_failing_after: park_after.map_or(defaults.park_failing_after, seconds),
         })
     }
 }

@@ -12,8 +12,9 @@ use tokio::sync::Notify;
 use crate::domain::{Change, Command, Event, Sku, SkuState, Timestamp, Version};
 use crate::feed::FeedChange;
 use crate::ports::{
-    CommandQueue, Commit, Conflict, EventStore, LapsingHold, ObjectStore, ObjectStoreError,
-    QueueError, RecordKey, SnapshotSave, StoreError, Versioned, MAX_COMMIT_ITEMS,
+    CommandOutcome, CommandQueue, Commit, Conflict, EventStore, LapsingHold, ObjectStore,
+    ObjectStoreError, ParkedEntry, QueueError, Record, RecordKey, SnapshotSave, StoreError,
+    Versioned, MAX_COMMIT_ITEMS,
 };
 
 /// Event streams, records and snapshots in one process, with a change feed like the table's
@@ -296,6 +297,34 @@ impl EventStore for MemoryStore {
             }
         }
         Ok(())
+    }
+
+    async fn parked_commands(&self) -> Result<Vec<ParkedEntry>, StoreError> {
+        let tables = self.tables();
+        let mut parked: Vec<ParkedEntry> = tables
+            .records
+            .iter()
+            .filter_map(|(key, stored)| match (key, &stored.record) {
+                (
+                    RecordKey::CommandOutcome { command_id, sku },
+                    Record::CommandOutcome(CommandOutcome::Parked(parked)),
+                ) => Some(ParkedEntry {
+                    command_id: *command_id,
+                    sku: sku.clone(),
+                    version: stored.version,
+                    parked: parked.clone(),
+                }),
+                _ => None,
+            })
+            .collect();
+        parked.sort_by(|a, b| {
+            (a.parked.parked_at, a.command_id.to_string(), &a.sku).cmp(&(
+                b.parked.parked_at,
+                b.command_id.to_string(),
+                &b.sku,
+            ))
+        });
+        Ok(parked)
     }
 }
 

@@ -38,6 +38,10 @@ pub enum RecordKey {
     ArchiveMark { sku: Sku },
     /// How far the expiry timer has swept (kept for good).
     ExpirySweep,
+    /// One SKU's commands held back while they wait (for their acceptance, or for a reservation
+    /// not readable yet), in arrival order: they are tried again before any later command of
+    /// the SKU.
+    Deferred { sku: Sku },
 }
 
 /// A record's body.
@@ -56,6 +60,19 @@ pub enum Record {
     ArchiveMark(ArchiveMark),
     /// See [`RecordKey::ExpirySweep`].
     ExpirySweep(SweepMark),
+    /// See [`RecordKey::Deferred`].
+    Deferred(DeferredCommands),
+}
+
+/// Most commands one SKU may hold back at a time: the held commands are tried again with the
+/// next chunk of arrivals, and both must fit one commit.
+pub const MAX_DEFERRED: usize = 16;
+
+/// A SKU's held-back commands, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeferredCommands {
+    /// The commands, in the order they arrived.
+    pub commands: Vec<Command>,
 }
 
 /// How far one SKU's stream has reached cold storage.
@@ -120,7 +137,7 @@ pub enum Acceptance {
 }
 
 /// How a command turned out on one SKU.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum CommandOutcome {
     /// It took effect (or its effect was already there).
@@ -130,6 +147,62 @@ pub enum CommandOutcome {
         /// Why.
         reason: RejectionCode,
     },
+    /// The processor could not apply it and set it aside, whole, for an operator: the shard
+    /// moved on. Kept until it is redriven and applied.
+    Parked(ParkedCommand),
+}
+
+/// A command set aside by the processor: why, when, and the record exactly as it was queued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParkedCommand {
+    /// Why it was parked.
+    pub reason: ParkReason,
+    /// What went wrong, for the operator.
+    pub detail: String,
+    /// When.
+    pub parked_at: Timestamp,
+    /// The queued record's bytes, base64.
+    pub body: String,
+    /// When an operator put it back on the queue; until then a redelivery leaves it parked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redriven_at: Option<Timestamp>,
+}
+
+/// Why a command was parked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParkReason {
+    /// The record is not a command this version can read.
+    UnknownShape,
+    /// It names a reservation that stayed unreadable past the dependency wait.
+    DependencyUnreadable,
+    /// Applying it kept failing past the processor's bound.
+    Failing,
+}
+
+impl ParkReason {
+    /// The reason's wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UnknownShape => "unknown_shape",
+            Self::DependencyUnreadable => "dependency_unreadable",
+            Self::Failing => "failing",
+        }
+    }
+}
+
+/// A parked command as listed for an operator: the command id and SKU it is filed under, and
+/// the record's version (redrive writes over it conditionally).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParkedEntry {
+    /// The command id it is filed under.
+    pub command_id: CommandId,
+    /// The SKU it is filed under.
+    pub sku: Sku,
+    /// The parked record's version.
+    pub version: u64,
+    /// The parked command.
+    pub parked: ParkedCommand,
 }
 
 /// A record with the version that makes conditional writes possible (1 for a new record).
@@ -296,6 +369,10 @@ pub trait EventStore: Send + Sync + 'static {
         seqs: RangeInclusive<Version>,
         delete_at: Timestamp,
     ) -> Result<(), StoreError>;
+
+    /// Every parked command (redriven ones too, until they are applied), oldest first. For
+    /// operators: the table answers it from a sparse index, never a scan.
+    async fn parked_commands(&self) -> Result<Vec<ParkedEntry>, StoreError>;
 }
 
 /// An object store failure.

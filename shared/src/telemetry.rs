@@ -15,7 +15,9 @@ pub const RESERVATIONS: &str = "reservations";
 pub const RESERVATION_CONFLICTS: &str = "reservation_conflicts";
 /// Time from a reservation's start to its answer, in milliseconds.
 pub const DECISION_LATENCY: &str = "decision_latency_ms";
-/// Queued commands handled, by `outcome`: `applied`, `rejected`, `duplicate`, `dropped`.
+/// Queued commands handled, by `outcome`: `applied`, `rejected`, `duplicate`, `dropped`,
+/// `parked` (set aside for an operator: the parked-commands alarm watches it), `deferred` (held
+/// back to wait for their acceptance or their reservation, then tried again).
 pub const COMMANDS: &str = "commands";
 /// Time from a command's acceptance to its being applied, in milliseconds.
 pub const APPLY_LAG: &str = "apply_lag_ms";

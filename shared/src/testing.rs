@@ -100,4 +100,8 @@ impl<S: EventStore> EventStore for FlakyStore<S> {
         }
         self.inner.retire_events(sku, seqs, delete_at).await
     }
+
+    async fn parked_commands(&self) -> Result<Vec<crate::ports::ParkedEntry>, StoreError> {
+        self.inner.parked_commands().await
+    }
 }

@@ -256,6 +256,10 @@ impl EventStore for ChaosStore {
         }
         self.inner.retire_events(sku, seqs, delete_at).await
     }
+
+    async fn parked_commands(&self) -> Result<Vec<inventory_core::ports::ParkedEntry>, StoreError> {
+        self.inner.parked_commands().await
+    }
 }
 
 /// The memory object store with failed puts injected (S3 answering 5xx).

@@ -4,12 +4,13 @@
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::streams::KinesisEventResponse;
-use inventory_core::domain::{Command, CommandId, Sku};
+use inventory_core::domain::{Command, CommandId, Sku, Timestamp};
+use inventory_core::ports::ParkReason;
 use inventory_core::feed::compare_sequence_numbers;
 use inventory_core::Inventory;
 use serde::Deserialize;
 
-use crate::process_batch;
+use crate::{process_deliveries, Delivery};
 
 /// One record as the stream delivered it.
 #[derive(Debug, Clone)]
@@ -18,16 +19,22 @@ pub struct StreamRecord<'a> {
     pub sequence_number: &'a str,
     /// Its partition key (the SKU, for records we wrote).
     pub partition_key: &'a str,
+    /// When it arrived on the stream.
+    pub arrived_at: Timestamp,
     /// Its payload.
     pub data: &'a [u8],
 }
 
-/// The least a record must name for its rejection to be recorded: a command id and a SKU.
+/// The least a record must name to be filed under its own command id and SKU.
 #[derive(Deserialize)]
 struct Named {
     id: String,
     sku: String,
 }
+
+/// Where a record that names no command id and SKU is filed when parked, if its partition key
+/// is not a SKU either.
+const UNFILED_SKU: &str = "_unfiled";
 
 /// The Lambda handler: the batch's records, then the `batchItemFailures` answer.
 pub async fn handle_kinesis_event(
@@ -40,6 +47,9 @@ pub async fn handle_kinesis_event(
         .map(|record| StreamRecord {
             sequence_number: &record.kinesis.sequence_number,
             partition_key: &record.kinesis.partition_key,
+            arrived_at: Timestamp::from_millis(
+                record.kinesis.approximate_arrival_timestamp.timestamp_millis(),
+            ),
             data: &record.kinesis.data.0,
         })
         .collect();
@@ -52,28 +62,32 @@ pub async fn handle_kinesis_event(
 
 /// Handles records in shard order; returns the sequence number to resume from, if any.
 ///
-/// Records that are not commands never block the shard: one that names a command id and SKU is
-/// recorded as rejected (`malformed_command`), anything else is logged and skipped. A SKU that
-/// fails transiently makes the answer name its first record, so the shard resumes from the
-/// lowest failed sequence number and nothing after it is lost.
+/// A record that is not a command this version can read never blocks the shard: it is parked
+/// (`unknown_shape`) with its bytes, filed under the command id and SKU it names, else under an
+/// id derived from its bytes. A SKU that fails transiently makes the answer name its first
+/// record to deliver again, so the shard resumes from the lowest failed sequence number and
+/// nothing after it is lost.
 pub async fn handle_records(inventory: &Inventory, records: &[StreamRecord<'_>]) -> Option<String> {
-    let mut commands = Vec::with_capacity(records.len());
+    let mut deliveries = Vec::with_capacity(records.len());
     let mut sequence_numbers = Vec::with_capacity(records.len());
     let mut failed_at: Option<&str> = None;
     for record in records {
         match serde_json::from_slice::<Command>(record.data) {
             Ok(command) => {
-                commands.push(command);
+                deliveries.push(Delivery {
+                    command,
+                    arrived_at: record.arrived_at,
+                });
                 sequence_numbers.push(record.sequence_number);
             }
             Err(err) => {
-                if !reject_malformed(inventory, record, &err).await && failed_at.is_none() {
+                if !park_unknown_shape(inventory, record, &err).await && failed_at.is_none() {
                     failed_at = Some(record.sequence_number);
                 }
             }
         }
     }
-    let outcome = process_batch(inventory, &commands).await;
+    let outcome = process_deliveries(inventory, &deliveries).await;
     if records.is_empty() {
         return None;
     }
@@ -83,6 +97,8 @@ pub async fn handle_records(inventory: &Inventory, records: &[StreamRecord<'_>])
         rejected = outcome.report.rejected,
         duplicates = outcome.report.duplicates,
         dropped = outcome.report.dropped,
+        parked = outcome.report.parked,
+        deferred = outcome.report.deferred,
         "batch processed"
     );
     let retry_from = outcome
@@ -95,9 +111,9 @@ pub async fn handle_records(inventory: &Inventory, records: &[StreamRecord<'_>])
         .map(str::to_owned)
 }
 
-/// Records a malformed record's rejection where it names enough; `false` if recording failed
-/// transiently (the record is then retried).
-async fn reject_malformed(
+/// Parks a record this version cannot read; `false` if parking failed transiently (the record
+/// is then delivered again).
+async fn park_unknown_shape(
     inventory: &Inventory,
     record: &StreamRecord<'_>,
     err: &serde_json::Error,
@@ -111,17 +127,20 @@ async fn reject_malformed(
                 Sku::parse(&named.sku).ok()?,
             ))
         });
-    let Some((id, sku)) = named else {
-        tracing::error!(%sequence_number, partition_key = record.partition_key,
-            error = %err, "skipping a record that is not a command");
-        return true;
-    };
-    tracing::error!(%sequence_number, command_id = %id, sku = %sku, error = %err,
-        "rejecting a malformed command");
-    match inventory.reject_malformed(&sku, id).await {
+    let (id, sku) = named.unwrap_or_else(|| {
+        let sku = Sku::parse(record.partition_key)
+            .or_else(|_| Sku::parse(UNFILED_SKU))
+            .expect("the unfiled SKU is a SKU");
+        (CommandId::for_record(record.data), sku)
+    });
+    let detail = format!("not a command this version reads: {err}");
+    match inventory
+        .park(&sku, id, record.data, ParkReason::UnknownShape, &detail)
+        .await
+    {
         Ok(()) => true,
         Err(failure) => {
-            tracing::warn!(%sequence_number, error = %failure, "could not record the rejection");
+            tracing::warn!(%sequence_number, error = %failure, "could not park the record");
             false
         }
     }

@@ -1,16 +1,18 @@
 //! Applies a batch of queued commands. Commands are grouped by SKU keeping their arrival order;
 //! SKUs are processed concurrently, each as one commit; a command already applied (a duplicate
 //! delivery) is skipped. A SKU that fails transiently reports the batch position of its first
-//! command, so the queue redelivers from the lowest failed position and nothing is lost.
+//! command to deliver again, so the queue redelivers from the lowest failed position and nothing
+//! is lost; a command still failing past the configured bound is parked instead, so the shard
+//! moves on.
 
 mod kinesis;
 
 use std::collections::BTreeMap;
 
 use futures::future::join_all;
-use inventory_core::app::ApplyReport;
-use inventory_core::domain::{Command, Sku};
-use inventory_core::{AppError, Inventory};
+use inventory_core::app::{ApplyReport, Unapplied};
+use inventory_core::domain::{Command, Sku, Timestamp};
+use inventory_core::Inventory;
 
 pub use kinesis::{handle_kinesis_event, handle_records, StreamRecord};
 
@@ -23,43 +25,63 @@ pub struct BatchOutcome {
     pub report: ApplyReport,
 }
 
-/// Applies `batch` (in queue order) and says where redelivery must start, if anywhere.
+/// A command as the queue delivered it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The command.
+    pub command: Command,
+    /// When it arrived on the queue.
+    pub arrived_at: Timestamp,
+}
+
+/// Applies `batch` (in queue order), all just arrived, and says where redelivery must start, if
+/// anywhere.
 pub async fn process_batch(inventory: &Inventory, batch: &[Command]) -> BatchOutcome {
+    let now = Timestamp::from_millis(i64::MAX);
+    let deliveries: Vec<Delivery> = batch
+        .iter()
+        .map(|command| Delivery {
+            command: command.clone(),
+            arrived_at: now,
+        })
+        .collect();
+    process_deliveries(inventory, &deliveries).await
+}
+
+/// Applies `batch` (in queue order) and says where redelivery must start, if anywhere.
+pub async fn process_deliveries(inventory: &Inventory, batch: &[Delivery]) -> BatchOutcome {
     let groups = group_by_sku(batch);
     let results = join_all(groups.iter().map(|(sku, group)| async move {
-        let commands: Vec<Command> = group.iter().map(|(_, c)| (*c).clone()).collect();
-        (group[0].0, inventory.apply_commands(sku, &commands).await)
+        let commands: Vec<Command> = group.iter().map(|(_, d)| d.command.clone()).collect();
+        let oldest = group.iter().map(|(_, d)| d.arrived_at).min();
+        let oldest = oldest.unwrap_or(Timestamp::from_millis(i64::MAX));
+        let result = inventory.apply_arrivals(sku, &commands, oldest).await;
+        (sku, group, result)
     }))
     .await;
     let mut outcome = BatchOutcome::default();
-    for (first_position, result) in results {
+    for (sku, group, result) in results {
         match result {
             Ok(report) => outcome.report.add(&report),
-            Err(err) => {
-                log_failure(&err, &batch[first_position].sku);
-                outcome.retry_from = Some(
-                    outcome
-                        .retry_from
-                        .map_or(first_position, |p| p.min(first_position)),
-                );
+            Err(Unapplied { from, error }) => {
+                tracing::warn!(sku = %sku, error = %error,
+                    "commands not applied; they will be redelivered");
+                let position = group[from].0;
+                outcome.retry_from = Some(outcome.retry_from.map_or(position, |p| p.min(position)));
             }
         }
     }
     outcome
 }
 
-fn log_failure(err: &AppError, sku: &Sku) {
-    tracing::warn!(sku = %sku, error = %err, "commands not applied; they will be redelivered");
-}
-
-/// Commands per SKU with their batch positions, each group in arrival order.
-fn group_by_sku(batch: &[Command]) -> BTreeMap<&Sku, Vec<(usize, &Command)>> {
-    let mut groups: BTreeMap<&Sku, Vec<(usize, &Command)>> = BTreeMap::new();
-    for (position, command) in batch.iter().enumerate() {
+/// Deliveries per SKU with their batch positions, each group in arrival order.
+fn group_by_sku(batch: &[Delivery]) -> BTreeMap<&Sku, Vec<(usize, &Delivery)>> {
+    let mut groups: BTreeMap<&Sku, Vec<(usize, &Delivery)>> = BTreeMap::new();
+    for (position, delivery) in batch.iter().enumerate() {
         groups
-            .entry(&command.sku)
+            .entry(&delivery.command.sku)
             .or_default()
-            .push((position, command));
+            .push((position, delivery));
     }
     groups
 }

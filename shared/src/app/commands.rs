@@ -12,8 +12,8 @@ use crate::domain::{
 };
 use crate::error::AppError;
 use crate::ports::{
-    Acceptance, CommandOutcome, CommandRecord, Commit, Conflict, Record, RecordKey, RecordWrite,
-    StoreError, Versioned,
+    Acceptance, CommandOutcome, CommandRecord, Commit, Conflict, ParkReason, Record, RecordKey,
+    RecordWrite, StoreError, Versioned,
 };
 
 /// Largest adjustment, either way.
@@ -31,6 +31,8 @@ pub enum CommandStatus {
     Applied,
     /// Could not take effect on at least one SKU.
     Rejected { reason: RejectionCode },
+    /// Set aside by the processor on at least one SKU for an operator to redrive.
+    Parked { reason: ParkReason },
 }
 
 impl Inventory {
@@ -257,6 +259,14 @@ impl Inventory {
                     break;
                 }
                 Some(Record::CommandOutcome(CommandOutcome::Applied)) => {}
+                Some(Record::CommandOutcome(CommandOutcome::Parked(parked)))
+                    if parked.redriven_at.is_none() =>
+                {
+                    status = CommandStatus::Parked {
+                        reason: parked.reason,
+                    };
+                }
+                _ if matches!(status, CommandStatus::Parked { .. }) => {}
                 _ => status = CommandStatus::Pending,
             }
         }

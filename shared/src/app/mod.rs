@@ -8,16 +8,18 @@ mod commands;
 mod expiry;
 mod items;
 mod locks;
+mod parking;
 mod reservations;
 mod retry;
 mod views;
 
 use std::sync::Arc;
 
-pub use apply::ApplyReport;
+pub use apply::{ApplyReport, Unapplied};
 pub use commands::{CommandStatus, MAX_ADJUSTMENT, MAX_NOTE_LEN};
 pub use expiry::{SweepReport, TimerReport};
 pub use items::MAX_SKUS_PER_READ;
+pub use parking::{parked_bytes, RedriveSelection, Redriven};
 pub use reservations::{ReserveRequest, MAX_LINES};
 pub use views::{format_rfc3339, CommandView, ItemView, ItemsView, LineView, ReservationView};
 

@@ -3,7 +3,7 @@
 //! | item | `pk` (S) | `sk` (N) | other attributes |
 //! |---|---|---|---|
 //! | event | `sku#{SKU}` | sequence (1, 2, …) | the event's fields (serde_dynamo); hold events also `expiry_shard`; `ttl` once retired |
-//! | record | `hold#{reservation}#{SKU}`, `idem#{client}#{key}`, `cmd#{id}`, `outcome#{id}#{SKU}` | 0 | `version`, `record`, `ttl` |
+//! | record | `hold#{reservation}#{SKU}`, `idem#{client}#{key}`, `cmd#{id}`, `outcome#{id}#{SKU}`, `defer#{SKU}` | 0 | `version`, `record`, `ttl`; parked outcomes `parked_list`, `parked_at` |
 //! | mark | `archive#{SKU}`, `sweep#expiry` | 0 | `version`, `record` (kept for good) |
 //! | snapshot | `snap#{SKU}` | 0 | `version`, `state` |
 //!
@@ -17,6 +17,10 @@
 //! `ReturnValuesOnConditionCheckFailure=ALL_OLD`, so a retry of our own write is told from a real
 //! conflict); any larger commit is one `TransactWriteItems` whose cancellation reasons name the
 //! stream or record that conflicted. Reads are strongly consistent; queries follow every page.
+//!
+//! Parked commands are listed from the sparse GSI `ParkedIndex` (`parked_list` S, always
+//! `parked`; `parked_at` N; projecting all): only outcome records of parked commands carry
+//! those attributes, and they have no time to live.
 
 use std::collections::HashMap;
 use std::ops::RangeInclusive;
@@ -37,10 +41,10 @@ use aws_sdk_dynamodb::Client;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Change, Event, ReservationId, Sku, SkuState, Timestamp, Version};
+use crate::domain::{Change, CommandId, Event, ReservationId, Sku, SkuState, Timestamp, Version};
 use crate::ports::{
-    Commit, Conflict, EventStore, LapsingHold, Record, RecordKey, RecordWrite, SnapshotSave,
-    StoreError, StreamAppend, Versioned, MAX_COMMIT_ITEMS,
+    CommandOutcome, Commit, Conflict, EventStore, LapsingHold, ParkedEntry, Record, RecordKey,
+    RecordWrite, SnapshotSave, StoreError, StreamAppend, Versioned, MAX_COMMIT_ITEMS,
 };
 
 /// Partition key attribute.
@@ -63,9 +67,11 @@ const OUTCOME_PREFIX: &str = "outcome#";
 const ARCHIVE_MARK_PREFIX: &str = "archive#";
 /// Partition key prefix of the expiry timer's mark.
 const SWEEP_PREFIX: &str = "sweep#";
+/// Partition key prefix of a SKU's held-back commands.
+const DEFERRED_PREFIX: &str = "defer#";
 /// Every partition key starts with one of these: what the template's IAM conditions
 /// (`dynamodb:LeadingKeys`) grant each function by.
-pub const PARTITION_KEY_PREFIXES: [&str; 8] = [
+pub const PARTITION_KEY_PREFIXES: [&str; 9] = [
     STREAM_PREFIX,
     SNAPSHOT_PREFIX,
     HOLD_PREFIX,
@@ -74,6 +80,7 @@ pub const PARTITION_KEY_PREFIXES: [&str; 8] = [
     OUTCOME_PREFIX,
     ARCHIVE_MARK_PREFIX,
     SWEEP_PREFIX,
+    DEFERRED_PREFIX,
 ];
 /// Time-to-live attribute (epoch seconds) of records that may be forgotten.
 pub const TTL: &str = "ttl";
@@ -90,6 +97,14 @@ pub const EXPIRY_SHARDS: u32 = 16;
 const EXPIRY_SHARD: &str = "expiry_shard";
 /// Attribute of a hold event's expiry (the index's sort key; the event's own field).
 const EXPIRES_AT: &str = "expires_at";
+/// The parked-commands index's name.
+pub const PARKED_INDEX: &str = "ParkedIndex";
+/// Attribute putting a parked outcome in the index (its partition key; always [`PARKED_LIST`]).
+const PARKED_LIST_ATTRIBUTE: &str = "parked_list";
+/// The one partition of the parked-commands index.
+const PARKED_LIST: &str = "parked";
+/// Attribute of a parked outcome's parking time (the index's sort key).
+const PARKED_AT: &str = "parked_at";
 /// Retirements issued concurrently.
 const RETIRE_CONCURRENCY: usize = 16;
 
@@ -110,6 +125,10 @@ struct RecordItem {
     record: Record,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     ttl: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    parked_list: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    parked_at: Option<Timestamp>,
 }
 
 #[derive(Serialize)]
@@ -216,6 +235,8 @@ impl DynamoStore {
             .attribute_definitions(attribute(SK, ScalarAttributeType::N)?)
             .attribute_definitions(attribute(EXPIRY_SHARD, ScalarAttributeType::S)?)
             .attribute_definitions(attribute(EXPIRES_AT, ScalarAttributeType::N)?)
+            .attribute_definitions(attribute(PARKED_LIST_ATTRIBUTE, ScalarAttributeType::S)?)
+            .attribute_definitions(attribute(PARKED_AT, ScalarAttributeType::N)?)
             .key_schema(key(PK, KeyType::Hash)?)
             .key_schema(key(SK, KeyType::Range)?)
             .global_secondary_indexes(
@@ -227,6 +248,19 @@ impl DynamoStore {
                         Projection::builder()
                             .projection_type(ProjectionType::Include)
                             .non_key_attributes("reservation_id")
+                            .build(),
+                    )
+                    .build()
+                    .map_err(unavailable)?,
+            )
+            .global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name(PARKED_INDEX)
+                    .key_schema(key(PARKED_LIST_ATTRIBUTE, KeyType::Hash)?)
+                    .key_schema(key(PARKED_AT, KeyType::Range)?)
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::All)
                             .build(),
                     )
                     .build()
@@ -284,6 +318,7 @@ impl DynamoStore {
             }
             RecordKey::ArchiveMark { sku } => format!("{ARCHIVE_MARK_PREFIX}{sku}"),
             RecordKey::ExpirySweep => format!("{SWEEP_PREFIX}expiry"),
+            RecordKey::Deferred { sku } => format!("{DEFERRED_PREFIX}{sku}"),
         }
     }
 
@@ -314,12 +349,19 @@ impl DynamoStore {
     }
 
     fn record_item(&self, write: &RecordWrite) -> Result<Item, StoreError> {
+        let parked_at = match &write.record {
+            Record::CommandOutcome(CommandOutcome::Parked(parked)) => Some(parked.parked_at),
+            _ => None,
+        };
         let retention = match write.key {
+            _ if parked_at.is_some() => None,
             RecordKey::Hold { .. } => Some(HOLD_RETENTION),
             RecordKey::Idempotency { .. }
             | RecordKey::Command { .. }
             | RecordKey::CommandOutcome { .. } => Some(self.dedupe_window),
-            RecordKey::ArchiveMark { .. } | RecordKey::ExpirySweep => None,
+            RecordKey::ArchiveMark { .. } | RecordKey::ExpirySweep | RecordKey::Deferred { .. } => {
+                None
+            }
         };
         let expires = retention.map(|retention| {
             SystemTime::now()
@@ -334,6 +376,8 @@ impl DynamoStore {
             version: write.expected.unwrap_or(0) + 1,
             record: write.record.clone(),
             ttl: expires,
+            parked_list: parked_at.map(|_| PARKED_LIST.to_owned()),
+            parked_at,
         })
         .map_err(unavailable)
     }
@@ -691,6 +735,52 @@ impl EventStore for DynamoStore {
         Ok(holds)
     }
 
+    async fn parked_commands(&self) -> Result<Vec<ParkedEntry>, StoreError> {
+        let items = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(PARKED_INDEX)
+            .key_condition_expression("#list = :list")
+            .expression_attribute_names("#list", PARKED_LIST_ATTRIBUTE)
+            .expression_attribute_values(":list", AttributeValue::S(PARKED_LIST.to_owned()))
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(|e| unavailable(DisplayErrorContext(e)))?;
+        let mut parked = Vec::with_capacity(items.len());
+        for item in items {
+            let stored: RecordItem = serde_dynamo::from_item(item).map_err(unavailable)?;
+            let filed_under = stored
+                .pk
+                .strip_prefix(OUTCOME_PREFIX)
+                .and_then(|rest| rest.split_once('#'))
+                .and_then(|(id, sku)| Some((CommandId::parse(id).ok()?, Sku::parse(sku).ok()?)));
+            match (filed_under, stored.record) {
+                (
+                    Some((command_id, sku)),
+                    Record::CommandOutcome(CommandOutcome::Parked(command)),
+                ) => parked.push(ParkedEntry {
+                    command_id,
+                    sku,
+                    version: stored.version,
+                    parked: command,
+                }),
+                // Applied since it was listed: the index lags the table.
+                (Some(_), _) => {}
+                (None, _) => {
+                    return Err(unavailable(format!(
+                        "unexpected key {} in the parked index",
+                        stored.pk
+                    )))
+                }
+            }
+        }
+        Ok(parked)
+    }
+
     async fn retire_events(
         &self,
         sku: &Sku,
@@ -794,6 +884,7 @@ mod tests {
             },
             RecordKey::ArchiveMark { sku: sku.clone() },
             RecordKey::ExpirySweep,
+            RecordKey::Deferred { sku: sku.clone() },
         ];
         let keys = records
             .iter()

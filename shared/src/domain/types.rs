@@ -323,6 +323,14 @@ impl CommandId {
         ))
     }
 
+    /// The id a queued record that names none is filed under: the same bytes always name the
+    /// same id, so a redelivered record is set aside once.
+    pub fn for_record(data: &[u8]) -> Self {
+        let mut name = b"record\n".to_vec();
+        name.extend_from_slice(data);
+        Self(uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, &name))
+    }
+
     /// Parses the UUID text form; anything else is `invalid_command_id`.
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
         uuid::Uuid::try_parse(raw).map(Self).map_err(|_| {

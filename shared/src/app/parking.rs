@@ -1,0 +1,105 @@
+//! Parked commands, for operators: listing them and putting them back on the queue.
+//!
+//! A redrive marks the parked record redriven (a conditional write over the version listed),
+//! then queues the command again under its own id. The processor applies a redriven command
+//! like a new one and writes its outcome over the parked record; a redelivery of the original
+//! record still finds it parked and leaves it. Redriving twice queues the command twice, and
+//! the outcome record makes the second a duplicate, so a redrive can always be repeated.
+
+use base64::Engine as _;
+
+use super::Inventory;
+use crate::domain::{Command, CommandId, Sku};
+use crate::error::AppError;
+use crate::ports::{
+    CommandOutcome, Commit, ParkedCommand, ParkedEntry, Record, RecordKey, RecordWrite, StoreError,
+};
+
+/// Which parked commands to redrive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedriveSelection {
+    /// Every parked command.
+    All,
+    /// Those filed under these command ids (on every SKU).
+    Ids(Vec<CommandId>),
+}
+
+/// What became of one parked command asked to be redriven.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Redriven {
+    /// Back on the queue.
+    Queued,
+    /// This version cannot read its body either; it stays parked.
+    Unreadable(String),
+    /// It changed since it was listed (applied, or redriven by someone else); left alone.
+    Changed,
+}
+
+/// A parked command's queued bytes.
+pub fn parked_bytes(parked: &ParkedCommand) -> Result<Vec<u8>, String> {
+    base64::engine::general_purpose::STANDARD
+        .decode(&parked.body)
+        .map_err(|err| format!("the parked body is not base64: {err}"))
+}
+
+impl Inventory {
+    /// Every parked command (redriven ones too, until they are applied), oldest first.
+    pub async fn parked_commands(&self) -> Result<Vec<ParkedEntry>, AppError> {
+        Ok(self.store.parked_commands().await?)
+    }
+
+    /// Puts the selected parked commands back on the queue, each under its own id.
+    pub async fn redrive(
+        &self,
+        selection: &RedriveSelection,
+    ) -> Result<Vec<(CommandId, Sku, Redriven)>, AppError> {
+        let chosen = self
+            .store
+            .parked_commands()
+            .await?
+            .into_iter()
+            .filter(|entry| match selection {
+                RedriveSelection::All => true,
+                RedriveSelection::Ids(ids) => ids.contains(&entry.command_id),
+            });
+        let mut results = Vec::new();
+        for entry in chosen {
+            let outcome = self.redrive_one(&entry).await?;
+            results.push((entry.command_id, entry.sku, outcome));
+        }
+        Ok(results)
+    }
+
+    async fn redrive_one(&self, entry: &ParkedEntry) -> Result<Redriven, AppError> {
+        let command = match parked_bytes(&entry.parked).and_then(|bytes| {
+            serde_json::from_slice::<Command>(&bytes).map_err(|err| err.to_string())
+        }) {
+            Ok(command) => command,
+            Err(err) => return Ok(Redriven::Unreadable(err)),
+        };
+        if entry.parked.redriven_at.is_none() {
+            let marked = self
+                .store
+                .commit(Commit::records(vec![RecordWrite {
+                    key: RecordKey::CommandOutcome {
+                        command_id: entry.command_id,
+                        sku: entry.sku.clone(),
+                    },
+                    expected: Some(entry.version),
+                    record: Record::CommandOutcome(CommandOutcome::Parked(ParkedCommand {
+                        redriven_at: Some(self.clock.now()),
+                        ..entry.parked.clone()
+                    })),
+                }]))
+                .await;
+            match marked {
+                Ok(()) => {}
+                Err(StoreError::Conflict(_)) => return Ok(Redriven::Changed),
+                Err(err) => return Err(err.into()),
+            }
+        }
+        self.queue.send(std::slice::from_ref(&command)).await?;
+        tracing::info!(command_id = %command.id, sku = %command.sku, "parked command redriven");
+        Ok(Redriven::Queued)
+    }
+}
