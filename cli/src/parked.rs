@@ -96,7 +96,9 @@ pub async fn run(command: CommandsCommand) -> ExitCode {
                             Redriven::Queued => println!("{id}\t{sku}\tredriven"),
                             Redriven::Unreadable(why) => {
                                 left += 1;
-                                println!("{id}\t{sku}\tleft parked: this version cannot read it: {why}");
+                                println!(
+                                    "{id}\t{sku}\tleft parked: this version cannot read it: {why}"
+                                );
                             }
                             Redriven::Changed => {
                                 left += 1;

@@ -21,6 +21,9 @@ pub const DECISION_LATENCY: &str = "decision_latency_ms";
 pub const COMMANDS: &str = "commands";
 /// Time from a command's acceptance to its being applied, in milliseconds.
 pub const APPLY_LAG: &str = "apply_lag_ms";
+/// Commands parked for an operator right now, counted by the expiry timer every run (the
+/// parked-commands alarm: anything above 0).
+pub const PARKED_COMMANDS: &str = "parked_commands";
 /// `hold_expired` events written by the expiry timer.
 pub const HOLDS_EXPIRED: &str = "holds_expired";
 /// Time from the oldest event of a change-feed batch to its handling, in milliseconds (the
@@ -45,6 +48,11 @@ pub(crate) fn commands(outcome: &'static str, count: usize) {
 pub(crate) fn applied_after(accepted_at: Timestamp, now: Timestamp) {
     let lag = (now.millis() - accepted_at.millis()).max(0);
     metrics::histogram!(APPLY_LAG).record(lag as f64);
+}
+
+/// `count` commands are parked right now.
+pub(crate) fn parked_commands(count: usize) {
+    metrics::gauge!(PARKED_COMMANDS).set(count as f64);
 }
 
 /// The expiry timer wrote `count` `hold_expired` events.

@@ -5,8 +5,8 @@
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::streams::KinesisEventResponse;
 use inventory_core::domain::{Command, CommandId, Sku, Timestamp};
-use inventory_core::ports::ParkReason;
 use inventory_core::feed::compare_sequence_numbers;
+use inventory_core::ports::ParkReason;
 use inventory_core::Inventory;
 use serde::Deserialize;
 
@@ -48,7 +48,10 @@ pub async fn handle_kinesis_event(
             sequence_number: &record.kinesis.sequence_number,
             partition_key: &record.kinesis.partition_key,
             arrived_at: Timestamp::from_millis(
-                record.kinesis.approximate_arrival_timestamp.timestamp_millis(),
+                record
+                    .kinesis
+                    .approximate_arrival_timestamp
+                    .timestamp_millis(),
             ),
             data: &record.kinesis.data.0,
         })

@@ -1,25 +1,36 @@
 //! The processor Lambda's handler fed `events/command-processor.json` (the event `sam local
-//! invoke -e` uses) against DynamoDB on moto: duplicates, a poison record, a malformed command and
-//! a transient failure end with each good command applied exactly once, and every request the
-//! handler sends is one its role in the template grants.
+//! invoke -e` uses) against DynamoDB and Kinesis on moto: duplicates, a poison record, a
+//! malformed command and a transient failure end with each good command applied exactly once and
+//! the unreadable records parked; a command failing past the bound is parked so the shard moves
+//! on, and a redrive through the stream applies it once. Every request the handler sends is one
+//! its role in the template grants.
 
 use std::sync::Arc;
+
+use base64::Engine as _;
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use command_processor::handle_kinesis_event;
+use inventory_core::app::{RedriveSelection, Redriven};
 use inventory_core::aws::{local_config, test_endpoint, DynamoStore, KinesisQueue};
-use inventory_core::domain::{Change, CommandId, RejectionCode, Sku};
-use inventory_core::ports::{EventStore, SystemClock};
+use inventory_core::domain::{Change, CommandId, RejectionCode, Sku, Timestamp};
+use inventory_core::ports::{Clock, EventStore, ManualClock, ParkReason};
 use inventory_core::testing::FlakyStore;
 use inventory_core::{Config, Inventory};
 use inventory_test_support::grants::{assert_granted_by, Access, AccessLog, Names};
 
 const EVENT: &str = include_str!("../../../events/command-processor.json");
 
+/// When the checked-in event's records arrived on the stream.
+const ARRIVED_AT: i64 = 1_763_700_000_123;
+
 struct World {
     inventory: Inventory,
     store: Arc<FlakyStore<DynamoStore>>,
+    clock: ManualClock,
+    kinesis: aws_sdk_kinesis::Client,
+    stream: String,
     log: AccessLog,
     names: Names,
 }
@@ -44,20 +55,25 @@ async fn world() -> World {
     };
     let dynamo = DynamoStore::new(log.dynamodb(&config), &names.table);
     dynamo.create_table_if_missing().await.expect("table");
-    let queue = KinesisQueue::new(
-        aws_sdk_kinesis::Client::new(&config),
-        format!("commands-{unique}"),
-    );
+    let kinesis = aws_sdk_kinesis::Client::new(&config);
+    let stream = format!("commands-{unique}");
+    let queue = KinesisQueue::new(kinesis.clone(), &stream);
+    queue.create_stream_if_missing().await.expect("stream");
     let store = Arc::new(FlakyStore::new(Arc::new(dynamo)));
+    // A minute after the records arrived.
+    let clock = ManualClock::new(Timestamp::from_millis(ARRIVED_AT + 60_000));
     let inventory = Inventory::new(
         store.clone(),
         Arc::new(queue),
-        Arc::new(SystemClock),
+        Arc::new(clock.clone()),
         Config::default(),
     );
     World {
         inventory,
         store,
+        clock,
+        kinesis,
+        stream,
         log,
         names,
     }
@@ -119,11 +135,28 @@ async fn a_batch_with_duplicates_a_poison_record_and_a_transient_failure_applies
     );
 
     let a = changes(&world, "SKU-A").await;
-    assert_eq!(a.len(), 3, "{a:#?}");
+    assert_eq!(a.len(), 2, "{a:#?}");
     assert!(a
         .iter()
         .any(|c| matches!(c, Change::StockReceived { command_id, .. } if *command_id == id(1))));
-    assert!(a.iter().any(|c| matches!(c, Change::CommandRejected { command_id, reason: RejectionCode::MalformedCommand } if *command_id == id(3))));
+    let parked = world.inventory.parked_commands().await.unwrap();
+    let filed: Vec<(CommandId, String, ParkReason)> = parked
+        .iter()
+        .map(|e| (e.command_id, e.sku.to_string(), e.parked.reason))
+        .collect();
+    assert!(
+        filed.contains(&(id(3), "SKU-A".into(), ParkReason::UnknownShape)),
+        "the malformed command, filed under the id and SKU it names: {filed:?}"
+    );
+    assert!(
+        filed.contains(&(
+            CommandId::for_record(b"not a command at all"),
+            event.records[3].kinesis.partition_key.clone(),
+            ParkReason::UnknownShape
+        )),
+        "the record that names nothing, under its partition key: {filed:?}"
+    );
+    assert_eq!(parked.len(), 2);
     assert!(a
         .iter()
         .any(|c| matches!(c, Change::StockAdjusted { delta: -5, .. })));
@@ -149,7 +182,118 @@ async fn a_batch_with_duplicates_a_poison_record_and_a_transient_failure_applies
     // The whole batch delivered once more (at-least-once) changes nothing.
     let third = world.handle(event, &mut sent).await;
     assert!(third.batch_item_failures.is_empty());
-    assert_eq!(changes(&world, "SKU-A").await.len(), 3);
+    assert_eq!(changes(&world, "SKU-A").await.len(), 2);
     assert_eq!(changes(&world, "SKU-B").await.len(), 2);
+    assert_eq!(world.inventory.parked_commands().await.unwrap().len(), 2);
     assert_granted_by("CommandProcessorRole", &world.names, &sent);
+}
+
+#[tokio::test]
+async fn a_command_failing_past_the_bound_is_parked_so_the_shard_moves_on_and_a_redrive_applies_it_once(
+) {
+    let world = world().await;
+    let event: KinesisEvent = serde_json::from_str(EVENT).expect("the checked-in event parses");
+    // The receipt of 20 units of SKU-B, its SKU failing on every attempt.
+    let mut poison = event.clone();
+    poison.records = vec![event.records[2].clone()];
+    world.store.fail(&sku("SKU-B"));
+    let mut sent = Vec::new();
+    let answer = world.handle(poison.clone(), &mut sent).await;
+    assert_eq!(
+        answer.batch_item_failures.len(),
+        1,
+        "delivered again while young"
+    );
+    assert!(world.inventory.parked_commands().await.unwrap().is_empty());
+
+    world.clock.advance_millis(16 * 60_000);
+    let answer = world.handle(poison.clone(), &mut sent).await;
+    assert!(
+        answer.batch_item_failures.is_empty(),
+        "past the bound it is parked and the shard moves on"
+    );
+    let parked = world.inventory.parked_commands().await.unwrap();
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].command_id, id(2));
+    assert_eq!(parked[0].parked.reason, ParkReason::Failing);
+    assert!(
+        parked[0].parked.detail.contains("throttled"),
+        "{:?}",
+        parked[0].parked.detail
+    );
+    // The operator fixes the cause and redrives: the command comes back through the stream.
+    world.store.heal();
+    let redriven = world
+        .inventory
+        .redrive(&RedriveSelection::All)
+        .await
+        .unwrap();
+    assert_eq!(redriven, vec![(id(2), sku("SKU-B"), Redriven::Queued)]);
+    let again = world
+        .inventory
+        .redrive(&RedriveSelection::All)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1, "a redrive can be repeated");
+    let delivered = read_stream(&world).await;
+    assert_eq!(delivered.records.len(), 2);
+    let answer = world.handle(delivered.clone(), &mut sent).await;
+    assert!(answer.batch_item_failures.is_empty());
+    let answer = world.handle(poison, &mut sent).await;
+    assert!(
+        answer.batch_item_failures.is_empty(),
+        "the original, late: a duplicate"
+    );
+    assert_eq!(
+        world.inventory.item(&sku("SKU-B")).await.unwrap().on_hand,
+        20,
+        "applied once"
+    );
+    assert!(world.inventory.parked_commands().await.unwrap().is_empty());
+    assert_granted_by("CommandProcessorRole", &world.names, &sent);
+}
+
+/// Every record on the test's command stream, as a Lambda event.
+async fn read_stream(world: &World) -> KinesisEvent {
+    let shards = world
+        .kinesis
+        .list_shards()
+        .stream_name(&world.stream)
+        .send()
+        .await
+        .unwrap();
+    let mut records = Vec::new();
+    for shard in shards.shards() {
+        let iterator = world
+            .kinesis
+            .get_shard_iterator()
+            .stream_name(&world.stream)
+            .shard_id(shard.shard_id())
+            .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .unwrap();
+        let answer = world
+            .kinesis
+            .get_records()
+            .shard_iterator(iterator.shard_iterator().unwrap())
+            .send()
+            .await
+            .unwrap();
+        for record in answer.records() {
+            records.push(serde_json::json!({
+                "eventSource": "aws:kinesis",
+                "eventID": format!("{}:{}", shard.shard_id(), record.sequence_number()),
+                "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/commands",
+                "kinesis": {
+                    "kinesisSchemaVersion": "1.0",
+                    "partitionKey": record.partition_key(),
+                    "sequenceNumber": record.sequence_number(),
+                    "data": base64::engine::general_purpose::STANDARD.encode(record.data().as_ref()),
+                    "approximateArrivalTimestamp": world.clock.now().millis() as f64 / 1000.0
+                }
+            }));
+        }
+    }
+    serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
 }

@@ -23,8 +23,8 @@ use crate::domain::{
 };
 use crate::error::AppError;
 use crate::ports::{
-    Acceptance, CommandOutcome, CommandRecord, Commit, DeferredCommands, ParkReason,
-    ParkedCommand, Record, RecordKey, RecordWrite, StoreError, Versioned, MAX_DEFERRED,
+    Acceptance, CommandOutcome, CommandRecord, Commit, DeferredCommands, ParkReason, ParkedCommand,
+    Record, RecordKey, RecordWrite, StoreError, Versioned, MAX_DEFERRED,
 };
 use crate::telemetry;
 
@@ -148,7 +148,12 @@ impl Inventory {
         let _turn = self.turns.take(std::iter::once(sku)).await;
         let mut total = ApplyReport::default();
         let mut deferred = Vec::new();
-        for chunk in commands.chunks(MAX_DEFERRED) {
+        let mut chunks: Vec<&[Command]> = commands.chunks(MAX_DEFERRED).collect();
+        if chunks.is_empty() {
+            // Nothing arrived: the deferred commands alone are tried again.
+            chunks.push(&[]);
+        }
+        for chunk in chunks {
             let attempt = self.apply_chunk(sku, chunk).await?;
             total.add(&attempt.report);
             deferred = attempt.deferred;
@@ -199,15 +204,23 @@ impl Inventory {
         }
         let mut report = ApplyReport::default();
         for (position, command) in commands.iter().enumerate() {
-            match self.apply_commands(sku, std::slice::from_ref(command)).await {
+            match self
+                .apply_commands(sku, std::slice::from_ref(command))
+                .await
+            {
                 Ok(one) => report.add(&one),
                 Err(error) => {
                     let body = serde_json::to_vec(command).unwrap_or_default();
-                    let detail = format!("still failing {} s after it arrived: {error}",
-                        failing_for / 1_000);
+                    let detail = format!(
+                        "still failing {} s after it arrived: {error}",
+                        failing_for / 1_000
+                    );
                     self.park(sku, command.id, &body, ParkReason::Failing, &detail)
                         .await
-                        .map_err(|error| Unapplied { from: position, error })?;
+                        .map_err(|error| Unapplied {
+                            from: position,
+                            error,
+                        })?;
                     report.parked += 1;
                 }
             }
@@ -467,8 +480,7 @@ impl Inventory {
                 )))
             }
         };
-        let mut stored: HashMap<CommandId, (Option<Versioned>, Option<Versioned>)> =
-            HashMap::new();
+        let mut stored: HashMap<CommandId, (Option<Versioned>, Option<Versioned>)> = HashMap::new();
         for command in &distinct {
             let outcome = found.next().flatten();
             let record = found.next().flatten();

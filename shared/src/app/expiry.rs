@@ -61,6 +61,8 @@ pub struct TimerReport {
     pub sweeps: Vec<SweepReport>,
     /// Sweeps that failed (each logged; the next sweep covers their window).
     pub failed: usize,
+    /// Commands parked for an operator at the end of the run, if they could be counted.
+    pub parked: Option<usize>,
 }
 
 impl Inventory {
@@ -84,6 +86,15 @@ impl Inventory {
                     last = Err(err);
                 }
             }
+        }
+        // The parked-commands alarm watches this figure: it stays raised while anything is
+        // parked, not only when something was parked.
+        match self.store.parked_commands().await {
+            Ok(parked) => {
+                report.parked = Some(parked.len());
+                telemetry::parked_commands(parked.len());
+            }
+            Err(err) => tracing::warn!(error = %err, "could not count the parked commands"),
         }
         last.map(|()| report)
     }

@@ -53,15 +53,15 @@ impl Inventory {
         &self,
         selection: &RedriveSelection,
     ) -> Result<Vec<(CommandId, Sku, Redriven)>, AppError> {
-        let chosen = self
-            .store
-            .parked_commands()
-            .await?
-            .into_iter()
-            .filter(|entry| match selection {
-                RedriveSelection::All => true,
-                RedriveSelection::Ids(ids) => ids.contains(&entry.command_id),
-            });
+        let chosen =
+            self.store
+                .parked_commands()
+                .await?
+                .into_iter()
+                .filter(|entry| match selection {
+                    RedriveSelection::All => true,
+                    RedriveSelection::Ids(ids) => ids.contains(&entry.command_id),
+                });
         let mut results = Vec::new();
         for entry in chosen {
             let outcome = self.redrive_one(&entry).await?;
