@@ -5,21 +5,51 @@
 //!
 //! Appending past the head (at a version never read) is outside the contract: a conditional
 //! write can only check the item it writes, so gap-free streams rest on the use cases, which only
-//! append right after a head they have read.
+//! append right after a head they have read. For the same reason no store can refuse an append
+//! into a slot its time to live emptied (nothing is left of a deleted item); the suite therefore
+//! runs the use cases over the adapter, with its time to live played by [`TimeToLive`], to prove
+//! that an append decided on a head older than the live retention is never written there.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use async_trait::async_trait;
+
+use crate::app::ReserveRequest;
+use crate::archive::Archive;
+use crate::config::Config;
+use crate::domain::{Action, Caller, Command, Line, TtlSeconds};
 use crate::domain::{
     Change, ClientId, CommandId, Event, HoldLine, HoldStatus, IdempotencyKey, Quantity,
     ReservationId, Sku, SkuState, Timestamp, Version,
 };
+use crate::feed::{FeedChange, Reaction};
+use crate::memory::{MemoryObjects, MemoryQueue, MemoryStore};
+use crate::ports::{Clock, ManualClock};
 use crate::ports::{
     Commit, Conflict, EventStore, IdempotencyRecord, LapsingHold, Record, RecordKey, RecordWrite,
     SnapshotSave, StoreError, StreamAppend, MAX_COMMIT_ITEMS,
 };
+use crate::reactions::{Archiver, Snapshotter};
+use crate::Inventory;
 
-/// Runs every check of the contract against `store`.
-pub async fn check_event_store(store: Arc<dyn EventStore>, prefix: &str) {
+/// What the table's time to live does, played on demand: deletes the events whose time to live
+/// is past `now`, leaving nothing of them. DynamoDB does it by itself, within days.
+#[async_trait]
+pub trait TimeToLive: Send + Sync {
+    /// Deletes what is due at `now`; says how many events went.
+    async fn delete_expired(&self, now: Timestamp) -> usize;
+}
+
+#[async_trait]
+impl TimeToLive for MemoryStore {
+    async fn delete_expired(&self, now: Timestamp) -> usize {
+        MemoryStore::delete_expired(self, now)
+    }
+}
+
+/// Runs every check of the contract against `store`, whose time to live `ttl` plays.
+pub async fn check_event_store(store: Arc<dyn EventStore>, ttl: &dyn TimeToLive, prefix: &str) {
     appended_events_read_back_in_order(store.as_ref(), prefix).await;
     an_append_at_a_stale_head_conflicts_and_writes_nothing(store.as_ref(), prefix).await;
     a_commit_over_several_streams_and_records_is_all_or_nothing(store.as_ref(), prefix).await;
@@ -31,6 +61,7 @@ pub async fn check_event_store(store: Arc<dyn EventStore>, prefix: &str) {
     a_snapshot_never_goes_backwards(store.as_ref(), prefix).await;
     the_expiry_index_finds_hold_events_by_expiry(store.as_ref(), prefix).await;
     retiring_events_leaves_them_readable_until_deleted(store.as_ref(), prefix).await;
+    a_head_older_than_the_live_retention_is_read_again_before_an_append(store, ttl, prefix).await;
 }
 
 fn sku(prefix: &str, name: &str) -> Sku {
@@ -513,4 +544,101 @@ async fn retiring_events_leaves_them_readable_until_deleted(store: &dyn EventSto
         Ok(before),
         "a retired event reads back the same until the store deletes it"
     );
+}
+
+/// Two processes share a SKU; one last saw the head at 2 while the other appended up to 5. All
+/// five events are archived, snapshotted, retired and — a live retention later — deleted, so slot
+/// 3 is free again. The first process's next reservation must be read again and land at 6, not
+/// at 3, where a conditional put would succeed.
+async fn a_head_older_than_the_live_retention_is_read_again_before_an_append(
+    store: Arc<dyn EventStore>,
+    ttl: &dyn TimeToLive,
+    prefix: &str,
+) {
+    let a = sku(prefix, "retired-head");
+    let retention = Duration::from_secs(2);
+    let config = Config {
+        live_retention: retention,
+        ..Config::default()
+    };
+    let clock = ManualClock::new(Timestamp::from_millis(1_700_000_000_000));
+    let process = || {
+        Inventory::new(
+            Arc::clone(&store),
+            Arc::new(MemoryQueue::new()),
+            Arc::new(clock.clone()),
+            config.clone(),
+        )
+    };
+    let (warm, busy) = (process(), process());
+    let receipt = Command {
+        id: CommandId::random(),
+        sku: a.clone(),
+        accepted_at: clock.now(),
+        action: Action::ReceiveStock {
+            quantity: Quantity::new(10).expect("valid quantity"),
+            reference: None,
+        },
+    };
+    busy.apply_commands(&a, &[receipt]).await.expect("received");
+    assert_eq!(reserve(&warm, &a).await, 2);
+    for expected in 3..=5 {
+        assert_eq!(reserve(&busy, &a).await, expected);
+    }
+    let appended: Vec<FeedChange> = store
+        .read_stream(&a, 0)
+        .await
+        .expect("readable")
+        .into_iter()
+        .map(FeedChange::Appended)
+        .collect();
+    assert!(Snapshotter::new(Arc::clone(&store))
+        .react(&appended)
+        .await
+        .is_empty());
+    let archive = Archive::new(Arc::new(MemoryObjects::new()));
+    let archiver = Archiver::new(
+        Arc::clone(&store),
+        archive,
+        Arc::new(clock.clone()),
+        retention,
+    );
+    assert!(
+        archiver.react(&appended).await.is_empty(),
+        "archived and retired"
+    );
+    clock.advance_millis(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX) + 1_000);
+    tokio::time::sleep(retention + Duration::from_millis(200)).await;
+    assert_eq!(
+        ttl.delete_expired(clock.now()).await,
+        5,
+        "every event is deleted"
+    );
+
+    assert_eq!(
+        reserve(&warm, &a).await,
+        6,
+        "the stale head is read again (from the snapshot), not appended after"
+    );
+    assert_eq!(
+        store.read_event(&a, 3).await.expect("readable"),
+        None,
+        "nothing was written into a slot the time to live emptied"
+    );
+}
+
+/// Reserves one unit of `sku`; the sequence number its hold took.
+async fn reserve(process: &Inventory, sku: &Sku) -> Version {
+    let line = Line {
+        sku: sku.clone(),
+        quantity: Quantity::new(1).expect("valid quantity"),
+    };
+    let request = ReserveRequest::new(vec![line], TtlSeconds::new(60).expect("ttl"), None)
+        .expect("valid request");
+    process
+        .reserve(request, &Caller::local_admin())
+        .await
+        .expect("reserved")
+        .reservation_id
+        .anchor_seq()
 }

@@ -41,6 +41,8 @@ const OPS_PER_CLIENT: usize = 12;
 const SKUS: [&str; 3] = ["A", "B", "C"];
 /// Batches the processor may take before a history counts as stuck.
 const MAX_BATCHES: usize = 2_000;
+/// Time between two polls of the queue.
+const POLL_MILLIS: i64 = 250;
 /// Failed applications (injected failures are retried) before a history counts as stuck.
 const MAX_FAILED_APPLIES: usize = 100;
 const START: Timestamp = Timestamp::from_millis(1_700_000_000_000);
@@ -707,6 +709,9 @@ async fn process_queue(
             // Redelivery takes time (Lambda retries after a delay).
             world.clock.advance_millis(5_000);
         }
+        // The next batch is polled a moment later: commands deferred and nudged back onto the
+        // queue see their waits run out.
+        world.clock.advance_millis(POLL_MILLIS);
     }
     Err(format!("the queue did not drain in {MAX_BATCHES} batches"))
 }
@@ -798,6 +803,7 @@ async fn drain_queue(world: &World) -> Result<(), String> {
         for (_, commands) in apply_by_sku(world, batch).await {
             world.queue.inner.redeliver(commands);
         }
+        world.clock.advance_millis(POLL_MILLIS);
     }
     Err(format!("the queue did not drain in {MAX_BATCHES} batches"))
 }

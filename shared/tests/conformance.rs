@@ -7,5 +7,6 @@ use inventory_core::memory::MemoryStore;
 
 #[tokio::test]
 async fn the_memory_store_keeps_the_event_store_contract() {
-    check_event_store(Arc::new(MemoryStore::new()), "mem").await;
+    let store = Arc::new(MemoryStore::new());
+    check_event_store(store.clone(), store.as_ref(), "mem").await;
 }

@@ -4,14 +4,58 @@
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::AttributeValue;
 use inventory_core::aws::{local_config, test_endpoint, DynamoStore};
-use inventory_core::conformance::check_event_store;
+use inventory_core::conformance::{check_event_store, TimeToLive};
+use inventory_core::domain::Timestamp;
+
+/// The table's time to live, played: moto keeps `ttl` but never deletes by it.
+struct PlayedTimeToLive {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+#[async_trait]
+impl TimeToLive for PlayedTimeToLive {
+    async fn delete_expired(&self, now: Timestamp) -> usize {
+        let due = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("#ttl <= :now AND begins_with(#pk, :events)")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_names("#pk", "pk")
+            .expression_attribute_values(
+                ":now",
+                AttributeValue::N((now.millis() / 1_000).to_string()),
+            )
+            .expression_attribute_values(":events", AttributeValue::S("sku#".into()))
+            .send()
+            .await
+            .expect("scanned");
+        let mut deleted = 0;
+        for item in due.items() {
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .key("pk", item["pk"].clone())
+                .key("sk", item["sk"].clone())
+                .send()
+                .await
+                .expect("deleted");
+            deleted += 1;
+        }
+        deleted
+    }
+}
 
 #[tokio::test]
 async fn the_dynamodb_store_keeps_the_event_store_contract() {
     let config = local_config(&test_endpoint()).await;
     let table = format!("conformance-{}", uuid::Uuid::new_v4().simple());
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), table);
+    let client = aws_sdk_dynamodb::Client::new(&config);
+    let store = DynamoStore::new(client.clone(), &table);
     store
         .create_table_if_missing()
         .await
@@ -20,7 +64,8 @@ async fn the_dynamodb_store_keeps_the_event_store_contract() {
         .create_table_if_missing()
         .await
         .expect("creating it again is harmless");
-    check_event_store(Arc::new(store), "ddb").await;
+    let ttl = PlayedTimeToLive { client, table };
+    check_event_store(Arc::new(store), &ttl, "ddb").await;
 }
 
 #[tokio::test]

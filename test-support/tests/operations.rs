@@ -1,7 +1,9 @@
 //! The template as AWS deploys it keeps what must not be lost and keeps its logs for a while:
 //! stateful resources survive the stack, the table cannot be deleted by accident, the command
 //! stream holds a command at least 7 days, the archive never expires an event object, and every
-//! function and the API log to a group with a retention.
+//! function and the API log to a group with a retention. Nothing acknowledged is given up: the
+//! processor's mapping retries without limit, the processor parks what it cannot apply, and the
+//! parked-commands alarm watches the figure the code reports.
 
 use inventory_test_support::template::{list, resources_of, translated};
 use serde_json::{json, Value};
@@ -216,4 +218,66 @@ fn commands_are_deduplicated_for_as_long_as_the_stream_keeps_them() {
             "{name}"
         );
     }
+}
+
+#[test]
+fn the_processors_mapping_never_gives_a_command_up_and_the_parking_bound_is_the_templates() {
+    let mapping = resources_of(translated(), "AWS::Lambda::EventSourceMapping")
+        .into_iter()
+        .map(|(_, mapping)| &mapping["Properties"])
+        .find(|p| p["FunctionName"] == json!({ "Ref": "CommandProcessorFunction" }))
+        .expect("the processor's mapping");
+    assert_eq!(mapping["MaximumRetryAttempts"], -1, "{mapping}");
+    assert_eq!(mapping["MaximumRecordAgeInSeconds"], -1, "{mapping}");
+    assert_eq!(
+        mapping["FunctionResponseTypes"],
+        json!(["ReportBatchItemFailures"])
+    );
+    let processor = &resource("CommandProcessorFunction")["Properties"];
+    assert_eq!(
+        processor["Environment"]["Variables"]["INVENTORY_PARK_FAILING_AFTER_SECONDS"],
+        json!({ "Ref": "ParkFailingAfterSeconds" })
+    );
+    assert_eq!(
+        parameter_default("ParkFailingAfterSeconds").as_i64(),
+        Some(900)
+    );
+}
+
+#[test]
+fn parked_commands_are_indexed_as_the_store_reads_them_and_an_alarm_watches_their_count() {
+    use inventory_core::aws::dynamo::PARKED_INDEX;
+    use inventory_core::telemetry::PARKED_COMMANDS;
+
+    let table = &resource("EventsTable")["Properties"];
+    let index = list(&table["GlobalSecondaryIndexes"])
+        .into_iter()
+        .find(|index| index["IndexName"] == PARKED_INDEX)
+        .expect("the parked-commands index");
+    assert_eq!(
+        index["KeySchema"],
+        json!([
+            { "AttributeName": "parked_list", "KeyType": "HASH" },
+            { "AttributeName": "parked_at", "KeyType": "RANGE" }
+        ])
+    );
+    assert_eq!(index["Projection"]["ProjectionType"], "ALL");
+    let alarms: Vec<Value> = resources_of(translated(), "AWS::CloudWatch::Alarm")
+        .into_iter()
+        .map(|(_, alarm)| alarm.clone())
+        .filter(|alarm| {
+            alarm["Properties"]["MetricName"] == PARKED_COMMANDS
+                && alarm["Properties"]["Namespace"] == json!({ "Ref": "AWS::StackName" })
+        })
+        .collect();
+    assert_eq!(alarms.len(), 1, "one parked-commands alarm");
+    let alarm = &alarms[0]["Properties"];
+    assert_eq!(
+        watched(&alarms[0], "Function"),
+        json!({ "Ref": "ExpiryTimerFunction" }),
+        "the timer reports the count every minute"
+    );
+    assert_eq!(alarm["Threshold"], 0);
+    assert_eq!(alarm["ComparisonOperator"], "GreaterThanThreshold");
+    assert_eq!(alarm["Statistic"], "Maximum");
 }

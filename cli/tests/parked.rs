@@ -1,0 +1,213 @@
+//! `inventory commands parked` and `inventory commands redrive` as real processes against moto:
+//! a parked receipt and a parked record of an unknown shape are listed; a redrive queues the
+//! receipt again (applied once) and leaves the unreadable record parked.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_kinesis::types::ShardIteratorType;
+use inventory_core::aws::{local_config, test_endpoint, DynamoStore, KinesisQueue};
+use inventory_core::domain::{Action, Command, CommandId, Quantity, Sku, Timestamp};
+use inventory_core::ports::{ParkReason, SystemClock};
+use inventory_core::{Config, Inventory};
+
+/// What a run of the binary printed and how it exited.
+#[derive(Debug)]
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+struct World {
+    endpoint: String,
+    table: String,
+    stream: String,
+    inventory: Inventory,
+    kinesis: aws_sdk_kinesis::Client,
+}
+
+impl World {
+    async fn new() -> Self {
+        let endpoint = test_endpoint();
+        let sdk = local_config(&endpoint).await;
+        let unique = uuid::Uuid::new_v4().simple().to_string();
+        let table = format!("parked-{unique}");
+        let stream = format!("parked-{unique}");
+        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &table);
+        store.create_table_if_missing().await.expect("table");
+        let kinesis = aws_sdk_kinesis::Client::new(&sdk);
+        let queue = KinesisQueue::new(kinesis.clone(), &stream);
+        queue.create_stream_if_missing().await.expect("stream");
+        let inventory = Inventory::new(
+            Arc::new(store),
+            Arc::new(queue),
+            Arc::new(SystemClock),
+            Config::default(),
+        );
+        Self {
+            endpoint,
+            table,
+            stream,
+            inventory,
+            kinesis,
+        }
+    }
+
+    /// Runs `inventory commands ARGS --endpoint-url … --table … --stream …`.
+    async fn commands(&self, args: &[&str]) -> Run {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_inventory"))
+            .arg("commands")
+            .args(args)
+            .args(["--endpoint-url", &self.endpoint])
+            .args(["--table", &self.table])
+            .args(["--stream", &self.stream])
+            .env("RUST_LOG", "warn")
+            .kill_on_drop(true)
+            .output();
+        let output = tokio::time::timeout(Duration::from_secs(120), output)
+            .await
+            .expect("the command finishes within two minutes")
+            .expect("the binary runs");
+        Run {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Every command on the stream.
+    async fn queued(&self) -> Vec<Command> {
+        let shards = self
+            .kinesis
+            .list_shards()
+            .stream_name(&self.stream)
+            .send()
+            .await
+            .expect("shards");
+        let mut commands = Vec::new();
+        for shard in shards.shards() {
+            let iterator = self
+                .kinesis
+                .get_shard_iterator()
+                .stream_name(&self.stream)
+                .shard_id(shard.shard_id())
+                .shard_iterator_type(ShardIteratorType::TrimHorizon)
+                .send()
+                .await
+                .expect("iterator");
+            let records = self
+                .kinesis
+                .get_records()
+                .shard_iterator(iterator.shard_iterator().expect("an iterator"))
+                .send()
+                .await
+                .expect("records");
+            for record in records.records() {
+                commands.push(serde_json::from_slice(record.data().as_ref()).expect("a command"));
+            }
+        }
+        commands
+    }
+}
+
+#[tokio::test]
+async fn parked_commands_are_listed_and_a_redrive_applies_the_readable_ones_once() {
+    let world = World::new().await;
+    let sku = Sku::parse("SKU-P").unwrap();
+    let receipt = Command {
+        id: CommandId::random(),
+        sku: sku.clone(),
+        accepted_at: Timestamp::from_millis(1_763_700_000_000),
+        action: Action::ReceiveStock {
+            quantity: Quantity::new(7).unwrap(),
+            reference: None,
+        },
+    };
+    let body = serde_json::to_vec(&receipt).unwrap();
+    world
+        .inventory
+        .park(
+            &sku,
+            receipt.id,
+            &body,
+            ParkReason::Failing,
+            "throttled (injected)",
+        )
+        .await
+        .unwrap();
+    let unknown = br#"{"id":"not-a-uuid","type":"teleport_stock"}"#;
+    let unknown_id = CommandId::for_record(unknown);
+    world
+        .inventory
+        .park(
+            &sku,
+            unknown_id,
+            unknown,
+            ParkReason::UnknownShape,
+            "unknown variant",
+        )
+        .await
+        .unwrap();
+
+    let listed = world.commands(&["parked"]).await;
+    assert_eq!(listed.code, Some(0), "{listed:?}");
+    let lines: Vec<Vec<&str>> = listed
+        .stdout
+        .lines()
+        .map(|line| line.split('\t').collect())
+        .collect();
+    assert_eq!(lines.len(), 2, "{listed:?}");
+    let receipt_line = lines
+        .iter()
+        .find(|fields| fields[0] == receipt.id.to_string())
+        .expect("the receipt is listed");
+    assert_eq!(receipt_line[1], "SKU-P");
+    assert!(
+        receipt_line[2].ends_with('Z'),
+        "when, RFC 3339: {receipt_line:?}"
+    );
+    assert_eq!(
+        &receipt_line[3..6],
+        ["failing", "parked", "throttled (injected)"]
+    );
+    assert_eq!(
+        serde_json::from_str::<Command>(receipt_line[6]).unwrap(),
+        receipt,
+        "the body as queued"
+    );
+    assert!(lines
+        .iter()
+        .any(|fields| fields[0] == unknown_id.to_string() && fields[3] == "unknown_shape"));
+
+    let redrive = world.commands(&["redrive", "--all"]).await;
+    assert_eq!(redrive.code, Some(1), "one is left parked: {redrive:?}");
+    assert!(redrive
+        .stdout
+        .contains(&format!("{}\tSKU-P\tredriven", receipt.id)));
+    assert!(redrive.stdout.contains("left parked"), "{redrive:?}");
+    let queued = world.queued().await;
+    assert_eq!(queued, vec![receipt.clone()], "the same command, same id");
+
+    let listed = world.commands(&["parked"]).await;
+    assert!(
+        listed.stdout.contains("\tfailing\tredriven "),
+        "redriven until applied: {listed:?}"
+    );
+    let report = world.inventory.apply_commands(&sku, &queued).await.unwrap();
+    assert_eq!(report.applied, 1);
+    let again = world
+        .commands(&["redrive", "--id", &receipt.id.to_string()])
+        .await;
+    assert_eq!(
+        again.code,
+        Some(0),
+        "nothing of that id is parked: {again:?}"
+    );
+    let report = world.inventory.apply_commands(&sku, &queued).await.unwrap();
+    assert_eq!((report.applied, report.duplicates), (0, 1));
+    assert_eq!(world.inventory.item(&sku).await.unwrap().on_hand, 7);
+    let listed = world.commands(&["parked"]).await;
+    assert_eq!(listed.stdout.lines().count(), 1, "{listed:?}");
+    assert!(listed.stdout.contains("unknown_shape"));
+}
