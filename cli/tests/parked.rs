@@ -186,6 +186,7 @@ async fn parked_commands_are_listed_and_a_redrive_applies_the_readable_ones_once
         .stdout
         .contains(&format!("{}\tSKU-P\tredriven", receipt.id)));
     assert!(redrive.stdout.contains("left parked"), "{redrive:?}");
+    assert!(redrive.stderr.contains("1 redriven, 1 left"), "{redrive:?}");
     let queued = world.queued().await;
     assert_eq!(queued, vec![receipt.clone()], "the same command, same id");
 
