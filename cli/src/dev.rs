@@ -4,16 +4,17 @@
 //! in-process too: the snapshotter and the archiver follow the store's change feed (redelivered
 //! until they handle it, like a stream), and the expiry sweep runs every `sweep_interval`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use command_processor::Delivery;
 use inventory_core::archive::Archive;
 use inventory_core::aws::s3::s3_client;
 use inventory_core::aws::{local_config, DynamoStore, KinesisQueue, S3Objects};
-use inventory_core::domain::Sku;
+use inventory_core::domain::{CommandId, Sku, Timestamp};
 use inventory_core::feed::Reaction;
 use inventory_core::memory::{MemoryObjects, MemoryQueue, MemoryStore};
 use inventory_core::ports::{Clock, EventStore, SystemClock};
@@ -187,7 +188,11 @@ fn embedded(config: Config) -> Arc<Inventory> {
         Arc::clone(&clock),
         config,
     ));
-    tokio::spawn(drain_queue(Arc::clone(&inventory), queue));
+    tokio::spawn(drain_queue(
+        Arc::clone(&inventory),
+        queue,
+        Arc::clone(&clock),
+    ));
     tokio::spawn(follow_feed(Arc::clone(&store), reactions));
     tokio::spawn(play_time_to_live(store, clock));
     tokio::spawn(sweep_expired_holds(Arc::clone(&inventory), sweep_interval));
@@ -324,13 +329,28 @@ async fn sweep_expired_holds(inventory: Arc<Inventory>, interval: Duration) {
     }
 }
 
-/// The in-process command processor: applies batches as they arrive, forever.
-async fn drain_queue(inventory: Arc<Inventory>, queue: Arc<MemoryQueue>) {
+/// The in-process command processor: applies batches as they arrive, forever. A command counts
+/// as arrived when it was first received, so one that keeps failing is parked after the bound,
+/// as on the stream.
+async fn drain_queue(inventory: Arc<Inventory>, queue: Arc<MemoryQueue>, clock: Arc<dyn Clock>) {
+    let mut first_received: HashMap<CommandId, Timestamp> = HashMap::new();
     loop {
         let batch = queue.receive(BATCH_SIZE).await;
-        let outcome = command_processor::process_batch(&inventory, &batch).await;
-        if let Some(position) = outcome.retry_from {
-            queue.redeliver(batch[position..].to_vec());
+        let now = clock.now();
+        let deliveries: Vec<Delivery> = batch
+            .iter()
+            .map(|command| Delivery {
+                command: command.clone(),
+                arrived_at: *first_received.entry(command.id).or_insert(now),
+            })
+            .collect();
+        let outcome = command_processor::process_deliveries(&inventory, &deliveries).await;
+        let done = outcome.retry_from.unwrap_or(batch.len());
+        for command in &batch[..done] {
+            first_received.remove(&command.id);
+        }
+        if done < batch.len() {
+            queue.redeliver(batch[done..].to_vec());
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }

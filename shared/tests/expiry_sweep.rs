@@ -11,7 +11,7 @@ use inventory_core::domain::{
 };
 use inventory_core::memory::{MemoryQueue, MemoryStore};
 use inventory_core::ports::{
-    Clock, CommandQueue, Commit, EventStore, ManualClock, QueueError, StreamAppend,
+    Clock, CommandQueue, Commit, EventStore, ManualClock, ParkReason, QueueError, StreamAppend,
 };
 use inventory_core::testing::FlakyStore;
 use inventory_core::{Config, Inventory};
@@ -170,7 +170,7 @@ async fn when_the_queue_fails_too_the_mark_stops_just_before_that_skus_earliest_
 }
 
 #[tokio::test]
-async fn a_hold_whose_reservation_cannot_be_read_is_settled_by_one_sweep_not_retried_forever() {
+async fn a_hold_whose_reservation_cannot_be_read_is_parked_by_one_sweep_not_retried_forever() {
     let clock = ManualClock::new(Timestamp::from_millis(1_700_000_000_000));
     let memory = Arc::new(MemoryStore::new());
     let at = clock.now();
@@ -217,15 +217,27 @@ async fn a_hold_whose_reservation_cannot_be_read_is_settled_by_one_sweep_not_ret
         .now()
         .plus_seconds(-Config::default().release_grace_secs);
     assert_eq!(report.through, due);
-    let events = memory.read_stream(&sku("C"), 1).await.unwrap();
     assert!(
-        matches!(
-            events[..],
-            [Event {
-                change: Change::CommandRejected { .. },
-                ..
-            }]
-        ),
-        "{events:?}"
+        memory.read_stream(&sku("C"), 1).await.unwrap().is_empty(),
+        "nothing is written to the SKU"
+    );
+    let parked = inventory.parked_commands().await.unwrap();
+    assert_eq!(
+        parked.len(),
+        1,
+        "the expiry is parked for an operator: {parked:?}"
+    );
+    assert_eq!(parked[0].sku, sku("C"));
+    assert_eq!(parked[0].parked.reason, ParkReason::DependencyUnreadable);
+    assert!(queue.is_empty(), "nothing is left to retry");
+    let again = inventory
+        .sweep_expired_holds()
+        .await
+        .expect("the next sweep");
+    assert_eq!((again.queued_skus, again.failed_skus), (0, 0));
+    assert_eq!(
+        inventory.parked_commands().await.unwrap().len(),
+        1,
+        "parked once"
     );
 }
