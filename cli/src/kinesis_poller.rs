@@ -8,7 +8,7 @@ use std::time::Duration;
 use aws_sdk_kinesis::error::DisplayErrorContext;
 use aws_sdk_kinesis::types::ShardIteratorType;
 use aws_sdk_kinesis::Client;
-use command_processor::{handle_records, StreamRecord};
+use command_processor::{handle_records, StreamRecord, NEVER_FAILING_LONG};
 use inventory_core::domain::Timestamp;
 use inventory_core::Inventory;
 
@@ -87,7 +87,7 @@ impl ShardPoller {
                         arrived_at: record
                             .approximate_arrival_timestamp()
                             .and_then(|at| at.to_millis().ok())
-                            .map_or(Timestamp::from_millis(i64::MAX), Timestamp::from_millis),
+                            .map_or(NEVER_FAILING_LONG, Timestamp::from_millis),
                         data: record.data().as_ref(),
                     })
                     .collect();

@@ -2,6 +2,8 @@
 //! two SKUs is written, snapshotted, archived to S3 and deleted from the table (as its time to
 //! live would); the audit finds it whole, then names the gap left by a lost archive object.
 
+mod support;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,40 +21,19 @@ use inventory_core::memory::MemoryQueue;
 use inventory_core::ports::{EventStore, ObjectStore, SystemClock};
 use inventory_core::reactions::{Archiver, Snapshotter};
 use inventory_core::{Config, Inventory};
-
-/// What a run of the binary printed and how it exited.
-#[derive(Debug)]
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
+use support::Run;
 
 /// Runs `inventory ARGS --endpoint-url … --table … --bucket …`.
 async fn inventory(args: &[&str], endpoint: &str, table: &str, bucket: &str) -> Run {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_inventory"))
-        .args(args)
-        .args([
-            "--endpoint-url",
-            endpoint,
-            "--table",
-            table,
-            "--bucket",
-            bucket,
-        ])
-        .env("NO_COLOR", "1")
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(120), output)
-        .await
-        .expect("the command finishes within two minutes")
-        .expect("the binary runs");
-    Run {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    let target = [
+        "--endpoint-url",
+        endpoint,
+        "--table",
+        table,
+        "--bucket",
+        bucket,
+    ];
+    support::inventory(&[args, &target[..]].concat()).await
 }
 
 async fn receive(inventory: &Inventory, sku: &Sku, units: i64) {

@@ -2,22 +2,16 @@
 //! a parked receipt and a parked record of an unknown shape are listed; a redrive queues the
 //! receipt again (applied once) and leaves the unreadable record parked.
 
-use std::sync::Arc;
-use std::time::Duration;
+mod support;
 
-use aws_sdk_kinesis::types::ShardIteratorType;
+use std::sync::Arc;
+
 use inventory_core::aws::{local_config, test_endpoint, DynamoStore, KinesisQueue};
 use inventory_core::domain::{Action, Command, CommandId, Quantity, Sku, Timestamp};
 use inventory_core::ports::{ParkReason, SystemClock};
 use inventory_core::{Config, Inventory};
-
-/// What a run of the binary printed and how it exited.
-#[derive(Debug)]
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
+use inventory_test_support::kinesis::stream_records;
+use support::Run;
 
 struct World {
     endpoint: String,
@@ -56,58 +50,24 @@ impl World {
 
     /// Runs `inventory commands ARGS --endpoint-url … --table … --stream …`.
     async fn commands(&self, args: &[&str]) -> Run {
-        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_inventory"))
-            .arg("commands")
-            .args(args)
-            .args(["--endpoint-url", &self.endpoint])
-            .args(["--table", &self.table])
-            .args(["--stream", &self.stream])
-            .env("RUST_LOG", "warn")
-            .kill_on_drop(true)
-            .output();
-        let output = tokio::time::timeout(Duration::from_secs(120), output)
-            .await
-            .expect("the command finishes within two minutes")
-            .expect("the binary runs");
-        Run {
-            code: output.status.code(),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
+        let target = [
+            "--endpoint-url",
+            &self.endpoint,
+            "--table",
+            &self.table,
+            "--stream",
+            &self.stream,
+        ];
+        support::inventory(&[&["commands"], args, &target[..]].concat()).await
     }
 
     /// Every command on the stream.
     async fn queued(&self) -> Vec<Command> {
-        let shards = self
-            .kinesis
-            .list_shards()
-            .stream_name(&self.stream)
-            .send()
+        stream_records(&self.kinesis, &self.stream)
             .await
-            .expect("shards");
-        let mut commands = Vec::new();
-        for shard in shards.shards() {
-            let iterator = self
-                .kinesis
-                .get_shard_iterator()
-                .stream_name(&self.stream)
-                .shard_id(shard.shard_id())
-                .shard_iterator_type(ShardIteratorType::TrimHorizon)
-                .send()
-                .await
-                .expect("iterator");
-            let records = self
-                .kinesis
-                .get_records()
-                .shard_iterator(iterator.shard_iterator().expect("an iterator"))
-                .send()
-                .await
-                .expect("records");
-            for record in records.records() {
-                commands.push(serde_json::from_slice(record.data().as_ref()).expect("a command"));
-            }
-        }
-        commands
+            .iter()
+            .map(|record| serde_json::from_slice(record.data().as_ref()).expect("a command"))
+            .collect()
     }
 }
 

@@ -1,5 +1,6 @@
 //! Test doubles shared by the crates' tests: a store wrapper that fails the way DynamoDB does
-//! under throttling, so retry paths are exercised with any adapter underneath.
+//! under throttling, so retry paths are exercised with any adapter underneath, and that can hide
+//! a SKU's events, as when a dependent command overtakes what it depends on.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -12,11 +13,13 @@ use crate::ports::{
 };
 
 /// Wraps a store; commits that append to a SKU in `failing` fail as unavailable (nothing
-/// written), as DynamoDB does when it throttles a hot partition.
+/// written), as DynamoDB does when it throttles a hot partition; the events of a SKU in `hidden`
+/// cannot be read one by one (a reservation's anchor not readable yet).
 #[derive(Debug)]
 pub struct FlakyStore<S> {
     inner: Arc<S>,
     failing: Mutex<HashSet<Sku>>,
+    hidden: Mutex<HashSet<Sku>>,
 }
 
 impl<S> FlakyStore<S> {
@@ -25,6 +28,7 @@ impl<S> FlakyStore<S> {
         Self {
             inner,
             failing: Mutex::new(HashSet::new()),
+            hidden: Mutex::new(HashSet::new()),
         }
     }
 
@@ -38,13 +42,23 @@ impl<S> FlakyStore<S> {
         self.failing().insert(sku.clone());
     }
 
-    /// Lets every commit through again.
+    /// Makes the events of `sku` unreadable one by one (`read_event` finds none) from now on.
+    pub fn hide_events(&self, sku: &Sku) {
+        self.hidden().insert(sku.clone());
+    }
+
+    /// Lets every commit through and every event be read again.
     pub fn heal(&self) {
         self.failing().clear();
+        self.hidden().clear();
     }
 
     fn failing(&self) -> std::sync::MutexGuard<'_, HashSet<Sku>> {
         self.failing.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn hidden(&self) -> std::sync::MutexGuard<'_, HashSet<Sku>> {
+        self.hidden.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -55,6 +69,9 @@ impl<S: EventStore> EventStore for FlakyStore<S> {
     }
 
     async fn read_event(&self, sku: &Sku, seq: Version) -> Result<Option<Event>, StoreError> {
+        if self.hidden().contains(sku) {
+            return Ok(None);
+        }
         self.inner.read_event(sku, seq).await
     }
 

@@ -3,86 +3,32 @@
 //! is nudged back onto the queue, and is tried again before later arrivals. Past its wait, one
 //! whose reservation never became readable is parked for an operator; a redrive applies it once.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use inventory_core::app::{CommandStatus, RedriveSelection, Redriven, ReserveRequest};
 use inventory_core::domain::{
-    Action, Caller, Change, Command, CommandId, Event, Line, Quantity, ReservationId, Sku,
-    SkuState, Timestamp, TtlSeconds, Version,
+    Action, Caller, Change, Command, CommandId, Line, Quantity, ReservationId, Sku, Timestamp,
+    TtlSeconds,
 };
 use inventory_core::memory::{MemoryQueue, MemoryStore};
 use inventory_core::ports::{
-    Acceptance, Clock, CommandRecord, Commit, EventStore, LapsingHold, ManualClock, ParkReason,
-    ParkedEntry, Record, RecordKey, RecordWrite, SnapshotSave, StoreError, Versioned,
+    Acceptance, Clock, CommandRecord, Commit, EventStore, ManualClock, ParkReason, Record,
+    RecordKey, RecordWrite,
 };
+use inventory_core::testing::FlakyStore;
 use inventory_core::{Config, Inventory};
 
 const START: i64 = 1_700_000_000_000;
 
-/// The memory store, with the events of one SKU unreadable one by one while `hidden` is set (a
-/// reservation whose events the processor cannot read yet).
-struct Hiding {
-    inner: MemoryStore,
-    hidden: AtomicBool,
-}
-
-#[async_trait]
-impl EventStore for Hiding {
-    async fn read_stream(&self, sku: &Sku, after: Version) -> Result<Vec<Event>, StoreError> {
-        self.inner.read_stream(sku, after).await
-    }
-    async fn read_event(&self, sku: &Sku, seq: Version) -> Result<Option<Event>, StoreError> {
-        if self.hidden.load(Ordering::SeqCst) {
-            return Ok(None);
-        }
-        self.inner.read_event(sku, seq).await
-    }
-    async fn read_records(&self, keys: &[RecordKey]) -> Result<Vec<Option<Versioned>>, StoreError> {
-        self.inner.read_records(keys).await
-    }
-    async fn commit(&self, commit: Commit) -> Result<(), StoreError> {
-        self.inner.commit(commit).await
-    }
-    async fn read_snapshots(&self, skus: &[Sku]) -> Result<Vec<Option<SkuState>>, StoreError> {
-        self.inner.read_snapshots(skus).await
-    }
-    async fn save_snapshot(&self, sku: &Sku, state: &SkuState) -> Result<SnapshotSave, StoreError> {
-        self.inner.save_snapshot(sku, state).await
-    }
-    async fn lapsing_holds(
-        &self,
-        after: Timestamp,
-        through: Timestamp,
-    ) -> Result<Vec<LapsingHold>, StoreError> {
-        self.inner.lapsing_holds(after, through).await
-    }
-    async fn retire_events(
-        &self,
-        sku: &Sku,
-        seqs: std::ops::RangeInclusive<Version>,
-        delete_at: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.inner.retire_events(sku, seqs, delete_at).await
-    }
-    async fn parked_commands(&self) -> Result<Vec<ParkedEntry>, StoreError> {
-        self.inner.parked_commands().await
-    }
-}
-
 struct World {
     inventory: Inventory,
-    store: Arc<Hiding>,
+    store: Arc<FlakyStore<MemoryStore>>,
     queue: Arc<MemoryQueue>,
     clock: ManualClock,
 }
 
 fn world() -> World {
-    let store = Arc::new(Hiding {
-        inner: MemoryStore::new(),
-        hidden: AtomicBool::new(false),
-    });
+    let store = Arc::new(FlakyStore::new(Arc::new(MemoryStore::new())));
     let queue = Arc::new(MemoryQueue::new());
     let clock = ManualClock::new(Timestamp::from_millis(START));
     let inventory = Inventory::new(
@@ -144,7 +90,7 @@ impl World {
     }
 
     async fn changes(&self) -> Vec<Change> {
-        let events = self.store.inner.read_stream(&sku(), 0).await.unwrap();
+        let events = self.store.inner().read_stream(&sku(), 0).await.unwrap();
         events.into_iter().map(|event| event.change).collect()
     }
 
@@ -166,7 +112,7 @@ async fn a_command_whose_reservation_is_unreadable_waits_without_holding_the_sku
     let world = world();
     let reservation_id = world.stocked_reservation().await;
     let before = world.changes().await.len();
-    world.store.hidden.store(true, Ordering::SeqCst);
+    world.store.hide_events(&sku());
     let now = world.clock.now();
     let checkout = command(
         Action::CommitHold {
@@ -225,7 +171,7 @@ async fn a_command_whose_reservation_is_unreadable_waits_without_holding_the_sku
         .unwrap();
     assert_eq!((report.duplicates, report.applied), (1, 0));
 
-    world.store.hidden.store(false, Ordering::SeqCst);
+    world.store.heal();
     let redriven = world
         .inventory
         .redrive(&RedriveSelection::Ids(vec![checkout.id]))

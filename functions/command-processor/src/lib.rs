@@ -25,6 +25,10 @@ pub struct BatchOutcome {
     pub report: ApplyReport,
 }
 
+/// The arrival time of a command whose arrival is not known: later than any clock, so it never
+/// counts as failing for long.
+pub const NEVER_FAILING_LONG: Timestamp = Timestamp::from_millis(i64::MAX);
+
 /// A command as the queue delivered it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
@@ -34,15 +38,15 @@ pub struct Delivery {
     pub arrived_at: Timestamp,
 }
 
-/// Applies `batch` (in queue order), all just arrived, and says where redelivery must start, if
-/// anywhere.
+/// Applies `batch` (in queue order) and says where redelivery must start, if anywhere. No
+/// arrival time is known, so none of the commands counts as failing for long: none is parked for
+/// failing.
 pub async fn process_batch(inventory: &Inventory, batch: &[Command]) -> BatchOutcome {
-    let now = Timestamp::from_millis(i64::MAX);
     let deliveries: Vec<Delivery> = batch
         .iter()
         .map(|command| Delivery {
             command: command.clone(),
-            arrived_at: now,
+            arrived_at: NEVER_FAILING_LONG,
         })
         .collect();
     process_deliveries(inventory, &deliveries).await
@@ -54,7 +58,7 @@ pub async fn process_deliveries(inventory: &Inventory, batch: &[Delivery]) -> Ba
     let results = join_all(groups.iter().map(|(sku, group)| async move {
         let commands: Vec<Command> = group.iter().map(|(_, d)| d.command.clone()).collect();
         let oldest = group.iter().map(|(_, d)| d.arrived_at).min();
-        let oldest = oldest.unwrap_or(Timestamp::from_millis(i64::MAX));
+        let oldest = oldest.unwrap_or(NEVER_FAILING_LONG);
         let result = inventory.apply_arrivals(sku, &commands, oldest).await;
         (sku, group, result)
     }))

@@ -17,6 +17,7 @@ use inventory_core::ports::{EventStore, SystemClock};
 use inventory_core::reactions::Snapshotter;
 use inventory_core::{Config, Inventory};
 use inventory_test_support::grants::{assert_granted_by, AccessLog, Names};
+use inventory_test_support::kinesis::stream_records;
 use reservations_api::{routes, Authentication};
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -219,31 +220,9 @@ async fn every_request_the_api_sends_on_every_route_is_granted_by_its_role() {
 /// Every command on the stream so far (the test reads it as the processor's mapping would).
 async fn read_queue(config: &aws_config::SdkConfig, stream: &str) -> Vec<Command> {
     let client = aws_sdk_kinesis::Client::new(config);
-    let shards = client
-        .list_shards()
-        .stream_name(stream)
-        .send()
+    stream_records(&client, stream)
         .await
-        .expect("shards");
-    let mut commands = Vec::new();
-    for shard in shards.shards() {
-        let iterator = client
-            .get_shard_iterator()
-            .stream_name(stream)
-            .shard_id(shard.shard_id())
-            .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
-            .send()
-            .await
-            .expect("iterator");
-        let records = client
-            .get_records()
-            .shard_iterator(iterator.shard_iterator().unwrap_or_default())
-            .send()
-            .await
-            .expect("records");
-        for record in records.records() {
-            commands.push(serde_json::from_slice(record.data().as_ref()).expect("a command"));
-        }
-    }
-    commands
+        .iter()
+        .map(|record| serde_json::from_slice(record.data().as_ref()).expect("a command"))
+        .collect()
 }

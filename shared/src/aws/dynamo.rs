@@ -172,6 +172,15 @@ pub fn expiry_shard(reservation_id: &ReservationId) -> u32 {
 
 type Item = HashMap<String, AttributeValue>;
 
+/// One element of a key schema.
+fn key_element(name: &str, kind: KeyType) -> Result<KeySchemaElement, StoreError> {
+    KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(kind)
+        .build()
+        .map_err(unavailable)
+}
+
 /// Which part of a commit one transaction item writes (to name what a cancellation hit).
 enum Origin {
     Stream(Sku),
@@ -219,10 +228,12 @@ impl DynamoStore {
                 .build()
                 .map_err(unavailable)
         };
-        let key = |name: &str, kind| {
-            KeySchemaElement::builder()
-                .attribute_name(name)
-                .key_type(kind)
+        let index = |name: &str, (hash, range): (&str, &str), projection: Projection| {
+            GlobalSecondaryIndex::builder()
+                .index_name(name)
+                .key_schema(key_element(hash, KeyType::Hash)?)
+                .key_schema(key_element(range, KeyType::Range)?)
+                .projection(projection)
                 .build()
                 .map_err(unavailable)
         };
@@ -237,35 +248,23 @@ impl DynamoStore {
             .attribute_definitions(attribute(EXPIRES_AT, ScalarAttributeType::N)?)
             .attribute_definitions(attribute(PARKED_LIST_ATTRIBUTE, ScalarAttributeType::S)?)
             .attribute_definitions(attribute(PARKED_AT, ScalarAttributeType::N)?)
-            .key_schema(key(PK, KeyType::Hash)?)
-            .key_schema(key(SK, KeyType::Range)?)
-            .global_secondary_indexes(
-                GlobalSecondaryIndex::builder()
-                    .index_name(EXPIRY_INDEX)
-                    .key_schema(key(EXPIRY_SHARD, KeyType::Hash)?)
-                    .key_schema(key(EXPIRES_AT, KeyType::Range)?)
-                    .projection(
-                        Projection::builder()
-                            .projection_type(ProjectionType::Include)
-                            .non_key_attributes("reservation_id")
-                            .build(),
-                    )
-                    .build()
-                    .map_err(unavailable)?,
-            )
-            .global_secondary_indexes(
-                GlobalSecondaryIndex::builder()
-                    .index_name(PARKED_INDEX)
-                    .key_schema(key(PARKED_LIST_ATTRIBUTE, KeyType::Hash)?)
-                    .key_schema(key(PARKED_AT, KeyType::Range)?)
-                    .projection(
-                        Projection::builder()
-                            .projection_type(ProjectionType::All)
-                            .build(),
-                    )
-                    .build()
-                    .map_err(unavailable)?,
-            )
+            .key_schema(key_element(PK, KeyType::Hash)?)
+            .key_schema(key_element(SK, KeyType::Range)?)
+            .global_secondary_indexes(index(
+                EXPIRY_INDEX,
+                (EXPIRY_SHARD, EXPIRES_AT),
+                Projection::builder()
+                    .projection_type(ProjectionType::Include)
+                    .non_key_attributes("reservation_id")
+                    .build(),
+            )?)
+            .global_secondary_indexes(index(
+                PARKED_INDEX,
+                (PARKED_LIST_ATTRIBUTE, PARKED_AT),
+                Projection::builder()
+                    .projection_type(ProjectionType::All)
+                    .build(),
+            )?)
             .stream_specification(
                 StreamSpecification::builder()
                     .stream_enabled(true)
