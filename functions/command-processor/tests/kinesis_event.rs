@@ -276,3 +276,66 @@ async fn read_stream(world: &World) -> KinesisEvent {
         .collect();
     serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
 }
+
+#[tokio::test]
+async fn a_checkout_whose_reservation_never_appears_is_parked_after_its_wait_and_a_redrive_changes_nothing(
+) {
+    let world = world().await;
+    let template: KinesisEvent = serde_json::from_str(EVENT).expect("the checked-in event parses");
+    let unseen = inventory_core::domain::ReservationId::new(sku("SKU-C"), 7, 42);
+    let checkout = serde_json::json!({
+        "id": id(6).to_string(),
+        "sku": "SKU-C",
+        "accepted_at": ARRIVED_AT + 50_000,
+        "type": "commit_hold",
+        "reservation_id": unseen.to_string(),
+    });
+    let mut event = template.clone();
+    let mut record = template.records[2].clone();
+    record.kinesis.partition_key = "SKU-C".into();
+    record.kinesis.data.0 = serde_json::to_vec(&checkout).unwrap();
+    event.records = vec![record];
+    let mut sent = Vec::new();
+
+    // Within its wait it is deferred (and nudged onto the stream); the shard moves on.
+    let answer = world.handle(event.clone(), &mut sent).await;
+    assert!(answer.batch_item_failures.is_empty());
+    assert!(world.inventory.parked_commands().await.unwrap().is_empty());
+    let nudges = read_stream(&world).await;
+    assert_eq!(nudges.records.len(), 1, "nudged back onto the stream");
+
+    world.clock.advance_millis(30_000);
+    let answer = world.handle(nudges, &mut sent).await;
+    assert!(answer.batch_item_failures.is_empty());
+    let parked = world.inventory.parked_commands().await.unwrap();
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].command_id, id(6));
+    assert_eq!(parked[0].parked.reason, ParkReason::DependencyUnreadable);
+    let status = world
+        .inventory
+        .command(id(6), &inventory_core::domain::Caller::local_admin())
+        .await;
+    assert!(
+        matches!(status, Err(inventory_core::AppError::CommandNotFound)),
+        "a queued command the API never recorded has no status: {status:?}"
+    );
+
+    // A redrive puts it back once; its reservation still cannot be read, so it parks again,
+    // having changed nothing.
+    let redriven = world
+        .inventory
+        .redrive(&RedriveSelection::All)
+        .await
+        .unwrap();
+    assert_eq!(redriven, vec![(id(6), sku("SKU-C"), Redriven::Queued)]);
+    let mut delivered = read_stream(&world).await;
+    delivered.records.remove(0);
+    assert_eq!(delivered.records.len(), 1, "the redriven copy");
+    let answer = world.handle(delivered, &mut sent).await;
+    assert!(answer.batch_item_failures.is_empty());
+    let parked = world.inventory.parked_commands().await.unwrap();
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].parked.redriven_at, None, "parked again");
+    assert!(changes(&world, "SKU-C").await.is_empty(), "nothing applied");
+    assert_granted_by("CommandProcessorRole", &world.names, &sent);
+}
