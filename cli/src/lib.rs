@@ -4,7 +4,9 @@
 pub mod audit;
 pub mod dev;
 mod kinesis_poller;
+pub mod load;
 pub mod parked;
+pub mod smoke;
 pub mod stream_poller;
 
 use std::process::ExitCode;
@@ -34,6 +36,13 @@ enum Subcommands {
     /// archive plus the table, check for gaps and compare with snapshots and read views (exit 1
     /// on a mismatch, 2 if the table or bucket cannot be read).
     Audit(audit::AuditArgs),
+    /// Check the service's promises end to end against any deployment (inventory dev, or a
+    /// deployed stack's ApiUrl): one line per check; exit 1 if any fails.
+    Smoke(smoke::SmokeArgs),
+    /// A flash sale against a deployment: fresh SKUs stocked, shoppers reserving and checking
+    /// out, then rates, latency percentiles per route, answers, units sold against stock and the
+    /// verdict that nothing oversold. Refuses a target not on this machine unless told.
+    Load(load::LoadArgs),
     /// Operate on queued commands: list the parked ones, redrive them.
     #[command(subcommand)]
     Commands(parked::CommandsCommand),
@@ -53,6 +62,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         Subcommands::Replay(args) => return audit::replay(args).await,
         Subcommands::Audit(args) => return audit::audit(args).await,
         Subcommands::Commands(command) => return parked::run(command).await,
+        Subcommands::Smoke(args) => return smoke::smoke(args).await,
+        Subcommands::Load(args) => return load::load(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

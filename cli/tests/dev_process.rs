@@ -2,7 +2,8 @@
 //! flash sale of 300 concurrent single-unit reservations races for 100 units; then the read view
 //! (snapshots kept by the in-process snapshotter) catches up, and on moto the in-process archiver
 //! fills the archive bucket. With `--tokens` it asks every request for a bearer token of its
-//! token file and applies the scopes and ownership rules of the deployed API.
+//! token file and applies the scopes and ownership rules of the deployed API. `inventory smoke`
+//! passes against it on both backends, with and without tokens.
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
@@ -780,4 +781,151 @@ async fn several_processes_on_one_table_never_oversell_lose_or_double_apply_anyt
         assert_eq!(item["available"], UNITS - checked_out, "{item}");
         read_view_catches_up(&client, server, "MULTI-1").await;
     }
+}
+
+/// Runs `inventory smoke --url SERVER [args]`; its exit code and what it printed.
+async fn smoke(server: &DevServer, args: &[&str]) -> (Option<i32>, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_inventory"))
+        .args(["smoke", "--url", &server.base_url, "--wait", "30"])
+        .args(args)
+        .env_remove("INVENTORY_TOKEN")
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(120), output)
+        .await
+        .expect("the smoke test finishes within two minutes")
+        .expect("the binary runs");
+    let printed = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.code(), printed)
+}
+
+/// Every check of a passing smoke run printed "ok", none "FAIL", and the summary says so.
+fn assert_smoke_passed((code, printed): (Option<i32>, String), checks: usize) {
+    assert_eq!(code, Some(0), "{printed}");
+    let passed = printed
+        .lines()
+        .filter(|line| line.starts_with("ok    "))
+        .count();
+    assert_eq!(passed, checks, "{printed}");
+    assert!(!printed.contains("FAIL"), "{printed}");
+    assert!(
+        printed.contains(&format!("{checks} checks, 0 failed")),
+        "{printed}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_smoke_test_passes_against_the_embedded_service_and_its_production_mode_touches_only_the_canary(
+) {
+    let server = DevServer::start(&[]);
+    assert_smoke_passed(smoke(&server, &[]).await, 13);
+    // The first production run stocks the unknown canary with one unit; the next ones only
+    // reserve and release it.
+    assert_smoke_passed(smoke(&server, &["--production"]).await, 6);
+    assert_smoke_passed(smoke(&server, &["--production"]).await, 5);
+    let client = http_client();
+    let canary = get_json(&client, &server, "/items/smoke-canary").await;
+    assert_eq!(
+        (
+            canary["on_hand"].as_i64(),
+            canary["reserved"].as_i64(),
+            canary["committed"].as_i64()
+        ),
+        (Some(1), Some(0), Some(0)),
+        "{canary}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_smoke_test_passes_with_tokens_and_fails_with_a_token_that_lacks_the_scope() {
+    let tokens = TokenFile::new(
+        &json!({ "tokens": [
+            { "token": STORE_A, "client_id": "storefront-a", "scopes": ["inventory/read", "inventory/reserve"] },
+            { "token": WAREHOUSE, "client_id": "warehouse", "scopes": ["inventory/admin"] }
+        ]})
+        .to_string(),
+    );
+    let server = DevServer::start(&["--tokens", tokens.path()]);
+    assert_smoke_passed(smoke(&server, &["--token", WAREHOUSE]).await, 14);
+    let (code, printed) = smoke(&server, &["--token", STORE_A]).await;
+    assert_eq!(code, Some(1), "{printed}");
+    assert!(
+        printed.contains("FAIL  receipt of 10 units") && printed.contains("403"),
+        "a storefront may not receive stock: {printed}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_smoke_test_passes_against_the_service_on_dynamodb_and_kinesis() {
+    let _turn = MOTO_TURN.lock().await;
+    let endpoint = inventory_core::aws::test_endpoint();
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let (table, stream, bucket) = (
+        format!("smoke-{unique}"),
+        format!("smoke-{unique}"),
+        format!("smoke-{unique}"),
+    );
+    let server = dev_on_moto(&endpoint, &table, &stream, &bucket);
+    assert_smoke_passed(smoke(&server, &[]).await, 13);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_generator_sells_out_a_flash_sale_without_overselling_and_refuses_a_foreign_target(
+) {
+    let server = DevServer::start(&[]);
+    let run = |args: Vec<String>| async move {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_inventory"))
+            .arg("load")
+            .args(args)
+            .env_remove("INVENTORY_TOKEN")
+            .kill_on_drop(true)
+            .output();
+        let output = tokio::time::timeout(Duration::from_secs(180), output)
+            .await
+            .expect("the load run finishes within three minutes")
+            .expect("the binary runs");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let args = |url: &str| -> Vec<String> {
+        [
+            "--url",
+            url,
+            "--sku-count",
+            "2",
+            "--buyers",
+            "300",
+            "--concurrency",
+            "16",
+            "--stock",
+            "50",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    let (code, stdout, stderr) = run(args(&server.base_url)).await;
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("sold 100 of 100 units to 300 shoppers (100 checkouts acknowledged)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("verdict: never oversold"), "{stdout}");
+    for (route, answers) in [
+        ("POST /reservations", "201: 100, 409: 200"),
+        ("POST /reservations/{id}/checkout", "202: 100"),
+    ] {
+        let line = stdout
+            .lines()
+            .find(|line| line.starts_with(route) && line[route.len()..].starts_with(' '))
+            .unwrap_or_else(|| panic!("no row for {route}: {stdout}"));
+        assert!(line.ends_with(answers), "{line}");
+    }
+
+    let (code, _, stderr) = run(args("http://10.20.30.40:3000")).await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("refusing to load"), "{stderr}");
 }

@@ -1,0 +1,467 @@
+//! `inventory smoke --url URL [--token T]`: the service's promises checked end to end against
+//! any deployment — `inventory dev` on either backend, or a deployed stack — through its public
+//! HTTP API only. One line per check; exit 0 when every check holds, 1 otherwise, 2 when the
+//! service could not be reached at all.
+//!
+//! The full run works on a fresh SKU: a receipt, two reservations (one repeated with its
+//! idempotency key), a refused one past the stock, a checkout and a release, then every figure
+//! of the item and of the read view. `--production` touches only a canary SKU: reads, and one
+//! reservation that is released (the canary is stocked with one unit the first time, if unknown).
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+/// Exit code when a check failed.
+const FAILED: u8 = 1;
+/// Exit code when the service could not be reached.
+const UNREACHABLE: u8 = 2;
+
+/// Options of `inventory smoke`.
+#[derive(Debug, clap::Args)]
+pub struct SmokeArgs {
+    /// The API's base URL, e.g. http://127.0.0.1:3000 or the stack's ApiUrl output.
+    #[arg(long, value_name = "URL")]
+    pub url: String,
+
+    /// A bearer token with the inventory/admin scope (none for an open `inventory dev`).
+    #[arg(long, env = "INVENTORY_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// Production: reads, and one reservation of the canary SKU that is released; no other
+    /// SKU is touched.
+    #[arg(long)]
+    pub production: bool,
+
+    /// The canary SKU of --production.
+    #[arg(long, default_value = "smoke-canary", value_name = "SKU")]
+    pub canary: String,
+
+    /// How long to wait for a queued command to apply and the read view to follow.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub wait: u64,
+}
+
+/// One answer: status and JSON body (`Null` if there was none or it was not JSON).
+#[derive(Debug)]
+struct Answer {
+    status: StatusCode,
+    body: Value,
+}
+
+/// The API, as the smoke test calls it.
+struct Api {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+    wait: Duration,
+}
+
+/// The checks made so far.
+#[derive(Default)]
+struct Report {
+    failed: usize,
+    passed: usize,
+}
+
+impl Report {
+    /// Records a check: `Ok` holds, `Err` says what was seen instead.
+    fn check(&mut self, name: &str, outcome: Result<(), String>) -> bool {
+        match outcome {
+            Ok(()) => {
+                self.passed += 1;
+                println!("ok    {name}");
+                true
+            }
+            Err(seen) => {
+                self.failed += 1;
+                println!("FAIL  {name}: {seen}");
+                false
+            }
+        }
+    }
+}
+
+/// `Ok` when `answer` has `status`, else what it had.
+fn expect(answer: &Answer, status: StatusCode) -> Result<(), String> {
+    if answer.status == status {
+        Ok(())
+    } else {
+        Err(format!("{} {}", answer.status, answer.body))
+    }
+}
+
+/// `Ok` when every `(field, value)` of `expected` is in `body`.
+fn figures(body: &Value, expected: &[(&str, i64)]) -> Result<(), String> {
+    let wrong: Vec<String> = expected
+        .iter()
+        .filter(|(field, value)| body[*field].as_i64() != Some(*value))
+        .map(|(field, value)| format!("{field} {} (expected {value})", body[*field]))
+        .collect();
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(wrong.join(", "))
+    }
+}
+
+impl Api {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Answer, String> {
+        self.call_as(method, path, body, self.token.as_deref(), None)
+            .await
+    }
+
+    async fn call_as(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        token: Option<&str>,
+        idempotency_key: Option<&str>,
+    ) -> Result<Answer, String> {
+        let mut request = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(key) = idempotency_key {
+            request = request.header("Idempotency-Key", key);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|err| format!("{method} {path}: {err}"))?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .map_err(|err| format!("{method} {path}: {err}"))?;
+        Ok(Answer {
+            status,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        })
+    }
+
+    /// Polls `GET /commands/{id}` until it is no longer pending; its last status.
+    async fn settled(&self, command_id: &str) -> Result<String, String> {
+        let deadline = Instant::now() + self.wait;
+        loop {
+            let answer = self
+                .call(Method::GET, &format!("/commands/{command_id}"), None)
+                .await?;
+            expect(&answer, StatusCode::OK)?;
+            let status = answer.body["status"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            if status != "pending" || Instant::now() >= deadline {
+                return Ok(status);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Polls `path` until `check` holds on its body or the wait is over; the last outcome.
+    async fn eventually(
+        &self,
+        path: &str,
+        check: impl Fn(&Value) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let deadline = Instant::now() + self.wait;
+        loop {
+            let answer = self.call(Method::GET, path, None).await?;
+            let outcome = expect(&answer, StatusCode::OK).and_then(|()| check(&answer.body));
+            if outcome.is_ok() || Instant::now() >= deadline {
+                return outcome;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Queues a command with `method path body` and waits for it to apply.
+    async fn command(&self, method: Method, path: &str, body: Option<Value>) -> Result<(), String> {
+        let answer = self.call(method, path, body).await?;
+        expect(&answer, StatusCode::ACCEPTED)?;
+        let id = answer.body["command_id"]
+            .as_str()
+            .ok_or_else(|| format!("no command_id in {}", answer.body))?
+            .to_owned();
+        match self.settled(&id).await?.as_str() {
+            "applied" => Ok(()),
+            other => Err(format!("command {id} is {other}")),
+        }
+    }
+
+    async fn reserve(&self, sku: &str, quantity: i64, key: Option<&str>) -> Result<Answer, String> {
+        let body = json!({ "lines": [{ "sku": sku, "quantity": quantity }], "ttl_seconds": 300 });
+        self.call_as(
+            Method::POST,
+            "/reservations",
+            Some(body),
+            self.token.as_deref(),
+            key,
+        )
+        .await
+    }
+}
+
+/// The id of a reservation answered 201, or what came instead.
+fn reservation_id(answer: &Answer) -> Result<String, String> {
+    expect(answer, StatusCode::CREATED)?;
+    answer.body["reservation_id"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| format!("no reservation_id in {}", answer.body))
+}
+
+/// Runs `inventory smoke`.
+pub async fn smoke(args: SmokeArgs) -> ExitCode {
+    let http = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+    {
+        Ok(http) => http,
+        Err(err) => {
+            eprintln!("inventory: {err}");
+            return ExitCode::from(UNREACHABLE);
+        }
+    };
+    let api = Api {
+        http,
+        base: args.url.trim_end_matches('/').to_owned(),
+        token: args.token.clone(),
+        wait: Duration::from_secs(args.wait),
+    };
+    let mut report = Report::default();
+    let started = Instant::now();
+    let outcome = if args.production {
+        production(&api, &args.canary, &mut report).await
+    } else {
+        full(&api, &mut report).await
+    };
+    if let Err(unreachable) = outcome {
+        eprintln!("inventory: the service could not be reached: {unreachable}");
+        return ExitCode::from(UNREACHABLE);
+    }
+    println!(
+        "{} checks, {} failed, in {:.1} s",
+        report.passed + report.failed,
+        report.failed,
+        started.elapsed().as_secs_f64()
+    );
+    if report.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(FAILED)
+    }
+}
+
+/// Every check, on a fresh SKU. `Err` only when a request could not be sent at all.
+async fn full(api: &Api, report: &mut Report) -> Result<(), String> {
+    let sku = format!("smoke-{:016x}", fastrand::u64(..));
+    let item = format!("/items/{sku}");
+    report.check(
+        &format!("receipt of 10 units of a fresh SKU {sku} applies"),
+        api.command(
+            Method::POST,
+            &format!("{item}/receipts"),
+            Some(json!({ "quantity": 10, "reference": "smoke" })),
+        )
+        .await,
+    );
+    let answer = api.call(Method::GET, &item, None).await?;
+    report.check(
+        "the item reads on_hand 10, available 10",
+        expect(&answer, StatusCode::OK).and_then(|()| {
+            figures(
+                &answer.body,
+                &[
+                    ("on_hand", 10),
+                    ("available", 10),
+                    ("reserved", 0),
+                    ("committed", 0),
+                ],
+            )
+        }),
+    );
+
+    let key = format!("smoke-{:016x}", fastrand::u64(..));
+    let first = api.reserve(&sku, 3, Some(&key)).await?;
+    let checked_out = reservation_id(&first);
+    report.check(
+        "a reservation of 3 is granted (201)",
+        checked_out.clone().map(drop),
+    );
+    let again = api.reserve(&sku, 3, Some(&key)).await?;
+    report.check(
+        "the same request with its idempotency key returns the same reservation",
+        match (reservation_id(&again), &checked_out) {
+            (Ok(a), Ok(b)) if a == *b => Ok(()),
+            (again, first) => Err(format!("{again:?} after {first:?}")),
+        },
+    );
+    let second = api.reserve(&sku, 2, None).await?;
+    let released = reservation_id(&second);
+    report.check(
+        "a reservation of 2 is granted (201)",
+        released.clone().map(drop),
+    );
+    let refused = api.reserve(&sku, 6, None).await?;
+    report.check(
+        "a reservation of 6 with 5 available is refused 409 insufficient_stock",
+        expect(&refused, StatusCode::CONFLICT).and_then(|()| {
+            match refused.body["error"].as_str() {
+                Some("insufficient_stock") => Ok(()),
+                other => Err(format!("error {other:?}")),
+            }
+        }),
+    );
+    let answer = api.call(Method::GET, &item, None).await?;
+    report.check(
+        "the item reads reserved 5, available 5",
+        expect(&answer, StatusCode::OK)
+            .and_then(|()| figures(&answer.body, &[("reserved", 5), ("available", 5)])),
+    );
+
+    if let Ok(id) = &checked_out {
+        report.check(
+            "the checkout of the first reservation applies",
+            api.command(Method::POST, &format!("/reservations/{id}/checkout"), None)
+                .await,
+        );
+    }
+    if let Ok(id) = &released {
+        report.check(
+            "the release of the second reservation applies",
+            api.command(Method::DELETE, &format!("/reservations/{id}"), None)
+                .await,
+        );
+    }
+    let answer = api.call(Method::GET, &item, None).await?;
+    report.check(
+        "the item reads on_hand 10, committed 3, reserved 0, available 7",
+        expect(&answer, StatusCode::OK).and_then(|()| {
+            figures(
+                &answer.body,
+                &[
+                    ("on_hand", 10),
+                    ("committed", 3),
+                    ("reserved", 0),
+                    ("available", 7),
+                ],
+            )
+        }),
+    );
+    for (id, status) in [(&checked_out, "committed"), (&released, "released")] {
+        if let Ok(id) = id {
+            let answer = api
+                .call(Method::GET, &format!("/reservations/{id}"), None)
+                .await?;
+            report.check(
+                &format!("reservation {id} reads {status}"),
+                expect(&answer, StatusCode::OK).and_then(|()| {
+                    match answer.body["status"].as_str() {
+                        Some(seen) if seen == status => Ok(()),
+                        seen => Err(format!("status {seen:?}")),
+                    }
+                }),
+            );
+        }
+    }
+    report.check(
+        "the read view follows: on_hand 10, committed 3, available 7",
+        api.eventually(&format!("/items?sku={sku}"), |body| {
+            let item = &body["items"][0];
+            figures(item, &[("on_hand", 10), ("committed", 3), ("available", 7)])
+        })
+        .await,
+    );
+    refuses_the_unauthenticated(api, report).await
+}
+
+/// Reads, and one reservation of the canary SKU that is released.
+async fn production(api: &Api, canary: &str, report: &mut Report) -> Result<(), String> {
+    let item = format!("/items/{canary}");
+    let answer = api.call(Method::GET, &item, None).await?;
+    if answer.status == StatusCode::NOT_FOUND {
+        report.check(
+            &format!("the canary SKU {canary}, unknown, is stocked with one unit"),
+            api.command(
+                Method::POST,
+                &format!("{item}/receipts"),
+                Some(json!({ "quantity": 1, "reference": "smoke canary" })),
+            )
+            .await,
+        );
+    }
+    let answer = api.call(Method::GET, &item, None).await?;
+    report.check(
+        &format!("the canary SKU {canary} reads with a unit available"),
+        expect(&answer, StatusCode::OK).and_then(|()| match answer.body["available"].as_i64() {
+            Some(available) if available >= 1 => Ok(()),
+            _ => Err(format!("{}", answer.body)),
+        }),
+    );
+    report.check(
+        "the read view lists the canary",
+        api.eventually(&format!("/items?sku={canary}"), |body| {
+            match body["items"][0]["sku"].as_str() {
+                Some(sku) if sku == canary => Ok(()),
+                _ => Err(format!("{body}")),
+            }
+        })
+        .await,
+    );
+    let answer = api.reserve(canary, 1, None).await?;
+    let id = reservation_id(&answer);
+    report.check(
+        "a reservation of one canary unit is granted",
+        id.clone().map(drop),
+    );
+    if let Ok(id) = id {
+        report.check(
+            "its release applies",
+            api.command(Method::DELETE, &format!("/reservations/{id}"), None)
+                .await,
+        );
+        let answer = api
+            .call(Method::GET, &format!("/reservations/{id}"), None)
+            .await?;
+        report.check(
+            "it reads released",
+            expect(&answer, StatusCode::OK).and_then(|()| match answer.body["status"].as_str() {
+                Some("released") => Ok(()),
+                seen => Err(format!("status {seen:?}")),
+            }),
+        );
+    }
+    refuses_the_unauthenticated(api, report).await
+}
+
+/// With a token given, a request without one is refused 401 (on a route that is never public).
+async fn refuses_the_unauthenticated(api: &Api, report: &mut Report) -> Result<(), String> {
+    let path = "/commands/00000000-0000-4000-8000-000000000000";
+    if api.token.is_none() {
+        println!(
+            "skip  a request without a token is refused 401 (no --token: the target may run open)"
+        );
+        return Ok(());
+    }
+    let answer = api.call_as(Method::GET, path, None, None, None).await?;
+    report.check(
+        "a request without a token is refused 401",
+        expect(&answer, StatusCode::UNAUTHORIZED),
+    );
+    Ok(())
+}
