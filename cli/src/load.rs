@@ -258,6 +258,13 @@ pub async fn load(args: LoadArgs) -> ExitCode {
     progress.finish_and_clear();
     let shoppers = checkouts.len();
     let checkouts: Vec<String> = checkouts.into_iter().flatten().collect();
+    // The sale's figures, before the checks below add their own requests.
+    let figures = std::mem::take(
+        &mut *api
+            .figures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
 
     // Every acknowledged checkout applied, then the items read back.
     let mut unapplied = 0;
@@ -284,10 +291,6 @@ pub async fn load(args: LoadArgs) -> ExitCode {
         }
     }
 
-    let figures = api
-        .figures
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
     print_report(&figures, elapsed, shoppers, checkouts.len());
     let total_stock = i64::from(stock) * skus.len() as i64;
     println!(
