@@ -30,7 +30,7 @@ pub struct DevArgs {
     pub port: u16,
 
     /// Use DynamoDB, Kinesis and S3 at this endpoint (a local AWS such as moto) instead of the
-    /// embedded backend; the table, stream and bucket are created if missing.
+    /// embedded backend; the table, stream and bucket are created if missing (see --existing).
     #[arg(long, value_name = "URL")]
     pub endpoint_url: Option<String>,
 
@@ -50,6 +50,11 @@ pub struct DevArgs {
 pub struct ResourceNames {
     #[command(flatten)]
     pub storage: StorageNames,
+
+    /// Use the table, stream and bucket as they are (a deployed stack's): create nothing, and
+    /// stop if any is missing or not shaped as the code expects (keys, indexes, change feed).
+    #[arg(long)]
+    pub existing: bool,
 
     /// The command stream.
     #[arg(
@@ -87,26 +92,41 @@ pub struct InitArgs {
     pub names: ResourceNames,
 }
 
-/// Creates the table, stream and bucket if missing.
+/// Creates the table, stream and bucket if missing (with --existing: only checks them).
 pub async fn init(args: InitArgs) -> Result<(), Box<dyn std::error::Error>> {
     let sdk = local_config(&args.endpoint_url).await;
-    DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&sdk),
-        &args.names.storage.table,
-    )
-    .create_table_if_missing()
-    .await?;
-    KinesisQueue::new(aws_sdk_kinesis::Client::new(&sdk), &args.names.stream)
-        .create_stream_if_missing()
-        .await?;
-    S3Objects::new(s3_client(&sdk), &args.names.storage.bucket)
-        .create_bucket_if_missing()
-        .await?;
+    prepare(&sdk, &args.names).await?;
+    let verb = if args.names.existing {
+        "are as the code expects"
+    } else {
+        "are ready"
+    };
     println!(
-        "table {}, stream {} and bucket {} are ready at {}",
+        "table {}, stream {} and bucket {} {verb} at {}",
         args.names.storage.table, args.names.stream, args.names.storage.bucket, args.endpoint_url
     );
     Ok(())
+}
+
+/// The table, stream and bucket named: created if missing, or with `--existing` checked as they
+/// are (nothing created).
+async fn prepare(
+    sdk: &aws_config::SdkConfig,
+    names: &ResourceNames,
+) -> Result<(DynamoStore, KinesisQueue, S3Objects), Box<dyn std::error::Error>> {
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &names.storage.table);
+    let queue = KinesisQueue::new(aws_sdk_kinesis::Client::new(sdk), &names.stream);
+    let objects = S3Objects::new(s3_client(sdk), &names.storage.bucket);
+    if names.existing {
+        store.verify_table().await?;
+        queue.verify_stream().await?;
+        objects.verify_bucket().await?;
+    } else {
+        store.create_table_if_missing().await?;
+        queue.create_stream_if_missing().await?;
+        objects.create_bucket_if_missing().await?;
+    }
+    Ok((store, queue, objects))
 }
 
 /// Most commands applied in one batch.
@@ -199,7 +219,8 @@ fn embedded(config: Config) -> Arc<Inventory> {
     inventory
 }
 
-/// DynamoDB, Kinesis and S3 at `url`: the table, stream and bucket are created if missing; the
+/// DynamoDB, Kinesis and S3 at `url`: the table, stream and bucket are created if missing (or
+/// checked as they are, with `--existing`); the
 /// command stream is polled in-process to drive the processor and the table's stream to drive
 /// the reactions, as the event source mappings do in AWS; the expiry sweep runs on a timer.
 async fn on_local_aws(
@@ -209,14 +230,9 @@ async fn on_local_aws(
 ) -> Result<Arc<Inventory>, Box<dyn std::error::Error>> {
     let sdk = local_config(url).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
-    let store = DynamoStore::new(dynamodb.clone(), &names.storage.table)
-        .with_dedupe_window(config.dedupe_window());
-    store.create_table_if_missing().await?;
     let kinesis = aws_sdk_kinesis::Client::new(&sdk);
-    let queue = KinesisQueue::new(kinesis.clone(), &names.stream);
-    queue.create_stream_if_missing().await?;
-    let objects = S3Objects::new(s3_client(&sdk), &names.storage.bucket);
-    objects.create_bucket_if_missing().await?;
+    let (store, queue, objects) = prepare(&sdk, names).await?;
+    let store = store.with_dedupe_window(config.dedupe_window());
     let table_stream =
         crate::stream_poller::latest_stream_arn(&dynamodb, &names.storage.table).await?;
 

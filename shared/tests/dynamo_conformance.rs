@@ -143,3 +143,54 @@ async fn what_deduplicates_a_command_expires_after_the_dedupe_window_and_a_mark_
     );
     assert_eq!(ttl_of("archive#SKU-1".into()).await, None, "marks are kept");
 }
+
+#[tokio::test]
+async fn a_table_is_verified_against_the_shape_the_code_creates_and_a_missing_index_is_named() {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+
+    let config = local_config(&test_endpoint()).await;
+    let client = aws_sdk_dynamodb::Client::new(&config);
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let made = DynamoStore::new(client.clone(), format!("shape-{unique}"));
+    made.create_table_if_missing().await.expect("table");
+    made.verify_table()
+        .await
+        .expect("a table the code made is as it expects");
+
+    let bare = format!("bare-{unique}");
+    client
+        .create_table()
+        .table_name(&bare)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("pk")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("a table of another shape");
+    let problems = DynamoStore::new(client, &bare)
+        .verify_table()
+        .await
+        .expect_err("not the code's shape");
+    for missing in [
+        "keys",
+        "no index ExpiryIndex",
+        "no index ParkedIndex",
+        "change feed",
+    ] {
+        assert!(problems.contains(missing), "{missing}: {problems}");
+    }
+}

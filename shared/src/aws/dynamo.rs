@@ -181,6 +181,73 @@ fn key_element(name: &str, kind: KeyType) -> Result<KeySchemaElement, StoreError
         .map_err(unavailable)
 }
 
+/// The table as the code reads and writes it: its attributes, keys, indexes and change feed.
+/// Creating a local table and verifying a deployed one both follow it (the template's
+/// `EventsTable` is held to the same by `inventory init --existing` in the deploy rehearsal).
+struct TableShape {
+    attributes: Vec<AttributeDefinition>,
+    keys: Vec<KeySchemaElement>,
+    indexes: Vec<GlobalSecondaryIndex>,
+    stream: StreamSpecification,
+}
+
+impl TableShape {
+    fn new() -> Result<Self, StoreError> {
+        let attribute = |name: &str, kind| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(kind)
+                .build()
+                .map_err(unavailable)
+        };
+        let index = |name: &str, (hash, range): (&str, &str), projection: Projection| {
+            GlobalSecondaryIndex::builder()
+                .index_name(name)
+                .key_schema(key_element(hash, KeyType::Hash)?)
+                .key_schema(key_element(range, KeyType::Range)?)
+                .projection(projection)
+                .build()
+                .map_err(unavailable)
+        };
+        Ok(Self {
+            attributes: vec![
+                attribute(PK, ScalarAttributeType::S)?,
+                attribute(SK, ScalarAttributeType::N)?,
+                attribute(EXPIRY_SHARD, ScalarAttributeType::S)?,
+                attribute(EXPIRES_AT, ScalarAttributeType::N)?,
+                attribute(PARKED_LIST_ATTRIBUTE, ScalarAttributeType::S)?,
+                attribute(PARKED_AT, ScalarAttributeType::N)?,
+            ],
+            keys: vec![
+                key_element(PK, KeyType::Hash)?,
+                key_element(SK, KeyType::Range)?,
+            ],
+            indexes: vec![
+                index(
+                    EXPIRY_INDEX,
+                    (EXPIRY_SHARD, EXPIRES_AT),
+                    Projection::builder()
+                        .projection_type(ProjectionType::Include)
+                        .non_key_attributes("reservation_id")
+                        .build(),
+                )?,
+                index(
+                    PARKED_INDEX,
+                    (PARKED_LIST_ATTRIBUTE, PARKED_AT),
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )?,
+            ],
+            stream: StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewAndOldImages)
+                .build()
+                .map_err(unavailable)?,
+        })
+    }
+}
+
 /// Which part of a commit one transaction item writes (to name what a cancellation hit).
 enum Origin {
     Stream(Sku),
@@ -221,57 +288,16 @@ impl DynamoStore {
         if exists.is_ok() {
             return Ok(());
         }
-        let attribute = |name: &str, kind| {
-            AttributeDefinition::builder()
-                .attribute_name(name)
-                .attribute_type(kind)
-                .build()
-                .map_err(unavailable)
-        };
-        let index = |name: &str, (hash, range): (&str, &str), projection: Projection| {
-            GlobalSecondaryIndex::builder()
-                .index_name(name)
-                .key_schema(key_element(hash, KeyType::Hash)?)
-                .key_schema(key_element(range, KeyType::Range)?)
-                .projection(projection)
-                .build()
-                .map_err(unavailable)
-        };
+        let shape = TableShape::new()?;
         let created = self
             .client
             .create_table()
             .table_name(&self.table)
             .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(attribute(PK, ScalarAttributeType::S)?)
-            .attribute_definitions(attribute(SK, ScalarAttributeType::N)?)
-            .attribute_definitions(attribute(EXPIRY_SHARD, ScalarAttributeType::S)?)
-            .attribute_definitions(attribute(EXPIRES_AT, ScalarAttributeType::N)?)
-            .attribute_definitions(attribute(PARKED_LIST_ATTRIBUTE, ScalarAttributeType::S)?)
-            .attribute_definitions(attribute(PARKED_AT, ScalarAttributeType::N)?)
-            .key_schema(key_element(PK, KeyType::Hash)?)
-            .key_schema(key_element(SK, KeyType::Range)?)
-            .global_secondary_indexes(index(
-                EXPIRY_INDEX,
-                (EXPIRY_SHARD, EXPIRES_AT),
-                Projection::builder()
-                    .projection_type(ProjectionType::Include)
-                    .non_key_attributes("reservation_id")
-                    .build(),
-            )?)
-            .global_secondary_indexes(index(
-                PARKED_INDEX,
-                (PARKED_LIST_ATTRIBUTE, PARKED_AT),
-                Projection::builder()
-                    .projection_type(ProjectionType::All)
-                    .build(),
-            )?)
-            .stream_specification(
-                StreamSpecification::builder()
-                    .stream_enabled(true)
-                    .stream_view_type(StreamViewType::NewAndOldImages)
-                    .build()
-                    .map_err(unavailable)?,
-            )
+            .set_attribute_definitions(Some(shape.attributes))
+            .set_key_schema(Some(shape.keys))
+            .set_global_secondary_indexes(Some(shape.indexes))
+            .stream_specification(shape.stream)
             .send()
             .await;
         if let Err(err) = created {
@@ -296,6 +322,75 @@ impl DynamoStore {
             .await
             .map_err(|e| unavailable(DisplayErrorContext(e)))?;
         Ok(())
+    }
+
+    /// Checks that the table is as the code reads and writes it — keys, both indexes, the
+    /// change feed — without changing anything: what a deployed stack created must match what
+    /// [`DynamoStore::create_table_if_missing`] would. Says every difference found.
+    pub async fn verify_table(&self) -> Result<(), String> {
+        let shape = TableShape::new().map_err(|err| err.to_string())?;
+        let described = self
+            .client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+            .map_err(|err| format!("table {}: {}", self.table, DisplayErrorContext(err)))?;
+        let table = described
+            .table()
+            .ok_or_else(|| format!("table {}: not described", self.table))?;
+        let mut problems = Vec::new();
+        if table.key_schema() != shape.keys.as_slice() {
+            problems.push(format!(
+                "keys {:?}, expected {:?}",
+                table.key_schema(),
+                shape.keys
+            ));
+        }
+        for attribute in &shape.attributes {
+            if !table.attribute_definitions().contains(attribute) {
+                problems.push(format!("attribute {attribute:?} is not defined"));
+            }
+        }
+        for index in &shape.indexes {
+            let found = table
+                .global_secondary_indexes()
+                .iter()
+                .find(|found| found.index_name() == Some(index.index_name()));
+            match found {
+                None => problems.push(format!("no index {}", index.index_name())),
+                Some(found)
+                    if found.key_schema() != index.key_schema()
+                        || found.projection() != index.projection() =>
+                {
+                    problems.push(format!(
+                        "index {}: keys {:?} and projection {:?}, expected {:?} and {:?}",
+                        index.index_name(),
+                        found.key_schema(),
+                        found.projection(),
+                        index.key_schema(),
+                        index.projection()
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        if table.stream_specification() != Some(&shape.stream) {
+            problems.push(format!(
+                "change feed {:?}, expected {:?}",
+                table.stream_specification(),
+                shape.stream
+            ));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "table {} is not as the code expects: {}",
+                self.table,
+                problems.join("; ")
+            ))
+        }
     }
 
     fn stream_pk(sku: &Sku) -> String {

@@ -38,6 +38,34 @@ impl KinesisQueue {
         &self.stream
     }
 
+    /// Checks that the stream exists and is active, without changing anything (a deployed
+    /// stack's stream).
+    pub async fn verify_stream(&self) -> Result<(), QueueError> {
+        let summary = self
+            .client
+            .describe_stream_summary()
+            .stream_name(&self.stream)
+            .send()
+            .await
+            .map_err(|err| {
+                QueueError(format!(
+                    "stream {}: {}",
+                    self.stream,
+                    DisplayErrorContext(err)
+                ))
+            })?;
+        let status = summary
+            .stream_description_summary()
+            .map(|summary| summary.stream_status().clone());
+        match status {
+            Some(aws_sdk_kinesis::types::StreamStatus::Active) => Ok(()),
+            other => Err(QueueError(format!(
+                "stream {} is {other:?}, not active",
+                self.stream
+            ))),
+        }
+    }
+
     /// Creates the stream (one shard) unless it exists and waits until it is active; for local
     /// runs and tests. Deployed streams come from the SAM template.
     pub async fn create_stream_if_missing(&self) -> Result<(), QueueError> {

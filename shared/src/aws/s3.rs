@@ -49,6 +49,24 @@ impl S3Objects {
         &self.bucket
     }
 
+    /// Checks that the bucket exists and is ours, without changing anything (a deployed
+    /// stack's bucket).
+    pub async fn verify_bucket(&self) -> Result<(), ObjectStoreError> {
+        self.client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|err| {
+                ObjectStoreError(format!(
+                    "bucket {}: {}",
+                    self.bucket,
+                    DisplayErrorContext(err)
+                ))
+            })
+    }
+
     /// Creates the bucket unless it exists; for local runs and tests. Deployed buckets come
     /// from the SAM template (with public access blocked and default encryption).
     pub async fn create_bucket_if_missing(&self) -> Result<(), ObjectStoreError> {
