@@ -5,6 +5,8 @@
 //! token file and applies the scopes and ownership rules of the deployed API. `inventory smoke`
 //! passes against it on both backends, with and without tokens.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
@@ -785,19 +787,9 @@ async fn several_processes_on_one_table_never_oversell_lose_or_double_apply_anyt
 
 /// Runs `inventory smoke --url SERVER [args]`; its exit code and what it printed.
 async fn smoke(server: &DevServer, args: &[&str]) -> (Option<i32>, String) {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_inventory"))
-        .args(["smoke", "--url", &server.base_url, "--wait", "30"])
-        .args(args)
-        .env_remove("INVENTORY_TOKEN")
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(120), output)
-        .await
-        .expect("the smoke test finishes within two minutes")
-        .expect("the binary runs");
-    let printed = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    (output.status.code(), printed)
+    let base = ["smoke", "--url", &server.base_url, "--wait", "30"];
+    let run = support::inventory(&[&base[..], args].concat()).await;
+    (run.code, run.stdout + &run.stderr)
 }
 
 /// Every check of a passing smoke run printed "ok", none "FAIL", and the summary says so.
@@ -875,21 +867,11 @@ async fn the_load_generator_sells_out_a_flash_sale_without_overselling_and_refus
 ) {
     let server = DevServer::start(&[]);
     let run = |args: Vec<String>| async move {
-        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_inventory"))
-            .arg("load")
-            .args(args)
-            .env_remove("INVENTORY_TOKEN")
-            .kill_on_drop(true)
-            .output();
-        let output = tokio::time::timeout(Duration::from_secs(180), output)
-            .await
-            .expect("the load run finishes within three minutes")
-            .expect("the binary runs");
-        (
-            output.status.code(),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
+        let args: Vec<&str> = std::iter::once("load")
+            .chain(args.iter().map(String::as_str))
+            .collect();
+        let run = support::inventory(&args).await;
+        (run.code, run.stdout, run.stderr)
     };
     let args = |url: &str| -> Vec<String> {
         [
