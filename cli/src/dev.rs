@@ -38,6 +38,11 @@ pub struct DevArgs {
     #[command(flatten)]
     pub names: ResourceNames,
 
+    /// Use the table, stream and bucket as they are (a deployed stack's): create nothing, and
+    /// stop if any is missing or not shaped as the code expects (keys, indexes, change feed).
+    #[arg(long, requires = "endpoint_url")]
+    pub existing: bool,
+
     /// Require a bearer token on every request, from this JSON file:
     /// {"tokens": [{"token": "…", "client_id": "…", "scopes": ["inventory/reserve"]}]}.
     /// Without it the service runs open: every request acts as client `local` with every scope.
@@ -50,11 +55,6 @@ pub struct DevArgs {
 pub struct ResourceNames {
     #[command(flatten)]
     pub storage: StorageNames,
-
-    /// Use the table, stream and bucket as they are (a deployed stack's): create nothing, and
-    /// stop if any is missing or not shaped as the code expects (keys, indexes, change feed).
-    #[arg(long)]
-    pub existing: bool,
 
     /// The command stream.
     #[arg(
@@ -90,13 +90,18 @@ pub struct InitArgs {
 
     #[command(flatten)]
     pub names: ResourceNames,
+
+    /// Create nothing: check that the table, stream and bucket exist and are shaped as the code
+    /// expects (keys, indexes, change feed), e.g. a deployed stack's.
+    #[arg(long)]
+    pub existing: bool,
 }
 
 /// Creates the table, stream and bucket if missing (with --existing: only checks them).
 pub async fn init(args: InitArgs) -> Result<(), Box<dyn std::error::Error>> {
     let sdk = local_config(&args.endpoint_url).await;
-    prepare(&sdk, &args.names).await?;
-    let verb = if args.names.existing {
+    prepare(&sdk, &args.names, args.existing).await?;
+    let verb = if args.existing {
         "are as the code expects"
     } else {
         "are ready"
@@ -113,11 +118,12 @@ pub async fn init(args: InitArgs) -> Result<(), Box<dyn std::error::Error>> {
 async fn prepare(
     sdk: &aws_config::SdkConfig,
     names: &ResourceNames,
+    existing: bool,
 ) -> Result<(DynamoStore, KinesisQueue, S3Objects), Box<dyn std::error::Error>> {
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &names.storage.table);
     let queue = KinesisQueue::new(aws_sdk_kinesis::Client::new(sdk), &names.stream);
     let objects = S3Objects::new(s3_client(sdk), &names.storage.bucket);
-    if names.existing {
+    if existing {
         store.verify_table().await?;
         queue.verify_stream().await?;
         objects.verify_bucket().await?;
@@ -157,7 +163,7 @@ pub async fn run(args: DevArgs) -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::from_env()?;
     let inventory = match &args.endpoint_url {
         None => embedded(config),
-        Some(url) => on_local_aws(url, &args.names, config).await?,
+        Some(url) => on_local_aws(url, &args.names, args.existing, config).await?,
     };
 
     let listener =
@@ -226,12 +232,13 @@ fn embedded(config: Config) -> Arc<Inventory> {
 async fn on_local_aws(
     url: &str,
     names: &ResourceNames,
+    existing: bool,
     config: Config,
 ) -> Result<Arc<Inventory>, Box<dyn std::error::Error>> {
     let sdk = local_config(url).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     let kinesis = aws_sdk_kinesis::Client::new(&sdk);
-    let (store, queue, objects) = prepare(&sdk, names).await?;
+    let (store, queue, objects) = prepare(&sdk, names, existing).await?;
     let store = store.with_dedupe_window(config.dedupe_window());
     let table_stream =
         crate::stream_poller::latest_stream_arn(&dynamodb, &names.storage.table).await?;
