@@ -111,3 +111,59 @@ async fn reservations_commands_and_expiries_are_counted_by_outcome_and_never_by_
     assert_eq!(count(telemetry::HOLDS_EXPIRED, None), 1);
     assert!(lags.contains(&250.0), "the receipt's lag: {lags:?}");
 }
+
+#[tokio::test]
+async fn a_record_parked_twice_is_counted_once_and_the_timer_reports_how_many_are_parked() {
+    use inventory_core::ports::ParkReason;
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let inventory = Inventory::new(
+        Arc::new(MemoryStore::new()),
+        Arc::new(MemoryQueue::new()),
+        Arc::new(ManualClock::new(Timestamp::from_millis(1_700_000_000_000))),
+        Config {
+            sweeps_per_invocation: 1,
+            ..Config::default()
+        },
+    );
+    let record = b"{\"type\":\"teleport_stock\"}";
+    for _ in 0..2 {
+        inventory
+            .park(
+                &sku(),
+                CommandId::for_record(record),
+                record,
+                ParkReason::UnknownShape,
+                "unknown variant",
+            )
+            .await
+            .unwrap();
+    }
+    let report = inventory.run_expiry_timer().await.unwrap();
+    assert_eq!(report.parked, Some(1));
+
+    let mut parked = None;
+    let mut gauge = None;
+    for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+        let (_, key) = key.into_parts();
+        let outcome = key
+            .labels()
+            .find(|l| l.key() == "outcome")
+            .map(|l| l.value().to_owned());
+        match value {
+            DebugValue::Counter(n)
+                if key.name() == telemetry::COMMANDS && outcome.as_deref() == Some("parked") =>
+            {
+                parked = Some(n);
+            }
+            DebugValue::Gauge(level) if key.name() == telemetry::PARKED_COMMANDS => {
+                gauge = Some(level.into_inner());
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(parked, Some(1), "the redelivery found it parked");
+    assert_eq!(gauge, Some(1.0), "one command is parked right now");
+}

@@ -240,7 +240,7 @@ impl Inventory {
         detail: &str,
     ) -> Result<(), AppError> {
         let _turn = self.turns.take(std::iter::once(sku)).await;
-        until_no_conflict(&self.config, || async {
+        let written = until_no_conflict(&self.config, || async {
             let key = RecordKey::CommandOutcome {
                 command_id: id,
                 sku: sku.clone(),
@@ -252,7 +252,7 @@ impl Inventory {
                     version,
                     record: Record::CommandOutcome(CommandOutcome::Parked(parked)),
                 }) if parked.redriven_at.is_some() => Some(version),
-                Some(_) => return Ok(()),
+                Some(_) => return Ok(false),
             };
             tracing::error!(sku = %sku, command_id = %id, reason = reason.as_str(), detail,
                 "command parked for an operator");
@@ -269,9 +269,12 @@ impl Inventory {
                     })),
                 }]))
                 .await
+                .map(|()| true)
         })
         .await?;
-        telemetry::commands("parked", 1);
+        if written {
+            telemetry::commands("parked", 1);
+        }
         Ok(())
     }
 
