@@ -154,7 +154,8 @@ pub enum RejectionCode {
     SkuNotInReservation,
     /// The request that made the command was never answered 202, so the command was dropped.
     CommandNotAccepted,
-    /// The queued record could not be read as a command.
+    /// The queued record could not be read as a command. Written by versions before parking;
+    /// kept so their events still read (such records are now parked `unknown_shape`).
     MalformedCommand,
 }
 
