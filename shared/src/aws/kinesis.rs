@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_kinesis::error::DisplayErrorContext;
 use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+use aws_sdk_kinesis::types::{PutRecordsRequestEntry, StreamStatus};
 use aws_sdk_kinesis::Client;
 
 use crate::domain::Command;
@@ -38,9 +38,9 @@ impl KinesisQueue {
         &self.stream
     }
 
-    /// Checks that the stream exists and is active, without changing anything (a deployed
-    /// stack's stream).
-    pub async fn verify_stream(&self) -> Result<(), QueueError> {
+    /// The stream's status, as DescribeStreamSummary tells it (an error if it cannot be
+    /// described, e.g. it does not exist).
+    async fn status(&self) -> Result<StreamStatus, QueueError> {
         let summary = self
             .client
             .describe_stream_summary()
@@ -54,11 +54,17 @@ impl KinesisQueue {
                     DisplayErrorContext(err)
                 ))
             })?;
-        let status = summary
+        summary
             .stream_description_summary()
-            .map(|summary| summary.stream_status().clone());
-        match status {
-            Some(aws_sdk_kinesis::types::StreamStatus::Active) => Ok(()),
+            .map(|summary| summary.stream_status().clone())
+            .ok_or_else(|| QueueError(format!("stream {}: not described", self.stream)))
+    }
+
+    /// Checks that the stream exists and is active, without changing anything (a deployed
+    /// stack's stream).
+    pub async fn verify_stream(&self) -> Result<(), QueueError> {
+        match self.status().await? {
+            StreamStatus::Active => Ok(()),
             other => Err(QueueError(format!(
                 "stream {} is {other:?}, not active",
                 self.stream
@@ -69,13 +75,7 @@ impl KinesisQueue {
     /// Creates the stream (one shard) unless it exists and waits until it is active; for local
     /// runs and tests. Deployed streams come from the SAM template.
     pub async fn create_stream_if_missing(&self) -> Result<(), QueueError> {
-        let described = self
-            .client
-            .describe_stream_summary()
-            .stream_name(&self.stream)
-            .send()
-            .await;
-        if described.is_err() {
+        if self.status().await.is_err() {
             let created = self
                 .client
                 .create_stream()
@@ -93,17 +93,7 @@ impl KinesisQueue {
             }
         }
         for _ in 0..50 {
-            let summary = self
-                .client
-                .describe_stream_summary()
-                .stream_name(&self.stream)
-                .send()
-                .await
-                .map_err(|e| QueueError(DisplayErrorContext(e).to_string()))?;
-            let active = summary.stream_description_summary().is_some_and(|s| {
-                s.stream_status() == &aws_sdk_kinesis::types::StreamStatus::Active
-            });
-            if active {
+            if self.status().await? == StreamStatus::Active {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
