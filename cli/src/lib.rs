@@ -43,6 +43,8 @@ enum Subcommands {
     /// out, then rates, latency percentiles per route, answers, units sold against stock and the
     /// verdict that nothing oversold. Refuses a target not on this machine unless told.
     Load(load::LoadArgs),
+    /// Print the API's OpenAPI 3.1 document, as GET /openapi.json serves it.
+    Openapi,
     /// Operate on queued commands: list the parked ones, redrive them.
     #[command(subcommand)]
     Commands(parked::CommandsCommand),
@@ -64,6 +66,10 @@ pub async fn run(cli: Cli) -> ExitCode {
         Subcommands::Commands(command) => return parked::run(command).await,
         Subcommands::Smoke(args) => return smoke::smoke(args).await,
         Subcommands::Load(args) => return load::load(args).await,
+        Subcommands::Openapi => {
+            println!("{}", reservations_api::openapi_json());
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -18,6 +18,8 @@ pub mod domain;
 pub mod error;
 pub mod feed;
 pub mod memory;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub mod ports;
 pub mod reactions;
 pub mod telemetry;

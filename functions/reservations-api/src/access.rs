@@ -8,12 +8,13 @@ use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use inventory_core::domain::{Caller, ClientId, Scope};
 use lambda_http::request::RequestContext;
 use serde::Deserialize;
+use utoipa::openapi::path::Paths;
 
 use crate::error::ApiError;
 use crate::extract::MAX_BODY_BYTES;
@@ -32,19 +33,61 @@ pub enum Authentication {
     Tokens(Arc<HashMap<String, Caller>>),
 }
 
-/// A route and the scope it needs: what the router guards and the template's
-/// `AuthorizationScopes` are checked against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A route and the scope it needs: what the router guards, the template's
+/// `AuthorizationScopes` are checked against and the OpenAPI document describes.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     /// HTTP method.
     pub method: &'static str,
-    /// Path, with `{param}` placeholders as API Gateway and axum write them.
-    pub path: &'static str,
+    /// Path, with `{param}` placeholders as API Gateway, axum and OpenAPI write them.
+    pub path: String,
     /// What the caller's token must grant (see [`Scope::granted_by`]).
     pub scope: Scope,
     /// Whether the route serves product pages, so that a deployment may open it to anyone
     /// (`INVENTORY_PUBLIC_ITEM_READS`).
     pub product_page: bool,
+    /// The codes of [`crate::error::ERROR_CODES`] its use case answers with; those of the edge
+    /// (token, scope, body, path and header parsing, availability) come with every route that
+    /// has the part they concern.
+    pub errors: &'static [&'static str],
+}
+
+impl Route {
+    /// The route `paths` describes: the one operation of one handler's `#[utoipa::path]`.
+    pub(crate) fn of(
+        paths: &Paths,
+        scope: Scope,
+        product_page: bool,
+        errors: &'static [&'static str],
+    ) -> Self {
+        let mut operations = paths.paths.iter().flat_map(|(path, item)| {
+            let methods = [
+                ("GET", &item.get),
+                ("POST", &item.post),
+                ("PUT", &item.put),
+                ("PATCH", &item.patch),
+                ("DELETE", &item.delete),
+            ];
+            methods
+                .into_iter()
+                .filter(|(_, operation)| operation.is_some())
+                .map(move |(method, _)| (method, path.clone()))
+        });
+        let (method, path) = operations
+            .next()
+            .expect("a route's handler declares its method and path with #[utoipa::path]");
+        assert!(
+            operations.next().is_none(),
+            "one operation per route: {path}"
+        );
+        Self {
+            method,
+            path,
+            scope,
+            product_page,
+            errors,
+        }
+    }
 }
 
 /// What the guard of one route knows.
@@ -145,7 +188,7 @@ fn caller_from_jwt(request: &Request) -> Result<Caller, ApiError> {
 }
 
 fn unauthenticated(message: &str) -> ApiError {
-    ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+    ApiError::new("unauthenticated", message)
 }
 
 fn forbidden(scope: Scope) -> ApiError {
@@ -157,7 +200,7 @@ fn forbidden(scope: Scope) -> ApiError {
             Scope::Admin.name()
         )
     };
-    ApiError::new(StatusCode::FORBIDDEN, "forbidden", message).with("scope", scope.name())
+    ApiError::new("forbidden", message).with("scope", scope.name())
 }
 
 /// The caller the route's guard identified. A handler that asks for it on a route whose guard

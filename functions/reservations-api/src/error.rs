@@ -1,4 +1,6 @@
-//! The one error shape of the API: `{"error": "<snake_case_code>", "message": "...", ...details}`.
+//! The one error shape of the API: `{"error": "<snake_case_code>", "message": "...", ...details}`,
+//! and the one table of its codes ([`ERROR_CODES`]): the status each code answers with and what it
+//! means. Answers take their status from it and the OpenAPI document lists it.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -9,6 +11,107 @@ use serde_json::{json, Map, Value};
 
 use crate::access::BEARER_CHALLENGE;
 use crate::extract::MAX_BODY_BYTES;
+
+/// One error code of the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorCode {
+    /// The snake_case code of the `error` field.
+    pub code: &'static str,
+    /// The status it answers with.
+    pub status: StatusCode,
+    /// What it means, for the API's readers.
+    pub meaning: &'static str,
+}
+
+const fn code(code: &'static str, status: StatusCode, meaning: &'static str) -> ErrorCode {
+    ErrorCode {
+        code,
+        status,
+        meaning,
+    }
+}
+
+/// Every error code the API answers with.
+pub const ERROR_CODES: &[ErrorCode] = &[
+    code("malformed_json", StatusCode::BAD_REQUEST, "The body is not valid JSON."),
+    code(
+        "invalid_body",
+        StatusCode::BAD_REQUEST,
+        "The body is JSON of the wrong shape (a wrong type, an unknown or a missing field); `field` names it.",
+    ),
+    code("unreadable_body", StatusCode::BAD_REQUEST, "The body could not be read."),
+    code("invalid_path", StatusCode::BAD_REQUEST, "A path parameter is not valid text."),
+    code("invalid_query", StatusCode::BAD_REQUEST, "The query names something other than 1 to 100 `sku` parameters."),
+    code("invalid_sku", StatusCode::BAD_REQUEST, "A SKU is not 1-64 characters of [A-Za-z0-9._-]."),
+    code("invalid_quantity", StatusCode::BAD_REQUEST, "A quantity is not between 1 and 1000000."),
+    code("invalid_delta", StatusCode::BAD_REQUEST, "An adjustment is 0 or beyond 1000000000 either way."),
+    code("invalid_reference", StatusCode::BAD_REQUEST, "A receipt reference is blank or over 500 characters."),
+    code("invalid_reason", StatusCode::BAD_REQUEST, "An adjustment reason is blank or over 500 characters."),
+    code("invalid_lines", StatusCode::BAD_REQUEST, "A reservation names no line or too many (100, or 99 with an Idempotency-Key)."),
+    code("duplicate_sku", StatusCode::BAD_REQUEST, "A reservation names one SKU on two lines."),
+    code("invalid_ttl", StatusCode::BAD_REQUEST, "A hold's ttl_seconds is not between 60 and 86400."),
+    code("invalid_reservation_id", StatusCode::BAD_REQUEST, "The path does not name a reservation id."),
+    code("invalid_command_id", StatusCode::BAD_REQUEST, "The path does not name a command id (a UUID)."),
+    code("invalid_idempotency_key", StatusCode::BAD_REQUEST, "The Idempotency-Key is not 1-255 visible ASCII characters."),
+    code(
+        "unauthenticated",
+        StatusCode::UNAUTHORIZED,
+        "No valid bearer token came with the request (the answer carries WWW-Authenticate: Bearer).",
+    ),
+    code("forbidden", StatusCode::FORBIDDEN, "The token lacks the route's scope; `scope` names it."),
+    code("route_not_found", StatusCode::NOT_FOUND, "No route has that path."),
+    code("unknown_sku", StatusCode::NOT_FOUND, "No stock was ever received for the SKU; `sku` names it."),
+    code(
+        "reservation_not_found",
+        StatusCode::NOT_FOUND,
+        "No reservation of the caller has that id (another client's reservation is not found either).",
+    ),
+    code("command_not_found", StatusCode::NOT_FOUND, "No command of the caller has that id."),
+    code("method_not_allowed", StatusCode::METHOD_NOT_ALLOWED, "The route does not take that method."),
+    code(
+        "insufficient_stock",
+        StatusCode::CONFLICT,
+        "A line asks for more than is available; `sku`, `requested` and `available` say which and how much. Nothing was held.",
+    ),
+    code(
+        "reservation_not_active",
+        StatusCode::CONFLICT,
+        "The reservation is committed, released or expired; `status` says which.",
+    ),
+    code("payload_too_large", StatusCode::PAYLOAD_TOO_LARGE, "The body is over 64 KiB."),
+    code(
+        "unsupported_media_type",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "The body was not sent as Content-Type: application/json.",
+    ),
+    code(
+        "idempotency_key_reused",
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "The Idempotency-Key was used before with a different request.",
+    ),
+    code(
+        "contention",
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Too many concurrent changes to the same items; nothing was changed, retry after Retry-After seconds.",
+    ),
+    code(
+        "unavailable",
+        StatusCode::SERVICE_UNAVAILABLE,
+        "A dependency did not answer; nothing was changed, retry after Retry-After seconds.",
+    ),
+];
+
+/// The code of an answer no table entry covers: a bug, logged with its code.
+const UNLISTED: ErrorCode = code(
+    "internal",
+    StatusCode::INTERNAL_SERVER_ERROR,
+    "The service failed unexpectedly; it was logged.",
+);
+
+/// The table entry of `code`.
+pub fn error_code(code: &str) -> Option<&'static ErrorCode> {
+    ERROR_CODES.iter().find(|entry| entry.code == code)
+}
 
 /// An error answer: status, machine-readable code, human message and optional details.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,11 +127,15 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    /// An error without details.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    /// An error without details, answered with the status [`ERROR_CODES`] gives `code`.
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        let entry = error_code(code).unwrap_or_else(|| {
+            tracing::error!(code, "an error code missing from ERROR_CODES");
+            &UNLISTED
+        });
         Self {
-            status,
-            code,
+            status: entry.status,
+            code: entry.code,
             message: message.into(),
             details: Map::new(),
         }
@@ -43,21 +150,15 @@ impl ApiError {
     /// 413: the body is over [`MAX_BODY_BYTES`].
     pub fn payload_too_large() -> Self {
         Self::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
             format!("the body must not exceed {MAX_BODY_BYTES} bytes"),
         )
-    }
-
-    /// 400 with the code of the invalid value.
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 }
 
 impl From<InvalidValue> for ApiError {
     fn from(err: InvalidValue) -> Self {
-        Self::bad_request(err.code, err.message)
+        Self::new(err.code, err.message)
     }
 }
 
@@ -67,43 +168,35 @@ impl From<AppError> for ApiError {
         match err {
             AppError::Invalid(invalid) => invalid.into(),
             AppError::UnknownSku(sku) => {
-                Self::new(StatusCode::NOT_FOUND, "unknown_sku", message).with("sku", sku.as_str())
+                Self::new("unknown_sku", message).with("sku", sku.as_str())
             }
-            AppError::ReservationNotFound => {
-                Self::new(StatusCode::NOT_FOUND, "reservation_not_found", message)
-            }
-            AppError::CommandNotFound => {
-                Self::new(StatusCode::NOT_FOUND, "command_not_found", message)
-            }
+            AppError::ReservationNotFound => Self::new("reservation_not_found", message),
+            AppError::CommandNotFound => Self::new("command_not_found", message),
             AppError::InsufficientStock {
                 sku,
                 requested,
                 available,
-            } => Self::new(StatusCode::CONFLICT, "insufficient_stock", message)
+            } => Self::new("insufficient_stock", message)
                 .with("sku", sku.as_str())
                 .with("requested", requested)
                 .with("available", available),
             AppError::ReservationNotActive { status } => {
-                Self::new(StatusCode::CONFLICT, "reservation_not_active", message).with(
+                Self::new("reservation_not_active", message).with(
                     "status",
                     serde_json::to_value(status).unwrap_or(Value::Null),
                 )
             }
             AppError::IdempotencyKeyReused => Self::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency_key_reused",
                 "this Idempotency-Key was already used with a different request",
             ),
             AppError::Contention => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
                 "contention",
                 "too many concurrent changes to the same items; retry shortly",
             ),
             AppError::Unavailable(reason) => {
                 tracing::error!(%reason, "dependency unavailable");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
+                Self::new("unavailable",
                     "the service could not complete the request; nothing was changed, retry shortly",
                 )
             }

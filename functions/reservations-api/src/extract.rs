@@ -3,10 +3,11 @@
 
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use inventory_core::domain::{CommandId, IdempotencyKey, ReservationId, Sku};
 use serde::de::DeserializeOwned;
+use utoipa::IntoParams;
 
 use crate::error::ApiError;
 
@@ -24,7 +25,6 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
         if !is_json(req.headers()) {
             return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
                 "send the body as JSON with Content-Type: application/json",
             ));
@@ -38,7 +38,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             Ok(collected) => collected.to_bytes(),
             Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
             Err(err) => {
-                return Err(ApiError::bad_request(
+                return Err(ApiError::new(
                     "unreadable_body",
                     format!("the body could not be read: {err}"),
                 ))
@@ -75,7 +75,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         } else {
             format!("{field}: {inner}")
         };
-        ApiError::bad_request("invalid_body", message).with("field", field)
+        ApiError::new("invalid_body", message).with("field", field)
     })?;
     deserializer.end().map_err(|err| malformed(&err))?;
     Ok(value)
@@ -94,29 +94,32 @@ fn missing_field(err: &serde_json::Error) -> Option<String> {
 }
 
 fn malformed(err: &serde_json::Error) -> ApiError {
-    ApiError::bad_request(
+    ApiError::new(
         "malformed_json",
         format!("the body is not valid JSON: {err}"),
     )
 }
 
 /// The `{sku}` path parameter.
-#[derive(Debug)]
+#[derive(Debug, IntoParams)]
+#[into_params(names("sku"), parameter_in = Path)]
 pub struct SkuPath(pub Sku);
 
 /// The `{id}` path parameter of a reservation route.
-#[derive(Debug)]
+#[derive(Debug, IntoParams)]
+#[into_params(names("id"), parameter_in = Path)]
 pub struct ReservationPath(pub ReservationId);
 
 /// The `{id}` path parameter of a command route.
-#[derive(Debug)]
+#[derive(Debug, IntoParams)]
+#[into_params(names("id"), parameter_in = Path)]
 pub struct CommandPath(pub CommandId);
 
 async fn path_param(parts: &mut Parts) -> Result<String, ApiError> {
     Path::<String>::from_request_parts(parts, &())
         .await
         .map(|Path(raw)| raw)
-        .map_err(|err| ApiError::bad_request("invalid_path", err.body_text()))
+        .map_err(|err| ApiError::new("invalid_path", err.body_text()))
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for SkuPath {
@@ -140,9 +143,13 @@ impl<S: Send + Sync> FromRequestParts<S> for CommandPath {
     }
 }
 
-/// The optional `Idempotency-Key` header.
-#[derive(Debug)]
-pub struct IdempotencyHeader(pub Option<IdempotencyKey>);
+/// The optional `Idempotency-Key` header: a retry with the same key and the same request takes
+/// effect once and gets the first answer again.
+#[derive(Debug, IntoParams)]
+#[into_params(names("Idempotency-Key"), parameter_in = Header)]
+pub struct IdempotencyHeader(
+    #[param(value_type = IdempotencyKey, required = false)] pub Option<IdempotencyKey>,
+);
 
 impl<S: Send + Sync> FromRequestParts<S> for IdempotencyHeader {
     type Rejection = ApiError;

@@ -2,11 +2,13 @@
 //! Lambda and under axum in `inventory dev`. Every route is declared once, in [`routes`], with
 //! the scope it needs; a guard identifies the caller and checks that scope before the handler
 //! runs ([`access`]). Handlers translate: they parse the request into domain types, call one
-//! use case of [`Inventory`] for the caller, and map its answer or error to HTTP.
+//! use case of [`Inventory`] for the caller, and map its answer or error to HTTP. The same list
+//! and the handlers' `#[utoipa::path]` attributes make the OpenAPI document ([`openapi()`]).
 
 pub mod access;
 pub mod error;
 pub mod extract;
+mod openapi;
 
 use std::sync::Arc;
 
@@ -14,65 +16,119 @@ use axum::extract::{RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, MethodRouter};
 use axum::{Json, Router};
-use inventory_core::app::{ReserveRequest, MAX_SKUS_PER_READ};
+use inventory_core::app::{
+    CommandView, ItemView, ItemsView, ReservationView, ReserveRequest, MAX_SKUS_PER_READ,
+};
 use inventory_core::domain::{CommandId, Line, Quantity, Scope, Sku, TtlSeconds};
 use inventory_core::Inventory;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::UtoipaMethodRouter;
+use utoipa_axum::routes;
 
 use access::{guard, Authenticated, Guard};
 pub use access::{Authentication, Route};
 use error::ApiError;
 use extract::{CommandPath, IdempotencyHeader, JsonBody, ReservationPath, SkuPath};
 
-type Handlers = MethodRouter<Arc<Inventory>>;
+type Handlers = UtoipaMethodRouter<Arc<Inventory>>;
 
-/// Every route of the API, with the scope it needs and its handler: the one list the router is
-/// built from, so no route exists without a scope.
+/// Every route of the API: the scope it needs, whether it serves product pages, the errors its
+/// use case answers with, and its handler, whose `#[utoipa::path]` gives its method, path,
+/// parameters, body and success answer. The router and the OpenAPI document are built from this
+/// one list, so no route exists without a scope or undocumented.
 fn declared_routes() -> Vec<(Route, Handlers)> {
-    let route = |method, path, scope, product_page| Route {
-        method,
-        path,
-        scope,
-        product_page,
-    };
     use Scope::{Admin, Read, Reserve};
+    let route = |scope, product_page, errors, handlers: Handlers| {
+        (
+            Route::of(&handlers.1, scope, product_page, errors),
+            handlers,
+        )
+    };
+    let reservation_errors: &[_] = &["invalid_reservation_id", "reservation_not_found"];
+    let changes_reservation: &[_] = &[
+        "invalid_reservation_id",
+        "reservation_not_found",
+        "reservation_not_active",
+        "idempotency_key_reused",
+    ];
     vec![
-        (route("GET", "/items", Read, true), get(list_items)),
-        (route("GET", "/items/{sku}", Read, true), get(get_item)),
-        (
-            route("POST", "/items/{sku}/receipts", Admin, false),
-            post(post_receipt),
+        route(
+            Read,
+            true,
+            &["invalid_query", "invalid_sku"],
+            routes!(list_items),
         ),
-        (
-            route("POST", "/items/{sku}/adjustments", Admin, false),
-            post(post_adjustment),
+        route(
+            Read,
+            true,
+            &["invalid_sku", "unknown_sku"],
+            routes!(get_item),
         ),
-        (
-            route("POST", "/reservations", Reserve, false),
-            post(post_reservation),
+        route(
+            Admin,
+            false,
+            &[
+                "invalid_sku",
+                "invalid_quantity",
+                "invalid_reference",
+                "idempotency_key_reused",
+            ],
+            routes!(post_receipt),
         ),
-        (
-            route("GET", "/reservations/{id}", Reserve, false),
-            get(get_reservation),
+        route(
+            Admin,
+            false,
+            &[
+                "invalid_sku",
+                "invalid_delta",
+                "invalid_reason",
+                "idempotency_key_reused",
+            ],
+            routes!(post_adjustment),
         ),
-        (
-            route("DELETE", "/reservations/{id}", Reserve, false),
-            delete(delete_reservation),
+        route(
+            Reserve,
+            false,
+            &[
+                "invalid_lines",
+                "duplicate_sku",
+                "invalid_sku",
+                "invalid_quantity",
+                "invalid_ttl",
+                "unknown_sku",
+                "insufficient_stock",
+                "idempotency_key_reused",
+                "contention",
+            ],
+            routes!(post_reservation),
         ),
-        (
-            route("POST", "/reservations/{id}/extend", Reserve, false),
-            post(post_extend),
+        route(Reserve, false, reservation_errors, routes!(get_reservation)),
+        route(
+            Reserve,
+            false,
+            changes_reservation,
+            routes!(delete_reservation),
         ),
-        (
-            route("POST", "/reservations/{id}/checkout", Reserve, false),
-            post(post_checkout),
+        route(
+            Reserve,
+            false,
+            &[
+                "invalid_reservation_id",
+                "reservation_not_found",
+                "reservation_not_active",
+                "invalid_ttl",
+                "contention",
+            ],
+            routes!(post_extend),
         ),
-        (
-            route("GET", "/commands/{id}", Reserve, false),
-            get(get_command),
+        route(Reserve, false, changes_reservation, routes!(post_checkout)),
+        route(
+            Reserve,
+            false,
+            &["invalid_command_id", "command_not_found"],
+            routes!(get_command),
         ),
     ]
 }
@@ -85,19 +141,37 @@ pub fn routes() -> Vec<Route> {
         .collect()
 }
 
+/// The OpenAPI document of the API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    openapi::document(declared_routes())
+}
+
+/// The OpenAPI document as the JSON text `GET /openapi.json` serves (and `docs/openapi.json`
+/// holds).
+pub fn openapi_json() -> String {
+    openapi::to_json(&openapi())
+}
+
+/// Where the API serves its OpenAPI document, to anyone.
+pub const OPENAPI_PATH: &str = "/openapi.json";
+
 /// The API over one service instance, its callers identified by `authentication`. Product-page
-/// reads are open to anyone when the service's configuration says so.
+/// reads are open to anyone when the service's configuration says so; so is the OpenAPI
+/// document.
 pub fn router(inventory: Arc<Inventory>, authentication: Authentication) -> Router {
     let public_item_reads = inventory.config().public_item_reads;
-    let mut router = Router::new();
-    for (route, handlers) in declared_routes() {
+    let declared = declared_routes();
+    let document = openapi::document(declared.clone());
+    let mut router = Router::new().route(OPENAPI_PATH, openapi::serve(&document));
+    for (route, (_, _, handlers)) in declared {
+        let path = route.path.clone();
         let state = Arc::new(Guard {
+            public: public_item_reads && route.product_page,
             route,
             authentication: authentication.clone(),
-            public: public_item_reads && route.product_page,
         });
         router = router.route(
-            route.path,
+            &path,
             handlers.route_layer(from_fn_with_state(state, guard)),
         );
     }
@@ -109,50 +183,76 @@ pub fn router(inventory: Arc<Inventory>, authentication: Authentication) -> Rout
 
 type Service = State<Arc<Inventory>>;
 
-#[derive(Debug, Deserialize)]
+/// A warehouse receipt: units that arrived.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ReceiptBody {
+    #[schema(value_type = Quantity)]
     quantity: i64,
+    /// The delivery note or purchase order, for the audit trail.
     #[serde(default)]
+    #[schema(schema_with = openapi::note)]
     reference: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A correction of on-hand stock after a count, damage or loss.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AdjustmentBody {
+    #[schema(schema_with = openapi::delta)]
     delta: i64,
+    #[schema(schema_with = openapi::note)]
     reason: String,
 }
 
-#[derive(Debug, Deserialize)]
+/// A cart to hold, all lines or none.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ReserveBody {
+    #[schema(schema_with = openapi::lines::<LineBody>)]
     lines: Vec<LineBody>,
+    /// How long the holds last (default 900).
     #[serde(default)]
+    #[schema(value_type = Option<TtlSeconds>)]
     ttl_seconds: Option<i64>,
 }
 
-#[derive(Debug, Deserialize)]
+/// One line of a cart.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LineBody {
+    #[schema(value_type = Sku)]
     sku: String,
+    #[schema(value_type = Quantity)]
     quantity: i64,
 }
 
-#[derive(Debug, Deserialize)]
+/// A new lifetime for every hold of a reservation, counted from now.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ExtendBody {
+    #[schema(value_type = TtlSeconds)]
     ttl_seconds: i64,
 }
 
-fn accepted(command_id: CommandId) -> Response {
-    (
-        StatusCode::ACCEPTED,
-        Json(json!({ "command_id": command_id })),
-    )
-        .into_response()
+/// The answer to a queued command: where to ask how it went (`GET /commands/{id}`).
+#[derive(Debug, Serialize, ToSchema)]
+struct Accepted {
+    command_id: CommandId,
 }
 
+fn accepted(command_id: CommandId) -> Response {
+    (StatusCode::ACCEPTED, Json(Accepted { command_id })).into_response()
+}
+
+/// Receive stock: queue a receipt of units for the SKU.
+#[utoipa::path(
+    post,
+    path = "/items/{sku}/receipts",
+    params(SkuPath, IdempotencyHeader),
+    request_body = ReceiptBody,
+    responses((status = 202, description = "The receipt is queued.", body = Accepted)),
+)]
 async fn post_receipt(
     State(inventory): Service,
     Authenticated(caller): Authenticated,
@@ -167,6 +267,15 @@ async fn post_receipt(
     Ok(accepted(id))
 }
 
+/// Adjust stock: queue a correction of the SKU's on-hand units. It is rejected when it would
+/// leave on-hand below zero (see `GET /commands/{id}`).
+#[utoipa::path(
+    post,
+    path = "/items/{sku}/adjustments",
+    params(SkuPath, IdempotencyHeader),
+    request_body = AdjustmentBody,
+    responses((status = 202, description = "The adjustment is queued.", body = Accepted)),
+)]
 async fn post_adjustment(
     State(inventory): Service,
     Authenticated(caller): Authenticated,
@@ -180,21 +289,41 @@ async fn post_adjustment(
     Ok(accepted(id))
 }
 
+/// One SKU's stock as of now, read from its history (strongly consistent).
+#[utoipa::path(
+    get,
+    path = "/items/{sku}",
+    params(SkuPath),
+    responses((status = 200, description = "The SKU's stock.", body = ItemView)),
+)]
 async fn get_item(State(inventory): Service, SkuPath(sku): SkuPath) -> Result<Response, ApiError> {
     Ok(Json(inventory.item(&sku).await?).into_response())
 }
 
+/// Several SKUs' stock from the read view, in one round trip (typically under a second behind).
+#[utoipa::path(
+    get,
+    path = "/items",
+    params((
+        "sku" = Vec<Sku>,
+        Query,
+        description = "1 to 100 SKUs, the parameter repeated: ?sku=A&sku=B.",
+        style = Form,
+        explode,
+    )),
+    responses((status = 200, description = "The SKUs found and those never seen.", body = ItemsView)),
+)]
 async fn list_items(
     State(inventory): Service,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let pairs: Vec<(String, String)> =
         serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
-            .map_err(|err| ApiError::bad_request("invalid_query", err.to_string()))?;
+            .map_err(|err| ApiError::new("invalid_query", err.to_string()))?;
     let mut skus = Vec::new();
     for (name, value) in pairs {
         if name != "sku" {
-            return Err(ApiError::bad_request(
+            return Err(ApiError::new(
                 "invalid_query",
                 format!("unknown query parameter {name:?}; use ?sku=A&sku=B"),
             ));
@@ -202,7 +331,7 @@ async fn list_items(
         skus.push(Sku::parse(&value)?);
     }
     if skus.is_empty() || skus.len() > MAX_SKUS_PER_READ {
-        return Err(ApiError::bad_request(
+        return Err(ApiError::new(
             "invalid_query",
             format!(
                 "name 1 to {MAX_SKUS_PER_READ} SKUs as ?sku=A&sku=B, got {}",
@@ -213,6 +342,20 @@ async fn list_items(
     Ok(Json(inventory.items(&skus).await?).into_response())
 }
 
+/// Reserve a cart: hold every line's units, all or nothing, until the holds expire, are
+/// checked out or released.
+#[utoipa::path(
+    post,
+    path = "/reservations",
+    params(IdempotencyHeader),
+    request_body = ReserveBody,
+    responses((
+        status = 201,
+        description = "Every line is held (a retry with the same Idempotency-Key gets the same reservation).",
+        body = ReservationView,
+        headers(("Location" = String, description = "The reservation's path.")),
+    )),
+)]
 async fn post_reservation(
     State(inventory): Service,
     Authenticated(caller): Authenticated,
@@ -243,6 +386,13 @@ async fn post_reservation(
         .into_response())
 }
 
+/// A reservation of the caller as of now.
+#[utoipa::path(
+    get,
+    path = "/reservations/{id}",
+    params(ReservationPath),
+    responses((status = 200, description = "The reservation.", body = ReservationView)),
+)]
 async fn get_reservation(
     State(inventory): Service,
     Authenticated(caller): Authenticated,
@@ -251,6 +401,14 @@ async fn get_reservation(
     Ok(Json(inventory.reservation(&id, &caller).await?).into_response())
 }
 
+/// Extend an active reservation: every hold now lasts `ttl_seconds` from now.
+#[utoipa::path(
+    post,
+    path = "/reservations/{id}/extend",
+    params(ReservationPath),
+    request_body = ExtendBody,
+    responses((status = 200, description = "The extended reservation.", body = ReservationView)),
+)]
 async fn post_extend(
     State(inventory): Service,
     Authenticated(caller): Authenticated,
@@ -261,6 +419,13 @@ async fn post_extend(
     Ok(Json(inventory.extend(&id, ttl, &caller).await?).into_response())
 }
 
+/// Check out an active reservation: queue the sale of every held unit.
+#[utoipa::path(
+    post,
+    path = "/reservations/{id}/checkout",
+    params(ReservationPath, IdempotencyHeader),
+    responses((status = 202, description = "The checkout is queued.", body = Accepted)),
+)]
 async fn post_checkout(
     State(inventory): Service,
     Authenticated(caller): Authenticated,
@@ -274,6 +439,13 @@ async fn post_checkout(
     ))
 }
 
+/// Release an active reservation: queue the return of every held unit.
+#[utoipa::path(
+    delete,
+    path = "/reservations/{id}",
+    params(ReservationPath, IdempotencyHeader),
+    responses((status = 202, description = "The release is queued.", body = Accepted)),
+)]
 async fn delete_reservation(
     State(inventory): Service,
     Authenticated(caller): Authenticated,
@@ -287,6 +459,13 @@ async fn delete_reservation(
     ))
 }
 
+/// Where a queued command of the caller stands.
+#[utoipa::path(
+    get,
+    path = "/commands/{id}",
+    params(CommandPath),
+    responses((status = 200, description = "The command's status.", body = CommandView)),
+)]
 async fn get_command(
     State(inventory): Service,
     Authenticated(caller): Authenticated,
@@ -296,12 +475,11 @@ async fn get_command(
 }
 
 async fn route_not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "no such route")
+    ApiError::new("route_not_found", "no such route")
 }
 
 async fn method_not_allowed() -> ApiError {
     ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
         "this route does not accept that method",
     )

@@ -212,12 +212,12 @@ fn example(route: &Route) -> (String, Option<Value>) {
         .path
         .replace("{sku}", "SKU-A")
         .replace("{id}", "SKU-A~1~00000000deadbeef");
-    let path = match (route.path, route.method) {
+    let path = match (route.path.as_str(), route.method) {
         ("/items", _) => "/items?sku=SKU-A".to_owned(),
         ("/commands/{id}", _) => "/commands/0b8f3c52-8d0b-4f5e-9a57-4e4a8c1f6d2e".to_owned(),
         _ => path,
     };
-    let body = match route.path {
+    let body = match route.path.as_str() {
         "/items/{sku}/receipts" => Some(json!({ "quantity": 1 })),
         "/items/{sku}/adjustments" => Some(json!({ "delta": 1, "reason": "count" })),
         "/reservations" => Some(json!({ "lines": [{ "sku": "SKU-A", "quantity": 1 }] })),
@@ -229,9 +229,10 @@ fn example(route: &Route) -> (String, Option<Value>) {
 
 #[tokio::test]
 async fn every_route_is_declared_with_a_scope_and_they_are_the_ten_of_the_api() {
-    let declared: Vec<(&str, &str, Scope)> = routes()
+    let routes = routes();
+    let declared: Vec<(&str, &str, Scope)> = routes
         .iter()
-        .map(|route| (route.method, route.path, route.scope))
+        .map(|route| (route.method, route.path.as_str(), route.scope))
         .collect();
     assert_eq!(
         declared,

@@ -95,7 +95,7 @@ async fn every_request_the_api_sends_on_every_route_is_granted_by_its_role() {
     };
     let mut covered = std::collections::BTreeSet::new();
     let mut call = |method: &'static str, path: &'static str| {
-        covered.insert((method, path));
+        covered.insert((method, path.to_owned()));
     };
 
     // Receipts and an adjustment: accepted commands and the queue.
@@ -212,7 +212,7 @@ async fn every_request_the_api_sends_on_every_route_is_granted_by_its_role() {
     call("GET", "/items");
 
     let every: std::collections::BTreeSet<_> =
-        routes().iter().map(|r| (r.method, r.path)).collect();
+        routes().into_iter().map(|r| (r.method, r.path)).collect();
     assert_eq!(covered, every, "every route was called");
     assert_granted_by("ReservationsApiRole", &names, &log.take());
 }

@@ -4,7 +4,7 @@
 //!
 //! - the API's routes are exactly [`reservations_api::routes`], each behind the JWT authorizer
 //!   with the scopes that grant its scope, the two product-page reads open only when
-//!   `PublicItemReads` is "true";
+//!   `PublicItemReads` is "true", plus the OpenAPI document, open to anyone;
 //! - every function has its own role, used by no other, and no managed policy;
 //! - every action a role names is one IAM defines (cfn-lint's IAM reference), a `Resource: "*"`
 //!   only for actions IAM defines without a resource, and every grant on the events table names
@@ -16,7 +16,7 @@ use inventory_core::aws::PARTITION_KEY_PREFIXES;
 use inventory_test_support::template::{
     decide, iam_actions, list, resources_of, statements, translated,
 };
-use reservations_api::routes;
+use reservations_api::{routes, OPENAPI_PATH};
 use serde_json::{json, Value};
 
 /// (METHOD, path) → the security requirement of each operation of the one HTTP API.
@@ -45,9 +45,11 @@ fn every_route_of_the_template_is_a_route_of_the_api_behind_the_jwt_authorizer_w
     let template = translated();
     for public_item_reads in [false, true] {
         let deployed = api_routes(template, public_item_reads);
+        let open_document = ("GET".to_owned(), OPENAPI_PATH.to_owned());
         let declared: BTreeSet<(String, String)> = routes()
             .iter()
             .map(|route| (route.method.to_owned(), route.path.to_owned()))
+            .chain([open_document.clone()])
             .collect();
         assert_eq!(
             deployed.keys().cloned().collect::<BTreeSet<_>>(),
@@ -68,6 +70,11 @@ fn every_route_of_the_template_is_a_route_of_the_api_behind_the_jwt_authorizer_w
                 route.method, route.path
             );
         }
+        assert_eq!(
+            deployed[&open_document],
+            json!([{ "NONE": [] }]),
+            "the OpenAPI document needs no token"
+        );
     }
     // Nothing else routes requests: no API, route or integration outside the one HTTP API.
     for kind in [

@@ -22,6 +22,7 @@ pub const MAX_ADJUSTMENT: i64 = 1_000_000_000;
 pub const MAX_NOTE_LEN: usize = 500;
 
 /// Where a command stands.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum CommandStatus {

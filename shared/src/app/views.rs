@@ -7,6 +7,7 @@ use crate::domain::{
 };
 
 /// A SKU's stock as of now.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ItemView {
     pub sku: Sku,
@@ -17,6 +18,7 @@ pub struct ItemView {
     /// Units that can be reserved now (0 when an adjustment left the item short).
     pub available: i64,
     /// Sequence of the last event.
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
     pub version: Version,
 }
 
@@ -34,6 +36,7 @@ impl ItemView {
 }
 
 /// Several SKUs at once; those never seen are listed as missing.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ItemsView {
     pub items: Vec<ItemView>,
@@ -41,6 +44,7 @@ pub struct ItemsView {
 }
 
 /// One line of a reservation.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LineView {
     pub sku: Sku,
@@ -49,14 +53,18 @@ pub struct LineView {
 }
 
 /// A reservation as of now.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReservationView {
     pub reservation_id: ReservationId,
     pub status: HoldStatus,
     pub lines: Vec<LineView>,
     #[serde(serialize_with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
+    /// When the first of its holds stops being promised.
     #[serde(serialize_with = "rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub expires_at: Timestamp,
 }
 
@@ -103,6 +111,7 @@ pub(crate) fn overall_status(statuses: impl Iterator<Item = HoldStatus> + Clone)
 }
 
 /// Where a queued command stands.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CommandView {
     pub command_id: CommandId,

@@ -137,6 +137,7 @@ impl Change {
 }
 
 /// Why a command or a request was refused. Serialized as its snake_case code.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RejectionCode {

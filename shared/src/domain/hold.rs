@@ -7,6 +7,7 @@ use super::event::Change;
 use super::types::{Quantity, ReservationId, Sku, Timestamp, TtlSeconds};
 
 /// Where a hold is in its life.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HoldStatus {

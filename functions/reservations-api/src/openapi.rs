@@ -1,0 +1,310 @@
+//! The OpenAPI 3.1 document of the API, built from the one list of routes: each handler's
+//! `#[utoipa::path]` gives its method, path, parameters, body and success answer; the route's
+//! declaration adds the scopes it needs (as security requirements) and its error answers, grouped
+//! by status from [`ERROR_CODES`], with the codes each status may carry.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::{get, MethodRouter};
+use inventory_core::app::{MAX_ADJUSTMENT, MAX_LINES, MAX_NOTE_LEN};
+use inventory_core::domain::{CommandId, IdempotencyKey, ReservationId, Sku};
+use inventory_core::Inventory;
+use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
+use utoipa::openapi::response::Response;
+use utoipa::openapi::schema::{
+    AllOfBuilder, ArrayBuilder, KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type,
+};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{
+    ComponentsBuilder, Content, Header, InfoBuilder, LicenseBuilder, OpenApi, OpenApiBuilder, Ref,
+    RefOr,
+};
+use utoipa::{PartialSchema, ToSchema};
+
+use crate::access::Route;
+use crate::error::{error_code, ErrorCode, ERROR_CODES};
+use crate::Handlers;
+
+/// The name of the bearer-token security scheme.
+const BEARER: &str = "bearer";
+
+const DESCRIPTION: &str = "Stock reservations that never oversell. Reads are answered at once; \
+reservations are decided and written in one conditional write; stock changes, checkouts and \
+releases are queued (202 with a command id, see GET /commands/{id}) and applied in order, \
+once. Every route needs a bearer token (a JWT of the deployment's user pool) granting the \
+route's scope or inventory/admin; a deployment may open the two item reads to anyone. \
+POST and DELETE routes take an Idempotency-Key: a retry with the same key and the same \
+request takes effect once and gets the first answer again. Every error answers \
+{\"error\": code, \"message\": text, ...details}.";
+
+/// The document: the routes' operations with their scopes and error answers.
+pub(crate) fn document(declared: Vec<(Route, Handlers)>) -> OpenApi {
+    let bearer = HttpBuilder::new()
+        .scheme(HttpAuthScheme::Bearer)
+        .bearer_format("JWT")
+        .description(Some(
+            "A token of the deployment's user pool (client credentials) whose scopes grant the \
+             route's: inventory/read, inventory/reserve, or inventory/admin for every route.",
+        ))
+        .build();
+    let mut components = ComponentsBuilder::new()
+        .security_scheme(BEARER, SecurityScheme::Http(bearer))
+        .schema("Error", error_schema())
+        // Parameters name their schemas without registering them.
+        .schemas_from_iter([
+            (Sku::name(), Sku::schema()),
+            (ReservationId::name(), ReservationId::schema()),
+            (CommandId::name(), CommandId::schema()),
+            (IdempotencyKey::name(), IdempotencyKey::schema()),
+        ])
+        .build();
+    let mut paths: BTreeMap<String, PathItem> = BTreeMap::new();
+    for (route, (schemas, declared_paths, _)) in declared {
+        components.schemas.extend(schemas);
+        for (path, mut item) in declared_paths.paths {
+            if let Some(operation) = operation_mut(&mut item, route.method) {
+                describe(operation, &route);
+            }
+            match paths.get_mut(&path) {
+                Some(existing) => existing.merge_operations(item),
+                None => {
+                    paths.insert(path, item);
+                }
+            }
+        }
+    }
+    let mut document = OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("Inventory API")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some(DESCRIPTION))
+                .license(Some(
+                    LicenseBuilder::new()
+                        .name("Apache-2.0")
+                        .identifier(Some("Apache-2.0"))
+                        .build(),
+                ))
+                .build(),
+        )
+        .components(Some(components))
+        .build();
+    document.paths.paths.extend(paths);
+    document
+}
+
+/// The document as JSON text, as it is served and checked in.
+pub(crate) fn to_json(document: &OpenApi) -> String {
+    // Serializing a tree of strings, numbers and maps cannot fail.
+    serde_json::to_string_pretty(document).unwrap_or_default()
+}
+
+/// `GET /openapi.json`: the document, as built once for the router.
+pub(crate) fn serve(document: &OpenApi) -> MethodRouter<Arc<Inventory>> {
+    let body = to_json(document);
+    get(move || async move { ([(header::CONTENT_TYPE, "application/json")], body).into_response() })
+}
+
+fn operation_mut<'a>(item: &'a mut PathItem, method: &str) -> Option<&'a mut Operation> {
+    match method {
+        "GET" => item.get.as_mut(),
+        "POST" => item.post.as_mut(),
+        "PUT" => item.put.as_mut(),
+        "PATCH" => item.patch.as_mut(),
+        "DELETE" => item.delete.as_mut(),
+        _ => None,
+    }
+}
+
+/// Adds the route's scopes and error answers to its operation.
+fn describe(operation: &mut Operation, route: &Route) {
+    operation.security = Some(
+        route
+            .scope
+            .granted_by()
+            .into_iter()
+            .map(|scope| SecurityRequirement::new(BEARER, [scope.name()]))
+            .collect(),
+    );
+    let mut by_status: BTreeMap<u16, Vec<&'static ErrorCode>> = BTreeMap::new();
+    for entry in error_codes(operation, route) {
+        by_status
+            .entry(entry.status.as_u16())
+            .or_default()
+            .push(entry);
+    }
+    for (status, entries) in by_status {
+        operation
+            .responses
+            .responses
+            .insert(status.to_string(), RefOr::T(error_response(&entries)));
+    }
+}
+
+/// The codes the route may answer with: its use case's, then those of the parts it has (a token
+/// and scope check, a body, path parameters, an Idempotency-Key) and availability, in
+/// [`ERROR_CODES`] order.
+fn error_codes(operation: &Operation, route: &Route) -> Vec<&'static ErrorCode> {
+    let parameters = operation.parameters.iter().flatten();
+    let has = |place: ParameterIn| {
+        parameters.clone().any(|parameter| match parameter {
+            RefOr::T(parameter) => parameter.parameter_in == place,
+            RefOr::Ref(_) => false,
+        })
+    };
+    let mut codes: Vec<&str> = route.errors.to_vec();
+    codes.extend([
+        "unauthenticated",
+        "forbidden",
+        "payload_too_large",
+        "unavailable",
+    ]);
+    if operation.request_body.is_some() {
+        codes.extend([
+            "malformed_json",
+            "invalid_body",
+            "unreadable_body",
+            "unsupported_media_type",
+        ]);
+    }
+    if has(ParameterIn::Path) {
+        codes.push("invalid_path");
+    }
+    if has(ParameterIn::Header) {
+        codes.push("invalid_idempotency_key");
+    }
+    ERROR_CODES
+        .iter()
+        .filter(|entry| codes.contains(&entry.code))
+        .chain(codes.iter().filter_map(|code| match error_code(code) {
+            Some(_) => None,
+            None => panic!(
+                "route {} {} lists the unknown error code {code}",
+                route.method, route.path
+            ),
+        }))
+        .collect()
+}
+
+/// One status's answer: the error shape with the codes it may carry, each explained.
+fn error_response(entries: &[&ErrorCode]) -> Response {
+    let explained: Vec<String> = entries
+        .iter()
+        .map(|entry| format!("`{}`: {}", entry.code, entry.meaning))
+        .collect();
+    let codes = ObjectBuilder::new().property(
+        "error",
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(entries.iter().map(|entry| entry.code))),
+    );
+    let schema = AllOfBuilder::new()
+        .item(Ref::from_schema_name("Error"))
+        .item(codes)
+        .build();
+    let mut response = Response::new(explained.join("\n\n"));
+    response.content.insert(
+        "application/json".to_owned(),
+        Content::new(Some(Schema::AllOf(schema))).into(),
+    );
+    let status = entries.first().map(|entry| entry.status.as_u16());
+    if status == Some(503) {
+        response.headers.insert(
+            "Retry-After".to_owned(),
+            header_of(Type::Integer, "Seconds to wait before retrying."),
+        );
+    }
+    if status == Some(401) {
+        response.headers.insert(
+            "WWW-Authenticate".to_owned(),
+            header_of(Type::String, "Bearer"),
+        );
+    }
+    response
+}
+
+fn header_of(kind: Type, description: &str) -> RefOr<Header> {
+    let mut header = Header::new(ObjectBuilder::new().schema_type(kind));
+    header.description = Some(description.to_owned());
+    RefOr::T(header)
+}
+
+/// Every error answer: its code, a message for a human, and details that depend on the code.
+fn error_schema() -> Schema {
+    let text = || ObjectBuilder::new().schema_type(Type::String);
+    let count = || {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+    };
+    ObjectBuilder::new()
+        .property(
+            "error",
+            text().description(Some("The machine-readable code.")),
+        )
+        .property(
+            "message",
+            text().description(Some("What went wrong, for a human.")),
+        )
+        .property(
+            "field",
+            text().description(Some("The body field or query part at fault.")),
+        )
+        .property("sku", text().description(Some("The SKU concerned.")))
+        .property(
+            "requested",
+            count().description(Some("Units the line asked for.")),
+        )
+        .property(
+            "available",
+            count().description(Some("Units available when it was decided.")),
+        )
+        .property(
+            "scope",
+            text().description(Some("The scope the route needs.")),
+        )
+        .property(
+            "status",
+            text().description(Some(
+                "The reservation's status (active, committed, released, expired).",
+            )),
+        )
+        .required("error")
+        .required("message")
+        .description(Some("An error answer."))
+        .into()
+}
+
+/// A free-text note: a receipt's reference or an adjustment's reason.
+pub(crate) fn note() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(MAX_NOTE_LEN))
+        .pattern(Some(r"\S"))
+        .description(Some("Free text, not blank."))
+}
+
+/// An adjustment: units added (positive) or taken (negative), never 0.
+pub(crate) fn delta() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+        .minimum(Some(-MAX_ADJUSTMENT))
+        .maximum(Some(MAX_ADJUSTMENT))
+        .description(Some("Units added (positive) or taken (negative); never 0."))
+}
+
+/// A cart's lines: 1 to [`MAX_LINES`] (one less with an Idempotency-Key).
+pub(crate) fn lines<T: ToSchema>() -> ArrayBuilder {
+    ArrayBuilder::new()
+        .items(T::schema())
+        .min_items(Some(1))
+        .max_items(Some(MAX_LINES))
+        .description(Some(
+            "1 to 100 lines, each SKU once (99 with an Idempotency-Key); all are held or none.",
+        ))
+}

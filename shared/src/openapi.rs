@@ -1,0 +1,102 @@
+//! The value types the HTTP API reads and writes, described as OpenAPI schemas (feature
+//! `openapi`). Each bound is read from the constant its parser enforces, so the document and the
+//! parser cannot disagree; the views derive theirs next to their fields.
+
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
+use utoipa::openapi::RefOr;
+use utoipa::{PartialSchema, ToSchema};
+
+use crate::domain::{CommandId, IdempotencyKey, Quantity, ReservationId, Sku, TtlSeconds};
+
+/// The SKU alphabet as a pattern (see [`Sku::parse`]).
+const SKU_PATTERN: &str = "[A-Za-z0-9._-]";
+
+fn described(schema: ObjectBuilder, description: &str) -> RefOr<Schema> {
+    schema.description(Some(description)).into()
+}
+
+impl PartialSchema for Sku {
+    fn schema() -> RefOr<Schema> {
+        described(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(Sku::MAX_LEN))
+                .pattern(Some(format!("^{SKU_PATTERN}+$")))
+                .examples(["SKU-RED-42"]),
+            "A stock keeping unit.",
+        )
+    }
+}
+impl ToSchema for Sku {}
+
+impl PartialSchema for Quantity {
+    fn schema() -> RefOr<Schema> {
+        described(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                .minimum(Some(1))
+                .maximum(Some(Quantity::MAX)),
+            "A number of units.",
+        )
+    }
+}
+impl ToSchema for Quantity {}
+
+impl PartialSchema for TtlSeconds {
+    fn schema() -> RefOr<Schema> {
+        described(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                .minimum(Some(TtlSeconds::MIN))
+                .maximum(Some(TtlSeconds::MAX)),
+            "How long a hold lasts, in seconds.",
+        )
+    }
+}
+impl ToSchema for TtlSeconds {}
+
+impl PartialSchema for ReservationId {
+    fn schema() -> RefOr<Schema> {
+        let max_sku = Sku::MAX_LEN;
+        described(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(format!(
+                    "^{SKU_PATTERN}{{1,{max_sku}}}~[1-9][0-9]{{0,18}}~[0-9a-f]{{16}}$"
+                )))
+                .examples(["SKU-RED-42~17~4f1c2a9be07d3e55"]),
+            "A reservation, as the 201 of POST /reservations named it.",
+        )
+    }
+}
+impl ToSchema for ReservationId {}
+
+impl PartialSchema for CommandId {
+    fn schema() -> RefOr<Schema> {
+        described(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::Custom("uuid".to_owned()))),
+            "A queued command, as the 202 that accepted it named it.",
+        )
+    }
+}
+impl ToSchema for CommandId {}
+
+impl PartialSchema for IdempotencyKey {
+    fn schema() -> RefOr<Schema> {
+        described(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(IdempotencyKey::MAX_LEN))
+                .pattern(Some("^[!-~]+$")),
+            "Names one request of one client on one route: a retry with the same key and \
+             the same body takes effect once and gets the first answer again.",
+        )
+    }
+}
+impl ToSchema for IdempotencyKey {}
