@@ -6,7 +6,8 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use inventory_core::domain::{CommandId, IdempotencyKey, ReservationId, Sku};
-use serde::de::DeserializeOwned;
+use serde::de::{self, DeserializeOwned, Unexpected, Visitor};
+use serde::{Deserialize, Deserializer};
 use utoipa::IntoParams;
 
 use crate::error::ApiError;
@@ -98,6 +99,42 @@ fn malformed(err: &serde_json::Error) -> ApiError {
         "malformed_json",
         format!("the body is not valid JSON: {err}"),
     )
+}
+
+/// A JSON number that is whole, as JSON Schema's `integer` has it: `3` and `3.0` alike (JSON does
+/// not tell them apart); `3.5`, strings and numbers beyond 64 bits are `invalid_body`. What the
+/// number may be is then the domain's to say (`invalid_quantity`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WholeNumber(pub i64);
+
+impl<'de> Deserialize<'de> for WholeNumber {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Whole;
+        impl Visitor<'_> for Whole {
+            type Value = WholeNumber;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a whole number")
+            }
+            fn visit_i64<E: de::Error>(self, value: i64) -> Result<WholeNumber, E> {
+                Ok(WholeNumber(value))
+            }
+            fn visit_u64<E: de::Error>(self, value: u64) -> Result<WholeNumber, E> {
+                i64::try_from(value)
+                    .map(WholeNumber)
+                    .map_err(|_| E::invalid_value(Unexpected::Unsigned(value), &self))
+            }
+            fn visit_f64<E: de::Error>(self, value: f64) -> Result<WholeNumber, E> {
+                // i64::MAX as f64 rounds up to 2^63, itself out of range.
+                let in_range = value >= i64::MIN as f64 && value < i64::MAX as f64;
+                if value.fract() == 0.0 && in_range {
+                    Ok(WholeNumber(value as i64))
+                } else {
+                    Err(E::invalid_value(Unexpected::Float(value), &self))
+                }
+            }
+        }
+        deserializer.deserialize_any(Whole)
+    }
 }
 
 /// The `{sku}` path parameter.

@@ -30,7 +30,7 @@ use utoipa_axum::routes;
 use access::{guard, Authenticated, Guard};
 pub use access::{Authentication, Route};
 use error::ApiError;
-use extract::{CommandPath, IdempotencyHeader, JsonBody, ReservationPath, SkuPath};
+use extract::{CommandPath, IdempotencyHeader, JsonBody, ReservationPath, SkuPath, WholeNumber};
 
 type Handlers = UtoipaMethodRouter<Arc<Inventory>>;
 
@@ -188,7 +188,7 @@ type Service = State<Arc<Inventory>>;
 #[serde(deny_unknown_fields)]
 struct ReceiptBody {
     #[schema(value_type = Quantity)]
-    quantity: i64,
+    quantity: WholeNumber,
     /// The delivery note or purchase order, for the audit trail.
     #[serde(default)]
     #[schema(schema_with = openapi::note)]
@@ -200,7 +200,7 @@ struct ReceiptBody {
 #[serde(deny_unknown_fields)]
 struct AdjustmentBody {
     #[schema(schema_with = openapi::delta)]
-    delta: i64,
+    delta: WholeNumber,
     #[schema(schema_with = openapi::note)]
     reason: String,
 }
@@ -214,7 +214,7 @@ struct ReserveBody {
     /// How long the holds last (default 900).
     #[serde(default)]
     #[schema(value_type = Option<TtlSeconds>)]
-    ttl_seconds: Option<i64>,
+    ttl_seconds: Option<WholeNumber>,
 }
 
 /// One line of a cart.
@@ -224,7 +224,7 @@ struct LineBody {
     #[schema(value_type = Sku)]
     sku: String,
     #[schema(value_type = Quantity)]
-    quantity: i64,
+    quantity: WholeNumber,
 }
 
 /// A new lifetime for every hold of a reservation, counted from now.
@@ -232,7 +232,7 @@ struct LineBody {
 #[serde(deny_unknown_fields)]
 struct ExtendBody {
     #[schema(value_type = TtlSeconds)]
-    ttl_seconds: i64,
+    ttl_seconds: WholeNumber,
 }
 
 /// The answer to a queued command: where to ask how it went (`GET /commands/{id}`).
@@ -260,7 +260,7 @@ async fn post_receipt(
     IdempotencyHeader(key): IdempotencyHeader,
     JsonBody(body): JsonBody<ReceiptBody>,
 ) -> Result<Response, ApiError> {
-    let quantity = Quantity::new(body.quantity)?;
+    let quantity = Quantity::new(body.quantity.0)?;
     let id = inventory
         .receive_stock(sku, quantity, body.reference, key.as_ref(), &caller)
         .await?;
@@ -284,7 +284,7 @@ async fn post_adjustment(
     JsonBody(body): JsonBody<AdjustmentBody>,
 ) -> Result<Response, ApiError> {
     let id = inventory
-        .adjust_stock(sku, body.delta, body.reason, key.as_ref(), &caller)
+        .adjust_stock(sku, body.delta.0, body.reason, key.as_ref(), &caller)
         .await?;
     Ok(accepted(id))
 }
@@ -369,12 +369,12 @@ async fn post_reservation(
         };
         lines.push(Line {
             sku: Sku::parse(&line.sku).map_err(|e| at(e, "sku"))?,
-            quantity: Quantity::new(line.quantity).map_err(|e| at(e, "quantity"))?,
+            quantity: Quantity::new(line.quantity.0).map_err(|e| at(e, "quantity"))?,
         });
     }
     let ttl = body
         .ttl_seconds
-        .map_or(Ok(TtlSeconds::DEFAULT), TtlSeconds::new)?;
+        .map_or(Ok(TtlSeconds::DEFAULT), |ttl| TtlSeconds::new(ttl.0))?;
     let request = ReserveRequest::new(lines, ttl, key)?;
     let view = inventory.reserve(request, &caller).await?;
     let location = format!("/reservations/{}", view.reservation_id);
@@ -415,7 +415,7 @@ async fn post_extend(
     ReservationPath(id): ReservationPath,
     JsonBody(body): JsonBody<ExtendBody>,
 ) -> Result<Response, ApiError> {
-    let ttl = TtlSeconds::new(body.ttl_seconds)?;
+    let ttl = TtlSeconds::new(body.ttl_seconds.0)?;
     Ok(Json(inventory.extend(&id, ttl, &caller).await?).into_response())
 }
 

@@ -12,10 +12,12 @@ use axum::routing::{get, MethodRouter};
 use inventory_core::app::{MAX_ADJUSTMENT, MAX_LINES, MAX_NOTE_LEN};
 use inventory_core::domain::{CommandId, IdempotencyKey, ReservationId, Sku};
 use inventory_core::Inventory;
+use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
 use utoipa::openapi::response::Response;
 use utoipa::openapi::schema::{
-    AllOfBuilder, ArrayBuilder, KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type,
+    AllOfBuilder, ArrayBuilder, KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat,
+    Type,
 };
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{
@@ -76,6 +78,7 @@ pub(crate) fn document(declared: Vec<(Route, Handlers)>) -> OpenApi {
             }
         }
     }
+    link_answers_to_what_they_name(&mut paths);
     let mut document = OpenApiBuilder::new()
         .info(
             InfoBuilder::new()
@@ -94,6 +97,91 @@ pub(crate) fn document(declared: Vec<(Route, Handlers)>) -> OpenApi {
         .build();
     document.paths.paths.extend(paths);
     document
+}
+
+/// What a success answer names, and the path parameter that takes it: a reservation (its id) and
+/// an accepted command (its id).
+const NAMED_BY_ANSWERS: &[(&str, &str, &str)] = &[
+    ("ReservationView", "/reservation_id", "ReservationId"),
+    ("Accepted", "/command_id", "CommandId"),
+];
+
+/// Adds OpenAPI links from each success answer that names a reservation or a command to every
+/// operation whose `{id}` takes it, so clients and stateful fuzzers can follow them.
+fn link_answers_to_what_they_name(paths: &mut BTreeMap<String, PathItem>) {
+    let schema_name = |schema: &Option<RefOr<Schema>>| match schema {
+        Some(RefOr::Ref(reference)) => reference.ref_location.rsplit('/').next().map(str::to_owned),
+        _ => None,
+    };
+    let mut takers: Vec<(String, String)> = Vec::new(); // (operation id, schema of its {id})
+    for item in paths.values() {
+        for operation in operations(item) {
+            let id_schema =
+                operation
+                    .parameters
+                    .iter()
+                    .flatten()
+                    .find_map(|parameter| match parameter {
+                        RefOr::T(p) if p.parameter_in == ParameterIn::Path && p.name == "id" => {
+                            schema_name(&p.schema)
+                        }
+                        _ => None,
+                    });
+            if let (Some(operation_id), Some(id_schema)) = (&operation.operation_id, id_schema) {
+                takers.push((operation_id.clone(), id_schema));
+            }
+        }
+    }
+    for item in paths.values_mut() {
+        for operation in operations_mut(item) {
+            for (status, response) in operation.responses.responses.iter_mut() {
+                let RefOr::T(response) = response else {
+                    continue;
+                };
+                if !status.starts_with('2') {
+                    continue;
+                }
+                let answered = response
+                    .content
+                    .get("application/json")
+                    .and_then(|content| match content {
+                        RefOr::T(content) => schema_name(&content.schema),
+                        RefOr::Ref(_) => None,
+                    });
+                let Some((_, pointer, taken)) = NAMED_BY_ANSWERS
+                    .iter()
+                    .find(|(answer, _, _)| answered.as_deref() == Some(*answer))
+                else {
+                    continue;
+                };
+                for (operation_id, _) in takers.iter().filter(|(_, id)| id == taken) {
+                    let link = LinkBuilder::new()
+                        .operation_id(operation_id.clone())
+                        .parameter("id", format!("$response.body#{pointer}"))
+                        .build();
+                    response.links.insert(operation_id.clone(), RefOr::T(link));
+                }
+            }
+        }
+    }
+}
+
+fn operations(item: &PathItem) -> impl Iterator<Item = &Operation> {
+    [&item.get, &item.post, &item.put, &item.patch, &item.delete]
+        .into_iter()
+        .flatten()
+}
+
+fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        &mut item.get,
+        &mut item.post,
+        &mut item.put,
+        &mut item.patch,
+        &mut item.delete,
+    ]
+    .into_iter()
+    .flatten()
 }
 
 /// The document as JSON text, as it is served and checked in.
@@ -289,13 +377,20 @@ pub(crate) fn note() -> ObjectBuilder {
 }
 
 /// An adjustment: units added (positive) or taken (negative), never 0.
-pub(crate) fn delta() -> ObjectBuilder {
-    ObjectBuilder::new()
-        .schema_type(Type::Integer)
-        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
-        .minimum(Some(-MAX_ADJUSTMENT))
-        .maximum(Some(MAX_ADJUSTMENT))
+pub(crate) fn delta() -> Schema {
+    let units = |minimum: i64, maximum: i64| {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+            .minimum(Some(minimum))
+            .maximum(Some(maximum))
+    };
+    OneOfBuilder::new()
+        .item(units(-MAX_ADJUSTMENT, -1))
+        .item(units(1, MAX_ADJUSTMENT))
         .description(Some("Units added (positive) or taken (negative); never 0."))
+        .build()
+        .into()
 }
 
 /// A cart's lines: 1 to [`MAX_LINES`] (one less with an Idempotency-Key).
