@@ -225,3 +225,46 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[test]
+    fn every_code_is_listed_once_snake_case_with_an_error_status_and_a_meaning() {
+        let mut seen = BTreeSet::new();
+        for entry in ERROR_CODES {
+            assert!(seen.insert(entry.code), "{} is listed twice", entry.code);
+            assert!(
+                entry
+                    .code
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{}",
+                entry.code
+            );
+            assert!(
+                entry.status.is_client_error() || entry.status.is_server_error(),
+                "{}",
+                entry.code
+            );
+            assert!(entry.meaning.ends_with('.'), "{}", entry.code);
+        }
+    }
+
+    #[test]
+    fn an_answer_takes_its_status_from_the_table_and_an_unlisted_code_is_a_500_internal() {
+        let refused = ApiError::new("insufficient_stock", "no");
+        assert_eq!(
+            (refused.status, refused.code),
+            (StatusCode::CONFLICT, "insufficient_stock")
+        );
+        let bug = ApiError::new("not_in_the_table", "oops");
+        assert_eq!(
+            (bug.status, bug.code),
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        );
+    }
+}

@@ -1413,6 +1413,27 @@ async fn a_field_of_the_wrong_type_is_400_invalid_body_naming_the_field() {
 }
 
 #[tokio::test]
+async fn a_whole_number_written_with_a_fraction_of_zero_is_that_number_as_json_schema_has_it() {
+    let app = App::new().await;
+    app.stock("SKU-1", 10).await;
+    let reply = app
+        .post(
+            "/reservations",
+            &json!({ "lines": [{ "sku": "SKU-1", "quantity": 3.0 }], "ttl_seconds": 600.0 }),
+        )
+        .await;
+    reply.assert_status(StatusCode::CREATED);
+    assert_eq!(reply.body["lines"][0]["quantity"], 3);
+    for too_big in [json!(1e300), json!(9_223_372_036_854_775_808_u64)] {
+        let reply = app
+            .post("/items/SKU-1/receipts", &json!({ "quantity": too_big }))
+            .await;
+        reply.assert_error(StatusCode::BAD_REQUEST, "invalid_body");
+        assert_eq!(reply.body["field"], "quantity");
+    }
+}
+
+#[tokio::test]
 async fn an_unknown_field_is_400_invalid_body_naming_the_field() {
     let app = App::new().await;
     let replies = assert_every_json_route_refuses(
