@@ -387,7 +387,7 @@ async fn full(api: &Api, report: &mut Report) -> Result<(), String> {
         })
         .await,
     );
-    refuses_the_unauthenticated(api, report).await
+    doors(api, report).await
 }
 
 /// Reads, and one reservation of the canary SKU that is released.
@@ -446,11 +446,30 @@ async fn production(api: &Api, canary: &str, report: &mut Report) -> Result<(), 
             }),
         );
     }
-    refuses_the_unauthenticated(api, report).await
+    doors(api, report).await
 }
 
-/// With a token given, a request without one is refused 401 (on a route that is never public).
-async fn refuses_the_unauthenticated(api: &Api, report: &mut Report) -> Result<(), String> {
+/// The OpenAPI document is served to anyone; with a token given, a request without one is
+/// refused 401 (on a route that is never public).
+async fn doors(api: &Api, report: &mut Report) -> Result<(), String> {
+    let answer = api
+        .call_as(Method::GET, "/openapi.json", None, None, None)
+        .await?;
+    report.check(
+        "the OpenAPI document is served without a token",
+        expect(&answer, StatusCode::OK).and_then(|()| {
+            let paths = answer.body["paths"]
+                .as_object()
+                .map_or(0, |paths| paths.len());
+            match answer.body["openapi"].as_str() {
+                Some(version) if version.starts_with("3.1") && paths > 0 => Ok(()),
+                _ => Err(format!(
+                    "openapi {} with {paths} paths",
+                    answer.body["openapi"]
+                )),
+            }
+        }),
+    );
     let path = "/commands/00000000-0000-4000-8000-000000000000";
     if api.token.is_none() {
         println!(

@@ -811,11 +811,11 @@ fn assert_smoke_passed((code, printed): (Option<i32>, String), checks: usize) {
 async fn the_smoke_test_passes_against_the_embedded_service_and_its_production_mode_touches_only_the_canary(
 ) {
     let server = DevServer::start(&[]);
-    assert_smoke_passed(smoke(&server, &[]).await, 13);
+    assert_smoke_passed(smoke(&server, &[]).await, 14);
     // The first production run stocks the unknown canary with one unit; the next ones only
     // reserve and release it.
+    assert_smoke_passed(smoke(&server, &["--production"]).await, 7);
     assert_smoke_passed(smoke(&server, &["--production"]).await, 6);
-    assert_smoke_passed(smoke(&server, &["--production"]).await, 5);
     let client = http_client();
     let canary = get_json(&client, &server, "/items/smoke-canary").await;
     assert_eq!(
@@ -839,7 +839,7 @@ async fn the_smoke_test_passes_with_tokens_and_fails_with_a_token_that_lacks_the
         .to_string(),
     );
     let server = DevServer::start(&["--tokens", tokens.path()]);
-    assert_smoke_passed(smoke(&server, &["--token", WAREHOUSE]).await, 14);
+    assert_smoke_passed(smoke(&server, &["--token", WAREHOUSE]).await, 15);
     let (code, printed) = smoke(&server, &["--token", STORE_A]).await;
     assert_eq!(code, Some(1), "{printed}");
     assert!(
@@ -859,7 +859,7 @@ async fn the_smoke_test_passes_against_the_service_on_dynamodb_and_kinesis() {
         format!("smoke-{unique}"),
     );
     let server = dev_on_moto(&endpoint, &table, &stream, &bucket);
-    assert_smoke_passed(smoke(&server, &[]).await, 13);
+    assert_smoke_passed(smoke(&server, &[]).await, 14);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
