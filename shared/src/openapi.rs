@@ -30,16 +30,17 @@ impl PartialSchema for Sku {
 }
 impl ToSchema for Sku {}
 
+fn whole_number(minimum: u32, maximum: u32) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+        .minimum(Some(minimum))
+        .maximum(Some(maximum))
+}
+
 impl PartialSchema for Quantity {
     fn schema() -> RefOr<Schema> {
-        described(
-            ObjectBuilder::new()
-                .schema_type(Type::Integer)
-                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
-                .minimum(Some(1))
-                .maximum(Some(Quantity::MAX)),
-            "A number of units.",
-        )
+        described(whole_number(1, Quantity::MAX), "A number of units.")
     }
 }
 impl ToSchema for Quantity {}
@@ -47,11 +48,7 @@ impl ToSchema for Quantity {}
 impl PartialSchema for TtlSeconds {
     fn schema() -> RefOr<Schema> {
         described(
-            ObjectBuilder::new()
-                .schema_type(Type::Integer)
-                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
-                .minimum(Some(TtlSeconds::MIN))
-                .maximum(Some(TtlSeconds::MAX)),
+            whole_number(TtlSeconds::MIN, TtlSeconds::MAX),
             "How long a hold lasts, in seconds.",
         )
     }

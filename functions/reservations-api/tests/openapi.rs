@@ -22,6 +22,14 @@ fn document() -> Value {
     serde_json::from_str(&openapi_json()).expect("the document is JSON")
 }
 
+/// Whether the operation's answer of `status` lists the error `code`.
+fn lists(operation: &Value, status: &str, code: &str) -> bool {
+    operation["responses"][status]["content"]["application/json"]["schema"]["allOf"][1]
+        ["properties"]["error"]["enum"]
+        .as_array()
+        .is_some_and(|codes| codes.contains(&json!(code)))
+}
+
 #[test]
 fn the_checked_in_document_is_the_one_the_code_makes() {
     let checked_in = std::fs::read_to_string(CHECKED_IN).unwrap_or_default();
@@ -121,13 +129,9 @@ fn every_route_is_described_with_the_scopes_that_grant_it_and_each_of_its_error_
                 .status
                 .as_u16()
                 .to_string();
-            let listed = &operation["responses"][&status]["content"]["application/json"]["schema"]
-                ["allOf"][1]["properties"]["error"]["enum"];
             assert!(
-                listed
-                    .as_array()
-                    .is_some_and(|codes| codes.contains(&json!(code))),
-                "{} {}: {status} does not list {code}: {listed}",
+                lists(operation, &status, code),
+                "{} {}: {status} does not list {code}",
                 route.method,
                 route.path
             );
@@ -161,11 +165,6 @@ fn every_body_route_describes_the_json_body_errors_and_every_idempotent_route_it
     let document = document();
     for route in routes() {
         let operation = &document["paths"][&route.path][route.method.to_lowercase()];
-        let listed = |status: &str| {
-            operation["responses"][status]["content"]["application/json"]["schema"]["allOf"][1]
-                ["properties"]["error"]["enum"]
-                .clone()
-        };
         if operation["requestBody"].is_object() {
             for (status, code) in [
                 ("400", "malformed_json"),
@@ -174,9 +173,7 @@ fn every_body_route_describes_the_json_body_errors_and_every_idempotent_route_it
                 ("413", "payload_too_large"),
             ] {
                 assert!(
-                    listed(status)
-                        .as_array()
-                        .is_some_and(|c| c.contains(&json!(code))),
+                    lists(operation, status, code),
                     "{} {}: {code}",
                     route.method,
                     route.path
