@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
+use inventory_core::app::ItemView;
 use inventory_core::archive::ArchiveError;
 use inventory_core::archive::{day_of, Archive};
 use inventory_core::audit::{audit_sku, SkuAudit};
@@ -95,16 +96,16 @@ impl Backend {
     }
 }
 
-/// One line of figures of `state` at `now`, as the read view computes them.
-fn figures(state: &SkuState, now: Timestamp) -> String {
-    let now = state.now(now);
+/// One line of figures of `state` at `now`, as the API shows them.
+fn figures(sku: &Sku, state: &SkuState, now: Timestamp) -> String {
+    shown(&ItemView::new(sku.clone(), state, state.now(now)))
+}
+
+/// One line of the figures of `view`.
+fn shown(view: &ItemView) -> String {
     format!(
         "on_hand {}, committed {}, reserved {}, available {}, version {}",
-        state.on_hand,
-        state.committed,
-        state.held(now),
-        state.available(now),
-        state.version
+        view.on_hand, view.committed, view.reserved, view.available, view.version
     )
 }
 
@@ -120,19 +121,16 @@ pub async fn replay(args: ReplayArgs) -> ExitCode {
         }
     };
     println!("{}", args.sku);
-    println!("  replayed: {}", figures(&audit.replayed, now));
+    println!("  replayed: {}", figures(&args.sku, &audit.replayed, now));
     if !audit.gaps.is_empty() {
         println!("            (incomplete: the history has gaps)");
     }
     match &audit.snapshot {
-        Some(snapshot) => println!("  snapshot: {}", figures(snapshot, now)),
+        Some(snapshot) => println!("  snapshot: {}", figures(&args.sku, snapshot, now)),
         None => println!("  snapshot: none"),
     }
     match &audit.view {
-        Some(view) => println!(
-            "  view:     on_hand {}, committed {}, reserved {}, available {}, version {}",
-            view.on_hand, view.committed, view.reserved, view.available, view.version
-        ),
+        Some(view) => println!("  view:     {}", shown(view)),
         None => println!("  view:     none (the SKU is listed as missing)"),
     }
     println!("{audit}");

@@ -8,7 +8,7 @@ use futures::future::try_join_all;
 use serde::Serialize;
 
 use super::retry::Attempts;
-use super::views::{overall_status, ReservationView};
+use super::views::ReservationView;
 use super::Inventory;
 use crate::domain::decide::{extend_hold, place_hold};
 use crate::domain::{
@@ -99,7 +99,7 @@ impl Reservation {
     }
 
     fn status_at(&self, now: Timestamp) -> HoldStatus {
-        overall_status(self.holds.iter().map(|(hold, _)| hold.status_at(now)))
+        HoldStatus::overall(self.holds.iter().map(|(hold, _)| hold.status_at(now)))
     }
 }
 
@@ -234,7 +234,7 @@ impl Inventory {
                     return Ok(Err(AppError::InsufficientStock {
                         sku: line.sku.clone(),
                         requested,
-                        available: available.max(0),
+                        available,
                     }))
                 }
             };

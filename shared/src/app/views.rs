@@ -23,13 +23,14 @@ pub struct ItemView {
 }
 
 impl ItemView {
-    pub(crate) fn new(sku: Sku, state: &SkuState, now: Timestamp) -> Self {
+    /// The figures of `sku` in `state` at `now`.
+    pub fn new(sku: Sku, state: &SkuState, now: Timestamp) -> Self {
         Self {
             sku,
             on_hand: state.on_hand,
             reserved: state.held(now),
             committed: state.committed,
-            available: state.available(now).max(0),
+            available: state.for_sale(now),
             version: state.version,
         }
     }
@@ -85,7 +86,7 @@ impl ReservationView {
             .collect();
         Self {
             reservation_id,
-            status: overall_status(lines.iter().map(|line| line.status)),
+            status: HoldStatus::overall(lines.iter().map(|line| line.status)),
             lines,
             created_at,
             expires_at: holds
@@ -95,19 +96,6 @@ impl ReservationView {
                 .unwrap_or(created_at),
         }
     }
-}
-
-/// A reservation is active while any line is; otherwise committed if any line was sold, released
-/// if any was given back, else expired.
-pub(crate) fn overall_status(statuses: impl Iterator<Item = HoldStatus> + Clone) -> HoldStatus {
-    [
-        HoldStatus::Active,
-        HoldStatus::Committed,
-        HoldStatus::Released,
-    ]
-    .into_iter()
-    .find(|wanted| statuses.clone().any(|status| status == *wanted))
-    .unwrap_or(HoldStatus::Expired)
 }
 
 /// Where a queued command stands.

@@ -16,7 +16,7 @@ use super::types::{CommandId, Quantity, ReservationId, Timestamp};
 pub enum PlaceRejection {
     /// No event was ever recorded for the SKU.
     UnknownSku,
-    /// Fewer units are available than requested (`available` may be negative when short).
+    /// Fewer units are for sale than requested (`available`: how many are, as clients are told).
     InsufficientStock { requested: i64, available: i64 },
 }
 
@@ -51,7 +51,7 @@ pub fn place_hold(
     if !state.exists() {
         return Err(PlaceRejection::UnknownSku);
     }
-    let available = state.available(now);
+    let available = state.for_sale(now);
     if quantity.units() > available {
         return Err(PlaceRejection::InsufficientStock {
             requested: quantity.units(),
@@ -615,10 +615,15 @@ mod tests {
         let state = g.state();
         assert_eq!((state.on_hand, state.available(at(2))), (2, -2));
         assert_eq!(
+            state.for_sale(at(2)),
+            0,
+            "short: none for sale, never fewer"
+        );
+        assert_eq!(
             place(&g, 1, at(2)),
             Err(PlaceRejection::InsufficientStock {
                 requested: 1,
-                available: -2
+                available: 0
             })
         );
         let g = g.received(at(3), 3);

@@ -21,6 +21,21 @@ pub enum HoldStatus {
     Expired,
 }
 
+impl HoldStatus {
+    /// A reservation's status from its lines': active while any line is; otherwise committed if
+    /// any line was sold, released if any was given back, else expired.
+    pub fn overall(statuses: impl Iterator<Item = HoldStatus> + Clone) -> HoldStatus {
+        [
+            HoldStatus::Active,
+            HoldStatus::Committed,
+            HoldStatus::Released,
+        ]
+        .into_iter()
+        .find(|wanted| statuses.clone().any(|status| status == *wanted))
+        .unwrap_or(HoldStatus::Expired)
+    }
+}
+
 /// When a hold stops being promised and when it stops counting against availability.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HoldTerms {
@@ -151,5 +166,16 @@ mod tests {
         assert!(terms.release_at >= exact);
         assert!(terms.release_at.millis() - exact.millis() < 60_000);
         assert_eq!(terms.release_at.millis() % 60_000, 0);
+    }
+
+    #[test]
+    fn a_reservation_is_active_while_any_line_is_then_committed_released_or_expired_in_that_order()
+    {
+        use HoldStatus::{Active, Committed, Expired, Released};
+        let overall = |lines: &[HoldStatus]| HoldStatus::overall(lines.iter().copied());
+        assert_eq!(overall(&[Expired, Committed, Active]), Active);
+        assert_eq!(overall(&[Released, Expired, Committed]), Committed);
+        assert_eq!(overall(&[Expired, Released]), Released);
+        assert_eq!(overall(&[Expired, Expired]), Expired);
     }
 }

@@ -111,6 +111,12 @@ impl SkuState {
         self.on_hand - self.committed - self.held(now)
     }
 
+    /// Units a buyer may be promised at `now`, as clients are told: what is available, or none
+    /// when an adjustment left the item short.
+    pub fn for_sale(&self, now: Timestamp) -> i64 {
+        self.available(now).max(0)
+    }
+
     /// Number of release buckets kept: bounded by the spread of release instants, not by holds.
     pub fn bucket_count(&self) -> usize {
         self.holds.by_release.len()
