@@ -6,6 +6,10 @@
 //! - [`app`]: the use cases, written once against the ports.
 //! - [`feed`], [`reactions`], [`archive`]: what follows the change feed: snapshots (the read
 //!   view), the cold archive; the expiry sweep is a use case of [`app`].
+//!
+//! Feature `test-util` adds what the crates' tests share and production leaves out: the event
+//! store conformance suite (`conformance`), the flaky store (`testing`) and the tests' local AWS
+//! endpoint (`aws::test_endpoint`). Every crate enables it in its dev-dependencies only.
 
 pub mod app;
 pub mod archive;
@@ -13,6 +17,7 @@ pub mod audit;
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod config;
+#[cfg(feature = "test-util")]
 pub mod conformance;
 pub mod domain;
 pub mod error;
@@ -23,6 +28,7 @@ pub mod openapi;
 pub mod ports;
 pub mod reactions;
 pub mod telemetry;
+#[cfg(feature = "test-util")]
 pub mod testing;
 
 pub use app::Inventory;

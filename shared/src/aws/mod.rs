@@ -16,6 +16,7 @@ pub use s3::S3Objects;
 use aws_sdk_dynamodb::config::{Credentials, Region};
 
 /// Environment variable naming a local AWS endpoint (moto) for the tests.
+#[cfg(feature = "test-util")]
 pub const TEST_ENDPOINT_VAR: &str = "INVENTORY_TEST_AWS_ENDPOINT";
 
 /// Loads the AWS SDK configuration once per process: region and credentials from the
@@ -44,6 +45,7 @@ pub async fn local_config(endpoint_url: &str) -> aws_config::SdkConfig {
 
 /// The local AWS endpoint the tests run against (`./scripts/test` starts moto and sets it).
 /// Panics with what to do when it is not set: an AWS test must not pass by not running.
+#[cfg(feature = "test-util")]
 pub fn test_endpoint() -> String {
     std::env::var(TEST_ENDPOINT_VAR).unwrap_or_else(|_| {
         panic!(
