@@ -37,6 +37,7 @@ pub struct Target {
     pub endpoint_url: Option<String>,
 
     #[command(flatten)]
+    /// The table and bucket to read.
     pub names: StorageNames,
 }
 
@@ -48,6 +49,7 @@ pub struct ReplayArgs {
     pub sku: Sku,
 
     #[command(flatten)]
+    /// Where the SKU's history is.
     pub target: Target,
 }
 
@@ -64,6 +66,7 @@ pub struct AuditArgs {
     pub concurrency: u16,
 
     #[command(flatten)]
+    /// Where the histories are.
     pub target: Target,
 }
 

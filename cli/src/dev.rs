@@ -54,6 +54,7 @@ pub struct DevArgs {
 #[derive(Debug, clap::Args)]
 pub struct ResourceNames {
     #[command(flatten)]
+    /// The table, stream and bucket, with --endpoint-url.
     pub storage: StorageNames,
 
     /// The command stream.
@@ -89,6 +90,7 @@ pub struct InitArgs {
     pub endpoint_url: String,
 
     #[command(flatten)]
+    /// The table, stream and bucket to create or check.
     pub names: ResourceNames,
 
     /// Create nothing: check that the table, stream and bucket exist and are shaped as the code

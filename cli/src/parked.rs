@@ -29,6 +29,7 @@ pub struct CommandsTarget {
     pub endpoint_url: Option<String>,
 
     #[command(flatten)]
+    /// The table and stream of the deployment.
     pub names: ResourceNames,
 }
 
@@ -39,6 +40,7 @@ pub enum CommandsCommand {
     /// when and why it was parked, and its body as queued.
     Parked {
         #[command(flatten)]
+        /// Where the parked commands are.
         target: CommandsTarget,
     },
     /// Put parked commands back on the command stream under their own ids (a redrive can be
@@ -52,6 +54,7 @@ pub enum CommandsCommand {
         #[arg(long)]
         all: bool,
         #[command(flatten)]
+        /// Where the parked commands are and where to queue them again.
         target: CommandsTarget,
     },
 }

@@ -1,6 +1,11 @@
 //! Deciding one reservation on a SKU with few and with very many active holds, and the size of
 //! that SKU's folded state. Run: `cargo bench -p inventory-core --bench decide`.
 
+#![allow(
+    missing_docs,
+    reason = "criterion_group! makes an undocumented function"
+)]
+
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use inventory_core::domain::decide::place_hold;
 use inventory_core::domain::{

@@ -23,13 +23,19 @@ pub enum AppError {
     /// Not enough units of `sku` (409 `insufficient_stock`).
     #[error("insufficient stock of {sku}: requested {requested}, available {available}")]
     InsufficientStock {
+        /// The SKU short of stock.
         sku: Sku,
+        /// Units the line asked for.
         requested: i64,
+        /// Units for sale when it was decided.
         available: i64,
     },
     /// The reservation can no longer be changed that way (409 `reservation_not_active`).
     #[error("reservation is {status:?}")]
-    ReservationNotActive { status: HoldStatus },
+    ReservationNotActive {
+        /// Where it stands.
+        status: HoldStatus,
+    },
     /// The idempotency key was first used with another request (422 `idempotency_key_reused`).
     #[error("idempotency key reused with a different request")]
     IdempotencyKeyReused,

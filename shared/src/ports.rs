@@ -21,27 +21,45 @@ use crate::domain::{
 pub enum RecordKey {
     /// A reservation's hold on one SKU, once it has left its initial state.
     Hold {
+        /// The reservation.
         reservation_id: ReservationId,
+        /// The SKU of the hold.
         sku: Sku,
     },
     /// Which reservation a client's `Idempotency-Key` made (keys are the client's own: two
     /// clients using one key never collide).
     Idempotency {
+        /// The client that sent the key.
         client_id: ClientId,
+        /// The key.
         key: IdempotencyKey,
     },
     /// A command the API accepted.
-    Command { command_id: CommandId },
+    Command {
+        /// The command.
+        command_id: CommandId,
+    },
     /// How a command turned out on one SKU; its presence is what makes a redelivery a no-op.
-    CommandOutcome { command_id: CommandId, sku: Sku },
+    CommandOutcome {
+        /// The command.
+        command_id: CommandId,
+        /// The SKU it concerns.
+        sku: Sku,
+    },
     /// How far one SKU's stream is archived and retired (kept for good).
-    ArchiveMark { sku: Sku },
+    ArchiveMark {
+        /// The SKU archived.
+        sku: Sku,
+    },
     /// How far the expiry timer has swept (kept for good).
     ExpirySweep,
     /// One SKU's commands held back while they wait (for their acceptance, or for a reservation
     /// not readable yet), in arrival order: they are tried again before any later command of
     /// the SKU.
-    Deferred { sku: Sku },
+    Deferred {
+        /// The SKU whose commands wait.
+        sku: Sku,
+    },
 }
 
 /// A record's body.

@@ -20,11 +20,21 @@ pub enum Target {
     /// A DynamoDB table, by name.
     Table(String),
     /// A DynamoDB table's index.
-    Index { table: String, index: String },
+    Index {
+        /// The table.
+        table: String,
+        /// The index.
+        index: String,
+    },
     /// A Kinesis stream, by name.
     Stream(String),
     /// An S3 object (or, with an empty key, the bucket).
-    Object { bucket: String, key: String },
+    Object {
+        /// The bucket.
+        bucket: String,
+        /// The object key.
+        key: String,
+    },
 }
 
 /// One request as IAM authorizes it.

@@ -31,9 +31,15 @@ pub enum CommandStatus {
     /// Took effect on every SKU it names.
     Applied,
     /// Could not take effect on at least one SKU.
-    Rejected { reason: RejectionCode },
+    Rejected {
+        /// Why.
+        reason: RejectionCode,
+    },
     /// Set aside by the processor on at least one SKU for an operator to redrive.
-    Parked { reason: ParkReason },
+    Parked {
+        /// Why.
+        reason: ParkReason,
+    },
 }
 
 impl Inventory {

@@ -10,12 +10,16 @@ use crate::domain::{
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ItemView {
+    /// The SKU.
     pub sku: Sku,
+    /// Units received, corrected by adjustments; sold units stay counted here (see `available`).
     pub on_hand: i64,
     /// Units held by holds that still count.
     pub reserved: i64,
+    /// Units sold by checkouts.
     pub committed: i64,
-    /// Units that can be reserved now (0 when an adjustment left the item short).
+    /// Units that can be reserved now: on_hand less committed less reserved, never below 0 (an
+    /// adjustment may leave the item short).
     pub available: i64,
     /// Sequence of the last event.
     #[cfg_attr(feature = "openapi", schema(value_type = u64))]
@@ -40,7 +44,9 @@ impl ItemView {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ItemsView {
+    /// The SKUs that have a read view, in the order asked.
     pub items: Vec<ItemView>,
+    /// The SKUs asked for that were never seen.
     pub missing: Vec<Sku>,
 }
 
@@ -48,8 +54,11 @@ pub struct ItemsView {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LineView {
+    /// The SKU held.
     pub sku: Sku,
+    /// Units held.
     pub quantity: Quantity,
+    /// Where this line's hold stands now.
     pub status: HoldStatus,
 }
 
@@ -57,11 +66,15 @@ pub struct LineView {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReservationView {
+    /// The reservation (it says where its first hold lives).
     pub reservation_id: ReservationId,
+    /// Active while any line is; then committed, released or expired.
     pub status: HoldStatus,
+    /// The cart's lines, each with its own status.
     pub lines: Vec<LineView>,
     #[serde(serialize_with = "rfc3339")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    /// When it was placed.
     pub created_at: Timestamp,
     /// When the first of its holds stops being promised.
     #[serde(serialize_with = "rfc3339")]
@@ -102,8 +115,10 @@ impl ReservationView {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CommandView {
+    /// The command, as its 202 named it.
     pub command_id: CommandId,
     #[serde(flatten)]
+    /// Where it stands, with the reason when it did not apply.
     pub status: super::CommandStatus,
 }
 

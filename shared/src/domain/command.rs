@@ -26,18 +26,34 @@ pub struct Command {
 pub enum Action {
     /// Record units received at the warehouse.
     ReceiveStock {
+        /// Units received.
         quantity: Quantity,
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        /// The delivery note or purchase order.
         reference: Option<String>,
     },
     /// Correct the on-hand count by `delta`.
-    AdjustStock { delta: i64, reason: String },
+    AdjustStock {
+        /// Units added (positive) or taken (negative).
+        delta: i64,
+        /// Why, for the audit trail.
+        reason: String,
+    },
     /// Check out the reservation's hold on this SKU.
-    CommitHold { reservation_id: ReservationId },
+    CommitHold {
+        /// The reservation to check out.
+        reservation_id: ReservationId,
+    },
     /// Give the reservation's hold on this SKU back.
-    ReleaseHold { reservation_id: ReservationId },
+    ReleaseHold {
+        /// The reservation to release.
+        reservation_id: ReservationId,
+    },
     /// End the reservation's hold on this SKU if it ran out (sent by the expiry reaction).
-    ExpireHold { reservation_id: ReservationId },
+    ExpireHold {
+        /// The reservation whose hold ran out.
+        reservation_id: ReservationId,
+    },
 }
 
 impl Action {

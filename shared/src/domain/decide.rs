@@ -17,7 +17,12 @@ pub enum PlaceRejection {
     /// No event was ever recorded for the SKU.
     UnknownSku,
     /// Fewer units are for sale than requested (`available`: how many are, as clients are told).
-    InsufficientStock { requested: i64, available: i64 },
+    InsufficientStock {
+        /// Units asked for.
+        requested: i64,
+        /// Units for sale at the decision.
+        available: i64,
+    },
 }
 
 /// What applying a queued command comes to.

@@ -37,26 +37,37 @@ pub struct Line {
 pub enum Change {
     /// Units arrived at the warehouse.
     StockReceived {
+        /// The receipt that brought them.
         command_id: CommandId,
+        /// Units received.
         quantity: Quantity,
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        /// The delivery note or purchase order.
         reference: Option<String>,
     },
     /// An admin corrected the count (a fact: it may leave the item short of its holds).
     StockAdjusted {
+        /// The adjustment.
         command_id: CommandId,
+        /// Units added (positive) or taken (negative).
         delta: i64,
+        /// Why, for the audit trail.
         reason: String,
     },
     /// A shopper's hold on `quantity` units, promised until `expires_at` and counted against
     /// availability until `release_at` (expiry plus the release grace, rounded up to its bucket).
     /// The reservation's anchor event (on its first line's SKU) lists every line of the cart.
     HoldPlaced {
+        /// The reservation the hold belongs to.
         reservation_id: ReservationId,
+        /// Units held.
         quantity: Quantity,
+        /// Until when the units are promised.
         expires_at: Timestamp,
+        /// Until when they count against availability (its release bucket).
         release_at: Timestamp,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        /// Every line of the cart, on the anchor event only.
         lines: Vec<Line>,
         /// The client that placed it: only that client (or an admin) may see or change the
         /// reservation. Absent on holds placed before ownership was recorded (admin's only).
@@ -65,37 +76,56 @@ pub enum Change {
     },
     /// The hold was promised for longer; it moves from one release bucket to another.
     HoldExtended {
+        /// The reservation the hold belongs to.
         reservation_id: ReservationId,
+        /// Units held.
         quantity: Quantity,
+        /// The new end of the promise.
         expires_at: Timestamp,
+        /// The new release bucket.
         release_at: Timestamp,
+        /// The bucket the hold leaves.
         previous_release_at: Timestamp,
     },
     /// Checkout: the held units are sold. `reacquired` means the hold had already lapsed and the
     /// units were taken from what was available instead.
     HoldCommitted {
+        /// The reservation checked out.
         reservation_id: ReservationId,
+        /// The checkout command.
         command_id: CommandId,
+        /// Units sold.
         quantity: Quantity,
+        /// The release bucket the hold leaves.
         release_at: Timestamp,
+        /// Whether the hold had lapsed and the units were taken from what was available.
         reacquired: bool,
     },
     /// The shopper gave the units back.
     HoldReleased {
+        /// The reservation released.
         reservation_id: ReservationId,
+        /// The release command.
         command_id: CommandId,
+        /// Units given back.
         quantity: Quantity,
+        /// The release bucket the hold leaves.
         release_at: Timestamp,
     },
     /// The hold ran out without a checkout.
     HoldExpired {
+        /// The reservation whose hold expired.
         reservation_id: ReservationId,
+        /// Units no longer held.
         quantity: Quantity,
+        /// The release bucket the hold leaves.
         release_at: Timestamp,
     },
     /// A queued command could not take effect; recorded so the history explains itself.
     CommandRejected {
+        /// The command refused.
         command_id: CommandId,
+        /// Why.
         reason: RejectionCode,
     },
 }
