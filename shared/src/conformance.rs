@@ -356,10 +356,7 @@ async fn a_commit_of_more_than_the_item_limit_is_refused_whole(
         records: vec![write],
     };
     let refused = commit(store, too_big).await;
-    assert!(
-        matches!(refused, Err(StoreError::Unavailable(_))),
-        "{refused:?}"
-    );
+    assert!(matches!(refused, Err(StoreError::Bug(_))), "{refused:?}");
     assert_eq!(
         store.read_stream(&a, 0).await,
         Ok(vec![]),

@@ -45,6 +45,9 @@ pub enum AppError {
     /// A dependency failed (503 `unavailable`); nothing was acknowledged.
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// A bug: the detail is for the logs, never for the caller (500 `internal`).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl From<StoreError> for AppError {
@@ -52,6 +55,7 @@ impl From<StoreError> for AppError {
         match err {
             StoreError::Conflict(_) => AppError::Contention,
             StoreError::Unavailable(reason) => AppError::Unavailable(reason),
+            StoreError::Bug(detail) => AppError::Internal(detail),
         }
     }
 }

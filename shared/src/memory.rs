@@ -113,7 +113,7 @@ impl Tables {
 
     fn check(&self, commit: &Commit) -> Result<(), StoreError> {
         if commit.items() > MAX_COMMIT_ITEMS {
-            return Err(StoreError::Unavailable(format!(
+            return Err(StoreError::Bug(format!(
                 "a commit of {} items exceeds the limit of {MAX_COMMIT_ITEMS}",
                 commit.items()
             )));
@@ -140,7 +140,7 @@ impl Tables {
                 .zip(append.expected + 1..)
                 .all(|(event, seq)| event.seq == seq && event.sku == append.sku);
             if !numbered {
-                return Err(StoreError::Unavailable(format!(
+                return Err(StoreError::Bug(format!(
                     "events for {} are not numbered from {}",
                     append.sku,
                     append.expected + 1

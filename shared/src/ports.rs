@@ -348,6 +348,11 @@ pub enum StoreError {
     /// The store could not be reached or answered with an error; the outcome may be unknown.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// What the store holds, or was asked to hold, breaks its contract: an item that does not
+    /// read as what its key says, a commit over the limit, misnumbered events. A bug or a
+    /// foreign write: trying again does not help.
+    #[error("store contract broken: {0}")]
+    Bug(String),
 }
 
 /// The event store and its records (one table in production).

@@ -77,6 +77,7 @@ pub(crate) fn reservation_outcome<T>(answer: &Result<T, crate::AppError>) -> &'s
         Err(AppError::UnknownSku(_)) => "unknown_sku",
         Err(AppError::Contention) => "contention",
         Err(AppError::Unavailable(_)) => "unavailable",
+        Err(AppError::Internal(_)) => "internal",
         Err(_) => "refused",
     }
 }

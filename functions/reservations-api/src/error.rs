@@ -99,13 +99,14 @@ pub const ERROR_CODES: &[ErrorCode] = &[
         StatusCode::SERVICE_UNAVAILABLE,
         "A dependency did not answer; nothing was changed, retry after Retry-After seconds.",
     ),
+    INTERNAL,
 ];
 
-/// The code of an answer no table entry covers: a bug, logged with its code.
-const UNLISTED: ErrorCode = code(
+/// A bug: the detail goes to the log under an incident id, the caller gets only the id.
+const INTERNAL: ErrorCode = code(
     "internal",
     StatusCode::INTERNAL_SERVER_ERROR,
-    "The service failed unexpectedly; it was logged.",
+    "The service failed unexpectedly; nothing is known to have changed. The answer's `incident_id` names the logged failure.",
 );
 
 /// The table entry of `code`.
@@ -131,7 +132,7 @@ impl ApiError {
     pub fn new(code: &'static str, message: impl Into<String>) -> Self {
         let entry = error_code(code).unwrap_or_else(|| {
             tracing::error!(code, "an error code missing from ERROR_CODES");
-            &UNLISTED
+            &INTERNAL
         });
         Self {
             status: entry.status,
@@ -145,6 +146,17 @@ impl ApiError {
     pub fn with(mut self, field: &str, value: impl Into<Value>) -> Self {
         self.details.insert(field.to_owned(), value.into());
         self
+    }
+
+    /// 500 `internal` for a bug: logs `detail` under a fresh incident id and answers only the id.
+    pub fn internal(detail: &str) -> Self {
+        let incident = uuid::Uuid::new_v4().to_string();
+        tracing::error!(incident_id = %incident, %detail, "internal error");
+        Self::new(
+            INTERNAL.code,
+            "the service failed unexpectedly; the failure was logged",
+        )
+        .with("incident_id", incident)
     }
 
     /// 413: the body is over [`MAX_BODY_BYTES`].
@@ -194,6 +206,7 @@ impl From<AppError> for ApiError {
                 "contention",
                 "too many concurrent changes to the same items; retry shortly",
             ),
+            AppError::Internal(detail) => Self::internal(&detail),
             AppError::Unavailable(reason) => {
                 tracing::error!(%reason, "dependency unavailable");
                 Self::new("unavailable",
@@ -266,5 +279,22 @@ mod tests {
             (bug.status, bug.code),
             (StatusCode::INTERNAL_SERVER_ERROR, "internal")
         );
+    }
+
+    #[test]
+    fn a_bug_answers_500_internal_with_an_incident_id_and_none_of_its_detail() {
+        let answer = ApiError::from(AppError::Internal(
+            "item sku#A/7 does not decode: missing field `change`".into(),
+        ));
+        assert_eq!(
+            (answer.status, answer.code),
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        );
+        assert!(!answer.message.contains("decode"), "{}", answer.message);
+        let incident = answer.details["incident_id"]
+            .as_str()
+            .expect("an incident id");
+        assert!(uuid::Uuid::parse_str(incident).is_ok(), "{incident}");
+        assert_eq!(answer.details.len(), 1, "{:?}", answer.details);
     }
 }

@@ -249,6 +249,7 @@ fn error_codes(operation: &Operation, route: &Route) -> Vec<&'static ErrorCode> 
         "forbidden",
         "payload_too_large",
         "unavailable",
+        "internal",
     ]);
     if operation.request_body.is_some() {
         codes.extend([
@@ -353,6 +354,10 @@ fn error_schema() -> Schema {
         .property(
             "scope",
             text().description(Some("The scope the route needs.")),
+        )
+        .property(
+            "incident_id",
+            text().description(Some("The logged failure behind a 500 `internal`.")),
         )
         .property(
             "status",

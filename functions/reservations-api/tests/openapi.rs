@@ -122,7 +122,7 @@ fn every_route_is_described_with_the_scopes_that_grant_it_and_each_of_its_error_
             .collect();
         assert_eq!(operation["security"], json!(security), "{}", route.path);
         let mut codes: Vec<&str> = route.errors.to_vec();
-        codes.extend(["unauthenticated", "forbidden", "unavailable"]);
+        codes.extend(["unauthenticated", "forbidden", "unavailable", "internal"]);
         for code in codes {
             let status = error_code(code)
                 .unwrap_or_else(|| panic!("{code} is not in ERROR_CODES"))

@@ -334,8 +334,8 @@ impl Inventory {
                     defer(&mut deferred, &mut waiting_on, command);
                     continue;
                 }
-                let body = serde_json::to_vec(command)
-                    .map_err(|err| StoreError::Unavailable(err.to_string()))?;
+                let body =
+                    serde_json::to_vec(command).map_err(|err| StoreError::Bug(err.to_string()))?;
                 tracing::error!(sku = %sku, command_id = %command.id,
                     "parking a command whose reservation stayed unreadable");
                 records.push(RecordWrite {
@@ -478,7 +478,7 @@ impl Inventory {
                 record: Record::Deferred(list),
             }) => (Some(version), list.commands),
             Some(other) => {
-                return Err(StoreError::Unavailable(format!(
+                return Err(StoreError::Bug(format!(
                     "unexpected record under the deferred commands of {sku}: {other:?}"
                 )))
             }

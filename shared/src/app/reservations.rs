@@ -173,7 +173,7 @@ impl Inventory {
                     continue;
                 }
                 Err(StoreError::Conflict(Conflict::Stream { .. })) => *conflicts += 1,
-                Err(StoreError::Unavailable(reason)) => return Err(AppError::Unavailable(reason)),
+                Err(err) => return Err(err.into()),
             }
             if !attempts.again_after(attempt.elapsed()).await {
                 tracing::warn!(
@@ -330,7 +330,7 @@ impl Inventory {
             match self.try_extend(&reservation, ttl).await {
                 Ok(outcome) => return outcome,
                 Err(StoreError::Conflict(_)) => {}
-                Err(StoreError::Unavailable(reason)) => return Err(AppError::Unavailable(reason)),
+                Err(err) => return Err(err.into()),
             }
             if !attempts.again().await {
                 return Err(AppError::Contention);

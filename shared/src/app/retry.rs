@@ -24,7 +24,7 @@ where
         match attempt().await {
             Ok(value) => return Ok(value),
             Err(StoreError::Conflict(_)) => {}
-            Err(StoreError::Unavailable(reason)) => return Err(AppError::Unavailable(reason)),
+            Err(err) => return Err(err.into()),
         }
         if !attempts.again().await {
             return Err(AppError::Contention);

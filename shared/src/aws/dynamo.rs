@@ -178,7 +178,7 @@ fn key_element(name: &str, kind: KeyType) -> Result<KeySchemaElement, StoreError
         .attribute_name(name)
         .key_type(kind)
         .build()
-        .map_err(unavailable)
+        .map_err(bug)
 }
 
 /// The table as the code reads and writes it: its attributes, keys, indexes and change feed.
@@ -198,7 +198,7 @@ impl TableShape {
                 .attribute_name(name)
                 .attribute_type(kind)
                 .build()
-                .map_err(unavailable)
+                .map_err(bug)
         };
         let index = |name: &str, (hash, range): (&str, &str), projection: Projection| {
             GlobalSecondaryIndex::builder()
@@ -207,7 +207,7 @@ impl TableShape {
                 .key_schema(key_element(range, KeyType::Range)?)
                 .projection(projection)
                 .build()
-                .map_err(unavailable)
+                .map_err(bug)
         };
         Ok(Self {
             attributes: vec![
@@ -243,7 +243,7 @@ impl TableShape {
                 .stream_enabled(true)
                 .stream_view_type(StreamViewType::NewAndOldImages)
                 .build()
-                .map_err(unavailable)?,
+                .map_err(bug)?,
         })
     }
 }
@@ -316,7 +316,7 @@ impl DynamoStore {
                     .enabled(true)
                     .attribute_name(TTL)
                     .build()
-                    .map_err(unavailable)?,
+                    .map_err(bug)?,
             )
             .send()
             .await
@@ -439,7 +439,7 @@ impl DynamoStore {
             expiry_shard: indexed.map(|id| expiry_shard(id).to_string()),
             event,
         })
-        .map_err(unavailable)
+        .map_err(bug)
     }
 
     fn record_item(&self, write: &RecordWrite) -> Result<Item, StoreError> {
@@ -473,7 +473,7 @@ impl DynamoStore {
             parked_list: parked_at.map(|_| PARKED_LIST.to_owned()),
             parked_at,
         })
-        .map_err(unavailable)
+        .map_err(bug)
     }
 
     /// The put of a record, valid only over the version read (or if absent).
@@ -487,7 +487,7 @@ impl DynamoStore {
                 .condition_expression("version = :expected")
                 .expression_attribute_values(":expected", AttributeValue::N(version.to_string())),
         };
-        put.build().map_err(unavailable)
+        put.build().map_err(bug)
     }
 
     fn event_put(&self, event: &Event) -> Result<Put, StoreError> {
@@ -496,7 +496,7 @@ impl DynamoStore {
             .set_item(Some(Self::event_item(event)?))
             .condition_expression("attribute_not_exists(pk)")
             .build()
-            .map_err(unavailable)
+            .map_err(bug)
     }
 
     /// The hot path: one event, one conditional PutItem. If the condition fails and the item
@@ -603,7 +603,7 @@ impl DynamoStore {
             .map(|pk| {
                 found
                     .get(pk)
-                    .map(|item| serde_dynamo::from_item(item.clone()).map_err(unavailable))
+                    .map(|item| serde_dynamo::from_item(item.clone()).map_err(bug))
                     .transpose()
             })
             .collect()
@@ -638,7 +638,7 @@ impl DynamoStore {
                     .set_keys(Some(std::mem::take(&mut pending)))
                     .consistent_read(consistent)
                     .build()
-                    .map_err(unavailable)?;
+                    .map_err(bug)?;
                 let answer = self
                     .client
                     .batch_get_item()
@@ -672,6 +672,12 @@ fn unavailable(err: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(err.to_string())
 }
 
+/// An item that does not read (or write) as what it should be, or a request that breaks the
+/// store's contract.
+fn bug(err: impl std::fmt::Display) -> StoreError {
+    StoreError::Bug(err.to_string())
+}
+
 #[async_trait]
 impl EventStore for DynamoStore {
     async fn read_stream(&self, sku: &Sku, after: Version) -> Result<Vec<Event>, StoreError> {
@@ -689,7 +695,7 @@ impl EventStore for DynamoStore {
             .collect::<Result<Vec<_>, _>>()
             .await
             .map_err(|e| unavailable(DisplayErrorContext(e)))?;
-        serde_dynamo::from_items(items).map_err(unavailable)
+        serde_dynamo::from_items(items).map_err(bug)
     }
 
     async fn read_event(&self, sku: &Sku, seq: Version) -> Result<Option<Event>, StoreError> {
@@ -707,7 +713,7 @@ impl EventStore for DynamoStore {
             .map_err(|e| unavailable(DisplayErrorContext(e)))?;
         found
             .item
-            .map(|item| serde_dynamo::from_item(item).map_err(unavailable))
+            .map(|item| serde_dynamo::from_item(item).map_err(bug))
             .transpose()
     }
 
@@ -728,7 +734,7 @@ impl EventStore for DynamoStore {
     async fn commit(&self, commit: Commit) -> Result<(), StoreError> {
         let items = commit.items();
         if items > MAX_COMMIT_ITEMS {
-            return Err(unavailable(format!(
+            return Err(bug(format!(
                 "a commit of {items} items exceeds the limit of {MAX_COMMIT_ITEMS}"
             )));
         }
@@ -755,7 +761,7 @@ impl EventStore for DynamoStore {
             version: state.version,
             state: state.clone(),
         })
-        .map_err(unavailable)?;
+        .map_err(bug)?;
         let result = self
             .client
             .put_item()
@@ -809,14 +815,12 @@ impl EventStore for DynamoStore {
         for items in futures::future::join_all(shards).await {
             let items = items.map_err(|e| unavailable(DisplayErrorContext(e)))?;
             for item in items {
-                let entry: ExpiryEntry = serde_dynamo::from_item(item).map_err(unavailable)?;
+                let entry: ExpiryEntry = serde_dynamo::from_item(item).map_err(bug)?;
                 let sku = entry
                     .pk
                     .strip_prefix(STREAM_PREFIX)
                     .and_then(|sku| Sku::parse(sku).ok())
-                    .ok_or_else(|| {
-                        unavailable(format!("unexpected key {} in the index", entry.pk))
-                    })?;
+                    .ok_or_else(|| bug(format!("unexpected key {} in the index", entry.pk)))?;
                 holds.push(LapsingHold {
                     sku,
                     seq: entry.sk,
@@ -846,7 +850,7 @@ impl EventStore for DynamoStore {
             .map_err(|e| unavailable(DisplayErrorContext(e)))?;
         let mut parked = Vec::with_capacity(items.len());
         for item in items {
-            let stored: RecordItem = serde_dynamo::from_item(item).map_err(unavailable)?;
+            let stored: RecordItem = serde_dynamo::from_item(item).map_err(bug)?;
             let filed_under = stored
                 .pk
                 .strip_prefix(OUTCOME_PREFIX)
@@ -865,7 +869,7 @@ impl EventStore for DynamoStore {
                 // Applied since it was listed: the index lags the table.
                 (Some(_), _) => {}
                 (None, _) => {
-                    return Err(unavailable(format!(
+                    return Err(bug(format!(
                         "unexpected key {} in the parked index",
                         stored.pk
                     )))
