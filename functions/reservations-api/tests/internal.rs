@@ -30,6 +30,18 @@ async fn call(router: &axum::Router, request: Request<Body>) -> (StatusCode, Val
     (status, serde_json::from_slice(&bytes).expect("a JSON body"))
 }
 
+/// A 500 `internal` naming its incident.
+#[track_caller]
+fn assert_internal(status: StatusCode, body: &Value) {
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::INTERNAL_SERVER_ERROR, Some("internal")),
+        "{body}"
+    );
+    let incident = body["incident_id"].as_str().expect("an incident id");
+    assert!(uuid::Uuid::parse_str(incident).is_ok(), "{body}");
+}
+
 #[tokio::test]
 async fn an_event_item_that_does_not_read_as_an_event_is_a_500_internal_not_a_retry() {
     let config = local_config(&test_endpoint()).await;
@@ -63,13 +75,7 @@ async fn an_event_item_that_does_not_read_as_an_event_is_a_500_internal_not_a_re
             .expect("request"),
     )
     .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (StatusCode::INTERNAL_SERVER_ERROR, Some("internal")),
-        "{body}"
-    );
-    let incident = body["incident_id"].as_str().expect("an incident id");
-    assert!(uuid::Uuid::parse_str(incident).is_ok(), "{body}");
+    assert_internal(status, &body);
     assert!(
         !body.to_string().contains("written_by"),
         "no detail leaks: {body}"
@@ -85,11 +91,7 @@ async fn an_event_item_that_does_not_read_as_an_event_is_a_500_internal_not_a_re
             .expect("request"),
     )
     .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (StatusCode::INTERNAL_SERVER_ERROR, Some("internal")),
-        "{body}"
-    );
+    assert_internal(status, &body);
     assert!(queue.is_empty(), "nothing was queued");
     let sku = Sku::parse("BROKEN").expect("sku");
     assert!(
