@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::domain::TtlSeconds;
+
 /// Settings of the service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -62,9 +64,19 @@ impl Default for Config {
     }
 }
 
-/// The shortest live retention accepted: the longest hold (1 day) plus the longest grace (1 h)
-/// plus an hour.
-pub const MIN_LIVE_RETENTION_SECS: i64 = 86_400 + 2 * 3_600;
+/// The longest release grace accepted (`INVENTORY_RELEASE_GRACE_SECONDS`; the template's
+/// `ReleaseGraceSeconds` has the same bound).
+pub const MAX_RELEASE_GRACE_SECS: i64 = 3_600;
+
+/// The longest a hold can count against availability from its placing: the longest hold plus
+/// the longest grace, and an hour for release buckets and clocks. A hold's events must outlive
+/// it (the live retention may not be shorter), and the expiry timer's first sweep looks back
+/// this far.
+pub const LONGEST_HOLD_LIFE_SECS: i64 = TtlSeconds::MAX as i64 + MAX_RELEASE_GRACE_SECS + 3_600;
+
+/// The shortest live retention accepted (the template's `LiveRetentionSeconds` has the same
+/// bound).
+pub const MIN_LIVE_RETENTION_SECS: i64 = LONGEST_HOLD_LIFE_SECS;
 
 /// A variable that is set but not usable.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -85,7 +97,11 @@ impl Config {
     /// Reads the configuration through `lookup` (the environment, or a map in tests).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let defaults = Self::default();
-        let grace = number(&lookup, "INVENTORY_RELEASE_GRACE_SECONDS", 0..=3_600)?;
+        let grace = number(
+            &lookup,
+            "INVENTORY_RELEASE_GRACE_SECONDS",
+            0..=MAX_RELEASE_GRACE_SECS,
+        )?;
         let budget = number(&lookup, "INVENTORY_CONTENTION_BUDGET_MS", 1..=60_000)?;
         let attempts = number(&lookup, "INVENTORY_MAX_ATTEMPTS", 1..=10_000)?;
         let retention = number(

@@ -6,6 +6,7 @@
 //!   with the scopes that grant its scope, the two product-page reads open only when
 //!   `PublicItemReads` is "true", plus the OpenAPI document, open to anyone;
 //! - every function has its own role, used by no other, and no managed policy;
+//! - the parameters bound retention and grace as the code does;
 //! - every action a role names is one IAM defines (cfn-lint's IAM reference), a `Resource: "*"`
 //!   only for actions IAM defines without a resource, and every grant on the events table names
 //!   the partition-key prefixes it may touch (`dynamodb:LeadingKeys`).
@@ -13,6 +14,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use inventory_core::aws::PARTITION_KEY_PREFIXES;
+use inventory_core::config::{MAX_RELEASE_GRACE_SECS, MIN_LIVE_RETENTION_SECS};
+use inventory_core::Config;
 use inventory_test_support::template::{
     decide, iam_actions, list, resources_of, statements, translated,
 };
@@ -257,5 +260,36 @@ fn no_role_may_write_what_it_should_not() {
         for action in deletes {
             assert!(!text.contains(action), "{name} may {action}");
         }
+    }
+}
+
+#[test]
+fn the_templates_bounds_and_defaults_of_retention_and_grace_are_the_codes() {
+    let parameters = &translated()["Parameters"];
+    assert_eq!(
+        parameters["LiveRetentionSeconds"]["MinValue"],
+        json!(MIN_LIVE_RETENTION_SECS),
+        "a hold's events must outlive the hold"
+    );
+    assert_eq!(
+        parameters["ReleaseGraceSeconds"]["MaxValue"],
+        json!(MAX_RELEASE_GRACE_SECS)
+    );
+    // A stack deployed with the defaults runs as the code does without configuration.
+    let code = Config::default();
+    for (parameter, default) in [
+        ("LiveRetentionSeconds", code.live_retention.as_secs()),
+        ("ReleaseGraceSeconds", code.release_grace_secs as u64),
+        (
+            "CommandRetentionHours",
+            code.command_retention.as_secs() / 3_600,
+        ),
+        ("ParkFailingAfterSeconds", code.park_failing_after.as_secs()),
+    ] {
+        assert_eq!(
+            parameters[parameter]["Default"],
+            json!(default),
+            "{parameter}"
+        );
     }
 }

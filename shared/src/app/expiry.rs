@@ -20,13 +20,14 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::Inventory;
-use crate::domain::{Action, Command, CommandId, Sku, Timestamp, TtlSeconds};
+use crate::config::LONGEST_HOLD_LIFE_SECS;
+use crate::domain::{Action, Command, CommandId, Sku, Timestamp};
 use crate::error::AppError;
 use crate::ports::{Commit, Record, RecordKey, RecordWrite, StoreError, SweepMark, Versioned};
 use crate::telemetry;
 
-/// How far back the first sweep looks: the longest hold plus the longest grace, and an hour.
-const FIRST_SWEEP_LOOKBACK_MILLIS: i64 = (TtlSeconds::MAX as i64 + 2 * 3_600) * 1_000;
+/// How far back the first sweep looks: as far as a hold can count.
+const FIRST_SWEEP_LOOKBACK_MILLIS: i64 = LONGEST_HOLD_LIFE_SECS * 1_000;
 
 /// The most holds one sweep expires; after a long outage the backlog is caught up over several
 /// sweeps, oldest first.
