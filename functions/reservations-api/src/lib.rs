@@ -160,10 +160,8 @@ pub const OPENAPI_PATH: &str = "/openapi.json";
 /// document.
 pub fn router(inventory: Arc<Inventory>, authentication: Authentication) -> Router {
     let public_item_reads = inventory.config().public_item_reads;
-    let declared = declared_routes();
-    let document = openapi::document(declared.clone());
-    let mut router = Router::new().route(OPENAPI_PATH, openapi::serve(&document));
-    for (route, (_, _, handlers)) in declared {
+    let mut router = Router::new().route(OPENAPI_PATH, openapi::serve());
+    for (route, (_, _, handlers)) in declared_routes() {
         let path = route.path.clone();
         let state = Arc::new(Guard {
             public: public_item_reads && route.product_page,

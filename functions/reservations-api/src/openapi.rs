@@ -4,7 +4,7 @@
 //! by status from [`ERROR_CODES`], with the codes each status may carry.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -190,10 +190,14 @@ pub(crate) fn to_json(document: &OpenApi) -> String {
     serde_json::to_string_pretty(document).unwrap_or_default()
 }
 
-/// `GET /openapi.json`: the document, as built once for the router.
-pub(crate) fn serve(document: &OpenApi) -> MethodRouter<Arc<Inventory>> {
-    let body = to_json(document);
-    get(move || async move { ([(header::CONTENT_TYPE, "application/json")], body).into_response() })
+/// `GET /openapi.json`: the document, made on its first request (a cold start does not pay for
+/// it) and kept for the life of the process.
+pub(crate) fn serve() -> MethodRouter<Arc<Inventory>> {
+    static DOCUMENT: OnceLock<String> = OnceLock::new();
+    get(|| async {
+        let body = DOCUMENT.get_or_init(crate::openapi_json).as_str();
+        ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+    })
 }
 
 fn operation_mut<'a>(item: &'a mut PathItem, method: &str) -> Option<&'a mut Operation> {
