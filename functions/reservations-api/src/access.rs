@@ -61,17 +61,7 @@ impl Route {
         errors: &'static [&'static str],
     ) -> Self {
         let mut operations = paths.paths.iter().flat_map(|(path, item)| {
-            let methods = [
-                ("GET", &item.get),
-                ("POST", &item.post),
-                ("PUT", &item.put),
-                ("PATCH", &item.patch),
-                ("DELETE", &item.delete),
-            ];
-            methods
-                .into_iter()
-                .filter(|(_, operation)| operation.is_some())
-                .map(move |(method, _)| (method, path.clone()))
+            crate::openapi::operations(item).map(move |(method, _)| (method, path.clone()))
         });
         let (method, path) = operations
             .next()

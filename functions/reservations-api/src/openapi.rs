@@ -67,7 +67,9 @@ pub(crate) fn document(declared: Vec<(Route, Handlers)>) -> OpenApi {
     for (route, (schemas, declared_paths, _)) in declared {
         components.schemas.extend(schemas);
         for (path, mut item) in declared_paths.paths {
-            if let Some(operation) = operation_mut(&mut item, route.method) {
+            if let Some((_, operation)) =
+                operations_mut(&mut item).find(|(method, _)| *method == route.method)
+            {
                 describe(operation, &route);
             }
             match paths.get_mut(&path) {
@@ -115,7 +117,7 @@ fn link_answers_to_what_they_name(paths: &mut BTreeMap<String, PathItem>) {
     };
     let mut takers: Vec<(String, String)> = Vec::new(); // (operation id, schema of its {id})
     for item in paths.values() {
-        for operation in operations(item) {
+        for (_, operation) in operations(item) {
             let id_schema =
                 operation
                     .parameters
@@ -133,7 +135,7 @@ fn link_answers_to_what_they_name(paths: &mut BTreeMap<String, PathItem>) {
         }
     }
     for item in paths.values_mut() {
-        for operation in operations_mut(item) {
+        for (_, operation) in operations_mut(item) {
             for (status, response) in operation.responses.responses.iter_mut() {
                 let RefOr::T(response) = response else {
                     continue;
@@ -166,22 +168,30 @@ fn link_answers_to_what_they_name(paths: &mut BTreeMap<String, PathItem>) {
     }
 }
 
-fn operations(item: &PathItem) -> impl Iterator<Item = &Operation> {
-    [&item.get, &item.post, &item.put, &item.patch, &item.delete]
-        .into_iter()
-        .flatten()
-}
-
-fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+/// The operations of a path item with their methods: the one table of which method is which
+/// field (the routes read theirs from it too).
+pub(crate) fn operations(item: &PathItem) -> impl Iterator<Item = (&'static str, &Operation)> {
     [
-        &mut item.get,
-        &mut item.post,
-        &mut item.put,
-        &mut item.patch,
-        &mut item.delete,
+        ("GET", &item.get),
+        ("POST", &item.post),
+        ("PUT", &item.put),
+        ("PATCH", &item.patch),
+        ("DELETE", &item.delete),
     ]
     .into_iter()
-    .flatten()
+    .filter_map(|(method, operation)| Some((method, operation.as_ref()?)))
+}
+
+fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = (&'static str, &mut Operation)> {
+    [
+        ("GET", &mut item.get),
+        ("POST", &mut item.post),
+        ("PUT", &mut item.put),
+        ("PATCH", &mut item.patch),
+        ("DELETE", &mut item.delete),
+    ]
+    .into_iter()
+    .filter_map(|(method, operation)| Some((method, operation.as_mut()?)))
 }
 
 /// The document as JSON text, as it is served and checked in.
@@ -198,17 +208,6 @@ pub(crate) fn serve() -> MethodRouter<Arc<Inventory>> {
         let body = DOCUMENT.get_or_init(crate::openapi_json).as_str();
         ([(header::CONTENT_TYPE, "application/json")], body).into_response()
     })
-}
-
-fn operation_mut<'a>(item: &'a mut PathItem, method: &str) -> Option<&'a mut Operation> {
-    match method {
-        "GET" => item.get.as_mut(),
-        "POST" => item.post.as_mut(),
-        "PUT" => item.put.as_mut(),
-        "PATCH" => item.patch.as_mut(),
-        "DELETE" => item.delete.as_mut(),
-        _ => None,
-    }
 }
 
 /// Adds the route's scopes and error answers to its operation.
