@@ -268,16 +268,15 @@ fn error_codes(operation: &Operation, route: &Route) -> Vec<&'static ErrorCode> 
     if has(ParameterIn::Header) {
         codes.push("invalid_idempotency_key");
     }
+    if let Some(unknown) = codes.iter().find(|code| error_code(code).is_none()) {
+        panic!(
+            "route {} {} lists the unknown error code {unknown}",
+            route.method, route.path
+        );
+    }
     ERROR_CODES
         .iter()
         .filter(|entry| codes.contains(&entry.code))
-        .chain(codes.iter().filter_map(|code| match error_code(code) {
-            Some(_) => None,
-            None => panic!(
-                "route {} {} lists the unknown error code {code}",
-                route.method, route.path
-            ),
-        }))
         .collect()
 }
 
