@@ -18,7 +18,7 @@ use inventory_core::domain::{
 };
 use inventory_core::feed::{FeedChange, Reaction};
 use inventory_core::memory::MemoryQueue;
-use inventory_core::ports::{EventStore, ObjectStore, SystemClock};
+use inventory_core::ports::{ObjectStore, Snapshots, Streams, SystemClock};
 use inventory_core::reactions::{Archiver, Snapshotter};
 use inventory_core::{Config, Inventory};
 use support::Run;

@@ -21,7 +21,7 @@ use inventory_core::domain::{
     TtlSeconds,
 };
 use inventory_core::memory::MemoryQueue;
-use inventory_core::ports::{Clock, EventStore, ManualClock, SystemClock};
+use inventory_core::ports::{Clock, ManualClock, Snapshots, Streams, SystemClock};
 use inventory_core::reactions::{Archiver, Snapshotter};
 use inventory_core::{Config, Inventory};
 

@@ -237,7 +237,9 @@ mod history {
     use inventory_core::domain::{Caller, Change, CommandId, Event, Quantity, Timestamp};
     use inventory_core::feed::{FeedChange, Reaction};
     use inventory_core::memory::MemoryQueue;
-    use inventory_core::ports::{Clock, Commit, EventStore, StreamAppend, SystemClock};
+    use inventory_core::ports::{
+        Clock, EventStore, Snapshots, StreamAppend, Streams, SystemClock, Transaction, Transactions,
+    };
     use inventory_core::reactions::Snapshotter;
     use inventory_core::{Config, Inventory};
     use serde::Serialize;
@@ -383,7 +385,7 @@ mod history {
             events: vec![event],
         };
         store
-            .commit(Commit::appends(vec![append]))
+            .write(Transaction::appends(vec![append]))
             .await
             .expect("appended");
     }

@@ -346,6 +346,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::ports::Snapshots;
     use crate::app::ReserveRequest;
     use crate::archive::{encode, segment_key};
     use crate::domain::{Action, Caller, Change, Command, CommandId, Line, Quantity, TtlSeconds};

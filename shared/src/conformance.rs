@@ -27,8 +27,8 @@ use crate::feed::{FeedChange, Reaction};
 use crate::memory::{MemoryObjects, MemoryQueue, MemoryStore};
 use crate::ports::{Clock, ManualClock};
 use crate::ports::{
-    Commit, Conflict, EventStore, IdempotencyRecord, LapsingHold, Record, RecordKey, RecordWrite,
-    SnapshotSave, StoreError, StreamAppend, MAX_COMMIT_ITEMS,
+    Conflict, EventStore, IdempotencyRecord, LapsingHold, Record, RecordKey, RecordWrite,
+    SnapshotSave, StoreError, StreamAppend, Transaction, MAX_TRANSACTION_ITEMS,
 };
 use crate::reactions::{Archiver, Snapshotter};
 use crate::Inventory;
@@ -52,11 +52,11 @@ impl TimeToLive for MemoryStore {
 pub async fn check_event_store(store: Arc<dyn EventStore>, ttl: &dyn TimeToLive, prefix: &str) {
     appended_events_read_back_in_order(store.as_ref(), prefix).await;
     an_append_at_a_stale_head_conflicts_and_writes_nothing(store.as_ref(), prefix).await;
-    a_commit_over_several_streams_and_records_is_all_or_nothing(store.as_ref(), prefix).await;
+    a_transaction_over_several_streams_and_records_is_all_or_nothing(store.as_ref(), prefix).await;
     a_record_written_twice_as_new_conflicts(store.as_ref(), prefix).await;
     a_record_update_needs_the_version_read(store.as_ref(), prefix).await;
     a_long_stream_reads_back_whole(store.as_ref(), prefix).await;
-    a_commit_of_more_than_the_item_limit_is_refused_whole(store.as_ref(), prefix).await;
+    a_transaction_of_more_than_the_item_limit_is_refused_whole(store.as_ref(), prefix).await;
     of_racing_appends_at_one_head_exactly_one_wins(Arc::clone(&store), prefix).await;
     a_snapshot_never_goes_backwards(store.as_ref(), prefix).await;
     the_expiry_index_finds_hold_events_by_expiry(store.as_ref(), prefix).await;
@@ -102,8 +102,8 @@ fn idempotency(prefix: &str, name: &str) -> (RecordKey, Record) {
     (RecordKey::Idempotency { client_id, key }, record)
 }
 
-async fn commit(store: &dyn EventStore, commit: Commit) -> Result<(), StoreError> {
-    store.commit(commit).await
+async fn transact(store: &dyn EventStore, transaction: Transaction) -> Result<(), StoreError> {
+    store.write(transaction).await
 }
 
 async fn appended_events_read_back_in_order(store: &dyn EventStore, prefix: &str) {
@@ -115,10 +115,10 @@ async fn appended_events_read_back_in_order(store: &dyn EventStore, prefix: &str
     );
     let first = append(&a, 0, 2);
     let second = append(&a, 2, 1);
-    commit(store, Commit::appends(vec![first.clone()]))
+    transact(store, Transaction::appends(vec![first.clone()]))
         .await
         .expect("first append");
-    commit(store, Commit::appends(vec![second.clone()]))
+    transact(store, Transaction::appends(vec![second.clone()]))
         .await
         .expect("second append");
     let all: Vec<Event> = first.events.into_iter().chain(second.events).collect();
@@ -152,10 +152,10 @@ async fn an_append_at_a_stale_head_conflicts_and_writes_nothing(
 ) {
     let a = sku(prefix, "stale");
     let first = append(&a, 0, 1);
-    commit(store, Commit::appends(vec![first.clone()]))
+    transact(store, Transaction::appends(vec![first.clone()]))
         .await
         .expect("append");
-    let stale = commit(store, Commit::appends(vec![append(&a, 0, 1)])).await;
+    let stale = transact(store, Transaction::appends(vec![append(&a, 0, 1)])).await;
     // A single append's conflict tells the event that won (the loser re-decides without a read).
     assert_eq!(
         stale,
@@ -171,13 +171,13 @@ async fn an_append_at_a_stale_head_conflicts_and_writes_nothing(
     );
 }
 
-async fn a_commit_over_several_streams_and_records_is_all_or_nothing(
+async fn a_transaction_over_several_streams_and_records_is_all_or_nothing(
     store: &dyn EventStore,
     prefix: &str,
 ) {
     let a = sku(prefix, "cart-a");
     let b = sku(prefix, "cart-b");
-    commit(store, Commit::appends(vec![append(&b, 0, 1)]))
+    transact(store, Transaction::appends(vec![append(&b, 0, 1)]))
         .await
         .expect("b");
     let (key, record) = idempotency(prefix, "cart");
@@ -186,9 +186,9 @@ async fn a_commit_over_several_streams_and_records_is_all_or_nothing(
         expected: None,
         record,
     };
-    let failed = commit(
+    let failed = transact(
         store,
-        Commit {
+        Transaction {
             appends: vec![append(&a, 0, 1), append(&b, 0, 1)],
             records: vec![write.clone()],
         },
@@ -208,9 +208,9 @@ async fn a_commit_over_several_streams_and_records_is_all_or_nothing(
         Ok(vec![None]),
         "nor its records"
     );
-    commit(
+    transact(
         store,
-        Commit {
+        Transaction {
             appends: vec![append(&a, 0, 1), append(&b, 1, 1)],
             records: vec![write],
         },
@@ -234,18 +234,18 @@ async fn a_record_written_twice_as_new_conflicts(store: &dyn EventStore, prefix:
         expected: None,
         record,
     };
-    commit(
+    transact(
         store,
-        Commit {
+        Transaction {
             appends: vec![],
             records: vec![write.clone()],
         },
     )
     .await
     .expect("first");
-    let again = commit(
+    let again = transact(
         store,
-        Commit {
+        Transaction {
             appends: vec![],
             records: vec![write],
         },
@@ -273,9 +273,9 @@ async fn a_record_update_needs_the_version_read(store: &dyn EventStore, prefix: 
         expected,
         record: Record::Hold(hold.clone()),
     };
-    commit(
+    transact(
         store,
-        Commit {
+        Transaction {
             appends: vec![],
             records: vec![write(None, &hold)],
         },
@@ -283,27 +283,27 @@ async fn a_record_update_needs_the_version_read(store: &dyn EventStore, prefix: 
     .await
     .expect("create");
     hold.status = HoldStatus::Committed;
-    let blind = commit(
+    let blind = transact(
         store,
-        Commit {
+        Transaction {
             appends: vec![],
             records: vec![write(None, &hold)],
         },
     )
     .await;
     assert!(matches!(blind, Err(StoreError::Conflict(_))), "{blind:?}");
-    let stale = commit(
+    let stale = transact(
         store,
-        Commit {
+        Transaction {
             appends: vec![],
             records: vec![write(Some(7), &hold)],
         },
     )
     .await;
     assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
-    commit(
+    transact(
         store,
-        Commit {
+        Transaction {
             appends: vec![],
             records: vec![write(Some(1), &hold)],
         },
@@ -326,7 +326,7 @@ async fn a_long_stream_reads_back_whole(store: &dyn EventStore, prefix: &str) {
     let a = sku(prefix, "long");
     let mut head = 0;
     for _ in 0..10 {
-        commit(store, Commit::appends(vec![append(&a, head, 25)]))
+        transact(store, Transaction::appends(vec![append(&a, head, 25)]))
             .await
             .expect("append");
         head += 25;
@@ -340,7 +340,7 @@ async fn a_long_stream_reads_back_whole(store: &dyn EventStore, prefix: &str) {
     assert_eq!(store.read_stream(&a, 240).await.map(|e| e.len()), Ok(10));
 }
 
-async fn a_commit_of_more_than_the_item_limit_is_refused_whole(
+async fn a_transaction_of_more_than_the_item_limit_is_refused_whole(
     store: &dyn EventStore,
     prefix: &str,
 ) {
@@ -351,11 +351,11 @@ async fn a_commit_of_more_than_the_item_limit_is_refused_whole(
         expected: None,
         record,
     };
-    let too_big = Commit {
-        appends: vec![append(&a, 0, MAX_COMMIT_ITEMS as u64)],
+    let too_big = Transaction {
+        appends: vec![append(&a, 0, MAX_TRANSACTION_ITEMS as u64)],
         records: vec![write],
     };
-    let refused = commit(store, too_big).await;
+    let refused = transact(store, too_big).await;
     assert!(matches!(refused, Err(StoreError::Bug(_))), "{refused:?}");
     assert_eq!(
         store.read_stream(&a, 0).await,
@@ -367,10 +367,10 @@ async fn a_commit_of_more_than_the_item_limit_is_refused_whole(
         Ok(vec![None]),
         "nothing written"
     );
-    let largest = Commit::appends(vec![append(&a, 0, MAX_COMMIT_ITEMS as u64)]);
-    commit(store, largest)
+    let largest = Transaction::appends(vec![append(&a, 0, MAX_TRANSACTION_ITEMS as u64)]);
+    transact(store, largest)
         .await
-        .expect("a commit of exactly the limit is written");
+        .expect("a transaction of exactly the limit is written");
 }
 
 async fn of_racing_appends_at_one_head_exactly_one_wins(store: Arc<dyn EventStore>, prefix: &str) {
@@ -379,7 +379,7 @@ async fn of_racing_appends_at_one_head_exactly_one_wins(store: Arc<dyn EventStor
         .map(|_| {
             let store = Arc::clone(&store);
             let append = append(&a, 0, 1);
-            tokio::spawn(async move { store.commit(Commit::appends(vec![append])).await })
+            tokio::spawn(async move { store.write(Transaction::appends(vec![append])).await })
         })
         .collect();
     let mut won = 0;
@@ -468,9 +468,9 @@ async fn the_expiry_index_finds_hold_events_by_expiry(store: &dyn EventStore, pr
         extended,
     ];
     let stream_b = vec![received(&b, 1, 5), placed(&b, 2, 20)];
-    commit(
+    transact(
         store,
-        Commit::appends(vec![
+        Transaction::appends(vec![
             StreamAppend {
                 sku: a.clone(),
                 expected: 0,
@@ -524,7 +524,7 @@ async fn the_expiry_index_finds_hold_events_by_expiry(store: &dyn EventStore, pr
 
 async fn retiring_events_leaves_them_readable_until_deleted(store: &dyn EventStore, prefix: &str) {
     let a = sku(prefix, "retire");
-    commit(store, Commit::appends(vec![append(&a, 0, 3)]))
+    transact(store, Transaction::appends(vec![append(&a, 0, 3)]))
         .await
         .expect("appended");
     let before = store.read_stream(&a, 0).await.expect("readable");

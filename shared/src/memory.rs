@@ -12,9 +12,10 @@ use tokio::sync::Notify;
 use crate::domain::{Change, Command, Event, Sku, SkuState, Timestamp, Version};
 use crate::feed::FeedChange;
 use crate::ports::{
-    CommandOutcome, CommandQueue, Commit, Conflict, EventStore, LapsingHold, ObjectStore,
-    ObjectStoreError, ParkedEntry, QueueError, Record, RecordKey, SnapshotSave, StoreError,
-    Versioned, MAX_COMMIT_ITEMS,
+    CommandOutcome, CommandQueue, Conflict, ExpiryIndex, LapsingHold, ObjectStore,
+    ObjectStoreError, ParkedEntry, ParkedIndex, QueueError, Record, RecordKey, Records, Retirement,
+    SnapshotSave, Snapshots, StoreError, Streams, Transaction, Transactions, Versioned,
+    MAX_TRANSACTION_ITEMS,
 };
 
 /// Event streams, records and snapshots in one process, with a change feed like the table's
@@ -111,10 +112,10 @@ impl Tables {
             .is_some_and(|slot| !slot.deleted)
     }
 
-    fn check(&self, commit: &Commit) -> Result<(), StoreError> {
-        if commit.items() > MAX_COMMIT_ITEMS {
+    fn check(&self, commit: &Transaction) -> Result<(), StoreError> {
+        if commit.items() > MAX_TRANSACTION_ITEMS {
             return Err(StoreError::Bug(format!(
-                "a commit of {} items exceeds the limit of {MAX_COMMIT_ITEMS}",
+                "a commit of {} items exceeds the limit of {MAX_TRANSACTION_ITEMS}",
                 commit.items()
             )));
         }
@@ -160,7 +161,7 @@ impl Tables {
 }
 
 #[async_trait]
-impl EventStore for MemoryStore {
+impl Streams for MemoryStore {
     async fn read_stream(&self, sku: &Sku, after: Version) -> Result<Vec<Event>, StoreError> {
         let tables = self.tables();
         let slots = tables.streams.get(sku).map_or(&[][..], Vec::as_slice);
@@ -182,7 +183,10 @@ impl EventStore for MemoryStore {
             .filter(|slot| !slot.deleted)
             .map(|slot| slot.event.clone()))
     }
+}
 
+#[async_trait]
+impl Records for MemoryStore {
     async fn read_records(&self, keys: &[RecordKey]) -> Result<Vec<Option<Versioned>>, StoreError> {
         let tables = self.tables();
         Ok(keys
@@ -190,11 +194,14 @@ impl EventStore for MemoryStore {
             .map(|key| tables.records.get(key).cloned())
             .collect())
     }
+}
 
-    async fn commit(&self, commit: Commit) -> Result<(), StoreError> {
+#[async_trait]
+impl Transactions for MemoryStore {
+    async fn write(&self, transaction: Transaction) -> Result<(), StoreError> {
         let mut tables = self.tables();
-        tables.check(&commit)?;
-        for append in commit.appends {
+        tables.check(&transaction)?;
+        for append in transaction.appends {
             tables
                 .feed
                 .extend(append.events.iter().cloned().map(FeedChange::Appended));
@@ -212,7 +219,7 @@ impl EventStore for MemoryStore {
                 }
             }
         }
-        for write in commit.records {
+        for write in transaction.records {
             let version = write.expected.unwrap_or(0) + 1;
             tables.records.insert(
                 write.key,
@@ -224,7 +231,10 @@ impl EventStore for MemoryStore {
         }
         Ok(())
     }
+}
 
+#[async_trait]
+impl Snapshots for MemoryStore {
     async fn read_snapshots(&self, skus: &[Sku]) -> Result<Vec<Option<SkuState>>, StoreError> {
         let tables = self.tables();
         Ok(skus
@@ -242,7 +252,10 @@ impl EventStore for MemoryStore {
         *stored = state.clone();
         Ok(SnapshotSave::Saved)
     }
+}
 
+#[async_trait]
+impl ExpiryIndex for MemoryStore {
     async fn lapsing_holds(
         &self,
         after: Timestamp,
@@ -280,7 +293,10 @@ impl EventStore for MemoryStore {
         found.sort();
         Ok(found)
     }
+}
 
+#[async_trait]
+impl Retirement for MemoryStore {
     async fn retire_events(
         &self,
         sku: &Sku,
@@ -298,7 +314,10 @@ impl EventStore for MemoryStore {
         }
         Ok(())
     }
+}
 
+#[async_trait]
+impl ParkedIndex for MemoryStore {
     async fn parked_commands(&self) -> Result<Vec<ParkedEntry>, StoreError> {
         let tables = self.tables();
         let mut parked: Vec<ParkedEntry> = tables

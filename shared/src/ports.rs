@@ -257,7 +257,7 @@ pub struct RecordWrite {
 
 /// Everything one decision writes: all of it or nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Commit {
+pub struct Transaction {
     /// Stream appends (one per SKU).
     pub appends: Vec<StreamAppend>,
     /// Record writes.
@@ -266,9 +266,9 @@ pub struct Commit {
 
 /// Most items one commit may write: DynamoDB's limit for one transaction. Use cases split their
 /// work to stay within it; every store refuses a larger commit.
-pub const MAX_COMMIT_ITEMS: usize = 100;
+pub const MAX_TRANSACTION_ITEMS: usize = 100;
 
-impl Commit {
+impl Transaction {
     /// A commit of stream appends only.
     pub fn appends(appends: Vec<StreamAppend>) -> Self {
         Self {
@@ -355,21 +355,34 @@ pub enum StoreError {
     Bug(String),
 }
 
-/// The event store and its records (one table in production).
+/// Each SKU's event stream, read by position.
 #[async_trait]
-pub trait EventStore: Send + Sync + 'static {
+pub trait Streams: Send + Sync + 'static {
     /// Events of `sku` after `after`, in order (all of them: pages are followed).
     async fn read_stream(&self, sku: &Sku, after: Version) -> Result<Vec<Event>, StoreError>;
 
     /// The event at `seq` of `sku`, if any.
     async fn read_event(&self, sku: &Sku, seq: Version) -> Result<Option<Event>, StoreError>;
+}
 
-    /// Records by key, in the order asked (strongly consistent).
+/// Records by key (strongly consistent).
+#[async_trait]
+pub trait Records: Send + Sync + 'static {
+    /// Records by key, in the order asked.
     async fn read_records(&self, keys: &[RecordKey]) -> Result<Vec<Option<Versioned>>, StoreError>;
+}
 
-    /// Writes all of a commit or nothing.
-    async fn commit(&self, commit: Commit) -> Result<(), StoreError>;
+/// The one way anything is written to streams and records: a transaction.
+#[async_trait]
+pub trait Transactions: Send + Sync + 'static {
+    /// Writes all of a transaction or nothing; a failed condition is
+    /// [`StoreError::Conflict`] and writes nothing.
+    async fn write(&self, transaction: Transaction) -> Result<(), StoreError>;
+}
 
+/// Each SKU's latest folded state.
+#[async_trait]
+pub trait Snapshots: Send + Sync + 'static {
     /// The latest snapshots of `skus`, in the order asked, in one round trip. Eventually
     /// consistent: a snapshot may lag its stream, never lead it.
     async fn read_snapshots(&self, skus: &[Sku]) -> Result<Vec<Option<SkuState>>, StoreError>;
@@ -377,14 +390,22 @@ pub trait EventStore: Send + Sync + 'static {
     /// Stores `state` as the snapshot of `sku` unless one at the same or a later version is
     /// stored already: a snapshot never goes backwards.
     async fn save_snapshot(&self, sku: &Sku, state: &SkuState) -> Result<SnapshotSave, StoreError>;
+}
 
-    /// The expiry index: hold events of every SKU whose `expires_at` is in `(after, through]`.
+/// Hold events by when they expire.
+#[async_trait]
+pub trait ExpiryIndex: Send + Sync + 'static {
+    /// Hold events of every SKU whose `expires_at` is in `(after, through]`.
     async fn lapsing_holds(
         &self,
         after: Timestamp,
         through: Timestamp,
     ) -> Result<Vec<LapsingHold>, StoreError>;
+}
 
+/// Letting archived events go.
+#[async_trait]
+pub trait Retirement: Send + Sync + 'static {
     /// Lets the store delete events `seqs` of `sku` from `delete_at` on (DynamoDB's TTL). Only
     /// for events that are archived and covered by a snapshot; events already gone are skipped.
     async fn retire_events(
@@ -393,10 +414,26 @@ pub trait EventStore: Send + Sync + 'static {
         seqs: RangeInclusive<Version>,
         delete_at: Timestamp,
     ) -> Result<(), StoreError>;
+}
 
-    /// Every parked command (redriven ones too, until they are applied), oldest first. For
-    /// operators: the table answers it from a sparse index, never a scan.
+/// The commands set aside for an operator.
+#[async_trait]
+pub trait ParkedIndex: Send + Sync + 'static {
+    /// Every parked command (redriven ones too, until they are applied), oldest first. The
+    /// table answers it from a sparse index, never a scan.
     async fn parked_commands(&self) -> Result<Vec<ParkedEntry>, StoreError>;
+}
+
+/// The whole event store (one DynamoDB table in production): every narrow port above. Adapters
+/// implement the narrow ports; each use case takes only those it uses.
+pub trait EventStore:
+    Streams + Records + Transactions + Snapshots + ExpiryIndex + Retirement + ParkedIndex
+{
+}
+
+impl<T> EventStore for T where
+    T: Streams + Records + Transactions + Snapshots + ExpiryIndex + Retirement + ParkedIndex
+{
 }
 
 /// An object store failure.

@@ -9,7 +9,8 @@ use async_trait::async_trait;
 
 use crate::domain::{Event, Sku, SkuState, Timestamp, Version};
 use crate::ports::{
-    Commit, EventStore, LapsingHold, RecordKey, SnapshotSave, StoreError, Versioned,
+    EventStore, ExpiryIndex, LapsingHold, ParkedIndex, RecordKey, Records, Retirement,
+    SnapshotSave, Snapshots, StoreError, Streams, Transaction, Transactions, Versioned,
 };
 
 /// Wraps a store; commits that append to a SKU in `failing` fail as unavailable (nothing
@@ -63,7 +64,7 @@ impl<S> FlakyStore<S> {
 }
 
 #[async_trait]
-impl<S: EventStore> EventStore for FlakyStore<S> {
+impl<S: EventStore> Streams for FlakyStore<S> {
     async fn read_stream(&self, sku: &Sku, after: Version) -> Result<Vec<Event>, StoreError> {
         self.inner.read_stream(sku, after).await
     }
@@ -74,19 +75,28 @@ impl<S: EventStore> EventStore for FlakyStore<S> {
         }
         self.inner.read_event(sku, seq).await
     }
+}
 
+#[async_trait]
+impl<S: EventStore> Records for FlakyStore<S> {
     async fn read_records(&self, keys: &[RecordKey]) -> Result<Vec<Option<Versioned>>, StoreError> {
         self.inner.read_records(keys).await
     }
+}
 
-    async fn commit(&self, commit: Commit) -> Result<(), StoreError> {
+#[async_trait]
+impl<S: EventStore> Transactions for FlakyStore<S> {
+    async fn write(&self, transaction: Transaction) -> Result<(), StoreError> {
         let failing = self.failing().clone();
-        if commit.appends.iter().any(|a| failing.contains(&a.sku)) {
+        if transaction.appends.iter().any(|a| failing.contains(&a.sku)) {
             return Err(StoreError::Unavailable("throttled (injected)".into()));
         }
-        self.inner.commit(commit).await
+        self.inner.write(transaction).await
     }
+}
 
+#[async_trait]
+impl<S: EventStore> Snapshots for FlakyStore<S> {
     async fn read_snapshots(&self, skus: &[Sku]) -> Result<Vec<Option<SkuState>>, StoreError> {
         self.inner.read_snapshots(skus).await
     }
@@ -97,7 +107,10 @@ impl<S: EventStore> EventStore for FlakyStore<S> {
         }
         self.inner.save_snapshot(sku, state).await
     }
+}
 
+#[async_trait]
+impl<S: EventStore> ExpiryIndex for FlakyStore<S> {
     async fn lapsing_holds(
         &self,
         after: Timestamp,
@@ -105,7 +118,10 @@ impl<S: EventStore> EventStore for FlakyStore<S> {
     ) -> Result<Vec<LapsingHold>, StoreError> {
         self.inner.lapsing_holds(after, through).await
     }
+}
 
+#[async_trait]
+impl<S: EventStore> Retirement for FlakyStore<S> {
     async fn retire_events(
         &self,
         sku: &Sku,
@@ -117,7 +133,10 @@ impl<S: EventStore> EventStore for FlakyStore<S> {
         }
         self.inner.retire_events(sku, seqs, delete_at).await
     }
+}
 
+#[async_trait]
+impl<S: EventStore> ParkedIndex for FlakyStore<S> {
     async fn parked_commands(&self) -> Result<Vec<crate::ports::ParkedEntry>, StoreError> {
         self.inner.parked_commands().await
     }

@@ -30,8 +30,9 @@ use inventory_core::domain::{
 use inventory_core::feed::{FeedChange, Reaction};
 use inventory_core::memory::{MemoryObjects, MemoryQueue, MemoryStore};
 use inventory_core::ports::{
-    Clock, CommandQueue, Commit, EventStore, LapsingHold, ManualClock, ObjectStore,
-    ObjectStoreError, QueueError, Record, RecordKey, SnapshotSave, StoreError, Versioned,
+    Clock, CommandQueue, ExpiryIndex, LapsingHold, ManualClock, ObjectStore, ObjectStoreError,
+    ParkedIndex, QueueError, Record, RecordKey, Records, Retirement, SnapshotSave, Snapshots,
+    StoreError, Streams, Transaction, Transactions, Versioned,
 };
 use inventory_core::reactions::{Archiver, Snapshotter};
 use inventory_core::{AppError, Config, Inventory};
@@ -122,7 +123,7 @@ struct ChaosStore {
     rng: Mutex<fastrand::Rng>,
     chaos: AtomicBool,
     /// Every commit that was written, with whether its answer was lost.
-    written: Mutex<Vec<(Commit, bool)>>,
+    written: Mutex<Vec<(Transaction, bool)>>,
     /// Reservations written per idempotency key (whatever the service did with the key).
     placed_per_key: Mutex<HashMap<String, usize>>,
     /// Every snapshot saved, per SKU: an eventually consistent read may return an older one.
@@ -147,7 +148,7 @@ impl ChaosStore {
 }
 
 #[async_trait]
-impl EventStore for ChaosStore {
+impl Streams for ChaosStore {
     async fn read_stream(&self, sku: &Sku, after: Version) -> Result<Vec<Event>, StoreError> {
         self.interleave().await;
         self.inner.read_stream(sku, after).await
@@ -157,20 +158,26 @@ impl EventStore for ChaosStore {
         self.interleave().await;
         self.inner.read_event(sku, seq).await
     }
+}
 
+#[async_trait]
+impl Records for ChaosStore {
     async fn read_records(&self, keys: &[RecordKey]) -> Result<Vec<Option<Versioned>>, StoreError> {
         self.interleave().await;
         self.inner.read_records(keys).await
     }
+}
 
-    async fn commit(&self, commit: Commit) -> Result<(), StoreError> {
+#[async_trait]
+impl Transactions for ChaosStore {
+    async fn write(&self, transaction: Transaction) -> Result<(), StoreError> {
         self.interleave().await;
         if self.roll(0.03) {
             return Err(StoreError::Unavailable("injected: nothing written".into()));
         }
-        self.inner.commit(commit.clone()).await?;
+        self.inner.write(transaction.clone()).await?;
         let lost = self.roll(0.05);
-        let places = commit
+        let places = transaction
             .appends
             .iter()
             .flat_map(|a| &a.events)
@@ -180,14 +187,17 @@ impl EventStore for ChaosStore {
                 *self.placed_per_key.lock().unwrap().entry(key).or_default() += 1;
             }
         }
-        self.written.lock().unwrap().push((commit, lost));
+        self.written.lock().unwrap().push((transaction, lost));
         self.interleave().await;
         if lost {
             return Err(StoreError::Unavailable("injected: answer lost".into()));
         }
         Ok(())
     }
+}
 
+#[async_trait]
+impl Snapshots for ChaosStore {
     async fn read_snapshots(&self, skus: &[Sku]) -> Result<Vec<Option<SkuState>>, StoreError> {
         self.interleave().await;
         let mut found = self.inner.read_snapshots(skus).await?;
@@ -225,7 +235,10 @@ impl EventStore for ChaosStore {
         }
         Ok(saved)
     }
+}
 
+#[async_trait]
+impl ExpiryIndex for ChaosStore {
     async fn lapsing_holds(
         &self,
         after: Timestamp,
@@ -239,7 +252,10 @@ impl EventStore for ChaosStore {
         }
         self.inner.lapsing_holds(after, through).await
     }
+}
 
+#[async_trait]
+impl Retirement for ChaosStore {
     async fn retire_events(
         &self,
         sku: &Sku,
@@ -258,7 +274,10 @@ impl EventStore for ChaosStore {
         }
         self.inner.retire_events(sku, seqs, delete_at).await
     }
+}
 
+#[async_trait]
+impl ParkedIndex for ChaosStore {
     async fn parked_commands(&self) -> Result<Vec<inventory_core::ports::ParkedEntry>, StoreError> {
         self.inner.parked_commands().await
     }

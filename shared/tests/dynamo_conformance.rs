@@ -75,7 +75,7 @@ async fn what_deduplicates_a_command_expires_after_the_dedupe_window_and_a_mark_
     use aws_sdk_dynamodb::types::AttributeValue;
     use inventory_core::domain::{CommandId, Sku};
     use inventory_core::ports::{
-        ArchiveMark, CommandOutcome, Commit, EventStore, Record, RecordKey, RecordWrite,
+        ArchiveMark, CommandOutcome, Record, RecordKey, RecordWrite, Transaction, Transactions,
     };
 
     let config = local_config(&test_endpoint()).await;
@@ -92,7 +92,7 @@ async fn what_deduplicates_a_command_expires_after_the_dedupe_window_and_a_mark_
         record,
     };
     store
-        .commit(Commit::records(vec![
+        .write(Transaction::records(vec![
             write(
                 RecordKey::CommandOutcome {
                     command_id,

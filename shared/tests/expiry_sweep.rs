@@ -11,7 +11,8 @@ use inventory_core::domain::{
 };
 use inventory_core::memory::{MemoryQueue, MemoryStore};
 use inventory_core::ports::{
-    Clock, CommandQueue, Commit, EventStore, ManualClock, ParkReason, QueueError, StreamAppend,
+    Clock, CommandQueue, ManualClock, ParkReason, QueueError, StreamAppend, Streams, Transaction,
+    Transactions,
 };
 use inventory_core::testing::FlakyStore;
 use inventory_core::{Config, Inventory};
@@ -63,7 +64,7 @@ async fn history(store: &MemoryStore, name: &str, at: Timestamp, first: Timestam
         },
     };
     store
-        .commit(Commit::appends(vec![StreamAppend {
+        .write(Transaction::appends(vec![StreamAppend {
             sku: sku.clone(),
             expected: 0,
             events: vec![receipt, hold(2, first), hold(3, first.plus_seconds(10))],
@@ -189,7 +190,7 @@ async fn a_hold_whose_reservation_cannot_be_read_is_parked_by_one_sweep_not_retr
         },
     };
     memory
-        .commit(Commit::appends(vec![StreamAppend {
+        .write(Transaction::appends(vec![StreamAppend {
             sku: sku("C"),
             expected: 0,
             events: vec![orphan],

@@ -12,8 +12,8 @@ use inventory_core::domain::{
 };
 use inventory_core::memory::{MemoryQueue, MemoryStore};
 use inventory_core::ports::{
-    Acceptance, Clock, CommandRecord, Commit, EventStore, ManualClock, ParkReason, Record,
-    RecordKey, RecordWrite,
+    Acceptance, Clock, CommandRecord, ManualClock, ParkReason, Record, RecordKey, RecordWrite,
+    Streams, Transaction, Transactions,
 };
 use inventory_core::testing::FlakyStore;
 use inventory_core::{Config, Inventory};
@@ -252,7 +252,7 @@ async fn a_checkout_accepted_in_time_commits_though_its_acceptance_was_recorded_
     };
     world
         .store
-        .commit(Commit::records(vec![RecordWrite {
+        .write(Transaction::records(vec![RecordWrite {
             key: key.clone(),
             expected: None,
             record: record(Acceptance::Awaiting {
@@ -279,7 +279,7 @@ async fn a_checkout_accepted_in_time_commits_though_its_acceptance_was_recorded_
 
     world
         .store
-        .commit(Commit::records(vec![RecordWrite {
+        .write(Transaction::records(vec![RecordWrite {
             key,
             expected: Some(1),
             record: record(Acceptance::Accepted),

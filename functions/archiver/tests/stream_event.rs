@@ -14,7 +14,7 @@ use inventory_core::aws::stream::{delivered_from_lambda, handle_stream_event};
 use inventory_core::aws::{local_config, test_endpoint, DynamoStore, S3Objects};
 use inventory_core::domain::{Event, Sku, SkuState};
 use inventory_core::feed::FeedChange;
-use inventory_core::ports::{Commit, EventStore, StreamAppend, SystemClock};
+use inventory_core::ports::{Snapshots, StreamAppend, SystemClock, Transaction, Transactions};
 use inventory_core::reactions::Archiver;
 use inventory_core::testing::FlakyStore;
 use inventory_test_support::grants::{assert_granted_by, AccessLog, Names};
@@ -77,7 +77,7 @@ async fn the_checked_in_stream_event_archives_then_retires_once_a_snapshot_cover
     assert!(matches!(delivered[3].change, Some(FeedChange::Removed(_))));
     let sku = Sku::parse("SKU-1").unwrap();
     store
-        .commit(Commit::appends(vec![StreamAppend {
+        .write(Transaction::appends(vec![StreamAppend {
             sku: sku.clone(),
             expected: 0,
             events: events.clone(),

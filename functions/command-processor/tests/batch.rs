@@ -8,7 +8,7 @@ use inventory_core::domain::{
     Action, Change, Command, CommandId, Quantity, RejectionCode, Sku, Timestamp,
 };
 use inventory_core::memory::{MemoryQueue, MemoryStore};
-use inventory_core::ports::{EventStore, ManualClock};
+use inventory_core::ports::{ManualClock, Streams};
 use inventory_core::testing::FlakyStore;
 use inventory_core::{Config, Inventory};
 

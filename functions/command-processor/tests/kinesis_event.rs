@@ -15,7 +15,7 @@ use command_processor::handle_kinesis_event;
 use inventory_core::app::{RedriveSelection, Redriven};
 use inventory_core::aws::{local_config, test_endpoint, DynamoStore, KinesisQueue};
 use inventory_core::domain::{Change, CommandId, RejectionCode, Sku, Timestamp};
-use inventory_core::ports::{Clock, EventStore, ManualClock, ParkReason};
+use inventory_core::ports::{Clock, ManualClock, ParkReason, Streams};
 use inventory_core::testing::FlakyStore;
 use inventory_core::{Config, Inventory};
 use inventory_test_support::grants::{assert_granted_by, Access, AccessLog, Names};

@@ -12,7 +12,7 @@ use inventory_core::domain::{
     Action, Change, Command, CommandId, Event, Quantity, ReservationId, Sku, Timestamp,
 };
 use inventory_core::memory::MemoryQueue;
-use inventory_core::ports::{Clock, Commit, EventStore, StreamAppend, SystemClock};
+use inventory_core::ports::{Clock, StreamAppend, Streams, SystemClock, Transaction, Transactions};
 use inventory_core::{Config, Inventory};
 use inventory_test_support::grants::{assert_granted_by, AccessLog, Names};
 
@@ -62,7 +62,7 @@ async fn a_scheduled_run_expires_each_lapsed_hold_once() {
     let in_grace = hold(&sku, 3, now.plus_seconds(-700), now.plus_seconds(-60));
     let released = hold(&sku, 4, now.plus_seconds(-600), now.plus_seconds(-300));
     store
-        .commit(Commit::appends(vec![StreamAppend {
+        .write(Transaction::appends(vec![StreamAppend {
             sku: sku.clone(),
             expected: 0,
             events: vec![receipt, lapsed, in_grace, released],

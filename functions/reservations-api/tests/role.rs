@@ -13,7 +13,7 @@ use inventory_core::aws::{local_config, test_endpoint, DynamoStore, KinesisQueue
 use inventory_core::domain::{Command, Sku};
 use inventory_core::feed::{FeedChange, Reaction};
 use inventory_core::memory::MemoryQueue;
-use inventory_core::ports::{EventStore, SystemClock};
+use inventory_core::ports::{Streams, SystemClock};
 use inventory_core::reactions::Snapshotter;
 use inventory_core::{Config, Inventory};
 use inventory_test_support::grants::{assert_granted_by, AccessLog, Names};

@@ -10,7 +10,7 @@ use inventory_core::aws::stream::{delivered_from_lambda, handle_stream_event};
 use inventory_core::aws::{local_config, test_endpoint, DynamoStore};
 use inventory_core::domain::{Event, Sku, SkuState};
 use inventory_core::feed::FeedChange;
-use inventory_core::ports::{Commit, EventStore, StreamAppend};
+use inventory_core::ports::{Snapshots, StreamAppend, Transaction, Transactions};
 use inventory_core::reactions::Snapshotter;
 use inventory_core::testing::FlakyStore;
 use inventory_test_support::grants::{assert_granted_by, AccessLog, Names};
@@ -44,7 +44,7 @@ async fn the_checked_in_stream_event_brings_the_snapshot_to_the_head_once() {
     assert_eq!(events.len(), 2, "two event items, one record item");
     let sku = Sku::parse("SKU-1").unwrap();
     store
-        .commit(Commit::appends(vec![StreamAppend {
+        .write(Transaction::appends(vec![StreamAppend {
             sku: sku.clone(),
             expected: 0,
             events: events.clone(),

@@ -23,8 +23,8 @@ use crate::domain::{
 };
 use crate::error::AppError;
 use crate::ports::{
-    Acceptance, CommandOutcome, CommandRecord, Commit, DeferredCommands, ParkReason, ParkedCommand,
-    Record, RecordKey, RecordWrite, StoreError, Versioned, MAX_DEFERRED,
+    Acceptance, CommandOutcome, CommandRecord, DeferredCommands, ParkReason, ParkedCommand, Record,
+    RecordKey, RecordWrite, StoreError, Transaction, Versioned, MAX_DEFERRED,
 };
 use crate::telemetry;
 
@@ -257,7 +257,7 @@ impl Inventory {
             tracing::error!(sku = %sku, command_id = %id, reason = reason.as_str(), detail,
                 "command parked for an operator");
             self.store
-                .commit(Commit::records(vec![RecordWrite {
+                .write(Transaction::records(vec![RecordWrite {
                     key,
                     expected,
                     record: Record::CommandOutcome(CommandOutcome::Parked(ParkedCommand {
@@ -424,7 +424,7 @@ impl Inventory {
         }
         report.events = changes.len();
         report.deferred = deferred.len();
-        let mut commit = Commit::records(records);
+        let mut commit = Transaction::records(records);
         if !changes.is_empty() {
             commit.appends.push(crate::ports::StreamAppend {
                 sku: sku.clone(),
@@ -434,7 +434,7 @@ impl Inventory {
         }
         if !commit.is_empty() {
             let issued = tokio::time::Instant::now();
-            self.store.commit(commit).await?;
+            self.store.write(commit).await?;
             self.cache.advance(&state, &changes, issued);
         }
         for accepted_at in applied_lags {

@@ -12,8 +12,8 @@ use crate::domain::{
 };
 use crate::error::AppError;
 use crate::ports::{
-    Acceptance, CommandOutcome, CommandRecord, Commit, Conflict, ParkReason, Record, RecordKey,
-    RecordWrite, StoreError, Versioned,
+    Acceptance, CommandOutcome, CommandRecord, Conflict, ParkReason, Record, RecordKey,
+    RecordWrite, StoreError, Transaction, Versioned,
 };
 
 /// Largest adjustment, either way.
@@ -130,7 +130,7 @@ impl Inventory {
             expected: None,
             record: Record::Command(record.clone()),
         };
-        match self.store.commit(Commit::records(vec![write])).await {
+        match self.store.write(Transaction::records(vec![write])).await {
             Ok(()) => {
                 self.queue.send(&record.commands).await?;
                 self.mark(id, &record, 1, Acceptance::Accepted).await?;
@@ -201,7 +201,7 @@ impl Inventory {
                 ..record.clone()
             }),
         };
-        match self.store.commit(Commit::records(vec![write])).await {
+        match self.store.write(Transaction::records(vec![write])).await {
             Ok(()) => Ok(()),
             Err(StoreError::Conflict(_)) => match self.command_record(id).await? {
                 Some((record, _)) if record.acceptance == Acceptance::Accepted => Ok(()),

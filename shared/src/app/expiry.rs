@@ -23,7 +23,7 @@ use super::Inventory;
 use crate::config::LONGEST_HOLD_LIFE_SECS;
 use crate::domain::{Action, Command, CommandId, Sku, Timestamp};
 use crate::error::AppError;
-use crate::ports::{Commit, Record, RecordKey, RecordWrite, StoreError, SweepMark, Versioned};
+use crate::ports::{Record, RecordKey, RecordWrite, StoreError, SweepMark, Transaction, Versioned};
 use crate::telemetry;
 
 /// How far back the first sweep looks: as far as a hold can count.
@@ -190,7 +190,7 @@ impl Inventory {
         }
         let moved = self
             .store
-            .commit(Commit::records(vec![RecordWrite {
+            .write(Transaction::records(vec![RecordWrite {
                 key,
                 expected: version,
                 record: Record::ExpirySweep(SweepMark {

@@ -12,7 +12,8 @@ use super::Inventory;
 use crate::domain::{Command, CommandId, Sku};
 use crate::error::AppError;
 use crate::ports::{
-    CommandOutcome, Commit, ParkedCommand, ParkedEntry, Record, RecordKey, RecordWrite, StoreError,
+    CommandOutcome, ParkedCommand, ParkedEntry, Record, RecordKey, RecordWrite, StoreError,
+    Transaction,
 };
 
 /// Which parked commands to redrive.
@@ -80,7 +81,7 @@ impl Inventory {
         if entry.parked.redriven_at.is_none() {
             let marked = self
                 .store
-                .commit(Commit::records(vec![RecordWrite {
+                .write(Transaction::records(vec![RecordWrite {
                     key: RecordKey::CommandOutcome {
                         command_id: entry.command_id,
                         sku: entry.sku.clone(),

@@ -18,8 +18,8 @@ use crate::domain::{
 };
 use crate::error::AppError;
 use crate::ports::{
-    Commit, Conflict, IdempotencyRecord, Record, RecordKey, RecordWrite, StoreError, StreamAppend,
-    MAX_COMMIT_ITEMS,
+    Conflict, IdempotencyRecord, Record, RecordKey, RecordWrite, StoreError, StreamAppend,
+    Transaction, MAX_TRANSACTION_ITEMS,
 };
 use crate::telemetry;
 
@@ -44,7 +44,7 @@ impl ReserveRequest {
         // With a key, the idempotency record takes one of the commit's items.
         let (limit, why) = match idempotency_key {
             Some(_) => (
-                MAX_COMMIT_ITEMS - 1,
+                MAX_TRANSACTION_ITEMS - 1,
                 " with an Idempotency-Key (one write carries at most 100 items)",
             ),
             None => (MAX_LINES, ""),
@@ -213,7 +213,7 @@ impl Inventory {
         } else {
             Vec::new()
         };
-        let mut commit = Commit::default();
+        let mut commit = Transaction::default();
         for (index, (line, state)) in request.lines.iter().zip(&states).enumerate() {
             let lines = if index == 0 { cart.clone() } else { Vec::new() };
             let change = match place_hold(state, &id, line.quantity, terms, lines, owner, now) {
@@ -258,7 +258,7 @@ impl Inventory {
         }
         let appends = commit.appends.clone();
         let issued = tokio::time::Instant::now();
-        self.store.commit(commit).await?;
+        self.store.write(commit).await?;
         for (append, state) in appends.iter().zip(&states) {
             self.cache.advance(state, &append.events, issued);
         }
@@ -374,13 +374,13 @@ impl Inventory {
             holds.push(hold);
         }
         // Each line is an event and a record: large carts are extended in several commits.
-        for chunk in changed.chunks(MAX_COMMIT_ITEMS / 2) {
-            let commit = Commit {
+        for chunk in changed.chunks(MAX_TRANSACTION_ITEMS / 2) {
+            let commit = Transaction {
                 appends: chunk.iter().map(|(append, _, _)| append.clone()).collect(),
                 records: chunk.iter().map(|(_, write, _)| write.clone()).collect(),
             };
             let issued = tokio::time::Instant::now();
-            self.store.commit(commit).await?;
+            self.store.write(commit).await?;
             for (append, _, state) in chunk {
                 self.cache.advance(state, &append.events, issued);
             }

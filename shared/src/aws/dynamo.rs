@@ -43,8 +43,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{Change, CommandId, Event, ReservationId, Sku, SkuState, Timestamp, Version};
 use crate::ports::{
-    CommandOutcome, Commit, Conflict, EventStore, LapsingHold, ParkedEntry, Record, RecordKey,
-    RecordWrite, SnapshotSave, StoreError, StreamAppend, Versioned, MAX_COMMIT_ITEMS,
+    CommandOutcome, Conflict, ExpiryIndex, LapsingHold, ParkedEntry, ParkedIndex, Record,
+    RecordKey, RecordWrite, Records, Retirement, SnapshotSave, Snapshots, StoreError, StreamAppend,
+    Streams, Transaction, Transactions, Versioned, MAX_TRANSACTION_ITEMS,
 };
 
 /// Partition key attribute.
@@ -534,10 +535,10 @@ impl DynamoStore {
     }
 
     /// Everything else: one transaction. A cancellation names the item that failed.
-    async fn transact(&self, commit: &Commit) -> Result<(), StoreError> {
-        let mut items = Vec::with_capacity(commit.items());
-        let mut origins = Vec::with_capacity(commit.items());
-        for append in &commit.appends {
+    async fn transact_items(&self, transaction: &Transaction) -> Result<(), StoreError> {
+        let mut items = Vec::with_capacity(transaction.items());
+        let mut origins = Vec::with_capacity(transaction.items());
+        for append in &transaction.appends {
             for event in &append.events {
                 items.push(
                     TransactWriteItem::builder()
@@ -547,7 +548,7 @@ impl DynamoStore {
                 origins.push(Origin::Stream(append.sku.clone()));
             }
         }
-        for write in &commit.records {
+        for write in &transaction.records {
             items.push(
                 TransactWriteItem::builder()
                     .put(self.record_put(write)?)
@@ -679,7 +680,7 @@ fn bug(err: impl std::fmt::Display) -> StoreError {
 }
 
 #[async_trait]
-impl EventStore for DynamoStore {
+impl Streams for DynamoStore {
     async fn read_stream(&self, sku: &Sku, after: Version) -> Result<Vec<Event>, StoreError> {
         let items: Vec<Item> = self
             .client
@@ -716,7 +717,10 @@ impl EventStore for DynamoStore {
             .map(|item| serde_dynamo::from_item(item).map_err(bug))
             .transpose()
     }
+}
 
+#[async_trait]
+impl Records for DynamoStore {
     async fn read_records(&self, keys: &[RecordKey]) -> Result<Vec<Option<Versioned>>, StoreError> {
         let pks: Vec<String> = keys.iter().map(Self::record_pk).collect();
         let stored: Vec<Option<RecordItem>> = self.batch_get_as(&pks, true).await?;
@@ -730,21 +734,27 @@ impl EventStore for DynamoStore {
             })
             .collect())
     }
+}
 
-    async fn commit(&self, commit: Commit) -> Result<(), StoreError> {
-        let items = commit.items();
-        if items > MAX_COMMIT_ITEMS {
+#[async_trait]
+impl Transactions for DynamoStore {
+    async fn write(&self, transaction: Transaction) -> Result<(), StoreError> {
+        let items = transaction.items();
+        if items > MAX_TRANSACTION_ITEMS {
             return Err(bug(format!(
-                "a commit of {items} items exceeds the limit of {MAX_COMMIT_ITEMS}"
+                "a transaction of {items} items exceeds the limit of {MAX_TRANSACTION_ITEMS}"
             )));
         }
-        match (&commit.appends[..], &commit.records[..]) {
+        match (&transaction.appends[..], &transaction.records[..]) {
             ([], []) => Ok(()),
             ([append], []) if append.events.len() == 1 => self.append_one(append).await,
-            _ => self.transact(&commit).await,
+            _ => self.transact_items(&transaction).await,
         }
     }
+}
 
+#[async_trait]
+impl Snapshots for DynamoStore {
     async fn read_snapshots(&self, skus: &[Sku]) -> Result<Vec<Option<SkuState>>, StoreError> {
         let pks: Vec<String> = skus.iter().map(Self::snapshot_pk).collect();
         let stored: Vec<Option<SnapshotItem>> = self.batch_get_as(&pks, false).await?;
@@ -783,7 +793,10 @@ impl EventStore for DynamoStore {
             Err(err) => Err(unavailable(DisplayErrorContext(err))),
         }
     }
+}
 
+#[async_trait]
+impl ExpiryIndex for DynamoStore {
     async fn lapsing_holds(
         &self,
         after: Timestamp,
@@ -832,7 +845,58 @@ impl EventStore for DynamoStore {
         holds.sort();
         Ok(holds)
     }
+}
 
+#[async_trait]
+impl Retirement for DynamoStore {
+    async fn retire_events(
+        &self,
+        sku: &Sku,
+        seqs: RangeInclusive<Version>,
+        delete_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let ttl = (delete_at.millis().max(0) / 1000 + 1).to_string();
+        let pk = Self::stream_pk(sku);
+        let updates = seqs.map(|seq| {
+            let ttl = ttl.clone();
+            let pk = pk.clone();
+            async move {
+                let result = self
+                    .client
+                    .update_item()
+                    .table_name(&self.table)
+                    .set_key(Some(Self::key_of(pk, seq)))
+                    .update_expression("SET #ttl = :ttl")
+                    .condition_expression("attribute_exists(pk)")
+                    .expression_attribute_names("#ttl", TTL)
+                    .expression_attribute_values(":ttl", AttributeValue::N(ttl))
+                    .send()
+                    .await;
+                match result {
+                    Ok(_) => Ok(()),
+                    // Already deleted: nothing to retire.
+                    Err(err)
+                        if err.as_service_error().is_some_and(
+                            UpdateItemError::is_conditional_check_failed_exception,
+                        ) =>
+                    {
+                        Ok(())
+                    }
+                    Err(err) => Err(unavailable(DisplayErrorContext(err))),
+                }
+            }
+        });
+        futures::stream::iter(updates)
+            .buffer_unordered(RETIRE_CONCURRENCY)
+            .collect::<Vec<Result<(), StoreError>>>()
+            .await
+            .into_iter()
+            .collect()
+    }
+}
+
+#[async_trait]
+impl ParkedIndex for DynamoStore {
     async fn parked_commands(&self) -> Result<Vec<ParkedEntry>, StoreError> {
         let items = self
             .client
@@ -877,51 +941,6 @@ impl EventStore for DynamoStore {
             }
         }
         Ok(parked)
-    }
-
-    async fn retire_events(
-        &self,
-        sku: &Sku,
-        seqs: RangeInclusive<Version>,
-        delete_at: Timestamp,
-    ) -> Result<(), StoreError> {
-        let ttl = (delete_at.millis().max(0) / 1000 + 1).to_string();
-        let pk = Self::stream_pk(sku);
-        let updates = seqs.map(|seq| {
-            let ttl = ttl.clone();
-            let pk = pk.clone();
-            async move {
-                let result = self
-                    .client
-                    .update_item()
-                    .table_name(&self.table)
-                    .set_key(Some(Self::key_of(pk, seq)))
-                    .update_expression("SET #ttl = :ttl")
-                    .condition_expression("attribute_exists(pk)")
-                    .expression_attribute_names("#ttl", TTL)
-                    .expression_attribute_values(":ttl", AttributeValue::N(ttl))
-                    .send()
-                    .await;
-                match result {
-                    Ok(_) => Ok(()),
-                    // Already deleted: nothing to retire.
-                    Err(err)
-                        if err.as_service_error().is_some_and(
-                            UpdateItemError::is_conditional_check_failed_exception,
-                        ) =>
-                    {
-                        Ok(())
-                    }
-                    Err(err) => Err(unavailable(DisplayErrorContext(err))),
-                }
-            }
-        });
-        futures::stream::iter(updates)
-            .buffer_unordered(RETIRE_CONCURRENCY)
-            .collect::<Vec<Result<(), StoreError>>>()
-            .await
-            .into_iter()
-            .collect()
     }
 }
 

@@ -19,7 +19,8 @@ use crate::archive::{Archive, ArchiveError};
 use crate::domain::{Event, Sku, Version};
 use crate::feed::{FeedChange, Reaction};
 use crate::ports::{
-    ArchiveMark, Clock, Commit, EventStore, Record, RecordKey, RecordWrite, StoreError, Versioned,
+    ArchiveMark, Clock, EventStore, Record, RecordKey, RecordWrite, StoreError, Transaction,
+    Versioned,
 };
 
 /// Archives events and retires them from the table.
@@ -104,7 +105,7 @@ impl Archiver {
         }
         if next != mark {
             self.store
-                .commit(Commit::records(vec![RecordWrite {
+                .write(Transaction::records(vec![RecordWrite {
                     key: RecordKey::ArchiveMark { sku: sku.clone() },
                     expected: version,
                     record: Record::ArchiveMark(next),
