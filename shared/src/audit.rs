@@ -346,13 +346,13 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::ports::Snapshots;
     use crate::app::ReserveRequest;
     use crate::archive::{encode, segment_key};
     use crate::domain::{Action, Caller, Change, Command, CommandId, Line, Quantity, TtlSeconds};
     use crate::feed::{FeedChange, Reaction};
     use crate::memory::{MemoryObjects, MemoryQueue, MemoryStore};
     use crate::ports::ObjectStore as _;
+    use crate::ports::Snapshots;
     use crate::ports::{Clock as _, ManualClock};
     use crate::reactions::{Archiver, Snapshotter};
     use crate::{Config, Inventory};

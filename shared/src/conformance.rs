@@ -24,11 +24,12 @@ use crate::domain::{
     ReservationId, Sku, SkuState, Timestamp, Version,
 };
 use crate::feed::{FeedChange, Reaction};
+use crate::limits::MAX_TRANSACTION_ITEMS;
 use crate::memory::{MemoryObjects, MemoryQueue, MemoryStore};
 use crate::ports::{Clock, ManualClock};
 use crate::ports::{
     Conflict, EventStore, IdempotencyRecord, LapsingHold, Record, RecordKey, RecordWrite,
-    SnapshotSave, StoreError, StreamAppend, Transaction, MAX_TRANSACTION_ITEMS,
+    SnapshotSave, StoreError, StreamAppend, Transaction,
 };
 use crate::reactions::{Archiver, Snapshotter};
 use crate::Inventory;

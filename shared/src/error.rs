@@ -42,6 +42,11 @@ pub enum AppError {
     /// Conflicts outlasted the retry budget (503 `contention`).
     #[error("too much contention, try again")]
     Contention,
+    /// Waiting on something that has not happened yet: a command's acceptance, a reservation
+    /// not readable yet, a history still being written. Nothing was done; the work is tried
+    /// again later (503 `unavailable` should it reach an API caller).
+    #[error("not yet: {0}")]
+    NotYet(String),
     /// A dependency failed (503 `unavailable`); nothing was acknowledged.
     #[error("service unavailable: {0}")]
     Unavailable(String),
@@ -55,6 +60,7 @@ impl From<StoreError> for AppError {
         match err {
             StoreError::Conflict(_) => AppError::Contention,
             StoreError::Unavailable(reason) => AppError::Unavailable(reason),
+            StoreError::Incomplete(reason) => AppError::NotYet(reason),
             StoreError::Bug(detail) => AppError::Internal(detail),
         }
     }

@@ -22,11 +22,13 @@ pub mod conformance;
 pub mod domain;
 pub mod error;
 pub mod feed;
+pub mod limits;
 pub mod memory;
 #[cfg(feature = "openapi")]
 pub mod openapi;
 pub mod ports;
 pub mod reactions;
+pub mod retry;
 pub mod telemetry;
 #[cfg(feature = "test-util")]
 pub mod testing;

@@ -11,11 +11,11 @@ use tokio::sync::Notify;
 
 use crate::domain::{Change, Command, Event, Sku, SkuState, Timestamp, Version};
 use crate::feed::FeedChange;
+use crate::limits::MAX_TRANSACTION_ITEMS;
 use crate::ports::{
     CommandOutcome, CommandQueue, Conflict, ExpiryIndex, LapsingHold, ObjectStore,
     ObjectStoreError, ParkedEntry, ParkedIndex, QueueError, Record, RecordKey, Records, Retirement,
     SnapshotSave, Snapshots, StoreError, Streams, Transaction, Transactions, Versioned,
-    MAX_TRANSACTION_ITEMS,
 };
 
 /// Event streams, records and snapshots in one process, with a change feed like the table's

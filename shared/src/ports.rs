@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::domain::{
-    ClientId, Command, CommandId, Event, HoldLine, IdempotencyKey, RejectionCode, ReservationId,
-    Sku, SkuState, Timestamp, Version,
+    Change, ClientId, Command, CommandId, Event, HoldLine, IdempotencyKey, RejectionCode,
+    ReservationId, Sku, SkuState, Timestamp, Version,
 };
 
 /// Where a record lives: records are looked up directly by key, never scanned for.
@@ -81,10 +81,6 @@ pub enum Record {
     /// See [`RecordKey::Deferred`].
     Deferred(DeferredCommands),
 }
-
-/// Most commands one SKU may hold back at a time: the held commands are tried again with the
-/// next chunk of arrivals, and both must fit one commit.
-pub const MAX_DEFERRED: usize = 16;
 
 /// A SKU's held-back commands, oldest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -244,6 +240,27 @@ pub struct StreamAppend {
     pub events: Vec<Event>,
 }
 
+impl StreamAppend {
+    /// The append of `changes` to `sku` at `now`, right after the head `state` was decided on.
+    pub fn after(state: &SkuState, sku: &Sku, now: Timestamp, changes: Vec<Change>) -> Self {
+        let events = changes
+            .into_iter()
+            .zip(state.version + 1..)
+            .map(|(change, seq)| Event {
+                sku: sku.clone(),
+                seq,
+                at: now,
+                change,
+            })
+            .collect();
+        Self {
+            sku: sku.clone(),
+            expected: state.version,
+            events,
+        }
+    }
+}
+
 /// A record to write, valid only if the stored one is still at `expected` (`None`: absent).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordWrite {
@@ -263,10 +280,6 @@ pub struct Transaction {
     /// Record writes.
     pub records: Vec<RecordWrite>,
 }
-
-/// Most items one commit may write: DynamoDB's limit for one transaction. Use cases split their
-/// work to stay within it; every store refuses a larger commit.
-pub const MAX_TRANSACTION_ITEMS: usize = 100;
 
 impl Transaction {
     /// A commit of stream appends only.
@@ -339,7 +352,8 @@ pub enum SnapshotSave {
     Stale,
 }
 
-/// A store failure. The edge maps `Conflict` to a re-read and re-decide, `Unavailable` to 503.
+/// A store failure. A `Conflict` is a race lost (read again, decide again); `Unavailable` and
+/// `Incomplete` may pass if tried again later; `Bug` will not.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum StoreError {
     /// A condition of the commit failed; nothing was written.
@@ -348,6 +362,10 @@ pub enum StoreError {
     /// The store could not be reached or answered with an error; the outcome may be unknown.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// A read found a history with a gap: written part-way (a transaction's items become
+    /// readable one by one), or broken. Nothing is decided on it; read again later.
+    #[error("history incomplete: {0}")]
+    Incomplete(String),
     /// What the store holds, or was asked to hold, breaks its contract: an item that does not
     /// read as what its key says, a commit over the limit, misnumbered events. A bug or a
     /// foreign write: trying again does not help.

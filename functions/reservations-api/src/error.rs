@@ -207,7 +207,7 @@ impl From<AppError> for ApiError {
                 "too many concurrent changes to the same items; retry shortly",
             ),
             AppError::Internal(detail) => Self::internal(&detail),
-            AppError::Unavailable(reason) => {
+            AppError::Unavailable(reason) | AppError::NotYet(reason) => {
                 tracing::error!(%reason, "dependency unavailable");
                 Self::new("unavailable",
                     "the service could not complete the request; nothing was changed, retry shortly",

@@ -17,10 +17,9 @@ use axum::http::{header, StatusCode};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
-use inventory_core::app::{
-    CommandView, ItemView, ItemsView, ReservationView, ReserveRequest, MAX_SKUS_PER_READ,
-};
+use inventory_core::app::{CommandView, ItemView, ItemsView, ReservationView, ReserveRequest};
 use inventory_core::domain::{CommandId, Line, Quantity, Scope, Sku, TtlSeconds};
+use inventory_core::limits::MAX_SKUS_PER_READ;
 use inventory_core::Inventory;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

@@ -10,23 +10,35 @@
 //! record holds the reason and its whole body) and the SKU moves on.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use base64::Engine as _;
-use futures::future::try_join_all;
+use tokio::time::Instant;
 
-use super::reservations::{hold_write, next_append, placed_lines};
-use super::retry::until_no_conflict;
-use super::Inventory;
+use super::attempt::{until_decided, write, Attempt, Written};
+use super::heads::Heads;
+use super::reservation_book::{HoldLookup, ReservationBook};
+use crate::config::Config;
 use crate::domain::decide::decide;
-use crate::domain::{
-    Change, Command, CommandId, HoldLine, ReservationId, Sku, SkuState, Timestamp, Verdict,
-};
+use crate::domain::{Change, Command, CommandId, ReservationId, Sku, SkuState, Timestamp, Verdict};
 use crate::error::AppError;
+use crate::limits::MAX_DEFERRED;
 use crate::ports::{
-    Acceptance, CommandOutcome, CommandRecord, DeferredCommands, ParkReason, ParkedCommand, Record,
-    RecordKey, RecordWrite, StoreError, Transaction, Versioned, MAX_DEFERRED,
+    Acceptance, Clock, CommandOutcome, CommandQueue, CommandRecord, DeferredCommands, ParkReason,
+    ParkedCommand, Record, RecordKey, RecordWrite, Records, StreamAppend, Transaction,
+    Transactions, Versioned,
 };
 use crate::telemetry;
+
+pub(crate) struct ApplyCommands {
+    pub(crate) heads: Arc<Heads>,
+    pub(crate) book: Arc<ReservationBook>,
+    pub(crate) records: Arc<dyn Records>,
+    pub(crate) transactions: Arc<dyn Transactions>,
+    pub(crate) queue: Arc<dyn CommandQueue>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) config: Config,
+}
 
 /// What applying a SKU's commands came to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -81,16 +93,6 @@ pub struct Unapplied {
     pub error: AppError,
 }
 
-/// A reservation's hold on the SKU being processed, as far as it is known.
-enum HoldLookup {
-    /// No reservation has that id.
-    UnknownReservation,
-    /// The reservation holds nothing on this SKU.
-    NotOnSku,
-    /// The hold and its record version (`None`: no record yet).
-    Found(HoldLine, Option<u64>),
-}
-
 /// Where one command stands before it is decided.
 enum Standing {
     /// Handled before (or parked and not redriven): nothing to do.
@@ -103,8 +105,8 @@ enum Standing {
     Due { outcome: Option<u64> },
 }
 
-/// What one attempt at a SKU's commands came to.
-struct Attempt {
+/// What applying one chunk of a SKU's commands came to.
+struct Chunk {
     report: ApplyReport,
     /// The commands deferred, in order.
     deferred: Vec<Command>,
@@ -135,17 +137,17 @@ pub(crate) fn parked_body(data: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(data)
 }
 
-impl Inventory {
+impl ApplyCommands {
     /// Applies `commands` (all for `sku`, in arrival order) exactly once in effect, after the
     /// SKU's deferred commands. Arrivals are taken [`MAX_DEFERRED`] at a time, so that with the
     /// deferred ones they fit one commit. Commands still deferred at the end are nudged onto the
     /// queue (same ids), so they are tried again even if nothing else arrives for the SKU.
-    pub async fn apply_commands(
+    pub(crate) async fn apply_commands(
         &self,
         sku: &Sku,
         commands: &[Command],
     ) -> Result<ApplyReport, AppError> {
-        let _turn = self.turns.take(std::iter::once(sku)).await;
+        let _turn = self.heads.wait_turn(sku).await;
         let mut total = ApplyReport::default();
         let mut deferred = Vec::new();
         let mut chunks: Vec<&[Command]> = commands.chunks(MAX_DEFERRED).collect();
@@ -187,7 +189,7 @@ impl Inventory {
     /// for [`Config::park_failing_after`](crate::Config), they are applied one at a time and
     /// each that still fails is parked, so the shard moves on. On failure, says the position of
     /// the first command that must be delivered again.
-    pub async fn apply_arrivals(
+    pub(crate) async fn apply_arrivals(
         &self,
         sku: &Sku,
         commands: &[Command],
@@ -231,7 +233,7 @@ impl Inventory {
     /// Parks a queued record for an operator: `data` exactly as queued, filed under `id` and
     /// `sku`, with the reason and what went wrong. Once: a record already parked (and not
     /// redriven) or already applied is left as it is. It never blocks the queue.
-    pub async fn park(
+    pub(crate) async fn park(
         &self,
         sku: &Sku,
         id: CommandId,
@@ -239,37 +241,49 @@ impl Inventory {
         reason: ParkReason,
         detail: &str,
     ) -> Result<(), AppError> {
-        let _turn = self.turns.take(std::iter::once(sku)).await;
-        let written = until_no_conflict(&self.config, || async {
-            let key = RecordKey::CommandOutcome {
-                command_id: id,
-                sku: sku.clone(),
-            };
-            let found = self.store.read_records(std::slice::from_ref(&key)).await?;
+        let _turn = self.heads.wait_turn(sku).await;
+        let key = RecordKey::CommandOutcome {
+            command_id: id,
+            sku: sku.clone(),
+        };
+        let mut rereads = 0;
+        let written = until_decided(&self.config, &mut rereads, |_| async {
+            let found = self
+                .records
+                .read_records(std::slice::from_ref(&key))
+                .await?;
             let expected = match found.into_iter().next().flatten() {
                 None => None,
                 Some(Versioned {
                     version,
                     record: Record::CommandOutcome(CommandOutcome::Parked(parked)),
                 }) if parked.redriven_at.is_some() => Some(version),
-                Some(_) => return Ok(false),
+                Some(_) => return Ok(Attempt::Done(false)),
             };
             tracing::error!(sku = %sku, command_id = %id, reason = reason.as_str(), detail,
                 "command parked for an operator");
-            self.store
-                .write(Transaction::records(vec![RecordWrite {
-                    key,
-                    expected,
-                    record: Record::CommandOutcome(CommandOutcome::Parked(ParkedCommand {
-                        reason,
-                        detail: detail.to_owned(),
-                        parked_at: self.clock.now(),
-                        body: parked_body(data),
-                        redriven_at: None,
-                    })),
-                }]))
-                .await
-                .map(|()| true)
+            let parked = RecordWrite {
+                key: key.clone(),
+                expected,
+                record: Record::CommandOutcome(CommandOutcome::Parked(ParkedCommand {
+                    reason,
+                    detail: detail.to_owned(),
+                    parked_at: self.clock.now(),
+                    body: parked_body(data),
+                    redriven_at: None,
+                })),
+            };
+            Ok(
+                match write(
+                    self.transactions.as_ref(),
+                    Transaction::records(vec![parked]),
+                )
+                .await?
+                {
+                    Written::Done => Attempt::Done(true),
+                    Written::Lost(_) => Attempt::Reread,
+                },
+            )
         })
         .await?;
         if written {
@@ -278,13 +292,15 @@ impl Inventory {
         Ok(())
     }
 
-    async fn apply_chunk(&self, sku: &Sku, commands: &[Command]) -> Result<Attempt, AppError> {
-        until_no_conflict(&self.config, || self.try_apply(sku, commands)).await
+    async fn apply_chunk(&self, sku: &Sku, commands: &[Command]) -> Result<Chunk, AppError> {
+        let mut rereads = 0;
+        until_decided(&self.config, &mut rereads, |_| self.attempt(sku, commands)).await
     }
 
-    async fn try_apply(&self, sku: &Sku, arrivals: &[Command]) -> Result<Attempt, StoreError> {
+    /// One decision over the SKU's deferred commands and `arrivals`, and one write.
+    async fn attempt(&self, sku: &Sku, arrivals: &[Command]) -> Result<Attempt<Chunk>, AppError> {
         let mut report = ApplyReport::default();
-        let state = self.cache.load(self.store.as_ref(), sku).await?;
+        let state = self.heads.load(sku).await?;
         let reading = self.standings(sku, arrivals, &mut report).await?;
         let due: Vec<&Command> = reading
             .commands
@@ -292,7 +308,10 @@ impl Inventory {
             .filter(|(_, standing)| matches!(standing, Standing::Due { .. }))
             .map(|(command, _)| command)
             .collect();
-        let mut holds = self.hold_lookups(sku, &due).await?;
+        let mut holds = self
+            .book
+            .holds_on(sku, due.iter().filter_map(|c| c.action.reservation_id()))
+            .await?;
         let mut next: SkuState = (*state).clone();
         let mut changes = Vec::new();
         let mut records = reading.abandon;
@@ -334,8 +353,8 @@ impl Inventory {
                     defer(&mut deferred, &mut waiting_on, command);
                     continue;
                 }
-                let body =
-                    serde_json::to_vec(command).map_err(|err| StoreError::Bug(err.to_string()))?;
+                let body = serde_json::to_vec(command)
+                    .map_err(|err| AppError::Internal(err.to_string()))?;
                 tracing::error!(sku = %sku, command_id = %command.id,
                     "parking a command whose reservation stayed unreadable");
                 records.push(RecordWrite {
@@ -359,8 +378,8 @@ impl Inventory {
             }
             let now = next.now(clock);
             let verdict = match lookup {
-                Some(Some(HoldLookup::Found(hold, _))) => {
-                    decide(&next, Some(hold), command, now, grace)
+                Some(Some(HoldLookup::Found(stored))) => {
+                    decide(&next, Some(&stored.hold), command, now, grace)
                 }
                 _ => decide(&next, None, command, now, grace),
             };
@@ -386,13 +405,13 @@ impl Inventory {
                 record: Record::CommandOutcome(outcome),
             });
             if let Some(change) = change {
-                let append = next_append(sku, &next, now, vec![change.clone()]);
+                let append = StreamAppend::after(&next, sku, now, vec![change.clone()]);
                 for event in &append.events {
                     next.evolve(event);
                 }
                 if let Some(rid) = change.reservation_id() {
-                    if let Some(HoldLookup::Found(hold, _)) = holds.get_mut(rid) {
-                        hold.evolve(&change);
+                    if let Some(HoldLookup::Found(stored)) = holds.get_mut(rid) {
+                        stored.hold.evolve(&change);
                         if !touched.contains(rid) {
                             touched.push(rid.clone());
                         }
@@ -402,7 +421,7 @@ impl Inventory {
             }
         }
         if deferred.len() > MAX_DEFERRED {
-            return Err(StoreError::Unavailable(format!(
+            return Err(AppError::NotYet(format!(
                 "{} commands of {sku} are waiting; at most {MAX_DEFERRED} are held back",
                 deferred.len()
             )));
@@ -418,24 +437,26 @@ impl Inventory {
             });
         }
         for rid in &touched {
-            if let Some(HoldLookup::Found(hold, version)) = holds.get(rid) {
-                records.push(hold_write(hold, *version));
+            if let Some(HoldLookup::Found(stored)) = holds.get(rid) {
+                records.push(stored.write());
             }
         }
         report.events = changes.len();
         report.deferred = deferred.len();
-        let mut commit = Transaction::records(records);
+        let mut transaction = Transaction::records(records);
         if !changes.is_empty() {
-            commit.appends.push(crate::ports::StreamAppend {
+            transaction.appends.push(StreamAppend {
                 sku: sku.clone(),
                 expected: state.version,
                 events: changes.clone(),
             });
         }
-        if !commit.is_empty() {
-            let issued = tokio::time::Instant::now();
-            self.store.write(commit).await?;
-            self.cache.advance(&state, &changes, issued);
+        if !transaction.is_empty() {
+            let issued = Instant::now();
+            if let Written::Lost(_) = write(self.transactions.as_ref(), transaction).await? {
+                return Ok(Attempt::Reread);
+            }
+            self.heads.advance(&state, &changes, issued);
         }
         for accepted_at in applied_lags {
             telemetry::applied_after(accepted_at, clock);
@@ -443,7 +464,7 @@ impl Inventory {
         tracing::info!(sku = %sku, applied = report.applied, rejected = report.rejected,
             duplicates = report.duplicates, events = report.events, parked = report.parked,
             deferred = report.deferred, "commands applied");
-        Ok(Attempt { report, deferred })
+        Ok(Attempt::Done(Chunk { report, deferred }))
     }
 
     /// The SKU's deferred commands followed by the arrivals, each once, and where each stands.
@@ -454,7 +475,7 @@ impl Inventory {
         sku: &Sku,
         arrivals: &[Command],
         report: &mut ApplyReport,
-    ) -> Result<Standings, StoreError> {
+    ) -> Result<Standings, AppError> {
         let record_keys = |command: &Command| {
             [
                 RecordKey::CommandOutcome {
@@ -470,7 +491,7 @@ impl Inventory {
         let distinct: Vec<&Command> = arrivals.iter().filter(|c| seen.insert(c.id)).collect();
         let mut keys = vec![RecordKey::Deferred { sku: sku.clone() }];
         keys.extend(distinct.iter().flat_map(|c| record_keys(c)));
-        let mut found = self.store.read_records(&keys).await?.into_iter();
+        let mut found = self.records.read_records(&keys).await?.into_iter();
         let (deferred_version, deferred) = match found.next().flatten() {
             None => (None, Vec::new()),
             Some(Versioned {
@@ -478,7 +499,7 @@ impl Inventory {
                 record: Record::Deferred(list),
             }) => (Some(version), list.commands),
             Some(other) => {
-                return Err(StoreError::Bug(format!(
+                return Err(AppError::Internal(format!(
                     "unexpected record under the deferred commands of {sku}: {other:?}"
                 )))
             }
@@ -503,7 +524,7 @@ impl Inventory {
             .collect();
         if !missing.is_empty() {
             let keys: Vec<RecordKey> = missing.iter().flat_map(|c| record_keys(c)).collect();
-            let mut found = self.store.read_records(&keys).await?.into_iter();
+            let mut found = self.records.read_records(&keys).await?.into_iter();
             for command in missing {
                 let outcome = found.next().flatten();
                 let record = found.next().flatten();
@@ -567,59 +588,5 @@ impl Inventory {
             commands,
             abandon,
         })
-    }
-
-    /// The holds the commands act on: anchor events and hold records, read concurrently.
-    async fn hold_lookups(
-        &self,
-        sku: &Sku,
-        commands: &[&Command],
-    ) -> Result<HashMap<ReservationId, HoldLookup>, StoreError> {
-        let mut ids: Vec<&ReservationId> = commands
-            .iter()
-            .filter_map(|command| command.action.reservation_id())
-            .collect();
-        ids.sort();
-        ids.dedup();
-        let anchors = try_join_all(
-            ids.iter()
-                .map(|id| self.store.read_event(id.anchor_sku(), id.anchor_seq())),
-        )
-        .await?;
-        let mut lookups = HashMap::new();
-        let mut placed = Vec::new();
-        for (id, anchor) in ids.into_iter().zip(anchors) {
-            let lines = anchor.and_then(|anchor| placed_lines(&anchor, id));
-            let lookup = match lines {
-                None => HoldLookup::UnknownReservation,
-                Some(lines) => match lines.into_iter().find(|hold| &hold.sku == sku) {
-                    None => HoldLookup::NotOnSku,
-                    Some(hold) => {
-                        placed.push(id.clone());
-                        HoldLookup::Found(hold, None)
-                    }
-                },
-            };
-            lookups.insert(id.clone(), lookup);
-        }
-        let keys: Vec<RecordKey> = placed
-            .iter()
-            .map(|id| RecordKey::Hold {
-                reservation_id: id.clone(),
-                sku: sku.clone(),
-            })
-            .collect();
-        let records = self.store.read_records(&keys).await?;
-        for (id, stored) in placed.into_iter().zip(records) {
-            if let (Some(stored), Some(HoldLookup::Found(hold, version))) =
-                (stored, lookups.get_mut(&id))
-            {
-                if let Record::Hold(recorded) = stored.record {
-                    *hold = recorded;
-                }
-                *version = Some(stored.version);
-            }
-        }
-        Ok(lookups)
     }
 }

@@ -11,11 +11,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::domain::{Event, Sku, SkuState};
-use crate::ports::{EventStore, StoreError};
+use crate::ports::{Snapshots, StoreError, Streams};
 use crate::reactions::fold_tail;
 
 /// The stored snapshot of `sku`, if any.
-async fn snapshot(store: &dyn EventStore, sku: &Sku) -> Result<Option<SkuState>, StoreError> {
+async fn snapshot(store: &dyn Snapshots, sku: &Sku) -> Result<Option<SkuState>, StoreError> {
     Ok(store
         .read_snapshots(std::slice::from_ref(sku))
         .await?
@@ -73,7 +73,8 @@ impl StateCache {
     /// snapshot, which covers them.
     pub(crate) async fn load(
         &self,
-        store: &dyn EventStore,
+        streams: &dyn Streams,
+        snapshots: &dyn Snapshots,
         sku: &Sku,
     ) -> Result<Arc<SkuState>, StoreError> {
         let issued = Instant::now();
@@ -81,16 +82,16 @@ impl StateCache {
         let mut base = if cached.exists() {
             cached
         } else {
-            Arc::new(snapshot(store, sku).await?.unwrap_or_default())
+            Arc::new(snapshot(snapshots, sku).await?.unwrap_or_default())
         };
-        let mut tail = store.read_stream(sku, base.version).await?;
+        let mut tail = streams.read_stream(sku, base.version).await?;
         if tail.first().is_some_and(|e| e.seq != base.version + 1) {
-            if let Some(newer) = snapshot(store, sku)
+            if let Some(newer) = snapshot(snapshots, sku)
                 .await?
                 .filter(|s| s.version > base.version)
             {
                 base = Arc::new(newer);
-                tail = store.read_stream(sku, base.version).await?;
+                tail = streams.read_stream(sku, base.version).await?;
             }
         }
         let state = if tail.is_empty() {

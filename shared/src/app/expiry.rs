@@ -15,15 +15,21 @@
 
 use std::collections::BTreeMap;
 
+use std::sync::Arc;
+
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::Inventory;
-use crate::config::LONGEST_HOLD_LIFE_SECS;
+use super::apply::ApplyCommands;
+use super::attempt::write;
+use crate::config::{Config, LONGEST_HOLD_LIFE_SECS};
 use crate::domain::{Action, Command, CommandId, Sku, Timestamp};
 use crate::error::AppError;
-use crate::ports::{Record, RecordKey, RecordWrite, StoreError, SweepMark, Transaction, Versioned};
+use crate::ports::{
+    Clock, CommandQueue, ExpiryIndex, ParkedIndex, Record, RecordKey, RecordWrite, Records,
+    SweepMark, Transaction, Transactions, Versioned,
+};
 use crate::telemetry;
 
 /// How far back the first sweep looks: as far as a hold can count.
@@ -66,11 +72,22 @@ pub struct TimerReport {
     pub parked: Option<usize>,
 }
 
-impl Inventory {
+pub(crate) struct SweepExpiry {
+    pub(crate) apply: Arc<ApplyCommands>,
+    pub(crate) index: Arc<dyn ExpiryIndex>,
+    pub(crate) parked: Arc<dyn ParkedIndex>,
+    pub(crate) records: Arc<dyn Records>,
+    pub(crate) transactions: Arc<dyn Transactions>,
+    pub(crate) queue: Arc<dyn CommandQueue>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) config: Config,
+}
+
+impl SweepExpiry {
     /// One run of the expiry timer: [`crate::Config::sweeps_per_invocation`] sweeps,
     /// [`crate::Config::sweep_interval`] apart. Fails only if its last sweep failed, so a run
     /// that ends behind is reported; the next run catches up either way.
-    pub async fn run_expiry_timer(&self) -> Result<TimerReport, AppError> {
+    pub(crate) async fn run_expiry_timer(&self) -> Result<TimerReport, AppError> {
         let mut report = TimerReport::default();
         let start = Instant::now();
         let mut last = Ok(());
@@ -90,7 +107,7 @@ impl Inventory {
         }
         // The parked-commands alarm watches this figure: it stays raised while anything is
         // parked, not only when something was parked.
-        match self.store.parked_commands().await {
+        match self.parked.parked_commands().await {
             Ok(parked) => {
                 report.parked = Some(parked.len());
                 telemetry::parked_commands(parked.len());
@@ -101,10 +118,10 @@ impl Inventory {
     }
 
     /// One sweep of the expiry index (see the module documentation).
-    pub async fn sweep_expired_holds(&self) -> Result<SweepReport, AppError> {
+    pub(crate) async fn sweep_expired_holds(&self) -> Result<SweepReport, AppError> {
         let key = RecordKey::ExpirySweep;
         let stored = self
-            .store
+            .records
             .read_records(std::slice::from_ref(&key))
             .await?
             .pop()
@@ -127,7 +144,7 @@ impl Inventory {
         if through <= after {
             return Ok(report);
         }
-        let mut holds = self.store.lapsing_holds(after, through).await?;
+        let mut holds = self.index.lapsing_holds(after, through).await?;
         if holds.len() > MAX_HOLDS_PER_SWEEP {
             holds.sort_by_key(|hold| hold.expires_at);
             let first_left = holds[MAX_HOLDS_PER_SWEEP].expires_at;
@@ -150,13 +167,12 @@ impl Inventory {
                 },
             });
         }
-        let applies: Vec<_> =
-            by_sku
-                .iter()
-                .map(|(sku, commands)| async move {
-                    (commands, self.apply_commands(sku, commands).await)
-                })
-                .collect();
+        let applies: Vec<_> = by_sku
+            .iter()
+            .map(|(sku, commands)| async move {
+                (commands, self.apply.apply_commands(sku, commands).await)
+            })
+            .collect();
         let results: Vec<_> = stream::iter(applies)
             .buffer_unordered(SWEEP_CONCURRENCY)
             .collect()
@@ -188,21 +204,16 @@ impl Inventory {
             report.through = after;
             return Ok(report);
         }
-        let moved = self
-            .store
-            .write(Transaction::records(vec![RecordWrite {
-                key,
-                expected: version,
-                record: Record::ExpirySweep(SweepMark {
-                    swept_through: through,
-                }),
-            }]))
-            .await;
-        match moved {
-            // Another sweep moved the mark meanwhile: it covered this window too.
-            Ok(()) | Err(StoreError::Conflict(_)) => {}
-            Err(err) => return Err(err.into()),
-        }
+        let mark = RecordWrite {
+            key,
+            expected: version,
+            record: Record::ExpirySweep(SweepMark {
+                swept_through: through,
+            }),
+        };
+        // Whether written or not (another sweep moved the mark meanwhile: it covered this
+        // window too), the mark has moved.
+        write(self.transactions.as_ref(), Transaction::records(vec![mark])).await?;
         report.through = through;
         telemetry::holds_expired(report.expired);
         tracing::info!(

@@ -1,20 +1,25 @@
-//! Reading stock levels.
+//! Use case: read stock levels, one SKU current or many from the product-page view.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
+use super::heads::Heads;
 use super::views::{ItemView, ItemsView};
-use super::Inventory;
 use crate::domain::Sku;
 use crate::error::AppError;
+use crate::ports::{Clock, Snapshots};
 
-/// Most SKUs one read may ask for.
-pub const MAX_SKUS_PER_READ: usize = 100;
+pub(crate) struct ReadItems {
+    pub(crate) heads: Arc<Heads>,
+    pub(crate) snapshots: Arc<dyn Snapshots>,
+    pub(crate) clock: Arc<dyn Clock>,
+}
 
-impl Inventory {
+impl ReadItems {
     /// The stock of one SKU, current (its stream's tail is read); `UnknownSku` if nothing was
     /// ever recorded for it.
-    pub async fn item(&self, sku: &Sku) -> Result<ItemView, AppError> {
-        let state = self.cache.load(self.store.as_ref(), sku).await?;
+    pub(crate) async fn item(&self, sku: &Sku) -> Result<ItemView, AppError> {
+        let state = self.heads.load(sku).await?;
         if !state.exists() {
             return Err(AppError::UnknownSku(sku.clone()));
         }
@@ -27,14 +32,14 @@ impl Inventory {
     /// change feed's delivery (typically under a second); holds that lapse meanwhile stop
     /// counting at once, since availability is computed at read time. SKUs without a snapshot
     /// are listed as missing.
-    pub async fn items(&self, skus: &[Sku]) -> Result<ItemsView, AppError> {
+    pub(crate) async fn items(&self, skus: &[Sku]) -> Result<ItemsView, AppError> {
         let distinct: Vec<Sku> = skus
             .iter()
             .collect::<BTreeSet<_>>()
             .into_iter()
             .cloned()
             .collect();
-        let states = self.store.read_snapshots(&distinct).await?;
+        let states = self.snapshots.read_snapshots(&distinct).await?;
         let states = states.into_iter().map(Option::unwrap_or_default);
         let clock = self.clock.now();
         let mut view = ItemsView {

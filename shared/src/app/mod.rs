@@ -1,41 +1,77 @@
-//! Use cases, written once against the ports and shared by every function: reserve, read,
-//! extend, accept commands, apply queued commands. Handlers translate to and from these; the
-//! decisions themselves are in [`crate::domain`].
+//! The use cases, one module each, each over only the ports it uses:
+//!
+//! | use case | module | ports |
+//! |---|---|---|
+//! | reserve a cart | [`reserve`] | `Streams`, `Snapshots` (via the heads), `Records`, `Transactions` |
+//! | extend a reservation | [`extend`] | `Streams`, `Snapshots`, `Records`, `Transactions` |
+//! | accept a command | [`accept`] | `Records`, `Transactions`, `CommandQueue` |
+//! | apply a SKU's commands | [`apply`] | `Streams`, `Snapshots`, `Records`, `Transactions`, `CommandQueue` |
+//! | sweep expired holds | [`expiry`] | `ExpiryIndex`, `ParkedIndex`, `Records`, `Transactions`, `CommandQueue` |
+//! | read items | [`items`] | `Streams`, `Snapshots` |
+//! | park and redrive | [`parking`] | `ParkedIndex`, `Transactions`, `CommandQueue` |
+//!
+//! Shared by them: [`heads`] (what this process knows of each SKU's head, and the per-SKU
+//! turns), [`reservation_book`] (the one way a reservation is loaded), [`command_log`] (command
+//! records and the acceptance handshake), [`idempotency`], and [`attempt`] (an attempt's
+//! outcome and the one retry loop). [`Inventory`] builds them once per process from the
+//! adapters; the handlers call its entry points.
 
+mod accept;
 mod apply;
+mod attempt;
 mod cache;
-mod commands;
+mod command_log;
 mod expiry;
+mod extend;
+mod heads;
+mod idempotency;
 mod items;
 mod locks;
 mod parking;
-mod reservations;
-mod retry;
+mod reservation_book;
+mod reserve;
 mod views;
 
 use std::sync::Arc;
 
 pub use apply::{ApplyReport, Unapplied};
-pub use commands::{CommandStatus, MAX_ADJUSTMENT, MAX_NOTE_LEN};
+pub use command_log::CommandStatus;
 pub use expiry::{SweepReport, TimerReport};
-pub use items::MAX_SKUS_PER_READ;
 pub use parking::{parked_bytes, RedriveSelection, Redriven};
-pub use reservations::{ReserveRequest, MAX_LINES};
+pub use reserve::ReserveRequest;
 pub use views::{format_rfc3339, CommandView, ItemView, ItemsView, LineView, ReservationView};
 
 use crate::config::Config;
-use crate::ports::{Clock, CommandQueue, EventStore};
-use cache::StateCache;
-use locks::SkuLocks;
+use crate::domain::{
+    Caller, Command, CommandId, IdempotencyKey, Quantity, ReservationId, Sku, Timestamp, TtlSeconds,
+};
+use crate::error::AppError;
+use crate::ports::{Clock, CommandQueue, EventStore, ParkReason, ParkedEntry};
+use accept::{Accept, HoldRequest};
+use apply::ApplyCommands;
+use command_log::CommandLog;
+use expiry::SweepExpiry;
+use extend::Extend;
+use heads::Heads;
+use items::ReadItems;
+use parking::Parking;
+use reservation_book::ReservationBook;
+use reserve::Reserve;
 
-/// The service: ports plus configuration, built once per process and shared by all requests.
+/// The service: the use cases over one set of adapters, built once per process and shared by
+/// all requests.
 pub struct Inventory {
-    store: Arc<dyn EventStore>,
-    queue: Arc<dyn CommandQueue>,
-    clock: Arc<dyn Clock>,
     config: Config,
-    cache: StateCache,
-    turns: SkuLocks,
+    clock: Arc<dyn Clock>,
+    book: Arc<ReservationBook>,
+    log: Arc<CommandLog>,
+    reserve: Reserve,
+    extend: Extend,
+    accept: Accept,
+    apply: Arc<ApplyCommands>,
+    sweep: SweepExpiry,
+    items: ReadItems,
+    parking: Parking,
 }
 
 impl std::fmt::Debug for Inventory {
@@ -47,25 +83,235 @@ impl std::fmt::Debug for Inventory {
 }
 
 impl Inventory {
-    /// A service over these adapters.
+    /// The use cases over these adapters.
     pub fn new(
         store: Arc<dyn EventStore>,
         queue: Arc<dyn CommandQueue>,
         clock: Arc<dyn Clock>,
         config: Config,
     ) -> Self {
+        let heads = Arc::new(Heads::new(
+            store.clone(),
+            store.clone(),
+            config.live_retention,
+            config.contention_budget,
+        ));
+        let book = Arc::new(ReservationBook::new(store.clone(), store.clone()));
+        let log = Arc::new(CommandLog {
+            records: store.clone(),
+            transactions: store.clone(),
+        });
+        let apply = Arc::new(ApplyCommands {
+            heads: Arc::clone(&heads),
+            book: Arc::clone(&book),
+            records: store.clone(),
+            transactions: store.clone(),
+            queue: Arc::clone(&queue),
+            clock: Arc::clone(&clock),
+            config: config.clone(),
+        });
         Self {
-            store,
-            queue,
+            reserve: Reserve {
+                heads: Arc::clone(&heads),
+                book: Arc::clone(&book),
+                records: store.clone(),
+                transactions: store.clone(),
+                clock: Arc::clone(&clock),
+                config: config.clone(),
+            },
+            extend: Extend {
+                heads: Arc::clone(&heads),
+                book: Arc::clone(&book),
+                transactions: store.clone(),
+                clock: Arc::clone(&clock),
+                config: config.clone(),
+            },
+            accept: Accept {
+                log: Arc::clone(&log),
+                book: Arc::clone(&book),
+                queue: Arc::clone(&queue),
+                clock: Arc::clone(&clock),
+            },
+            sweep: SweepExpiry {
+                apply: Arc::clone(&apply),
+                index: store.clone(),
+                parked: store.clone(),
+                records: store.clone(),
+                transactions: store.clone(),
+                queue: Arc::clone(&queue),
+                clock: Arc::clone(&clock),
+                config: config.clone(),
+            },
+            items: ReadItems {
+                heads,
+                snapshots: store.clone(),
+                clock: Arc::clone(&clock),
+            },
+            parking: Parking {
+                parked: store.clone(),
+                transactions: store,
+                queue,
+                clock: Arc::clone(&clock),
+            },
+            apply,
+            book,
+            log,
             clock,
-            cache: StateCache::trusting_for(config.live_retention),
             config,
-            turns: SkuLocks::default(),
         }
     }
 
     /// The configuration it runs with.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Places a hold on every line or on none, owned by `caller` ([`reserve`]).
+    pub async fn reserve(
+        &self,
+        request: ReserveRequest,
+        caller: &Caller,
+    ) -> Result<ReservationView, AppError> {
+        self.reserve.reserve(request, caller).await
+    }
+
+    /// A reservation as of now, for its owner (or an admin).
+    pub async fn reservation(
+        &self,
+        id: &ReservationId,
+        caller: &Caller,
+    ) -> Result<ReservationView, AppError> {
+        let reservation = self.book.load(id, caller).await?;
+        Ok(reservation.view(self.clock.now()))
+    }
+
+    /// Promises an active reservation for `ttl` from now, never shortening it ([`extend`]).
+    pub async fn extend(
+        &self,
+        id: &ReservationId,
+        ttl: TtlSeconds,
+        caller: &Caller,
+    ) -> Result<ReservationView, AppError> {
+        self.extend.extend(id, ttl, caller).await
+    }
+
+    /// Accepts a checkout of every line of an active reservation ([`accept`]).
+    pub async fn request_checkout(
+        &self,
+        id: &ReservationId,
+        key: Option<&IdempotencyKey>,
+        caller: &Caller,
+    ) -> Result<CommandId, AppError> {
+        let request = HoldRequest::Checkout;
+        self.accept.hold_change(id, key, request, caller).await
+    }
+
+    /// Accepts a release of every line of a reservation that is not checked out ([`accept`]).
+    pub async fn request_release(
+        &self,
+        id: &ReservationId,
+        key: Option<&IdempotencyKey>,
+        caller: &Caller,
+    ) -> Result<CommandId, AppError> {
+        let request = HoldRequest::Release;
+        self.accept.hold_change(id, key, request, caller).await
+    }
+
+    /// Accepts a receipt of `quantity` units of `sku` ([`accept`]).
+    pub async fn receive_stock(
+        &self,
+        sku: Sku,
+        quantity: Quantity,
+        reference: Option<String>,
+        key: Option<&IdempotencyKey>,
+        caller: &Caller,
+    ) -> Result<CommandId, AppError> {
+        let accept = &self.accept;
+        accept
+            .receive_stock(sku, quantity, reference, key, caller)
+            .await
+    }
+
+    /// Accepts an adjustment of `sku` by `delta` (non-zero) for `reason` ([`accept`]).
+    pub async fn adjust_stock(
+        &self,
+        sku: Sku,
+        delta: i64,
+        reason: String,
+        key: Option<&IdempotencyKey>,
+        caller: &Caller,
+    ) -> Result<CommandId, AppError> {
+        let accept = &self.accept;
+        accept.adjust_stock(sku, delta, reason, key, caller).await
+    }
+
+    /// Where a command stands, for its issuer (or an admin) ([`command_log`]).
+    pub async fn command(&self, id: CommandId, caller: &Caller) -> Result<CommandView, AppError> {
+        self.log.status(id, caller).await
+    }
+
+    /// Applies `commands` (all for `sku`, in arrival order) exactly once in effect ([`apply`]).
+    pub async fn apply_commands(
+        &self,
+        sku: &Sku,
+        commands: &[Command],
+    ) -> Result<ApplyReport, AppError> {
+        self.apply.apply_commands(sku, commands).await
+    }
+
+    /// Applies `commands` of `sku` as they arrived from the queue, the oldest at `arrived_at`,
+    /// parking those that keep failing past [`Config::park_failing_after`] ([`apply`]).
+    pub async fn apply_arrivals(
+        &self,
+        sku: &Sku,
+        commands: &[Command],
+        arrived_at: Timestamp,
+    ) -> Result<ApplyReport, Unapplied> {
+        self.apply.apply_arrivals(sku, commands, arrived_at).await
+    }
+
+    /// Parks a queued record for an operator, once ([`apply`]).
+    pub async fn park(
+        &self,
+        sku: &Sku,
+        id: CommandId,
+        data: &[u8],
+        reason: ParkReason,
+        detail: &str,
+    ) -> Result<(), AppError> {
+        self.apply.park(sku, id, data, reason, detail).await
+    }
+
+    /// One run of the expiry timer ([`expiry`]).
+    pub async fn run_expiry_timer(&self) -> Result<TimerReport, AppError> {
+        self.sweep.run_expiry_timer().await
+    }
+
+    /// One sweep of the expiry index ([`expiry`]).
+    pub async fn sweep_expired_holds(&self) -> Result<SweepReport, AppError> {
+        self.sweep.sweep_expired_holds().await
+    }
+
+    /// The stock of one SKU, current ([`items`]).
+    pub async fn item(&self, sku: &Sku) -> Result<ItemView, AppError> {
+        self.items.item(sku).await
+    }
+
+    /// The product-page view of up to 100 SKUs, from their snapshots ([`items`]).
+    pub async fn items(&self, skus: &[Sku]) -> Result<ItemsView, AppError> {
+        self.items.items(skus).await
+    }
+
+    /// Every parked command, oldest first ([`parking`]).
+    pub async fn parked_commands(&self) -> Result<Vec<ParkedEntry>, AppError> {
+        self.parking.parked_commands().await
+    }
+
+    /// Puts the selected parked commands back on the queue ([`parking`]).
+    pub async fn redrive(
+        &self,
+        selection: &RedriveSelection,
+    ) -> Result<Vec<(CommandId, Sku, Redriven)>, AppError> {
+        self.parking.redrive(selection).await
     }
 }

@@ -6,14 +6,16 @@
 //! record still finds it parked and leaves it. Redriving twice queues the command twice, and
 //! the outcome record makes the second a duplicate, so a redrive can always be repeated.
 
+use std::sync::Arc;
+
 use base64::Engine as _;
 
-use super::Inventory;
+use super::attempt::{write, Written};
 use crate::domain::{Command, CommandId, Sku};
 use crate::error::AppError;
 use crate::ports::{
-    CommandOutcome, ParkedCommand, ParkedEntry, Record, RecordKey, RecordWrite, StoreError,
-    Transaction,
+    Clock, CommandOutcome, CommandQueue, ParkedCommand, ParkedEntry, ParkedIndex, Record,
+    RecordKey, RecordWrite, Transaction, Transactions,
 };
 
 /// Which parked commands to redrive.
@@ -43,19 +45,26 @@ pub fn parked_bytes(parked: &ParkedCommand) -> Result<Vec<u8>, String> {
         .map_err(|err| format!("the parked body is not base64: {err}"))
 }
 
-impl Inventory {
+pub(crate) struct Parking {
+    pub(crate) parked: Arc<dyn ParkedIndex>,
+    pub(crate) transactions: Arc<dyn Transactions>,
+    pub(crate) queue: Arc<dyn CommandQueue>,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl Parking {
     /// Every parked command (redriven ones too, until they are applied), oldest first.
-    pub async fn parked_commands(&self) -> Result<Vec<ParkedEntry>, AppError> {
-        Ok(self.store.parked_commands().await?)
+    pub(crate) async fn parked_commands(&self) -> Result<Vec<ParkedEntry>, AppError> {
+        Ok(self.parked.parked_commands().await?)
     }
 
     /// Puts the selected parked commands back on the queue, each under its own id.
-    pub async fn redrive(
+    pub(crate) async fn redrive(
         &self,
         selection: &RedriveSelection,
     ) -> Result<Vec<(CommandId, Sku, Redriven)>, AppError> {
         let chosen =
-            self.store
+            self.parked
                 .parked_commands()
                 .await?
                 .into_iter()
@@ -79,24 +88,23 @@ impl Inventory {
             Err(err) => return Ok(Redriven::Unreadable(err)),
         };
         if entry.parked.redriven_at.is_none() {
-            let marked = self
-                .store
-                .write(Transaction::records(vec![RecordWrite {
-                    key: RecordKey::CommandOutcome {
-                        command_id: entry.command_id,
-                        sku: entry.sku.clone(),
-                    },
-                    expected: Some(entry.version),
-                    record: Record::CommandOutcome(CommandOutcome::Parked(ParkedCommand {
-                        redriven_at: Some(self.clock.now()),
-                        ..entry.parked.clone()
-                    })),
-                }]))
-                .await;
-            match marked {
-                Ok(()) => {}
-                Err(StoreError::Conflict(_)) => return Ok(Redriven::Changed),
-                Err(err) => return Err(err.into()),
+            let redriven = RecordWrite {
+                key: RecordKey::CommandOutcome {
+                    command_id: entry.command_id,
+                    sku: entry.sku.clone(),
+                },
+                expected: Some(entry.version),
+                record: Record::CommandOutcome(CommandOutcome::Parked(ParkedCommand {
+                    redriven_at: Some(self.clock.now()),
+                    ..entry.parked.clone()
+                })),
+            };
+            let marked = write(
+                self.transactions.as_ref(),
+                Transaction::records(vec![redriven]),
+            );
+            if let Written::Lost(_) = marked.await? {
+                return Ok(Redriven::Changed);
             }
         }
         self.queue.send(std::slice::from_ref(&command)).await?;

@@ -42,11 +42,13 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{Change, CommandId, Event, ReservationId, Sku, SkuState, Timestamp, Version};
+use crate::limits::{MAX_BATCH_READ_KEYS, MAX_TRANSACTION_ITEMS};
 use crate::ports::{
     CommandOutcome, Conflict, ExpiryIndex, LapsingHold, ParkedEntry, ParkedIndex, Record,
     RecordKey, RecordWrite, Records, Retirement, SnapshotSave, Snapshots, StoreError, StreamAppend,
-    Streams, Transaction, Transactions, Versioned, MAX_TRANSACTION_ITEMS,
+    Streams, Transaction, Transactions, Versioned,
 };
+use crate::retry::Retry;
 
 /// Partition key attribute.
 pub const PK: &str = "pk";
@@ -88,8 +90,6 @@ pub const TTL: &str = "ttl";
 
 /// How long a hold's record is kept after it was last written.
 const HOLD_RETENTION: Duration = Duration::from_secs(35 * 24 * 3600);
-/// Most keys one BatchGetItem may ask for.
-const BATCH_GET_LIMIT: usize = 100;
 /// The expiry index's name.
 pub const EXPIRY_INDEX: &str = "ExpiryIndex";
 /// Shards of the expiry index.
@@ -621,19 +621,16 @@ impl DynamoStore {
         let mut distinct: Vec<&String> = pks.iter().collect();
         distinct.sort();
         distinct.dedup();
-        for chunk in distinct.chunks(BATCH_GET_LIMIT) {
+        for chunk in distinct.chunks(MAX_BATCH_READ_KEYS) {
             let mut pending: Vec<Item> = chunk
                 .iter()
                 .map(|pk| Self::key_of((*pk).clone(), 0))
                 .collect();
-            let mut rounds = 0;
+            let mut retry = Retry::store_call();
+            let mut first = true;
             while !pending.is_empty() {
-                rounds += 1;
-                if rounds > 8 {
-                    return Err(unavailable("keys stayed unprocessed after 8 rounds"));
-                }
-                if rounds > 1 {
-                    tokio::time::sleep(Duration::from_millis(10 << rounds.min(6))).await;
+                if !std::mem::take(&mut first) && !retry.wait().await {
+                    return Err(unavailable("keys stayed unprocessed after every retry"));
                 }
                 let request = KeysAndAttributes::builder()
                     .set_keys(Some(std::mem::take(&mut pending)))

@@ -10,12 +10,9 @@ use aws_sdk_kinesis::types::{PutRecordsRequestEntry, StreamStatus};
 use aws_sdk_kinesis::Client;
 
 use crate::domain::Command;
+use crate::limits::MAX_QUEUE_RECORDS_PER_CALL;
 use crate::ports::{CommandQueue, QueueError};
-
-/// Most records one PutRecords call takes.
-const PUT_RECORDS_LIMIT: usize = 500;
-/// Rounds of retrying the entries a PutRecords call could not write, before giving up.
-const ROUNDS: u32 = 6;
+use crate::retry::Retry;
 
 /// The Kinesis command queue.
 #[derive(Debug, Clone)]
@@ -125,14 +122,10 @@ impl CommandQueue for KinesisQueue {
             .iter()
             .map(Self::entry)
             .collect::<Result<Vec<_>, _>>()?;
-        for round in 0..ROUNDS {
-            if round > 0 {
-                let backoff = 25u64 << round;
-                tokio::time::sleep(Duration::from_millis(backoff + fastrand::u64(0..backoff)))
-                    .await;
-            }
+        let mut retry = Retry::store_call();
+        loop {
             let mut failed = Vec::new();
-            for chunk in pending.chunks(PUT_RECORDS_LIMIT) {
+            for chunk in pending.chunks(MAX_QUEUE_RECORDS_PER_CALL) {
                 let answer = self
                     .client
                     .put_records()
@@ -158,12 +151,11 @@ impl CommandQueue for KinesisQueue {
             if failed.is_empty() {
                 return Ok(());
             }
-            tracing::warn!(
-                round,
-                failed = failed.len(),
-                "retrying unwritten command records"
-            );
             pending = failed;
+            if !retry.wait().await {
+                break;
+            }
+            tracing::warn!(failed = pending.len(), "retrying unwritten command records");
         }
         Err(QueueError(format!(
             "{} of {} command records could not be written",

@@ -94,6 +94,24 @@ pub fn extend_hold(
     }))
 }
 
+/// Promises every line of a reservation for longer: each line's change (`None`: the line is
+/// already promised that long). Refused, with where the reservation stands, unless it and each
+/// of its lines is active.
+pub fn extend_reservation(
+    holds: &[HoldLine],
+    terms: HoldTerms,
+    now: Timestamp,
+) -> Result<Vec<Option<Change>>, HoldStatus> {
+    let status = HoldStatus::overall(holds.iter().map(|hold| hold.status_at(now)));
+    if status != HoldStatus::Active {
+        return Err(status);
+    }
+    holds
+        .iter()
+        .map(|hold| extend_hold(hold, terms, now).map_err(|_| hold.status_at(now)))
+        .collect()
+}
+
 /// Decides a queued command. Hold commands need the hold's record (`None`: the reservation
 /// holds nothing on this SKU, which the caller has told apart from an unknown reservation).
 /// `release_grace_secs` is how long past its expiry a hold keeps counting: an expiry is

@@ -34,6 +34,16 @@ impl HoldStatus {
         .find(|wanted| statuses.clone().any(|status| status == *wanted))
         .unwrap_or(HoldStatus::Expired)
     }
+
+    /// Whether a reservation standing here may be checked out: only while it is active.
+    pub fn may_check_out(self) -> bool {
+        self == HoldStatus::Active
+    }
+
+    /// Whether a reservation standing here may be released: unless it is checked out.
+    pub fn may_release(self) -> bool {
+        self != HoldStatus::Committed
+    }
 }
 
 /// When a hold stops being promised and when it stops counting against availability.

@@ -139,7 +139,7 @@ impl Archiver {
             }
         }
         if run.len() as u64 != wanted {
-            return Err(StoreError::Unavailable(format!(
+            return Err(StoreError::Incomplete(format!(
                 "events {}..={last} of {sku} are not all readable: cannot archive without a gap",
                 archived_through + 1
             )));

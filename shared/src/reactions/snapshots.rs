@@ -74,7 +74,7 @@ impl Snapshotter {
 pub(crate) fn fold_tail(state: &mut SkuState, sku: &Sku, tail: &[Event]) -> Result<(), StoreError> {
     for event in tail {
         if event.seq != state.version + 1 {
-            return Err(StoreError::Unavailable(format!(
+            return Err(StoreError::Incomplete(format!(
                 "the stream of {sku} has a gap: event {} follows {}",
                 event.seq, state.version
             )));

@@ -1,0 +1,232 @@
+//! Use case: accept a command. Receipts, adjustments, checkouts and releases are recorded,
+//! queued (partition key: the SKU) and marked accepted, then answered 202 with the command's
+//! id; the processor ([`super::apply`]) applies them. See [`super::command_log`] for the
+//! acceptance handshake.
+
+use std::sync::Arc;
+
+use super::command_log::CommandLog;
+use super::idempotency::digest;
+use super::reservation_book::ReservationBook;
+use crate::domain::{
+    Action, Caller, ClientId, Command, CommandId, HoldStatus, IdempotencyKey, InvalidValue,
+    Quantity, ReservationId, Sku,
+};
+use crate::error::AppError;
+use crate::limits::{MAX_ADJUSTMENT, MAX_NOTE_LEN};
+use crate::ports::{Acceptance, Clock, CommandQueue, CommandRecord};
+
+pub(crate) struct Accept {
+    pub(crate) log: Arc<CommandLog>,
+    pub(crate) book: Arc<ReservationBook>,
+    pub(crate) queue: Arc<dyn CommandQueue>,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+/// Which queued change a reservation request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HoldRequest {
+    Checkout,
+    Release,
+}
+
+impl HoldRequest {
+    fn scope(self, id: &ReservationId) -> String {
+        match self {
+            Self::Checkout => format!("checkout/{id}"),
+            Self::Release => format!("release/{id}"),
+        }
+    }
+
+    /// Whether a reservation standing at `status` may be asked this (a domain rule).
+    fn allowed_at(self, status: HoldStatus) -> bool {
+        match self {
+            Self::Checkout => status.may_check_out(),
+            Self::Release => status.may_release(),
+        }
+    }
+
+    fn action(self, reservation_id: ReservationId) -> Action {
+        match self {
+            Self::Checkout => Action::CommitHold { reservation_id },
+            Self::Release => Action::ReleaseHold { reservation_id },
+        }
+    }
+}
+
+impl Accept {
+    /// Accepts a receipt of `quantity` units of `sku`.
+    pub(crate) async fn receive_stock(
+        &self,
+        sku: Sku,
+        quantity: Quantity,
+        reference: Option<String>,
+        key: Option<&IdempotencyKey>,
+        caller: &Caller,
+    ) -> Result<CommandId, AppError> {
+        if let Some(reference) = &reference {
+            check_note("invalid_reference", "reference", reference)?;
+        }
+        let action = Action::ReceiveStock {
+            quantity,
+            reference,
+        };
+        self.accept_one(format!("receipt/{sku}"), sku, action, key, caller)
+            .await
+    }
+
+    /// Accepts an adjustment of `sku` by `delta` (non-zero) for `reason`.
+    pub(crate) async fn adjust_stock(
+        &self,
+        sku: Sku,
+        delta: i64,
+        reason: String,
+        key: Option<&IdempotencyKey>,
+        caller: &Caller,
+    ) -> Result<CommandId, AppError> {
+        if delta == 0 || delta.abs() > MAX_ADJUSTMENT {
+            return Err(InvalidValue::new(
+                "invalid_delta",
+                format!("delta must be a non-zero integer within ±{MAX_ADJUSTMENT}, got {delta}"),
+            )
+            .into());
+        }
+        check_note("invalid_reason", "reason", &reason)?;
+        let action = Action::AdjustStock { delta, reason };
+        self.accept_one(format!("adjustment/{sku}"), sku, action, key, caller)
+            .await
+    }
+
+    /// Accepts a checkout or a release of every line of a reservation.
+    pub(crate) async fn hold_change(
+        &self,
+        id: &ReservationId,
+        key: Option<&IdempotencyKey>,
+        request: HoldRequest,
+        caller: &Caller,
+    ) -> Result<CommandId, AppError> {
+        let scope = request.scope(id);
+        let digest = digest(&scope);
+        let command_id = key.map_or_else(CommandId::random, |key| {
+            CommandId::for_idempotency_key(caller.client_id(), &scope, key)
+        });
+        if key.is_some() && self.resubmit(command_id, &digest).await? {
+            return Ok(command_id);
+        }
+        let reservation = self.book.load(id, caller).await?;
+        let now = self.clock.now();
+        let status = reservation.status_at(now);
+        if !request.allowed_at(status) {
+            return Err(AppError::ReservationNotActive { status });
+        }
+        let commands = reservation
+            .skus()
+            .map(|sku| Command {
+                id: command_id,
+                sku: sku.clone(),
+                accepted_at: now,
+                action: request.action(id.clone()),
+            })
+            .collect();
+        self.submit(command_id, commands, digest, caller.client_id())
+            .await
+    }
+
+    async fn accept_one(
+        &self,
+        scope: String,
+        sku: Sku,
+        action: Action,
+        key: Option<&IdempotencyKey>,
+        caller: &Caller,
+    ) -> Result<CommandId, AppError> {
+        let digest = digest(&(&scope, &action));
+        let id = key.map_or_else(CommandId::random, |key| {
+            CommandId::for_idempotency_key(caller.client_id(), &scope, key)
+        });
+        let command = Command {
+            id,
+            sku,
+            accepted_at: self.clock.now(),
+            action,
+        };
+        self.submit(id, vec![command], digest, caller.client_id())
+            .await
+    }
+
+    /// Records the command, queues it, then marks it accepted; answers only once all three are
+    /// durable. A command id already recorded with the same request is queued again (the first
+    /// attempt may have failed part-way; a duplicate delivery is harmless) and accepted.
+    async fn submit(
+        &self,
+        id: CommandId,
+        commands: Vec<Command>,
+        request_digest: String,
+        issued_by: &ClientId,
+    ) -> Result<CommandId, AppError> {
+        let record = CommandRecord {
+            request_digest: request_digest.clone(),
+            commands,
+            issued_by: Some(issued_by.clone()),
+            acceptance: Acceptance::Awaiting {
+                since: self.clock.now(),
+            },
+        };
+        if self.log.add(id, &record).await? {
+            self.queue.send(&record.commands).await?;
+            self.log.mark(id, &record, 1, Acceptance::Accepted).await?;
+            tracing::info!(command_id = %id, "command accepted");
+            return Ok(id);
+        }
+        if self.resubmit(id, &request_digest).await? {
+            Ok(id)
+        } else {
+            Err(AppError::Unavailable(format!("command {id} vanished")))
+        }
+    }
+
+    /// Queues an already recorded command again if it was made by the same request, and marks it
+    /// accepted. `false` if no such command was recorded; `IdempotencyKeyReused` if another
+    /// request made it. A command the processor abandoned is first put back to awaiting, so no
+    /// delivery of this attempt is dropped before it is accepted.
+    async fn resubmit(&self, id: CommandId, request_digest: &str) -> Result<bool, AppError> {
+        let Some((record, version)) = self.log.record(id).await? else {
+            return Ok(false);
+        };
+        if record.request_digest != request_digest {
+            return Err(AppError::IdempotencyKeyReused);
+        }
+        match record.acceptance {
+            Acceptance::Accepted => self.queue.send(&record.commands).await?,
+            Acceptance::Awaiting { .. } => {
+                self.queue.send(&record.commands).await?;
+                self.log
+                    .mark(id, &record, version, Acceptance::Accepted)
+                    .await?;
+            }
+            Acceptance::Abandoned => {
+                let awaiting = Acceptance::Awaiting {
+                    since: self.clock.now(),
+                };
+                self.log.mark(id, &record, version, awaiting).await?;
+                self.queue.send(&record.commands).await?;
+                self.log
+                    .mark(id, &record, version + 1, Acceptance::Accepted)
+                    .await?;
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// A free-text note (reference, reason): 1–500 characters, not blank.
+fn check_note(code: &'static str, field: &str, text: &str) -> Result<(), AppError> {
+    if text.trim().is_empty() || text.chars().count() > MAX_NOTE_LEN {
+        return Err(InvalidValue::new(
+            code,
+            format!("{field} must be 1-{MAX_NOTE_LEN} characters and not blank"),
+        )
+        .into());
+    }
+    Ok(())
+}

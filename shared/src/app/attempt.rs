@@ -1,0 +1,85 @@
+//! One attempt at a decision, and the one loop that tries again. An attempt reads, decides and
+//! writes once; it says what came of it as an [`Attempt`], never as a made-up error, and
+//! [`until_decided`] acts on that with the service's [`Retry`] policy.
+
+use std::future::Future;
+
+use tokio::time::Instant;
+
+use crate::config::Config;
+use crate::error::AppError;
+use crate::ports::{Conflict, StoreError, Transaction, Transactions};
+use crate::retry::Retry;
+
+/// What one attempt came to. A refusal, or a store that failed, is the `Err` of its `Result`.
+#[derive(Debug)]
+pub(crate) enum Attempt<T> {
+    /// Decided and written: the answer.
+    Done(T),
+    /// Decided on state that may have moved, or lost a race for a write: read again and decide
+    /// again.
+    Reread,
+}
+
+/// How the next attempt reads the state it decides on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reading {
+    /// From what this process already knows: no read, as warm requests are decided.
+    Known,
+    /// From the store.
+    Fresh,
+}
+
+/// Runs `attempt` until it is done: the first on what this process knows, each later one on a
+/// fresh read. A first attempt on known state that must read again costs no retry; after that
+/// the retries wait by [`Retry::decision`] and end in [`AppError::Contention`] when spent.
+/// Counts the attempts that had to read again in `rereads`.
+pub(crate) async fn until_decided<T, F, Fut>(
+    config: &Config,
+    rereads: &mut u32,
+    mut attempt: F,
+) -> Result<T, AppError>
+where
+    F: FnMut(Reading) -> Fut,
+    Fut: Future<Output = Result<Attempt<T>, AppError>>,
+{
+    let mut reading = Reading::Known;
+    let mut retry: Option<Retry> = None;
+    loop {
+        let started = Instant::now();
+        if let Attempt::Done(value) = attempt(reading).await? {
+            return Ok(value);
+        }
+        *rereads += 1;
+        if reading == Reading::Known {
+            reading = Reading::Fresh;
+            continue;
+        }
+        let retry = retry.get_or_insert_with(|| Retry::decision(config, started.elapsed()));
+        if !retry.wait().await {
+            tracing::warn!(rereads = *rereads, "decision gave up after conflicts");
+            return Err(AppError::Contention);
+        }
+    }
+}
+
+/// What a conditional write came to.
+#[derive(Debug)]
+pub(crate) enum Written {
+    /// All of it was written.
+    Done,
+    /// A condition failed (someone wrote first); nothing was written.
+    Lost(Conflict),
+}
+
+/// Writes `transaction`, telling a lost race from a failure.
+pub(crate) async fn write(
+    store: &dyn Transactions,
+    transaction: Transaction,
+) -> Result<Written, AppError> {
+    match store.write(transaction).await {
+        Ok(()) => Ok(Written::Done),
+        Err(StoreError::Conflict(conflict)) => Ok(Written::Lost(conflict)),
+        Err(err) => Err(err.into()),
+    }
+}

@@ -1,0 +1,39 @@
+//! Every size limit of the service, in one place. Periods (retention, grace, waits) are in
+//! [`crate::config`].
+
+/// Most items one transaction may write: DynamoDB's limit for `TransactWriteItems`. Use cases
+/// split their work to stay within it; every store refuses a larger transaction.
+pub const MAX_TRANSACTION_ITEMS: usize = 100;
+
+/// Most lines one reservation may hold: each line is one event of its transaction (99 with an
+/// `Idempotency-Key`, whose record takes an item).
+pub const MAX_LINES: usize = MAX_TRANSACTION_ITEMS;
+
+/// Most keys one batch read takes: DynamoDB's limit for `BatchGetItem`.
+pub const MAX_BATCH_READ_KEYS: usize = 100;
+
+/// Most SKUs one read of the product-page view may ask for: one batch read.
+pub const MAX_SKUS_PER_READ: usize = MAX_BATCH_READ_KEYS;
+
+/// Most records one `PutRecords` call takes (Kinesis's limit).
+pub const MAX_QUEUE_RECORDS_PER_CALL: usize = 500;
+
+/// Most commands one SKU may hold back at a time: the held commands are tried again with the
+/// next chunk of arrivals, and both must fit one transaction.
+pub const MAX_DEFERRED: usize = 16;
+
+/// Largest adjustment, either way.
+pub const MAX_ADJUSTMENT: i64 = 1_000_000_000;
+
+/// Longest receipt reference or adjustment reason, in characters.
+pub const MAX_NOTE_LEN: usize = 500;
+
+/// Queued commands per processor invocation (the template's `BatchSize` on the command
+/// stream; the dev pollers read as many).
+pub const COMMAND_BATCH: usize = 100;
+
+/// Change-feed records per reaction invocation in `inventory dev` (the template's reactions
+/// read up to 500; a smaller batch keeps a dev process responsive).
+pub const FEED_BATCH: usize = 100;
+
+const _: () = assert!(2 * MAX_DEFERRED <= MAX_TRANSACTION_ITEMS);
