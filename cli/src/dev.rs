@@ -16,11 +16,17 @@ use inventory_core::aws::s3::s3_client;
 use inventory_core::aws::{local_config, DynamoStore, KinesisQueue, S3Objects};
 use inventory_core::domain::{CommandId, Sku, Timestamp};
 use inventory_core::feed::Reaction;
+use inventory_core::limits::{COMMAND_BATCH, FEED_BATCH};
 use inventory_core::memory::{MemoryObjects, MemoryQueue, MemoryStore};
 use inventory_core::ports::{Clock, EventStore, SystemClock};
 use inventory_core::reactions::{Archiver, Snapshotter};
+use inventory_core::retry::Retry;
 use inventory_core::{Config, Inventory};
 use reservations_api::Authentication;
+
+use crate::feed_source::FeedSource;
+use crate::queue_source::QueueSource;
+use crate::shard_poller::poll;
 
 /// Options of `inventory dev`.
 #[derive(Debug, clap::Args)]
@@ -137,10 +143,6 @@ async fn prepare(
     Ok((store, queue, objects))
 }
 
-/// Most commands applied in one batch.
-const BATCH_SIZE: usize = 100;
-/// Most feed changes delivered to the reactions in one batch (the stream mappings' batch size).
-const FEED_BATCH_SIZE: usize = 100;
 /// How often the embedded feed is looked at for new changes.
 const FEED_POLL: Duration = Duration::from_millis(100);
 /// How often the embedded store's time to live runs (DynamoDB's is far less punctual).
@@ -243,7 +245,7 @@ async fn on_local_aws(
     let (store, queue, objects) = prepare(&sdk, names, existing).await?;
     let store = store.with_dedupe_window(config.dedupe_window());
     let table_stream =
-        crate::stream_poller::latest_stream_arn(&dynamodb, &names.storage.table).await?;
+        crate::feed_source::latest_stream_arn(&dynamodb, &names.storage.table).await?;
 
     let store: Arc<dyn EventStore> = Arc::new(store);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -255,19 +257,19 @@ async fn on_local_aws(
     );
     let sweep_interval = config.sweep_interval;
     let inventory = Arc::new(Inventory::new(store, Arc::new(queue), clock, config));
-    tokio::spawn(crate::kinesis_poller::poll_stream(
-        Arc::clone(&inventory),
-        kinesis,
-        names.stream.clone(),
-    ));
+    tokio::spawn(poll(Arc::new(QueueSource {
+        client: kinesis,
+        stream: names.stream.clone(),
+        inventory: Arc::clone(&inventory),
+    })));
     let streams = aws_sdk_dynamodbstreams::Client::new(&sdk);
     for (name, reaction) in reactions {
-        tokio::spawn(crate::stream_poller::poll_table_stream(
-            streams.clone(),
-            table_stream.clone(),
+        tokio::spawn(poll(Arc::new(FeedSource {
+            client: streams.clone(),
+            stream_arn: table_stream.clone(),
             name,
             reaction,
-        ));
+        })));
     }
     tokio::spawn(sweep_expired_holds(Arc::clone(&inventory), sweep_interval));
     tracing::info!(
@@ -302,13 +304,14 @@ fn reactions(
 /// redelivers; the reactions take repeats in their stride.
 async fn follow_feed(store: Arc<MemoryStore>, reactions: Vec<(&'static str, Arc<dyn Reaction>)>) {
     let mut cursor = 0;
+    let mut retry = Retry::poll();
     loop {
         let (mut changes, _) = store.feed_since(cursor);
         if changes.is_empty() {
             tokio::time::sleep(FEED_POLL).await;
             continue;
         }
-        changes.truncate(FEED_BATCH_SIZE);
+        changes.truncate(FEED_BATCH);
         let mut failed: BTreeSet<Sku> = BTreeSet::new();
         for (name, reaction) in &reactions {
             let skus = reaction.react(&changes).await;
@@ -323,8 +326,9 @@ async fn follow_feed(store: Arc<MemoryStore>, reactions: Vec<(&'static str, Arc<
         }
         if failed.is_empty() {
             cursor += changes.len();
+            retry = Retry::poll();
         } else {
-            tokio::time::sleep(FEED_POLL).await;
+            retry.wait().await;
         }
     }
 }
@@ -359,8 +363,9 @@ async fn sweep_expired_holds(inventory: Arc<Inventory>, interval: Duration) {
 /// as on the stream.
 async fn drain_queue(inventory: Arc<Inventory>, queue: Arc<MemoryQueue>, clock: Arc<dyn Clock>) {
     let mut first_received: HashMap<CommandId, Timestamp> = HashMap::new();
+    let mut retry = Retry::poll();
     loop {
-        let batch = queue.receive(BATCH_SIZE).await;
+        let batch = queue.receive(COMMAND_BATCH).await;
         let now = clock.now();
         let deliveries: Vec<Delivery> = batch
             .iter()
@@ -376,7 +381,9 @@ async fn drain_queue(inventory: Arc<Inventory>, queue: Arc<MemoryQueue>, clock: 
         }
         if done < batch.len() {
             queue.redeliver(batch[done..].to_vec());
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            retry.wait().await;
+        } else {
+            retry = Retry::poll();
         }
     }
 }

@@ -3,11 +3,12 @@
 
 pub mod audit;
 pub mod dev;
-mod kinesis_poller;
+pub mod feed_source;
 pub mod load;
 pub mod parked;
+mod queue_source;
+pub mod shard_poller;
 pub mod smoke;
-pub mod stream_poller;
 
 use std::process::ExitCode;
 

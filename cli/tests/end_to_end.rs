@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use inventory_cli::stream_poller::{latest_stream_arn, poll_table_stream};
+use inventory_cli::feed_source::{latest_stream_arn, FeedSource};
+use inventory_cli::shard_poller::poll;
 use inventory_core::app::ReserveRequest;
 use inventory_core::archive::Archive;
 use inventory_core::aws::s3::s3_client;
@@ -20,6 +21,7 @@ use inventory_core::domain::{
     Caller, Change, Command, Event, HoldStatus, Line, Quantity, ReservationId, Sku, SkuState,
     TtlSeconds,
 };
+use inventory_core::feed::Reaction;
 use inventory_core::memory::MemoryQueue;
 use inventory_core::ports::{Clock, ManualClock, Snapshots, Streams, SystemClock};
 use inventory_core::reactions::{Archiver, Snapshotter};
@@ -183,14 +185,17 @@ async fn receive_reserve_expire_checkout_release_converge_archive_delete_and_aud
         Arc::new(clock.clone()),
         Duration::ZERO,
     ));
+    let feed = |name, reaction| {
+        tokio::spawn(poll(Arc::new(FeedSource {
+            client: streams.clone(),
+            stream_arn: arn.clone(),
+            name,
+            reaction,
+        })))
+    };
     let pollers = [
-        tokio::spawn(poll_table_stream(
-            streams.clone(),
-            arn.clone(),
-            "snapshotter",
-            snapshotter,
-        )),
-        tokio::spawn(poll_table_stream(streams, arn, "archiver", archiver)),
+        feed("snapshotter", snapshotter as Arc<dyn Reaction>),
+        feed("archiver", archiver),
     ];
 
     let a = Sku::parse("E2E-A").unwrap();
