@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use aws_sdk_kinesis::error::DisplayErrorContext;
 use aws_sdk_kinesis::types::{Record, ShardIteratorType};
 use aws_sdk_kinesis::Client;
-use command_processor::{handle_records, StreamRecord, NEVER_FAILING_LONG};
+use command_processor::{handle_records, QueueRecord, NEVER_FAILING_LONG};
 use inventory_core::domain::Timestamp;
 use inventory_core::Inventory;
 
@@ -105,9 +105,9 @@ impl ShardSource for QueueSource {
     }
 
     async fn deliver(&self, records: &[Record]) -> Option<String> {
-        let records: Vec<StreamRecord<'_>> = records
+        let records: Vec<QueueRecord<'_>> = records
             .iter()
-            .map(|record| StreamRecord {
+            .map(|record| QueueRecord {
                 sequence_number: record.sequence_number(),
                 partition_key: record.partition_key().unwrap_or_default(),
                 arrived_at: record

@@ -54,7 +54,7 @@ impl Default for Config {
             release_grace_secs: 120,
             contention_budget: Duration::from_millis(5_000),
             max_attempts: 200,
-            live_retention: Duration::from_secs(35 * 24 * 3_600),
+            live_retention: HOLD_RECORD_RETENTION,
             sweep_interval: Duration::from_secs(15),
             sweeps_per_invocation: 4,
             public_item_reads: false,
@@ -77,6 +77,24 @@ pub const LONGEST_HOLD_LIFE_SECS: i64 = TtlSeconds::MAX as i64 + MAX_RELEASE_GRA
 /// The shortest live retention accepted (the template's `LiveRetentionSeconds` has the same
 /// bound).
 pub const MIN_LIVE_RETENTION_SECS: i64 = LONGEST_HOLD_LIFE_SECS;
+
+/// The acceptance handshake: how long a queued command whose request is not accepted yet is
+/// held back before it is dropped (the API accepts within milliseconds of queueing; only a
+/// request that failed stays unaccepted).
+pub const ACCEPT_WAIT_MILLIS: i64 = 30_000;
+
+/// Pauses before the processor tries held-back commands again in process, before it nudges
+/// them back onto the queue: an acceptance usually lands milliseconds after its commands were
+/// queued.
+pub const ACCEPT_PATIENCE_MILLIS: [u64; 3] = [20, 80, 250];
+
+/// How long a hold command naming a reservation not readable yet is held back before it is
+/// parked (a dependent message may overtake its cause).
+pub const DEPENDENCY_WAIT_MILLIS: i64 = 30_000;
+
+/// How long a hold's record is kept after it was last written: as long as the default live
+/// retention, so a reservation reads whole for as long as its events do.
+pub const HOLD_RECORD_RETENTION: Duration = Duration::from_secs(35 * 24 * 3_600);
 
 /// A variable that is set but not usable.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

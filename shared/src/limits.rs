@@ -36,4 +36,11 @@ pub const COMMAND_BATCH: usize = 100;
 /// read up to 500; a smaller batch keeps a dev process responsive).
 pub const FEED_BATCH: usize = 100;
 
+/// The most holds one expiry sweep expires; after a long outage the backlog is caught up over
+/// several sweeps, oldest first.
+pub const MAX_HOLDS_PER_SWEEP: usize = 5_000;
+
+/// SKUs expired concurrently by one sweep.
+pub const SWEEP_CONCURRENCY: usize = 16;
+
 const _: () = assert!(2 * MAX_DEFERRED <= MAX_TRANSACTION_ITEMS);

@@ -14,7 +14,7 @@ use crate::{process_deliveries, Delivery};
 
 /// One record as the stream delivered it.
 #[derive(Debug, Clone)]
-pub struct StreamRecord<'a> {
+pub struct QueueRecord<'a> {
     /// Its position in the shard.
     pub sequence_number: &'a str,
     /// Its partition key (the SKU, for records we wrote).
@@ -41,10 +41,10 @@ pub async fn handle_kinesis_event(
     inventory: &Inventory,
     event: KinesisEvent,
 ) -> KinesisEventResponse {
-    let records: Vec<StreamRecord<'_>> = event
+    let records: Vec<QueueRecord<'_>> = event
         .records
         .iter()
-        .map(|record| StreamRecord {
+        .map(|record| QueueRecord {
             sequence_number: &record.kinesis.sequence_number,
             partition_key: &record.kinesis.partition_key,
             arrived_at: Timestamp::from_millis(
@@ -70,7 +70,7 @@ pub async fn handle_kinesis_event(
 /// id derived from its bytes. A SKU that fails transiently makes the answer name its first
 /// record to deliver again, so the shard resumes from the lowest failed sequence number and
 /// nothing after it is lost.
-pub async fn handle_records(inventory: &Inventory, records: &[StreamRecord<'_>]) -> Option<String> {
+pub async fn handle_records(inventory: &Inventory, records: &[QueueRecord<'_>]) -> Option<String> {
     let mut deliveries = Vec::with_capacity(records.len());
     let mut sequence_numbers = Vec::with_capacity(records.len());
     let mut failed_at: Option<&str> = None;
@@ -118,7 +118,7 @@ pub async fn handle_records(inventory: &Inventory, records: &[StreamRecord<'_>])
 /// is then delivered again).
 async fn park_unknown_shape(
     inventory: &Inventory,
-    record: &StreamRecord<'_>,
+    record: &QueueRecord<'_>,
     err: &serde_json::Error,
 ) -> bool {
     let sequence_number = record.sequence_number;

@@ -14,7 +14,7 @@ use inventory_core::app::{ApplyReport, Unapplied};
 use inventory_core::domain::{Command, Sku, Timestamp};
 use inventory_core::Inventory;
 
-pub use kinesis::{handle_kinesis_event, handle_records, StreamRecord};
+pub use kinesis::{handle_kinesis_event, handle_records, QueueRecord};
 
 /// What became of a batch.
 #[derive(Debug, Default, PartialEq, Eq)]

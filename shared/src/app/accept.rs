@@ -230,3 +230,69 @@ fn check_note(code: &'static str, field: &str, text: &str) -> Result<(), AppErro
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::given::{shopper, sku, Given};
+    use crate::domain::{Caller, HoldStatus, IdempotencyKey};
+    use crate::error::AppError;
+
+    #[tokio::test]
+    async fn a_checkout_retried_under_its_key_is_one_command_applied_once() {
+        let given = Given::new();
+        given.stock("A", 5).await;
+        let alice = shopper("alice");
+        let held = given.reserve(&alice, &[("A", 2)], None).await.unwrap();
+        let key = IdempotencyKey::parse("checkout-1").unwrap();
+
+        let id = &held.reservation_id;
+        let first = given.inventory.request_checkout(id, Some(&key), &alice);
+        let first = first.await.unwrap();
+        let again = given.inventory.request_checkout(id, Some(&key), &alice);
+        assert_eq!(again.await.unwrap(), first);
+        let report = given.processed().await;
+        assert_eq!((report.applied, report.duplicates), (1, 1));
+
+        let item = given.inventory.item(&sku("A")).await.unwrap();
+        assert_eq!((item.committed, item.available), (2, 3));
+        let view = given.inventory.reservation(id, &alice).await.unwrap();
+        assert_eq!(view.status, HoldStatus::Committed);
+    }
+
+    #[tokio::test]
+    async fn a_checked_out_reservation_is_not_released() {
+        let given = Given::new();
+        given.stock("A", 5).await;
+        let alice = shopper("alice");
+        let held = given.reserve(&alice, &[("A", 1)], None).await.unwrap();
+        let id = &held.reservation_id;
+        given
+            .inventory
+            .request_checkout(id, None, &alice)
+            .await
+            .unwrap();
+        given.processed().await;
+
+        let release = given.inventory.request_release(id, None, &alice).await;
+        assert_eq!(
+            release.unwrap_err(),
+            AppError::ReservationNotActive {
+                status: HoldStatus::Committed
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn an_adjustment_of_nothing_or_without_a_reason_changes_nothing() {
+        let given = Given::new();
+        let admin = Caller::local_admin();
+        for (delta, reason) in [(0, "count"), (1, "  ")] {
+            let answer = given
+                .inventory
+                .adjust_stock(sku("A"), delta, reason.to_owned(), None, &admin)
+                .await;
+            assert!(matches!(answer, Err(AppError::Invalid(_))), "{answer:?}");
+        }
+        assert!(given.queue.try_receive(10).is_empty(), "nothing queued");
+    }
+}

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use super::attempt::{until_decided, write, Attempt, Written};
 use super::heads::Heads;
 use super::reservation_book::{HoldLookup, ReservationBook};
-use crate::config::Config;
+use crate::config::{Config, ACCEPT_PATIENCE_MILLIS, ACCEPT_WAIT_MILLIS, DEPENDENCY_WAIT_MILLIS};
 use crate::domain::decide::decide;
 use crate::domain::{Change, Command, CommandId, ReservationId, Sku, SkuState, Timestamp, Verdict};
 use crate::error::AppError;
@@ -58,17 +58,6 @@ pub struct ApplyReport {
     /// Commands still held back when the SKU was done with (they were nudged onto the queue).
     pub deferred: usize,
 }
-
-/// How long a hold command naming an unreadable reservation is deferred before it is parked.
-pub const DEPENDENCY_WAIT_MILLIS: i64 = 30_000;
-
-/// How long a queued command whose request is not accepted yet is deferred before it is
-/// dropped (the API accepts within milliseconds of queueing; only a failed request stays).
-pub const ACCEPT_WAIT_MILLIS: i64 = 30_000;
-
-/// Pauses before deferred commands are tried again in process, before they are nudged onto the
-/// queue: an acceptance usually lands milliseconds after its commands were queued.
-const PATIENCE_MILLIS: [u64; 3] = [20, 80, 250];
 
 impl ApplyReport {
     /// Adds another report's counts to this one.
@@ -160,7 +149,7 @@ impl ApplyCommands {
             total.add(&attempt.report);
             deferred = attempt.deferred;
         }
-        for pause in PATIENCE_MILLIS {
+        for pause in ACCEPT_PATIENCE_MILLIS {
             if deferred.is_empty() {
                 break;
             }
@@ -588,5 +577,42 @@ impl ApplyCommands {
             commands,
             abandon,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::given::{sku, Given};
+    use crate::domain::{Caller, Quantity};
+
+    #[tokio::test]
+    async fn a_command_delivered_twice_takes_effect_once() {
+        let given = Given::new();
+        let admin = Caller::local_admin();
+        let quantity = Quantity::new(5).unwrap();
+        given
+            .inventory
+            .receive_stock(sku("A"), quantity, None, None, &admin)
+            .await
+            .unwrap();
+        let batch = given.queue.try_receive(10);
+        let twice = [batch.clone(), batch].concat();
+
+        let report = given
+            .inventory
+            .apply_commands(&sku("A"), &twice)
+            .await
+            .unwrap();
+        assert_eq!(
+            (report.applied, report.duplicates, report.events),
+            (1, 1, 1)
+        );
+        let again = given
+            .inventory
+            .apply_commands(&sku("A"), &twice)
+            .await
+            .unwrap();
+        assert_eq!((again.applied, again.duplicates, again.events), (0, 2, 0));
+        assert_eq!(given.available("A").await, 5);
     }
 }

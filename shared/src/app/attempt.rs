@@ -83,3 +83,44 @@ pub(crate) async fn write(
         Err(err) => Err(err.into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reread_of_known_state_costs_no_retry_and_spent_retries_are_contention() {
+        let config = Config {
+            max_attempts: 3,
+            ..Config::default()
+        };
+        let readings = std::sync::Mutex::new(Vec::new());
+        let mut rereads = 0;
+        let answer: Result<(), AppError> = until_decided(&config, &mut rereads, |reading| {
+            readings.lock().unwrap().push(reading);
+            async { Ok(Attempt::Reread) }
+        })
+        .await;
+        assert_eq!(answer, Err(AppError::Contention));
+        let readings = readings.into_inner().unwrap();
+        assert_eq!(readings[0], Reading::Known);
+        assert!(readings[1..].iter().all(|r| *r == Reading::Fresh));
+        assert_eq!(readings.len(), 4, "the free re-read, then three attempts");
+        assert_eq!(rereads, 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_ends_the_loop_at_once() {
+        let calls = AtomicU32::new(0);
+        let mut rereads = 0;
+        let answer: Result<(), AppError> = until_decided(&Config::default(), &mut rereads, |_| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async { Err(AppError::ReservationNotFound) }
+        })
+        .await;
+        assert_eq!(answer, Err(AppError::ReservationNotFound));
+        assert_eq!((calls.into_inner(), rereads), (1, 0));
+    }
+}

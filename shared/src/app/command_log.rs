@@ -5,7 +5,7 @@
 //! The acceptance handshake lives here and in [`super::apply`]: the API records a command
 //! `Awaiting`, queues it, then marks it `Accepted` and answers 202; the processor holds a
 //! command back until it is accepted, and marks it `Abandoned` (dropping it) if that never
-//! happens within [`super::apply::ACCEPT_WAIT_MILLIS`]. Both marks are conditional writes on
+//! happens within [`ACCEPT_WAIT_MILLIS`](crate::config::ACCEPT_WAIT_MILLIS). Both marks are conditional writes on
 //! the record, so the API and the processor never both win.
 
 use std::sync::Arc;

@@ -26,6 +26,7 @@ use super::attempt::write;
 use crate::config::{Config, LONGEST_HOLD_LIFE_SECS};
 use crate::domain::{Action, Command, CommandId, Sku, Timestamp};
 use crate::error::AppError;
+use crate::limits::{MAX_HOLDS_PER_SWEEP, SWEEP_CONCURRENCY};
 use crate::ports::{
     Clock, CommandQueue, ExpiryIndex, ParkedIndex, Record, RecordKey, RecordWrite, Records,
     SweepMark, Transaction, Transactions, Versioned,
@@ -34,13 +35,6 @@ use crate::telemetry;
 
 /// How far back the first sweep looks: as far as a hold can count.
 const FIRST_SWEEP_LOOKBACK_MILLIS: i64 = LONGEST_HOLD_LIFE_SECS * 1_000;
-
-/// The most holds one sweep expires; after a long outage the backlog is caught up over several
-/// sweeps, oldest first.
-const MAX_HOLDS_PER_SWEEP: usize = 5_000;
-
-/// SKUs expired concurrently by one sweep.
-const SWEEP_CONCURRENCY: usize = 16;
 
 /// What one sweep did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

@@ -115,3 +115,67 @@ impl Extend {
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::given::{shopper, Given};
+    use crate::domain::{HoldStatus, TtlSeconds};
+    use crate::error::AppError;
+
+    #[tokio::test]
+    async fn an_active_reservation_is_promised_longer_and_never_shorter() {
+        let given = Given::new();
+        given.stock("A", 5).await.stock("B", 5).await;
+        let alice = shopper("alice");
+        let held = given
+            .reserve(&alice, &[("A", 1), ("B", 1)], None)
+            .await
+            .unwrap();
+
+        let longer = TtlSeconds::new(1_800).unwrap();
+        let extended = given
+            .inventory
+            .extend(&held.reservation_id, longer, &alice)
+            .await
+            .unwrap();
+        assert_eq!(
+            extended.expires_at.millis() - held.expires_at.millis(),
+            900_000
+        );
+
+        let shorter = TtlSeconds::new(60).unwrap();
+        let same = given
+            .inventory
+            .extend(&held.reservation_id, shorter, &alice)
+            .await
+            .unwrap();
+        assert_eq!(same.expires_at, extended.expires_at);
+    }
+
+    #[tokio::test]
+    async fn a_lapsed_reservation_is_not_extended_and_another_clients_is_not_found() {
+        let given = Given::new();
+        given.stock("A", 5).await;
+        let alice = shopper("alice");
+        let held = given.reserve(&alice, &[("A", 1)], None).await.unwrap();
+        let ttl = TtlSeconds::DEFAULT;
+
+        let bobs = given
+            .inventory
+            .extend(&held.reservation_id, ttl, &shopper("bob"))
+            .await;
+        assert_eq!(bobs.unwrap_err(), AppError::ReservationNotFound);
+
+        given.later_by_secs(901);
+        let lapsed = given
+            .inventory
+            .extend(&held.reservation_id, ttl, &alice)
+            .await;
+        assert_eq!(
+            lapsed.unwrap_err(),
+            AppError::ReservationNotActive {
+                status: HoldStatus::Expired
+            }
+        );
+    }
+}

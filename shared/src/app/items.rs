@@ -57,3 +57,25 @@ impl ReadItems {
         Ok(view)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::given::{sku, Given};
+    use crate::error::AppError;
+
+    #[tokio::test]
+    async fn a_sku_never_stocked_is_unknown_and_listed_missing_from_the_view() {
+        let given = Given::new();
+        given.stock("A", 5).await;
+        let answer = given.inventory.item(&sku("NEW")).await;
+        assert_eq!(answer.unwrap_err(), AppError::UnknownSku(sku("NEW")));
+
+        // The view is the snapshots: none is kept until the feed is delivered.
+        let view = given
+            .inventory
+            .items(&[sku("A"), sku("NEW")])
+            .await
+            .unwrap();
+        assert!(view.missing.contains(&sku("NEW")));
+    }
+}

@@ -23,6 +23,8 @@ mod cache;
 mod command_log;
 mod expiry;
 mod extend;
+#[cfg(test)]
+mod given;
 mod heads;
 mod idempotency;
 mod items;

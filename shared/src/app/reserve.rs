@@ -266,3 +266,88 @@ impl Reserve {
         Ok(Some(reservation.view(self.clock.now())))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::given::{shopper, sku, Given};
+    use crate::error::AppError;
+
+    #[tokio::test]
+    async fn a_cart_is_held_whole_or_not_at_all() {
+        let given = Given::new();
+        given.stock("A", 5).await.stock("B", 1).await;
+        let alice = shopper("alice");
+
+        let short = given.reserve(&alice, &[("A", 2), ("B", 2)], None).await;
+        assert_eq!(
+            short.unwrap_err(),
+            AppError::InsufficientStock {
+                sku: sku("B"),
+                requested: 2,
+                available: 1
+            }
+        );
+        assert_eq!(given.available("A").await, 5, "nothing held of A");
+
+        let held = given.reserve(&alice, &[("A", 2), ("B", 1)], None).await;
+        assert_eq!(held.expect("held").lines.len(), 2);
+        assert_eq!(given.available("A").await, 3);
+        assert_eq!(given.available("B").await, 0);
+    }
+
+    #[tokio::test]
+    async fn a_retry_under_the_same_key_answers_the_first_reservation_and_another_request_is_refused(
+    ) {
+        let given = Given::new();
+        given.stock("A", 5).await;
+        let alice = shopper("alice");
+
+        let first = given
+            .reserve(&alice, &[("A", 2)], Some("k1"))
+            .await
+            .unwrap();
+        let retry = given
+            .reserve(&alice, &[("A", 2)], Some("k1"))
+            .await
+            .unwrap();
+        assert_eq!(retry.reservation_id, first.reservation_id);
+        assert_eq!(given.available("A").await, 3, "held once");
+
+        let other = given.reserve(&alice, &[("A", 1)], Some("k1")).await;
+        assert_eq!(other.unwrap_err(), AppError::IdempotencyKeyReused);
+        // Keys are the client's own.
+        let bob = given
+            .reserve(&shopper("bob"), &[("A", 1)], Some("k1"))
+            .await;
+        assert_ne!(bob.unwrap().reservation_id, first.reservation_id);
+    }
+
+    #[tokio::test]
+    async fn a_refusal_on_what_this_process_knew_is_read_again_before_it_is_answered() {
+        let given = Given::new();
+        given.stock("A", 2).await;
+        let alice = shopper("alice");
+        given.reserve(&alice, &[("A", 2)], None).await.unwrap();
+
+        // Another process receives more: this one still knows the item sold out.
+        let other = given.another_process();
+        let admin = crate::domain::Caller::local_admin();
+        let quantity = crate::domain::Quantity::new(3).unwrap();
+        other
+            .receive_stock(sku("A"), quantity, None, None, &admin)
+            .await
+            .unwrap();
+        let batch = given.queue.try_receive(10);
+        other.apply_commands(&sku("A"), &batch).await.unwrap();
+
+        let held = given.reserve(&alice, &[("A", 1)], None).await;
+        assert!(held.is_ok(), "refused on a stale state: {held:?}");
+    }
+
+    #[tokio::test]
+    async fn a_sku_never_stocked_is_unknown() {
+        let given = Given::new();
+        let answer = given.reserve(&shopper("alice"), &[("NEW", 1)], None).await;
+        assert_eq!(answer.unwrap_err(), AppError::UnknownSku(sku("NEW")));
+    }
+}

@@ -88,8 +88,6 @@ pub const PARTITION_KEY_PREFIXES: [&str; 9] = [
 /// Time-to-live attribute (epoch seconds) of records that may be forgotten.
 pub const TTL: &str = "ttl";
 
-/// How long a hold's record is kept after it was last written.
-const HOLD_RETENTION: Duration = Duration::from_secs(35 * 24 * 3600);
 /// The expiry index's name.
 pub const EXPIRY_INDEX: &str = "ExpiryIndex";
 /// Shards of the expiry index.
@@ -450,7 +448,7 @@ impl DynamoStore {
         };
         let retention = match write.key {
             _ if parked_at.is_some() => None,
-            RecordKey::Hold { .. } => Some(HOLD_RETENTION),
+            RecordKey::Hold { .. } => Some(crate::config::HOLD_RECORD_RETENTION),
             RecordKey::Idempotency { .. }
             | RecordKey::Command { .. }
             | RecordKey::CommandOutcome { .. } => Some(self.dedupe_window),
