@@ -11,8 +11,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 use inventory_core::app::ReserveRequest;
 use inventory_core::archive::Archive;
-use inventory_core::aws::s3::s3_client;
-use inventory_core::aws::{local_config, test_endpoint, DynamoStore, S3Objects};
+use inventory_core::aws::{DynamoStore, TestAws};
 use inventory_core::domain::{
     Action, Caller, Command, CommandId, Line, Quantity, Sku, SkuState, Timestamp, TtlSeconds,
 };
@@ -108,16 +107,12 @@ async fn delete_retired_events(client: &aws_sdk_dynamodb::Client, table: &str) -
 
 #[tokio::test]
 async fn replay_and_audit_find_the_history_whole_then_name_a_gap() {
-    let endpoint = test_endpoint();
-    let sdk = local_config(&endpoint).await;
-    let run_id = uuid::Uuid::new_v4().simple().to_string();
-    let table = format!("audit-{run_id}");
-    let bucket = format!("audit-{run_id}");
-    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
-    let store = Arc::new(DynamoStore::new(dynamo.clone(), &table));
-    store.create_table_if_missing().await.expect("table");
-    let objects = Arc::new(S3Objects::new(s3_client(&sdk), &bucket));
-    objects.create_bucket_if_missing().await.expect("bucket");
+    let aws = TestAws::new().await;
+    let (endpoint, run_id) = (aws.endpoint(), aws.unique());
+    let dynamo = aws.dynamodb();
+    let store = Arc::new(aws.store(dynamo.clone(), "audit").await);
+    let objects = Arc::new(aws.objects(aws.s3(), "audit").await);
+    let (table, bucket) = (store.table().to_owned(), objects.bucket().to_owned());
     let archive = Archive::new(objects.clone());
 
     let inventory = Inventory::new(
@@ -150,7 +145,7 @@ async fn replay_and_audit_find_the_history_whole_then_name_a_gap() {
         assert!(store.read_stream(sku, 0).await.expect("read").is_empty());
     }
 
-    let replay = inventory_run(&["replay", "--sku", a.as_str()], &endpoint, &table, &bucket).await;
+    let replay = inventory_run(&["replay", "--sku", a.as_str()], endpoint, &table, &bucket).await;
     assert_eq!(replay.code, Some(0), "{replay:#?}");
     assert!(
         replay
@@ -164,7 +159,7 @@ async fn replay_and_audit_find_the_history_whole_then_name_a_gap() {
     );
     assert!(replay.stdout.contains(": clean."), "{replay:#?}");
 
-    let audit_all = inventory_run(&["audit", "--all"], &endpoint, &table, &bucket).await;
+    let audit_all = inventory_run(&["audit", "--all"], endpoint, &table, &bucket).await;
     assert_eq!(audit_all.code, Some(0), "{audit_all:#?}");
     assert!(
         audit_all
@@ -172,7 +167,7 @@ async fn replay_and_audit_find_the_history_whole_then_name_a_gap() {
             .contains("audited 2 SKUs, 5 events (5 archived, 0 live): 0 mismatches"),
         "{audit_all:#?}"
     );
-    let audit_recent = inventory_run(&["audit"], &endpoint, &table, &bucket).await;
+    let audit_recent = inventory_run(&["audit"], endpoint, &table, &bucket).await;
     assert_eq!(audit_recent.code, Some(0), "{audit_recent:#?}");
     assert!(
         audit_recent.stdout.contains("audited 2 SKUs"),
@@ -185,7 +180,7 @@ async fn replay_and_audit_find_the_history_whole_then_name_a_gap() {
         .await
         .expect("list");
     assert_eq!(keys.len(), 2, "{keys:?}");
-    s3_client(&sdk)
+    aws.s3()
         .delete_object()
         .bucket(&bucket)
         .key(&keys[0])
@@ -193,7 +188,7 @@ async fn replay_and_audit_find_the_history_whole_then_name_a_gap() {
         .await
         .expect("delete object");
 
-    let broken = inventory_run(&["audit", "--all"], &endpoint, &table, &bucket).await;
+    let broken = inventory_run(&["audit", "--all"], endpoint, &table, &bucket).await;
     assert_eq!(broken.code, Some(1), "{broken:#?}");
     assert!(
         broken
@@ -211,7 +206,7 @@ async fn replay_and_audit_find_the_history_whole_then_name_a_gap() {
             .contains("event 1 is in neither the archive nor the table"),
         "{broken:#?}"
     );
-    let replay = inventory_run(&["replay", "--sku", a.as_str()], &endpoint, &table, &bucket).await;
+    let replay = inventory_run(&["replay", "--sku", a.as_str()], endpoint, &table, &bucket).await;
     assert_eq!(replay.code, Some(1), "{replay:#?}");
     assert!(
         replay.stdout.contains("(incomplete: the history has gaps)"),
@@ -227,7 +222,7 @@ async fn replay_and_audit_find_the_history_whole_then_name_a_gap() {
         .save_snapshot(&c, &forged)
         .await
         .expect("snapshot saved");
-    let orphan = inventory_run(&["audit", "--all"], &endpoint, &table, &bucket).await;
+    let orphan = inventory_run(&["audit", "--all"], endpoint, &table, &bucket).await;
     assert_eq!(orphan.code, Some(1), "{orphan:#?}");
     assert!(
         orphan.stdout.contains("audited 3 SKUs") && orphan.stdout.contains("2 mismatches"),
@@ -242,7 +237,7 @@ async fn replay_and_audit_find_the_history_whole_then_name_a_gap() {
     );
 
     let unreachable =
-        inventory_run(&["audit", "--all"], &endpoint, &table, "no-such-bucket-x").await;
+        inventory_run(&["audit", "--all"], endpoint, &table, "no-such-bucket-x").await;
     assert_eq!(unreachable.code, Some(2), "{unreachable:#?}");
     print_runs(&[&audit_all, &broken, &unreachable]);
 }

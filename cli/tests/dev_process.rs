@@ -14,6 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
+use inventory_core::aws::TestAws;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -27,6 +28,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const REACTION_TIMEOUT: Duration = Duration::from_secs(20);
 
 const LISTENING_PREFIX: &str = "inventory dev listening on ";
+
+/// The kind of the archive bucket of [`dev_on_moto`], named by [`TestAws::name`].
+const ARCHIVE: &str = "archive";
 
 /// The tests that load moto take turns: moto serves one request at a time (its DynamoDB backend
 /// is serialised), so a sale beside four busy processes would measure their load, not the sale.
@@ -223,28 +227,15 @@ async fn three_hundred_concurrent_shoppers_get_exactly_the_hundred_units_in_stoc
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_dynamodb_and_kinesis_three_hundred_concurrent_shoppers_get_exactly_the_hundred_units() {
     let _turn = MOTO_TURN.lock().await;
-    let endpoint = inventory_core::aws::test_endpoint();
-    let unique = uuid::Uuid::new_v4().simple().to_string();
-    let table = format!("dev-events-{unique}");
-    let stream = format!("dev-commands-{unique}");
-    let bucket = format!("dev-archive-{unique}");
-    let server = DevServer::start(&[
-        "--endpoint-url",
-        &endpoint,
-        "--table",
-        &table,
-        "--stream",
-        &stream,
-        "--bucket",
-        &bucket,
-    ]);
+    let aws = TestAws::new().await;
+    let server = dev_on_moto(&aws);
     let client = http_client();
     flash_sale(&client, &server).await;
     let item = read_view_catches_up(&client, &server, "FLASH-1").await;
     let version = item["version"]
         .as_u64()
         .unwrap_or_else(|| panic!("item without a version: {item}"));
-    archive_receives(&endpoint, &bucket, "FLASH-1", version).await;
+    archive_receives(&aws, "FLASH-1", version).await;
 }
 
 fn http_client() -> reqwest::Client {
@@ -288,11 +279,11 @@ async fn read_view_catches_up(client: &reqwest::Client, server: &DevServer, sku:
     }
 }
 
-/// The in-process archiver writes the events of `sku` (1 to `version`, and nothing else) to the
-/// bucket, under `events/sku={SKU}/`.
-async fn archive_receives(endpoint: &str, bucket: &str, sku: &str, version: u64) {
-    let sdk = inventory_core::aws::local_config(endpoint).await;
-    let s3 = inventory_core::aws::s3::s3_client(&sdk);
+/// The in-process archiver of [`dev_on_moto`] writes the events of `sku` (1 to `version`, and
+/// nothing else) to its bucket, under `events/sku={SKU}/`.
+async fn archive_receives(aws: &TestAws, sku: &str, version: u64) {
+    let bucket = &aws.name(ARCHIVE);
+    let s3 = aws.s3();
     let prefix = format!("events/sku={sku}/");
     let started = Instant::now();
     loop {
@@ -648,17 +639,19 @@ fn a_malformed_token_file_stops_the_start_with_what_is_wrong_and_where() {
     }
 }
 
-/// `inventory dev` on a shared moto, started after the first one created the resources.
-fn dev_on_moto(endpoint: &str, table: &str, stream: &str, bucket: &str) -> DevServer {
+/// `inventory dev` on a shared moto, started after the first one created the resources: on the
+/// table `events`, the stream `commands` and the bucket [`ARCHIVE`] of `aws` (one test's names),
+/// which the process creates when missing.
+fn dev_on_moto(aws: &TestAws) -> DevServer {
     DevServer::start(&[
         "--endpoint-url",
-        endpoint,
+        aws.endpoint(),
         "--table",
-        table,
+        &aws.name("events"),
         "--stream",
-        stream,
+        &aws.name("commands"),
         "--bucket",
-        bucket,
+        &aws.name(ARCHIVE),
     ])
 }
 
@@ -681,16 +674,10 @@ async fn several_processes_on_one_table_never_oversell_lose_or_double_apply_anyt
     const UNITS: i64 = 40;
     const BUYERS: usize = 120;
     let _turn = MOTO_TURN.lock().await;
-    let endpoint = inventory_core::aws::test_endpoint();
-    let unique = uuid::Uuid::new_v4().simple().to_string();
-    let (table, stream, bucket) = (
-        format!("multi-events-{unique}"),
-        format!("multi-commands-{unique}"),
-        format!("multi-archive-{unique}"),
-    );
-    let mut servers = vec![dev_on_moto(&endpoint, &table, &stream, &bucket)];
+    let aws = TestAws::new().await;
+    let mut servers = vec![dev_on_moto(&aws)];
     for _ in 1..PROCESSES {
-        servers.push(dev_on_moto(&endpoint, &table, &stream, &bucket));
+        servers.push(dev_on_moto(&aws));
     }
     let client = http_client();
     use reqwest::Method;
@@ -851,14 +838,7 @@ async fn the_smoke_test_passes_with_tokens_and_fails_with_a_token_that_lacks_the
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_smoke_test_passes_against_the_service_on_dynamodb_and_kinesis() {
     let _turn = MOTO_TURN.lock().await;
-    let endpoint = inventory_core::aws::test_endpoint();
-    let unique = uuid::Uuid::new_v4().simple().to_string();
-    let (table, stream, bucket) = (
-        format!("smoke-{unique}"),
-        format!("smoke-{unique}"),
-        format!("smoke-{unique}"),
-    );
-    let server = dev_on_moto(&endpoint, &table, &stream, &bucket);
+    let server = dev_on_moto(&TestAws::new().await);
     assert_smoke_passed(smoke(&server, &[]).await, 14);
 }
 

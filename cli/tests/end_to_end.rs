@@ -15,8 +15,7 @@ use inventory_cli::feed_source::{latest_stream_arn, FeedSource};
 use inventory_cli::shard_poller::poll;
 use inventory_core::app::ReserveRequest;
 use inventory_core::archive::Archive;
-use inventory_core::aws::s3::s3_client;
-use inventory_core::aws::{local_config, test_endpoint, DynamoStore, S3Objects};
+use inventory_core::aws::{DynamoStore, TestAws};
 use inventory_core::domain::{
     Caller, Change, Command, Event, HoldStatus, Line, Quantity, ReservationId, Sku, SkuState,
     TtlSeconds,
@@ -145,16 +144,11 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receive_reserve_expire_checkout_release_converge_archive_delete_and_audit_clean() {
-    let endpoint = test_endpoint();
-    let sdk = local_config(&endpoint).await;
-    let unique = uuid::Uuid::new_v4().simple().to_string();
-    let table = format!("e2e-{unique}");
-    let bucket = format!("e2e-{unique}");
-    let client = aws_sdk_dynamodb::Client::new(&sdk);
-    let store = Arc::new(DynamoStore::new(client.clone(), &table));
-    store.create_table_if_missing().await.expect("table");
-    let objects = S3Objects::new(s3_client(&sdk), &bucket);
-    objects.create_bucket_if_missing().await.expect("bucket");
+    let aws = TestAws::new().await;
+    let client = aws.dynamodb();
+    let store = Arc::new(aws.store(client.clone(), "e2e").await);
+    let objects = aws.objects(aws.s3(), "e2e").await;
+    let (table, bucket) = (store.table().to_owned(), objects.bucket().to_owned());
     let archive = Archive::new(Arc::new(objects));
     let clock = ManualClock::new(SystemClock.now());
     let queue = Arc::new(MemoryQueue::new());
@@ -165,7 +159,7 @@ async fn receive_reserve_expire_checkout_release_converge_archive_delete_and_aud
         Config::default(),
     );
     let world = World {
-        endpoint: endpoint.clone(),
+        endpoint: aws.endpoint().to_owned(),
         table: table.clone(),
         bucket: bucket.clone(),
         client: client.clone(),
@@ -176,7 +170,7 @@ async fn receive_reserve_expire_checkout_release_converge_archive_delete_and_aud
     };
 
     // The two stream readers, as the two event source mappings.
-    let streams = aws_sdk_dynamodbstreams::Client::new(&sdk);
+    let streams = aws_sdk_dynamodbstreams::Client::new(aws.config());
     let arn = latest_stream_arn(&client, &table).await.expect("stream");
     let snapshotter = Arc::new(Snapshotter::new(store.clone()));
     let archiver = Arc::new(Archiver::new(

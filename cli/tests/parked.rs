@@ -6,7 +6,7 @@ mod support;
 
 use std::sync::Arc;
 
-use inventory_core::aws::{local_config, test_endpoint, DynamoStore, KinesisQueue};
+use inventory_core::aws::TestAws;
 use inventory_core::domain::{Action, Command, CommandId, Quantity, Sku, Timestamp};
 use inventory_core::ports::{ParkReason, SystemClock};
 use inventory_core::{Config, Inventory};
@@ -23,16 +23,11 @@ struct World {
 
 impl World {
     async fn new() -> Self {
-        let endpoint = test_endpoint();
-        let sdk = local_config(&endpoint).await;
-        let unique = uuid::Uuid::new_v4().simple().to_string();
-        let table = format!("parked-{unique}");
-        let stream = format!("parked-{unique}");
-        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &table);
-        store.create_table_if_missing().await.expect("table");
-        let kinesis = aws_sdk_kinesis::Client::new(&sdk);
-        let queue = KinesisQueue::new(kinesis.clone(), &stream);
-        queue.create_stream_if_missing().await.expect("stream");
+        let aws = TestAws::new().await;
+        let store = aws.store(aws.dynamodb(), "parked").await;
+        let kinesis = aws.kinesis();
+        let queue = aws.queue(kinesis.clone(), "parked").await;
+        let (table, stream) = (store.table().to_owned(), queue.stream().to_owned());
         let inventory = Inventory::new(
             Arc::new(store),
             Arc::new(queue),
@@ -40,7 +35,7 @@ impl World {
             Config::default(),
         );
         Self {
-            endpoint,
+            endpoint: aws.endpoint().to_owned(),
             table,
             stream,
             inventory,

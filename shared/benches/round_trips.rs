@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use inventory_core::app::ReserveRequest;
-use inventory_core::aws::{local_config, test_endpoint, DynamoStore, RequestCounter};
+use inventory_core::aws::{DynamoStore, RequestCounter, TestAws};
 use inventory_core::domain::{
     Action, Caller, Command, CommandId, Line, Quantity, Sku, Timestamp, TtlSeconds,
 };
@@ -32,15 +32,15 @@ struct Backend {
 
 impl Backend {
     async fn new(name: &str) -> Self {
-        let sdk = local_config(&test_endpoint()).await;
-        let table = format!("bench-{name}-{}", uuid::Uuid::new_v4().simple());
+        let aws = TestAws::new().await;
         let counter = RequestCounter::default();
-        DynamoStore::new(counter.client(&sdk), &table)
-            .create_table_if_missing()
+        let table = aws
+            .store(counter.client(aws.config()), &format!("bench-{name}"))
             .await
-            .expect("table");
+            .table()
+            .to_owned();
         Self {
-            sdk,
+            sdk: aws.config().clone(),
             table,
             counter,
         }
@@ -233,7 +233,7 @@ mod history {
     use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
     use aws_sdk_dynamodb::Client;
     use futures::{StreamExt, TryStreamExt};
-    use inventory_core::aws::{local_config, test_endpoint, DynamoStore};
+    use inventory_core::aws::{DynamoStore, TestAws};
     use inventory_core::domain::{Caller, Change, CommandId, Event, Quantity, Timestamp};
     use inventory_core::feed::{FeedChange, Reaction};
     use inventory_core::memory::MemoryQueue;
@@ -512,11 +512,14 @@ mod history {
 
     /// Measures one length of history; returns how long its setup took.
     async fn one_history(history: u64) -> String {
-        let sdk = local_config(&test_endpoint()).await;
-        let table = format!("bench-history-{history}-{}", uuid::Uuid::new_v4().simple());
-        let plain = Client::new(&sdk);
-        let setup = Arc::new(DynamoStore::new(plain.clone(), &table));
-        setup.create_table_if_missing().await.expect("table");
+        let aws = TestAws::new().await;
+        let sdk = aws.config();
+        let plain = aws.dynamodb();
+        let setup = Arc::new(
+            aws.store(plain.clone(), &format!("bench-history-{history}"))
+                .await,
+        );
+        let table = setup.table().to_owned();
 
         // The history: event 1 (plenty of stock) through the store, and the raw item it wrote
         // compared with ours, then events 2..=history in batches.
@@ -540,7 +543,7 @@ mod history {
 
         // Cold, no snapshot stored yet: the tail query reads the whole history.
         let tally = Tally::default();
-        let (counts, wall) = reserve(&process(&sdk, &table, &tally), &tally, 1).await;
+        let (counts, wall) = reserve(&process(sdk, &table, &tally), &tally, 1).await;
         assert_eq!(counts.events_read, history);
         row(history, "cold, no snapshot", &counts, 1, wall);
 
@@ -567,7 +570,7 @@ mod history {
 
         // Cold: a new process reads the snapshot and the events after it.
         let tally = Tally::default();
-        let inventory = process(&sdk, &table, &tally);
+        let inventory = process(sdk, &table, &tally);
         let (counts, wall) = reserve(&inventory, &tally, 1).await;
         assert_eq!(counts.events_read, AFTER_SNAPSHOT);
         row(

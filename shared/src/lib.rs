@@ -9,7 +9,8 @@
 //!
 //! Feature `test-util` adds what the crates' tests share and production leaves out: the event
 //! store conformance suite (`conformance`), the flaky store (`testing`) and the tests' local AWS
-//! endpoint (`aws::test_endpoint`). Every crate enables it in its dev-dependencies only.
+//! (`aws::test_endpoint`, and `aws::TestAws`, which names and creates the tests' tables, buckets
+//! and streams there). Every crate enables it in its dev-dependencies only.
 
 pub mod app;
 pub mod archive;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
-use inventory_core::aws::{local_config, test_endpoint, DynamoStore};
+use inventory_core::aws::{DynamoStore, TestAws};
 use inventory_core::conformance::{check_event_store, TimeToLive};
 use inventory_core::domain::Timestamp;
 
@@ -52,18 +52,14 @@ impl TimeToLive for PlayedTimeToLive {
 
 #[tokio::test]
 async fn the_dynamodb_store_keeps_the_event_store_contract() {
-    let config = local_config(&test_endpoint()).await;
-    let table = format!("conformance-{}", uuid::Uuid::new_v4().simple());
-    let client = aws_sdk_dynamodb::Client::new(&config);
-    let store = DynamoStore::new(client.clone(), &table);
-    store
-        .create_table_if_missing()
-        .await
-        .expect("table created");
+    let aws = TestAws::new().await;
+    let client = aws.dynamodb();
+    let store = aws.store(client.clone(), "conformance").await;
     store
         .create_table_if_missing()
         .await
         .expect("creating it again is harmless");
+    let table = store.table().to_owned();
     let ttl = PlayedTimeToLive { client, table };
     check_event_store(Arc::new(store), &ttl, "ddb").await;
 }
@@ -78,12 +74,14 @@ async fn what_deduplicates_a_command_expires_after_the_dedupe_window_and_a_mark_
         ArchiveMark, CommandOutcome, Record, RecordKey, RecordWrite, Transaction, Transactions,
     };
 
-    let config = local_config(&test_endpoint()).await;
-    let client = aws_sdk_dynamodb::Client::new(&config);
-    let table = format!("dedupe-{}", uuid::Uuid::new_v4().simple());
+    let aws = TestAws::new().await;
+    let client = aws.dynamodb();
     let window = Duration::from_secs(37 * 86_400);
-    let store = DynamoStore::new(client.clone(), &table).with_dedupe_window(window);
-    store.create_table_if_missing().await.expect("table");
+    let store = aws
+        .store(client.clone(), "dedupe")
+        .await
+        .with_dedupe_window(window);
+    let table = store.table().to_owned();
     let command_id = CommandId::random();
     let sku = Sku::parse("SKU-1").unwrap();
     let write = |key, record| RecordWrite {
@@ -150,16 +148,14 @@ async fn a_table_is_verified_against_the_shape_the_code_creates_and_a_missing_in
         AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
     };
 
-    let config = local_config(&test_endpoint()).await;
-    let client = aws_sdk_dynamodb::Client::new(&config);
-    let unique = uuid::Uuid::new_v4().simple().to_string();
-    let made = DynamoStore::new(client.clone(), format!("shape-{unique}"));
-    made.create_table_if_missing().await.expect("table");
+    let aws = TestAws::new().await;
+    let client = aws.dynamodb();
+    let made = aws.store(client.clone(), "shape").await;
     made.verify_table()
         .await
         .expect("a table the code made is as it expects");
 
-    let bare = format!("bare-{unique}");
+    let bare = aws.name("bare");
     client
         .create_table()
         .table_name(&bare)

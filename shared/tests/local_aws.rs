@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use futures::future::join_all;
-use inventory_core::aws::{local_config, test_endpoint, DynamoStore};
+use inventory_core::aws::TestAws;
 
 const WRITERS: usize = 4;
 const PUTS_PER_WRITER: usize = 150;
@@ -23,13 +23,13 @@ fn key(pk: String) -> HashMap<String, AttributeValue> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_acknowledged_put_is_lost_to_a_concurrent_cancelled_transaction() {
-    let config = local_config(&test_endpoint()).await;
-    let client = aws_sdk_dynamodb::Client::new(&config);
-    let table = format!("no-loss-{}", uuid::Uuid::new_v4().simple());
-    DynamoStore::new(client.clone(), &table)
-        .create_table_if_missing()
+    let aws = TestAws::new().await;
+    let client = aws.dynamodb();
+    let table = aws
+        .store(client.clone(), "no-loss")
         .await
-        .expect("table");
+        .table()
+        .to_owned();
     // An item every transaction's condition fails on.
     client
         .put_item()

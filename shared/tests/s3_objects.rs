@@ -2,19 +2,14 @@
 #![cfg(feature = "aws")]
 
 use futures::future::try_join_all;
-use inventory_core::aws::{local_config, s3::s3_client, test_endpoint, S3Objects};
+use inventory_core::aws::{S3Objects, TestAws};
 use inventory_core::ports::ObjectStore;
 
 /// A store on a fresh bucket of its own.
 async fn fresh_store() -> (S3Objects, aws_sdk_s3::Client) {
-    let config = local_config(&test_endpoint()).await;
-    let client = s3_client(&config);
-    let bucket = format!("test-{}", uuid::Uuid::new_v4());
-    let store = S3Objects::new(client.clone(), bucket);
-    store
-        .create_bucket_if_missing()
-        .await
-        .expect("bucket created");
+    let aws = TestAws::new().await;
+    let client = aws.s3();
+    let store = aws.objects(client.clone(), "test").await;
     store
         .create_bucket_if_missing()
         .await

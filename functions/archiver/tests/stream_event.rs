@@ -11,7 +11,7 @@ use aws_lambda_events::event::dynamodb::Event as StreamEvent;
 use aws_sdk_dynamodb::types::AttributeValue;
 use inventory_core::archive::Archive;
 use inventory_core::aws::stream::{delivered_from_lambda, handle_stream_event};
-use inventory_core::aws::{local_config, test_endpoint, DynamoStore, S3Objects};
+use inventory_core::aws::TestAws;
 use inventory_core::domain::{Event, Sku, SkuState};
 use inventory_core::feed::FeedChange;
 use inventory_core::ports::{Snapshots, StreamAppend, SystemClock, Transaction, Transactions};
@@ -37,20 +37,17 @@ async fn ttl_of(client: &aws_sdk_dynamodb::Client, table: &str, seq: u64) -> Opt
 
 #[tokio::test]
 async fn the_checked_in_stream_event_archives_then_retires_once_a_snapshot_covers_it() {
-    let config = local_config(&test_endpoint()).await;
-    let unique = uuid::Uuid::new_v4().simple().to_string();
-    let table = format!("archiver-{unique}");
+    let aws = TestAws::new().await;
+    let table = aws.name("archiver");
     let names = Names {
         table: table.clone(),
-        bucket: Some(format!("archive-{unique}")),
+        bucket: Some(aws.name("archive")),
         ..Names::default()
     };
     let log = AccessLog::default();
-    let client = aws_sdk_dynamodb::Client::new(&config);
-    let dynamo = DynamoStore::new(log.dynamodb(&config), &table);
-    dynamo.create_table_if_missing().await.expect("table");
-    let objects = S3Objects::new(log.s3(&config), format!("archive-{unique}"));
-    objects.create_bucket_if_missing().await.expect("bucket");
+    let client = aws.dynamodb();
+    let dynamo = aws.store(log.dynamodb(aws.config()), "archiver").await;
+    let objects = aws.objects(log.s3(aws.config()), "archive").await;
     let archive = Archive::new(Arc::new(objects));
     let store = Arc::new(FlakyStore::new(Arc::new(dynamo)));
     let archiver = Archiver::new(

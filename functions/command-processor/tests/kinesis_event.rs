@@ -13,7 +13,7 @@ use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use command_processor::handle_kinesis_event;
 use inventory_core::app::{RedriveSelection, Redriven};
-use inventory_core::aws::{local_config, test_endpoint, DynamoStore, KinesisQueue};
+use inventory_core::aws::{DynamoStore, TestAws};
 use inventory_core::domain::{Change, CommandId, RejectionCode, Sku, Timestamp};
 use inventory_core::ports::{Clock, ManualClock, ParkReason, Streams};
 use inventory_core::testing::FlakyStore;
@@ -47,19 +47,16 @@ impl World {
 }
 
 async fn world() -> World {
-    let config = local_config(&test_endpoint()).await;
-    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let aws = TestAws::new().await;
     let log = AccessLog::default();
     let names = Names {
-        table: format!("events-{unique}"),
+        table: aws.name("events"),
         ..Names::default()
     };
-    let dynamo = DynamoStore::new(log.dynamodb(&config), &names.table);
-    dynamo.create_table_if_missing().await.expect("table");
-    let kinesis = aws_sdk_kinesis::Client::new(&config);
-    let stream = format!("commands-{unique}");
-    let queue = KinesisQueue::new(kinesis.clone(), &stream);
-    queue.create_stream_if_missing().await.expect("stream");
+    let dynamo = aws.store(log.dynamodb(aws.config()), "events").await;
+    let kinesis = aws.kinesis();
+    let queue = aws.queue(kinesis.clone(), "commands").await;
+    let stream = queue.stream().to_owned();
     let store = Arc::new(FlakyStore::new(Arc::new(dynamo)));
     // A minute after the records arrived.
     let clock = ManualClock::new(Timestamp::from_millis(ARRIVED_AT + 60_000));

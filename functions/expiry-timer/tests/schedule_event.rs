@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::event::cloudwatch_events::CloudWatchEvent;
-use inventory_core::aws::{local_config, test_endpoint, DynamoStore};
+use inventory_core::aws::TestAws;
 use inventory_core::domain::{
     Action, Change, Command, CommandId, Event, Quantity, ReservationId, Sku, Timestamp,
 };
@@ -37,14 +37,13 @@ fn hold(sku: &Sku, seq: u64, at: Timestamp, expires_at: Timestamp) -> Event {
 #[tokio::test]
 async fn a_scheduled_run_expires_each_lapsed_hold_once() {
     let _: CloudWatchEvent = serde_json::from_str(EVENT).expect("the checked-in event parses");
-    let config = local_config(&test_endpoint()).await;
+    let aws = TestAws::new().await;
     let names = Names {
-        table: format!("expiry-{}", uuid::Uuid::new_v4().simple()),
+        table: aws.name("expiry"),
         ..Names::default()
     };
     let log = AccessLog::default();
-    let dynamo = DynamoStore::new(log.dynamodb(&config), &names.table);
-    dynamo.create_table_if_missing().await.expect("table");
+    let dynamo = aws.store(log.dynamodb(aws.config()), "expiry").await;
     let store = Arc::new(dynamo);
     let now = SystemClock.now();
     let sku = Sku::parse("SKU-1").unwrap();

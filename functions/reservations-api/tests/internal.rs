@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use http_body_util::BodyExt;
 use inventory_core::aws::dynamo::{PK, SK, STREAM_PREFIX};
-use inventory_core::aws::{local_config, test_endpoint, DynamoStore};
+use inventory_core::aws::TestAws;
 use inventory_core::domain::Sku;
 use inventory_core::memory::MemoryQueue;
 use inventory_core::ports::{EventStore, SystemClock};
@@ -44,14 +44,12 @@ fn assert_internal(status: StatusCode, body: &Value) {
 
 #[tokio::test]
 async fn an_event_item_that_does_not_read_as_an_event_is_a_500_internal_not_a_retry() {
-    let config = local_config(&test_endpoint()).await;
-    let client = aws_sdk_dynamodb::Client::new(&config);
-    let table = format!("internal-{}", uuid::Uuid::new_v4().simple());
-    let store = DynamoStore::new(client.clone(), &table);
-    store.create_table_if_missing().await.expect("table");
+    let aws = TestAws::new().await;
+    let client = aws.dynamodb();
+    let store = aws.store(client.clone(), "internal").await;
     client
         .put_item()
-        .table_name(&table)
+        .table_name(store.table())
         .item(PK, AttributeValue::S(format!("{STREAM_PREFIX}BROKEN")))
         .item(SK, AttributeValue::N("1".into()))
         .item("written_by", AttributeValue::S("someone else".into()))

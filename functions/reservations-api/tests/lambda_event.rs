@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use inventory_core::aws::{local_config, test_endpoint, DynamoStore, KinesisQueue};
+use inventory_core::aws::TestAws;
 use inventory_core::domain::{Action, Command, CommandId, Quantity, Sku, Timestamp};
 use inventory_core::ports::SystemClock;
 use inventory_core::{Config, Inventory};
@@ -14,21 +14,10 @@ use tower::ServiceExt;
 const EVENT: &str = include_str!("../../../events/reservations-api.json");
 
 async fn inventory_on_moto() -> Arc<Inventory> {
-    let config = local_config(&test_endpoint()).await;
-    let unique = uuid::Uuid::new_v4().simple().to_string();
-    let store = DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&config),
-        format!("events-{unique}"),
-    );
-    store.create_table_if_missing().await.expect("table");
-    let queue = KinesisQueue::new(
-        aws_sdk_kinesis::Client::new(&config),
-        format!("commands-{unique}"),
-    );
-    queue.create_stream_if_missing().await.expect("stream");
+    let aws = TestAws::new().await;
     Arc::new(Inventory::new(
-        Arc::new(store),
-        Arc::new(queue),
+        Arc::new(aws.store(aws.dynamodb(), "events").await),
+        Arc::new(aws.queue(aws.kinesis(), "commands").await),
         Arc::new(SystemClock),
         Config::default(),
     ))

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use inventory_core::aws::{local_config, test_endpoint, DynamoStore, KinesisQueue};
+use inventory_core::aws::{DynamoStore, KinesisQueue, TestAws};
 use inventory_core::domain::{Command, Sku};
 use inventory_core::feed::{FeedChange, Reaction};
 use inventory_core::memory::MemoryQueue;
@@ -49,28 +49,23 @@ async fn send(
 
 #[tokio::test]
 async fn every_request_the_api_sends_on_every_route_is_granted_by_its_role() {
-    let config = local_config(&test_endpoint()).await;
-    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let aws = TestAws::new().await;
     let names = Names {
-        table: format!("events-{unique}"),
-        stream: Some(format!("commands-{unique}")),
+        table: aws.name("events"),
+        stream: Some(aws.name("commands")),
         ..Names::default()
     };
-    let plain = Arc::new(DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&config),
-        &names.table,
-    ));
-    plain.create_table_if_missing().await.expect("table");
-    let stream = names.stream.clone().unwrap();
-    KinesisQueue::new(aws_sdk_kinesis::Client::new(&config), &stream)
-        .create_stream_if_missing()
+    let plain = Arc::new(aws.store(aws.dynamodb(), "events").await);
+    let stream = aws
+        .queue(aws.kinesis(), "commands")
         .await
-        .expect("stream");
+        .stream()
+        .to_owned();
 
     let log = AccessLog::default();
     let api = Arc::new(Inventory::new(
-        Arc::new(DynamoStore::new(log.dynamodb(&config), &names.table)),
-        Arc::new(KinesisQueue::new(log.kinesis(&config), &stream)),
+        Arc::new(DynamoStore::new(log.dynamodb(aws.config()), &names.table)),
+        Arc::new(KinesisQueue::new(log.kinesis(aws.config()), &stream)),
         Arc::new(SystemClock),
         Config::default(),
     ));
@@ -121,7 +116,7 @@ async fn every_request_the_api_sends_on_every_route_is_granted_by_its_role() {
     .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{adjusted}");
     call("POST", "/items/{sku}/adjustments");
-    apply(read_queue(&config, &stream).await).await;
+    apply(read_queue(&aws, &stream).await).await;
 
     // Reservations: one line, a cart under a key, its replay, a read, an extension.
     let (status, one) = send(
@@ -184,7 +179,7 @@ async fn every_request_the_api_sends_on_every_route_is_granted_by_its_role() {
     .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     call("DELETE", "/reservations/{id}");
-    apply(read_queue(&config, &stream).await).await;
+    apply(read_queue(&aws, &stream).await).await;
     let command = checkout["command_id"].as_str().unwrap();
     let (status, body) = send(&router, "GET", &format!("/commands/{command}"), None, None).await;
     assert_eq!(
@@ -218,9 +213,8 @@ async fn every_request_the_api_sends_on_every_route_is_granted_by_its_role() {
 }
 
 /// Every command on the stream so far (the test reads it as the processor's mapping would).
-async fn read_queue(config: &aws_config::SdkConfig, stream: &str) -> Vec<Command> {
-    let client = aws_sdk_kinesis::Client::new(config);
-    stream_records(&client, stream)
+async fn read_queue(aws: &TestAws, stream: &str) -> Vec<Command> {
+    stream_records(&aws.kinesis(), stream)
         .await
         .iter()
         .map(|record| serde_json::from_slice(record.data().as_ref()).expect("a command"))

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::dynamodb::Event as StreamEvent;
 use inventory_core::aws::stream::{delivered_from_lambda, handle_stream_event};
-use inventory_core::aws::{local_config, test_endpoint, DynamoStore};
+use inventory_core::aws::TestAws;
 use inventory_core::domain::{Event, Sku, SkuState};
 use inventory_core::feed::FeedChange;
 use inventory_core::ports::{Snapshots, StreamAppend, Transaction, Transactions};
@@ -30,14 +30,13 @@ fn appended(event: &StreamEvent) -> Vec<Event> {
 
 #[tokio::test]
 async fn the_checked_in_stream_event_brings_the_snapshot_to_the_head_once() {
-    let config = local_config(&test_endpoint()).await;
+    let aws = TestAws::new().await;
     let names = Names {
-        table: format!("snapshotter-{}", uuid::Uuid::new_v4().simple()),
+        table: aws.name("snapshotter"),
         ..Names::default()
     };
     let log = AccessLog::default();
-    let dynamo = DynamoStore::new(log.dynamodb(&config), &names.table);
-    dynamo.create_table_if_missing().await.expect("table");
+    let dynamo = aws.store(log.dynamodb(aws.config()), "snapshotter").await;
     let store = Arc::new(FlakyStore::new(Arc::new(dynamo)));
     let event: StreamEvent = serde_json::from_str(EVENT).expect("the checked-in event parses");
     let events = appended(&event);

@@ -7,11 +7,15 @@ pub mod kinesis;
 pub mod metrics;
 pub mod s3;
 pub mod stream;
+#[cfg(feature = "test-util")]
+pub mod test_aws;
 
 pub use dynamo::{DynamoStore, PARTITION_KEY_PREFIXES};
 pub use kinesis::KinesisQueue;
 pub use metrics::RequestCounter;
 pub use s3::S3Objects;
+#[cfg(feature = "test-util")]
+pub use test_aws::TestAws;
 
 use aws_sdk_dynamodb::config::{Credentials, Region};
 

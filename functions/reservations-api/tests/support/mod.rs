@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use inventory_core::aws::{local_config, test_endpoint, DynamoStore};
+use inventory_core::aws::TestAws;
 use inventory_core::domain::{Command, Sku};
 use inventory_core::memory::{MemoryQueue, MemoryStore};
 use inventory_core::ports::EventStore;
@@ -18,11 +18,8 @@ pub const BACKEND_VAR: &str = "INVENTORY_HTTP_TESTS_BACKEND";
 pub async fn event_store() -> Arc<dyn EventStore> {
     match std::env::var(BACKEND_VAR).as_deref() {
         Ok("dynamodb") => {
-            let config = local_config(&test_endpoint()).await;
-            let table = format!("http-{}", uuid::Uuid::new_v4().simple());
-            let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), table);
-            store.create_table_if_missing().await.expect("table");
-            Arc::new(store)
+            let aws = TestAws::new().await;
+            Arc::new(aws.store(aws.dynamodb(), "http").await)
         }
         Ok("memory") | Err(_) => Arc::new(MemoryStore::new()),
         Ok(other) => panic!("{BACKEND_VAR}={other:?}: use memory or dynamodb"),
