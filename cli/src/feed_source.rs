@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodbstreams::error::DisplayErrorContext;
 use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
 use aws_sdk_dynamodbstreams::Client;
-use inventory_core::aws::stream::delivered_from_sdk;
+use inventory_core::aws::feed::delivered_from_sdk;
 use inventory_core::feed::{react_to_batch, Delivered, Reaction};
 
 use crate::shard_poller::{NoRead, Page, Position, ShardInfo, ShardSource};

@@ -1,7 +1,7 @@
 //! The archiver Lambda: the events table's stream → the S3 archive, then retirement of
 //! archived events from the table.
 
-use inventory_core::aws::stream::handle_stream_event;
+use inventory_core::aws::feed::handle_stream_event;
 use inventory_core::aws::{archiver_on_aws, metrics_collector, sdk_config, AwsSettings};
 use inventory_core::Config;
 use lambda_runtime::{service_fn, Error, LambdaEvent};

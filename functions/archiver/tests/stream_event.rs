@@ -10,7 +10,7 @@ use std::time::Duration;
 use aws_lambda_events::event::dynamodb::Event as StreamEvent;
 use aws_sdk_dynamodb::types::AttributeValue;
 use inventory_core::archive::Archive;
-use inventory_core::aws::stream::{delivered_from_lambda, handle_stream_event};
+use inventory_core::aws::feed::{delivered_from_lambda, handle_stream_event};
 use inventory_core::aws::TestAws;
 use inventory_core::domain::{Event, Sku, SkuState};
 use inventory_core::feed::FeedChange;

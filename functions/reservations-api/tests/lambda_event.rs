@@ -54,7 +54,7 @@ async fn invoke(inventory: &Arc<Inventory>) -> (StatusCode, serde_json::Value) {
 }
 
 #[tokio::test]
-async fn the_http_api_event_reserves_the_cart_once_even_when_replayed() {
+async fn the_http_api_event_reserves_the_cart_once_even_when_retried() {
     let inventory = inventory_on_moto().await;
     receive(&inventory, "SKU-A", 5).await;
     receive(&inventory, "SKU-B", 1).await;
@@ -64,10 +64,10 @@ async fn the_http_api_event_reserves_the_cart_once_even_when_replayed() {
     assert_eq!(first["status"], "active");
     assert_eq!(first["lines"].as_array().map(Vec::len), Some(2));
 
-    // The event carries an Idempotency-Key: a replay answers the same reservation.
-    let (status, replay) = invoke(&inventory).await;
-    assert_eq!(status, StatusCode::CREATED, "{replay}");
-    assert_eq!(replay["reservation_id"], first["reservation_id"]);
+    // The event carries an Idempotency-Key: a retry answers the same reservation.
+    let (status, retry) = invoke(&inventory).await;
+    assert_eq!(status, StatusCode::CREATED, "{retry}");
+    assert_eq!(retry["reservation_id"], first["reservation_id"]);
 
     let a = inventory.item(&Sku::parse("SKU-A").unwrap()).await.unwrap();
     let b = inventory.item(&Sku::parse("SKU-B").unwrap()).await.unwrap();

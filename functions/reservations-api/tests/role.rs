@@ -118,7 +118,7 @@ async fn every_request_the_api_sends_on_every_route_is_granted_by_its_role() {
     call("POST", "/items/{sku}/adjustments");
     apply(read_queue(&aws, &stream).await).await;
 
-    // Reservations: one line, a cart under a key, its replay, a read, an extension.
+    // Reservations: one line, a cart under a key, its retry, a read, an extension.
     let (status, one) = send(
         &router,
         "POST",

@@ -1,6 +1,6 @@
 //! The snapshotter Lambda: the events table's stream → each SKU's snapshot (the read view).
 
-use inventory_core::aws::stream::handle_stream_event;
+use inventory_core::aws::feed::handle_stream_event;
 use inventory_core::aws::{metrics_collector, reactions_store, sdk_config, AwsSettings};
 use inventory_core::reactions::Snapshotter;
 use lambda_runtime::{service_fn, Error, LambdaEvent};

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use aws_lambda_events::event::dynamodb::Event as StreamEvent;
-use inventory_core::aws::stream::{delivered_from_lambda, handle_stream_event};
+use inventory_core::aws::feed::{delivered_from_lambda, handle_stream_event};
 use inventory_core::aws::TestAws;
 use inventory_core::domain::{Event, Sku, SkuState};
 use inventory_core::feed::FeedChange;

@@ -6,7 +6,7 @@ pub mod dynamo;
 pub mod kinesis;
 pub mod metrics;
 pub mod s3;
-pub mod stream;
+pub mod feed;
 #[cfg(feature = "test-util")]
 pub mod test_aws;
 

@@ -4,7 +4,7 @@
 //! The feed only says which SKUs moved. Events in the batch that follow the stored snapshot
 //! without a gap are folded on; a gap (a batch lost or delivered out of order) is filled from
 //! the stream itself. The save is conditional on the stored version being lower, so duplicate,
-//! replayed, late or reordered deliveries can only leave a snapshot as it is or move it forward.
+//! redelivered, late or reordered deliveries can only leave a snapshot as it is or move it forward.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
