@@ -59,7 +59,7 @@ impl From<StoreError> for AppError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Conflict(_) => AppError::Contention,
-            StoreError::Unavailable(reason) => AppError::Unavailable(reason),
+            StoreError::Unavailable(cause) => AppError::Unavailable(cause.to_string()),
             StoreError::Incomplete(reason) => AppError::NotYet(reason),
             StoreError::Bug(detail) => AppError::Internal(detail),
         }

@@ -352,6 +352,60 @@ pub enum SnapshotSave {
     Stale,
 }
 
+/// Why a dependency failed: the error that said so, kept whole (its chain of sources is shown).
+#[derive(Debug, Clone)]
+pub struct Cause(Arc<dyn std::error::Error + Send + Sync>);
+
+impl Cause {
+    /// The cause `err`.
+    pub fn of(err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(Arc::new(err))
+    }
+
+    /// The error itself.
+    pub fn error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self.0.as_ref()
+    }
+}
+
+/// A cause that is only a message.
+#[derive(Debug, Error)]
+#[error("{0}")]
+struct Message(String);
+
+impl From<String> for Cause {
+    fn from(message: String) -> Self {
+        Self::of(Message(message))
+    }
+}
+
+impl From<&str> for Cause {
+    fn from(message: &str) -> Self {
+        Self::from(message.to_owned())
+    }
+}
+
+impl std::fmt::Display for Cause {
+    /// The error and each of its sources, `: ` between them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(err) = source {
+            write!(f, ": {err}")?;
+            source = err.source();
+        }
+        Ok(())
+    }
+}
+
+impl PartialEq for Cause {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for Cause {}
+
 /// A store failure. A `Conflict` is a race lost (read again, decide again); `Unavailable` and
 /// `Incomplete` may pass if tried again later; `Bug` will not.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -361,7 +415,7 @@ pub enum StoreError {
     Conflict(Conflict),
     /// The store could not be reached or answered with an error; the outcome may be unknown.
     #[error("store unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(Cause),
     /// A read found a history with a gap: written part-way (a transaction's items become
     /// readable one by one), or broken. Nothing is decided on it; read again later.
     #[error("history incomplete: {0}")]
@@ -526,5 +580,28 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
         Timestamp::from_millis(self.0.load(Ordering::SeqCst))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Error)]
+    #[error("dispatch failure")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn an_unavailable_store_keeps_its_cause_and_shows_the_whole_chain() {
+        let io = std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out");
+        let err = StoreError::Unavailable(Cause::of(Outer(io)));
+        assert_eq!(
+            err.to_string(),
+            "store unavailable: dispatch failure: connect timed out"
+        );
+        let StoreError::Unavailable(cause) = &err else {
+            unreachable!()
+        };
+        assert!(cause.error().downcast_ref::<Outer>().is_some());
     }
 }

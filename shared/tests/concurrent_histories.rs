@@ -332,7 +332,7 @@ impl Retirement for ChaosStore {
         let held = archive
             .read_sku(sku)
             .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            .map_err(|e| StoreError::Unavailable(e.to_string().into()))?;
         if let Some(seq) = seqs.clone().find(|seq| !held.events.contains_key(seq)) {
             let msg = format!("{sku}: event {seq} retired before it was archived");
             self.retired_unarchived.lock().unwrap().push(msg);

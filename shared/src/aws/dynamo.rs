@@ -44,7 +44,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{Change, CommandId, Event, ReservationId, Sku, SkuState, Timestamp, Version};
 use crate::limits::{MAX_BATCH_READ_KEYS, MAX_TRANSACTION_ITEMS};
 use crate::ports::{
-    CommandOutcome, Conflict, ExpiryIndex, LapsingHold, ParkedEntry, ParkedIndex, Record,
+    Cause, CommandOutcome, Conflict, ExpiryIndex, LapsingHold, ParkedEntry, ParkedIndex, Record,
     RecordKey, RecordWrite, Records, Retirement, SnapshotSave, Snapshots, StoreError, StreamAppend,
     Streams, Transaction, Transactions, Versioned,
 };
@@ -304,7 +304,7 @@ impl DynamoStore {
                 .as_service_error()
                 .is_some_and(|e| e.is_resource_in_use_exception());
             if !already {
-                return Err(unavailable(DisplayErrorContext(err)));
+                return Err(unavailable(err));
             }
         }
         self.client
@@ -319,7 +319,7 @@ impl DynamoStore {
             )
             .send()
             .await
-            .map_err(|e| unavailable(DisplayErrorContext(e)))?;
+            .map_err(unavailable)?;
         Ok(())
     }
 
@@ -526,9 +526,9 @@ impl DynamoStore {
                         found: there.map(Box::new),
                     }))
                 }
-                other => Err(unavailable(DisplayErrorContext(other))),
+                other => Err(unavailable(other)),
             },
-            Err(err) => Err(unavailable(DisplayErrorContext(err))),
+            Err(err) => Err(unavailable(err)),
         }
     }
 
@@ -580,12 +580,12 @@ impl DynamoStore {
                         Some(Origin::Record(key)) => {
                             Err(StoreError::Conflict(Conflict::Record { key: key.clone() }))
                         }
-                        None => Err(unavailable(DisplayErrorContext(cancelled))),
+                        None => Err(unavailable(cancelled)),
                     }
                 }
-                other => Err(unavailable(DisplayErrorContext(other))),
+                other => Err(unavailable(other)),
             },
-            Err(err) => Err(unavailable(DisplayErrorContext(err))),
+            Err(err) => Err(unavailable(err)),
         }
     }
 }
@@ -628,7 +628,9 @@ impl DynamoStore {
             let mut first = true;
             while !pending.is_empty() {
                 if !std::mem::take(&mut first) && !retry.wait().await {
-                    return Err(unavailable("keys stayed unprocessed after every retry"));
+                    return Err(StoreError::Unavailable(
+                        "keys stayed unprocessed after every retry".into(),
+                    ));
                 }
                 let request = KeysAndAttributes::builder()
                     .set_keys(Some(std::mem::take(&mut pending)))
@@ -641,7 +643,7 @@ impl DynamoStore {
                     .request_items(&self.table, request)
                     .send()
                     .await
-                    .map_err(|e| unavailable(DisplayErrorContext(e)))?;
+                    .map_err(unavailable)?;
                 for item in answer
                     .responses
                     .unwrap_or_default()
@@ -664,8 +666,8 @@ impl DynamoStore {
     }
 }
 
-fn unavailable(err: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(err.to_string())
+fn unavailable(err: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Unavailable(Cause::of(err))
 }
 
 /// An item that does not read (or write) as what it should be, or a request that breaks the
@@ -690,7 +692,7 @@ impl Streams for DynamoStore {
             .send()
             .collect::<Result<Vec<_>, _>>()
             .await
-            .map_err(|e| unavailable(DisplayErrorContext(e)))?;
+            .map_err(unavailable)?;
         serde_dynamo::from_items(items).map_err(bug)
     }
 
@@ -706,7 +708,7 @@ impl Streams for DynamoStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| unavailable(DisplayErrorContext(e)))?;
+            .map_err(unavailable)?;
         found
             .item
             .map(|item| serde_dynamo::from_item(item).map_err(bug))
@@ -785,7 +787,7 @@ impl Snapshots for DynamoStore {
             {
                 Ok(SnapshotSave::Stale)
             }
-            Err(err) => Err(unavailable(DisplayErrorContext(err))),
+            Err(err) => Err(unavailable(err)),
         }
     }
 }
@@ -821,7 +823,7 @@ impl ExpiryIndex for DynamoStore {
         });
         let mut holds = Vec::new();
         for items in futures::future::join_all(shards).await {
-            let items = items.map_err(|e| unavailable(DisplayErrorContext(e)))?;
+            let items = items.map_err(unavailable)?;
             for item in items {
                 let entry: ExpiryEntry = serde_dynamo::from_item(item).map_err(bug)?;
                 let sku = entry
@@ -877,7 +879,7 @@ impl Retirement for DynamoStore {
                     {
                         Ok(())
                     }
-                    Err(err) => Err(unavailable(DisplayErrorContext(err))),
+                    Err(err) => Err(unavailable(err)),
                 }
             }
         });
@@ -906,7 +908,7 @@ impl ParkedIndex for DynamoStore {
             .send()
             .collect::<Result<Vec<_>, _>>()
             .await
-            .map_err(|e| unavailable(DisplayErrorContext(e)))?;
+            .map_err(unavailable)?;
         let mut parked = Vec::with_capacity(items.len());
         for item in items {
             let stored: RecordItem = serde_dynamo::from_item(item).map_err(bug)?;
@@ -956,7 +958,7 @@ impl DynamoStore {
             .send()
             .collect::<Result<Vec<_>, _>>()
             .await
-            .map_err(|e| unavailable(DisplayErrorContext(e)))?;
+            .map_err(unavailable)?;
         let mut skus: Vec<Sku> = items
             .iter()
             .filter_map(|item| match item.get(PK) {

@@ -3,10 +3,10 @@
 //! as the in-memory adapters.
 
 pub mod dynamo;
+pub mod feed;
 pub mod kinesis;
 pub mod metrics;
 pub mod s3;
-pub mod feed;
 #[cfg(feature = "test-util")]
 pub mod test_aws;
 
