@@ -100,18 +100,14 @@ impl ShardSource for FeedSource {
         position: &Position,
         limit: usize,
     ) -> Result<Page<Record>, NoRead> {
-        let (kind, sequence) = match position {
-            Position::TrimHorizon => (ShardIteratorType::TrimHorizon, None),
-            Position::At(sequence) => (ShardIteratorType::AtSequenceNumber, Some(sequence)),
-            Position::After(sequence) => (ShardIteratorType::AfterSequenceNumber, Some(sequence)),
-        };
+        let (kind, sequence) = position.iterator();
         let iterator = self
             .client
             .get_shard_iterator()
             .stream_arn(&self.stream_arn)
             .shard_id(shard)
-            .shard_iterator_type(kind)
-            .set_sequence_number(sequence.cloned())
+            .shard_iterator_type(ShardIteratorType::from(kind))
+            .set_sequence_number(sequence.map(str::to_owned))
             .send()
             .await
             .map_err(|err| {

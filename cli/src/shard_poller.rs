@@ -40,6 +40,18 @@ pub enum Position {
     After(String),
 }
 
+impl Position {
+    /// The shard iterator type that starts here (both stream APIs name them alike), and the
+    /// sequence number it starts at or after.
+    pub fn iterator(&self) -> (&'static str, Option<&str>) {
+        match self {
+            Self::TrimHorizon => ("TRIM_HORIZON", None),
+            Self::At(sequence) => ("AT_SEQUENCE_NUMBER", Some(sequence)),
+            Self::After(sequence) => ("AFTER_SEQUENCE_NUMBER", Some(sequence)),
+        }
+    }
+}
+
 /// Why a read gave no records.
 #[derive(Debug)]
 pub enum NoRead {
