@@ -228,8 +228,7 @@ impl Inventory {
         key: Option<&IdempotencyKey>,
         caller: &Caller,
     ) -> Result<CommandId, AppError> {
-        let accept = &self.accept;
-        accept
+        self.accept
             .receive_stock(sku, quantity, reference, key, caller)
             .await
     }
@@ -243,8 +242,9 @@ impl Inventory {
         key: Option<&IdempotencyKey>,
         caller: &Caller,
     ) -> Result<CommandId, AppError> {
-        let accept = &self.accept;
-        accept.adjust_stock(sku, delta, reason, key, caller).await
+        self.accept
+            .adjust_stock(sku, delta, reason, key, caller)
+            .await
     }
 
     /// Where a command stands, for its issuer (or an admin) ([`command_log`]).
