@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::types::{CommandId, Quantity, ReservationId, Sku, Timestamp};
+use super::types::{BucketCount, CommandId, Quantity, ReservationId, Sku, Timestamp};
 
 /// One queued command for one SKU. A checkout or release of a multi-SKU reservation is one
 /// command id with one `Command` per line.
@@ -39,6 +39,11 @@ pub enum Action {
         /// Why, for the audit trail.
         reason: String,
     },
+    /// Split the SKU into `count` escrow buckets (1: one stream again).
+    SetBuckets {
+        /// How many buckets.
+        count: BucketCount,
+    },
     /// Check out the reservation's hold on this SKU.
     CommitHold {
         /// The reservation to check out.
@@ -63,7 +68,9 @@ impl Action {
             Action::CommitHold { reservation_id }
             | Action::ReleaseHold { reservation_id }
             | Action::ExpireHold { reservation_id } => Some(reservation_id),
-            Action::ReceiveStock { .. } | Action::AdjustStock { .. } => None,
+            Action::ReceiveStock { .. }
+            | Action::AdjustStock { .. }
+            | Action::SetBuckets { .. } => None,
         }
     }
 }

@@ -137,6 +137,11 @@ pub fn decide(
             reference: reference.clone(),
         }),
         (Action::AdjustStock { delta, reason }, _) => adjust(state, id, *delta, reason),
+        (Action::SetBuckets { count }, _) if *count == state.layout.count => Verdict::AlreadyDone,
+        (Action::SetBuckets { count }, _) => Verdict::Apply(Change::BucketsSet {
+            command_id: id,
+            count: *count,
+        }),
         (Action::CommitHold { .. }, Some(hold)) => {
             commit(state, hold, id, command.accepted_at, now)
         }

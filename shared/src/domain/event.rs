@@ -5,7 +5,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::access::ClientId;
-use super::types::{CommandId, Quantity, ReservationId, Sku, Timestamp, Version};
+use super::buckets::{Move, TransferId};
+use super::types::{BucketCount, CommandId, Quantity, ReservationId, Sku, Timestamp, Version};
 
 /// One recorded event: position in its stream, when it was decided, and what changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +122,28 @@ pub enum Change {
         /// The release bucket the hold leaves.
         release_at: Timestamp,
     },
+    /// The admin split the item into `count` escrow buckets (recorded on bucket 0, which keeps
+    /// the layout).
+    BucketsSet {
+        /// The command that set it.
+        command_id: CommandId,
+        /// How many buckets.
+        count: BucketCount,
+    },
+    /// Units moved between the item's buckets. The same event is written to every bucket the
+    /// moves touch, in one transaction: each bucket's fold applies its own legs, so nothing is
+    /// created or lost.
+    StockMoved {
+        /// Names the transaction (the audit pairs the buckets' copies by it).
+        transfer_id: TransferId,
+        /// The moves.
+        moves: Vec<Move>,
+    },
+    /// The item's stock was gathered into bucket 0 (on bucket 0): reservations hold there only
+    /// until the stock is spread again.
+    BucketsDrained {},
+    /// The item's stock is spread over its buckets again (on bucket 0).
+    BucketsSpread {},
     /// A queued command could not take effect; recorded so the history explains itself.
     CommandRejected {
         /// The command refused.
@@ -138,10 +161,14 @@ impl Change {
             | Change::StockAdjusted { command_id, .. }
             | Change::HoldCommitted { command_id, .. }
             | Change::HoldReleased { command_id, .. }
+            | Change::BucketsSet { command_id, .. }
             | Change::CommandRejected { command_id, .. } => Some(*command_id),
             Change::HoldPlaced { .. }
             | Change::HoldExtended { .. }
-            | Change::HoldExpired { .. } => None,
+            | Change::HoldExpired { .. }
+            | Change::StockMoved { .. }
+            | Change::BucketsDrained {}
+            | Change::BucketsSpread {} => None,
         }
     }
 

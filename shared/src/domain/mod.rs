@@ -2,6 +2,7 @@
 //! Nothing here does I/O or reads a clock.
 
 pub mod access;
+pub mod buckets;
 pub mod command;
 pub mod decide;
 pub mod event;
@@ -10,12 +11,13 @@ pub mod state;
 pub mod types;
 
 pub use access::{Caller, ClientId, Scope};
+pub use buckets::{Layout, Move, TransferId};
 pub use command::{Action, Command};
 pub use decide::{PlaceRejection, Verdict};
 pub use event::{Change, Event, Line, RejectionCode};
 pub use hold::{HoldLine, HoldStatus, HoldTerms};
 pub use state::SkuState;
 pub use types::{
-    CommandId, IdempotencyKey, InvalidValue, Quantity, ReservationId, Sku, Timestamp, TtlSeconds,
-    Version,
+    Bucket, BucketCount, CommandId, IdempotencyKey, InvalidValue, Quantity, ReservationId, Sku,
+    Timestamp, TtlSeconds, Version,
 };

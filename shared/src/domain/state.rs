@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::buckets::Layout;
 use super::event::{Change, Event};
 use super::types::{Timestamp, Version};
 
@@ -25,6 +26,9 @@ pub struct SkuState {
     pub clock: Timestamp,
     /// Held units per release instant, only for instants after `clock`.
     holds: HoldBook,
+    /// How the item's stock is laid out over its escrow buckets (kept by bucket 0 only).
+    #[serde(default, skip_serializing_if = "Layout::is_single")]
+    pub layout: Layout,
 }
 
 /// Held units summed per release instant.
@@ -95,6 +99,13 @@ impl SkuState {
                 release_at,
                 ..
             } => self.holds.remove(clock, *release_at, quantity.units()),
+            Change::StockMoved { moves, .. } => {
+                let bucket = event.sku.bucket();
+                self.on_hand += moves.iter().map(|m| m.effect_on(bucket)).sum::<i64>();
+            }
+            Change::BucketsSet { count, .. } => self.layout.count = *count,
+            Change::BucketsDrained {} => self.layout.drained = true,
+            Change::BucketsSpread {} => self.layout.drained = false,
             Change::CommandRejected { .. } => {}
         }
     }

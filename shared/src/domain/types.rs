@@ -29,10 +29,18 @@ impl InvalidValue {
     }
 }
 
-/// A stock keeping unit: 1–64 characters of `[A-Za-z0-9._-]`.
+/// A stock keeping unit: 1–64 characters of `[A-Za-z0-9._-]`, as clients name it (an *item*).
+///
+/// A SKU split into escrow buckets keeps bucket 0 in its own stream and bucket `b` ≥ 1 in the
+/// stream `{sku}@{b}` (`@` is outside the SKU alphabet, so no item is ever named like a
+/// bucket). A `Sku` names a stream: the item's own, or one of its buckets'. Clients can only
+/// name items ([`Sku::parse`]); bucket streams appear in what the store holds.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
 pub struct Sku(String);
+
+/// Between an item's SKU and its bucket number in a bucket stream's name.
+const BUCKET_MARK: char = '@';
 
 impl Sku {
     /// Longest SKU accepted.
@@ -54,9 +62,142 @@ impl Sku {
         Ok(Self(raw.to_owned()))
     }
 
+    /// Parses a stream's name: an item's SKU, or `{sku}@{bucket}` for one of its buckets
+    /// (1..=255, no leading zero). What the store holds is read with it.
+    pub fn parse_stream(raw: &str) -> Result<Self, InvalidValue> {
+        let Some((item, bucket)) = raw.split_once(BUCKET_MARK) else {
+            return Self::parse(raw);
+        };
+        let item = Self::parse(item)?;
+        match bucket.parse::<u16>() {
+            Ok(number) if bucket == number.to_string() && number >= 1 => {
+                Ok(item.in_bucket(Bucket::new(number).map_err(|err| {
+                    InvalidValue::new("invalid_sku", format!("{raw:?}: {}", err.message))
+                })?))
+            }
+            _ => Err(InvalidValue::new(
+                "invalid_sku",
+                format!("{:?} names no bucket of a sku", truncate(raw, 80)),
+            )),
+        }
+    }
+
     /// The SKU as text.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The item this stream belongs to (itself, unless it is a bucket stream).
+    pub fn item(&self) -> Sku {
+        match self.0.split_once(BUCKET_MARK) {
+            Some((item, _)) => Self(item.to_owned()),
+            None => self.clone(),
+        }
+    }
+
+    /// Which of its item's buckets this stream is (0: the item's own stream).
+    pub fn bucket(&self) -> Bucket {
+        self.0
+            .split_once(BUCKET_MARK)
+            .and_then(|(_, number)| number.parse().ok())
+            .map_or(Bucket::HOME, Bucket)
+    }
+
+    /// Whether this is an item's own stream (bucket 0), not another bucket's.
+    pub fn is_item(&self) -> bool {
+        !self.0.contains(BUCKET_MARK)
+    }
+
+    /// The stream of bucket `bucket` of this stream's item.
+    pub fn in_bucket(&self, bucket: Bucket) -> Sku {
+        let item = self.item();
+        if bucket == Bucket::HOME {
+            item
+        } else {
+            Self(format!("{item}{BUCKET_MARK}{}", bucket.0))
+        }
+    }
+}
+
+/// One of an item's escrow buckets: 0 is the item's own stream, which also keeps the layout;
+/// 1..=255 are the streams `{sku}@{b}`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+#[serde(transparent)]
+pub struct Bucket(u16);
+
+impl Bucket {
+    /// Bucket 0: the item's own stream, where receipts land and drains gather.
+    pub const HOME: Bucket = Bucket(0);
+
+    /// Bucket `number`, 0..=255.
+    pub fn new(number: u16) -> Result<Self, InvalidValue> {
+        if number >= BucketCount::MAX {
+            return Err(InvalidValue::new(
+                "invalid_bucket",
+                format!("bucket must be 0 to {}, got {number}", BucketCount::MAX - 1),
+            ));
+        }
+        Ok(Self(number))
+    }
+
+    /// The bucket's number.
+    pub fn number(self) -> u16 {
+        self.0
+    }
+}
+
+impl fmt::Display for Bucket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// How many escrow buckets an item is split into: 1..=256 (1: one stream, as every item
+/// starts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct BucketCount(u16);
+
+impl BucketCount {
+    /// Most buckets an item may have.
+    pub const MAX: u16 = 256;
+    /// One bucket: the item's own stream only.
+    pub const ONE: BucketCount = BucketCount(1);
+
+    /// Parses a count, rejecting values outside 1..=256.
+    pub fn new(raw: i64) -> Result<Self, InvalidValue> {
+        if raw < 1 || raw > i64::from(Self::MAX) {
+            return Err(InvalidValue::new(
+                "invalid_bucket_count",
+                format!("count must be between 1 and {}, got {raw}", Self::MAX),
+            ));
+        }
+        Ok(Self(raw as u16))
+    }
+
+    /// The count.
+    pub fn get(self) -> u16 {
+        self.0
+    }
+
+    /// Every bucket of the layout, 0 first.
+    pub fn buckets(self) -> impl DoubleEndedIterator<Item = Bucket> + Clone {
+        (0..self.0).map(Bucket)
+    }
+}
+
+impl Default for BucketCount {
+    fn default() -> Self {
+        Self::ONE
+    }
+}
+
+impl<'de> Deserialize<'de> for BucketCount {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = i64::deserialize(deserializer)?;
+        BucketCount::new(raw).map_err(serde::de::Error::custom)
     }
 }
 
@@ -69,7 +210,7 @@ impl fmt::Display for Sku {
 impl<'de> Deserialize<'de> for Sku {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = String::deserialize(deserializer)?;
-        Sku::parse(&raw).map_err(serde::de::Error::custom)
+        Sku::parse_stream(&raw).map_err(serde::de::Error::custom)
     }
 }
 
@@ -246,7 +387,7 @@ impl ReservationId {
         else {
             return Err(invalid());
         };
-        let sku = Sku::parse(sku).map_err(|_| invalid())?;
+        let sku = Sku::parse_stream(sku).map_err(|_| invalid())?;
         let seq: Version = seq.parse().map_err(|_| invalid())?;
         if seq == 0 || seq.to_string().len() != seq_len(raw) || nonce.len() != 16 {
             return Err(invalid());

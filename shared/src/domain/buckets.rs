@@ -1,0 +1,272 @@
+//! Escrow buckets (O'Neil's escrow method, as bounded counters do it): one item's stock split
+//! over K streams, each with its own head and its own conditional write, so K shoppers can be
+//! served at once and no partition takes more than its share of the writes.
+//!
+//! Why no oversell needs a cross-bucket check: every bucket is an ordinary stream whose fold
+//! counts its own on-hand, holds and sales, and a hold or a move out of a bucket is decided on
+//! that bucket's state at its head (a conditional append). A bucket therefore never promises
+//! more than it holds, and the item, the sum of its buckets, never promises more than the sum.
+//! Units change bucket only by a [`Move`], whose debit and credit are the same event written
+//! to both buckets in one transaction: nothing is created or lost in a move.
+//!
+//! Bucket 0 is the item's own stream: it keeps the [`Layout`], takes receipts, and gathers the
+//! stock when the item is *drained* (near zero, so the last units sell, and every refusal is
+//! decided, on one head).
+
+use serde::{Deserialize, Serialize};
+
+use super::types::{Bucket, BucketCount, Quantity};
+
+/// How an item's stock is laid out over its buckets (kept by bucket 0's fold).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Layout {
+    /// How many buckets the admin asked for.
+    pub count: BucketCount,
+    /// Whether the stock is gathered into bucket 0: reservations then use bucket 0 only, and
+    /// what a release frees in another bucket moves to bucket 0.
+    pub drained: bool,
+}
+
+impl Layout {
+    /// Whether this is a one-bucket item (every item starts so).
+    pub fn is_single(&self) -> bool {
+        self.count == BucketCount::ONE && !self.drained
+    }
+
+    /// The buckets reservations may hold in: bucket 0 alone when drained, else all of them.
+    pub fn active(&self) -> BucketCount {
+        if self.drained {
+            BucketCount::ONE
+        } else {
+            self.count
+        }
+    }
+
+    /// Whether `bucket` may keep units for sale: a drained item keeps them in bucket 0 only,
+    /// and a bucket beyond the count keeps none.
+    pub fn keeps_stock(&self, bucket: Bucket) -> bool {
+        bucket.number() < self.active().get()
+    }
+}
+
+/// A random id shared by the events of one transaction of moves (the audit pairs them by it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TransferId(pub u64);
+
+impl std::fmt::Display for TransferId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl Serialize for TransferId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for TransferId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        u64::from_str_radix(&raw, 16)
+            .map(Self)
+            .map_err(|_| serde::de::Error::custom(format!("{raw:?} is not a transfer id")))
+    }
+}
+
+/// Units taken from one bucket and given to another of the same item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Move {
+    /// The bucket debited.
+    pub from: Bucket,
+    /// The bucket credited.
+    pub to: Bucket,
+    /// Units moved.
+    pub quantity: Quantity,
+}
+
+impl Move {
+    /// What the move does to `bucket`'s on-hand count: minus what leaves it, plus what comes.
+    pub fn effect_on(&self, bucket: Bucket) -> i64 {
+        let units = self.quantity.units();
+        i64::from(self.to == bucket) * units - i64::from(self.from == bucket) * units
+    }
+}
+
+/// Units a bucket can give away or promise: its availability, never below zero.
+pub type Spare = (Bucket, i64);
+
+/// Moves that bring `needed` units into `target`, taking from the buckets with the most to
+/// spare first; `None` when the other buckets have fewer than `needed` between them.
+pub fn gather(target: Bucket, needed: i64, spares: &[Spare]) -> Option<Vec<Move>> {
+    if needed <= 0 {
+        return Some(Vec::new());
+    }
+    let mut donors: Vec<Spare> = spares
+        .iter()
+        .copied()
+        .filter(|(bucket, spare)| *bucket != target && *spare > 0)
+        .collect();
+    donors.sort_by_key(|(bucket, spare)| (std::cmp::Reverse(*spare), *bucket));
+    let mut moves = Vec::new();
+    let mut missing = needed;
+    for (bucket, spare) in donors {
+        if missing == 0 {
+            break;
+        }
+        let taken = spare.min(missing);
+        moves.push(move_of(bucket, target, taken));
+        missing -= taken;
+    }
+    (missing == 0).then_some(moves)
+}
+
+/// Moves that gather every spare unit of the other buckets into bucket 0.
+pub fn drain(spares: &[Spare]) -> Vec<Move> {
+    spares
+        .iter()
+        .filter(|(bucket, spare)| *bucket != Bucket::HOME && *spare > 0)
+        .map(|(bucket, spare)| move_of(*bucket, Bucket::HOME, *spare))
+        .collect()
+}
+
+/// Moves that share bucket 0's `spare` units evenly over the `count` buckets (bucket 0 keeps
+/// its share and the remainder), for buckets holding less than their share.
+pub fn spread(count: BucketCount, spare: i64, others: &[Spare]) -> Vec<Move> {
+    let total: i64 = spare + others.iter().map(|(_, units)| units.max(&0)).sum::<i64>();
+    let share = total / i64::from(count.get());
+    let mut left = spare - share;
+    let mut moves = Vec::new();
+    for bucket in count.buckets().skip(1) {
+        let has = others
+            .iter()
+            .find(|(other, _)| *other == bucket)
+            .map_or(0, |(_, units)| (*units).max(0));
+        let given = (share - has).min(left);
+        if given > 0 {
+            moves.push(move_of(Bucket::HOME, bucket, given));
+            left -= given;
+        }
+    }
+    moves
+}
+
+fn move_of(from: Bucket, to: Bucket, units: i64) -> Move {
+    Move {
+        from,
+        to,
+        quantity: Quantity::new(units).expect("a move of 1..=available units"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(n: u16) -> Bucket {
+        Bucket::new(n).unwrap()
+    }
+
+    fn conserved(moves: &[Move], buckets: u16) -> bool {
+        (0..buckets)
+            .map(|n| moves.iter().map(|m| m.effect_on(b(n))).sum::<i64>())
+            .sum::<i64>()
+            == 0
+    }
+
+    #[test]
+    fn a_gather_takes_from_the_richest_buckets_first_and_only_what_is_needed() {
+        let spares = [(b(0), 1), (b(1), 5), (b(2), 2), (b(3), 0)];
+        let moves = gather(b(0), 6, &spares).unwrap();
+        assert_eq!(
+            moves
+                .iter()
+                .map(|m| (m.from.number(), m.quantity.units()))
+                .collect::<Vec<_>>(),
+            vec![(1, 5), (2, 1)]
+        );
+        assert!(moves.iter().all(|m| m.to == b(0)));
+        assert!(conserved(&moves, 4));
+        assert_eq!(gather(b(0), 8, &spares), None, "the others have 7");
+    }
+
+    #[test]
+    fn a_drain_gathers_every_spare_unit_into_bucket_0() {
+        let moves = drain(&[(b(0), 3), (b(1), 2), (b(2), 0), (b(3), 4)]);
+        assert_eq!(moves.iter().map(|m| m.quantity.units()).sum::<i64>(), 6);
+        assert!(moves.iter().all(|m| m.to == Bucket::HOME));
+    }
+
+    #[test]
+    fn a_spread_shares_the_stock_evenly_and_bucket_0_keeps_the_remainder() {
+        let count = BucketCount::new(4).unwrap();
+        let moves = spread(count, 10, &[(b(1), 1)]);
+        let given: Vec<(u16, i64)> = moves
+            .iter()
+            .map(|m| (m.to.number(), m.quantity.units()))
+            .collect();
+        // 11 units over 4: a share of 2 each; bucket 1 has 1 already.
+        assert_eq!(given, vec![(1, 1), (2, 2), (3, 2)]);
+        assert!(moves.iter().all(|m| m.from == Bucket::HOME));
+    }
+
+    #[test]
+    fn a_bucket_stream_is_named_after_its_item_and_no_client_can_name_one() {
+        use crate::domain::Sku;
+        let item = Sku::parse("LAMP-1").unwrap();
+        let third = item.in_bucket(b(3));
+        assert_eq!(third.as_str(), "LAMP-1@3");
+        assert_eq!((third.item(), third.bucket()), (item.clone(), b(3)));
+        assert_eq!(item.in_bucket(Bucket::HOME), item);
+        assert!(item.is_item() && !third.is_item());
+        assert_eq!(Sku::parse_stream("LAMP-1@3").unwrap(), third);
+        assert!(Sku::parse("LAMP-1@3").is_err(), "clients name items only");
+        for bad in [
+            "LAMP-1@0",
+            "LAMP-1@03",
+            "LAMP-1@256",
+            "LAMP-1@",
+            "@3",
+            "A@1@2",
+        ] {
+            assert!(Sku::parse_stream(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_move_is_folded_by_both_buckets_and_the_item_keeps_its_units() {
+        use crate::domain::{Change, Event, Sku, SkuState, Timestamp};
+        let item = Sku::parse("A").unwrap();
+        let moved = Change::StockMoved {
+            transfer_id: TransferId(7),
+            moves: vec![move_of(b(0), b(2), 3)],
+        };
+        let event = |sku: Sku| Event {
+            sku,
+            seq: 2,
+            at: Timestamp::from_millis(0),
+            change: moved.clone(),
+        };
+        let mut home = SkuState::default();
+        home.on_hand = 10;
+        let mut two = SkuState::default();
+        home.evolve(&event(item.clone()));
+        two.evolve(&event(item.in_bucket(b(2))));
+        assert_eq!((home.on_hand, two.on_hand), (7, 3));
+    }
+
+    #[test]
+    fn a_layout_keeps_stock_in_bucket_0_only_once_drained() {
+        let layout = Layout {
+            count: BucketCount::new(8).unwrap(),
+            drained: false,
+        };
+        assert!(layout.keeps_stock(b(7)));
+        assert!(!layout.keeps_stock(b(8)));
+        let drained = Layout {
+            drained: true,
+            ..layout
+        };
+        assert!(drained.keeps_stock(Bucket::HOME) && !drained.keeps_stock(b(1)));
+    }
+}
