@@ -294,7 +294,7 @@ async fn post_adjustment(
     responses((status = 200, description = "The SKU's stock.", body = ItemView)),
 )]
 async fn get_item(State(inventory): Service, SkuPath(sku): SkuPath) -> Result<Response, ApiError> {
-    Ok(Json(inventory.item(&sku).await?).into_response())
+    Ok(Json(inventory.item(&sku).await?.without_buckets()).into_response())
 }
 
 /// Several SKUs' stock from the read view, in one round trip (typically under a second behind).

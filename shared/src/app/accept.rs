@@ -9,8 +9,8 @@ use super::command_log::CommandLog;
 use super::idempotency::digest;
 use super::reservation_book::ReservationBook;
 use crate::domain::{
-    Action, Caller, ClientId, Command, CommandId, HoldStatus, IdempotencyKey, InvalidValue,
-    Quantity, ReservationId, Sku,
+    Action, BucketCount, Caller, ClientId, Command, CommandId, HoldStatus, IdempotencyKey,
+    InvalidValue, Quantity, ReservationId, Sku,
 };
 use crate::error::AppError;
 use crate::limits::{MAX_ADJUSTMENT, MAX_NOTE_LEN};
@@ -97,6 +97,19 @@ impl Accept {
             .await
     }
 
+    /// Accepts a new escrow layout for `sku`: `count` buckets.
+    pub(crate) async fn set_buckets(
+        &self,
+        sku: Sku,
+        count: BucketCount,
+        key: Option<&IdempotencyKey>,
+        caller: &Caller,
+    ) -> Result<CommandId, AppError> {
+        let action = Action::SetBuckets { count };
+        self.accept_one(format!("buckets/{sku}"), sku, action, key, caller)
+            .await
+    }
+
     /// Accepts a checkout or a release of every line of a reservation.
     pub(crate) async fn hold_change(
         &self,
@@ -119,11 +132,12 @@ impl Accept {
         if !request.allowed_at(status) {
             return Err(AppError::ReservationNotActive { status });
         }
+        // Queued under the item (its partition), whichever of its buckets holds.
         let commands = reservation
-            .skus()
-            .map(|sku| Command {
+            .streams()
+            .map(|stream| Command {
                 id: command_id,
-                sku: sku.clone(),
+                sku: stream.item(),
                 accepted_at: now,
                 action: request.action(id.clone()),
             })

@@ -9,24 +9,28 @@
 //! queue. A command that cannot be applied at all is **parked** for an operator (its outcome
 //! record holds the reason and its whole body) and the SKU moves on.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use base64::Engine as _;
 use tokio::time::Instant;
 
 use super::attempt::{until_decided, write, Attempt, Written};
+use super::draft::Draft;
 use super::heads::Heads;
 use super::reservation_book::{HoldLookup, ReservationBook};
 use crate::config::{Config, ACCEPT_PATIENCE_MILLIS, ACCEPT_WAIT_MILLIS, DEPENDENCY_WAIT_MILLIS};
+use crate::domain::buckets::{self, Spare};
 use crate::domain::decide::decide;
-use crate::domain::{Change, Command, CommandId, ReservationId, Sku, SkuState, Timestamp, Verdict};
+use crate::domain::{
+    Action, Bucket, BucketCount, Change, Command, CommandId, HoldLine, Move, Quantity,
+    ReservationId, Sku, Timestamp, Verdict,
+};
 use crate::error::AppError;
-use crate::limits::MAX_DEFERRED;
+use crate::limits::{MAX_DEFERRED, MAX_MOVES_PER_TRANSACTION, MAX_TRANSACTION_ITEMS, SPREAD_FROM};
 use crate::ports::{
     Acceptance, Clock, CommandOutcome, CommandQueue, CommandRecord, DeferredCommands, ParkReason,
-    ParkedCommand, Record, RecordKey, RecordWrite, Records, StreamAppend, Transaction,
-    Transactions, Versioned,
+    ParkedCommand, Record, RecordKey, RecordWrite, Records, Transaction, Transactions, Versioned,
 };
 use crate::telemetry;
 
@@ -118,6 +122,88 @@ fn defer(deferred: &mut Vec<Command>, waiting_on: &mut HashSet<ReservationId>, c
     deferred.push(command.clone());
     if let Some(rid) = command.action.reservation_id() {
         waiting_on.insert(rid.clone());
+    }
+}
+
+/// The most items one command may add to a transaction: its event, a move's two, its
+/// outcome record and its hold's record, and one to spare.
+const MAX_ITEMS_PER_COMMAND: usize = 6;
+
+/// Records `change` (decided on `bucket`) in the draft, with what it implies across the
+/// item's buckets; says whether the item's stock should be spread afterwards.
+///
+/// - A rejection is recorded on bucket 0, the item's own history.
+/// - A withdrawal from a bucketed item is shared by its buckets ([`buckets::share_adjustment`]).
+/// - What a release or an expiry frees in a bucket other than 0 moves to bucket 0 in the same
+///   write: no bucket but 0 ever gains units except by a move, so a drain that moved every
+///   spare unit leaves none behind (see `docs/architecture.md`).
+/// - Fewer buckets: the spare units of the buckets dropped move to bucket 0.
+fn record(draft: &mut Draft, bucket: Bucket, now: Timestamp, change: Change) -> bool {
+    let layout = draft.layout();
+    match change {
+        Change::CommandRejected { .. } => draft.record(Bucket::HOME, now, change),
+        Change::StockAdjusted {
+            command_id,
+            delta,
+            reason,
+        } if delta < 0 && layout.widest != BucketCount::ONE => {
+            let buckets = draft.holdings(now);
+            for (bucket, part) in buckets::share_adjustment(delta, &buckets) {
+                let reason = reason.clone();
+                let change = Change::StockAdjusted {
+                    command_id,
+                    delta: part,
+                    reason,
+                };
+                draft.record(bucket, now, change);
+            }
+        }
+        Change::HoldReleased { quantity, .. } | Change::HoldExpired { quantity, .. }
+            if bucket != Bucket::HOME =>
+        {
+            draft.record(bucket, now, change);
+            let spare = draft
+                .state(bucket)
+                .available(now)
+                .clamp(0, quantity.units());
+            if let Ok(quantity) = Quantity::new(spare) {
+                let to_home = Move {
+                    from: bucket,
+                    to: Bucket::HOME,
+                    quantity,
+                };
+                draft.transfer(now, vec![to_home]);
+            }
+        }
+        Change::BucketsSet { count, .. } => {
+            let dropped: Vec<Spare> = draft
+                .spares(now)
+                .into_iter()
+                .filter(|(bucket, _)| bucket.number() >= count.get())
+                .collect();
+            draft.record(Bucket::HOME, now, change);
+            draft.transfer(now, buckets::drain(&dropped));
+            return true;
+        }
+        Change::StockReceived { .. } | Change::StockAdjusted { .. } => {
+            draft.record(bucket, now, change);
+            return layout.count != BucketCount::ONE;
+        }
+        change => draft.record(bucket, now, change),
+    }
+    false
+}
+
+/// A checkout that comes after its hold stopped counting takes the units again; in a bucketed
+/// item they may be spare in another bucket, so they are moved to the hold's bucket first.
+fn refill_for_reacquire(draft: &mut Draft, hold: &HoldLine, now: Timestamp) {
+    let bucket = hold.sku.bucket();
+    let missing = hold.quantity.units() - draft.state(bucket).available(now).max(0);
+    if hold.counts_at(now) || missing <= 0 || draft.layout().widest == BucketCount::ONE {
+        return;
+    }
+    if let Some(moves) = buckets::gather(bucket, missing, &draft.spares(now)) {
+        draft.transfer(now, moves);
     }
 }
 
@@ -286,10 +372,35 @@ impl ApplyCommands {
         until_decided(&self.config, &mut rereads, |_| self.attempt(sku, commands)).await
     }
 
+    /// The states of `sku`'s streams this attempt decides on: bucket 0, every bucket it ever
+    /// had, and any other bucket one of `holds` is in.
+    async fn draft(
+        &self,
+        sku: &Sku,
+        holds: &HashMap<ReservationId, HoldLookup>,
+    ) -> Result<Draft, AppError> {
+        let home = self.heads.load(sku).await?;
+        let mut others: BTreeSet<Sku> = home
+            .layout
+            .widest
+            .buckets()
+            .skip(1)
+            .map(|bucket| sku.in_bucket(bucket))
+            .collect();
+        others.extend(holds.values().filter_map(|lookup| match lookup {
+            HoldLookup::Found(stored) if stored.hold.sku != *sku => Some(stored.hold.sku.clone()),
+            _ => None,
+        }));
+        let states = self.heads.load_all(others.iter()).await?;
+        Ok(Draft::new(
+            sku,
+            std::iter::once((sku.clone(), home)).chain(others.into_iter().zip(states)),
+        ))
+    }
+
     /// One decision over the SKU's deferred commands and `arrivals`, and one write.
     async fn attempt(&self, sku: &Sku, arrivals: &[Command]) -> Result<Attempt<Chunk>, AppError> {
         let mut report = ApplyReport::default();
-        let state = self.heads.load(sku).await?;
         let reading = self.standings(sku, arrivals, &mut report).await?;
         let due: Vec<&Command> = reading
             .commands
@@ -301,13 +412,13 @@ impl ApplyCommands {
             .book
             .holds_on(sku, due.iter().filter_map(|c| c.action.reservation_id()))
             .await?;
-        let mut next: SkuState = (*state).clone();
-        let mut changes = Vec::new();
+        let mut draft = self.draft(sku, &holds).await?;
         let mut records = reading.abandon;
         let mut touched: Vec<ReservationId> = Vec::new();
         let mut deferred: Vec<Command> = Vec::new();
         let mut waiting_on: HashSet<ReservationId> = HashSet::new();
         let mut applied_lags = Vec::new();
+        let mut spread_due = false;
         let clock = self.clock.now();
         let grace = self.config.release_grace_secs;
         for (command, standing) in &reading.commands {
@@ -327,8 +438,12 @@ impl ApplyCommands {
                 }
                 Standing::Due { outcome } => *outcome,
             };
-            // A later command on a reservation something waits for keeps its place behind it.
-            if reservation.is_some_and(|rid| waiting_on.contains(rid)) {
+            // A later command on a reservation something waits for keeps its place behind it;
+            // so does a command that might not fit this transaction any more.
+            let items = draft.event_count() + records.len() + touched.len();
+            if reservation.is_some_and(|rid| waiting_on.contains(rid))
+                || items + MAX_ITEMS_PER_COMMAND >= MAX_TRANSACTION_ITEMS
+            {
                 defer(&mut deferred, &mut waiting_on, command);
                 continue;
             }
@@ -365,12 +480,23 @@ impl ApplyCommands {
                 report.parked += 1;
                 continue;
             }
-            let now = next.now(clock);
-            let verdict = match lookup {
+            let now = draft.now(clock);
+            let (bucket, verdict) = match lookup {
                 Some(Some(HoldLookup::Found(stored))) => {
-                    decide(&next, Some(&stored.hold), command, now, grace)
+                    let bucket = stored.hold.sku.bucket();
+                    if matches!(command.action, Action::CommitHold { .. }) {
+                        refill_for_reacquire(&mut draft, &stored.hold, now);
+                    }
+                    let state = draft.state(bucket);
+                    (
+                        bucket,
+                        decide(&state, Some(&stored.hold), command, now, grace),
+                    )
                 }
-                _ => decide(&next, None, command, now, grace),
+                _ => (
+                    Bucket::HOME,
+                    decide(&draft.item_state(), None, command, now, grace),
+                ),
             };
             let (change, outcome) = match verdict {
                 Verdict::Apply(change) => (Some(change), CommandOutcome::Applied),
@@ -394,10 +520,6 @@ impl ApplyCommands {
                 record: Record::CommandOutcome(outcome),
             });
             if let Some(change) = change {
-                let append = StreamAppend::after(&next, sku, now, vec![change.clone()]);
-                for event in &append.events {
-                    next.evolve(event);
-                }
                 if let Some(rid) = change.reservation_id() {
                     if let Some(HoldLookup::Found(stored)) = holds.get_mut(rid) {
                         stored.hold.evolve(&change);
@@ -406,7 +528,7 @@ impl ApplyCommands {
                         }
                     }
                 }
-                changes.extend(append.events);
+                spread_due |= record(&mut draft, bucket, now, change);
             }
         }
         if deferred.len() > MAX_DEFERRED {
@@ -430,22 +552,21 @@ impl ApplyCommands {
                 records.push(stored.write());
             }
         }
-        report.events = changes.len();
+        report.events = draft.event_count();
         report.deferred = deferred.len();
         let mut transaction = Transaction::records(records);
-        if !changes.is_empty() {
-            transaction.appends.push(StreamAppend {
-                sku: sku.clone(),
-                expected: state.version,
-                events: changes.clone(),
-            });
-        }
+        transaction.appends = draft.appends();
         if !transaction.is_empty() {
             let issued = Instant::now();
             if let Written::Lost(_) = write(self.transactions.as_ref(), transaction).await? {
                 return Ok(Attempt::Reread);
             }
-            self.heads.advance(&state, &changes, issued);
+            for (state, events) in draft.written() {
+                self.heads.advance(state, events, issued);
+            }
+        }
+        if spread_due {
+            self.spread(sku).await?;
         }
         for accepted_at in applied_lags {
             telemetry::applied_after(accepted_at, clock);
@@ -454,6 +575,56 @@ impl ApplyCommands {
             duplicates = report.duplicates, events = report.events, parked = report.parked,
             deferred = report.deferred, "commands applied");
         Ok(Attempt::Done(Chunk { report, deferred }))
+    }
+
+    /// Spreads bucket 0's spare units over the item's buckets (after a receipt, or a change
+    /// of layout), a transaction of at most [`MAX_MOVES_PER_TRANSACTION`] moves at a time. An
+    /// item drained near zero is spread again only once bucket 0 has [`SPREAD_FROM`] units to
+    /// spare per bucket.
+    async fn spread(&self, sku: &Sku) -> Result<(), AppError> {
+        let mut rereads = 0;
+        loop {
+            let spread = until_decided(&self.config, &mut rereads, |_| async {
+                let draft = self.draft(sku, &HashMap::new()).await?;
+                let mut draft = draft;
+                let layout = draft.layout();
+                let now = draft.now(self.clock.now());
+                let spares = draft.spares(now);
+                let home_spare = spares
+                    .iter()
+                    .find(|(bucket, _)| *bucket == Bucket::HOME)
+                    .map_or(0, |(_, spare)| *spare);
+                let per_bucket = home_spare / i64::from(layout.count.get());
+                if layout.count == BucketCount::ONE || (layout.drained && per_bucket < SPREAD_FROM)
+                {
+                    return Ok(Attempt::Done(false));
+                }
+                let mut moves = buckets::spread(layout.count, home_spare, &spares[1..]);
+                let more = moves.len() > MAX_MOVES_PER_TRANSACTION;
+                moves.truncate(MAX_MOVES_PER_TRANSACTION);
+                if moves.is_empty() && !layout.drained {
+                    return Ok(Attempt::Done(false));
+                }
+                if layout.drained {
+                    draft.record(Bucket::HOME, now, Change::BucketsSpread {});
+                }
+                draft.transfer(now, moves);
+                let issued = Instant::now();
+                let transaction = Transaction::appends(draft.appends());
+                match write(self.transactions.as_ref(), transaction).await? {
+                    Written::Done => {}
+                    Written::Lost(_) => return Ok(Attempt::Reread),
+                }
+                for (state, events) in draft.written() {
+                    self.heads.advance(state, events, issued);
+                }
+                Ok(Attempt::Done(more))
+            })
+            .await?;
+            if !spread {
+                return Ok(());
+            }
+        }
     }
 
     /// The SKU's deferred commands followed by the arrivals, each once, and where each stands.
@@ -582,8 +753,56 @@ impl ApplyCommands {
 
 #[cfg(test)]
 mod tests {
-    use super::super::given::{sku, Given};
-    use crate::domain::{Caller, Quantity};
+    use super::super::given::{shopper, sku, Given};
+    use crate::domain::{Caller, Quantity, ReservationId};
+
+    #[tokio::test]
+    async fn a_withdrawal_from_a_bucketed_item_is_shared_by_its_buckets_and_a_release_returns_to_bucket_0(
+    ) {
+        let given = Given::new();
+        given.stock("A", 12).await.buckets("A", 3).await;
+        let admin = Caller::local_admin();
+        given
+            .inventory
+            .adjust_stock(sku("A"), -7, "count".into(), None, &admin)
+            .await
+            .unwrap();
+        given.processed().await;
+        let item = given.inventory.item(&sku("A")).await.unwrap();
+        assert_eq!((item.on_hand, item.available), (5, 5));
+
+        let held = given
+            .reserve(&shopper("alice"), &[("A", 2)], None)
+            .await
+            .unwrap();
+        let id: ReservationId = held.reservation_id.clone();
+        given
+            .inventory
+            .request_release(&id, None, &shopper("alice"))
+            .await
+            .unwrap();
+        given.processed().await;
+        let item = given.inventory.item(&sku("A")).await.unwrap();
+        assert_eq!((item.on_hand, item.available), (5, 5));
+        let buckets = item.buckets.unwrap();
+        if id.anchor_sku().bucket() != crate::domain::Bucket::HOME {
+            let bucket = &buckets[usize::from(id.anchor_sku().bucket().number())];
+            assert_eq!(bucket.reserved, 0, "released");
+        }
+        assert_eq!(buckets.iter().map(|b| b.on_hand).sum::<i64>(), 5);
+    }
+
+    #[tokio::test]
+    async fn fewer_buckets_move_the_dropped_buckets_stock_to_bucket_0() {
+        let given = Given::new();
+        given.stock("A", 12).await.buckets("A", 4).await;
+        given.buckets("A", 1).await;
+        let item = given.inventory.item(&sku("A")).await.unwrap();
+        let buckets = item.buckets.unwrap();
+        assert_eq!(buckets.len(), 4, "every bucket it ever had is shown");
+        assert_eq!(buckets[0].available, 12);
+        assert_eq!(item.available, 12);
+    }
 
     #[tokio::test]
     async fn a_command_delivered_twice_takes_effect_once() {

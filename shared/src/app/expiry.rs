@@ -152,9 +152,10 @@ impl SweepExpiry {
         for hold in holds {
             // Accepted when the hold expired: a hold command waits for a reservation it cannot
             // read for a while after its acceptance, and an expiry's wait is long over.
-            by_sku.entry(hold.sku.clone()).or_default().push(Command {
+            // An item's commands are queued and applied under the item, whichever bucket holds.
+            by_sku.entry(hold.sku.item()).or_default().push(Command {
                 id: CommandId::for_expiry(&hold.reservation_id, &hold.sku, hold.expires_at),
-                sku: hold.sku,
+                sku: hold.sku.item(),
                 accepted_at: hold.expires_at,
                 action: Action::ExpireHold {
                     reservation_id: hold.reservation_id,

@@ -42,7 +42,7 @@ impl Extend {
         caller: &Caller,
     ) -> Result<ReservationView, AppError> {
         let reservation = self.book.load(id, caller).await?;
-        let _turns = self.heads.take_turns(reservation.skus()).await?;
+        let _turns = self.heads.take_turns(reservation.streams()).await?;
         let mut loaded = Some(reservation);
         let mut rereads = 0;
         until_decided(&self.config, &mut rereads, |_| {
@@ -64,7 +64,7 @@ impl Extend {
         reservation: &Reservation,
         ttl: TtlSeconds,
     ) -> Result<Attempt<ReservationView>, AppError> {
-        let states = self.heads.load_all(reservation.skus()).await?;
+        let states = self.heads.load_all(reservation.streams()).await?;
         let now = states
             .iter()
             .fold(self.clock.now(), |now, state| state.now(now));

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use super::{ApplyReport, Inventory, ReservationView, ReserveRequest};
 use crate::config::Config;
 use crate::domain::{
-    Caller, ClientId, Command, IdempotencyKey, Line, Quantity, Scope, Sku, Timestamp, TtlSeconds,
+    BucketCount, Caller, ClientId, Command, IdempotencyKey, Line, Quantity, Scope, Sku, Timestamp,
+    TtlSeconds,
 };
 use crate::error::AppError;
 use crate::memory::{MemoryQueue, MemoryStore};
@@ -63,6 +64,18 @@ impl Given {
             .receive_stock(sku(name), quantity, None, None, &admin)
             .await
             .expect("a receipt is accepted");
+        self.processed().await;
+        self
+    }
+
+    /// Given `sku` split into `count` escrow buckets, applied.
+    pub(crate) async fn buckets(&self, name: &str, count: i64) -> &Self {
+        let count = BucketCount::new(count).expect("a bucket count");
+        let admin = Caller::local_admin();
+        self.inventory
+            .set_buckets(sku(name), count, None, &admin)
+            .await
+            .expect("a layout is accepted");
         self.processed().await;
         self
     }

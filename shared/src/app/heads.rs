@@ -2,7 +2,8 @@
 //! [`StateCache`] (read the tail after the known state, fold it) and the per-SKU [`SkuLocks`].
 //! Every use case that decides on a SKU's state reads it here.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::future::try_join_all;
@@ -10,7 +11,7 @@ use tokio::time::Instant;
 
 use super::cache::{Known, StateCache};
 use super::locks::{SkuLocks, Turns};
-use crate::domain::{Event, Sku, SkuState};
+use crate::domain::{Bucket, BucketCount, Event, Sku, SkuState};
 use crate::error::AppError;
 use crate::ports::{Snapshots, StoreError, Streams};
 
@@ -21,6 +22,8 @@ pub(crate) struct Heads {
     turns: SkuLocks,
     /// How long a request waits for its turns before it answers `Contention`.
     turn_wait: Duration,
+    /// The bucket this process holds in first, per bucketed item.
+    homes: Mutex<HashMap<Sku, Bucket>>,
 }
 
 impl Heads {
@@ -38,6 +41,7 @@ impl Heads {
             cache: StateCache::trusting_for(trust),
             turns: SkuLocks::default(),
             turn_wait,
+            homes: Mutex::default(),
         }
     }
 
@@ -65,6 +69,27 @@ impl Heads {
     /// `issued`.
     pub(crate) fn advance(&self, state: &SkuState, events: &[Event], issued: Instant) -> SkuState {
         self.cache.advance(state, events, issued)
+    }
+
+    /// The bucket of `item` this process holds in first: one drawn at random among the
+    /// `active` ones the first time, so that the processes serving an item spread over its
+    /// buckets, each usually deciding on a head it knows.
+    pub(crate) fn home(&self, item: &Sku, active: BucketCount) -> Bucket {
+        let mut homes = self.homes.lock().unwrap_or_else(PoisonError::into_inner);
+        match homes.get(item) {
+            Some(home) if home.number() < active.get() => *home,
+            _ => {
+                let home = Bucket::new(fastrand::u16(..active.get())).unwrap_or(Bucket::HOME);
+                homes.insert(item.clone(), home);
+                home
+            }
+        }
+    }
+
+    /// Makes `bucket` this process's home in `item`.
+    pub(crate) fn rehome(&self, item: &Sku, bucket: Bucket) {
+        let mut homes = self.homes.lock().unwrap_or_else(PoisonError::into_inner);
+        homes.insert(item.clone(), bucket);
     }
 
     /// Waits for this request's turn on every SKU; `Contention` if that takes longer than the

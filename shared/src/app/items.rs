@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::heads::Heads;
 use super::views::{ItemView, ItemsView};
-use crate::domain::Sku;
+use crate::domain::{Bucket, Sku, SkuState};
 use crate::error::AppError;
 use crate::ports::{Clock, Snapshots};
 
@@ -18,13 +18,33 @@ pub(crate) struct ReadItems {
 impl ReadItems {
     /// The stock of one SKU, current (its stream's tail is read); `UnknownSku` if nothing was
     /// ever recorded for it.
+    /// An item split into buckets is shown as one: the sum of its buckets, each read current,
+    /// with the buckets themselves listed.
     pub(crate) async fn item(&self, sku: &Sku) -> Result<ItemView, AppError> {
         let state = self.heads.load(sku).await?;
         if !state.exists() {
             return Err(AppError::UnknownSku(sku.clone()));
         }
-        let now = state.now(self.clock.now());
-        Ok(ItemView::new(sku.clone(), &state, now))
+        let others: Vec<Sku> = state
+            .layout
+            .widest
+            .buckets()
+            .skip(1)
+            .map(|bucket| sku.in_bucket(bucket))
+            .collect();
+        let read = self.heads.load_all(others.iter()).await?;
+        let buckets: Vec<(Bucket, &SkuState)> = std::iter::once((Bucket::HOME, state.as_ref()))
+            .chain(
+                others
+                    .iter()
+                    .zip(&read)
+                    .map(|(s, st)| (s.bucket(), st.as_ref())),
+            )
+            .collect();
+        let now = buckets
+            .iter()
+            .fold(self.clock.now(), |now, (_, state)| state.now(now));
+        Ok(ItemView::of_buckets(sku.clone(), &buckets, now))
     }
 
     /// The read view of up to 100 SKUs, for product pages: their snapshots, read in one round

@@ -21,6 +21,7 @@ mod apply;
 mod attempt;
 mod cache;
 mod command_log;
+mod draft;
 mod expiry;
 mod extend;
 #[cfg(test)]
@@ -45,7 +46,8 @@ pub use views::{format_rfc3339, CommandView, ItemView, ItemsView, LineView, Rese
 
 use crate::config::Config;
 use crate::domain::{
-    Caller, Command, CommandId, IdempotencyKey, Quantity, ReservationId, Sku, Timestamp, TtlSeconds,
+    BucketCount, Caller, Command, CommandId, IdempotencyKey, Quantity, ReservationId, Sku,
+    Timestamp, TtlSeconds,
 };
 use crate::error::AppError;
 use crate::ports::{Clock, CommandQueue, EventStore, ParkReason, ParkedEntry};
@@ -117,6 +119,7 @@ impl Inventory {
                 heads: Arc::clone(&heads),
                 book: Arc::clone(&book),
                 records: store.clone(),
+                snapshots: store.clone(),
                 transactions: store.clone(),
                 clock: Arc::clone(&clock),
                 config: config.clone(),
@@ -231,6 +234,17 @@ impl Inventory {
         self.accept
             .receive_stock(sku, quantity, reference, key, caller)
             .await
+    }
+
+    /// Accepts a new escrow layout for `sku`: `count` buckets ([`accept`]).
+    pub async fn set_buckets(
+        &self,
+        sku: Sku,
+        count: BucketCount,
+        key: Option<&IdempotencyKey>,
+        caller: &Caller,
+    ) -> Result<CommandId, AppError> {
+        self.accept.set_buckets(sku, count, key, caller).await
     }
 
     /// Accepts an adjustment of `sku` by `delta` (non-zero) for `reason` ([`accept`]).

@@ -49,7 +49,8 @@ impl Reservation {
         HoldStatus::overall(self.holds.iter().map(|h| h.hold.status_at(now)))
     }
 
-    pub(crate) fn skus(&self) -> impl Iterator<Item = &Sku> {
+    /// The streams its holds are in (an item's own, or one of its buckets').
+    pub(crate) fn streams(&self) -> impl Iterator<Item = &Sku> {
         self.holds.iter().map(|h| &h.hold.sku)
     }
 }
@@ -96,8 +97,8 @@ impl ReservationBook {
         })
     }
 
-    /// The holds reservations `ids` have on `sku`: anchors read concurrently, then one read of
-    /// the hold records.
+    /// The holds reservations `ids` have on item `sku` (in whichever of its buckets): anchors
+    /// read concurrently, then one read of the hold records.
     pub(crate) async fn holds_on(
         &self,
         sku: &Sku,
@@ -112,13 +113,15 @@ impl ReservationBook {
         for (id, anchor) in ids.into_iter().zip(anchors) {
             let lookup = match anchor {
                 None => HoldLookup::UnknownReservation,
-                Some((_, placed)) => match placed.into_iter().find(|hold| &hold.sku == sku) {
-                    None => HoldLookup::NotOnSku,
-                    Some(hold) => {
-                        on_sku.push(hold);
-                        continue;
+                Some((_, placed)) => {
+                    match placed.into_iter().find(|hold| hold.sku.item() == *sku) {
+                        None => HoldLookup::NotOnSku,
+                        Some(hold) => {
+                            on_sku.push(hold);
+                            continue;
+                        }
                     }
-                },
+                }
             };
             lookups.insert(id.clone(), lookup);
         }

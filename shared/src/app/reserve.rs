@@ -13,21 +13,23 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::attempt::{until_decided, write, Attempt, Reading, Written};
+use super::draft::Draft;
 use super::heads::Heads;
 use super::idempotency::{digest, earlier_reservation, key_of};
 use super::reservation_book::ReservationBook;
 use super::views::ReservationView;
 use crate::config::Config;
+use crate::domain::buckets;
 use crate::domain::decide::place_hold;
 use crate::domain::{
-    Caller, HoldLine, HoldTerms, IdempotencyKey, InvalidValue, Line, PlaceRejection, ReservationId,
-    SkuState, Timestamp, TtlSeconds,
+    Bucket, BucketCount, Caller, Change, HoldLine, HoldTerms, IdempotencyKey, InvalidValue, Layout,
+    Line, Move, PlaceRejection, ReservationId, Sku, SkuState, Timestamp, TtlSeconds,
 };
 use crate::error::AppError;
-use crate::limits::{MAX_LINES, MAX_TRANSACTION_ITEMS};
+use crate::limits::{DRAIN_BELOW, MAX_LINES, MAX_MOVES_PER_TRANSACTION, MAX_TRANSACTION_ITEMS};
 use crate::ports::{
-    Clock, Conflict, IdempotencyRecord, Record, RecordWrite, Records, StreamAppend, Transaction,
-    Transactions,
+    Clock, Conflict, IdempotencyRecord, Record, RecordWrite, Records, Snapshots, StreamAppend,
+    Transaction, Transactions,
 };
 use crate::telemetry;
 
@@ -94,10 +96,37 @@ pub(crate) struct Reserve {
     pub(crate) heads: Arc<Heads>,
     pub(crate) book: Arc<ReservationBook>,
     pub(crate) records: Arc<dyn Records>,
+    pub(crate) snapshots: Arc<dyn Snapshots>,
     pub(crate) transactions: Arc<dyn Transactions>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) config: Config,
 }
+
+/// Where one line will hold: the bucket, the states read of its item, and the moves that
+/// bring the units there first (a gather, or a drain into bucket 0).
+struct LinePlan {
+    states: Vec<(Sku, Arc<SkuState>)>,
+    bucket: Bucket,
+    moves: Vec<Move>,
+    drain: bool,
+    /// Whether the states were current since the request started (a refusal on them stands).
+    current: bool,
+}
+
+impl LinePlan {
+    fn on(bucket: Bucket, states: Vec<(Sku, Arc<SkuState>)>, current: bool) -> Self {
+        Self {
+            states,
+            bucket,
+            moves: Vec::new(),
+            drain: false,
+            current,
+        }
+    }
+}
+
+/// Buckets tried, by their snapshots, before a shopper whose bucket ran short reads them all.
+const PROBES: usize = 2;
 
 impl Reserve {
     /// Places the holds (see the module documentation); an idempotent retry answers the
@@ -147,21 +176,51 @@ impl Reserve {
         reading: Reading,
         started: Instant,
     ) -> Result<Attempt<ReservationView>, AppError> {
-        let (states, current) = self.states(request, reading, started).await?;
-        let now = states
+        let mut plans = Vec::with_capacity(request.lines.len());
+        for line in &request.lines {
+            plans.push(self.plan(line, reading, started).await?);
+        }
+        let clock = plans
             .iter()
-            .fold(self.clock.now(), |now, state| state.now(now));
-        let id = ReservationId::new(
-            request.lines[0].sku.clone(),
-            states[0].version + 1,
-            fastrand::u64(..),
-        );
-        let appends = match self.place(request, &states, &id, caller, now) {
-            Ok(appends) => appends,
-            Err(_) if !current => return Ok(Attempt::Reread),
-            Err(refusal) => return Err(refusal),
-        };
-        let mut transaction = Transaction::appends(appends.clone());
+            .flat_map(|plan| &plan.states)
+            .fold(self.clock.now(), |now, (_, state)| state.now(now));
+        let mut drafts: Vec<Draft> = request
+            .lines
+            .iter()
+            .zip(&plans)
+            .map(|(line, plan)| Draft::new(&line.sku, plan.states.iter().cloned()))
+            .collect();
+        let now = drafts.iter().fold(clock, |now, draft| draft.now(now));
+        for (draft, plan) in drafts.iter_mut().zip(&plans) {
+            if plan.drain {
+                draft.record(Bucket::HOME, now, Change::BucketsDrained {});
+            }
+            draft.transfer(now, plan.moves.clone());
+        }
+        let anchor = &plans[0];
+        let anchor_sku = request.lines[0].sku.in_bucket(anchor.bucket);
+        let anchor_seq = drafts[0].state(anchor.bucket).version + 1;
+        let id = ReservationId::new(anchor_sku, anchor_seq, fastrand::u64(..));
+        let current = plans.iter().all(|plan| plan.current);
+        let moves_only = drafts.clone();
+        if let Err(refusal) = self.place(request, &plans, &mut drafts, &id, caller, now) {
+            // A drain stands even when the line it was for is refused: the next refusal of the
+            // item is decided on bucket 0 alone.
+            let drains: Vec<Draft> = moves_only
+                .into_iter()
+                .zip(&plans)
+                .filter(|(_, plan)| plan.bucket == Bucket::HOME && !plan.moves.is_empty())
+                .map(|(draft, _)| draft)
+                .collect();
+            self.write_moves(request, &drains).await?;
+            return if current {
+                Err(refusal)
+            } else {
+                Ok(Attempt::Reread)
+            };
+        }
+        let mut transaction =
+            Transaction::appends(drafts.iter().flat_map(Draft::appends).collect());
         if let Some(key) = &request.idempotency_key {
             transaction.records.push(RecordWrite {
                 key: key_of(key, caller),
@@ -173,6 +232,11 @@ impl Reserve {
                 }),
             });
         }
+        if transaction.items() > MAX_TRANSACTION_ITEMS {
+            // The moves of a large cart do not fit with its holds: they go first, alone.
+            self.write_moves(request, &moves_only).await?;
+            return Ok(Attempt::Reread);
+        }
         let issued = Instant::now();
         match write(self.transactions.as_ref(), transaction).await? {
             Written::Done => {}
@@ -183,54 +247,206 @@ impl Reserve {
                 return Ok(earlier.map_or(Attempt::Reread, Attempt::Done));
             }
         }
-        for (append, state) in appends.iter().zip(&states) {
-            self.heads.advance(state, &append.events, issued);
+        let mut holds: Vec<HoldLine> = Vec::with_capacity(drafts.len());
+        for draft in &drafts {
+            for (state, events) in draft.written() {
+                self.heads.advance(state, events, issued);
+                holds.extend(
+                    events
+                        .iter()
+                        .filter_map(|event| HoldLine::placed(&event.sku, &event.change)),
+                );
+            }
         }
         tracing::info!(reservation_id = %id, lines = request.lines.len(), "reserved");
-        let holds: Vec<HoldLine> = appends
-            .iter()
-            .filter_map(|append| HoldLine::placed(&append.sku, &append.events[0].change))
-            .collect();
         Ok(Attempt::Done(ReservationView::new(id, now, &holds, now)))
     }
 
-    /// The states of the request's SKUs, and whether all were current since `started`.
-    async fn states(
+    /// The state `sku` is decided on in this attempt, and whether it was current since the
+    /// request started.
+    async fn read(
         &self,
-        request: &ReserveRequest,
+        sku: &Sku,
         reading: Reading,
         started: Instant,
-    ) -> Result<(Vec<Arc<SkuState>>, bool), AppError> {
-        let skus = request.lines.iter().map(|line| &line.sku);
+    ) -> Result<(Arc<SkuState>, bool), AppError> {
         Ok(match reading {
-            Reading::Fresh => (self.heads.load_all(skus).await?, true),
+            Reading::Fresh => (self.heads.load(sku).await?, true),
             Reading::Known => {
-                let known: Vec<_> = skus.map(|sku| self.heads.known(sku)).collect();
-                let current = known.iter().all(|k| k.current_since(started));
-                (known.into_iter().map(|k| k.state).collect(), current)
+                let known = self.heads.known(sku);
+                let current = known.current_since(started);
+                (known.state, current)
             }
         })
     }
 
-    /// The hold of every line (the first line's event names them all), or the first refusal.
+    /// Where `line` holds. A one-bucket (or drained) item: in bucket 0. A bucketed item: in
+    /// this process's home bucket while it has the units; else the shopper hunts for them.
+    async fn plan(
+        &self,
+        line: &Line,
+        reading: Reading,
+        started: Instant,
+    ) -> Result<LinePlan, AppError> {
+        let item = &line.sku;
+        let (zero, zero_current) = self.read(item, reading, started).await?;
+        let layout = zero.layout;
+        let mut states = vec![(item.clone(), Arc::clone(&zero))];
+        if layout.active() == BucketCount::ONE {
+            return Ok(LinePlan::on(Bucket::HOME, states, zero_current));
+        }
+        let home = self.heads.home(item, layout.active());
+        let (state, current) = if home == Bucket::HOME {
+            (zero, zero_current)
+        } else {
+            let (state, current) = self.read(&item.in_bucket(home), reading, started).await?;
+            states.push((item.in_bucket(home), Arc::clone(&state)));
+            (state, current)
+        };
+        let now = state.now(self.clock.now());
+        if !current || state.for_sale(now) >= line.quantity.units() {
+            return Ok(LinePlan::on(home, states, current));
+        }
+        self.hunt(line, layout, home, states).await
+    }
+
+    /// A shopper whose bucket is short (on a current state) looks for the units: first in up
+    /// to [`PROBES`] buckets whose snapshots show them (the one it finds them in becomes its
+    /// home); failing that, on a fresh read of every bucket, it gathers them from the others
+    /// into its bucket in the same write as the hold; and once the item has at most
+    /// [`DRAIN_BELOW`] units to spare per bucket, it drains every spare unit into bucket 0,
+    /// where the last units sell and every refusal is decided.
+    async fn hunt(
+        &self,
+        line: &Line,
+        layout: Layout,
+        home: Bucket,
+        mut states: Vec<(Sku, Arc<SkuState>)>,
+    ) -> Result<LinePlan, AppError> {
+        let item = &line.sku;
+        let wanted = line.quantity.units();
+        let buckets: Vec<Sku> = layout.count.buckets().map(|b| item.in_bucket(b)).collect();
+        let clock = self.clock.now();
+        let hints = self.snapshots.read_snapshots(&buckets).await?;
+        let floor = DRAIN_BELOW * i64::from(layout.count.get());
+        let hinted: i64 = hints.iter().flatten().map(|s| s.for_sale(clock)).sum();
+        let mut candidates: Vec<(Bucket, i64)> = buckets
+            .iter()
+            .zip(&hints)
+            .filter_map(|(sku, hint)| Some((sku.bucket(), hint.as_ref()?.for_sale(clock))))
+            .filter(|(bucket, spare)| *bucket != home && *spare >= wanted)
+            .collect();
+        if hinted > floor {
+            for _ in 0..PROBES {
+                let Some(bucket) = pick_weighted(&mut candidates) else {
+                    break;
+                };
+                let sku = item.in_bucket(bucket);
+                let state = self.heads.load(&sku).await?;
+                if state.for_sale(state.now(clock)) >= wanted {
+                    self.heads.rehome(item, bucket);
+                    states.truncate(1);
+                    if bucket != Bucket::HOME {
+                        states.push((sku, state));
+                    }
+                    return Ok(LinePlan::on(bucket, states, true));
+                }
+            }
+        }
+        let read = self.heads.load_all(buckets.iter()).await?;
+        let states: Vec<(Sku, Arc<SkuState>)> = buckets.into_iter().zip(read).collect();
+        let now = states.iter().fold(clock, |now, (_, state)| state.now(now));
+        let spares: Vec<(Bucket, i64)> = states
+            .iter()
+            .map(|(sku, state)| (sku.bucket(), state.for_sale(now)))
+            .collect();
+        let total: i64 = spares.iter().map(|(_, spare)| spare).sum();
+        if total > floor && total >= wanted {
+            let at_home = spares
+                .iter()
+                .find(|(b, _)| *b == home)
+                .map_or(0, |(_, s)| *s);
+            let moves = buckets::gather(home, wanted - at_home, &spares).unwrap_or_default();
+            return Ok(LinePlan {
+                states,
+                bucket: home,
+                moves,
+                drain: false,
+                current: true,
+            });
+        }
+        let mut moves = buckets::drain(&spares);
+        let whole = moves.len() <= MAX_MOVES_PER_TRANSACTION - 2;
+        moves.truncate(MAX_MOVES_PER_TRANSACTION - 2);
+        Ok(LinePlan {
+            states,
+            bucket: Bucket::HOME,
+            moves,
+            drain: whole,
+            current: whole,
+        })
+    }
+
+    /// Writes the moves (and drains) of `drafts` alone, without the holds they were for.
+    async fn write_moves(
+        &self,
+        request: &ReserveRequest,
+        drafts: &[Draft],
+    ) -> Result<(), AppError> {
+        let appends: Vec<StreamAppend> = drafts.iter().flat_map(Draft::appends).collect();
+        if appends.is_empty() {
+            return Ok(());
+        }
+        let issued = Instant::now();
+        if let Written::Done =
+            write(self.transactions.as_ref(), Transaction::appends(appends)).await?
+        {
+            for draft in drafts {
+                for (state, events) in draft.written() {
+                    self.heads.advance(state, events, issued);
+                }
+            }
+            tracing::info!(lines = request.lines.len(), "stock moved between buckets");
+        }
+        Ok(())
+    }
+
+    /// The hold of every line (the first line's event names them all, each in its bucket),
+    /// added to its draft, or the first refusal.
     fn place(
         &self,
         request: &ReserveRequest,
-        states: &[Arc<SkuState>],
+        plans: &[LinePlan],
+        drafts: &mut [Draft],
         id: &ReservationId,
         caller: &Caller,
         now: Timestamp,
-    ) -> Result<Vec<StreamAppend>, AppError> {
+    ) -> Result<(), AppError> {
         let terms = HoldTerms::new(now, request.ttl, self.config.release_grace_secs);
-        let mut appends = Vec::with_capacity(request.lines.len());
-        for (index, (line, state)) in request.lines.iter().zip(states).enumerate() {
-            let cart = if index == 0 && request.lines.len() > 1 {
-                request.lines.clone()
-            } else {
-                Vec::new()
-            };
+        let cart: Vec<Line> = if request.lines.len() > 1 {
+            request
+                .lines
+                .iter()
+                .zip(plans)
+                .map(|(line, plan)| Line {
+                    sku: line.sku.in_bucket(plan.bucket),
+                    quantity: line.quantity,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        for (index, ((line, plan), draft)) in request
+            .lines
+            .iter()
+            .zip(plans)
+            .zip(drafts.iter_mut())
+            .enumerate()
+        {
+            let lines = if index == 0 { cart.clone() } else { Vec::new() };
             let owner = caller.client_id();
-            let change = place_hold(state, id, line.quantity, terms, cart, owner, now).map_err(
+            let state = draft.state(plan.bucket);
+            let change = place_hold(&state, id, line.quantity, terms, lines, owner, now).map_err(
                 |refusal| match refusal {
                     PlaceRejection::UnknownSku => AppError::UnknownSku(line.sku.clone()),
                     PlaceRejection::InsufficientStock {
@@ -243,9 +459,9 @@ impl Reserve {
                     },
                 },
             )?;
-            appends.push(StreamAppend::after(state, &line.sku, now, vec![change]));
+            draft.record(plan.bucket, now, change);
         }
-        Ok(appends)
+        Ok(())
     }
 
     /// The reservation the caller's key made with this request, if any.
@@ -265,6 +481,20 @@ impl Reserve {
         let reservation = self.book.load(&id, caller).await?;
         Ok(Some(reservation.view(self.clock.now())))
     }
+}
+
+/// Takes one of `candidates` out at random, each as likely as the units it has to spare.
+fn pick_weighted(candidates: &mut Vec<(Bucket, i64)>) -> Option<Bucket> {
+    let total: i64 = candidates.iter().map(|(_, spare)| spare).sum();
+    if total <= 0 {
+        return None;
+    }
+    let mut point = fastrand::i64(0..total);
+    let index = candidates.iter().position(|(_, spare)| {
+        point -= spare;
+        point < 0
+    })?;
+    Some(candidates.swap_remove(index).0)
 }
 
 #[cfg(test)]
@@ -342,6 +572,45 @@ mod tests {
 
         let held = given.reserve(&alice, &[("A", 1)], None).await;
         assert!(held.is_ok(), "refused on a stale state: {held:?}");
+    }
+
+    #[tokio::test]
+    async fn a_bucketed_item_sells_out_exactly_across_processes_and_refuses_only_at_zero() {
+        let given = Given::new();
+        given.stock("HOT", 40).await.buckets("HOT", 4).await;
+        let item = given.inventory.item(&sku("HOT")).await.unwrap();
+        let spread: Vec<i64> = item.buckets.unwrap().iter().map(|b| b.available).collect();
+        assert_eq!(spread, vec![10, 10, 10, 10], "spread evenly");
+
+        let processes: Vec<_> = (0..6).map(|_| given.another_process()).collect();
+        let alice = shopper("alice");
+        let mut sold = 0;
+        let mut refused_with_stock = 0;
+        for round in 0..20 {
+            for process in &processes {
+                let request = super::ReserveRequest::new(
+                    super::super::given::cart(&[("HOT", 1)]),
+                    crate::domain::TtlSeconds::DEFAULT,
+                    None,
+                )
+                .unwrap();
+                match process.reserve(request, &alice).await {
+                    Ok(view) => {
+                        sold += 1;
+                        assert_eq!(view.lines[0].sku, sku("HOT"), "shown as the item");
+                    }
+                    Err(AppError::InsufficientStock { .. }) => {
+                        if given.available("HOT").await > 0 {
+                            refused_with_stock += 1;
+                        }
+                    }
+                    Err(other) => panic!("round {round}: {other:?}"),
+                }
+            }
+        }
+        assert_eq!((sold, refused_with_stock), (40, 0));
+        let item = given.inventory.item(&sku("HOT")).await.unwrap();
+        assert_eq!((item.on_hand, item.reserved, item.available), (40, 40, 0));
     }
 
     #[tokio::test]

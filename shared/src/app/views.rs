@@ -3,7 +3,8 @@
 use serde::Serialize;
 
 use crate::domain::{
-    CommandId, HoldLine, HoldStatus, Quantity, ReservationId, Sku, SkuState, Timestamp, Version,
+    Bucket, CommandId, HoldLine, HoldStatus, Quantity, ReservationId, Sku, SkuState, Timestamp,
+    Version,
 };
 
 /// A SKU's stock as of now.
@@ -21,7 +22,31 @@ pub struct ItemView {
     /// Units that can be reserved now: on_hand less committed less reserved, never below 0 (an
     /// adjustment may leave the item short).
     pub available: i64,
-    /// Sequence of the last event.
+    /// Sequence of the last event (an item split into buckets: the sum of its buckets'
+    /// sequences, which moves whenever any of them does).
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
+    pub version: Version,
+    /// The item's escrow buckets, for admins who ask for them (`?detail=buckets`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub buckets: Option<Vec<BucketView>>,
+}
+
+/// One escrow bucket of an item.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BucketView {
+    /// The bucket (0: the item's own stream).
+    #[cfg_attr(feature = "openapi", schema(value_type = u16))]
+    pub bucket: Bucket,
+    /// Units counted in this bucket.
+    pub on_hand: i64,
+    /// Units held in it.
+    pub reserved: i64,
+    /// Units sold from it.
+    pub committed: i64,
+    /// Units it can promise now.
+    pub available: i64,
+    /// Sequence of its last event.
     #[cfg_attr(feature = "openapi", schema(value_type = u64))]
     pub version: Version,
 }
@@ -36,6 +61,36 @@ impl ItemView {
             committed: state.committed,
             available: state.for_sale(now),
             version: state.version,
+            buckets: None,
+        }
+    }
+
+    /// The figures of item `sku` over its buckets' states (bucket 0's first) at `now`.
+    pub fn of_buckets(sku: Sku, buckets: &[(Bucket, &SkuState)], now: Timestamp) -> Self {
+        let summed = SkuState::summed(buckets.iter().map(|(_, state)| *state));
+        Self {
+            buckets: Some(
+                buckets
+                    .iter()
+                    .map(|(bucket, state)| BucketView {
+                        bucket: *bucket,
+                        on_hand: state.on_hand,
+                        reserved: state.held(now),
+                        committed: state.committed,
+                        available: state.for_sale(now),
+                        version: state.version,
+                    })
+                    .collect(),
+            ),
+            ..Self::new(sku, &summed, now)
+        }
+    }
+
+    /// The view without its buckets.
+    pub fn without_buckets(self) -> Self {
+        Self {
+            buckets: None,
+            ..self
         }
     }
 }
@@ -92,7 +147,7 @@ impl ReservationView {
         let lines: Vec<LineView> = holds
             .iter()
             .map(|hold| LineView {
-                sku: hold.sku.clone(),
+                sku: hold.sku.item(),
                 quantity: hold.quantity,
                 status: hold.status_at(now),
             })

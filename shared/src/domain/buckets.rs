@@ -22,15 +22,18 @@ use super::types::{Bucket, BucketCount, Quantity};
 pub struct Layout {
     /// How many buckets the admin asked for.
     pub count: BucketCount,
-    /// Whether the stock is gathered into bucket 0: reservations then use bucket 0 only, and
-    /// what a release frees in another bucket moves to bucket 0.
+    /// Whether the stock is gathered into bucket 0: reservations then use bucket 0 only.
     pub drained: bool,
+    /// The most buckets the item ever had: every bucket that may hold anything (a bucket
+    /// dropped from the count keeps its holds and its sales).
+    #[serde(default)]
+    pub widest: BucketCount,
 }
 
 impl Layout {
     /// Whether this is a one-bucket item (every item starts so).
     pub fn is_single(&self) -> bool {
-        self.count == BucketCount::ONE && !self.drained
+        self.widest == BucketCount::ONE && !self.drained
     }
 
     /// The buckets reservations may hold in: bucket 0 alone when drained, else all of them.
@@ -151,6 +154,49 @@ pub fn spread(count: BucketCount, spare: i64, others: &[Spare]) -> Vec<Move> {
     moves
 }
 
+/// How a change of `delta` units to an item's on-hand count is shared by its buckets
+/// (`(bucket, on_hand, spare)` each, bucket 0 first): a receipt goes to bucket 0; a withdrawal
+/// takes spare units first (bucket 0's, then the most spare), and only then units still
+/// counted by holds or sales (the most on hand first), so a bucket is left short only when no
+/// bucket has a unit to spare. The caller has checked that the item has `-delta` on hand.
+pub fn share_adjustment(delta: i64, buckets: &[(Bucket, i64, i64)]) -> Vec<(Bucket, i64)> {
+    if delta >= 0 {
+        return vec![(Bucket::HOME, delta)];
+    }
+    let mut parts: Vec<(Bucket, i64)> = Vec::new();
+    let take = |bucket: Bucket, units: i64, parts: &mut Vec<(Bucket, i64)>| match parts
+        .iter_mut()
+        .find(|(b, _)| *b == bucket)
+    {
+        Some((_, part)) => *part -= units,
+        None => parts.push((bucket, -units)),
+    };
+    let mut missing = -delta;
+    let mut by_spare: Vec<&(Bucket, i64, i64)> = buckets.iter().collect();
+    by_spare.sort_by_key(|(bucket, _, spare)| (*bucket != Bucket::HOME, std::cmp::Reverse(*spare)));
+    let mut left: Vec<(Bucket, i64)> = Vec::new();
+    for (bucket, on_hand, spare) in by_spare {
+        let taken = (*spare).max(0).min(missing).min(*on_hand);
+        if taken > 0 {
+            take(*bucket, taken, &mut parts);
+            missing -= taken;
+        }
+        left.push((*bucket, on_hand - taken));
+    }
+    left.sort_by_key(|(bucket, on_hand)| (std::cmp::Reverse(*on_hand), *bucket));
+    for (bucket, on_hand) in left {
+        if missing == 0 {
+            break;
+        }
+        let taken = on_hand.max(0).min(missing);
+        if taken > 0 {
+            take(bucket, taken, &mut parts);
+            missing -= taken;
+        }
+    }
+    parts
+}
+
 fn move_of(from: Bucket, to: Bucket, units: i64) -> Move {
     Move {
         from,
@@ -256,10 +302,26 @@ mod tests {
     }
 
     #[test]
+    fn a_withdrawal_takes_spare_units_first_and_leaves_a_bucket_short_only_when_none_is_spare() {
+        // (bucket, on_hand, spare)
+        let buckets = [(b(0), 5, 1), (b(1), 6, 4), (b(2), 3, 0)];
+        assert_eq!(share_adjustment(-4, &buckets), vec![(b(0), -1), (b(1), -3)]);
+        let all = share_adjustment(-9, &buckets);
+        assert_eq!(all.iter().map(|(_, d)| d).sum::<i64>(), -9);
+        assert_eq!(
+            all,
+            vec![(b(0), -5), (b(1), -4)],
+            "spare first, then the most on hand"
+        );
+        assert_eq!(share_adjustment(3, &buckets), vec![(Bucket::HOME, 3)]);
+    }
+
+    #[test]
     fn a_layout_keeps_stock_in_bucket_0_only_once_drained() {
         let layout = Layout {
             count: BucketCount::new(8).unwrap(),
             drained: false,
+            widest: BucketCount::new(8).unwrap(),
         };
         assert!(layout.keeps_stock(b(7)));
         assert!(!layout.keeps_stock(b(8)));

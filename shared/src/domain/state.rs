@@ -103,7 +103,10 @@ impl SkuState {
                 let bucket = event.sku.bucket();
                 self.on_hand += moves.iter().map(|m| m.effect_on(bucket)).sum::<i64>();
             }
-            Change::BucketsSet { count, .. } => self.layout.count = *count,
+            Change::BucketsSet { count, .. } => {
+                self.layout.count = *count;
+                self.layout.widest = self.layout.widest.max(*count);
+            }
             Change::BucketsDrained {} => self.layout.drained = true,
             Change::BucketsSpread {} => self.layout.drained = false,
             Change::CommandRejected { .. } => {}
@@ -126,6 +129,27 @@ impl SkuState {
     /// when an adjustment left the item short.
     pub fn for_sale(&self, now: Timestamp) -> i64 {
         self.available(now).max(0)
+    }
+
+    /// An item's figures over its escrow buckets' states: on-hand, sales and holds summed, the
+    /// latest clock, bucket 0's layout, and as version the sum of the buckets' (it moves
+    /// whenever any bucket does, and never back).
+    pub fn summed<'a>(buckets: impl IntoIterator<Item = &'a SkuState>) -> SkuState {
+        let mut item = SkuState::default();
+        for (index, bucket) in buckets.into_iter().enumerate() {
+            if index == 0 {
+                item.layout = bucket.layout;
+            }
+            item.version += bucket.version;
+            item.on_hand += bucket.on_hand;
+            item.committed += bucket.committed;
+            item.clock = item.clock.max(bucket.clock);
+            item.holds.total += bucket.holds.total;
+            for (at, units) in &bucket.holds.by_release {
+                *item.holds.by_release.entry(*at).or_default() += units;
+            }
+        }
+        item
     }
 
     /// Number of release buckets kept: bounded by the spread of release instants, not by holds.
