@@ -48,7 +48,8 @@ impl ReadItems {
     }
 
     /// The read view of up to 100 SKUs, for product pages: their snapshots, read in one round
-    /// trip (one BatchGetItem) and eventually consistent. A snapshot lags its stream by the
+    /// trip (one BatchGetItem; items split into buckets take one more, for their other
+    /// buckets' snapshots, summed) and eventually consistent. A snapshot lags its stream by the
     /// change feed's delivery (typically under a second); holds that lapse meanwhile stop
     /// counting at once, since availability is computed at read time. SKUs without a snapshot
     /// are listed as missing.
@@ -60,19 +61,39 @@ impl ReadItems {
             .cloned()
             .collect();
         let states = self.snapshots.read_snapshots(&distinct).await?;
-        let states = states.into_iter().map(Option::unwrap_or_default);
+        let states: Vec<SkuState> = states.into_iter().map(Option::unwrap_or_default).collect();
+        // Items split into buckets: their other buckets' snapshots, in one more batch read.
+        let others: Vec<Sku> = distinct
+            .iter()
+            .zip(&states)
+            .flat_map(|(sku, state)| {
+                let buckets = state.layout.widest.buckets().skip(1);
+                buckets.map(move |bucket| sku.in_bucket(bucket))
+            })
+            .collect();
+        let mut other_states = if others.is_empty() {
+            Vec::new()
+        } else {
+            self.snapshots.read_snapshots(&others).await?
+        }
+        .into_iter()
+        .map(Option::unwrap_or_default);
         let clock = self.clock.now();
         let mut view = ItemsView {
             items: Vec::new(),
             missing: Vec::new(),
         };
         for (sku, state) in distinct.into_iter().zip(states) {
-            if state.exists() {
-                view.items
-                    .push(ItemView::new(sku.clone(), &state, state.now(clock)));
-            } else {
+            if !state.exists() {
                 view.missing.push(sku.clone());
+                continue;
             }
+            let widest = state.layout.widest.get();
+            let mut buckets = vec![state];
+            buckets.extend(other_states.by_ref().take(usize::from(widest) - 1));
+            let summed = SkuState::summed(&buckets);
+            view.items
+                .push(ItemView::new(sku.clone(), &summed, summed.now(clock)));
         }
         Ok(view)
     }
