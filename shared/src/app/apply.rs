@@ -380,13 +380,7 @@ impl ApplyCommands {
         holds: &HashMap<ReservationId, HoldLookup>,
     ) -> Result<Draft, AppError> {
         let home = self.heads.load(sku).await?;
-        let mut others: BTreeSet<Sku> = home
-            .layout
-            .widest
-            .buckets()
-            .skip(1)
-            .map(|bucket| sku.in_bucket(bucket))
-            .collect();
+        let mut others: BTreeSet<Sku> = home.layout.streams(sku).skip(1).collect();
         others.extend(holds.values().filter_map(|lookup| match lookup {
             HoldLookup::Found(stored) if stored.hold.sku != *sku => Some(stored.hold.sku.clone()),
             _ => None,

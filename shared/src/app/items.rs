@@ -25,13 +25,7 @@ impl ReadItems {
         if !state.exists() {
             return Err(AppError::UnknownSku(sku.clone()));
         }
-        let others: Vec<Sku> = state
-            .layout
-            .widest
-            .buckets()
-            .skip(1)
-            .map(|bucket| sku.in_bucket(bucket))
-            .collect();
+        let others: Vec<Sku> = state.layout.streams(sku).skip(1).collect();
         let read = self.heads.load_all(others.iter()).await?;
         let buckets: Vec<(Bucket, &SkuState)> = std::iter::once((Bucket::HOME, state.as_ref()))
             .chain(
@@ -66,10 +60,7 @@ impl ReadItems {
         let others: Vec<Sku> = distinct
             .iter()
             .zip(&states)
-            .flat_map(|(sku, state)| {
-                let buckets = state.layout.widest.buckets().skip(1);
-                buckets.map(move |bucket| sku.in_bucket(bucket))
-            })
+            .flat_map(|(sku, state)| state.layout.streams(sku).skip(1))
             .collect();
         let mut other_states = if others.is_empty() {
             Vec::new()

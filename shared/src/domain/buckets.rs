@@ -15,7 +15,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::types::{Bucket, BucketCount, Quantity};
+use super::types::{Bucket, BucketCount, Quantity, Sku};
 
 /// How an item's stock is laid out over its buckets (kept by bucket 0's fold).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +31,14 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// Every stream of `item` that may hold anything (each bucket it ever had), bucket 0's
+    /// first.
+    pub fn streams<'a>(&self, item: &'a Sku) -> impl Iterator<Item = Sku> + 'a {
+        self.widest
+            .buckets()
+            .map(move |bucket| item.in_bucket(bucket))
+    }
+
     /// Whether this is a one-bucket item (every item starts so).
     pub fn is_single(&self) -> bool {
         self.widest == BucketCount::ONE && !self.drained
