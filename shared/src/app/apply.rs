@@ -579,21 +579,20 @@ impl ApplyCommands {
         let mut rereads = 0;
         loop {
             let spread = until_decided(&self.config, &mut rereads, |_| async {
-                let draft = self.draft(sku, &HashMap::new()).await?;
-                let mut draft = draft;
+                let mut draft = self.draft(sku, &HashMap::new()).await?;
                 let layout = draft.layout();
                 let now = draft.now(self.clock.now());
-                let spares = draft.spares(now);
-                let home_spare = spares
-                    .iter()
-                    .find(|(bucket, _)| *bucket == Bucket::HOME)
-                    .map_or(0, |(_, spare)| *spare);
+                let (home, others): (Vec<Spare>, Vec<Spare>) = draft
+                    .spares(now)
+                    .into_iter()
+                    .partition(|(bucket, _)| *bucket == Bucket::HOME);
+                let home_spare = home.first().map_or(0, |(_, spare)| *spare);
                 let per_bucket = home_spare / i64::from(layout.count.get());
                 if layout.count == BucketCount::ONE || (layout.drained && per_bucket < SPREAD_FROM)
                 {
                     return Ok(Attempt::Done(false));
                 }
-                let mut moves = buckets::spread(layout.count, home_spare, &spares[1..]);
+                let mut moves = buckets::spread(layout.count, home_spare, &others);
                 let more = moves.len() > MAX_MOVES_PER_TRANSACTION;
                 moves.truncate(MAX_MOVES_PER_TRANSACTION);
                 if moves.is_empty() && !layout.drained {

@@ -9,6 +9,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use futures::future::try_join_all;
 use serde::Serialize;
 use tokio::time::Instant;
 
@@ -176,10 +177,13 @@ impl Reserve {
         reading: Reading,
         started: Instant,
     ) -> Result<Attempt<ReservationView>, AppError> {
-        let mut plans = Vec::with_capacity(request.lines.len());
-        for line in &request.lines {
-            plans.push(self.plan(line, reading, started).await?);
-        }
+        let plans = try_join_all(
+            request
+                .lines
+                .iter()
+                .map(|line| self.plan(line, reading, started)),
+        )
+        .await?;
         let clock = plans
             .iter()
             .flat_map(|plan| &plan.states)
@@ -355,11 +359,8 @@ impl Reserve {
         }
         let read = self.heads.load_all(buckets.iter()).await?;
         let states: Vec<(Sku, Arc<SkuState>)> = buckets.into_iter().zip(read).collect();
-        let now = states.iter().fold(clock, |now, (_, state)| state.now(now));
-        let spares: Vec<(Bucket, i64)> = states
-            .iter()
-            .map(|(sku, state)| (sku.bucket(), state.for_sale(now)))
-            .collect();
+        let every_bucket = Draft::new(item, states.iter().cloned());
+        let spares = every_bucket.spares(every_bucket.now(clock));
         let total: i64 = spares.iter().map(|(_, spare)| spare).sum();
         if total > floor && total >= wanted {
             let at_home = spares
