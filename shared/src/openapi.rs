@@ -6,7 +6,9 @@ use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, 
 use utoipa::openapi::RefOr;
 use utoipa::{PartialSchema, ToSchema};
 
-use crate::domain::{CommandId, IdempotencyKey, Quantity, ReservationId, Sku, TtlSeconds};
+use crate::domain::{
+    BucketCount, CommandId, IdempotencyKey, Quantity, ReservationId, Sku, TtlSeconds,
+};
 
 /// The SKU alphabet as a pattern (see [`Sku::parse`]).
 const SKU_PATTERN: &str = "[A-Za-z0-9._-]";
@@ -44,6 +46,16 @@ impl PartialSchema for Quantity {
     }
 }
 impl ToSchema for Quantity {}
+
+impl PartialSchema for BucketCount {
+    fn schema() -> RefOr<Schema> {
+        described(
+            whole_number(1, u32::from(BucketCount::MAX)),
+            "How many escrow buckets an item is split into (1: one stream, the default).",
+        )
+    }
+}
+impl ToSchema for BucketCount {}
 
 impl PartialSchema for TtlSeconds {
     fn schema() -> RefOr<Schema> {

@@ -95,7 +95,13 @@ pub(crate) async fn guard(
     mut request: Request,
     next: Next,
 ) -> Response {
-    if !guard.public {
+    if guard.public {
+        // Open to anyone; a caller who does identify may still see what needs more (an
+        // admin's `?detail=buckets`).
+        if let Ok(caller) = identify(&guard.authentication, &request) {
+            request.extensions_mut().insert(caller);
+        }
+    } else {
         let caller = match identify(&guard.authentication, &request) {
             Ok(caller) => caller,
             Err(refusal) => return refusal.into_response(),
@@ -191,6 +197,21 @@ fn forbidden(scope: Scope) -> ApiError {
         )
     };
     ApiError::new("forbidden", message).with("scope", scope.name())
+}
+
+/// The caller the route's guard identified, if any: on a public route, one who identified
+/// anyway.
+#[derive(Debug, Clone)]
+pub struct MaybeAuthenticated(pub Option<Caller>);
+
+impl<S: Send + Sync> FromRequestParts<S> for MaybeAuthenticated {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Self, std::convert::Infallible> {
+        Ok(Self(parts.extensions.get::<Caller>().cloned()))
+    }
 }
 
 /// The caller the route's guard identified. A handler that asks for it on a route whose guard

@@ -1,14 +1,14 @@
 //! Request parsing: JSON bodies with specific errors for each way they can be wrong, path
 //! parameters parsed into domain types, and the `Idempotency-Key` header.
 
-use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, RawQuery, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use inventory_core::domain::{CommandId, IdempotencyKey, ReservationId, Sku};
 use serde::de::{self, DeserializeOwned, Unexpected, Visitor};
 use serde::{Deserialize, Deserializer};
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::error::ApiError;
 
@@ -196,5 +196,36 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyHeader {
         };
         let raw = value.to_str().unwrap_or("\u{0}");
         Ok(Self(Some(IdempotencyKey::parse(raw)?)))
+    }
+}
+
+/// The query of `GET /items/{sku}`: none, or `detail=buckets`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ItemQuery {
+    /// `buckets` lists the item's escrow buckets (needs the scope inventory/admin).
+    #[param(inline)]
+    pub detail: Option<Detail>,
+}
+
+/// What more than the item's totals to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Detail {
+    /// Each escrow bucket's figures.
+    Buckets,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ItemQuery {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Ok(RawQuery(query)) = RawQuery::from_request_parts(parts, state).await;
+        serde_urlencoded::from_str(query.as_deref().unwrap_or("")).map_err(|err| {
+            ApiError::new(
+                "invalid_query",
+                format!("{err}; this route takes only ?detail=buckets"),
+            )
+        })
     }
 }

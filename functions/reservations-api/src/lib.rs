@@ -18,7 +18,7 @@ use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use inventory_core::app::{CommandView, ItemView, ItemsView, ReservationView, ReserveRequest};
-use inventory_core::domain::{CommandId, Line, Quantity, Scope, Sku, TtlSeconds};
+use inventory_core::domain::{BucketCount, CommandId, Line, Quantity, Scope, Sku, TtlSeconds};
 use inventory_core::limits::MAX_SKUS_PER_READ;
 use inventory_core::Inventory;
 use serde::{Deserialize, Serialize};
@@ -26,10 +26,13 @@ use utoipa::ToSchema;
 use utoipa_axum::router::UtoipaMethodRouter;
 use utoipa_axum::routes;
 
-use access::{guard, Authenticated, Guard};
+use access::{guard, Authenticated, Guard, MaybeAuthenticated};
 pub use access::{Authentication, Route};
 use error::ApiError;
-use extract::{CommandPath, IdempotencyHeader, JsonBody, ReservationPath, SkuPath, WholeNumber};
+use extract::{
+    CommandPath, Detail, IdempotencyHeader, ItemQuery, JsonBody, ReservationPath, SkuPath,
+    WholeNumber,
+};
 
 type Handlers = UtoipaMethodRouter<Arc<Inventory>>;
 
@@ -62,7 +65,7 @@ fn declared_routes() -> Vec<(Route, Handlers)> {
         route(
             Read,
             true,
-            &["invalid_sku", "unknown_sku"],
+            &["invalid_query", "invalid_sku", "unknown_sku"],
             routes!(get_item),
         ),
         route(
@@ -86,6 +89,16 @@ fn declared_routes() -> Vec<(Route, Handlers)> {
                 "idempotency_key_reused",
             ],
             routes!(post_adjustment),
+        ),
+        route(
+            Admin,
+            false,
+            &[
+                "invalid_sku",
+                "invalid_bucket_count",
+                "idempotency_key_reused",
+            ],
+            routes!(put_buckets),
         ),
         route(
             Reserve,
@@ -202,6 +215,14 @@ struct AdjustmentBody {
     reason: String,
 }
 
+/// How many escrow buckets to split an item into.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct BucketsBody {
+    #[schema(value_type = BucketCount)]
+    count: WholeNumber,
+}
+
 /// A cart to hold, all lines or none.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -286,15 +307,60 @@ async fn post_adjustment(
     Ok(accepted(id))
 }
 
-/// One SKU's stock as of now, read from its history (strongly consistent).
+/// Split the SKU into escrow buckets: queue the change of its layout to `count` buckets, each
+/// its own stream with its own head, so that a hot item sells beyond one conditional write at a
+/// time. The processor moves the stock (bucket 1 is the item alone, as every item starts);
+/// holds keep their buckets.
+#[utoipa::path(
+    put,
+    path = "/items/{sku}/buckets",
+    params(SkuPath, IdempotencyHeader),
+    request_body = BucketsBody,
+    responses((status = 202, description = "The change of layout is queued.", body = Accepted)),
+)]
+async fn put_buckets(
+    State(inventory): Service,
+    Authenticated(caller): Authenticated,
+    SkuPath(sku): SkuPath,
+    IdempotencyHeader(key): IdempotencyHeader,
+    JsonBody(body): JsonBody<BucketsBody>,
+) -> Result<Response, ApiError> {
+    let count = BucketCount::new(body.count.0)?;
+    let id = inventory
+        .set_buckets(sku, count, key.as_ref(), &caller)
+        .await?;
+    Ok(accepted(id))
+}
+
+/// One SKU's stock as of now, read from its history (strongly consistent); with
+/// `?detail=buckets`, for admins, each of its escrow buckets too.
 #[utoipa::path(
     get,
     path = "/items/{sku}",
-    params(SkuPath),
+    params(SkuPath, ItemQuery),
     responses((status = 200, description = "The SKU's stock.", body = ItemView)),
 )]
-async fn get_item(State(inventory): Service, SkuPath(sku): SkuPath) -> Result<Response, ApiError> {
-    Ok(Json(inventory.item(&sku).await?.without_buckets()).into_response())
+async fn get_item(
+    State(inventory): Service,
+    MaybeAuthenticated(caller): MaybeAuthenticated,
+    SkuPath(sku): SkuPath,
+    query: ItemQuery,
+) -> Result<Response, ApiError> {
+    let item = match query.detail {
+        None => inventory.item(&sku).await?,
+        Some(Detail::Buckets) => {
+            if !caller.is_some_and(|caller| caller.may(Scope::Admin)) {
+                let admin = Scope::Admin.name();
+                return Err(ApiError::new(
+                    "forbidden",
+                    format!("?detail=buckets needs a token with the scope {admin}"),
+                )
+                .with("scope", admin));
+            }
+            inventory.item_with_buckets(&sku).await?
+        }
+    };
+    Ok(Json(item).into_response())
 }
 
 /// Several SKUs' stock from the read view, in one round trip (typically under a second behind).

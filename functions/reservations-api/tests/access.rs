@@ -220,6 +220,7 @@ fn example(route: &Route) -> (String, Option<Value>) {
     let body = match route.path.as_str() {
         "/items/{sku}/receipts" => Some(json!({ "quantity": 1 })),
         "/items/{sku}/adjustments" => Some(json!({ "delta": 1, "reason": "count" })),
+        "/items/{sku}/buckets" => Some(json!({ "count": 4 })),
         "/reservations" => Some(json!({ "lines": [{ "sku": "SKU-A", "quantity": 1 }] })),
         "/reservations/{id}/extend" => Some(json!({ "ttl_seconds": 600 })),
         _ => None,
@@ -228,7 +229,7 @@ fn example(route: &Route) -> (String, Option<Value>) {
 }
 
 #[tokio::test]
-async fn every_route_is_declared_with_a_scope_and_they_are_the_ten_of_the_api() {
+async fn every_route_is_declared_with_a_scope_and_they_are_the_eleven_of_the_api() {
     let routes = routes();
     let declared: Vec<(&str, &str, Scope)> = routes
         .iter()
@@ -241,6 +242,7 @@ async fn every_route_is_declared_with_a_scope_and_they_are_the_ten_of_the_api() 
             ("GET", "/items/{sku}", Scope::Read),
             ("POST", "/items/{sku}/receipts", Scope::Admin),
             ("POST", "/items/{sku}/adjustments", Scope::Admin),
+            ("PUT", "/items/{sku}/buckets", Scope::Admin),
             ("POST", "/reservations", Scope::Reserve),
             ("GET", "/reservations/{id}", Scope::Reserve),
             ("DELETE", "/reservations/{id}", Scope::Reserve),
@@ -477,6 +479,37 @@ async fn with_public_item_reads_the_two_product_page_routes_need_no_token_and_no
         api.call(As::Anonymous, route.method, &path, body)
             .await
             .assert(StatusCode::UNAUTHORIZED, Some("unauthenticated"));
+    }
+}
+
+#[tokio::test]
+async fn an_items_buckets_are_shown_to_admins_only_even_where_item_reads_are_public() {
+    for public_item_reads in [false, true] {
+        let config = Config {
+            public_item_reads,
+            ..Config::default()
+        };
+        let api = Api::new(config).await;
+        api.stock("SKU-A", 4).await;
+        let detail = "/items/SKU-A?detail=buckets";
+        let shown = api.call(As::Warehouse, "GET", detail, None).await;
+        shown.assert(StatusCode::OK, None);
+        assert_eq!(shown.body["buckets"][0]["available"], 4, "{}", shown.body);
+        for who in [As::StoreA, As::Reader] {
+            let refused = api.call(who, "GET", detail, None).await;
+            refused.assert(StatusCode::FORBIDDEN, Some("forbidden"));
+            assert_eq!(refused.body["scope"], "inventory/admin");
+        }
+        let anonymous = api.call(As::Anonymous, "GET", detail, None).await;
+        let expected = if public_item_reads {
+            (StatusCode::FORBIDDEN, Some("forbidden"))
+        } else {
+            (StatusCode::UNAUTHORIZED, Some("unauthenticated"))
+        };
+        anonymous.assert(expected.0, expected.1);
+        let plain = api.call(As::Reader, "GET", "/items/SKU-A", None).await;
+        plain.assert(StatusCode::OK, None);
+        assert!(plain.body.get("buckets").is_none(), "{}", plain.body);
     }
 }
 

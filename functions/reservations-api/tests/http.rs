@@ -545,6 +545,85 @@ async fn a_path_parameter_that_is_not_utf8_is_400_invalid_path() {
         .assert_error(StatusCode::BAD_REQUEST, "invalid_path");
 }
 
+#[tokio::test]
+async fn an_item_with_detail_buckets_lists_its_buckets_which_add_up_to_the_item() {
+    let app = App::new().await;
+    app.stock("SKU-1", 10).await;
+    let one = app.get("/items/SKU-1?detail=buckets").await;
+    one.assert_status(StatusCode::OK);
+    assert_eq!(
+        one.body["buckets"],
+        json!([{ "bucket": 0, "on_hand": 10, "reserved": 0, "committed": 0,
+                 "available": 10, "version": 1 }])
+    );
+
+    let queued = app
+        .send(
+            "PUT",
+            "/items/SKU-1/buckets",
+            &[JSON],
+            json!({ "count": 4 }).to_string(),
+        )
+        .await;
+    queued.assert_status(StatusCode::ACCEPTED);
+    let command = queued.str("command_id");
+    app.process().await;
+    assert_eq!(app.command_status(&command).await["status"], "applied");
+    app.reserve(&[("SKU-1", 3)]).await;
+
+    let item = app.get("/items/SKU-1?detail=buckets").await;
+    let buckets = item.body["buckets"].as_array().unwrap().clone();
+    assert_eq!(buckets.len(), 4, "{}", item.body);
+    for field in ["on_hand", "reserved", "committed", "available"] {
+        let sum: i64 = buckets.iter().map(|b| b[field].as_i64().unwrap()).sum();
+        assert_eq!(
+            json!(sum),
+            item.body[field],
+            "{field} adds up: {}",
+            item.body
+        );
+    }
+    assert_eq!(
+        (
+            &item.body["on_hand"],
+            &item.body["reserved"],
+            &item.body["available"]
+        ),
+        (&json!(10), &json!(3), &json!(7))
+    );
+    assert!(app.item("SKU-1").await.get("buckets").is_none());
+}
+
+#[tokio::test]
+async fn an_item_with_another_detail_or_query_parameter_is_400_invalid_query() {
+    let app = App::new().await;
+    app.stock("SKU-1", 10).await;
+    for query in ["detail=everything", "details=buckets", "sku=SKU-1"] {
+        app.get(&format!("/items/SKU-1?{query}"))
+            .await
+            .assert_error(StatusCode::BAD_REQUEST, "invalid_query");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// PUT /items/{sku}/buckets
+
+#[tokio::test]
+async fn a_bucket_count_outside_1_to_256_is_400_invalid_bucket_count_and_queues_nothing() {
+    let app = App::new().await;
+    for count in [json!(0), json!(257), json!(-1)] {
+        app.send(
+            "PUT",
+            "/items/SKU-1/buckets",
+            &[JSON],
+            json!({ "count": count }).to_string(),
+        )
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_bucket_count");
+    }
+    assert_eq!(app.process().await, 0, "nothing was queued");
+}
+
 // ---------------------------------------------------------------------------------------------
 // GET /items?sku=A&sku=B
 

@@ -775,7 +775,7 @@ mod tests {
             .await
             .unwrap();
         given.processed().await;
-        let item = given.inventory.item(&sku("A")).await.unwrap();
+        let item = given.inventory.item_with_buckets(&sku("A")).await.unwrap();
         assert_eq!((item.on_hand, item.available), (5, 5));
         let buckets = item.buckets.unwrap();
         if id.anchor_sku().bucket() != crate::domain::Bucket::HOME {
@@ -790,7 +790,7 @@ mod tests {
         let given = Given::new();
         given.stock("A", 12).await.buckets("A", 4).await;
         given.buckets("A", 1).await;
-        let item = given.inventory.item(&sku("A")).await.unwrap();
+        let item = given.inventory.item_with_buckets(&sku("A")).await.unwrap();
         let buckets = item.buckets.unwrap();
         assert_eq!(buckets.len(), 4, "every bucket it ever had is shown");
         assert_eq!(buckets[0].available, 12);

@@ -310,6 +310,12 @@ impl Inventory {
 
     /// The stock of one SKU, current ([`items`]).
     pub async fn item(&self, sku: &Sku) -> Result<ItemView, AppError> {
+        Ok(self.items.item(sku).await?.without_buckets())
+    }
+
+    /// The stock of one SKU, current, with its escrow buckets listed ([`items`]): what an admin
+    /// sees with `?detail=buckets`.
+    pub async fn item_with_buckets(&self, sku: &Sku) -> Result<ItemView, AppError> {
         self.items.item(sku).await
     }
 

@@ -579,7 +579,11 @@ mod tests {
     async fn a_bucketed_item_sells_out_exactly_across_processes_and_refuses_only_at_zero() {
         let given = Given::new();
         given.stock("HOT", 40).await.buckets("HOT", 4).await;
-        let item = given.inventory.item(&sku("HOT")).await.unwrap();
+        let item = given
+            .inventory
+            .item_with_buckets(&sku("HOT"))
+            .await
+            .unwrap();
         let spread: Vec<i64> = item.buckets.unwrap().iter().map(|b| b.available).collect();
         assert_eq!(spread, vec![10, 10, 10, 10], "spread evenly");
 
