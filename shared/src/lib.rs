@@ -8,7 +8,8 @@
 //!   view), the cold archive; the expiry sweep is a use case of [`app`].
 //!
 //! Feature `test-util` adds what the crates' tests share and production leaves out: the event
-//! store conformance suite (`conformance`), the flaky store (`testing`) and the tests' local AWS
+//! store conformance suite (`conformance`), the flaky store (`testing`), the flash-sale
+//! simulation (`simulation`) and the tests' local AWS
 //! (`aws::test_endpoint`, and `aws::TestAws`, which names and creates the tests' tables, buckets
 //! and streams there). Every crate enables it in its dev-dependencies only.
 
@@ -30,6 +31,8 @@ pub mod openapi;
 pub mod ports;
 pub mod reactions;
 pub mod retry;
+#[cfg(feature = "test-util")]
+pub mod simulation;
 pub mod telemetry;
 #[cfg(feature = "test-util")]
 pub mod testing;

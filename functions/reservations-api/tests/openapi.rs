@@ -185,8 +185,8 @@ fn every_body_route_describes_the_json_body_errors_and_every_idempotent_route_it
             .into_iter()
             .flatten()
             .any(|parameter| parameter["name"] == "Idempotency-Key" && parameter["in"] == "header");
-        let changes_by_command =
-            matches!(route.method, "POST" | "DELETE") && route.path != "/reservations/{id}/extend";
+        let changes_by_command = matches!(route.method, "POST" | "PUT" | "DELETE")
+            && route.path != "/reservations/{id}/extend";
         assert_eq!(
             takes_key, changes_by_command,
             "{} {}",

@@ -4,6 +4,8 @@
 //! so a cold read too folds only the events after it, however long the history.
 
 use std::collections::HashMap;
+
+use futures::future::try_join_all;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use std::time::Duration;
@@ -11,6 +13,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::domain::{Event, Sku, SkuState};
+use crate::limits::MAX_BATCH_READ_KEYS;
 use crate::ports::{Snapshots, StoreError, Streams};
 use crate::reactions::fold_tail;
 
@@ -77,10 +80,53 @@ impl StateCache {
         snapshots: &dyn Snapshots,
         sku: &Sku,
     ) -> Result<Arc<SkuState>, StoreError> {
+        self.load_after(streams, snapshots, sku, None).await
+    }
+
+    /// The current states of `skus`, as [`StateCache::load`] reads them, concurrently; the
+    /// snapshots of those not cached are read together, in one batch read per 100.
+    pub(crate) async fn load_all(
+        &self,
+        streams: &dyn Streams,
+        snapshots: &dyn Snapshots,
+        skus: &[Sku],
+    ) -> Result<Vec<Arc<SkuState>>, StoreError> {
+        let cold: Vec<Sku> = skus
+            .iter()
+            .filter(|sku| !self.get(sku).state.exists())
+            .cloned()
+            .collect();
+        let mut bases: HashMap<Sku, SkuState> = HashMap::new();
+        for chunk in cold.chunks(MAX_BATCH_READ_KEYS) {
+            let read = snapshots.read_snapshots(chunk).await?;
+            bases.extend(
+                chunk
+                    .iter()
+                    .cloned()
+                    .zip(read.into_iter().map(Option::unwrap_or_default)),
+            );
+        }
+        try_join_all(skus.iter().map(|sku| {
+            let base = bases.remove(sku);
+            self.load_after(streams, snapshots, sku, base)
+        }))
+        .await
+    }
+
+    /// [`StateCache::load`] from `base`, the snapshot already read of a SKU not cached.
+    async fn load_after(
+        &self,
+        streams: &dyn Streams,
+        snapshots: &dyn Snapshots,
+        sku: &Sku,
+        base: Option<SkuState>,
+    ) -> Result<Arc<SkuState>, StoreError> {
         let issued = Instant::now();
         let cached = self.get(sku).state;
         let mut base = if cached.exists() {
             cached
+        } else if let Some(base) = base {
+            Arc::new(base)
         } else {
             Arc::new(snapshot(snapshots, sku).await?.unwrap_or_default())
         };

@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use futures::future::try_join_all;
 use tokio::time::Instant;
 
 use super::cache::{Known, StateCache};
@@ -57,7 +56,10 @@ impl Heads {
         &self,
         skus: impl Iterator<Item = &'a Sku>,
     ) -> Result<Vec<Arc<SkuState>>, StoreError> {
-        try_join_all(skus.map(|sku| self.load(sku))).await
+        let skus: Vec<Sku> = skus.cloned().collect();
+        self.cache
+            .load_all(self.streams.as_ref(), self.snapshots.as_ref(), &skus)
+            .await
     }
 
     /// The last state of `sku` this process knows, without reading the store.
@@ -71,25 +73,33 @@ impl Heads {
         self.cache.advance(state, events, issued)
     }
 
-    /// The bucket of `item` this process holds in first: one drawn at random among the
-    /// `active` ones the first time, so that the processes serving an item spread over its
-    /// buckets, each usually deciding on a head it knows.
+    /// The bucket of `item` this process holds in first: bucket 0 while the item is one
+    /// bucket (or drained); else one of the selling buckets, 1 to `active` - 1, drawn at random
+    /// the first time, so that the processes serving an item spread over its buckets, each
+    /// usually deciding on a head it knows. Bucket 0 sells only once the item is drained: until
+    /// then it witnesses the transfers and keeps a reserve, and stays quiet.
     pub(crate) fn home(&self, item: &Sku, active: BucketCount) -> Bucket {
+        if active == BucketCount::ONE {
+            return Bucket::HOME;
+        }
         let mut homes = self.homes.lock().unwrap_or_else(PoisonError::into_inner);
         match homes.get(item) {
-            Some(home) if home.number() < active.get() => *home,
+            Some(home) if *home != Bucket::HOME && home.number() < active.get() => *home,
             _ => {
-                let home = Bucket::new(fastrand::u16(..active.get())).unwrap_or(Bucket::HOME);
+                let home = selling_bucket(active, None);
                 homes.insert(item.clone(), home);
                 home
             }
         }
     }
 
-    /// Makes `bucket` this process's home in `item`.
-    pub(crate) fn rehome(&self, item: &Sku, bucket: Bucket) {
-        let mut homes = self.homes.lock().unwrap_or_else(PoisonError::into_inner);
-        homes.insert(item.clone(), bucket);
+    /// Moves this process's home in `item` off `from`, to another selling bucket of the
+    /// `active` ones, drawn at random.
+    pub(crate) fn move_home(&self, item: &Sku, from: Bucket, active: BucketCount) {
+        if active.get() > 2 {
+            let mut homes = self.homes.lock().unwrap_or_else(PoisonError::into_inner);
+            homes.insert(item.clone(), selling_bucket(active, Some(from)));
+        }
     }
 
     /// Waits for this request's turn on every SKU; `Contention` if that takes longer than the
@@ -107,4 +117,16 @@ impl Heads {
     pub(crate) async fn wait_turn(&self, sku: &Sku) -> Turns {
         self.turns.take(std::iter::once(sku)).await
     }
+}
+
+/// A selling bucket (1 to `active` - 1) drawn at random, other than `not` when there is
+/// another.
+fn selling_bucket(active: BucketCount, not: Option<Bucket>) -> Bucket {
+    let last = active.get().saturating_sub(1).max(1);
+    let not = not.filter(|bucket| (1..=last).contains(&bucket.number()) && last > 1);
+    let mut drawn = 1 + fastrand::u16(..last - u16::from(not.is_some()));
+    if not.is_some_and(|not| drawn >= not.number()) {
+        drawn += 1;
+    }
+    Bucket::new(drawn).unwrap_or(Bucket::HOME)
 }

@@ -23,11 +23,13 @@ use crate::config::Config;
 use crate::domain::buckets;
 use crate::domain::decide::place_hold;
 use crate::domain::{
-    Bucket, BucketCount, Caller, Change, HoldLine, HoldTerms, IdempotencyKey, InvalidValue, Layout,
-    Line, Move, PlaceRejection, ReservationId, Sku, SkuState, Timestamp, TtlSeconds,
+    Bucket, BucketCount, Caller, Change, HoldLine, HoldTerms, IdempotencyKey, InvalidValue, Line,
+    Move, PlaceRejection, ReservationId, Sku, SkuState, Timestamp, TtlSeconds,
 };
 use crate::error::AppError;
-use crate::limits::{DRAIN_BELOW, MAX_LINES, MAX_MOVES_PER_TRANSACTION, MAX_TRANSACTION_ITEMS};
+use crate::limits::{
+    DRAIN_BELOW, MAX_BATCH_READ_KEYS, MAX_LINES, MAX_MOVES_PER_TRANSACTION, MAX_TRANSACTION_ITEMS,
+};
 use crate::ports::{
     Clock, Conflict, IdempotencyRecord, Record, RecordWrite, Records, Snapshots, StreamAppend,
     Transaction, Transactions,
@@ -127,7 +129,7 @@ impl LinePlan {
 }
 
 /// Buckets tried, by their snapshots, before a shopper whose bucket ran short reads them all.
-const PROBES: usize = 2;
+const PROBES: usize = 4;
 
 impl Reserve {
     /// Places the holds (see the module documentation); an idempotent retry answers the
@@ -208,16 +210,18 @@ impl Reserve {
         let current = plans.iter().all(|plan| plan.current);
         let moves_only = drafts.clone();
         if let Err(refusal) = self.place(request, &plans, &mut drafts, &id, caller, now) {
-            // A drain stands even when the line it was for is refused: the next refusal of the
-            // item is decided on bucket 0 alone.
+            // A drain is written even when the line it was for is refused, and the refusal
+            // stands only once it is: then every unit to spare is in bucket 0, where the next
+            // refusal of the item is decided alone. A drain that loses a race (a transfer or a
+            // hold since the read) is decided again on a fresh read.
             let drains: Vec<Draft> = moves_only
                 .into_iter()
                 .zip(&plans)
-                .filter(|(_, plan)| plan.bucket == Bucket::HOME && !plan.moves.is_empty())
+                .filter(|(_, plan)| plan.drain)
                 .map(|(draft, _)| draft)
                 .collect();
-            self.write_moves(request, &drains).await?;
-            return if current {
+            let drained = self.write_moves(request, &drains).await?;
+            return if current && drained {
                 Err(refusal)
             } else {
                 Ok(Attempt::Reread)
@@ -244,7 +248,19 @@ impl Reserve {
         let issued = Instant::now();
         match write(self.transactions.as_ref(), transaction).await? {
             Written::Done => {}
-            Written::Lost(Conflict::Stream { .. }) => return Ok(Attempt::Reread),
+            Written::Lost(Conflict::Stream { sku, .. }) => {
+                // Another process holds in that bucket too: this one moves to another, so
+                // that the processes of a hot item spread over its buckets.
+                for (line, plan) in request.lines.iter().zip(&plans) {
+                    let layout = plan.states[0].1.layout;
+                    if sku == line.sku.in_bucket(plan.bucket) && layout.active() != BucketCount::ONE
+                    {
+                        self.heads
+                            .move_home(&line.sku, plan.bucket, layout.active());
+                    }
+                }
+                return Ok(Attempt::Reread);
+            }
             // Another request with the same key won the race.
             Written::Lost(Conflict::Record { .. }) => {
                 let earlier = self.earlier(request, digest, caller).await?;
@@ -293,7 +309,17 @@ impl Reserve {
         started: Instant,
     ) -> Result<LinePlan, AppError> {
         let item = &line.sku;
-        let (zero, zero_current) = self.read(item, reading, started).await?;
+        // A bucketed item's layout comes from what this process knows of bucket 0 unless that
+        // is its home: a hold needs only its own bucket current (a bucket drained or dropped
+        // has nothing to spare, and the hunt reads bucket 0 again).
+        let known = self.heads.known(item).state.layout.active();
+        let zero_reading =
+            if known != BucketCount::ONE && self.heads.home(item, known) != Bucket::HOME {
+                Reading::Known
+            } else {
+                reading
+            };
+        let (zero, zero_current) = self.read(item, zero_reading, started).await?;
         let layout = zero.layout;
         let mut states = vec![(item.clone(), Arc::clone(&zero))];
         if layout.active() == BucketCount::ONE {
@@ -311,7 +337,7 @@ impl Reserve {
         if !current || state.for_sale(now) >= line.quantity.units() {
             return Ok(LinePlan::on(home, states, current));
         }
-        self.hunt(line, layout, home, states).await
+        self.hunt(line, home, states).await
     }
 
     /// A shopper whose bucket is short (on a current state) looks for the units: first in up
@@ -323,42 +349,74 @@ impl Reserve {
     async fn hunt(
         &self,
         line: &Line,
-        layout: Layout,
         home: Bucket,
         mut states: Vec<(Sku, Arc<SkuState>)>,
     ) -> Result<LinePlan, AppError> {
         let item = &line.sku;
         let wanted = line.quantity.units();
+        // Bucket 0 first, current: it says whether the item is drained (then the line holds
+        // there), and any transfer written after this read conflicts with what is decided on it.
+        let zero = self.heads.load(item).await?;
+        if zero.layout.active() == BucketCount::ONE {
+            return Ok(LinePlan::on(Bucket::HOME, vec![(item.clone(), zero)], true));
+        }
+        let layout = zero.layout;
+        states[0] = (item.clone(), zero);
         let buckets: Vec<Sku> = layout.count.buckets().map(|b| item.in_bucket(b)).collect();
         let clock = self.clock.now();
-        let hints = self.snapshots.read_snapshots(&buckets).await?;
+        // The hints: the snapshots of the buckets, or of as many drawn at random as one batch
+        // read takes; the item's spare is estimated from them.
+        let mut sampled = buckets.clone();
+        if sampled.len() > MAX_BATCH_READ_KEYS {
+            fastrand::shuffle(&mut sampled);
+            sampled.truncate(MAX_BATCH_READ_KEYS);
+        }
+        let hints = self.snapshots.read_snapshots(&sampled).await?;
         let floor = DRAIN_BELOW * i64::from(layout.count.get());
-        let hinted: i64 = hints.iter().flatten().map(|s| s.for_sale(clock)).sum();
-        let mut candidates: Vec<(Bucket, i64)> = buckets
+        let hinted: i64 = hints
+            .iter()
+            .flatten()
+            .map(|s| s.for_sale(clock))
+            .sum::<i64>()
+            * buckets.len() as i64
+            / sampled.len() as i64;
+        let mut candidates: Vec<(Bucket, i64)> = sampled
             .iter()
             .zip(&hints)
             .filter_map(|(sku, hint)| Some((sku.bucket(), hint.as_ref()?.for_sale(clock))))
             .filter(|(bucket, spare)| *bucket != home && *spare >= wanted)
             .collect();
         if hinted > floor {
+            let at_home = states[states.len() - 1].1.for_sale(clock);
             for _ in 0..PROBES {
                 let Some(bucket) = pick_weighted(&mut candidates) else {
                     break;
                 };
                 let sku = item.in_bucket(bucket);
-                let state = self.heads.load(&sku).await?;
-                if state.for_sale(state.now(clock)) >= wanted {
-                    self.heads.rehome(item, bucket);
-                    states.truncate(1);
+                let state = if bucket == Bucket::HOME {
+                    Arc::clone(&states[0].1)
+                } else {
+                    self.heads.load(&sku).await?
+                };
+                let spare = (bucket, state.for_sale(state.now(clock)));
+                if let Some(halved) = buckets::halve(home, wanted - at_home, spare) {
                     if bucket != Bucket::HOME {
                         states.push((sku, state));
                     }
-                    return Ok(LinePlan::on(bucket, states, true));
+                    return Ok(LinePlan {
+                        states,
+                        bucket: home,
+                        moves: vec![halved],
+                        drain: false,
+                        current: true,
+                    });
                 }
             }
         }
-        let read = self.heads.load_all(buckets.iter()).await?;
-        let states: Vec<(Sku, Arc<SkuState>)> = buckets.into_iter().zip(read).collect();
+        let read = self.heads.load_all(buckets.iter().skip(1)).await?;
+        let states: Vec<(Sku, Arc<SkuState>)> = std::iter::once(states.swap_remove(0))
+            .chain(buckets.into_iter().skip(1).zip(read))
+            .collect();
         let every_bucket = Draft::new(item, states.iter().cloned());
         let spares = every_bucket.spares(every_bucket.now(clock));
         let total: i64 = spares.iter().map(|(_, spare)| spare).sum();
@@ -367,7 +425,18 @@ impl Reserve {
                 .iter()
                 .find(|(b, _)| *b == home)
                 .map_or(0, |(_, s)| *s);
-            let moves = buckets::gather(home, wanted - at_home, &spares).unwrap_or_default();
+            // Half of the richest bucket's spare if it has the units, else what is missing
+            // from as many as it takes.
+            let richest = spares
+                .iter()
+                .copied()
+                .filter(|(bucket, _)| *bucket != home)
+                .max_by_key(|(bucket, spare)| (*spare, std::cmp::Reverse(*bucket)));
+            let moves = richest
+                .and_then(|richest| buckets::halve(home, wanted - at_home, richest))
+                .map(|halved| vec![halved])
+                .or_else(|| buckets::gather(home, wanted - at_home, &spares))
+                .unwrap_or_default();
             return Ok(LinePlan {
                 states,
                 bucket: home,
@@ -388,28 +457,30 @@ impl Reserve {
         })
     }
 
-    /// Writes the moves (and drains) of `drafts` alone, without the holds they were for.
+    /// Writes the moves (and drains) of `drafts` alone, without the holds they were for;
+    /// whether they were written (`false`: a race lost).
     async fn write_moves(
         &self,
         request: &ReserveRequest,
         drafts: &[Draft],
-    ) -> Result<(), AppError> {
+    ) -> Result<bool, AppError> {
         let appends: Vec<StreamAppend> = drafts.iter().flat_map(Draft::appends).collect();
         if appends.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
         let issued = Instant::now();
-        if let Written::Done =
-            write(self.transactions.as_ref(), Transaction::appends(appends)).await?
-        {
-            for draft in drafts {
-                for (state, events) in draft.written() {
-                    self.heads.advance(state, events, issued);
+        match write(self.transactions.as_ref(), Transaction::appends(appends)).await? {
+            Written::Done => {
+                for draft in drafts {
+                    for (state, events) in draft.written() {
+                        self.heads.advance(state, events, issued);
+                    }
                 }
+                tracing::info!(lines = request.lines.len(), "stock moved between buckets");
+                Ok(true)
             }
-            tracing::info!(lines = request.lines.len(), "stock moved between buckets");
+            Written::Lost(_) => Ok(false),
         }
-        Ok(())
     }
 
     /// The hold of every line (the first line's event names them all, each in its bucket),

@@ -132,6 +132,17 @@ pub fn gather(target: Bucket, needed: i64, spares: &[Spare]) -> Option<Vec<Move>
     (missing == 0).then_some(moves)
 }
 
+/// The move that brings `needed` units into `target` from `donor`, and half of what the donor
+/// has to spare beyond them: the shopper's bucket need not look again at once, and the two
+/// share what was left. `None` when nothing is needed or the donor has fewer than `needed`.
+pub fn halve(target: Bucket, needed: i64, donor: Spare) -> Option<Move> {
+    let (from, spare) = donor;
+    if needed <= 0 || spare < needed || from == target {
+        return None;
+    }
+    Some(move_of(from, target, needed + (spare - needed) / 2))
+}
+
 /// Moves that gather every spare unit of the other buckets into bucket 0.
 pub fn drain(spares: &[Spare]) -> Vec<Move> {
     spares

@@ -177,6 +177,14 @@ impl BucketCount {
         Ok(Self(raw as u16))
     }
 
+    /// The layout for an item that `processes` sell at once: a selling bucket for each (bucket
+    /// 0 coordinates and sells only once drained), at most [`BucketCount::MAX`]; what the
+    /// flash-sale simulation measured best (docs/benchmarks.md).
+    pub fn for_concurrency(processes: usize) -> Self {
+        let wanted = processes.saturating_add(1);
+        Self(u16::try_from(wanted).unwrap_or(Self::MAX).min(Self::MAX))
+    }
+
     /// The count.
     pub fn get(self) -> u16 {
         self.0
