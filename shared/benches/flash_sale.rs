@@ -56,12 +56,7 @@ fn main() {
 }
 
 fn simulate(sale: FlashSale) -> SaleReport {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .expect("a runtime")
-        .block_on(sale.run())
+    sale.simulate()
 }
 
 fn print_row(report: &SaleReport) {

@@ -2,7 +2,7 @@
 
 use thiserror::Error;
 
-use crate::domain::{HoldStatus, InvalidValue, Sku};
+use crate::domain::{HoldStatus, InvalidValue, PlaceRejection, Sku};
 use crate::ports::{QueueError, StoreError};
 
 /// Why a use case did not succeed.
@@ -69,5 +69,22 @@ impl From<StoreError> for AppError {
 impl From<QueueError> for AppError {
     fn from(err: QueueError) -> Self {
         AppError::Unavailable(err.0)
+    }
+}
+
+impl AppError {
+    /// The answer to a hold of `sku` that [`crate::domain::decide::place_hold`] refused.
+    pub fn refused_hold(sku: &Sku, rejection: PlaceRejection) -> Self {
+        match rejection {
+            PlaceRejection::UnknownSku => AppError::UnknownSku(sku.clone()),
+            PlaceRejection::InsufficientStock {
+                requested,
+                available,
+            } => AppError::InsufficientStock {
+                sku: sku.clone(),
+                requested,
+                available,
+            },
+        }
     }
 }

@@ -33,8 +33,8 @@ use tokio::time::Instant;
 use crate::app::ReserveRequest;
 use crate::domain::decide::place_hold;
 use crate::domain::{
-    BucketCount, Caller, Change, ClientId, Event, HoldTerms, Line, PlaceRejection, Quantity,
-    ReservationId, Scope, Sku, SkuState, Timestamp, TtlSeconds, Version,
+    BucketCount, Caller, Change, ClientId, Event, HoldTerms, Line, Quantity, ReservationId, Scope,
+    Sku, SkuState, Timestamp, TtlSeconds, Version,
 };
 use crate::error::AppError;
 use crate::feed::Reaction;
@@ -527,6 +527,16 @@ pub fn hot_item() -> Sku {
 const EPOCH: Timestamp = Timestamp::from_millis(1_764_000_000_000);
 
 impl FlashSale {
+    /// Runs the sale on a runtime of its own: one thread, the clock paused (virtual time).
+    pub fn simulate(self) -> SaleReport {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .expect("a runtime")
+            .block_on(self.run())
+    }
+
     /// Runs the sale. Call it inside a current-thread runtime with the clock paused.
     pub async fn run(self) -> SaleReport {
         fastrand::seed(self.seed);
@@ -744,17 +754,7 @@ async fn seed_reserve(
             caller.client_id(),
             now,
         )
-        .map_err(|rejection| match rejection {
-            PlaceRejection::UnknownSku => AppError::UnknownSku(line.sku.clone()),
-            PlaceRejection::InsufficientStock {
-                requested,
-                available,
-            } => AppError::InsufficientStock {
-                sku: line.sku.clone(),
-                requested,
-                available,
-            },
-        })?;
+        .map_err(|refusal| AppError::refused_hold(&line.sku, refusal))?;
         let append = StreamAppend::after(&state, &line.sku, now, vec![change]);
         match store.write(Transaction::appends(vec![append])).await {
             Ok(()) => return Ok(()),

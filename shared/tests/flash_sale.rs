@@ -18,12 +18,7 @@ fn simulate(design: Design, seed: u64) -> SaleReport {
         seed,
         time_limit: Duration::from_secs(600),
     };
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .expect("a runtime")
-        .block_on(sale.run())
+    sale.simulate()
 }
 
 #[test]

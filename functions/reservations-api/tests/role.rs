@@ -116,6 +116,17 @@ async fn every_request_the_api_sends_on_every_route_is_granted_by_its_role() {
     .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{adjusted}");
     call("POST", "/items/{sku}/adjustments");
+    // SKU-B split into escrow buckets: the cart below holds in one of its bucket streams.
+    let (status, split) = send(
+        &router,
+        "PUT",
+        "/items/SKU-B/buckets",
+        Some("split-1"),
+        Some(json!({ "count": 3 })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{split}");
+    call("PUT", "/items/{sku}/buckets");
     apply(read_queue(&aws, &stream).await).await;
 
     // Reservations: one line, a cart under a key, its retry, a read, an extension.
@@ -189,7 +200,8 @@ async fn every_request_the_api_sends_on_every_route_is_granted_by_its_role() {
     call("GET", "/commands/{id}");
 
     // Items: the strong read and the read view over snapshots.
-    let skus = [Sku::parse("SKU-A").unwrap(), Sku::parse("SKU-B").unwrap()];
+    let skus =
+        ["SKU-A", "SKU-B", "SKU-B@1", "SKU-B@2"].map(|name| Sku::parse_stream(name).unwrap());
     let mut changes = Vec::new();
     for sku in &skus {
         let events = plain.read_stream(sku, 0).await.expect("stream");
@@ -201,6 +213,13 @@ async fn every_request_the_api_sends_on_every_route_is_granted_by_its_role() {
         .is_empty());
     let (status, _) = send(&router, "GET", "/items/SKU-A", None, None).await;
     assert_eq!(status, StatusCode::OK);
+    let (status, detail) = send(&router, "GET", "/items/SKU-B?detail=buckets", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        detail["buckets"].as_array().map(Vec::len),
+        Some(3),
+        "{detail}"
+    );
     call("GET", "/items/{sku}");
     let (status, _) = send(&router, "GET", "/items?sku=SKU-A&sku=SKU-B", None, None).await;
     assert_eq!(status, StatusCode::OK);

@@ -24,7 +24,7 @@ use crate::domain::buckets;
 use crate::domain::decide::place_hold;
 use crate::domain::{
     Bucket, BucketCount, Caller, Change, HoldLine, HoldTerms, IdempotencyKey, InvalidValue, Line,
-    Move, PlaceRejection, ReservationId, Sku, SkuState, Timestamp, TtlSeconds,
+    Move, ReservationId, Sku, SkuState, Timestamp, TtlSeconds,
 };
 use crate::error::AppError;
 use crate::limits::{
@@ -518,19 +518,8 @@ impl Reserve {
             let lines = if index == 0 { cart.clone() } else { Vec::new() };
             let owner = caller.client_id();
             let state = draft.state(plan.bucket);
-            let change = place_hold(&state, id, line.quantity, terms, lines, owner, now).map_err(
-                |refusal| match refusal {
-                    PlaceRejection::UnknownSku => AppError::UnknownSku(line.sku.clone()),
-                    PlaceRejection::InsufficientStock {
-                        requested,
-                        available,
-                    } => AppError::InsufficientStock {
-                        sku: line.sku.clone(),
-                        requested,
-                        available,
-                    },
-                },
-            )?;
+            let change = place_hold(&state, id, line.quantity, terms, lines, owner, now)
+                .map_err(|refusal| AppError::refused_hold(&line.sku, refusal))?;
             draft.record(plan.bucket, now, change);
         }
         Ok(())
