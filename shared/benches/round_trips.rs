@@ -17,8 +17,11 @@ use futures::future::join_all;
 use inventory_core::app::ReserveRequest;
 use inventory_core::aws::{DynamoStore, RequestCounter, TestAws};
 use inventory_core::domain::{
-    Action, Caller, Command, CommandId, Line, Quantity, Sku, Timestamp, TtlSeconds,
+    Action, BucketCount, Caller, Command, CommandId, Line, Quantity, Sku, Timestamp, TtlSeconds,
 };
+use inventory_core::feed::{FeedChange, Reaction};
+use inventory_core::ports::Streams;
+use inventory_core::reactions::Snapshotter;
 use inventory_core::memory::MemoryQueue;
 use inventory_core::ports::SystemClock;
 use inventory_core::{AppError, Config, Inventory};
@@ -44,6 +47,16 @@ impl Backend {
             table,
             counter,
         }
+    }
+
+    /// The table through a client whose requests are counted.
+    fn counted(&self) -> DynamoStore {
+        DynamoStore::new(self.counter.client(&self.sdk), &self.table)
+    }
+
+    /// The table through a client whose requests are not counted.
+    fn plain(&self) -> DynamoStore {
+        DynamoStore::new(aws_sdk_dynamodb::Client::new(&self.sdk), &self.table)
     }
 
     /// One service process (its own cache and per-SKU turns) on the shared table.
@@ -214,6 +227,56 @@ async fn contention() {
     run(&backend, &processes, 300, 32)
         .await
         .print("flash sale, 32 processes (one Lambda per buyer in flight)");
+
+    let backend = Backend::new("buckets32").await;
+    let processes: Vec<Inventory> = (0..32).map(|_| backend.process()).collect();
+    receive(&processes[0], 100).await;
+    let count = BucketCount::for_concurrency(32);
+    split(&processes[0], count).await;
+    let feed = tokio::spawn(snapshots_from_the_feed(backend.plain(), backend.counted(), count));
+    let outcome = run(&backend, &processes, 300, 32).await;
+    feed.abort();
+    outcome.print(&format!(
+        "flash sale, 32 processes, the item split into {} buckets (snapshotter's requests included)",
+        count.get()
+    ));
+}
+
+/// The item split into `count` escrow buckets (its stock spread over them).
+async fn split(inventory: &Inventory, count: BucketCount) {
+    let command = Command {
+        id: CommandId::random(),
+        sku: sku(),
+        accepted_at: Timestamp::from_millis(0),
+        action: Action::SetBuckets { count },
+    };
+    inventory
+        .apply_commands(&sku(), &[command])
+        .await
+        .expect("layout applied");
+}
+
+/// The snapshotter as the change feed drives it: every 250 ms, the events appended since to the
+/// item's buckets (read with an uncounted client, as the feed costs no table request), reacted
+/// to through `counted` (its reads and saves of snapshots count).
+async fn snapshots_from_the_feed(plain: DynamoStore, counted: DynamoStore, count: BucketCount) {
+    let snapshotter = Snapshotter::new(Arc::new(counted));
+    let streams: Vec<Sku> = count.buckets().map(|b| sku().in_bucket(b)).collect();
+    let mut seen = vec![0; streams.len()];
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let mut changes = Vec::new();
+        for (stream, seen) in streams.iter().zip(seen.iter_mut()) {
+            let events = plain.read_stream(stream, *seen).await.unwrap_or_default();
+            if let Some(last) = events.last() {
+                *seen = last.seq;
+            }
+            changes.extend(events.into_iter().map(FeedChange::Appended));
+        }
+        if !changes.is_empty() {
+            snapshotter.react(&changes).await;
+        }
+    }
 }
 
 /// Round trips per reservation as an item's history grows: a process that has not seen the SKU
