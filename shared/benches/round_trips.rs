@@ -20,10 +20,10 @@ use inventory_core::domain::{
     Action, BucketCount, Caller, Command, CommandId, Line, Quantity, Sku, Timestamp, TtlSeconds,
 };
 use inventory_core::feed::{FeedChange, Reaction};
-use inventory_core::ports::Streams;
-use inventory_core::reactions::Snapshotter;
 use inventory_core::memory::MemoryQueue;
+use inventory_core::ports::Streams;
 use inventory_core::ports::SystemClock;
+use inventory_core::reactions::Snapshotter;
 use inventory_core::{AppError, Config, Inventory};
 use tokio::sync::Semaphore;
 
@@ -233,7 +233,11 @@ async fn contention() {
     receive(&processes[0], 100).await;
     let count = BucketCount::for_concurrency(32);
     split(&processes[0], count).await;
-    let feed = tokio::spawn(snapshots_from_the_feed(backend.plain(), backend.counted(), count));
+    let feed = tokio::spawn(snapshots_from_the_feed(
+        backend.plain(),
+        backend.counted(),
+        count,
+    ));
     let outcome = run(&backend, &processes, 300, 32).await;
     feed.abort();
     outcome.print(&format!(
