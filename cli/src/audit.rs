@@ -13,7 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use inventory_core::app::ItemView;
 use inventory_core::archive::ArchiveError;
 use inventory_core::archive::{day_of, Archive};
-use inventory_core::audit::{audit_sku, SkuAudit};
+use inventory_core::audit::{audit_sku, check_buckets, SkuAudit};
 use inventory_core::aws::s3::s3_client;
 use inventory_core::aws::{local_config, sdk_config, DynamoStore, S3Objects};
 use inventory_core::domain::{Sku, SkuState, Timestamp};
@@ -207,6 +207,23 @@ pub async fn audit(args: AuditArgs) -> ExitCode {
     }
     drop(results);
     progress.finish_and_clear();
+
+    // Every bucket of the items split into buckets, those not listed too, then their
+    // transfers paired across buckets.
+    let unlisted: Vec<Sku> = audits
+        .iter()
+        .filter(|audit| audit.sku.is_item())
+        .flat_map(|audit| audit.replayed.layout.streams(&audit.sku).skip(1))
+        .filter(|stream| !skus.contains(stream))
+        .collect();
+    for sku in unlisted {
+        match backend.audit(&sku, now).await {
+            Ok(audit) => audits.push(audit),
+            Err(err) => failures.push((sku, err)),
+        }
+    }
+    check_buckets(&mut audits);
+    let mismatches: usize = audits.iter().map(|audit| audit.mismatches.len()).sum();
 
     audits.sort_by(|a, b| a.sku.cmp(&b.sku));
     failures.sort_by(|a, b| a.0.cmp(&b.0));

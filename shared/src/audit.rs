@@ -11,12 +11,12 @@
 //!
 //! Pure over the ports: the same code audits the embedded backend and the deployed one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use crate::app::ItemView;
 use crate::archive::{Archive, ArchiveError};
-use crate::domain::{Event, Sku, SkuState, Timestamp, Version};
+use crate::domain::{Bucket, Change, Event, Move, Sku, SkuState, Timestamp, TransferId, Version};
 use crate::ports::{EventStore, Record, RecordKey};
 
 /// What auditing one SKU found.
@@ -51,6 +51,9 @@ pub struct SkuAudit {
     pub mismatches: Vec<String>,
     /// What is worth knowing but normal (lag).
     pub notes: Vec<String>,
+    /// The transfers found in the stream (an item split into buckets), by id: each must be
+    /// found the same in every bucket it touches, and in bucket 0 ([`check_buckets`]).
+    pub transfers: BTreeMap<TransferId, Vec<Move>>,
 }
 
 impl SkuAudit {
@@ -266,6 +269,18 @@ pub async fn audit_sku(
         notes.push(format!("live events not yet archived: {unarchived}"));
     }
 
+    let mut transfers = BTreeMap::new();
+    for event in merged.values() {
+        if let Change::StockMoved { transfer_id, moves } = &event.change {
+            if transfers.insert(*transfer_id, moves.clone()).is_some() {
+                mismatches.push(format!(
+                    "transfer {transfer_id} is recorded twice (event {})",
+                    event.seq
+                ));
+            }
+        }
+    }
+
     // Fold, keeping the state at the snapshot's version.
     let snapshot_version = snapshot.as_ref().map(|s| s.version);
     let mut replayed = SkuState::default();
@@ -337,7 +352,67 @@ pub async fn audit_sku(
         now,
         mismatches,
         notes,
+        transfers,
     })
+}
+
+/// Checks the items split into buckets among `audits` (the audits of every bucket stream of
+/// each, bucket 0's included): every transfer is found in each bucket it moves units out of or
+/// into, and in bucket 0, which witnesses them all, the same in each, and nowhere else, so the
+/// buckets' histories add up to the item's: no move created or lost a unit. What is wrong is
+/// added to the mismatches of the item's bucket 0.
+pub fn check_buckets(audits: &mut [SkuAudit]) {
+    let mut items: BTreeMap<Sku, Vec<usize>> = BTreeMap::new();
+    for (index, audit) in audits.iter().enumerate() {
+        items.entry(audit.sku.item()).or_default().push(index);
+    }
+    for (item, members) in items {
+        let Some(&zero) = members.iter().find(|&&i| audits[i].sku.is_item()) else {
+            continue;
+        };
+        let mut problems = Vec::new();
+        let widest = audits[zero].replayed.layout.widest.get();
+        let mut seen: BTreeMap<TransferId, (Vec<Move>, BTreeSet<Bucket>)> = BTreeMap::new();
+        for &index in &members {
+            let audit = &audits[index];
+            let bucket = audit.sku.bucket();
+            if bucket.number() >= widest && audit.head > 0 {
+                problems.push(format!(
+                    "bucket {bucket} has events, but the item was never split into more than {widest}"
+                ));
+            }
+            for (id, moves) in &audit.transfers {
+                let (first, found) = seen
+                    .entry(*id)
+                    .or_insert_with(|| (moves.clone(), BTreeSet::new()));
+                if first != moves {
+                    problems.push(format!(
+                        "transfer {id} moves {moves:?} in bucket {bucket} but {first:?} elsewhere"
+                    ));
+                }
+                found.insert(bucket);
+            }
+        }
+        for (id, (moves, found)) in seen {
+            let expected: BTreeSet<Bucket> = moves
+                .iter()
+                .flat_map(|m| [m.from, m.to])
+                .chain([Bucket::HOME])
+                .collect();
+            if found != expected {
+                let numbers =
+                    |set: &BTreeSet<Bucket>| set.iter().map(|b| b.number()).collect::<Vec<_>>();
+                problems.push(format!(
+                    "transfer {id} is recorded in buckets {:?}, but it touches buckets {:?}",
+                    numbers(&found),
+                    numbers(&expected)
+                ));
+            }
+        }
+        let zero = &mut audits[zero];
+        debug_assert_eq!(zero.sku, item);
+        zero.mismatches.extend(problems);
+    }
 }
 
 #[cfg(test)]
@@ -420,6 +495,38 @@ mod tests {
             self.clock.advance_millis(1_000);
         }
 
+        async fn split(&self, count: i64) {
+            let command = Command {
+                id: CommandId::random(),
+                sku: sku(),
+                accepted_at: self.clock.now(),
+                action: Action::SetBuckets {
+                    count: crate::domain::BucketCount::new(count).unwrap(),
+                },
+            };
+            self.inventory
+                .apply_commands(&sku(), &[command])
+                .await
+                .unwrap();
+            self.clock.advance_millis(1_000);
+        }
+
+        /// The audits of the item's first `buckets` bucket streams.
+        async fn bucket_audits(&self, buckets: u16) -> Vec<SkuAudit> {
+            let mut audits = Vec::new();
+            for bucket in 0..buckets {
+                let stream = sku().in_bucket(Bucket::new(bucket).unwrap());
+                let audit = audit_sku(
+                    self.store.as_ref(),
+                    &self.archive,
+                    &stream,
+                    self.clock.now(),
+                );
+                audits.push(audit.await.unwrap());
+            }
+            audits
+        }
+
         async fn reserve(&self, units: i64) {
             let line = Line {
                 sku: sku(),
@@ -470,6 +577,50 @@ mod tests {
 
     fn sku() -> Sku {
         Sku::parse("SKU-1").unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_item_split_into_buckets_adds_up_and_a_transfer_missing_from_a_bucket_is_a_mismatch()
+    {
+        let mut world = World::new();
+        world.receive(12).await;
+        world.split(3).await;
+        for _ in 0..10 {
+            world.reserve(1).await;
+        }
+        world.react().await;
+        let mut audits = world.bucket_audits(3).await;
+        check_buckets(&mut audits);
+        assert!(audits.iter().all(SkuAudit::is_clean), "{audits:?}");
+        let transfers: usize = audits.iter().map(|audit| audit.transfers.len()).sum();
+        assert!(
+            transfers >= 3,
+            "the spread and the hunts moved units: {audits:?}"
+        );
+        let held: i64 = audits
+            .iter()
+            .map(|audit| audit.replayed.held(world.clock.now()))
+            .sum();
+        assert_eq!(held, 10, "the buckets' holds add up to the item's");
+
+        // A copy of a transfer lost from one of the buckets it moved units into or out of.
+        let mut audits = world.bucket_audits(3).await;
+        let (index, id) = audits
+            .iter()
+            .enumerate()
+            .skip(1)
+            .find_map(|(index, audit)| Some((index, *audit.transfers.keys().next()?)))
+            .expect("a bucket other than 0 took part in a transfer");
+        audits[index].transfers.remove(&id);
+        check_buckets(&mut audits);
+        assert!(
+            audits[0]
+                .mismatches
+                .iter()
+                .any(|m| m.contains(&format!("transfer {id} is recorded in buckets"))),
+            "{:?}",
+            audits[0].mismatches
+        );
     }
 
     fn forged_state(version: Version, on_hand: i64) -> SkuState {
