@@ -38,7 +38,7 @@ fn main() {
         let designs = [
             Design::Seed,
             Design::Ours(BucketCount::ONE),
-            Design::Ours(BucketCount::for_concurrency(n)),
+            Design::Ours(BucketCount::recommended(n, UNITS)),
             Design::Ours(BucketCount::new(16).expect("16 buckets")),
         ];
         for design in designs {

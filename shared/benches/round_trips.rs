@@ -228,26 +228,50 @@ async fn contention() {
         .await
         .print("flash sale, 32 processes (one Lambda per buyer in flight)");
 
-    let backend = Backend::new("buckets32").await;
-    let processes: Vec<Inventory> = (0..32).map(|_| backend.process()).collect();
-    receive(&processes[0], 100).await;
-    let count = BucketCount::for_concurrency(32);
-    split(&processes[0], count).await;
+    for processes in [4, 32] {
+        for split in [false, true] {
+            sale_of_a_thousand(processes, split).await;
+        }
+    }
+}
+
+/// 1,200 buyers for 1,000 units, 32 at a time, over `processes`; with `split`, the item split
+/// into the buckets [`BucketCount::recommended`] gives it. The snapshotter runs as the change
+/// feed drives it, its requests counted with the rest.
+async fn sale_of_a_thousand(processes: usize, split: bool) {
+    const UNITS: i64 = 1_000;
+    let name = format!("thousand{processes}{}", if split { "split" } else { "" });
+    let backend = Backend::new(&name).await;
+    let processes: Vec<Inventory> = (0..processes).map(|_| backend.process()).collect();
+    receive(&processes[0], UNITS).await;
+    let count = if split {
+        BucketCount::recommended(processes.len(), UNITS)
+    } else {
+        BucketCount::ONE
+    };
+    if count != BucketCount::ONE {
+        split_into(&processes[0], count).await;
+    }
     let feed = tokio::spawn(snapshots_from_the_feed(
         backend.plain(),
         backend.counted(),
         count,
     ));
-    let outcome = run(&backend, &processes, 300, 32).await;
+    let outcome = run(&backend, &processes, 1_200, 32).await;
     feed.abort();
     outcome.print(&format!(
-        "flash sale, 32 processes, the item split into {} buckets (snapshotter's requests included)",
-        count.get()
+        "1,000 units, 1,200 buyers, 32 at a time, {} processes, {} (snapshotter included)",
+        processes.len(),
+        if count == BucketCount::ONE {
+            "one stream".to_owned()
+        } else {
+            format!("{} buckets", count.get())
+        }
     ));
 }
 
 /// The item split into `count` escrow buckets (its stock spread over them).
-async fn split(inventory: &Inventory, count: BucketCount) {
+async fn split_into(inventory: &Inventory, count: BucketCount) {
     let command = Command {
         id: CommandId::random(),
         sku: sku(),

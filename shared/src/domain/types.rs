@@ -160,6 +160,9 @@ impl fmt::Display for Bucket {
 #[serde(transparent)]
 pub struct BucketCount(u16);
 
+/// Units a selling bucket should get at least, in [`BucketCount::recommended`].
+pub const UNITS_PER_SELLING_BUCKET: i64 = 100;
+
 impl BucketCount {
     /// Most buckets an item may have.
     pub const MAX: u16 = 256;
@@ -177,12 +180,23 @@ impl BucketCount {
         Ok(Self(raw as u16))
     }
 
-    /// The layout for an item that `processes` sell at once: a selling bucket for each (bucket
-    /// 0 coordinates and sells only once drained), at most [`BucketCount::MAX`]; what the
-    /// flash-sale simulation measured best (docs/benchmarks.md).
-    pub fn for_concurrency(processes: usize) -> Self {
-        let wanted = processes.saturating_add(1);
-        Self(u16::try_from(wanted).unwrap_or(Self::MAX).min(Self::MAX))
+    /// The layout recommended for an item that `processes` sell at once from `units` to
+    /// spare: a selling bucket per process (bucket 0 coordinates and sells only once drained),
+    /// as long as each gets [`UNITS_PER_SELLING_BUCKET`]; one bucket (no split) when that leaves
+    /// fewer than two. At most [`BucketCount::MAX`]. What the flash-sale simulation measured
+    /// best (docs/benchmarks.md): a bucket with few units costs more in hunts than it saves in
+    /// races.
+    pub fn recommended(processes: usize, units: i64) -> Self {
+        let by_stock = usize::try_from(units / UNITS_PER_SELLING_BUCKET).unwrap_or(0);
+        let selling = processes.min(by_stock);
+        if selling < 2 {
+            return Self::ONE;
+        }
+        Self(
+            u16::try_from(selling + 1)
+                .unwrap_or(Self::MAX)
+                .min(Self::MAX),
+        )
     }
 
     /// The count.
