@@ -65,7 +65,7 @@ fn declared_routes() -> Vec<(Route, Handlers)> {
         route(
             Read,
             true,
-            &["invalid_query", "invalid_sku", "unknown_sku"],
+            &["invalid_query", "invalid_sku", "unknown_sku", "contention"],
             routes!(get_item),
         ),
         route(

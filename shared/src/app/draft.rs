@@ -112,15 +112,12 @@ impl Draft {
         stream.events.push(event);
     }
 
-    /// Adds `moves` as one transfer: the same event on every bucket they touch, and on bucket
-    /// 0, which witnesses every transfer: a drain, decided on bucket 0 read first, conflicts
-    /// with any transfer written after that read, so no unit moves into a bucket it missed.
+    /// Adds `moves` as one transfer: the same event on every bucket they touch.
     pub(crate) fn transfer(&mut self, now: Timestamp, moves: Vec<Move>) {
         if moves.is_empty() {
             return;
         }
         let mut buckets: Vec<Bucket> = moves.iter().flat_map(|m| [m.from, m.to]).collect();
-        buckets.push(Bucket::HOME);
         buckets.sort();
         buckets.dedup();
         let change = Change::StockMoved {

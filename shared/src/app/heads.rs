@@ -77,7 +77,7 @@ impl Heads {
     /// bucket (or drained); else one of the selling buckets, 1 to `active` - 1, drawn at random
     /// the first time, so that the processes serving an item spread over its buckets, each
     /// usually deciding on a head it knows. Bucket 0 sells only once the item is drained: until
-    /// then it witnesses the transfers and keeps a reserve, and stays quiet.
+    /// then it keeps a reserve and the layout, and stays quiet.
     pub(crate) fn home(&self, item: &Sku, active: BucketCount) -> Bucket {
         if active == BucketCount::ONE {
             return Bucket::HOME;

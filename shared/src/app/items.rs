@@ -9,6 +9,9 @@ use crate::domain::{Bucket, Sku, SkuState};
 use crate::error::AppError;
 use crate::ports::{Clock, Snapshots};
 
+/// Reads of a split item's buckets before its current read gives up (see [`ReadItems::item`]).
+const COLLECTS: usize = 5;
+
 pub(crate) struct ReadItems {
     pub(crate) heads: Arc<Heads>,
     pub(crate) snapshots: Arc<dyn Snapshots>,
@@ -19,26 +22,45 @@ impl ReadItems {
     /// The stock of one SKU, current (its stream's tail is read); `UnknownSku` if nothing was
     /// ever recorded for it.
     /// An item split into buckets is shown as one: the sum of its buckets, each read current,
-    /// with the buckets themselves listed.
+    /// with the buckets themselves listed. Its buckets are read twice, and again until no
+    /// bucket moved between two reads (at most [`COLLECTS`] times, else `Contention`): a read
+    /// of several streams is not one instant's, and a unit in transfer would otherwise be
+    /// counted in both buckets, or in neither.
     pub(crate) async fn item(&self, sku: &Sku) -> Result<ItemView, AppError> {
         let state = self.heads.load(sku).await?;
         if !state.exists() {
             return Err(AppError::UnknownSku(sku.clone()));
         }
-        let others: Vec<Sku> = state.layout.streams(sku).skip(1).collect();
-        let read = self.heads.load_all(others.iter()).await?;
-        let buckets: Vec<(Bucket, &SkuState)> = std::iter::once((Bucket::HOME, state.as_ref()))
-            .chain(
-                others
+        if state.layout.is_single() {
+            let now = state.now(self.clock.now());
+            return Ok(ItemView::of_buckets(
+                sku.clone(),
+                &[(Bucket::HOME, state.as_ref())],
+                now,
+            ));
+        }
+        let streams: Vec<Sku> = state.layout.streams(sku).collect();
+        let mut read = self.heads.load_all(streams.iter()).await?;
+        for _ in 1..COLLECTS {
+            let again = self.heads.load_all(streams.iter()).await?;
+            let moved = read
+                .iter()
+                .zip(&again)
+                .any(|(first, second)| first.version != second.version);
+            if !moved {
+                let buckets: Vec<(Bucket, &SkuState)> = streams
                     .iter()
-                    .zip(&read)
-                    .map(|(s, st)| (s.bucket(), st.as_ref())),
-            )
-            .collect();
-        let now = buckets
-            .iter()
-            .fold(self.clock.now(), |now, (_, state)| state.now(now));
-        Ok(ItemView::of_buckets(sku.clone(), &buckets, now))
+                    .zip(&again)
+                    .map(|(stream, state)| (stream.bucket(), state.as_ref()))
+                    .collect();
+                let now = buckets
+                    .iter()
+                    .fold(self.clock.now(), |now, (_, state)| state.now(now));
+                return Ok(ItemView::of_buckets(sku.clone(), &buckets, now));
+            }
+            read = again;
+        }
+        Err(AppError::Contention)
     }
 
     /// The read view of up to 100 SKUs, for product pages: their snapshots, read in one round

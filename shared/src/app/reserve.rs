@@ -354,8 +354,7 @@ impl Reserve {
     ) -> Result<LinePlan, AppError> {
         let item = &line.sku;
         let wanted = line.quantity.units();
-        // Bucket 0 first, current: it says whether the item is drained (then the line holds
-        // there), and any transfer written after this read conflicts with what is decided on it.
+        // Bucket 0, current: it says whether the item is drained (then the line holds there).
         let zero = self.heads.load(item).await?;
         if zero.layout.active() == BucketCount::ONE {
             return Ok(LinePlan::on(Bucket::HOME, vec![(item.clone(), zero)], true));
@@ -415,7 +414,7 @@ impl Reserve {
         }
         let read = self.heads.load_all(buckets.iter().skip(1)).await?;
         let states: Vec<(Sku, Arc<SkuState>)> = std::iter::once(states.swap_remove(0))
-            .chain(buckets.into_iter().skip(1).zip(read))
+            .chain(buckets.iter().skip(1).cloned().zip(read))
             .collect();
         let every_bucket = Draft::new(item, states.iter().cloned());
         let spares = every_bucket.spares(every_bucket.now(clock));
@@ -444,6 +443,18 @@ impl Reserve {
                 drain: false,
                 current: true,
             });
+        }
+        // A drain decides refusals, so what it read must be one instant's: the buckets are read
+        // again, and the first read stands only if no bucket moved in between. A unit moved by
+        // a transfer (which moves both its buckets) from a bucket read late into one read early
+        // would otherwise be missed, and left out of the drain.
+        let again = self.heads.load_all(buckets.iter()).await?;
+        let moved = states
+            .iter()
+            .zip(&again)
+            .any(|((_, first), second)| first.version != second.version);
+        if moved {
+            return Ok(LinePlan::on(Bucket::HOME, states, false));
         }
         let mut moves = buckets::drain(&spares);
         let whole = moves.len() <= MAX_MOVES_PER_TRANSACTION - 2;

@@ -182,13 +182,17 @@ impl BucketCount {
 
     /// The layout recommended for an item that `processes` sell at once from `units` to
     /// spare: a selling bucket per process (bucket 0 coordinates and sells only once drained),
-    /// as long as each gets [`UNITS_PER_SELLING_BUCKET`]; one bucket (no split) when that leaves
-    /// fewer than two. At most [`BucketCount::MAX`]. What the flash-sale simulation measured
-    /// best (docs/benchmarks.md): a bucket with few units costs more in hunts than it saves in
-    /// races.
+    /// as long as each gets [`UNITS_PER_SELLING_BUCKET`] and there are no more than
+    /// √(units / 8); one bucket (no split) when that leaves fewer than two; at most
+    /// [`BucketCount::MAX`]. Why, from the flash-sale simulation (docs/benchmarks.md): a
+    /// bucket with few units costs more in hunts than it saves in races, and at the end of a
+    /// sale every process hunts and the drain reads every bucket twice, some 2·K² reads spread
+    /// over the units, which the square root keeps to a quarter of a read per unit.
     pub fn recommended(processes: usize, units: i64) -> Self {
+        let units = units.max(0);
         let by_stock = usize::try_from(units / UNITS_PER_SELLING_BUCKET).unwrap_or(0);
-        let selling = processes.min(by_stock);
+        let by_end = usize::try_from((units / 8).isqrt()).unwrap_or(0);
+        let selling = processes.min(by_stock).min(by_end);
         if selling < 2 {
             return Self::ONE;
         }
