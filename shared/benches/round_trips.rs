@@ -5,9 +5,10 @@
 //! Two groups of scenarios, both run by default (docs/benchmarks.md has a section for each):
 //! - `contention`: requests per sale, uncontended and in flash sales over 1 to 32 processes;
 //! - `history`: requests (and events read) per reservation on an item with 10, 1,000 and
-//!   100,000 events, cold with and without a snapshot, and warm.
+//!   100,000 events, cold with and without a snapshot, and warm;
+//! - `processor`: the command processor's requests for a batch of 100 commands over 10 SKUs.
 //!
-//! Set `ROUND_TRIPS_SCENARIO=contention` or `ROUND_TRIPS_SCENARIO=history` to run only one,
+//! Set `ROUND_TRIPS_SCENARIO` to `contention`, `history` or `processor` to run only one,
 //! e.g. `ROUND_TRIPS_SCENARIO=history ./scripts/bench-round-trips`.
 
 use std::sync::Arc;
@@ -168,8 +169,8 @@ async fn main() {
     let only = std::env::var("ROUND_TRIPS_SCENARIO").ok();
     if let Some(name) = only.as_deref() {
         assert!(
-            matches!(name, "contention" | "history"),
-            "ROUND_TRIPS_SCENARIO must be `contention` or `history`, not {name:?}"
+            matches!(name, "contention" | "history" | "processor"),
+            "ROUND_TRIPS_SCENARIO must be `contention`, `history` or `processor`, not {name:?}"
         );
     }
     let runs = |name: &str| only.as_deref().is_none_or(|only| only == name);
@@ -181,6 +182,10 @@ async fn main() {
             println!();
         }
         history::run().await;
+    }
+    if runs("processor") {
+        println!();
+        history::processor_batch().await;
     }
 }
 
@@ -325,7 +330,9 @@ mod history {
     use aws_sdk_dynamodb::Client;
     use futures::{StreamExt, TryStreamExt};
     use inventory_core::aws::{DynamoStore, TestAws};
-    use inventory_core::domain::{Caller, Change, CommandId, Event, Quantity, Timestamp};
+    use inventory_core::domain::{
+        Action, Caller, Change, Command, CommandId, Event, Quantity, Sku, Timestamp,
+    };
     use inventory_core::feed::{FeedChange, Reaction};
     use inventory_core::memory::MemoryQueue;
     use inventory_core::ports::{
@@ -599,6 +606,76 @@ mod history {
             eprintln!("{setup}");
         }
         eprintln!("history scenario: {:.1?}", started.elapsed());
+    }
+
+    /// The command processor's requests for one Kinesis batch: 100 commands over 10 SKUs
+    /// (receipts and adjustments, 10 each), applied as the processor applies a batch, one call
+    /// per SKU, on items already stocked (their first receipt not counted).
+    pub(super) async fn processor_batch() {
+        println!("| batch | DynamoDB requests | by operation | per SKU |");
+        println!("|---|---:|---|---:|");
+        let aws = TestAws::new().await;
+        let sdk = aws.config();
+        let table = aws
+            .store(aws.dynamodb(), "bench-processor")
+            .await
+            .table()
+            .to_owned();
+        let tally = Tally::default();
+        let processor = process(sdk, &table, &tally);
+        let skus: Vec<Sku> = (0..10)
+            .map(|n| Sku::parse(&format!("BATCH-{n}")).expect("valid sku"))
+            .collect();
+        let command = |sku: &Sku, action: Action| Command {
+            id: CommandId::random(),
+            sku: sku.clone(),
+            accepted_at: SystemClock.now(),
+            action,
+        };
+        let receipt = |units: i64| Action::ReceiveStock {
+            quantity: Quantity::new(units).expect("valid quantity"),
+            reference: None,
+        };
+        for sku in &skus {
+            processor
+                .apply_commands(sku, &[command(sku, receipt(1_000))])
+                .await
+                .expect("stocked");
+        }
+        let before = tally.counts();
+        for sku in &skus {
+            let batch: Vec<Command> = (0..10)
+                .map(|n| {
+                    if n % 2 == 0 {
+                        command(sku, receipt(5))
+                    } else {
+                        command(
+                            sku,
+                            Action::AdjustStock {
+                                delta: -1,
+                                reason: "count".to_owned(),
+                            },
+                        )
+                    }
+                })
+                .collect();
+            processor
+                .apply_commands(sku, &batch)
+                .await
+                .expect("batch applied");
+        }
+        let counts = tally.counts().since(&before);
+        let operations: Vec<String> = counts
+            .operations
+            .iter()
+            .map(|(name, n)| format!("{name} {n}"))
+            .collect();
+        println!(
+            "| 100 commands over 10 SKUs (5 receipts and 5 adjustments each) | {} | {} | {:.1} |",
+            counts.requests(),
+            operations.join(", "),
+            counts.requests() as f64 / skus.len() as f64
+        );
     }
 
     /// Measures one length of history; returns how long its setup took.
