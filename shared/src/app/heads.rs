@@ -62,6 +62,24 @@ impl Heads {
             .await
     }
 
+    /// Reads `streams` again after `first` (their states read one by one, so not one
+    /// instant's): the second read, and whether no stream moved in between. When none did,
+    /// every state of `first` was current at the instant the second read began, so together
+    /// they are one instant's: a unit in transfer (a transfer moves both its streams) is counted
+    /// once.
+    pub(crate) async fn read_again(
+        &self,
+        streams: &[Sku],
+        first: &[Arc<SkuState>],
+    ) -> Result<(Vec<Arc<SkuState>>, bool), StoreError> {
+        let again = self.load_all(streams.iter()).await?;
+        let unmoved = first
+            .iter()
+            .zip(&again)
+            .all(|(first, second)| first.version == second.version);
+        Ok((again, unmoved))
+    }
+
     /// The last state of `sku` this process knows, without reading the store.
     pub(crate) fn known(&self, sku: &Sku) -> Known {
         self.cache.get(sku)

@@ -40,14 +40,12 @@ impl ReadItems {
             ));
         }
         let streams: Vec<Sku> = state.layout.streams(sku).collect();
-        let mut read = self.heads.load_all(streams.iter()).await?;
+        // Bucket 0 was just read: the first read takes it as it is.
+        let mut read = vec![state];
+        read.extend(self.heads.load_all(streams.iter().skip(1)).await?);
         for _ in 1..COLLECTS {
-            let again = self.heads.load_all(streams.iter()).await?;
-            let moved = read
-                .iter()
-                .zip(&again)
-                .any(|(first, second)| first.version != second.version);
-            if !moved {
+            let (again, unmoved) = self.heads.read_again(&streams, &read).await?;
+            if unmoved {
                 let buckets: Vec<(Bucket, &SkuState)> = streams
                     .iter()
                     .zip(&again)

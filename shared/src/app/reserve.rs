@@ -448,12 +448,9 @@ impl Reserve {
         // again, and the first read stands only if no bucket moved in between. A unit moved by
         // a transfer (which moves both its buckets) from a bucket read late into one read early
         // would otherwise be missed, and left out of the drain.
-        let again = self.heads.load_all(buckets.iter()).await?;
-        let moved = states
-            .iter()
-            .zip(&again)
-            .any(|((_, first), second)| first.version != second.version);
-        if moved {
+        let first: Vec<Arc<SkuState>> = states.iter().map(|(_, state)| Arc::clone(state)).collect();
+        let (_, unmoved) = self.heads.read_again(&buckets, &first).await?;
+        if !unmoved {
             return Ok(LinePlan::on(Bucket::HOME, states, false));
         }
         let mut moves = buckets::drain(&spares);
