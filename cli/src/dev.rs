@@ -49,6 +49,12 @@ pub struct DevArgs {
     #[arg(long, requires = "endpoint_url")]
     pub existing: bool,
 
+    /// Serve the API only: the command processor, the reactions to the change feed and the
+    /// expiry sweep are left to another `inventory dev` on the same table and stream, as the
+    /// many API environments of a deployment share one processor and one set of reactions.
+    #[arg(long, requires = "endpoint_url")]
+    pub api_only: bool,
+
     /// Require a bearer token on every request, from this JSON file:
     /// {"tokens": [{"token": "…", "client_id": "…", "scopes": ["inventory/reserve"]}]}.
     /// Without it the service runs open: every request acts as client `local` with every scope.
@@ -167,7 +173,14 @@ pub async fn run(args: DevArgs) -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::from_env()?;
     let inventory = match &args.endpoint_url {
         None => embedded(config),
-        Some(url) => on_local_aws(url, &args.names, args.existing, config).await?,
+        Some(url) => {
+            let background = if args.api_only {
+                Background::Elsewhere
+            } else {
+                Background::InProcess
+            };
+            on_local_aws(url, &args.names, args.existing, background, config).await?
+        }
     };
 
     let listener =
@@ -229,14 +242,24 @@ fn embedded(config: Config) -> Arc<Inventory> {
     inventory
 }
 
+/// Where the work behind the API runs: the processor, the reactions and the expiry sweep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Background {
+    /// In this process.
+    InProcess,
+    /// In another process on the same resources (`--api-only`).
+    Elsewhere,
+}
+
 /// DynamoDB, Kinesis and S3 at `url`: the table, stream and bucket are created if missing (or
-/// checked as they are, with `--existing`); the
-/// command stream is polled in-process to drive the processor and the table's stream to drive
-/// the reactions, as the event source mappings do in AWS; the expiry sweep runs on a timer.
+/// checked as they are, with `--existing`). With the background in-process, the command stream
+/// is polled to drive the processor and the table's stream to drive the reactions, as the event
+/// source mappings do in AWS, and the expiry sweep runs on a timer.
 async fn on_local_aws(
     url: &str,
     names: &ResourceNames,
     existing: bool,
+    background: Background,
     config: Config,
 ) -> Result<Arc<Inventory>, Box<dyn std::error::Error>> {
     let sdk = local_config(url).await;
@@ -257,6 +280,10 @@ async fn on_local_aws(
     );
     let sweep_interval = config.sweep_interval;
     let inventory = Arc::new(Inventory::new(store, Arc::new(queue), clock, config));
+    if background == Background::Elsewhere {
+        tracing::info!("API only: the processor, reactions and sweep run in another process");
+        return Ok(inventory);
+    }
     tokio::spawn(poll(Arc::new(QueueSource {
         client: kinesis,
         stream: names.stream.clone(),

@@ -891,3 +891,230 @@ async fn the_load_generator_sells_out_a_flash_sale_without_overselling_and_refus
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("refusing to load"), "{stderr}");
 }
+
+/// A reverse proxy in front of moto that counts the DynamoDB requests whose body names a given
+/// string (a SKU): what several `inventory dev` processes ask of the table for one item, their
+/// reactions included, counted on the wire.
+struct CountingProxy {
+    url: String,
+    named: Arc<Mutex<std::collections::BTreeMap<String, u64>>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl CountingProxy {
+    async fn start(upstream: &str, name: &str) -> Self {
+        use axum::body::Bytes;
+        use axum::http::{HeaderMap, Method, StatusCode as Status, Uri};
+        let named = Arc::new(Mutex::new(std::collections::BTreeMap::new()));
+        let (counter, needle, upstream) = (named.clone(), name.to_owned(), upstream.to_owned());
+        let client = reqwest::Client::new();
+        let forward = move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+            let (client, counter, needle, upstream) = (
+                client.clone(),
+                counter.clone(),
+                needle.clone(),
+                upstream.clone(),
+            );
+            async move {
+                let operation = headers
+                    .get("x-amz-target")
+                    .and_then(|target| target.to_str().ok())
+                    .and_then(|target| target.strip_prefix("DynamoDB_20120810."));
+                let sent = Instant::now();
+                let log = std::env::var_os("PROXY_LOG").is_some();
+                let what = format!("{:?} {}", headers.get("x-amz-target"), uri.path());
+                if let Some(operation) = operation {
+                    if String::from_utf8_lossy(&body).contains(&needle) {
+                        let mut counts = counter.lock().unwrap_or_else(|e| e.into_inner());
+                        *counts.entry(operation.to_owned()).or_default() += 1;
+                    }
+                }
+                let path = uri.path_and_query().map_or("/", |p| p.as_str());
+                let mut request = client.request(method, format!("{upstream}{path}"));
+                for (header, value) in &headers {
+                    if header != "host" && header != "content-length" {
+                        request = request.header(header, value);
+                    }
+                }
+                let answer = request.body(body).send().await;
+                if log {
+                    eprintln!("proxy {what} {}ms", sent.elapsed().as_millis());
+                }
+                match answer {
+                    Ok(response) => {
+                        let status = response.status();
+                        let mut headers = response.headers().clone();
+                        headers.remove("content-length");
+                        headers.remove("transfer-encoding");
+                        let body = response.bytes().await.unwrap_or_default();
+                        (status, headers, body)
+                    }
+                    Err(err) => (
+                        Status::BAD_GATEWAY,
+                        HeaderMap::new(),
+                        Bytes::from(err.to_string()),
+                    ),
+                }
+            }
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = axum::Router::new().fallback(forward);
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.expect("the proxy serves");
+        });
+        Self { url, named, server }
+    }
+
+    /// The requests counted so far, by operation.
+    fn by_operation(&self) -> std::collections::BTreeMap<String, u64> {
+        self.named.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn requests(&self) -> u64 {
+        self.by_operation().values().sum()
+    }
+
+    /// The count once it has stood still for `quiet` (the reactions have caught up).
+    async fn settled(&self, quiet: Duration) -> u64 {
+        let started = Instant::now();
+        let mut last = self.requests();
+        loop {
+            tokio::time::sleep(quiet).await;
+            let now = self.requests();
+            if now == last {
+                return now;
+            }
+            assert!(
+                started.elapsed() < REACTION_TIMEOUT,
+                "requests never settle: {:?}",
+                self.by_operation()
+            );
+            last = now;
+        }
+    }
+}
+
+impl Drop for CountingProxy {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// The Cyber Monday acceptance on moto: four `inventory dev` processes share one table and sell
+/// one item split into the recommended escrow buckets to more buyers than it has units, 32 at a
+/// time. It sells out exactly: no buyer refused while a unit was left, none answered 503, none
+/// oversold, every process reads the same sold-out item, and the table was asked at most 1.5
+/// requests per sale for the item (reservations, the reactions' snapshots), counted on the wire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_item_sells_out_exactly_over_four_processes_answering_no_buyer_503() {
+    use inventory_core::domain::BucketCount;
+    use reqwest::Method;
+    const PROCESSES: usize = 4;
+    const UNITS: i64 = 400;
+    const BUYERS: usize = 480;
+    const AT_ONCE: usize = 32;
+    const SKU: &str = "CYBER-MONDAY-1";
+    let _turn = MOTO_TURN.lock().await;
+    let aws = TestAws::new().await;
+    let proxy = CountingProxy::start(aws.endpoint(), SKU).await;
+    // The first process also runs the processor and the reactions, the others serve the API
+    // only: as deployed, where many API environments share one processor and one snapshotter.
+    let (events, commands, archive) = (aws.name("events"), aws.name("commands"), aws.name(ARCHIVE));
+    let names = [
+        "--endpoint-url",
+        &proxy.url,
+        "--table",
+        &events,
+        "--stream",
+        &commands,
+        "--bucket",
+        &archive,
+    ];
+    let mut servers = vec![DevServer::start(&names)];
+    for _ in 1..PROCESSES {
+        servers.push(DevServer::start(&[&names[..], &["--api-only"]].concat()));
+    }
+    let client = http_client();
+
+    let count = BucketCount::recommended(PROCESSES, UNITS).get();
+    assert!(
+        count > 1,
+        "{UNITS} units over {PROCESSES} processes are split"
+    );
+    let receipt = Some(json!({ "quantity": UNITS }));
+    let path = format!("/items/{SKU}/receipts");
+    let (status, _, body) = call(&client, &servers[0], Method::POST, &path, None, receipt).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let mut commands = vec![body["command_id"].as_str().unwrap().to_owned()];
+    let split = Some(json!({ "count": count }));
+    let path = format!("/items/{SKU}/buckets");
+    let (status, _, body) = call(&client, &servers[1], Method::PUT, &path, None, split).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    commands.push(body["command_id"].as_str().unwrap().to_owned());
+    wait_until_applied_anywhere(&client, &servers[2], &commands).await;
+    let layout = get_json(
+        &client,
+        &servers[3],
+        &format!("/items/{SKU}?detail=buckets"),
+    )
+    .await;
+    let buckets = layout["buckets"]
+        .as_array()
+        .expect("the buckets are listed");
+    assert_eq!(buckets.len(), usize::from(count), "{layout}");
+    let spread: i64 = buckets.iter().map(|b| b["on_hand"].as_i64().unwrap()).sum();
+    assert_eq!((spread, layout["on_hand"].as_i64()), (UNITS, Some(UNITS)));
+    proxy.settled(Duration::from_secs(2)).await;
+
+    // The sale, its requests counted from here to when the reactions are done.
+    let before = proxy.requests();
+    let started = Instant::now();
+    let gate = Arc::new(tokio::sync::Semaphore::new(AT_ONCE));
+    let buys = (0..BUYERS).map(|buyer| {
+        let (client, gate, server) = (client.clone(), gate.clone(), &servers[buyer % PROCESSES]);
+        async move {
+            let _permit = gate.acquire().await.unwrap();
+            let cart = Some(json!({ "lines": [{ "sku": SKU, "quantity": 1 }] }));
+            let answer = call(&client, server, Method::POST, "/reservations", None, cart).await;
+            (buyer, answer.0, answer.2)
+        }
+    });
+    let answers = join_all(buys).await;
+    let took = started.elapsed();
+    let (mut sold, mut refused, mut busy) = (0, 0, 0);
+    for (buyer, status, body) in answers {
+        match status {
+            StatusCode::CREATED => sold += 1,
+            StatusCode::CONFLICT => {
+                assert_eq!(
+                    body["available"], 0,
+                    "buyer {buyer} refused with stock: {body}"
+                );
+                refused += 1;
+            }
+            StatusCode::SERVICE_UNAVAILABLE => busy += 1,
+            other => panic!("buyer {buyer} answered {other}: {body}"),
+        }
+    }
+    let requests = proxy.settled(Duration::from_secs(3)).await - before;
+    let per_sale = requests as f64 / sold.max(1) as f64;
+    eprintln!(
+        "{sold} sold, {refused} refused, {busy} answered 503 in {took:?}; \
+         {requests} table requests for {SKU}: {per_sale:.2} per sale ({:?})",
+        proxy.by_operation()
+    );
+    assert_eq!((sold, busy), (UNITS, 0), "all sold, no 503");
+    assert_eq!(refused as usize, BUYERS - UNITS as usize);
+    assert!(per_sale <= 1.5, "{per_sale:.2} table requests per sale");
+
+    for server in &servers {
+        let item = get_json(&client, server, &format!("/items/{SKU}")).await;
+        assert_eq!(
+            (item["on_hand"].as_i64(), item["reserved"].as_i64()),
+            (Some(UNITS), Some(UNITS)),
+            "{item}"
+        );
+        assert_eq!(item["available"], 0, "{item}");
+    }
+}

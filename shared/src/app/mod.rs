@@ -20,6 +20,7 @@ mod accept;
 mod apply;
 mod attempt;
 mod cache;
+mod combine;
 mod command_log;
 mod draft;
 mod expiry;
@@ -117,6 +118,7 @@ impl Inventory {
         Self {
             reserve: Reserve {
                 heads: Arc::clone(&heads),
+                waiting: Arc::default(),
                 book: Arc::clone(&book),
                 records: store.clone(),
                 snapshots: store.clone(),

@@ -5,6 +5,9 @@
 //! Warm requests decide on the heads this process knows, without a read; the conditional
 //! append is what makes that safe (a stale head conflicts, it never grants). A refusal is only
 //! answered on state known current since the request started; otherwise it is read again first.
+//!
+//! One-line requests waiting for the turn on the same item in one process are decided together
+//! and written in one transaction ([`super::combine`]).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -14,6 +17,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::attempt::{until_decided, write, Attempt, Reading, Written};
+use super::combine::{Member, Waiting};
 use super::draft::Draft;
 use super::heads::Heads;
 use super::idempotency::{digest, earlier_reservation, key_of};
@@ -95,8 +99,11 @@ impl ReserveRequest {
     }
 }
 
+#[derive(Clone)]
 pub(crate) struct Reserve {
     pub(crate) heads: Arc<Heads>,
+    /// The one-line requests waiting for their turn, per item.
+    pub(crate) waiting: Arc<Waiting<Job, Answer>>,
     pub(crate) book: Arc<ReservationBook>,
     pub(crate) records: Arc<dyn Records>,
     pub(crate) snapshots: Arc<dyn Snapshots>,
@@ -124,6 +131,35 @@ impl LinePlan {
             moves: Vec::new(),
             drain: false,
             current,
+        }
+    }
+}
+
+/// A one-line request waiting to be decided with the others on its item.
+pub(crate) struct Job {
+    request: ReserveRequest,
+    digest: String,
+    caller: Caller,
+    started: Instant,
+}
+
+/// The answer to a [`Job`], and how many times its decision read again.
+pub(crate) type Answer = (Result<ReservationView, AppError>, u32);
+
+/// What deciding waiting requests together came to: the reservations made (by the request's
+/// place in the list) and the requests left to decide alone (refused, or needing stock moved
+/// first, or beyond one transaction).
+struct Together {
+    placed: Vec<(usize, ReservationView)>,
+    alone: Vec<usize>,
+}
+
+impl Together {
+    /// Every one of `count` requests left to decide alone.
+    fn none(count: usize) -> Self {
+        Self {
+            placed: Vec::new(),
+            alone: (0..count).collect(),
         }
     }
 }
@@ -160,14 +196,190 @@ impl Reserve {
         // A state confirmed by the request ahead in the queue for the turns counts as current:
         // it was confirmed after this request started.
         let started = Instant::now();
+        if let [line] = request.lines.as_slice() {
+            let job = Job {
+                request: request.clone(),
+                digest,
+                caller: caller.clone(),
+                started,
+            };
+            return self.together(&line.sku, job, rereads).await;
+        }
         let _turns = self
             .heads
             .take_turns(request.lines.iter().map(|line| &line.sku))
             .await?;
+        self.alone(request, &digest, caller, started, rereads).await
+    }
+
+    /// Decides `request` by itself, the turns on its SKUs taken.
+    async fn alone(
+        &self,
+        request: &ReserveRequest,
+        digest: &str,
+        caller: &Caller,
+        started: Instant,
+        rereads: &mut u32,
+    ) -> Result<ReservationView, AppError> {
         until_decided(&self.config, rereads, |reading| {
-            self.attempt(request, &digest, caller, reading, started)
+            self.attempt(request, digest, caller, reading, started)
         })
         .await
+    }
+
+    /// A one-line request on `item`: it waits on the item's list for its answer or the turn;
+    /// with the turn, it decides for everyone on the list ([`super::combine`]).
+    async fn together(
+        &self,
+        item: &Sku,
+        job: Job,
+        rereads: &mut u32,
+    ) -> Result<ReservationView, AppError> {
+        let mut ticket = self.waiting.join(item, job);
+        let turns = tokio::select! {
+            biased;
+            answer = &mut ticket.answer => return answered(answer, rereads),
+            turns = self.heads.take_turns(std::iter::once(item)) => turns,
+        };
+        match turns {
+            Ok(turns) => {
+                let members = self.waiting.take_all(item);
+                if !members.is_empty() {
+                    // Decided in a task of its own, turns and all: the others' answers must not
+                    // depend on this request's caller waiting for its own.
+                    let this = self.clone();
+                    tokio::spawn(async move {
+                        this.serve(members).await;
+                        drop(turns);
+                    });
+                }
+            }
+            Err(contention) => {
+                if self.waiting.leave(item, &ticket) {
+                    return Err(contention);
+                }
+            }
+        }
+        answered(ticket.answer.await, rereads)
+    }
+
+    /// Answers `members` (one-line requests on one item, the turn on it held): those that fit
+    /// the item's bucket as known are held in one write, the others are decided alone after.
+    async fn serve(&self, members: Vec<Member<Job, Answer>>) {
+        let mut rereads = 0;
+        let decided = if members.len() == 1 {
+            Ok(Together::none(1))
+        } else {
+            let jobs: Vec<&Job> = members.iter().map(|member| &member.job).collect();
+            until_decided(&self.config, &mut rereads, |reading| {
+                self.attempt_together(&jobs, reading)
+            })
+            .await
+        };
+        let Together { placed, alone } = match decided {
+            Ok(together) => together,
+            Err(err) => {
+                for member in members {
+                    member.answer((Err(err.clone()), rereads));
+                }
+                return;
+            }
+        };
+        let mut members: Vec<Option<Member<Job, Answer>>> = members.into_iter().map(Some).collect();
+        for (index, view) in placed {
+            if let Some(member) = members[index].take() {
+                member.answer((Ok(view), rereads));
+            }
+        }
+        for index in alone {
+            if let Some(member) = members[index].take() {
+                let job = &member.job;
+                let mut own = rereads;
+                let answer = self
+                    .alone(
+                        &job.request,
+                        &job.digest,
+                        &job.caller,
+                        job.started,
+                        &mut own,
+                    )
+                    .await;
+                member.answer((answer, own));
+            }
+        }
+    }
+
+    /// One decision and one write for one-line requests on one item: a hold for each in the
+    /// bucket this process holds in, while it has the units, all in one transaction.
+    async fn attempt_together(
+        &self,
+        jobs: &[&Job],
+        reading: Reading,
+    ) -> Result<Attempt<Together>, AppError> {
+        let first = &jobs[0].request.lines[0];
+        let started = jobs
+            .iter()
+            .map(|job| job.started)
+            .min()
+            .unwrap_or_else(Instant::now);
+        let plan = self.plan(first, reading, started).await?;
+        if !plan.moves.is_empty() || plan.drain {
+            return Ok(Attempt::Done(Together::none(jobs.len())));
+        }
+        let item = &first.sku;
+        let bucket = item.in_bucket(plan.bucket);
+        let mut draft = Draft::new(item, plan.states.iter().cloned());
+        let now = draft.now(self.clock.now());
+        let mut together = Together {
+            placed: Vec::new(),
+            alone: Vec::new(),
+        };
+        let mut records = Vec::new();
+        let mut items = 0;
+        for (index, job) in jobs.iter().enumerate() {
+            let request = &job.request;
+            let size = 1 + usize::from(request.idempotency_key.is_some());
+            let state = draft.state(plan.bucket);
+            let id = ReservationId::new(bucket.clone(), state.version + 1, fastrand::u64(..));
+            let terms = HoldTerms::new(now, request.ttl, self.config.release_grace_secs);
+            let quantity = request.lines[0].quantity;
+            let owner = job.caller.client_id();
+            let hold = (items + size <= MAX_TRANSACTION_ITEMS)
+                .then(|| place_hold(&state, &id, quantity, terms, Vec::new(), owner, now).ok())
+                .flatten();
+            let Some(change) = hold else {
+                together.alone.push(index);
+                continue;
+            };
+            let holds: Vec<HoldLine> = HoldLine::placed(&bucket, &change).into_iter().collect();
+            draft.record(plan.bucket, now, change);
+            if let Some(key) = &request.idempotency_key {
+                records.push(idempotency_record(key, &job.caller, &job.digest, &id, now));
+            }
+            items += size;
+            together
+                .placed
+                .push((index, ReservationView::new(id, now, &holds, now)));
+        }
+        if together.placed.is_empty() {
+            return Ok(Attempt::Done(together));
+        }
+        let mut transaction = Transaction::appends(draft.appends());
+        transaction.records = records;
+        let issued = Instant::now();
+        match write(self.transactions.as_ref(), transaction).await? {
+            Written::Done => {
+                self.advance(std::slice::from_ref(&draft), issued);
+                tracing::info!(reservations = together.placed.len(), "reserved together");
+                Ok(Attempt::Done(together))
+            }
+            Written::Lost(Conflict::Stream { sku, .. }) => {
+                self.move_home_from(&sku, first, &plan);
+                Ok(Attempt::Reread)
+            }
+            // A key was used meanwhile: each request is decided alone, its key first.
+            Written::Lost(Conflict::Record { .. }) => Ok(Attempt::Done(Together::none(jobs.len()))),
+        }
     }
 
     /// One decision and one write.
@@ -230,15 +442,9 @@ impl Reserve {
         let mut transaction =
             Transaction::appends(drafts.iter().flat_map(Draft::appends).collect());
         if let Some(key) = &request.idempotency_key {
-            transaction.records.push(RecordWrite {
-                key: key_of(key, caller),
-                expected: None,
-                record: Record::Idempotency(IdempotencyRecord {
-                    request_digest: digest.to_owned(),
-                    reservation_id: id.clone(),
-                    created_at: now,
-                }),
-            });
+            transaction
+                .records
+                .push(idempotency_record(key, caller, digest, &id, now));
         }
         if transaction.items() > MAX_TRANSACTION_ITEMS {
             // The moves of a large cart do not fit with its holds: they go first, alone.
@@ -249,15 +455,8 @@ impl Reserve {
         match write(self.transactions.as_ref(), transaction).await? {
             Written::Done => {}
             Written::Lost(Conflict::Stream { sku, .. }) => {
-                // Another process holds in that bucket too: this one moves to another, so
-                // that the processes of a hot item spread over its buckets.
                 for (line, plan) in request.lines.iter().zip(&plans) {
-                    let layout = plan.states[0].1.layout;
-                    if sku == line.sku.in_bucket(plan.bucket) && layout.active() != BucketCount::ONE
-                    {
-                        self.heads
-                            .move_home(&line.sku, plan.bucket, layout.active());
-                    }
+                    self.move_home_from(&sku, line, plan);
                 }
                 return Ok(Attempt::Reread);
             }
@@ -267,17 +466,7 @@ impl Reserve {
                 return Ok(earlier.map_or(Attempt::Reread, Attempt::Done));
             }
         }
-        let mut holds: Vec<HoldLine> = Vec::with_capacity(drafts.len());
-        for draft in &drafts {
-            for (state, events) in draft.written() {
-                self.heads.advance(state, events, issued);
-                holds.extend(
-                    events
-                        .iter()
-                        .filter_map(|event| HoldLine::placed(&event.sku, &event.change)),
-                );
-            }
-        }
+        let holds = self.advance(&drafts, issued);
         tracing::info!(reservation_id = %id, lines = request.lines.len(), "reserved");
         Ok(Attempt::Done(ReservationView::new(id, now, &holds, now)))
     }
@@ -465,6 +654,34 @@ impl Reserve {
         })
     }
 
+    /// Moves this process's knowledge on by what `drafts` wrote (with a write issued at
+    /// `issued`); the holds they placed.
+    fn advance(&self, drafts: &[Draft], issued: Instant) -> Vec<HoldLine> {
+        let mut holds = Vec::new();
+        for draft in drafts {
+            for (state, events) in draft.written() {
+                self.heads.advance(state, events, issued);
+                holds.extend(
+                    events
+                        .iter()
+                        .filter_map(|event| HoldLine::placed(&event.sku, &event.change)),
+                );
+            }
+        }
+        holds
+    }
+
+    /// After a write lost the race on stream `lost`: if that is the bucket `line` was to hold
+    /// in, another process holds there too, and this one moves its home in the item to
+    /// another, so that the processes of a hot item spread over its buckets.
+    fn move_home_from(&self, lost: &Sku, line: &Line, plan: &LinePlan) {
+        let layout = plan.states[0].1.layout;
+        if *lost == line.sku.in_bucket(plan.bucket) && layout.active() != BucketCount::ONE {
+            self.heads
+                .move_home(&line.sku, plan.bucket, layout.active());
+        }
+    }
+
     /// Writes the moves (and drains) of `drafts` alone, without the holds they were for;
     /// whether they were written (`false`: a race lost).
     async fn write_moves(
@@ -479,11 +696,7 @@ impl Reserve {
         let issued = Instant::now();
         match write(self.transactions.as_ref(), Transaction::appends(appends)).await? {
             Written::Done => {
-                for draft in drafts {
-                    for (state, events) in draft.written() {
-                        self.heads.advance(state, events, issued);
-                    }
-                }
+                self.advance(drafts, issued);
                 tracing::info!(lines = request.lines.len(), "stock moved between buckets");
                 Ok(true)
             }
@@ -549,6 +762,40 @@ impl Reserve {
         };
         let reservation = self.book.load(&id, caller).await?;
         Ok(Some(reservation.view(self.clock.now())))
+    }
+}
+
+/// The answer a waiting request was given; `Contention` if the request deciding it failed
+/// without one.
+fn answered(
+    answer: Result<Answer, tokio::sync::oneshot::error::RecvError>,
+    rereads: &mut u32,
+) -> Result<ReservationView, AppError> {
+    match answer {
+        Ok((answer, count)) => {
+            *rereads += count;
+            answer
+        }
+        Err(_) => Err(AppError::Contention),
+    }
+}
+
+/// The record that `key` (of `caller`) made reservation `id`, for a request of `digest`.
+fn idempotency_record(
+    key: &IdempotencyKey,
+    caller: &Caller,
+    digest: &str,
+    id: &ReservationId,
+    now: Timestamp,
+) -> RecordWrite {
+    RecordWrite {
+        key: key_of(key, caller),
+        expected: None,
+        record: Record::Idempotency(IdempotencyRecord {
+            request_digest: digest.to_owned(),
+            reservation_id: id.clone(),
+            created_at: now,
+        }),
     }
 }
 
@@ -684,6 +931,41 @@ mod tests {
         assert_eq!((sold, refused_with_stock), (40, 0));
         let item = given.inventory.item(&sku("HOT")).await.unwrap();
         assert_eq!((item.on_hand, item.reserved, item.available), (40, 40, 0));
+    }
+
+    #[tokio::test]
+    async fn buyers_waiting_on_one_process_are_held_together_and_sell_out_exactly() {
+        for buckets in [1, 4] {
+            let given = Given::new();
+            given.stock("HOT", 30).await;
+            if buckets > 1 {
+                given.buckets("HOT", buckets).await;
+            }
+            let alice = shopper("alice");
+            let buyers = (0..50).map(|n| {
+                let key = (n % 2 == 0).then(|| format!("buyer-{n}"));
+                let alice = alice.clone();
+                let given = &given;
+                async move { given.reserve(&alice, &[("HOT", 1)], key.as_deref()).await }
+            });
+            let answers = futures::future::join_all(buyers).await;
+            let mut ids = std::collections::BTreeSet::new();
+            let mut refused = 0;
+            for answer in answers {
+                match answer {
+                    Ok(view) => assert!(ids.insert(view.reservation_id), "one id each"),
+                    Err(AppError::InsufficientStock { available: 0, .. }) => refused += 1,
+                    Err(other) => panic!("{buckets} buckets: {other:?}"),
+                }
+            }
+            assert_eq!((ids.len(), refused), (30, 20), "{buckets} buckets");
+            assert_eq!(given.available("HOT").await, 0);
+            // Every acknowledged reservation is there, held once.
+            for id in &ids {
+                let found = given.inventory.reservation(id, &alice).await;
+                assert_eq!(found.map(|view| view.lines[0].quantity.units()), Ok(1), "{id}");
+            }
+        }
     }
 
     #[tokio::test]
