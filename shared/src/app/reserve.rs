@@ -963,7 +963,11 @@ mod tests {
             // Every acknowledged reservation is there, held once.
             for id in &ids {
                 let found = given.inventory.reservation(id, &alice).await;
-                assert_eq!(found.map(|view| view.lines[0].quantity.units()), Ok(1), "{id}");
+                assert_eq!(
+                    found.map(|view| view.lines[0].quantity.units()),
+                    Ok(1),
+                    "{id}"
+                );
             }
         }
     }

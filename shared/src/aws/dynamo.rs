@@ -35,7 +35,7 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
     KeyType, KeysAndAttributes, Projection, ProjectionType, Put,
     ReturnValuesOnConditionCheckFailure, ScalarAttributeType, StreamSpecification, StreamViewType,
-    TimeToLiveSpecification, TransactWriteItem,
+    TimeToLiveSpecification, TransactWriteItem, Update,
 };
 use aws_sdk_dynamodb::Client;
 use futures::StreamExt;
@@ -104,7 +104,7 @@ const PARKED_LIST_ATTRIBUTE: &str = "parked_list";
 const PARKED_LIST: &str = "parked";
 /// Attribute of a parked outcome's parking time (the index's sort key).
 const PARKED_AT: &str = "parked_at";
-/// Retirements issued concurrently.
+/// Retirement transactions (of up to 100 events each) issued concurrently.
 const RETIRE_CONCURRENCY: usize = 16;
 
 /// The DynamoDB event store.
@@ -846,6 +846,9 @@ impl ExpiryIndex for DynamoStore {
 
 #[async_trait]
 impl Retirement for DynamoStore {
+    /// Up to 100 events a request: one transaction of conditional updates per chunk (each
+    /// authorized as its `UpdateItem`), a chunk whose condition failed (an event deleted
+    /// already) done again one update at a time.
     async fn retire_events(
         &self,
         sku: &Sku,
@@ -854,41 +857,106 @@ impl Retirement for DynamoStore {
     ) -> Result<(), StoreError> {
         let ttl = (delete_at.millis().max(0) / 1000 + 1).to_string();
         let pk = Self::stream_pk(sku);
-        let updates = seqs.map(|seq| {
-            let ttl = ttl.clone();
-            let pk = pk.clone();
-            async move {
-                let result = self
-                    .client
-                    .update_item()
-                    .table_name(&self.table)
-                    .set_key(Some(Self::key_of(pk, seq)))
-                    .update_expression("SET #ttl = :ttl")
-                    .condition_expression("attribute_exists(pk)")
-                    .expression_attribute_names("#ttl", TTL)
-                    .expression_attribute_values(":ttl", AttributeValue::N(ttl))
-                    .send()
-                    .await;
-                match result {
-                    Ok(_) => Ok(()),
-                    // Already deleted: nothing to retire.
-                    Err(err)
-                        if err.as_service_error().is_some_and(
-                            UpdateItemError::is_conditional_check_failed_exception,
-                        ) =>
-                    {
-                        Ok(())
-                    }
-                    Err(err) => Err(unavailable(err)),
-                }
-            }
-        });
-        futures::stream::iter(updates)
+        let seqs: Vec<Version> = seqs.collect();
+        let chunks: Vec<Vec<Version>> = seqs
+            .chunks(MAX_TRANSACTION_ITEMS)
+            .map(<[Version]>::to_vec)
+            .collect();
+        let (pk, ttl) = (&pk, &ttl);
+        let chunks = chunks
+            .into_iter()
+            .map(|chunk| async move { self.retire_chunk(pk, &chunk, ttl).await });
+        futures::stream::iter(chunks)
             .buffer_unordered(RETIRE_CONCURRENCY)
             .collect::<Vec<Result<(), StoreError>>>()
             .await
             .into_iter()
             .collect()
+    }
+}
+
+impl DynamoStore {
+    /// The update giving event `seq` of stream `pk` its time to live, if it is still there
+    /// (a deleted event is never resurrected).
+    fn retirement(pk: &str, seq: Version, ttl: &str) -> Result<Update, StoreError> {
+        Update::builder()
+            .table_name(String::new())
+            .set_key(Some(Self::key_of(pk.to_owned(), seq)))
+            .update_expression("SET #ttl = :ttl")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#ttl", TTL)
+            .expression_attribute_values(":ttl", AttributeValue::N(ttl.to_owned()))
+            .build()
+            .map_err(bug)
+    }
+
+    /// Retires `seqs` (at most 100) in one transaction; if one of them is gone, one by one.
+    async fn retire_chunk(&self, pk: &str, seqs: &[Version], ttl: &str) -> Result<(), StoreError> {
+        if let [seq] = seqs {
+            return self.retire_one(pk, *seq, ttl).await;
+        }
+        let items = seqs
+            .iter()
+            .map(|seq| {
+                let mut update = Self::retirement(pk, *seq, ttl)?;
+                update.table_name.clone_from(&self.table);
+                Ok(TransactWriteItem::builder().update(update).build())
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .client_request_token(uuid::Uuid::new_v4().to_string())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err)
+                if err.as_service_error().is_some_and(|err| {
+                    matches!(
+                        err,
+                        TransactWriteItemsError::TransactionCanceledException(cancelled)
+                            if cancelled.cancellation_reasons().iter().any(|reason| {
+                                reason.code() == Some("ConditionalCheckFailed")
+                            })
+                    )
+                }) =>
+            {
+                for seq in seqs {
+                    self.retire_one(pk, *seq, ttl).await?;
+                }
+                Ok(())
+            }
+            Err(err) => Err(unavailable(err)),
+        }
+    }
+
+    /// Retires event `seq` alone; one already deleted needs nothing.
+    async fn retire_one(&self, pk: &str, seq: Version, ttl: &str) -> Result<(), StoreError> {
+        let update = Self::retirement(pk, seq, ttl)?;
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(update.key))
+            .set_update_expression(Some(update.update_expression))
+            .set_condition_expression(update.condition_expression)
+            .set_expression_attribute_names(update.expression_attribute_names)
+            .set_expression_attribute_values(update.expression_attribute_values)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(UpdateItemError::is_conditional_check_failed_exception) =>
+            {
+                Ok(())
+            }
+            Err(err) => Err(unavailable(err)),
+        }
     }
 }
 
