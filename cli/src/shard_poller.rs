@@ -15,7 +15,7 @@ use inventory_core::limits::COMMAND_BATCH;
 use inventory_core::retry::Retry;
 use tokio::task::JoinSet;
 
-/// Pause when a shard has nothing new.
+/// Pause after a shard was read to its end (nothing new, or less than a full page).
 const IDLE: Duration = Duration::from_millis(200);
 /// How often the shards are listed again to pick up new ones.
 const SHARD_REFRESH: Duration = Duration::from_secs(10);
@@ -211,7 +211,10 @@ async fn read_shard<S: ShardSource>(source: Arc<S>, shard: String) {
             tracing::info!(poller = name, %shard, "shard closed and read to the end");
             return;
         }
-        if page.records.is_empty() {
+        // Only a full page is followed at once: a short one means the shard is read to its
+        // end, and the next records are taken together a pause later (as an event source
+        // mapping's batching window does), so a busy shard costs no more reads than an idle one.
+        if page.records.len() < COMMAND_BATCH {
             tokio::time::sleep(IDLE).await;
         }
     }

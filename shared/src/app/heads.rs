@@ -128,7 +128,10 @@ impl Heads {
     ) -> Result<Turns, AppError> {
         tokio::time::timeout(self.turn_wait, self.turns.take(skus))
             .await
-            .map_err(|_| AppError::Contention)
+            .map_err(|_| {
+                tracing::warn!(waited = ?self.turn_wait, "gave up waiting for the turn");
+                AppError::Contention
+            })
     }
 
     /// Waits for the turn on `sku`, however long (the processor's: it must apply, not answer).

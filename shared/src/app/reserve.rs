@@ -28,7 +28,7 @@ use crate::domain::buckets;
 use crate::domain::decide::place_hold;
 use crate::domain::{
     Bucket, BucketCount, Caller, Change, HoldLine, HoldTerms, IdempotencyKey, InvalidValue, Line,
-    Move, ReservationId, Sku, SkuState, Timestamp, TtlSeconds,
+    Move, Quantity, ReservationId, Sku, SkuState, Timestamp, TtlSeconds,
 };
 use crate::error::AppError;
 use crate::limits::{
@@ -146,11 +146,12 @@ pub(crate) struct Job {
 /// The answer to a [`Job`], and how many times its decision read again.
 pub(crate) type Answer = (Result<ReservationView, AppError>, u32);
 
-/// What deciding waiting requests together came to: the reservations made (by the request's
-/// place in the list) and the requests left to decide alone (refused, or needing stock moved
-/// first, or beyond one transaction).
+/// What deciding waiting requests together came to, by the request's place in the list: the
+/// reservations made, the refusals that stand, and the requests left to decide alone (refused
+/// on a state that does not decide a refusal, or beyond one transaction).
 struct Together {
     placed: Vec<(usize, ReservationView)>,
+    refused: Vec<(usize, AppError)>,
     alone: Vec<usize>,
 }
 
@@ -159,6 +160,7 @@ impl Together {
     fn none(count: usize) -> Self {
         Self {
             placed: Vec::new(),
+            refused: Vec::new(),
             alone: (0..count).collect(),
         }
     }
@@ -266,6 +268,8 @@ impl Reserve {
     /// Answers `members` (one-line requests on one item, the turn on it held): those that fit
     /// the item's bucket as known are held in one write, the others are decided alone after.
     async fn serve(&self, members: Vec<Member<Job, Answer>>) {
+        let began = Instant::now();
+        let count = members.len();
         let mut rereads = 0;
         let decided = if members.len() == 1 {
             Ok(Together::none(1))
@@ -276,7 +280,11 @@ impl Reserve {
             })
             .await
         };
-        let Together { placed, alone } = match decided {
+        let Together {
+            placed,
+            refused,
+            alone,
+        } = match decided {
             Ok(together) => together,
             Err(err) => {
                 for member in members {
@@ -285,10 +293,16 @@ impl Reserve {
                 return;
             }
         };
+        let (held, turned_down, left) = (placed.len(), refused.len(), alone.len());
         let mut members: Vec<Option<Member<Job, Answer>>> = members.into_iter().map(Some).collect();
         for (index, view) in placed {
             if let Some(member) = members[index].take() {
                 member.answer((Ok(view), rereads));
+            }
+        }
+        for (index, refusal) in refused {
+            if let Some(member) = members[index].take() {
+                member.answer((Err(refusal), rereads));
             }
         }
         for index in alone {
@@ -307,10 +321,14 @@ impl Reserve {
                 member.answer((answer, own));
             }
         }
+        tracing::debug!(requests = count, held, turned_down, left, rereads,
+            took = ?began.elapsed(), "waiting requests decided");
     }
 
-    /// One decision and one write for one-line requests on one item: a hold for each in the
-    /// bucket this process holds in, while it has the units, all in one transaction.
+    /// One decision and one write for one-line requests on one item: the bucket this process
+    /// holds in is planned for all of them at once (the units they want together hunted for,
+    /// gathered or drained in the same write), and each gets a hold there while it has the
+    /// units, all in one transaction.
     async fn attempt_together(
         &self,
         jobs: &[&Job],
@@ -322,20 +340,34 @@ impl Reserve {
             .map(|job| job.started)
             .min()
             .unwrap_or_else(Instant::now);
-        let plan = self.plan(first, reading, started).await?;
-        if !plan.moves.is_empty() || plan.drain {
-            return Ok(Attempt::Done(Together::none(jobs.len())));
-        }
+        let wanted: i64 = jobs
+            .iter()
+            .map(|job| job.request.lines[0].quantity.units())
+            .sum();
+        let all = Line {
+            sku: first.sku.clone(),
+            quantity: Quantity::new(wanted).unwrap_or(first.quantity),
+        };
+        let plan = self.plan(&all, reading, started).await?;
         let item = &first.sku;
         let bucket = item.in_bucket(plan.bucket);
         let mut draft = Draft::new(item, plan.states.iter().cloned());
         let now = draft.now(self.clock.now());
+        if plan.drain {
+            draft.record(Bucket::HOME, now, Change::BucketsDrained {});
+        }
+        draft.transfer(now, plan.moves.clone());
         let mut together = Together {
             placed: Vec::new(),
+            refused: Vec::new(),
             alone: Vec::new(),
         };
+        // A refusal stands on a state current since every request started, of an item that
+        // sells in one bucket, or is drained into one by this very write.
+        let single = plan.states[0].1.layout.active() == BucketCount::ONE;
+        let refusals_stand = plan.current && (single || plan.drain);
         let mut records = Vec::new();
-        let mut items = 0;
+        let mut items = draft.event_count();
         for (index, job) in jobs.iter().enumerate() {
             let request = &job.request;
             let size = 1 + usize::from(request.idempotency_key.is_some());
@@ -344,12 +376,21 @@ impl Reserve {
             let terms = HoldTerms::new(now, request.ttl, self.config.release_grace_secs);
             let quantity = request.lines[0].quantity;
             let owner = job.caller.client_id();
-            let hold = (items + size <= MAX_TRANSACTION_ITEMS)
-                .then(|| place_hold(&state, &id, quantity, terms, Vec::new(), owner, now).ok())
-                .flatten();
-            let Some(change) = hold else {
+            if items + size > MAX_TRANSACTION_ITEMS {
                 together.alone.push(index);
                 continue;
+            }
+            let change = match place_hold(&state, &id, quantity, terms, Vec::new(), owner, now) {
+                Ok(change) => change,
+                Err(refusal) if refusals_stand => {
+                    let refusal = AppError::refused_hold(item, refusal);
+                    together.refused.push((index, refusal));
+                    continue;
+                }
+                Err(_) => {
+                    together.alone.push(index);
+                    continue;
+                }
             };
             let holds: Vec<HoldLine> = HoldLine::placed(&bucket, &change).into_iter().collect();
             draft.record(plan.bucket, now, change);
@@ -361,7 +402,11 @@ impl Reserve {
                 .placed
                 .push((index, ReservationView::new(id, now, &holds, now)));
         }
-        if together.placed.is_empty() {
+        if together.placed.is_empty() && !plan.current {
+            // Refused on what this process knew: read again.
+            return Ok(Attempt::Reread);
+        }
+        if draft.event_count() == 0 {
             return Ok(Attempt::Done(together));
         }
         let mut transaction = Transaction::appends(draft.appends());
