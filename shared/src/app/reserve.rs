@@ -376,7 +376,13 @@ impl Reserve {
             let terms = HoldTerms::new(now, request.ttl, self.config.release_grace_secs);
             let quantity = request.lines[0].quantity;
             let owner = job.caller.client_id();
-            if items + size > MAX_TRANSACTION_ITEMS {
+            // A retry of a request on the list (the same key) is decided after it, alone: it
+            // then finds the first one's record.
+            let retried = request.idempotency_key.as_ref().is_some_and(|key| {
+                let key = key_of(key, &job.caller);
+                records.iter().any(|record: &RecordWrite| record.key == key)
+            });
+            if retried || items + size > MAX_TRANSACTION_ITEMS {
                 together.alone.push(index);
                 continue;
             }
@@ -987,8 +993,11 @@ mod tests {
                 given.buckets("HOT", buckets).await;
             }
             let alice = shopper("alice");
+            // Every other buyer sends a key; buyers 1 and 3 retry buyers 0 and 2 (the same key
+            // and request) while those still wait: 0 is decided before the others join the list,
+            // 2 and 3 are on the same list.
             let buyers = (0..50).map(|n| {
-                let key = (n % 2 == 0).then(|| format!("buyer-{n}"));
+                let key = (n % 2 == 0 || n < 4).then(|| format!("buyer-{}", n / 2 * 2));
                 let alice = alice.clone();
                 let given = &given;
                 async move { given.reserve(&alice, &[("HOT", 1)], key.as_deref()).await }
@@ -996,14 +1005,23 @@ mod tests {
             let answers = futures::future::join_all(buyers).await;
             let mut ids = std::collections::BTreeSet::new();
             let mut refused = 0;
-            for answer in answers {
+            for answer in &answers {
                 match answer {
-                    Ok(view) => assert!(ids.insert(view.reservation_id), "one id each"),
+                    Ok(view) => {
+                        ids.insert(view.reservation_id.clone());
+                    }
                     Err(AppError::InsufficientStock { available: 0, .. }) => refused += 1,
                     Err(other) => panic!("{buckets} buckets: {other:?}"),
                 }
             }
-            assert_eq!((ids.len(), refused), (30, 20), "{buckets} buckets");
+            for (first, retry) in [(0, 1), (2, 3)] {
+                assert_eq!(
+                    answers[first].as_ref().map(|view| &view.reservation_id),
+                    answers[retry].as_ref().map(|view| &view.reservation_id),
+                    "a retry under the same key answers the first reservation"
+                );
+            }
+            assert_eq!((ids.len(), refused), (30, 18), "{buckets} buckets");
             assert_eq!(given.available("HOT").await, 0);
             // Every acknowledged reservation is there, held once.
             for id in &ids {
