@@ -554,14 +554,7 @@ impl DynamoStore {
             );
             origins.push(Origin::Record(write.key.clone()));
         }
-        let result = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            // The SDK re-sends the same token when it retries, so a retry is idempotent.
-            .client_request_token(uuid::Uuid::new_v4().to_string())
-            .send()
-            .await;
+        let result = self.send_transaction(items).await;
         match result {
             Ok(_) => Ok(()),
             Err(SdkError::ServiceError(err)) => match err.into_err() {
@@ -876,6 +869,23 @@ impl Retirement for DynamoStore {
 }
 
 impl DynamoStore {
+    /// Sends `items` as one `TransactWriteItems` with a fresh client token: the SDK re-sends the
+    /// same token when it retries, so a retry is idempotent.
+    async fn send_transaction(
+        &self,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<
+        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsOutput,
+        SdkError<TransactWriteItemsError, aws_sdk_dynamodb::config::http::HttpResponse>,
+    > {
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .client_request_token(uuid::Uuid::new_v4().to_string())
+            .send()
+            .await
+    }
+
     /// The update giving event `seq` of stream `pk` its time to live, if it is still there
     /// (a deleted event is never resurrected).
     fn retirement(pk: &str, seq: Version, ttl: &str) -> Result<Update, StoreError> {
@@ -903,13 +913,7 @@ impl DynamoStore {
                 Ok(TransactWriteItem::builder().update(update).build())
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let result = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .client_request_token(uuid::Uuid::new_v4().to_string())
-            .send()
-            .await;
+        let result = self.send_transaction(items).await;
         match result {
             Ok(_) => Ok(()),
             Err(err)
