@@ -888,9 +888,9 @@ impl DynamoStore {
 
     /// The update giving event `seq` of stream `pk` its time to live, if it is still there
     /// (a deleted event is never resurrected).
-    fn retirement(pk: &str, seq: Version, ttl: &str) -> Result<Update, StoreError> {
+    fn retirement(&self, pk: &str, seq: Version, ttl: &str) -> Result<Update, StoreError> {
         Update::builder()
-            .table_name(String::new())
+            .table_name(&self.table)
             .set_key(Some(Self::key_of(pk.to_owned(), seq)))
             .update_expression("SET #ttl = :ttl")
             .condition_expression("attribute_exists(pk)")
@@ -908,8 +908,7 @@ impl DynamoStore {
         let items = seqs
             .iter()
             .map(|seq| {
-                let mut update = Self::retirement(pk, *seq, ttl)?;
-                update.table_name.clone_from(&self.table);
+                let update = self.retirement(pk, *seq, ttl)?;
                 Ok(TransactWriteItem::builder().update(update).build())
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
@@ -938,7 +937,7 @@ impl DynamoStore {
 
     /// Retires event `seq` alone; one already deleted needs nothing.
     async fn retire_one(&self, pk: &str, seq: Version, ttl: &str) -> Result<(), StoreError> {
-        let update = Self::retirement(pk, seq, ttl)?;
+        let update = self.retirement(pk, seq, ttl)?;
         let result = self
             .client
             .update_item()
