@@ -331,7 +331,7 @@ mod history {
     use futures::{StreamExt, TryStreamExt};
     use inventory_core::aws::{DynamoStore, TestAws};
     use inventory_core::domain::{
-        Action, Caller, Change, Command, CommandId, Event, Quantity, Sku, Timestamp,
+        Action, BucketCount, Caller, Change, Command, CommandId, Event, Quantity, Sku, Timestamp,
     };
     use inventory_core::feed::{FeedChange, Reaction};
     use inventory_core::memory::MemoryQueue;
@@ -610,7 +610,8 @@ mod history {
 
     /// The command processor's requests for one Kinesis batch: 100 commands over 10 SKUs
     /// (receipts and adjustments, 10 each), applied as the processor applies a batch, one call
-    /// per SKU, on items already stocked (their first receipt not counted).
+    /// per SKU, on items already stocked (their first receipt and their split not counted):
+    /// once on items on one stream, once on items split into 4 buckets.
     pub(super) async fn processor_batch() {
         println!("| batch | DynamoDB requests | by operation | per SKU |");
         println!("|---|---:|---|---:|");
@@ -621,10 +622,16 @@ mod history {
             .await
             .table()
             .to_owned();
-        let tally = Tally::default();
-        let processor = process(sdk, &table, &tally);
+        for buckets in [BucketCount::ONE, BucketCount::new(4).expect("valid count")] {
+            let tally = Tally::default();
+            let processor = process(sdk, &table, &tally);
+            processor_batch_on(&processor, &tally, buckets).await;
+        }
+    }
+
+    async fn processor_batch_on(processor: &Inventory, tally: &Tally, buckets: BucketCount) {
         let skus: Vec<Sku> = (0..10)
-            .map(|n| Sku::parse(&format!("BATCH-{n}")).expect("valid sku"))
+            .map(|n| Sku::parse(&format!("BATCH-{}-{n}", buckets.get())).expect("valid sku"))
             .collect();
         let command = |sku: &Sku, action: Action| Command {
             id: CommandId::random(),
@@ -637,10 +644,16 @@ mod history {
             reference: None,
         };
         for sku in &skus {
-            processor
-                .apply_commands(sku, &[command(sku, receipt(1_000))])
-                .await
-                .expect("stocked");
+            let mut setup = vec![command(sku, receipt(1_000))];
+            if buckets != BucketCount::ONE {
+                setup.push(command(sku, Action::SetBuckets { count: buckets }));
+            }
+            for one in setup {
+                processor
+                    .apply_commands(sku, &[one])
+                    .await
+                    .expect("stocked");
+            }
         }
         let before = tally.counts();
         for sku in &skus {
@@ -670,8 +683,13 @@ mod history {
             .iter()
             .map(|(name, n)| format!("{name} {n}"))
             .collect();
+        let items = if buckets == BucketCount::ONE {
+            "items on one stream".to_owned()
+        } else {
+            format!("items split into {} buckets", buckets.get())
+        };
         println!(
-            "| 100 commands over 10 SKUs (5 receipts and 5 adjustments each) | {} | {} | {:.1} |",
+            "| 100 commands over 10 SKUs (5 receipts and 5 adjustments each), {items} | {} | {} | {:.1} |",
             counts.requests(),
             operations.join(", "),
             counts.requests() as f64 / skus.len() as f64

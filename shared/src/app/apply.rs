@@ -194,6 +194,38 @@ fn record(draft: &mut Draft, bucket: Bucket, now: Timestamp, change: Change) -> 
     false
 }
 
+/// Items a spread adds to a transaction besides one per bucket it moves units to: bucket 0's
+/// side of the transfer and its layout mark.
+const SPREAD_MARKS: usize = 2;
+
+/// Records in `draft` the spread of bucket 0's spare units over the item's buckets, at most
+/// `max_moves` moves of it; says whether more remains to spread. Nothing is recorded for an
+/// item on one stream, nor for one drained near zero until bucket 0 has [`SPREAD_FROM`] units
+/// to spare per bucket.
+fn record_spread(draft: &mut Draft, now: Timestamp, max_moves: usize) -> bool {
+    let layout = draft.layout();
+    let (home, others): (Vec<Spare>, Vec<Spare>) = draft
+        .spares(now)
+        .into_iter()
+        .partition(|(bucket, _)| *bucket == Bucket::HOME);
+    let home_spare = home.first().map_or(0, |(_, spare)| *spare);
+    let per_bucket = home_spare / i64::from(layout.count.get());
+    if layout.count == BucketCount::ONE || (layout.drained && per_bucket < SPREAD_FROM) {
+        return false;
+    }
+    let mut moves = buckets::spread(layout.count, home_spare, &others);
+    let more = moves.len() > max_moves;
+    moves.truncate(max_moves);
+    if moves.is_empty() && !layout.drained {
+        return more;
+    }
+    if layout.drained {
+        draft.record(Bucket::HOME, now, Change::BucketsSpread {});
+    }
+    draft.transfer(now, moves);
+    more
+}
+
 /// A checkout that comes after its hold stopped counting takes the units again; in a bucketed
 /// item they may be spare in another bucket, so they are moved to the hold's bucket first.
 fn refill_for_reacquire(draft: &mut Draft, hold: &HoldLine, now: Timestamp) {
@@ -367,9 +399,19 @@ impl ApplyCommands {
         Ok(())
     }
 
+    /// Applies one chunk. The first attempt carries the spread its commands call for in the
+    /// same write (one write for a receipt on a bucketed item); once that write has lost a
+    /// race, the spread — which names every bucket, each raced by the shoppers — waits for its
+    /// own transaction after the commands, so the commands are not held back by the sale.
     async fn apply_chunk(&self, sku: &Sku, commands: &[Command]) -> Result<Chunk, AppError> {
         let mut rereads = 0;
-        until_decided(&self.config, &mut rereads, |_| self.attempt(sku, commands)).await
+        let mut tries = 0_u32;
+        until_decided(&self.config, &mut rereads, |_| {
+            let spread_with = tries == 0;
+            tries += 1;
+            self.attempt(sku, commands, spread_with)
+        })
+        .await
     }
 
     /// The states of `sku`'s streams this attempt decides on: bucket 0, every bucket it ever
@@ -392,8 +434,14 @@ impl ApplyCommands {
         ))
     }
 
-    /// One decision over the SKU's deferred commands and `arrivals`, and one write.
-    async fn attempt(&self, sku: &Sku, arrivals: &[Command]) -> Result<Attempt<Chunk>, AppError> {
+    /// One decision over the SKU's deferred commands and `arrivals`, and one write; with the
+    /// spread they call for if `spread_with` and it fits.
+    async fn attempt(
+        &self,
+        sku: &Sku,
+        arrivals: &[Command],
+        spread_with: bool,
+    ) -> Result<Attempt<Chunk>, AppError> {
         let mut report = ApplyReport::default();
         let reading = self.standings(sku, arrivals, &mut report).await?;
         let due: Vec<&Command> = reading
@@ -546,6 +594,14 @@ impl ApplyCommands {
                 records.push(stored.write());
             }
         }
+        if spread_due && spread_with {
+            let items = draft.event_count() + records.len() + touched.len();
+            let room = MAX_TRANSACTION_ITEMS.saturating_sub(items + SPREAD_MARKS);
+            if room > 0 {
+                let now = draft.now(clock);
+                spread_due = record_spread(&mut draft, now, room);
+            }
+        }
         report.events = draft.event_count();
         report.deferred = deferred.len();
         let mut transaction = Transaction::records(records);
@@ -580,28 +636,11 @@ impl ApplyCommands {
         loop {
             let spread = until_decided(&self.config, &mut rereads, |_| async {
                 let mut draft = self.draft(sku, &HashMap::new()).await?;
-                let layout = draft.layout();
                 let now = draft.now(self.clock.now());
-                let (home, others): (Vec<Spare>, Vec<Spare>) = draft
-                    .spares(now)
-                    .into_iter()
-                    .partition(|(bucket, _)| *bucket == Bucket::HOME);
-                let home_spare = home.first().map_or(0, |(_, spare)| *spare);
-                let per_bucket = home_spare / i64::from(layout.count.get());
-                if layout.count == BucketCount::ONE || (layout.drained && per_bucket < SPREAD_FROM)
-                {
+                let more = record_spread(&mut draft, now, MAX_MOVES_PER_TRANSACTION);
+                if draft.event_count() == 0 {
                     return Ok(Attempt::Done(false));
                 }
-                let mut moves = buckets::spread(layout.count, home_spare, &others);
-                let more = moves.len() > MAX_MOVES_PER_TRANSACTION;
-                moves.truncate(MAX_MOVES_PER_TRANSACTION);
-                if moves.is_empty() && !layout.drained {
-                    return Ok(Attempt::Done(false));
-                }
-                if layout.drained {
-                    draft.record(Bucket::HOME, now, Change::BucketsSpread {});
-                }
-                draft.transfer(now, moves);
                 let issued = Instant::now();
                 let transaction = Transaction::appends(draft.appends());
                 match write(self.transactions.as_ref(), transaction).await? {
