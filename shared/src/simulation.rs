@@ -60,6 +60,10 @@ const BATCH_GET_KEYS: usize = 100;
 /// Bytes DynamoDB counts for an event item beyond its JSON body (keys, attribute names).
 const ITEM_OVERHEAD_BYTES: usize = 100;
 
+/// Bytes one read request unit reads (strongly consistent), one write request unit writes.
+const READ_UNIT_BYTES: usize = 4 << 10;
+const WRITE_UNIT_BYTES: usize = 1 << 10;
+
 /// What the simulated store does that matters to a flash sale.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StoreModel {
@@ -112,6 +116,14 @@ pub struct Counts {
     pub batch_reads: u64,
     /// Writes (PutItem, TransactWriteItems), throttled attempts included.
     pub writes: u64,
+    /// Read request units, every role's, as DynamoDB on demand bills them: a Query its items'
+    /// bytes in 4 KB (at least one), a batch read one per key (every item read here is under
+    /// 4 KB), all as strongly consistent reads (snapshots are read eventually consistent, at
+    /// half: an upper bound by their share).
+    pub read_units: u64,
+    /// Write request units, every role's: an item's bytes in 1 KB, twice in a transaction; a
+    /// write that lost its condition is billed too, a throttled one is not.
+    pub write_units: u64,
 }
 
 /// What a request is, for the counts.
@@ -174,6 +186,12 @@ impl SimStore {
     /// Units held by every hold event written so far.
     pub fn held(&self) -> i64 {
         self.shared.held.load(Ordering::SeqCst)
+    }
+
+    fn bill(&self, read_units: usize, write_units: usize) {
+        let mut counts = lock(&self.shared.counts);
+        counts.read_units += read_units as u64;
+        counts.write_units += write_units as u64;
     }
 
     fn count(&self, kind: Kind, requests: usize) {
@@ -261,6 +279,7 @@ impl SimStore {
             .unwrap_or(0);
         self.round_trips(Kind::Tail, 1 + bytes / QUERY_PAGE_BYTES)
             .await;
+        self.bill(read_units(bytes), 0);
         let mut state = lock(&self.shared.folds)
             .get(sku)
             .cloned()
@@ -292,6 +311,39 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// A Query's read units for `bytes` of items.
+fn read_units(bytes: usize) -> usize {
+    bytes.div_ceil(READ_UNIT_BYTES).max(1)
+}
+
+/// An item's write units: its bytes (JSON body and key overhead) in 1 KB.
+fn item_write_units(body: &impl serde::Serialize) -> usize {
+    let bytes = serde_json::to_vec(body).map_or(0, |json| json.len()) + ITEM_OVERHEAD_BYTES;
+    bytes.div_ceil(WRITE_UNIT_BYTES)
+}
+
+/// What `transaction` is billed when written: as one PutItem if it is one event (as the
+/// DynamoDB adapter writes it), else as TransactWriteItems (twice each item).
+fn write_units(transaction: &Transaction) -> usize {
+    let items: usize = transaction
+        .appends
+        .iter()
+        .flat_map(|append| append.events.iter())
+        .map(item_write_units)
+        .chain(
+            transaction
+                .records
+                .iter()
+                .map(|write| item_write_units(&write.record)),
+        )
+        .sum();
+    if transaction.items() == 1 && transaction.records.is_empty() {
+        items
+    } else {
+        2 * items
+    }
+}
+
 fn batches(keys: usize) -> usize {
     keys.div_ceil(BATCH_GET_KEYS).max(1)
 }
@@ -300,11 +352,20 @@ fn batches(keys: usize) -> usize {
 impl Streams for SimStore {
     async fn read_stream(&self, sku: &Sku, after: Version) -> Result<Vec<Event>, StoreError> {
         self.round_trip(Kind::Tail).await;
-        self.inner.read_stream(sku, after).await
+        let events = self.inner.read_stream(sku, after).await?;
+        let bytes: usize = events
+            .iter()
+            .map(|event| {
+                serde_json::to_vec(event).map_or(0, |json| json.len()) + ITEM_OVERHEAD_BYTES
+            })
+            .sum();
+        self.bill(read_units(bytes), 0);
+        Ok(events)
     }
 
     async fn read_event(&self, sku: &Sku, seq: Version) -> Result<Option<Event>, StoreError> {
         self.round_trip(Kind::Other).await;
+        self.bill(1, 0);
         self.inner.read_event(sku, seq).await
     }
 }
@@ -313,6 +374,7 @@ impl Streams for SimStore {
 impl Records for SimStore {
     async fn read_records(&self, keys: &[RecordKey]) -> Result<Vec<Option<Versioned>>, StoreError> {
         self.round_trips(Kind::Batch, batches(keys.len())).await;
+        self.bill(keys.len(), 0);
         self.inner.read_records(keys).await
     }
 }
@@ -332,6 +394,7 @@ impl Transactions for SimStore {
             )
             .collect();
         self.write_request(&keys).await?;
+        self.bill(0, write_units(&transaction));
         let written = self.inner.write(transaction.clone()).await;
         if written.is_ok() {
             self.record_written(&transaction);
@@ -344,11 +407,13 @@ impl Transactions for SimStore {
 impl Snapshots for SimStore {
     async fn read_snapshots(&self, skus: &[Sku]) -> Result<Vec<Option<SkuState>>, StoreError> {
         self.round_trips(Kind::Batch, batches(skus.len())).await;
+        self.bill(skus.len(), 0);
         self.inner.read_snapshots(skus).await
     }
 
     async fn save_snapshot(&self, sku: &Sku, state: &SkuState) -> Result<SnapshotSave, StoreError> {
         self.write_request(&[format!("snap#{sku}")]).await?;
+        self.bill(0, item_write_units(state));
         self.inner.save_snapshot(sku, state).await
     }
 }
@@ -490,6 +555,20 @@ impl SaleReport {
     pub fn all_requests_per_sale(&self) -> f64 {
         (self.counts.shopper_requests + self.counts.reaction_requests) as f64
             / self.sold.max(1) as f64
+    }
+
+    /// Buyers answered, whatever the answer.
+    pub fn answered(&self) -> usize {
+        self.answers.len()
+    }
+
+    /// Milliseconds the answers took, each rounded up to the millisecond as Lambda bills a
+    /// request: a process is busy for the whole of an answer, its waits included.
+    pub fn billed_millis(&self) -> u64 {
+        self.answers
+            .iter()
+            .map(|answer| u64::try_from(answer.as_micros().div_ceil(1_000)).unwrap_or(u64::MAX))
+            .sum()
     }
 
     /// Units held beyond the stock.
