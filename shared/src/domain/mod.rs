@@ -7,6 +7,7 @@ pub mod command;
 pub mod decide;
 pub mod event;
 pub mod hold;
+pub mod notices;
 pub mod state;
 pub mod types;
 
@@ -16,6 +17,7 @@ pub use command::{Action, Command};
 pub use decide::{PlaceRejection, Verdict};
 pub use event::{Change, Event, Line, RejectionCode};
 pub use hold::{HoldLine, HoldStatus, HoldTerms};
+pub use notices::{notices, Notice, Noticed, StockFigures};
 pub use state::SkuState;
 pub use types::{
     Bucket, BucketCount, CommandId, IdempotencyKey, InvalidValue, Quantity, ReservationId, Sku,

@@ -1,0 +1,511 @@
+//! Notices: what the rest of the shop hears of an item's stream — it sold out, it is back in
+//! stock, it runs low, a hold expired, a command was refused, and its figures once per batch.
+//! Computed from the fold, event by event, so a notice says exactly which event caused it and
+//! the same events always give the same notices (a redelivered batch publishes the same ones).
+//!
+//! Availability counts holds: a hold placed can sell an item out, and a hold released, expired
+//! or lapsed can bring it back, whatever moved it (Saleor's #11637 missed exactly that).
+
+use serde::Serialize;
+
+use super::event::{Change, Event, RejectionCode};
+use super::state::SkuState;
+use super::types::{CommandId, Quantity, ReservationId, Sku, Timestamp, Version};
+
+/// An item's figures as a notice carries them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StockFigures {
+    /// Units in the warehouse.
+    pub on_hand: i64,
+    /// Units held by holds that still count.
+    pub reserved: i64,
+    /// Units sold at checkout.
+    pub committed: i64,
+    /// Units that can still be promised (never below zero).
+    pub available: i64,
+    /// The stream's version these figures are at.
+    pub version: Version,
+}
+
+impl StockFigures {
+    /// `state`'s figures at its own clock (the time of its last event).
+    pub fn of(state: &SkuState) -> Self {
+        let now = state.clock;
+        Self {
+            on_hand: state.on_hand,
+            reserved: state.held(now),
+            committed: state.committed,
+            available: state.for_sale(now),
+            version: state.version,
+        }
+    }
+}
+
+/// What a notice tells.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Notice {
+    /// Nothing is left to promise: available reached zero.
+    OutOfStock {
+        /// The figures after the event.
+        stock: StockFigures,
+    },
+    /// Available left zero, whatever brought units back (a receipt, an adjustment, a release,
+    /// an expired or lapsed hold).
+    BackInStock {
+        /// The figures after the event.
+        stock: StockFigures,
+    },
+    /// Available went below the item's low-stock threshold (it went down across it; going back
+    /// up across it tells nothing, and arms it again).
+    LowStock {
+        /// The threshold crossed.
+        threshold: i64,
+        /// The figures after the event.
+        stock: StockFigures,
+    },
+    /// A hold ran out without a checkout.
+    HoldExpired {
+        /// The reservation whose hold expired.
+        reservation_id: ReservationId,
+        /// Units no longer held.
+        quantity: Quantity,
+    },
+    /// A queued command could not take effect.
+    CommandRejected {
+        /// The command.
+        command_id: CommandId,
+        /// Why.
+        reason: RejectionCode,
+    },
+    /// The item's figures after a batch of its events (one per item per batch at most).
+    StockChanged {
+        /// The figures.
+        stock: StockFigures,
+    },
+}
+
+impl Notice {
+    /// The notice's type, as its envelope names it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Notice::OutOfStock { .. } => "out_of_stock",
+            Notice::BackInStock { .. } => "back_in_stock",
+            Notice::LowStock { .. } => "low_stock",
+            Notice::HoldExpired { .. } => "hold_expired",
+            Notice::CommandRejected { .. } => "command_rejected",
+            Notice::StockChanged { .. } => "stock_changed",
+        }
+    }
+}
+
+/// A notice and the event that caused it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Noticed {
+    /// The item.
+    pub sku: Sku,
+    /// The version of the event that caused it (the last of the batch for `stock_changed`).
+    pub version: Version,
+    /// When that event was decided.
+    pub at: Timestamp,
+    /// What it tells.
+    pub notice: Notice,
+}
+
+impl Noticed {
+    /// An id that is the same whenever the same event gives the same notice: SKU, version and
+    /// type. A consumer that has seen it may drop it.
+    pub fn id(&self) -> String {
+        format!("{}:{}:{}", self.sku, self.version, self.notice.kind())
+    }
+}
+
+/// The notices `events` (the stream's next events after `before`, in order) give, in order:
+/// each event's transitions, then one `stock_changed` if the figures moved. `low_stock_below`
+/// is the item's threshold, if it has one.
+pub fn notices(before: &SkuState, events: &[Event], low_stock_below: Option<i64>) -> Vec<Noticed> {
+    let mut state = before.clone();
+    let mut out = Vec::new();
+    let figures_before = StockFigures::of(before);
+    let newer: Vec<&Event> = events
+        .iter()
+        .filter(|event| event.seq > before.version)
+        .collect();
+    for event in &newer {
+        // Available as the previous event left it, at its time: a hold that lapsed since
+        // then brings units back with this event.
+        let was = StockFigures::of(&state).available;
+        state.evolve(event);
+        let stock = StockFigures::of(&state);
+        let now = stock.available;
+        let noticed = |notice| Noticed {
+            sku: event.sku.clone(),
+            version: event.seq,
+            at: event.at,
+            notice,
+        };
+        if was > 0 && now == 0 {
+            out.push(noticed(Notice::OutOfStock { stock }));
+        }
+        if was == 0 && now > 0 {
+            out.push(noticed(Notice::BackInStock { stock }));
+        }
+        if let Some(threshold) = low_stock_below {
+            if was >= threshold && now < threshold {
+                out.push(noticed(Notice::LowStock { threshold, stock }));
+            }
+        }
+        match &event.change {
+            Change::HoldExpired {
+                reservation_id,
+                quantity,
+                ..
+            } => out.push(noticed(Notice::HoldExpired {
+                reservation_id: reservation_id.clone(),
+                quantity: *quantity,
+            })),
+            Change::CommandRejected { command_id, reason } => {
+                out.push(noticed(Notice::CommandRejected {
+                    command_id: *command_id,
+                    reason: *reason,
+                }));
+            }
+            _ => {}
+        }
+    }
+    let stock = StockFigures::of(&state);
+    let moved = |a: &StockFigures, b: &StockFigures| {
+        (a.on_hand, a.reserved, a.committed, a.available)
+            != (b.on_hand, b.reserved, b.committed, b.available)
+    };
+    if let Some(last) = newer.last() {
+        if moved(&figures_before, &stock) {
+            out.push(Noticed {
+                sku: last.sku.clone(),
+                version: last.seq,
+                at: last.at,
+                notice: Notice::StockChanged { stock },
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    //! Given a stream, when these events follow, then these notices.
+
+    use super::*;
+
+    fn sku() -> Sku {
+        Sku::parse("SKU-1").unwrap()
+    }
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_millis(secs * 1000)
+    }
+    fn qty(n: i64) -> Quantity {
+        Quantity::new(n).unwrap()
+    }
+    fn command(n: u128) -> CommandId {
+        CommandId::parse(&uuid::Uuid::from_u128(n).to_string()).unwrap()
+    }
+    fn reservation(seq: u64) -> ReservationId {
+        ReservationId::new(sku(), seq, seq)
+    }
+
+    /// A stream built up by the test: `events` after `known` are the ones the batch brings.
+    #[derive(Default)]
+    struct Stream {
+        events: Vec<Event>,
+    }
+
+    impl Stream {
+        fn then(mut self, secs: i64, change: Change) -> Self {
+            let seq = self.events.len() as u64 + 1;
+            self.events.push(Event {
+                sku: sku(),
+                seq,
+                at: at(secs),
+                change,
+            });
+            self
+        }
+        fn received(self, secs: i64, n: i64) -> Self {
+            self.then(
+                secs,
+                Change::StockReceived {
+                    command_id: command(secs as u128),
+                    quantity: qty(n),
+                    reference: None,
+                },
+            )
+        }
+        /// A hold of `n` units counting until `until` seconds.
+        fn held(self, secs: i64, n: i64, until: i64) -> Self {
+            let seq = self.events.len() as u64 + 1;
+            self.then(
+                secs,
+                Change::HoldPlaced {
+                    reservation_id: reservation(seq),
+                    quantity: qty(n),
+                    expires_at: at(until),
+                    release_at: at(until),
+                    lines: Vec::new(),
+                    owner: None,
+                },
+            )
+        }
+        fn expired(self, secs: i64, hold_seq: u64, n: i64, until: i64) -> Self {
+            self.then(
+                secs,
+                Change::HoldExpired {
+                    reservation_id: reservation(hold_seq),
+                    quantity: qty(n),
+                    release_at: at(until),
+                },
+            )
+        }
+        fn adjusted(self, secs: i64, delta: i64) -> Self {
+            self.then(
+                secs,
+                Change::StockAdjusted {
+                    command_id: command(1_000 + secs as u128),
+                    delta,
+                    reason: "count".to_owned(),
+                },
+            )
+        }
+        /// The notices of the events after the first `known`, with `threshold`.
+        fn notices(&self, known: usize, threshold: Option<i64>) -> Vec<Noticed> {
+            let before = SkuState::from_events(&self.events[..known]);
+            notices(&before, &self.events[known..], threshold)
+        }
+    }
+
+    fn kinds(noticed: &[Noticed]) -> Vec<(Version, &'static str)> {
+        noticed
+            .iter()
+            .map(|n| (n.version, n.notice.kind()))
+            .collect()
+    }
+
+    #[test]
+    fn a_sale_that_empties_the_item_tells_it_is_out_of_stock_once() {
+        let stream = Stream::default()
+            .received(1, 2)
+            .held(2, 1, 600)
+            .held(3, 1, 600);
+        let noticed = stream.notices(1, None);
+        assert_eq!(
+            kinds(&noticed),
+            vec![(3, "out_of_stock"), (3, "stock_changed")]
+        );
+        let Notice::OutOfStock { stock } = noticed[0].notice else {
+            panic!("not out of stock: {noticed:?}")
+        };
+        assert_eq!(
+            stock,
+            StockFigures {
+                on_hand: 2,
+                reserved: 2,
+                committed: 0,
+                available: 0,
+                version: 3
+            }
+        );
+    }
+
+    #[test]
+    fn a_hold_that_expires_brings_the_item_back_in_stock() {
+        let stream = Stream::default()
+            .received(1, 1)
+            .held(2, 1, 600)
+            .expired(700, 2, 1, 600);
+        let noticed = stream.notices(2, None);
+        assert_eq!(
+            kinds(&noticed),
+            vec![
+                (3, "back_in_stock"),
+                (3, "hold_expired"),
+                (3, "stock_changed")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_hold_that_lapsed_unswept_brings_it_back_with_the_next_event() {
+        // The hold stops counting at 600; nothing is written until a receipt at 900.
+        let stream = Stream::default()
+            .received(1, 1)
+            .held(2, 1, 600)
+            .received(900, 5);
+        let noticed = stream.notices(2, None);
+        assert_eq!(
+            kinds(&noticed),
+            vec![(3, "back_in_stock"), (3, "stock_changed")]
+        );
+    }
+
+    #[test]
+    fn a_threshold_tells_when_crossed_downwards_and_arms_again_upwards() {
+        let stream = Stream::default()
+            .received(1, 6)
+            .held(2, 2, 600) // 4 left: not below 4
+            .held(3, 1, 600) // 3 left: below 4
+            .held(4, 1, 600) // 2 left: still below, nothing new
+            .received(5, 10) // 12 left: above again, nothing told
+            .adjusted(6, -9); // 3 left: below again
+        let noticed = stream.notices(1, Some(4));
+        let low: Vec<Version> = noticed
+            .iter()
+            .filter(|n| n.notice.kind() == "low_stock")
+            .map(|n| n.version)
+            .collect();
+        assert_eq!(low, vec![3, 6]);
+    }
+
+    #[test]
+    fn nothing_is_told_when_nothing_crosses() {
+        let stream = Stream::default()
+            .received(1, 10)
+            .held(2, 1, 600)
+            .held(3, 1, 600);
+        let noticed = stream.notices(1, Some(2));
+        assert_eq!(kinds(&noticed), vec![(3, "stock_changed")]);
+        // The same events again (a redelivered batch) tell nothing new.
+        assert!(stream.notices(3, Some(2)).is_empty());
+    }
+
+    #[test]
+    fn the_same_events_give_the_same_ids() {
+        let stream = Stream::default().received(1, 1).held(2, 1, 600);
+        let first: Vec<String> = stream.notices(0, None).iter().map(Noticed::id).collect();
+        let again: Vec<String> = stream.notices(0, None).iter().map(Noticed::id).collect();
+        assert_eq!(first, again);
+        assert_eq!(
+            first,
+            vec![
+                "SKU-1:1:back_in_stock",
+                "SKU-1:2:out_of_stock",
+                "SKU-1:2:stock_changed"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_rejected_command_is_told_with_its_reason() {
+        let stream = Stream::default().received(1, 1).then(
+            2,
+            Change::CommandRejected {
+                command_id: command(7),
+                reason: RejectionCode::OnHandWouldGoNegative,
+            },
+        );
+        let noticed = stream.notices(1, None);
+        assert_eq!(kinds(&noticed), vec![(2, "command_rejected")]);
+    }
+
+    mod properties {
+        //! Any stream, cut into any batches: the same transitions as all at once, out of stock
+        //! and back in stock alternating, and the last of them agreeing with the fold.
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        #[derive(Debug, Clone)]
+        enum Step {
+            Receive(i64),
+            Adjust(i64),
+            Hold { units: i64, for_secs: i64 },
+            ExpireOldest,
+        }
+
+        fn step() -> impl Strategy<Value = (Step, i64)> {
+            let step = prop_oneof![
+                (1..5_i64).prop_map(Step::Receive),
+                (-3..3_i64).prop_map(Step::Adjust),
+                (1..3_i64, 5..120_i64).prop_map(|(units, for_secs)| Step::Hold { units, for_secs }),
+                Just(Step::ExpireOldest),
+            ];
+            (step, 0..40_i64)
+        }
+
+        /// A stream the decisions could have written: holds only on available units,
+        /// adjustments never below zero on hand, expiries of holds placed.
+        fn stream_of(steps: &[(Step, i64)]) -> Stream {
+            let mut stream = Stream::default();
+            let mut secs = 1;
+            let mut holds: Vec<(u64, i64, i64)> = Vec::new();
+            for (step, pause) in steps {
+                secs += pause;
+                let state = SkuState::from_events(&stream.events);
+                let now = at(secs).max(state.clock);
+                stream = match step {
+                    Step::Receive(units) => stream.received(secs, *units),
+                    Step::Adjust(delta) if state.on_hand + delta >= 0 && *delta != 0 => {
+                        stream.adjusted(secs, *delta)
+                    }
+                    Step::Hold { units, for_secs } if state.available(now) >= *units => {
+                        holds.push((stream.events.len() as u64 + 1, *units, secs + for_secs));
+                        stream.held(secs, *units, secs + for_secs)
+                    }
+                    Step::ExpireOldest if !holds.is_empty() => {
+                        let (seq, units, until) = holds.remove(0);
+                        stream.expired(secs.max(until), seq, units, until)
+                    }
+                    _ => stream,
+                };
+                secs = secs.max(stream.events.last().map_or(0, |e| e.at.millis() / 1000));
+            }
+            stream
+        }
+
+        fn transitions(noticed: &[Noticed]) -> Vec<(Version, &'static str)> {
+            noticed
+                .iter()
+                .filter(|n| n.notice.kind() != "stock_changed")
+                .map(|n| (n.version, n.notice.kind()))
+                .collect()
+        }
+
+        proptest! {
+            #[test]
+            fn batches_tell_what_the_whole_tells_and_stock_alternates(
+                steps in prop::collection::vec(step(), 1..60),
+                cuts in prop::collection::vec(0..60_usize, 0..6),
+                threshold in prop::option::of(1..6_i64),
+            ) {
+                let stream = stream_of(&steps);
+                let whole = transitions(&stream.notices(0, threshold));
+
+                let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(stream.events.len())).collect();
+                cuts.push(stream.events.len());
+                cuts.sort_unstable();
+                let mut batched = Vec::new();
+                let mut from = 0;
+                for cut in cuts {
+                    let before = SkuState::from_events(&stream.events[..from]);
+                    batched.extend(notices(&before, &stream.events[from..cut], threshold));
+                    from = cut;
+                }
+                prop_assert_eq!(&transitions(&batched), &whole);
+
+                let stock: Vec<&str> = whole
+                    .iter()
+                    .map(|(_, kind)| *kind)
+                    .filter(|kind| matches!(*kind, "out_of_stock" | "back_in_stock"))
+                    .collect();
+                for (i, kind) in stock.iter().enumerate() {
+                    let expected = if i % 2 == 0 { "back_in_stock" } else { "out_of_stock" };
+                    prop_assert_eq!(*kind, expected, "{:?}", stock);
+                }
+                let last = SkuState::from_events(&stream.events);
+                prop_assert_eq!(
+                    stock.last() == Some(&"back_in_stock"),
+                    StockFigures::of(&last).available > 0
+                );
+            }
+        }
+    }
+}
