@@ -9,13 +9,14 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
-use crate::domain::{Change, Command, Event, Sku, SkuState, Timestamp, Version};
+use crate::domain::{Change, Command, Event, Noticed, Sku, SkuState, Timestamp, Version};
 use crate::feed::FeedChange;
 use crate::limits::MAX_TRANSACTION_ITEMS;
 use crate::ports::{
-    CommandOutcome, CommandQueue, Conflict, ExpiryIndex, LapsingHold, ObjectStore,
-    ObjectStoreError, ParkedEntry, ParkedIndex, QueueError, Record, RecordKey, Records, Retirement,
-    SnapshotSave, Snapshots, StoreError, Streams, Transaction, Transactions, Versioned,
+    CommandOutcome, CommandQueue, Conflict, ExpiryIndex, LapsingHold, NoticeBoard, ObjectStore,
+    ObjectStoreError, ParkedEntry, ParkedIndex, PublishError, QueueError, Record, RecordKey,
+    Records, Retirement, SnapshotSave, Snapshots, StoreError, Streams, Transaction, Transactions,
+    Versioned,
 };
 
 /// Event streams, records and snapshots in one process, with a change feed like the table's
@@ -405,6 +406,38 @@ impl ObjectStore for MemoryObjects {
             .collect();
         folders.dedup();
         Ok(folders)
+    }
+}
+
+/// Notices in one process, in the order published (tests read them).
+#[derive(Debug, Default)]
+pub struct MemoryNoticeBoard {
+    published: Mutex<Vec<Noticed>>,
+}
+
+impl MemoryNoticeBoard {
+    /// Nothing published.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every notice published so far, repeats included.
+    pub fn published(&self) -> Vec<Noticed> {
+        self.published
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+#[async_trait]
+impl NoticeBoard for MemoryNoticeBoard {
+    async fn publish(&self, notices: &[Noticed]) -> Result<(), PublishError> {
+        self.published
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(notices);
+        Ok(())
     }
 }
 

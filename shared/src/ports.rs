@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::domain::{
-    Change, ClientId, Command, CommandId, Event, HoldLine, IdempotencyKey, RejectionCode,
+    Change, ClientId, Command, CommandId, Event, HoldLine, IdempotencyKey, Noticed, RejectionCode,
     ReservationId, Sku, SkuState, Timestamp, Version,
 };
 
@@ -528,6 +528,20 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// The distinct "folders" right under `prefix` (ending in `/`), in order: keys cut after the
     /// first `/` that follows the prefix.
     async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, ObjectStoreError>;
+}
+
+/// A notice board failure: the notices may not be published, so the change feed's batch must
+/// not be acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("notices not published: {0}")]
+pub struct PublishError(pub String);
+
+/// Where the shop hears of the items' notices (the event bus in production).
+#[async_trait]
+pub trait NoticeBoard: Send + Sync + 'static {
+    /// Returns once every notice is published, in order, or fails; a notice published before a
+    /// failure may be published again (consumers drop a repeated id).
+    async fn publish(&self, notices: &[Noticed]) -> Result<(), PublishError>;
 }
 
 /// A queue failure: the commands may not be durable, so the request must not be acknowledged.

@@ -1,6 +1,11 @@
 //! Snapshots: each SKU's folded state, kept current from the feed so that a cold read folds only
 //! the events after it, and served as the read view of `GET /items`.
 //!
+//! With a notice board, the notices of the events folded (`domain::notices`) are published
+//! before the snapshot that folds them is saved: a failure to publish leaves the snapshot where
+//! it was and the SKU is delivered again, which computes the same notices with the same ids. So
+//! every event folded into a saved snapshot has had its notices published, at least once.
+//!
 //! The feed only says which SKUs moved. Events in the batch that follow the stored snapshot
 //! without a gap are folded on; a gap (a batch lost or delivered out of order) is filled from
 //! the stream itself. The save is conditional on the stored version being lower, so duplicate,
@@ -12,14 +17,24 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::future::join_all;
 
-use crate::domain::{Event, Sku, SkuState};
+use crate::domain::{notices, Bucket, BucketCount, Event, Notice, Noticed, Sku, SkuState};
 use crate::feed::{FeedChange, Reaction};
-use crate::ports::{EventStore, SnapshotSave, StoreError};
+use crate::ports::{EventStore, NoticeBoard, PublishError, SnapshotSave, StoreError};
 
-/// Keeps snapshots (and so the read view) current.
+/// Keeps snapshots (and so the read view) current, and tells the notice board what changed.
 #[derive(Clone)]
 pub struct Snapshotter {
     store: Arc<dyn EventStore>,
+    board: Option<Arc<dyn NoticeBoard>>,
+}
+
+/// Why a SKU's snapshot could not be brought up to date.
+#[derive(Debug, thiserror::Error)]
+enum RefreshError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
 }
 
 impl std::fmt::Debug for Snapshotter {
@@ -29,9 +44,17 @@ impl std::fmt::Debug for Snapshotter {
 }
 
 impl Snapshotter {
-    /// A snapshotter over `store`.
+    /// A snapshotter over `store`, publishing no notices.
     pub fn new(store: Arc<dyn EventStore>) -> Self {
-        Self { store }
+        Self { store, board: None }
+    }
+
+    /// The same snapshotter, publishing the notices of what it folds on `board`.
+    pub fn with_notices(self, board: Arc<dyn NoticeBoard>) -> Self {
+        Self {
+            board: Some(board),
+            ..self
+        }
     }
 
     /// Brings the snapshot of `sku` up to date with `appended` (events of `sku` from the feed,
@@ -41,8 +64,9 @@ impl Snapshotter {
         sku: &Sku,
         snapshot: Option<SkuState>,
         appended: &[&Event],
-    ) -> Result<SnapshotSave, StoreError> {
-        let mut state = snapshot.unwrap_or_default();
+    ) -> Result<SnapshotSave, RefreshError> {
+        let before = snapshot.unwrap_or_default();
+        let mut state = before.clone();
         let mut newer: Vec<&Event> = appended
             .iter()
             .copied()
@@ -57,16 +81,39 @@ impl Snapshotter {
             .iter()
             .zip(state.version + 1..)
             .all(|(event, seq)| event.seq == seq);
-        if follows {
-            for event in newer {
-                state.evolve(event);
-            }
+        let folded: Vec<Event> = if follows {
+            newer.into_iter().cloned().collect()
         } else {
-            let tail = self.store.read_stream(sku, state.version).await?;
-            fold_tail(&mut state, sku, &tail)?;
+            self.store.read_stream(sku, state.version).await?
+        };
+        fold_tail(&mut state, sku, &folded)?;
+        if let Some(board) = &self.board {
+            let told = told(sku, &before, &folded, &state);
+            if !told.is_empty() {
+                board.publish(&told).await?;
+            }
         }
-        self.store.save_snapshot(sku, &state).await
+        Ok(self.store.save_snapshot(sku, &state).await?)
     }
+}
+
+/// The notices to publish for `folded` (the events after `before`, which came to `after`). The
+/// stream of a split item is one bucket of it, whose availability is not the item's: only the
+/// notices of single events (an expired hold, a rejected command) are told for it.
+fn told(sku: &Sku, before: &SkuState, folded: &[Event], after: &SkuState) -> Vec<Noticed> {
+    let split = sku.bucket() != Bucket::HOME
+        || before.layout.widest != BucketCount::ONE
+        || after.layout.widest != BucketCount::ONE;
+    let mut told = notices(before, folded, None);
+    if split {
+        told.retain(|noticed| {
+            matches!(
+                noticed.notice,
+                Notice::HoldExpired { .. } | Notice::CommandRejected { .. }
+            )
+        });
+    }
+    told
 }
 
 /// Folds `tail` (the stream after `state.version`) onto `state`, refusing a gap: a state must
@@ -129,5 +176,132 @@ impl Reaction for Snapshotter {
             "snapshots refreshed"
         );
         failed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+    use crate::domain::{Change, CommandId, Quantity, ReservationId, Timestamp};
+    use crate::memory::{MemoryNoticeBoard, MemoryStore};
+    use crate::ports::{Snapshots, StreamAppend, Streams, Transaction, Transactions};
+
+    /// A board that fails while `down` is set.
+    #[derive(Default)]
+    struct FlakyBoard {
+        down: AtomicBool,
+        inner: MemoryNoticeBoard,
+    }
+
+    #[async_trait]
+    impl NoticeBoard for FlakyBoard {
+        async fn publish(&self, notices: &[Noticed]) -> Result<(), PublishError> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(PublishError("the bus is down".to_owned()));
+            }
+            self.inner.publish(notices).await
+        }
+    }
+
+    fn sku() -> Sku {
+        Sku::parse("SKU-1").unwrap()
+    }
+
+    /// Appends `changes` one event each, a second apart; returns them as the feed brings them.
+    async fn append(store: &MemoryStore, changes: Vec<Change>) -> Vec<FeedChange> {
+        let head = store.read_stream(&sku(), 0).await.unwrap();
+        let mut state = SkuState::from_events(&head);
+        let mut fed = Vec::new();
+        for change in changes {
+            let at = Timestamp::from_millis((state.version as i64 + 1) * 1_000);
+            let append = StreamAppend::after(&state, &sku(), at, vec![change]);
+            let event = append.events[0].clone();
+            store
+                .write(Transaction::appends(vec![append]))
+                .await
+                .unwrap();
+            state.evolve(&event);
+            fed.push(FeedChange::Appended(event));
+        }
+        fed
+    }
+
+    fn received(units: i64) -> Change {
+        Change::StockReceived {
+            command_id: CommandId::random(),
+            quantity: Quantity::new(units).unwrap(),
+            reference: None,
+        }
+    }
+
+    fn held(seq: u64, units: i64) -> Change {
+        Change::HoldPlaced {
+            reservation_id: ReservationId::new(sku(), seq, seq),
+            quantity: Quantity::new(units).unwrap(),
+            expires_at: Timestamp::from_millis(600_000),
+            release_at: Timestamp::from_millis(600_000),
+            lines: Vec::new(),
+            owner: None,
+        }
+    }
+
+    fn ids(noticed: &[Noticed]) -> Vec<String> {
+        noticed.iter().map(Noticed::id).collect()
+    }
+
+    #[tokio::test]
+    async fn notices_are_published_before_the_snapshot_and_again_after_a_failure() {
+        let store = Arc::new(MemoryStore::new());
+        let board = Arc::new(FlakyBoard::default());
+        let snapshotter = Snapshotter::new(store.clone()).with_notices(board.clone());
+        let batch = append(&store, vec![received(1), held(2, 1)]).await;
+
+        board.down.store(true, Ordering::SeqCst);
+        let failed = snapshotter.react(&batch).await;
+        assert_eq!(failed, BTreeSet::from([sku()]), "delivered again");
+        let snapshot = store.read_snapshots(&[sku()]).await.unwrap();
+        assert_eq!(snapshot, vec![None], "no snapshot past unpublished notices");
+
+        board.down.store(false, Ordering::SeqCst);
+        assert!(snapshotter.react(&batch).await.is_empty());
+        assert_eq!(
+            ids(&board.inner.published()),
+            vec![
+                "SKU-1:1:back_in_stock",
+                "SKU-1:2:out_of_stock",
+                "SKU-1:2:stock_changed"
+            ]
+        );
+        // Delivered once more (at least once): the snapshot covers it, nothing is told twice.
+        assert!(snapshotter.react(&batch).await.is_empty());
+        assert_eq!(board.inner.published().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_batch_after_a_gap_tells_what_the_stream_holds_in_order() {
+        let store = Arc::new(MemoryStore::new());
+        let board = Arc::new(MemoryNoticeBoard::new());
+        let snapshotter = Snapshotter::new(store.clone()).with_notices(board.clone());
+        let first = append(&store, vec![received(1)]).await;
+        let lost = append(&store, vec![held(2, 1)]).await;
+        assert!(snapshotter.react(&first).await.is_empty());
+        // The batch with the hold is lost; the next one brings a receipt only.
+        let next = append(&store, vec![received(2)]).await;
+        assert!(snapshotter.react(&next).await.is_empty());
+        assert_eq!(
+            ids(&board.published()),
+            vec![
+                "SKU-1:1:back_in_stock",
+                "SKU-1:1:stock_changed",
+                "SKU-1:2:out_of_stock",
+                "SKU-1:3:back_in_stock",
+                "SKU-1:3:stock_changed"
+            ]
+        );
+        // The lost batch arriving late tells nothing new.
+        assert!(snapshotter.react(&lost).await.is_empty());
+        assert_eq!(board.published().len(), 5);
     }
 }
