@@ -18,13 +18,14 @@ use inventory_core::domain::{CommandId, Sku, Timestamp};
 use inventory_core::feed::Reaction;
 use inventory_core::limits::{COMMAND_BATCH, FEED_BATCH};
 use inventory_core::memory::{MemoryObjects, MemoryQueue, MemoryStore};
-use inventory_core::ports::{Clock, EventStore, SystemClock};
+use inventory_core::ports::{Clock, EventStore, NoticeBoard, SystemClock};
 use inventory_core::reactions::{Archiver, Snapshotter};
 use inventory_core::retry::Retry;
 use inventory_core::{Config, Inventory};
 use reservations_api::Authentication;
 
 use crate::feed_source::FeedSource;
+use crate::notice_file::NoticeFile;
 use crate::queue_source::QueueSource;
 use crate::shard_poller::poll;
 
@@ -60,6 +61,12 @@ pub struct DevArgs {
     /// Without it the service runs open: every request acts as client `local` with every scope.
     #[arg(long, value_name = "FILE", env = "INVENTORY_DEV_TOKENS")]
     pub tokens: Option<PathBuf>,
+
+    /// Append the integration events (out of stock, back in stock, low stock, hold expired,
+    /// command rejected, stock changed) to this file as CloudEvents JSON lines, as the
+    /// snapshotter tells them. Off by default.
+    #[arg(long, value_name = "FILE", conflicts_with = "api_only")]
+    pub events_out: Option<PathBuf>,
 }
 
 /// Names of the table, stream and bucket at a local AWS.
@@ -171,15 +178,22 @@ pub async fn run(args: DevArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     let config = Config::from_env()?;
+    let board: Option<Arc<dyn NoticeBoard>> = match &args.events_out {
+        None => None,
+        Some(path) => {
+            tracing::info!(file = %path.display(), "integration events go to the file, as CloudEvents JSON lines");
+            Some(Arc::new(NoticeFile::open(path).await?))
+        }
+    };
     let inventory = match &args.endpoint_url {
-        None => embedded(config),
+        None => embedded(config, board),
         Some(url) => {
             let background = if args.api_only {
                 Background::Elsewhere
             } else {
                 Background::InProcess
             };
-            on_local_aws(url, &args.names, args.existing, background, config).await?
+            on_local_aws(url, &args.names, args.existing, background, config, board).await?
         }
     };
 
@@ -214,7 +228,7 @@ fn tokens_from(path: &Path) -> Result<Authentication, String> {
 
 /// The embedded backend: memory store, queue and archive; the processor draining the queue, the
 /// reactions following the store's feed, its time to live and the expiry sweep, all in-process.
-fn embedded(config: Config) -> Arc<Inventory> {
+fn embedded(config: Config, board: Option<Arc<dyn NoticeBoard>>) -> Arc<Inventory> {
     let store = Arc::new(MemoryStore::new());
     let queue = Arc::new(MemoryQueue::new());
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -223,6 +237,7 @@ fn embedded(config: Config) -> Arc<Inventory> {
         Archive::new(Arc::new(MemoryObjects::new())),
         Arc::clone(&clock),
         &config,
+        board,
     );
     let sweep_interval = config.sweep_interval;
     let inventory = Arc::new(Inventory::new(
@@ -261,6 +276,7 @@ async fn on_local_aws(
     existing: bool,
     background: Background,
     config: Config,
+    board: Option<Arc<dyn NoticeBoard>>,
 ) -> Result<Arc<Inventory>, Box<dyn std::error::Error>> {
     let sdk = local_config(url).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
@@ -277,6 +293,7 @@ async fn on_local_aws(
         Archive::new(Arc::new(objects)),
         Arc::clone(&clock),
         &config,
+        board,
     );
     let sweep_interval = config.sweep_interval;
     let inventory = Arc::new(Inventory::new(store, Arc::new(queue), clock, config));
@@ -307,18 +324,22 @@ async fn on_local_aws(
 }
 
 /// The reactions to the change feed, in the order the embedded feed delivers to them (the
-/// snapshot first, so the archiver may retire what it covers at once).
+/// snapshot first, so the archiver may retire what it covers at once); the snapshotter tells
+/// `board`, if any, the notices of what it folds.
 fn reactions(
     store: Arc<dyn EventStore>,
     archive: Archive,
     clock: Arc<dyn Clock>,
     config: &Config,
+    board: Option<Arc<dyn NoticeBoard>>,
 ) -> Vec<(&'static str, Arc<dyn Reaction>)> {
+    let snapshotter = Snapshotter::new(Arc::clone(&store));
+    let snapshotter = match board {
+        Some(board) => snapshotter.with_notices(board),
+        None => snapshotter,
+    };
     vec![
-        (
-            "snapshotter",
-            Arc::new(Snapshotter::new(Arc::clone(&store))) as Arc<dyn Reaction>,
-        ),
+        ("snapshotter", Arc::new(snapshotter) as Arc<dyn Reaction>),
         (
             "archiver",
             Arc::new(Archiver::new(store, archive, clock, config.live_retention)),

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod dev;
 pub mod feed_source;
 pub mod load;
+pub mod notice_file;
 pub mod parked;
 mod queue_source;
 pub mod shard_poller;

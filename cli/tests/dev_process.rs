@@ -1132,3 +1132,166 @@ async fn a_split_item_sells_out_exactly_over_four_processes_answering_no_buyer_5
         assert_eq!(item["available"], 0, "{item}");
     }
 }
+
+/// The CloudEvents lines of an `--events-out` file, as they are so far.
+fn events_in(path: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|err| panic!("{err}: {line:?}")))
+        .collect()
+}
+
+/// Waits until the file holds an event of `kind` for `sku`; returns it and how long it took.
+async fn event_told(
+    path: &std::path::Path,
+    sku: &str,
+    kind: &str,
+    within: Duration,
+) -> (Value, Duration) {
+    let started = Instant::now();
+    loop {
+        let told = events_in(path).into_iter().find(|event| {
+            event["subject"] == sku
+                && event["type"] == format!("com.neveroversell.inventory.{kind}")
+        });
+        if let Some(event) = told {
+            return (event, started.elapsed());
+        }
+        assert!(
+            started.elapsed() < within,
+            "no {kind} for {sku} within {within:?}: {:#?}",
+            events_in(path)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_out_tells_a_sell_out_within_a_second_and_back_in_stock_when_a_hold_expires() {
+    let path = std::env::temp_dir().join(format!(
+        "events-{}-{}.jsonl",
+        std::process::id(),
+        fastrand_suffix()
+    ));
+    let _ = std::fs::remove_file(&path);
+    let server = DevServer::start_with(
+        &["--events-out", path.to_str().expect("utf-8 path")],
+        &[
+            ("INVENTORY_RELEASE_GRACE_SECONDS", "0"),
+            ("INVENTORY_SWEEP_INTERVAL_SECONDS", "1"),
+        ],
+    );
+    let client = http_client();
+    let (status, body) = json_of(
+        client
+            .post(server.url("/items/TOLD-1/receipts"))
+            .json(&json!({ "quantity": 3 }))
+            .send()
+            .await
+            .expect("receipt answers"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    wait_until_applied(
+        &client,
+        &server,
+        body["command_id"].as_str().expect("command id"),
+    )
+    .await;
+    event_told(&path, "TOLD-1", "back_in_stock", REACTION_TIMEOUT).await;
+
+    // Three buyers take the three units; the last one's hold is kept short.
+    for ttl in [900, 900, 60] {
+        let (status, body) = json_of(
+            client
+                .post(server.url("/reservations"))
+                .json(&json!({ "lines": [{ "sku": "TOLD-1", "quantity": 1 }], "ttl_seconds": ttl }))
+                .send()
+                .await
+                .expect("reservation answers"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let (out, took) = event_told(&path, "TOLD-1", "out_of_stock", REACTION_TIMEOUT).await;
+    eprintln!("out_of_stock told {took:?} after the last unit's sale");
+    assert!(took < Duration::from_secs(1), "out_of_stock took {took:?}");
+    assert_eq!(out["specversion"], "1.0");
+    assert_eq!(out["source"], "/inventory/dev");
+    assert_eq!(out["data"]["stock"]["available"], 0, "{out}");
+    assert_eq!(
+        out["id"],
+        format!("TOLD-1:{}:out_of_stock", out["data"]["version"])
+    );
+
+    // The short hold expires (60 s, no grace) and the sweep writes its expiry.
+    let (back, _) = event_told_after(
+        &path,
+        "TOLD-1",
+        "back_in_stock",
+        &out,
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(back["data"]["stock"]["available"], 1, "{back}");
+    let expired = events_in(&path)
+        .into_iter()
+        .filter(|event| event["type"] == "com.neveroversell.inventory.hold_expired")
+        .count();
+    assert_eq!(expired, 1, "{:#?}", events_in(&path));
+
+    // Every id once, and per stream in version order.
+    let told = events_in(&path);
+    let mut ids: Vec<&str> = told
+        .iter()
+        .filter_map(|event| event["id"].as_str())
+        .collect();
+    let versions: Vec<u64> = told
+        .iter()
+        .filter_map(|event| event["data"]["version"].as_u64())
+        .collect();
+    assert!(
+        versions.windows(2).all(|pair| pair[0] <= pair[1]),
+        "{versions:?}"
+    );
+    ids.sort_unstable();
+    let all = ids.len();
+    ids.dedup();
+    assert_eq!(ids.len(), all, "an id told twice: {told:#?}");
+    let _ = std::fs::remove_file(&path);
+}
+
+/// [`event_told`], for an event later than `after` (by version).
+async fn event_told_after(
+    path: &std::path::Path,
+    sku: &str,
+    kind: &str,
+    after: &Value,
+    within: Duration,
+) -> (Value, Duration) {
+    let since = after["data"]["version"].as_u64().expect("a version");
+    let started = Instant::now();
+    loop {
+        let told = events_in(path).into_iter().find(|event| {
+            event["subject"] == sku
+                && event["type"] == format!("com.neveroversell.inventory.{kind}")
+                && event["data"]["version"].as_u64().is_some_and(|v| v > since)
+        });
+        if let Some(event) = told {
+            return (event, started.elapsed());
+        }
+        assert!(
+            started.elapsed() < within,
+            "no {kind} for {sku} after version {since} within {within:?}: {:#?}",
+            events_in(path)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn fastrand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}

@@ -18,6 +18,7 @@ pub mod archive;
 pub mod audit;
 #[cfg(feature = "aws")]
 pub mod aws;
+pub mod cloud_events;
 pub mod config;
 #[cfg(feature = "test-util")]
 pub mod conformance;

@@ -1,0 +1,109 @@
+//! Notices as CloudEvents 1.0 in JSON: the envelope consumers of the service's integration
+//! events read, on the event bus and in `inventory dev --events-out`.
+//!
+//! - `id`: `{stream}:{version}:{kind}`, the same whenever the same event gives the same notice,
+//!   so a consumer drops a repeat by its id.
+//! - `type`: [`TYPE_PREFIX`] and the notice's kind, e.g. `com.neveroversell.inventory.out_of_stock`.
+//! - `subject`: the item's SKU (a split item's buckets tell under the item's SKU).
+//! - `time`: when the event that caused it was decided (RFC 3339, milliseconds, UTC).
+//! - `data`: the notice's fields, its `type`, the `stream` it was told from and its `version`:
+//!   per stream, consumers order by `data.version`.
+
+use serde::Serialize;
+
+use crate::app::format_rfc3339;
+use crate::domain::{Notice, Noticed, Version};
+
+/// What every notice's CloudEvents `type` starts with.
+pub const TYPE_PREFIX: &str = "com.neveroversell.inventory.";
+
+/// One notice in the CloudEvents 1.0 JSON format.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CloudEvent<'a> {
+    specversion: &'static str,
+    id: String,
+    source: &'a str,
+    #[serde(rename = "type")]
+    kind: String,
+    subject: String,
+    time: String,
+    datacontenttype: &'static str,
+    data: Data<'a>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+struct Data<'a> {
+    stream: String,
+    version: Version,
+    #[serde(flatten)]
+    notice: &'a Notice,
+}
+
+impl<'a> CloudEvent<'a> {
+    /// `noticed` as told by `source` (a URI reference naming the deployment, e.g. the event
+    /// bus's ARN or `/inventory/dev`).
+    pub fn of(noticed: &'a Noticed, source: &'a str) -> Self {
+        Self {
+            specversion: "1.0",
+            id: noticed.id(),
+            source,
+            kind: format!("{TYPE_PREFIX}{}", noticed.notice.kind()),
+            subject: noticed.sku.item().to_string(),
+            time: format_rfc3339(noticed.at),
+            datacontenttype: "application/json",
+            data: Data {
+                stream: noticed.sku.to_string(),
+                version: noticed.version,
+                notice: &noticed.notice,
+            },
+        }
+    }
+
+    /// The type, e.g. `com.neveroversell.inventory.out_of_stock` (EventBridge's `DetailType`).
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Sku, StockFigures, Timestamp};
+
+    #[test]
+    fn a_notice_reads_as_a_cloud_event() {
+        let noticed = Noticed {
+            sku: Sku::parse("SKU-1").unwrap(),
+            version: 42,
+            at: Timestamp::from_millis(1_796_000_000_000),
+            notice: Notice::OutOfStock {
+                stock: StockFigures {
+                    on_hand: 10,
+                    reserved: 3,
+                    committed: 7,
+                    available: 0,
+                    version: 42,
+                },
+            },
+        };
+        let json = serde_json::to_value(CloudEvent::of(&noticed, "/inventory/dev")).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "specversion": "1.0",
+                "id": "SKU-1:42:out_of_stock",
+                "source": "/inventory/dev",
+                "type": "com.neveroversell.inventory.out_of_stock",
+                "subject": "SKU-1",
+                "time": "2026-11-30T00:53:20.000Z",
+                "datacontenttype": "application/json",
+                "data": {
+                    "stream": "SKU-1",
+                    "version": 42,
+                    "type": "out_of_stock",
+                    "stock": {"on_hand": 10, "reserved": 3, "committed": 7, "available": 0, "version": 42}
+                }
+            })
+        );
+    }
+}
