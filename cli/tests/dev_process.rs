@@ -1142,11 +1142,13 @@ fn events_in(path: &std::path::Path) -> Vec<Value> {
         .collect()
 }
 
-/// Waits until the file holds an event of `kind` for `sku`; returns it and how long it took.
+/// Waits until the file holds an event of `kind` for `sku` later than version `after_version`
+/// (0: any); returns it and how long it took.
 async fn event_told(
     path: &std::path::Path,
     sku: &str,
     kind: &str,
+    after_version: u64,
     within: Duration,
 ) -> (Value, Duration) {
     let started = Instant::now();
@@ -1154,13 +1156,16 @@ async fn event_told(
         let told = events_in(path).into_iter().find(|event| {
             event["subject"] == sku
                 && event["type"] == format!("com.neveroversell.inventory.{kind}")
+                && event["data"]["version"]
+                    .as_u64()
+                    .is_some_and(|version| version > after_version)
         });
         if let Some(event) = told {
             return (event, started.elapsed());
         }
         assert!(
             started.elapsed() < within,
-            "no {kind} for {sku} within {within:?}: {:#?}",
+            "no {kind} for {sku} after version {after_version} within {within:?}: {:#?}",
             events_in(path)
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -1199,7 +1204,7 @@ async fn events_out_tells_a_sell_out_within_a_second_and_back_in_stock_when_a_ho
         body["command_id"].as_str().expect("command id"),
     )
     .await;
-    event_told(&path, "TOLD-1", "back_in_stock", REACTION_TIMEOUT).await;
+    event_told(&path, "TOLD-1", "back_in_stock", 0, REACTION_TIMEOUT).await;
 
     // Three buyers take the three units; the last one's hold is kept short.
     for ttl in [900, 900, 60] {
@@ -1214,7 +1219,7 @@ async fn events_out_tells_a_sell_out_within_a_second_and_back_in_stock_when_a_ho
         .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
-    let (out, took) = event_told(&path, "TOLD-1", "out_of_stock", REACTION_TIMEOUT).await;
+    let (out, took) = event_told(&path, "TOLD-1", "out_of_stock", 0, REACTION_TIMEOUT).await;
     eprintln!("out_of_stock told {took:?} after the last unit's sale");
     assert!(took < Duration::from_secs(1), "out_of_stock took {took:?}");
     assert_eq!(out["specversion"], "1.0");
@@ -1226,11 +1231,12 @@ async fn events_out_tells_a_sell_out_within_a_second_and_back_in_stock_when_a_ho
     );
 
     // The short hold expires (60 s, no grace) and the sweep writes its expiry.
-    let (back, _) = event_told_after(
+    let sold_out_at = out["data"]["version"].as_u64().expect("a version");
+    let (back, _) = event_told(
         &path,
         "TOLD-1",
         "back_in_stock",
-        &out,
+        sold_out_at,
         Duration::from_secs(120),
     )
     .await;
@@ -1260,34 +1266,6 @@ async fn events_out_tells_a_sell_out_within_a_second_and_back_in_stock_when_a_ho
     ids.dedup();
     assert_eq!(ids.len(), all, "an id told twice: {told:#?}");
     let _ = std::fs::remove_file(&path);
-}
-
-/// [`event_told`], for an event later than `after` (by version).
-async fn event_told_after(
-    path: &std::path::Path,
-    sku: &str,
-    kind: &str,
-    after: &Value,
-    within: Duration,
-) -> (Value, Duration) {
-    let since = after["data"]["version"].as_u64().expect("a version");
-    let started = Instant::now();
-    loop {
-        let told = events_in(path).into_iter().find(|event| {
-            event["subject"] == sku
-                && event["type"] == format!("com.neveroversell.inventory.{kind}")
-                && event["data"]["version"].as_u64().is_some_and(|v| v > since)
-        });
-        if let Some(event) = told {
-            return (event, started.elapsed());
-        }
-        assert!(
-            started.elapsed() < within,
-            "no {kind} for {sku} after version {since} within {within:?}: {:#?}",
-            events_in(path)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 fn fastrand_suffix() -> u128 {
