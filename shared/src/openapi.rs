@@ -7,7 +7,8 @@ use utoipa::openapi::RefOr;
 use utoipa::{PartialSchema, ToSchema};
 
 use crate::domain::{
-    BucketCount, CommandId, IdempotencyKey, Quantity, ReservationId, Sku, TtlSeconds,
+    BucketCount, CommandId, IdempotencyKey, LowStockThreshold, Quantity, ReservationId, Sku,
+    TtlSeconds,
 };
 
 /// The SKU alphabet as a pattern (see [`Sku::parse`]).
@@ -56,6 +57,16 @@ impl PartialSchema for BucketCount {
     }
 }
 impl ToSchema for BucketCount {}
+
+impl PartialSchema for LowStockThreshold {
+    fn schema() -> RefOr<Schema> {
+        described(
+            whole_number(0, Quantity::MAX),
+            "Available units below which the item is told low on stock (0: never, the default).",
+        )
+    }
+}
+impl ToSchema for LowStockThreshold {}
 
 impl PartialSchema for TtlSeconds {
     fn schema() -> RefOr<Schema> {

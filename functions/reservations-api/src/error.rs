@@ -54,6 +54,7 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     code("invalid_lines", StatusCode::BAD_REQUEST, "A reservation names no line or too many (100, or 99 with an Idempotency-Key)."),
     code("duplicate_sku", StatusCode::BAD_REQUEST, "A reservation names one SKU on two lines."),
     code("invalid_bucket_count", StatusCode::BAD_REQUEST, "A bucket count is not between 1 and 256."),
+    code("invalid_threshold", StatusCode::BAD_REQUEST, "A low-stock threshold is not between 0 and 1000000."),
     code("invalid_ttl", StatusCode::BAD_REQUEST, "A hold's ttl_seconds is not between 60 and 86400."),
     code("invalid_reservation_id", StatusCode::BAD_REQUEST, "The path does not name a reservation id."),
     code("invalid_command_id", StatusCode::BAD_REQUEST, "The path does not name a command id (a UUID)."),

@@ -18,7 +18,9 @@ use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use inventory_core::app::{CommandView, ItemView, ItemsView, ReservationView, ReserveRequest};
-use inventory_core::domain::{BucketCount, CommandId, Line, Quantity, Scope, Sku, TtlSeconds};
+use inventory_core::domain::{
+    BucketCount, CommandId, Line, LowStockThreshold, Quantity, Scope, Sku, TtlSeconds,
+};
 use inventory_core::limits::MAX_SKUS_PER_READ;
 use inventory_core::Inventory;
 use serde::{Deserialize, Serialize};
@@ -99,6 +101,12 @@ fn declared_routes() -> Vec<(Route, Handlers)> {
                 "idempotency_key_reused",
             ],
             routes!(put_buckets),
+        ),
+        route(
+            Admin,
+            false,
+            &["invalid_sku", "invalid_threshold", "idempotency_key_reused"],
+            routes!(put_low_stock),
         ),
         route(
             Reserve,
@@ -223,6 +231,14 @@ struct BucketsBody {
     count: WholeNumber,
 }
 
+/// When to tell that an item runs low.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct LowStockBody {
+    #[schema(value_type = LowStockThreshold)]
+    below: WholeNumber,
+}
+
 /// A cart to hold, all lines or none.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -328,6 +344,30 @@ async fn put_buckets(
     let count = BucketCount::new(body.count.0)?;
     let id = inventory
         .set_buckets(sku, count, key.as_ref(), &caller)
+        .await?;
+    Ok(accepted(id))
+}
+
+/// Set the SKU's low-stock threshold: queue it, and from then on a `low_stock` integration
+/// event is told whenever the units available go below `below` (or at once, when they are
+/// below it already); 0 tells none, as every item starts. See the README's integration events.
+#[utoipa::path(
+    put,
+    path = "/items/{sku}/low-stock",
+    params(SkuPath, IdempotencyHeader),
+    request_body = LowStockBody,
+    responses((status = 202, description = "The threshold is queued.", body = Accepted)),
+)]
+async fn put_low_stock(
+    State(inventory): Service,
+    Authenticated(caller): Authenticated,
+    SkuPath(sku): SkuPath,
+    IdempotencyHeader(key): IdempotencyHeader,
+    JsonBody(body): JsonBody<LowStockBody>,
+) -> Result<Response, ApiError> {
+    let below = LowStockThreshold::new(body.below.0)?;
+    let id = inventory
+        .set_low_stock(sku, below, key.as_ref(), &caller)
         .await?;
     Ok(accepted(id))
 }

@@ -221,6 +221,7 @@ fn example(route: &Route) -> (String, Option<Value>) {
         "/items/{sku}/receipts" => Some(json!({ "quantity": 1 })),
         "/items/{sku}/adjustments" => Some(json!({ "delta": 1, "reason": "count" })),
         "/items/{sku}/buckets" => Some(json!({ "count": 4 })),
+        "/items/{sku}/low-stock" => Some(json!({ "below": 3 })),
         "/reservations" => Some(json!({ "lines": [{ "sku": "SKU-A", "quantity": 1 }] })),
         "/reservations/{id}/extend" => Some(json!({ "ttl_seconds": 600 })),
         _ => None,
@@ -229,7 +230,7 @@ fn example(route: &Route) -> (String, Option<Value>) {
 }
 
 #[tokio::test]
-async fn every_route_is_declared_with_a_scope_and_they_are_the_eleven_of_the_api() {
+async fn every_route_is_declared_with_a_scope_and_they_are_the_twelve_of_the_api() {
     let routes = routes();
     let declared: Vec<(&str, &str, Scope)> = routes
         .iter()
@@ -243,6 +244,7 @@ async fn every_route_is_declared_with_a_scope_and_they_are_the_eleven_of_the_api
             ("POST", "/items/{sku}/receipts", Scope::Admin),
             ("POST", "/items/{sku}/adjustments", Scope::Admin),
             ("PUT", "/items/{sku}/buckets", Scope::Admin),
+            ("PUT", "/items/{sku}/low-stock", Scope::Admin),
             ("POST", "/reservations", Scope::Reserve),
             ("GET", "/reservations/{id}", Scope::Reserve),
             ("DELETE", "/reservations/{id}", Scope::Reserve),

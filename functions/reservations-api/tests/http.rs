@@ -12,9 +12,9 @@ use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, Request, StatusCode};
 use axum::Router;
 use http_body_util::{BodyExt, Full, Limited};
-use inventory_core::domain::{Sku, Timestamp};
+use inventory_core::domain::{Notice, Sku, Timestamp};
 use inventory_core::feed::{FeedChange, Reaction};
-use inventory_core::memory::MemoryQueue;
+use inventory_core::memory::{MemoryNoticeBoard, MemoryQueue};
 use inventory_core::ports::{EventStore, ManualClock};
 use inventory_core::reactions::Snapshotter;
 use inventory_core::{Config, Inventory};
@@ -32,6 +32,8 @@ struct App {
     inventory: Arc<Inventory>,
     queue: Arc<MemoryQueue>,
     clock: ManualClock,
+    /// What the snapshotter told of the feeds delivered.
+    notices: Arc<MemoryNoticeBoard>,
 }
 
 #[derive(Debug)]
@@ -87,6 +89,7 @@ impl App {
             inventory,
             queue,
             clock,
+            notices: Arc::new(MemoryNoticeBoard::new()),
         }
     }
 
@@ -183,7 +186,7 @@ impl App {
     }
 
     /// Delivers the change feed of `skus` (their whole streams, as the table's stream would)
-    /// to the snapshotter, which maintains the read view.
+    /// to the snapshotter, which maintains the read view and tells its notices.
     async fn deliver_feed(&self, skus: &[&str]) {
         let mut changes = Vec::new();
         for sku in skus {
@@ -191,7 +194,10 @@ impl App {
             let events = self.store.read_stream(&sku, 0).await.expect("stream");
             changes.extend(events.into_iter().map(FeedChange::Appended));
         }
-        let failed = Snapshotter::new(self.store.clone()).react(&changes).await;
+        let failed = Snapshotter::new(self.store.clone())
+            .with_notices(self.notices.clone())
+            .react(&changes)
+            .await;
         assert!(failed.is_empty(), "snapshots of {failed:?} failed");
     }
 
@@ -621,6 +627,61 @@ async fn a_bucket_count_outside_1_to_256_is_400_invalid_bucket_count_and_queues_
         .await
         .assert_error(StatusCode::BAD_REQUEST, "invalid_bucket_count");
     }
+    assert_eq!(app.process().await, 0, "nothing was queued");
+}
+
+// ---------------------------------------------------------------------------------------------
+// PUT /items/{sku}/low-stock
+
+#[tokio::test]
+async fn a_low_stock_threshold_is_queued_applied_and_told_when_available_goes_below_it() {
+    let app = App::new().await;
+    app.stock("SKU-1", 5).await;
+    let queued = app
+        .send(
+            "PUT",
+            "/items/SKU-1/low-stock",
+            &[JSON],
+            json!({ "below": 3 }).to_string(),
+        )
+        .await;
+    queued.assert_status(StatusCode::ACCEPTED);
+    let command = queued.str("command_id");
+    app.process().await;
+    assert_eq!(app.command_status(&command).await["status"], "applied");
+    app.reserve(&[("SKU-1", 2)]).await; // 3 left: not below 3
+    app.deliver_feed(&["SKU-1"]).await;
+    app.reserve(&[("SKU-1", 1)]).await; // 2 left
+    app.deliver_feed(&["SKU-1"]).await;
+
+    let low: Vec<_> = app
+        .notices
+        .published()
+        .into_iter()
+        .filter_map(|told| match told.notice {
+            Notice::LowStock { threshold, stock } => Some((threshold.units(), stock.available)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(low, vec![(3, 2)], "told once, when 2 were left");
+}
+
+#[tokio::test]
+async fn a_low_stock_threshold_outside_0_to_1000000_is_400_invalid_threshold_and_queues_nothing() {
+    let app = App::new().await;
+    for below in [json!(-1), json!(1_000_001)] {
+        app.send(
+            "PUT",
+            "/items/SKU-1/low-stock",
+            &[JSON],
+            json!({ "below": below }).to_string(),
+        )
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_threshold");
+    }
+    app.send("PUT", "/items/SKU-1/low-stock", &[JSON], "{}".to_owned())
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_body");
     assert_eq!(app.process().await, 0, "nothing was queued");
 }
 

@@ -127,6 +127,16 @@ async fn every_request_the_api_sends_on_every_route_is_granted_by_its_role() {
     .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{split}");
     call("PUT", "/items/{sku}/buckets");
+    let (status, low) = send(
+        &router,
+        "PUT",
+        "/items/SKU-A/low-stock",
+        None,
+        Some(json!({ "below": 2 })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{low}");
+    call("PUT", "/items/{sku}/low-stock");
     apply(read_queue(&aws, &stream).await).await;
 
     // Reservations: one line, a cart under a key, its retry, a read, an extension.

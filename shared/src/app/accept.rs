@@ -10,7 +10,7 @@ use super::idempotency::digest;
 use super::reservation_book::ReservationBook;
 use crate::domain::{
     Action, BucketCount, Caller, ClientId, Command, CommandId, HoldStatus, IdempotencyKey,
-    InvalidValue, Quantity, ReservationId, Sku,
+    InvalidValue, LowStockThreshold, Quantity, ReservationId, Sku,
 };
 use crate::error::AppError;
 use crate::limits::{MAX_ADJUSTMENT, MAX_NOTE_LEN};
@@ -107,6 +107,20 @@ impl Accept {
     ) -> Result<CommandId, AppError> {
         let action = Action::SetBuckets { count };
         self.accept_one(format!("buckets/{sku}"), sku, action, key, caller)
+            .await
+    }
+
+    /// Accepts a low-stock threshold for `sku`: `low_stock` is told when its available units
+    /// go below `below` (0: never).
+    pub(crate) async fn set_low_stock(
+        &self,
+        sku: Sku,
+        below: LowStockThreshold,
+        key: Option<&IdempotencyKey>,
+        caller: &Caller,
+    ) -> Result<CommandId, AppError> {
+        let action = Action::SetLowStock { below };
+        self.accept_one(format!("low-stock/{sku}"), sku, action, key, caller)
             .await
     }
 

@@ -47,8 +47,8 @@ pub use views::{format_rfc3339, CommandView, ItemView, ItemsView, LineView, Rese
 
 use crate::config::Config;
 use crate::domain::{
-    BucketCount, Caller, Command, CommandId, IdempotencyKey, Quantity, ReservationId, Sku,
-    Timestamp, TtlSeconds,
+    BucketCount, Caller, Command, CommandId, IdempotencyKey, LowStockThreshold, Quantity,
+    ReservationId, Sku, Timestamp, TtlSeconds,
 };
 use crate::error::AppError;
 use crate::ports::{Clock, CommandQueue, EventStore, ParkReason, ParkedEntry};
@@ -247,6 +247,17 @@ impl Inventory {
         caller: &Caller,
     ) -> Result<CommandId, AppError> {
         self.accept.set_buckets(sku, count, key, caller).await
+    }
+
+    /// Accepts a low-stock threshold for `sku` ([`accept`]).
+    pub async fn set_low_stock(
+        &self,
+        sku: Sku,
+        below: LowStockThreshold,
+        key: Option<&IdempotencyKey>,
+        caller: &Caller,
+    ) -> Result<CommandId, AppError> {
+        self.accept.set_low_stock(sku, below, key, caller).await
     }
 
     /// Accepts an adjustment of `sku` by `delta` (non-zero) for `reason` ([`accept`]).

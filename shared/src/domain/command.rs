@@ -3,7 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::types::{BucketCount, CommandId, Quantity, ReservationId, Sku, Timestamp};
+use super::types::{
+    BucketCount, CommandId, LowStockThreshold, Quantity, ReservationId, Sku, Timestamp,
+};
 
 /// One queued command for one SKU. A checkout or release of a multi-SKU reservation is one
 /// command id with one `Command` per line.
@@ -44,6 +46,11 @@ pub enum Action {
         /// How many buckets.
         count: BucketCount,
     },
+    /// Tell `low_stock` when available units go below `below` (0: never).
+    SetLowStock {
+        /// The threshold.
+        below: LowStockThreshold,
+    },
     /// Check out the reservation's hold on this SKU.
     CommitHold {
         /// The reservation to check out.
@@ -70,7 +77,8 @@ impl Action {
             | Action::ExpireHold { reservation_id } => Some(reservation_id),
             Action::ReceiveStock { .. }
             | Action::AdjustStock { .. }
-            | Action::SetBuckets { .. } => None,
+            | Action::SetBuckets { .. }
+            | Action::SetLowStock { .. } => None,
         }
     }
 }

@@ -142,6 +142,13 @@ pub fn decide(
             command_id: id,
             count: *count,
         }),
+        (Action::SetLowStock { below }, _) if *below == state.low_stock_below => {
+            Verdict::AlreadyDone
+        }
+        (Action::SetLowStock { below }, _) => Verdict::Apply(Change::LowStockSet {
+            command_id: id,
+            below: *below,
+        }),
         (Action::CommitHold { .. }, Some(hold)) => {
             commit(state, hold, id, command.accepted_at, now)
         }
@@ -231,7 +238,7 @@ mod tests {
 
     use super::*;
     use crate::domain::event::Event;
-    use crate::domain::types::{Sku, TtlSeconds};
+    use crate::domain::types::{LowStockThreshold, Sku, TtlSeconds};
 
     const GRACE: i64 = 120;
 
@@ -540,6 +547,37 @@ mod tests {
             },
             at(0),
         )
+    }
+
+    #[test]
+    fn a_low_stock_threshold_is_set_once_and_kept_by_the_fold() {
+        let set = |below| {
+            command(
+                Action::SetLowStock {
+                    below: LowStockThreshold::new(below).unwrap(),
+                },
+                at(0),
+            )
+        };
+        let g = given().received(at(0), 5);
+        let verdict = decide(&g.state(), None, &set(3), at(1), GRACE);
+        assert_eq!(
+            verdict,
+            Verdict::Apply(Change::LowStockSet {
+                command_id: cmd_id(999),
+                below: LowStockThreshold::new(3).unwrap(),
+            })
+        );
+        let g = g.apply(at(1), verdict);
+        assert_eq!(g.state().low_stock_below.units(), 3);
+        assert_eq!(
+            decide(&g.state(), None, &set(3), at(2), GRACE),
+            Verdict::AlreadyDone
+        );
+        assert!(matches!(
+            decide(&g.state(), None, &set(0), at(2), GRACE),
+            Verdict::Apply(Change::LowStockSet { below, .. }) if below.is_off()
+        ));
     }
 
     #[test]

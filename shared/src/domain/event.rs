@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use super::access::ClientId;
 use super::buckets::{Move, TransferId};
-use super::types::{BucketCount, CommandId, Quantity, ReservationId, Sku, Timestamp, Version};
+use super::types::{
+    BucketCount, CommandId, LowStockThreshold, Quantity, ReservationId, Sku, Timestamp, Version,
+};
 
 /// One recorded event: position in its stream, when it was decided, and what changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,6 +132,13 @@ pub enum Change {
         /// How many buckets.
         count: BucketCount,
     },
+    /// The admin set the item's low-stock threshold (recorded on bucket 0).
+    LowStockSet {
+        /// The command that set it.
+        command_id: CommandId,
+        /// Available units below which the item is told low on stock (0: never).
+        below: LowStockThreshold,
+    },
     /// Units moved between the item's buckets. The same event is written to every bucket the
     /// moves touch, in one transaction: each bucket's fold applies its own legs, so nothing is
     /// created or lost.
@@ -162,6 +171,7 @@ impl Change {
             | Change::HoldCommitted { command_id, .. }
             | Change::HoldReleased { command_id, .. }
             | Change::BucketsSet { command_id, .. }
+            | Change::LowStockSet { command_id, .. }
             | Change::CommandRejected { command_id, .. } => Some(*command_id),
             Change::HoldPlaced { .. }
             | Change::HoldExtended { .. }

@@ -20,6 +20,6 @@ pub use hold::{HoldLine, HoldStatus, HoldTerms};
 pub use notices::{notices, Notice, Noticed, StockFigures};
 pub use state::SkuState;
 pub use types::{
-    Bucket, BucketCount, CommandId, IdempotencyKey, InvalidValue, Quantity, ReservationId, Sku,
-    Timestamp, TtlSeconds, Version,
+    Bucket, BucketCount, CommandId, IdempotencyKey, InvalidValue, LowStockThreshold, Quantity,
+    ReservationId, Sku, Timestamp, TtlSeconds, Version,
 };

@@ -10,7 +10,9 @@ use serde::Serialize;
 
 use super::event::{Change, Event, RejectionCode};
 use super::state::SkuState;
-use super::types::{CommandId, Quantity, ReservationId, Sku, Timestamp, Version};
+use super::types::{
+    CommandId, LowStockThreshold, Quantity, ReservationId, Sku, Timestamp, Version,
+};
 
 /// An item's figures as a notice carries them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -56,11 +58,11 @@ pub enum Notice {
         /// The figures after the event.
         stock: StockFigures,
     },
-    /// Available went below the item's low-stock threshold (it went down across it; going back
-    /// up across it tells nothing, and arms it again).
+    /// Available went below the item's low-stock threshold: it went down across it, or the
+    /// admin set a threshold above it. Going back up across it tells nothing, and arms it again.
     LowStock {
         /// The threshold crossed.
-        threshold: i64,
+        threshold: LowStockThreshold,
         /// The figures after the event.
         stock: StockFigures,
     },
@@ -121,9 +123,9 @@ impl Noticed {
 }
 
 /// The notices `events` (the stream's next events after `before`, in order) give, in order:
-/// each event's transitions, then one `stock_changed` if the figures moved. `low_stock_below`
-/// is the item's threshold, if it has one.
-pub fn notices(before: &SkuState, events: &[Event], low_stock_below: Option<i64>) -> Vec<Noticed> {
+/// each event's transitions, then one `stock_changed` if the figures moved. The low-stock
+/// threshold is the stream's own, as its events set it.
+pub fn notices(before: &SkuState, events: &[Event]) -> Vec<Noticed> {
     let mut state = before.clone();
     let mut out = Vec::new();
     let figures_before = StockFigures::of(before);
@@ -135,6 +137,7 @@ pub fn notices(before: &SkuState, events: &[Event], low_stock_below: Option<i64>
         // Available as the previous event left it, at its time: a hold that lapsed since
         // then brings units back with this event.
         let was = StockFigures::of(&state).available;
+        let was_low = state.low_stock_below.is_low(was);
         state.evolve(event);
         let stock = StockFigures::of(&state);
         let now = stock.available;
@@ -150,10 +153,9 @@ pub fn notices(before: &SkuState, events: &[Event], low_stock_below: Option<i64>
         if was == 0 && now > 0 {
             out.push(noticed(Notice::BackInStock { stock }));
         }
-        if let Some(threshold) = low_stock_below {
-            if was >= threshold && now < threshold {
-                out.push(noticed(Notice::LowStock { threshold, stock }));
-            }
+        let threshold = state.low_stock_below;
+        if !was_low && threshold.is_low(now) {
+            out.push(noticed(Notice::LowStock { threshold, stock }));
         }
         match &event.change {
             Change::HoldExpired {
@@ -275,10 +277,19 @@ mod tests {
                 },
             )
         }
-        /// The notices of the events after the first `known`, with `threshold`.
-        fn notices(&self, known: usize, threshold: Option<i64>) -> Vec<Noticed> {
+        fn threshold(self, secs: i64, below: i64) -> Self {
+            self.then(
+                secs,
+                Change::LowStockSet {
+                    command_id: command(2_000 + secs as u128),
+                    below: LowStockThreshold::new(below).unwrap(),
+                },
+            )
+        }
+        /// The notices of the events after the first `known`.
+        fn notices(&self, known: usize) -> Vec<Noticed> {
             let before = SkuState::from_events(&self.events[..known]);
-            notices(&before, &self.events[known..], threshold)
+            notices(&before, &self.events[known..])
         }
     }
 
@@ -295,7 +306,7 @@ mod tests {
             .received(1, 2)
             .held(2, 1, 600)
             .held(3, 1, 600);
-        let noticed = stream.notices(1, None);
+        let noticed = stream.notices(1);
         assert_eq!(
             kinds(&noticed),
             vec![(3, "out_of_stock"), (3, "stock_changed")]
@@ -321,7 +332,7 @@ mod tests {
             .received(1, 1)
             .held(2, 1, 600)
             .expired(700, 2, 1, 600);
-        let noticed = stream.notices(2, None);
+        let noticed = stream.notices(2);
         assert_eq!(
             kinds(&noticed),
             vec![
@@ -339,7 +350,7 @@ mod tests {
             .received(1, 1)
             .held(2, 1, 600)
             .received(900, 5);
-        let noticed = stream.notices(2, None);
+        let noticed = stream.notices(2);
         assert_eq!(
             kinds(&noticed),
             vec![(3, "back_in_stock"), (3, "stock_changed")]
@@ -349,38 +360,64 @@ mod tests {
     #[test]
     fn a_threshold_tells_when_crossed_downwards_and_arms_again_upwards() {
         let stream = Stream::default()
+            .threshold(1, 4)
             .received(1, 6)
             .held(2, 2, 600) // 4 left: not below 4
             .held(3, 1, 600) // 3 left: below 4
             .held(4, 1, 600) // 2 left: still below, nothing new
             .received(5, 10) // 12 left: above again, nothing told
             .adjusted(6, -9); // 3 left: below again
-        let noticed = stream.notices(1, Some(4));
-        let low: Vec<Version> = noticed
+        let noticed = stream.notices(2);
+        let low: Vec<(Version, Notice)> = noticed
+            .into_iter()
+            .filter(|n| n.notice.kind() == "low_stock")
+            .map(|n| (n.version, n.notice))
+            .collect();
+        assert_eq!(low.len(), 2, "{low:?}");
+        assert_eq!(low[0].0, 4);
+        assert_eq!(low[1].0, 7);
+        let Notice::LowStock { threshold, stock } = low[0].1 else {
+            unreachable!()
+        };
+        assert_eq!((threshold.units(), stock.available), (4, 3));
+    }
+
+    #[test]
+    fn a_threshold_set_above_what_is_left_tells_at_once_and_none_tells_nothing() {
+        let stream = Stream::default()
+            .received(1, 3)
+            .held(2, 1, 600) // 2 left, no threshold: nothing
+            .threshold(3, 5) // 2 < 5: low at once
+            .threshold(4, 6) // still low under the new one: nothing new
+            .threshold(5, 0) // off
+            .held(6, 1, 600); // 1 left, no threshold: nothing
+        let low: Vec<Version> = stream
+            .notices(0)
             .iter()
             .filter(|n| n.notice.kind() == "low_stock")
             .map(|n| n.version)
             .collect();
-        assert_eq!(low, vec![3, 6]);
+        assert_eq!(low, vec![3]);
     }
 
     #[test]
     fn nothing_is_told_when_nothing_crosses() {
         let stream = Stream::default()
+            .threshold(1, 2)
             .received(1, 10)
             .held(2, 1, 600)
             .held(3, 1, 600);
-        let noticed = stream.notices(1, Some(2));
-        assert_eq!(kinds(&noticed), vec![(3, "stock_changed")]);
+        let noticed = stream.notices(2);
+        assert_eq!(kinds(&noticed), vec![(4, "stock_changed")]);
         // The same events again (a redelivered batch) tell nothing new.
-        assert!(stream.notices(3, Some(2)).is_empty());
+        assert!(stream.notices(4).is_empty());
     }
 
     #[test]
     fn the_same_events_give_the_same_ids() {
         let stream = Stream::default().received(1, 1).held(2, 1, 600);
-        let first: Vec<String> = stream.notices(0, None).iter().map(Noticed::id).collect();
-        let again: Vec<String> = stream.notices(0, None).iter().map(Noticed::id).collect();
+        let first: Vec<String> = stream.notices(0).iter().map(Noticed::id).collect();
+        let again: Vec<String> = stream.notices(0).iter().map(Noticed::id).collect();
         assert_eq!(first, again);
         assert_eq!(
             first,
@@ -401,7 +438,7 @@ mod tests {
                 reason: RejectionCode::OnHandWouldGoNegative,
             },
         );
-        let noticed = stream.notices(1, None);
+        let noticed = stream.notices(1);
         assert_eq!(kinds(&noticed), vec![(2, "command_rejected")]);
     }
 
@@ -419,6 +456,7 @@ mod tests {
             Adjust(i64),
             Hold { units: i64, for_secs: i64 },
             ExpireOldest,
+            Threshold(i64),
         }
 
         fn step() -> impl Strategy<Value = (Step, i64)> {
@@ -427,6 +465,7 @@ mod tests {
                 (-3..3_i64).prop_map(Step::Adjust),
                 (1..3_i64, 5..120_i64).prop_map(|(units, for_secs)| Step::Hold { units, for_secs }),
                 Just(Step::ExpireOldest),
+                (0..6_i64).prop_map(Step::Threshold),
             ];
             (step, 0..40_i64)
         }
@@ -454,6 +493,7 @@ mod tests {
                         let (seq, units, until) = holds.remove(0);
                         stream.expired(secs.max(until), seq, units, until)
                     }
+                    Step::Threshold(below) => stream.threshold(secs, *below),
                     _ => stream,
                 };
                 secs = secs.max(stream.events.last().map_or(0, |e| e.at.millis() / 1000));
@@ -474,10 +514,9 @@ mod tests {
             fn batches_tell_what_the_whole_tells_and_stock_alternates(
                 steps in prop::collection::vec(step(), 1..60),
                 cuts in prop::collection::vec(0..60_usize, 0..6),
-                threshold in prop::option::of(1..6_i64),
             ) {
                 let stream = stream_of(&steps);
-                let whole = transitions(&stream.notices(0, threshold));
+                let whole = transitions(&stream.notices(0));
 
                 let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(stream.events.len())).collect();
                 cuts.push(stream.events.len());
@@ -486,7 +525,7 @@ mod tests {
                 let mut from = 0;
                 for cut in cuts {
                     let before = SkuState::from_events(&stream.events[..from]);
-                    batched.extend(notices(&before, &stream.events[from..cut], threshold));
+                    batched.extend(notices(&before, &stream.events[from..cut]));
                     from = cut;
                 }
                 prop_assert_eq!(&transitions(&batched), &whole);

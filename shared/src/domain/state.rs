@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::buckets::Layout;
 use super::event::{Change, Event};
-use super::types::{Timestamp, Version};
+use super::types::{LowStockThreshold, Timestamp, Version};
 
 /// What the stream of one SKU adds up to.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,6 +29,9 @@ pub struct SkuState {
     /// How the item's stock is laid out over its escrow buckets (kept by bucket 0 only).
     #[serde(default, skip_serializing_if = "Layout::is_single")]
     pub layout: Layout,
+    /// Available units below which the item is told low on stock (kept by bucket 0 only).
+    #[serde(default, skip_serializing_if = "LowStockThreshold::is_off")]
+    pub low_stock_below: LowStockThreshold,
 }
 
 /// Held units summed per release instant.
@@ -107,6 +110,7 @@ impl SkuState {
                 self.layout.count = *count;
                 self.layout.widest = self.layout.widest.max(*count);
             }
+            Change::LowStockSet { below, .. } => self.low_stock_below = *below,
             Change::BucketsDrained {} => self.layout.drained = true,
             Change::BucketsSpread {} => self.layout.drained = false,
             Change::CommandRejected { .. } => {}
@@ -132,13 +136,14 @@ impl SkuState {
     }
 
     /// An item's figures over its escrow buckets' states: on-hand, sales and holds summed, the
-    /// latest clock, bucket 0's layout, and as version the sum of the buckets' (it moves
-    /// whenever any bucket does, and never back).
+    /// latest clock, bucket 0's layout and low-stock threshold, and as version the sum of the
+    /// buckets' (it moves whenever any bucket does, and never back).
     pub fn summed<'a>(buckets: impl IntoIterator<Item = &'a SkuState>) -> SkuState {
         let mut item = SkuState::default();
         for (index, bucket) in buckets.into_iter().enumerate() {
             if index == 0 {
                 item.layout = bucket.layout;
+                item.low_stock_below = bucket.low_stock_below;
             }
             item.version += bucket.version;
             item.on_hand += bucket.on_hand;

@@ -277,6 +277,53 @@ impl<'de> Deserialize<'de> for Quantity {
     }
 }
 
+/// An item's low-stock threshold: a `low_stock` notice is told when its available units go
+/// below it. 0 (the default) tells none; at most [`Quantity::MAX`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct LowStockThreshold(u32);
+
+impl LowStockThreshold {
+    /// No threshold: no `low_stock` notice.
+    pub const OFF: LowStockThreshold = LowStockThreshold(0);
+
+    /// Parses a threshold, rejecting negatives and more than [`Quantity::MAX`].
+    pub fn new(raw: i64) -> Result<Self, InvalidValue> {
+        if raw < 0 || raw > i64::from(Quantity::MAX) {
+            return Err(InvalidValue::new(
+                "invalid_threshold",
+                format!(
+                    "below must be between 0 (no threshold) and {}, got {raw}",
+                    Quantity::MAX
+                ),
+            ));
+        }
+        Ok(Self(raw as u32))
+    }
+
+    /// Whether no threshold is set.
+    pub fn is_off(&self) -> bool {
+        self.0 == 0
+    }
+
+    /// Whether `available` units are below the threshold (never, when it is off).
+    pub fn is_low(self, available: i64) -> bool {
+        available < i64::from(self.0)
+    }
+
+    /// The threshold in units.
+    pub fn units(self) -> i64 {
+        i64::from(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for LowStockThreshold {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = i64::deserialize(deserializer)?;
+        LowStockThreshold::new(raw).map_err(serde::de::Error::custom)
+    }
+}
+
 /// Position of an event in its SKU's stream. Streams are gap-free: 1, 2, 3, … ; 0 means "no event".
 pub type Version = u64;
 

@@ -104,7 +104,7 @@ fn told(sku: &Sku, before: &SkuState, folded: &[Event], after: &SkuState) -> Vec
     let split = sku.bucket() != Bucket::HOME
         || before.layout.widest != BucketCount::ONE
         || after.layout.widest != BucketCount::ONE;
-    let mut told = notices(before, folded, None);
+    let mut told = notices(before, folded);
     if split {
         told.retain(|noticed| {
             matches!(
