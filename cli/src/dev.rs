@@ -13,7 +13,7 @@ use std::time::Duration;
 use command_processor::Delivery;
 use inventory_core::archive::Archive;
 use inventory_core::aws::s3::s3_client;
-use inventory_core::aws::{local_config, DynamoStore, KinesisQueue, S3Objects};
+use inventory_core::aws::{local_config, DynamoStore, EventBridgeBoard, KinesisQueue, S3Objects};
 use inventory_core::domain::{CommandId, Sku, Timestamp};
 use inventory_core::feed::Reaction;
 use inventory_core::limits::{COMMAND_BATCH, FEED_BATCH};
@@ -25,7 +25,7 @@ use inventory_core::{Config, Inventory};
 use reservations_api::Authentication;
 
 use crate::feed_source::FeedSource;
-use crate::notice_file::NoticeFile;
+use crate::notice_file::{Boards, NoticeFile};
 use crate::queue_source::QueueSource;
 use crate::shard_poller::poll;
 
@@ -36,16 +36,17 @@ pub struct DevArgs {
     #[arg(long, default_value_t = 3000, env = "INVENTORY_PORT")]
     pub port: u16,
 
-    /// Use DynamoDB, Kinesis and S3 at this endpoint (a local AWS such as moto) instead of the
-    /// embedded backend; the table, stream and bucket are created if missing (see --existing).
+    /// Use DynamoDB, Kinesis, S3 and EventBridge at this endpoint (a local AWS such as moto)
+    /// instead of the embedded backend; the table, stream, bucket and bus are created if missing
+    /// (see --existing), and the integration events are put on the bus.
     #[arg(long, value_name = "URL")]
     pub endpoint_url: Option<String>,
 
-    /// The table, stream and bucket, with --endpoint-url.
+    /// The table, stream, bucket and bus, with --endpoint-url.
     #[command(flatten)]
     pub names: ResourceNames,
 
-    /// Use the table, stream and bucket as they are (a deployed stack's): create nothing, and
+    /// Use the table, stream, bucket and bus as they are (a deployed stack's): create nothing, and
     /// stop if any is missing or not shaped as the code expects (keys, indexes, change feed).
     #[arg(long, requires = "endpoint_url")]
     pub existing: bool,
@@ -64,16 +65,16 @@ pub struct DevArgs {
 
     /// Append the integration events (out of stock, back in stock, low stock, hold expired,
     /// command rejected, stock changed) to this file as CloudEvents JSON lines, as the
-    /// snapshotter tells them. Off by default.
+    /// snapshotter tells them (with --endpoint-url, as well as on the bus). Off by default.
     #[arg(long, value_name = "FILE", conflicts_with = "api_only")]
     pub events_out: Option<PathBuf>,
 }
 
-/// Names of the table, stream and bucket at a local AWS.
+/// Names of the table, stream, bucket and bus at a local AWS.
 #[derive(Debug, clap::Args)]
 pub struct ResourceNames {
     #[command(flatten)]
-    /// The table, stream and bucket, with --endpoint-url.
+    /// The table and bucket, with --endpoint-url.
     pub storage: StorageNames,
 
     /// The command stream.
@@ -83,6 +84,14 @@ pub struct ResourceNames {
         env = "INVENTORY_COMMAND_STREAM"
     )]
     pub stream: String,
+
+    /// The EventBridge bus of the integration events.
+    #[arg(
+        long,
+        default_value = "inventory-notices",
+        env = "INVENTORY_NOTICE_BUS"
+    )]
+    pub bus: String,
 }
 
 /// Names of the events table and the archive bucket (also what `replay` and `audit` read).
@@ -109,16 +118,16 @@ pub struct InitArgs {
     pub endpoint_url: String,
 
     #[command(flatten)]
-    /// The table, stream and bucket to create or check.
+    /// The table, stream, bucket and bus to create or check.
     pub names: ResourceNames,
 
-    /// Create nothing: check that the table, stream and bucket exist and are shaped as the code
-    /// expects (keys, indexes, change feed), e.g. a deployed stack's.
+    /// Create nothing: check that the table, stream, bucket and bus exist and are shaped as the
+    /// code expects (keys, indexes, change feed), e.g. a deployed stack's.
     #[arg(long)]
     pub existing: bool,
 }
 
-/// Creates the table, stream and bucket if missing (with --existing: only checks them).
+/// Creates the table, stream, bucket and bus if missing (with --existing: only checks them).
 pub async fn init(args: InitArgs) -> Result<(), Box<dyn std::error::Error>> {
     let sdk = local_config(&args.endpoint_url).await;
     prepare(&sdk, &args.names, args.existing).await?;
@@ -128,32 +137,52 @@ pub async fn init(args: InitArgs) -> Result<(), Box<dyn std::error::Error>> {
         "are ready"
     };
     println!(
-        "table {}, stream {} and bucket {} {verb} at {}",
-        args.names.storage.table, args.names.stream, args.names.storage.bucket, args.endpoint_url
+        "table {}, stream {}, bucket {} and bus {} {verb} at {}",
+        args.names.storage.table,
+        args.names.stream,
+        args.names.storage.bucket,
+        args.names.bus,
+        args.endpoint_url
     );
     Ok(())
 }
 
-/// The table, stream and bucket named: created if missing, or with `--existing` checked as they
-/// are (nothing created).
+/// The resources of a deployment at a local AWS.
+struct Resources {
+    store: DynamoStore,
+    queue: KinesisQueue,
+    objects: S3Objects,
+    bus: EventBridgeBoard,
+}
+
+/// The table, stream, bucket and bus named: created if missing, or with `--existing` checked as
+/// they are (nothing created).
 async fn prepare(
     sdk: &aws_config::SdkConfig,
     names: &ResourceNames,
     existing: bool,
-) -> Result<(DynamoStore, KinesisQueue, S3Objects), Box<dyn std::error::Error>> {
+) -> Result<Resources, Box<dyn std::error::Error>> {
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &names.storage.table);
     let queue = KinesisQueue::new(aws_sdk_kinesis::Client::new(sdk), &names.stream);
     let objects = S3Objects::new(s3_client(sdk), &names.storage.bucket);
+    let bus = EventBridgeBoard::new(aws_sdk_eventbridge::Client::new(sdk), &names.bus);
     if existing {
         store.verify_table().await?;
         queue.verify_stream().await?;
         objects.verify_bucket().await?;
+        bus.verify_bus().await?;
     } else {
         store.create_table_if_missing().await?;
         queue.create_stream_if_missing().await?;
         objects.create_bucket_if_missing().await?;
+        bus.create_bus_if_missing().await?;
     }
-    Ok((store, queue, objects))
+    Ok(Resources {
+        store,
+        queue,
+        objects,
+        bus,
+    })
 }
 
 /// How often the embedded feed is looked at for new changes.
@@ -205,7 +234,7 @@ pub async fn run(args: DevArgs) -> Result<(), Box<dyn std::error::Error>> {
         None => tracing::info!(%address, "embedded backend: in-memory store, queue and archive"),
         Some(url) => tracing::info!(%address, endpoint = %url, table = %args.names.storage.table,
             stream = %args.names.stream, bucket = %args.names.storage.bucket,
-            "DynamoDB, Kinesis and S3 backend"),
+            bus = %args.names.bus, "DynamoDB, Kinesis, S3 and EventBridge backend"),
     }
     axum::serve(
         listener,
@@ -266,23 +295,32 @@ enum Background {
     Elsewhere,
 }
 
-/// DynamoDB, Kinesis and S3 at `url`: the table, stream and bucket are created if missing (or
-/// checked as they are, with `--existing`). With the background in-process, the command stream
-/// is polled to drive the processor and the table's stream to drive the reactions, as the event
-/// source mappings do in AWS, and the expiry sweep runs on a timer.
+/// DynamoDB, Kinesis, S3 and EventBridge at `url`: the table, stream, bucket and bus are created
+/// if missing (or checked as they are, with `--existing`). With the background in-process, the
+/// command stream is polled to drive the processor and the table's stream to drive the
+/// reactions, as the event source mappings do in AWS (the snapshotter puts its notices on the
+/// bus, and on `file` too if given), and the expiry sweep runs on a timer.
 async fn on_local_aws(
     url: &str,
     names: &ResourceNames,
     existing: bool,
     background: Background,
     config: Config,
-    board: Option<Arc<dyn NoticeBoard>>,
+    file: Option<Arc<dyn NoticeBoard>>,
 ) -> Result<Arc<Inventory>, Box<dyn std::error::Error>> {
     let sdk = local_config(url).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     let kinesis = aws_sdk_kinesis::Client::new(&sdk);
-    let (store, queue, objects) = prepare(&sdk, names, existing).await?;
+    let Resources {
+        store,
+        queue,
+        objects,
+        bus,
+    } = prepare(&sdk, names, existing).await?;
     let store = store.with_dedupe_window(config.dedupe_window());
+    let mut boards: Vec<Arc<dyn NoticeBoard>> = vec![Arc::new(bus)];
+    boards.extend(file);
+    let board: Arc<dyn NoticeBoard> = Arc::new(Boards(boards));
     let table_stream =
         crate::feed_source::latest_stream_arn(&dynamodb, &names.storage.table).await?;
 
@@ -293,7 +331,7 @@ async fn on_local_aws(
         Archive::new(Arc::new(objects)),
         Arc::clone(&clock),
         &config,
-        board,
+        Some(board),
     );
     let sweep_interval = config.sweep_interval;
     let inventory = Arc::new(Inventory::new(store, Arc::new(queue), clock, config));

@@ -1,7 +1,9 @@
 //! `inventory dev --events-out FILE`: the notices the snapshotter tells, as CloudEvents JSON
-//! lines appended to a file (the event bus of a deployment, for a developer to `tail -f`).
+//! lines appended to a file (the event bus of a deployment, for a developer to `tail -f`), and
+//! [`Boards`], to tell a file and a bus alike.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use inventory_core::cloud_events::CloudEvent;
@@ -50,5 +52,25 @@ impl NoticeBoard for NoticeFile {
         file.flush()
             .await
             .map_err(|err| PublishError(err.to_string()))
+    }
+}
+
+/// Several boards told the same notices, one after the other (`inventory dev --endpoint-url`
+/// with `--events-out`: the bus and the file).
+pub struct Boards(pub Vec<Arc<dyn NoticeBoard>>);
+
+impl std::fmt::Debug for Boards {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Boards").field(&self.0.len()).finish()
+    }
+}
+
+#[async_trait]
+impl NoticeBoard for Boards {
+    async fn publish(&self, notices: &[Noticed]) -> Result<(), PublishError> {
+        for board in &self.0 {
+            board.publish(notices).await?;
+        }
+        Ok(())
     }
 }

@@ -14,8 +14,12 @@ use serde::Serialize;
 use crate::app::format_rfc3339;
 use crate::domain::{Notice, Noticed, Version};
 
-/// What every notice's CloudEvents `type` starts with.
+/// What every notice's CloudEvents `type` starts with: [`BUS_SOURCE`] and a dot.
 pub const TYPE_PREFIX: &str = "com.neveroversell.inventory.";
+
+/// The `source` of the service's entries on an EventBridge bus (what a rule's pattern matches;
+/// the CloudEvent inside names the deployment as its own `source`).
+pub const BUS_SOURCE: &str = "com.neveroversell.inventory";
 
 /// One notice in the CloudEvents 1.0 JSON format.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -69,6 +73,11 @@ impl<'a> CloudEvent<'a> {
 mod tests {
     use super::*;
     use crate::domain::{Sku, StockFigures, Timestamp};
+
+    #[test]
+    fn the_types_start_with_the_bus_source() {
+        assert_eq!(TYPE_PREFIX, format!("{BUS_SOURCE}."));
+    }
 
     #[test]
     fn a_notice_reads_as_a_cloud_event() {

@@ -18,6 +18,10 @@ pub const MAX_SKUS_PER_READ: usize = MAX_BATCH_READ_KEYS;
 /// Most records one `PutRecords` call takes (Kinesis's limit).
 pub const MAX_QUEUE_RECORDS_PER_CALL: usize = 500;
 
+/// Most entries one `PutEvents` call takes (EventBridge's limit): the notices of a change-feed
+/// batch go out ten at a time.
+pub const MAX_NOTICES_PER_CALL: usize = 10;
+
 /// Most commands one SKU may hold back at a time: the held commands are tried again with the
 /// next chunk of arrivals, and both must fit one transaction.
 pub const MAX_DEFERRED: usize = 16;

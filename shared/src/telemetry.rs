@@ -26,6 +26,10 @@ pub const APPLY_LAG: &str = "apply_lag_ms";
 pub const PARKED_COMMANDS: &str = "parked_commands";
 /// `hold_expired` events written by the expiry timer.
 pub const HOLDS_EXPIRED: &str = "holds_expired";
+/// Integration events (notices) the snapshotter told, by `outcome`: `published`, or
+/// `unpublished` (the bus refused them past the retries: the batch is delivered again, and the
+/// unpublished-notices alarm watches it).
+pub const NOTICES: &str = "notices";
 /// Time from the oldest event of a change-feed batch to its handling, in milliseconds (the
 /// function dimension tells the snapshotter's from the archiver's).
 pub const REACTION_LAG: &str = "reaction_lag_ms";
@@ -60,6 +64,16 @@ pub(crate) fn holds_expired(count: usize) {
     if count > 0 {
         metrics::counter!(HOLDS_EXPIRED).increment(count as u64);
     }
+}
+
+/// `count` notices were published, or not.
+pub(crate) fn notices(published: bool, count: usize) {
+    let outcome = if published {
+        "published"
+    } else {
+        "unpublished"
+    };
+    metrics::counter!(NOTICES, "outcome" => outcome).increment(count as u64);
 }
 
 /// A change-feed batch whose oldest event is of `at` was handled at `now`.

@@ -281,3 +281,63 @@ fn parked_commands_are_indexed_as_the_store_reads_them_and_an_alarm_watches_thei
     assert_eq!(alarm["ComparisonOperator"], "GreaterThanThreshold");
     assert_eq!(alarm["Statistic"], "Maximum");
 }
+
+#[test]
+fn the_snapshotter_alone_puts_the_notices_on_the_stacks_bus_and_an_alarm_watches_what_it_could_not()
+{
+    use inventory_core::cloud_events::BUS_SOURCE;
+    use inventory_core::telemetry::NOTICES;
+
+    let snapshotter = &resource("SnapshotterFunction")["Properties"];
+    assert_eq!(
+        snapshotter["Environment"]["Variables"]["INVENTORY_NOTICE_BUS"],
+        json!({ "Ref": "NoticeBus" })
+    );
+    let bus_arn = json!({ "Fn::GetAtt": ["NoticeBus", "Arn"] });
+    for (name, role) in resources_of(translated(), "AWS::IAM::Role") {
+        let puts: Vec<Value> = list(&role["Properties"]["Policies"])
+            .iter()
+            .flat_map(|policy| list(&policy["PolicyDocument"]["Statement"]))
+            .filter(|statement| list(&statement["Action"]).contains(&json!("events:PutEvents")))
+            .collect();
+        if name == "SnapshotterRole" {
+            assert_eq!(puts.len(), 1, "{name}");
+            assert_eq!(list(&puts[0]["Resource"]), vec![bus_arn.clone()], "{name}");
+        } else {
+            assert!(puts.is_empty(), "{name} may put events");
+        }
+    }
+
+    let alarms: Vec<Value> = resources_of(translated(), "AWS::CloudWatch::Alarm")
+        .into_iter()
+        .filter(|(_, alarm)| {
+            alarm["Properties"]["MetricName"] == NOTICES
+                && alarm["Properties"]["Namespace"] == json!({ "Ref": "AWS::StackName" })
+        })
+        .map(|(_, alarm)| alarm.clone())
+        .collect();
+    assert_eq!(alarms.len(), 1, "one unpublished-notices alarm");
+    assert_eq!(
+        watched(&alarms[0], "Function"),
+        json!({ "Ref": "SnapshotterFunction" })
+    );
+    assert_eq!(watched(&alarms[0], "outcome"), json!("unpublished"));
+
+    // The example webhook: every notice's CloudEvent, retried for a day, then dead-lettered.
+    let rule = &resource("WebhookRule");
+    assert_eq!(rule["Condition"], "HasWebhook");
+    let rule = &rule["Properties"];
+    assert_eq!(rule["EventBusName"], json!({ "Ref": "NoticeBus" }));
+    assert_eq!(rule["EventPattern"], json!({ "source": [BUS_SOURCE] }));
+    let target = &list(&rule["Targets"])[0];
+    assert_eq!(
+        target["Arn"],
+        json!({ "Fn::GetAtt": ["WebhookDestination", "Arn"] })
+    );
+    assert_eq!(target["InputPath"], "$.detail");
+    assert_eq!(target["RetryPolicy"]["MaximumEventAgeInSeconds"], 86400);
+    assert_eq!(
+        target["DeadLetterConfig"]["Arn"],
+        json!({ "Fn::GetAtt": ["WebhookDeadLetterQueue", "Arn"] })
+    );
+}

@@ -1,8 +1,8 @@
-//! The snapshotter Lambda: the events table's stream → each SKU's snapshot (the read view).
+//! The snapshotter Lambda: the events table's stream → each SKU's snapshot (the read view), and
+//! the integration events on the notice bus.
 
 use inventory_core::aws::feed::handle_stream_event;
-use inventory_core::aws::{metrics_collector, reactions_store, sdk_config, AwsSettings};
-use inventory_core::reactions::Snapshotter;
+use inventory_core::aws::{metrics_collector, sdk_config, snapshotter_on_aws, AwsSettings};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use metrics_cloudwatch_embedded::lambda::service::run;
 
@@ -11,7 +11,7 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let settings = AwsSettings::from_env()?;
     let metrics = metrics_collector(&settings)?;
-    let snapshotter = Snapshotter::new(reactions_store(&sdk_config().await, &settings));
+    let snapshotter = snapshotter_on_aws(&sdk_config().await, &settings);
     let snapshotter = &snapshotter;
     run(
         metrics,

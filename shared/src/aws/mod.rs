@@ -1,8 +1,9 @@
 //! The AWS adapters of the ports (feature `aws`): the event store on DynamoDB, the command
-//! queue on Kinesis and the archive's object store on S3. They pass the same conformance suite
-//! as the in-memory adapters.
+//! queue on Kinesis, the archive's object store on S3 and the notice board on EventBridge. They
+//! pass the same conformance suite as the in-memory adapters.
 
 pub mod dynamo;
+pub mod eventbridge;
 pub mod feed;
 pub mod kinesis;
 pub mod metrics;
@@ -11,6 +12,7 @@ pub mod s3;
 pub mod test_aws;
 
 pub use dynamo::{DynamoStore, PARTITION_KEY_PREFIXES};
+pub use eventbridge::EventBridgeBoard;
 pub use kinesis::KinesisQueue;
 pub use metrics::RequestCounter;
 pub use s3::S3Objects;
@@ -69,6 +71,9 @@ pub struct AwsSettings {
     /// The CloudWatch namespace of the metrics (`INVENTORY_METRICS_NAMESPACE`, default
     /// `inventory`; the template sets the stack's name).
     pub metrics_namespace: String,
+    /// The EventBridge bus the snapshotter publishes the integration events on
+    /// (`INVENTORY_NOTICE_BUS`; unset: none are published).
+    pub notice_bus: Option<String>,
 }
 
 impl AwsSettings {
@@ -89,12 +94,13 @@ impl AwsSettings {
                     reason: "it is required and not set".into(),
                 })
         };
+        let optional = |name: &'static str| lookup(name).filter(|value| !value.trim().is_empty());
         Ok(Self {
             table: required("INVENTORY_TABLE")?,
             command_stream: required("INVENTORY_COMMAND_STREAM")?,
-            metrics_namespace: lookup("INVENTORY_METRICS_NAMESPACE")
-                .filter(|value| !value.trim().is_empty())
+            metrics_namespace: optional("INVENTORY_METRICS_NAMESPACE")
                 .unwrap_or_else(|| "inventory".to_owned()),
+            notice_bus: optional("INVENTORY_NOTICE_BUS"),
         })
     }
 }
@@ -153,6 +159,25 @@ pub fn reactions_store(
         aws_sdk_dynamodb::Client::new(sdk),
         &settings.table,
     ))
+}
+
+/// The snapshotter on AWS: the DynamoDB table, and the EventBridge bus of the settings for
+/// the integration events (none published without one).
+pub fn snapshotter_on_aws(
+    sdk: &aws_config::SdkConfig,
+    settings: &AwsSettings,
+) -> crate::reactions::Snapshotter {
+    let snapshotter = crate::reactions::Snapshotter::new(reactions_store(sdk, settings));
+    match &settings.notice_bus {
+        Some(bus) => snapshotter.with_notices(std::sync::Arc::new(EventBridgeBoard::new(
+            aws_sdk_eventbridge::Client::new(sdk),
+            bus,
+        ))),
+        None => {
+            tracing::warn!("INVENTORY_NOTICE_BUS is not set: no integration events are published");
+            snapshotter
+        }
+    }
 }
 
 /// The archiver on AWS: the DynamoDB table, the S3 archive `bucket`, the system clock.

@@ -1,10 +1,11 @@
 //! Snapshots: each SKU's folded state, kept current from the feed so that a cold read folds only
 //! the events after it, and served as the read view of `GET /items`.
 //!
-//! With a notice board, the notices of the events folded (`domain::notices`) are published
-//! before the snapshot that folds them is saved: a failure to publish leaves the snapshot where
-//! it was and the SKU is delivered again, which computes the same notices with the same ids. So
-//! every event folded into a saved snapshot has had its notices published, at least once.
+//! With a notice board, the notices of the events folded (`domain::notices`) are published, the
+//! whole batch's in one go, before the snapshots that fold them are saved: a failure to publish
+//! leaves the batch's snapshots where they were and its SKUs are delivered again, which computes
+//! the same notices with the same ids. So every event folded into a saved snapshot has had its
+//! notices published, at least once.
 //!
 //! The feed only says which SKUs moved. Events in the batch that follow the stored snapshot
 //! without a gap are folded on; a gap (a batch lost or delivered out of order) is filled from
@@ -20,6 +21,7 @@ use futures::future::join_all;
 use crate::domain::{notices, Bucket, BucketCount, Event, Notice, Noticed, Sku, SkuState};
 use crate::feed::{FeedChange, Reaction};
 use crate::ports::{EventStore, NoticeBoard, PublishError, SnapshotSave, StoreError};
+use crate::telemetry;
 
 /// Keeps snapshots (and so the read view) current, and tells the notice board what changed.
 #[derive(Clone)]
@@ -28,13 +30,12 @@ pub struct Snapshotter {
     board: Option<Arc<dyn NoticeBoard>>,
 }
 
-/// Why a SKU's snapshot could not be brought up to date.
-#[derive(Debug, thiserror::Error)]
-enum RefreshError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Publish(#[from] PublishError),
+/// A SKU's snapshot brought up to date in memory, not saved yet.
+struct Folded<'a> {
+    sku: &'a Sku,
+    before: SkuState,
+    events: Vec<Event>,
+    after: SkuState,
 }
 
 impl std::fmt::Debug for Snapshotter {
@@ -57,43 +58,61 @@ impl Snapshotter {
         }
     }
 
-    /// Brings the snapshot of `sku` up to date with `appended` (events of `sku` from the feed,
-    /// in any order, maybe repeated); reads the stream for whatever the feed did not bring.
-    async fn refresh(
+    /// Folds `appended` (events of `sku` from the feed, in any order, maybe repeated) onto
+    /// `snapshot`; reads the stream for whatever the feed did not bring. `None`: the snapshot
+    /// covers them already.
+    async fn fold<'a>(
         &self,
-        sku: &Sku,
+        sku: &'a Sku,
         snapshot: Option<SkuState>,
         appended: &[&Event],
-    ) -> Result<SnapshotSave, RefreshError> {
+    ) -> Result<Option<Folded<'a>>, StoreError> {
         let before = snapshot.unwrap_or_default();
-        let mut state = before.clone();
         let mut newer: Vec<&Event> = appended
             .iter()
             .copied()
-            .filter(|event| event.seq > state.version)
+            .filter(|event| event.seq > before.version)
             .collect();
         if newer.is_empty() {
-            return Ok(SnapshotSave::Stale);
+            return Ok(None);
         }
         newer.sort_by_key(|event| event.seq);
         newer.dedup_by_key(|event| event.seq);
         let follows = newer
             .iter()
-            .zip(state.version + 1..)
+            .zip(before.version + 1..)
             .all(|(event, seq)| event.seq == seq);
-        let folded: Vec<Event> = if follows {
+        let events: Vec<Event> = if follows {
             newer.into_iter().cloned().collect()
         } else {
-            self.store.read_stream(sku, state.version).await?
+            self.store.read_stream(sku, before.version).await?
         };
-        fold_tail(&mut state, sku, &folded)?;
-        if let Some(board) = &self.board {
-            let told = told(sku, &before, &folded, &state);
-            if !told.is_empty() {
-                board.publish(&told).await?;
-            }
+        let mut after = before.clone();
+        fold_tail(&mut after, sku, &events)?;
+        Ok(Some(Folded {
+            sku,
+            before,
+            events,
+            after,
+        }))
+    }
+
+    /// Publishes the notices of everything `folded`, all SKUs at once (the board packs them
+    /// into as few calls as it can).
+    async fn tell(&self, folded: &[Folded<'_>]) -> Result<(), PublishError> {
+        let Some(board) = &self.board else {
+            return Ok(());
+        };
+        let told: Vec<Noticed> = folded
+            .iter()
+            .flat_map(|f| told(f.sku, &f.before, &f.events, &f.after))
+            .collect();
+        if told.is_empty() {
+            return Ok(());
         }
-        Ok(self.store.save_snapshot(sku, &state).await?)
+        let published = board.publish(&told).await;
+        telemetry::notices(published.is_ok(), told.len());
+        published
     }
 }
 
@@ -151,20 +170,40 @@ impl Reaction for Snapshotter {
                 return skus.into_iter().collect();
             }
         };
-        let refreshes = by_sku
+        let folds = by_sku
             .iter()
             .zip(snapshots)
             .map(|((sku, events), snapshot)| async move {
-                (*sku, self.refresh(sku, snapshot, events).await)
+                (*sku, self.fold(sku, snapshot, events).await)
             });
         let mut failed = BTreeSet::new();
+        let mut folded = Vec::new();
+        for (sku, result) in join_all(folds).await {
+            match result {
+                Ok(Some(fold)) => folded.push(fold),
+                Ok(None) => {}
+                Err(err) => {
+                    tracing::warn!(sku = %sku, error = %err, "could not fold the snapshot");
+                    failed.insert(sku.clone());
+                }
+            }
+        }
+        // Told before saved: a snapshot never covers an event whose notices were not published.
+        if let Err(err) = self.tell(&folded).await {
+            tracing::warn!(error = %err, skus = folded.len(), "could not publish the notices");
+            failed.extend(folded.iter().map(|f| f.sku.clone()));
+            folded.clear();
+        }
+        let saves = folded
+            .iter()
+            .map(|f| async move { (f.sku, self.store.save_snapshot(f.sku, &f.after).await) });
         let mut saved = 0;
-        for (sku, result) in join_all(refreshes).await {
+        for (sku, result) in join_all(saves).await {
             match result {
                 Ok(SnapshotSave::Saved) => saved += 1,
                 Ok(SnapshotSave::Stale) => {}
                 Err(err) => {
-                    tracing::warn!(sku = %sku, error = %err, "could not refresh the snapshot");
+                    tracing::warn!(sku = %sku, error = %err, "could not save the snapshot");
                     failed.insert(sku.clone());
                 }
             }
