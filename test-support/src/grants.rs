@@ -28,6 +28,8 @@ pub enum Target {
     },
     /// A Kinesis stream, by name.
     Stream(String),
+    /// An EventBridge bus, by name.
+    Bus(String),
     /// An S3 object (or, with an empty key, the bucket).
     Object {
         /// The bucket.
@@ -57,6 +59,8 @@ pub struct Names {
     pub stream: Option<String>,
     /// `ArchiveBucket`.
     pub bucket: Option<String>,
+    /// `NoticeBus`.
+    pub bus: Option<String>,
 }
 
 /// Records what clients built through it send. Clones share the record.
@@ -78,6 +82,14 @@ impl AccessLog {
             .interceptor(self.clone())
             .build();
         aws_sdk_kinesis::Client::from_conf(config)
+    }
+
+    /// An EventBridge client like `sdk`'s whose requests are recorded here.
+    pub fn eventbridge(&self, sdk: &aws_config::SdkConfig) -> aws_sdk_eventbridge::Client {
+        let config = aws_sdk_eventbridge::config::Builder::from(sdk)
+            .interceptor(self.clone())
+            .build();
+        aws_sdk_eventbridge::Client::from_conf(config)
     }
 
     /// An S3 client like `sdk`'s (path-style, as a local endpoint needs) recorded here.
@@ -149,6 +161,18 @@ impl Intercept for AccessLog {
                     leading_keys: Vec::new(),
                 }]
             }
+            // PutEvents is authorized per entry, on the entry's bus.
+            Some(("AWSEvents", operation)) => list(&body["Entries"])
+                .iter()
+                .map(|entry| {
+                    let bus = entry["EventBusName"].as_str().unwrap_or("default");
+                    Access {
+                        action: format!("events:{operation}"),
+                        target: Target::Bus(bus.rsplit('/').next().unwrap_or(bus).to_owned()),
+                        leading_keys: Vec::new(),
+                    }
+                })
+                .collect(),
             Some((service, operation)) => vec![Access {
                 action: format!("{service}:{operation}"),
                 target: Target::Stream(String::new()),
@@ -275,6 +299,7 @@ fn statement_resource(resource: &Value) -> String {
                 match (att[0].as_str(), att[1].as_str()) {
                     (Some("EventsTable"), Some("Arn")) => return "table".into(),
                     (Some("CommandStream"), Some("Arn")) => return "kinesis".into(),
+                    (Some("NoticeBus"), Some("Arn")) => return "bus".into(),
                     _ => {}
                 }
             }
@@ -297,6 +322,7 @@ fn resource_of(target: &Target, names: &Names) -> String {
         Target::Table(table) if *table == names.table => "table".into(),
         Target::Index { table, index } if *table == names.table => format!("table/index/{index}"),
         Target::Stream(stream) if Some(stream) == names.stream.as_ref() => "kinesis".into(),
+        Target::Bus(bus) if Some(bus) == names.bus.as_ref() => "bus".into(),
         Target::Object { bucket, key } if Some(bucket) == names.bucket.as_ref() => {
             format!("bucket/{key}")
         }
