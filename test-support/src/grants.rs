@@ -384,6 +384,7 @@ mod tests {
             table: "events".into(),
             stream: Some("commands".into()),
             bucket: Some("archive".into()),
+            bus: Some("notices".into()),
         }
     }
 
