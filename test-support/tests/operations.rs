@@ -291,7 +291,7 @@ fn the_snapshotter_alone_puts_the_notices_on_the_stacks_bus_and_an_alarm_watches
     let snapshotter = &resource("SnapshotterFunction")["Properties"];
     assert_eq!(
         snapshotter["Environment"]["Variables"]["INVENTORY_NOTICE_BUS"],
-        json!({ "Ref": "NoticeBus" })
+        json!({ "Fn::GetAtt": ["NoticeBus", "Name"] })
     );
     let bus_arn = json!({ "Fn::GetAtt": ["NoticeBus", "Arn"] });
     for (name, role) in resources_of(translated(), "AWS::IAM::Role") {
@@ -327,7 +327,10 @@ fn the_snapshotter_alone_puts_the_notices_on_the_stacks_bus_and_an_alarm_watches
     let rule = &resource("WebhookRule");
     assert_eq!(rule["Condition"], "HasWebhook");
     let rule = &rule["Properties"];
-    assert_eq!(rule["EventBusName"], json!({ "Ref": "NoticeBus" }));
+    assert_eq!(
+        rule["EventBusName"],
+        json!({ "Fn::GetAtt": ["NoticeBus", "Name"] })
+    );
     assert_eq!(rule["EventPattern"], json!({ "source": [BUS_SOURCE] }));
     let target = &list(&rule["Targets"])[0];
     assert_eq!(
