@@ -1,11 +1,13 @@
 //! The one retry policy. Every loop of the service that tries again takes its waits from here:
 //! the decision loop (a race lost: read again, decide again), the adapters (DynamoDB keys left
-//! unprocessed, Kinesis records left unwritten) and the dev pollers (a shard read that failed).
+//! unprocessed, Kinesis records and EventBridge entries left unput: [`put_in_chunks`]) and the
+//! dev pollers (a shard read that failed).
 //!
 //! Waits grow exponentially (the schedule is [`backon`]'s) and each is drawn from the whole
 //! window, `[0, window)` ("full jitter"): racing clients spread over the window instead of
 //! colliding again at its edge, so N racers space out over about N round trips.
 
+use std::future::Future;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
@@ -92,9 +94,103 @@ impl Retry {
     }
 }
 
+/// What a batched put left unput: the entries, and the last reason given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unput<T> {
+    /// The entries not put.
+    pub entries: Vec<T>,
+    /// Why (the last answer that refused some).
+    pub reason: String,
+}
+
+/// Puts `entries` through `put`, at most `per_call` to a call, in order. `put` answers the
+/// entries of its chunk it could not put (all of them when the call failed), and why; they are
+/// put again, with a store call's backoff ([`Retry::store_call`]). What is still unput when the
+/// retries are spent is the error.
+pub async fn put_in_chunks<T, F, Fut>(
+    entries: Vec<T>,
+    per_call: usize,
+    mut put: F,
+) -> Result<(), Unput<T>>
+where
+    T: Clone,
+    F: FnMut(Vec<T>) -> Fut,
+    Fut: Future<Output = Result<(), Unput<T>>>,
+{
+    let mut pending = entries;
+    let mut reason = String::new();
+    let mut retry = Retry::store_call();
+    loop {
+        let mut unput = Vec::new();
+        for chunk in pending.chunks(per_call.max(1)) {
+            if let Err(left) = put(chunk.to_vec()).await {
+                unput.extend(left.entries);
+                reason = left.reason;
+            }
+        }
+        if unput.is_empty() {
+            return Ok(());
+        }
+        pending = unput;
+        if !retry.wait().await {
+            return Err(Unput {
+                entries: pending,
+                reason,
+            });
+        }
+        tracing::warn!(unput = pending.len(), %reason, "putting the unput entries again");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn what_a_put_left_is_put_again_in_order_and_what_never_goes_is_the_error() {
+        use std::sync::Mutex;
+        let calls = Mutex::new(Vec::new());
+        // 25 entries, 10 to a call; the first call of each entry refuses the odd ones.
+        let put = put_in_chunks((0..25).collect(), 10, |chunk: Vec<u32>| {
+            let mut calls = calls.lock().unwrap();
+            let retry = !calls.is_empty() && calls.len() >= 3;
+            calls.push(chunk.clone());
+            async move {
+                let refused: Vec<u32> =
+                    chunk.into_iter().filter(|n| !retry && n % 2 == 1).collect();
+                if refused.is_empty() {
+                    Ok(())
+                } else {
+                    Err(Unput {
+                        entries: refused,
+                        reason: "throttled".into(),
+                    })
+                }
+            }
+        })
+        .await;
+        assert_eq!(put, Ok(()));
+        let calls = calls.into_inner().unwrap();
+        assert_eq!(calls.len(), 5, "{calls:?}");
+        assert_eq!(calls[2], vec![20, 21, 22, 23, 24]);
+        assert_eq!(calls[3], vec![1, 3, 5, 7, 9, 11, 13, 15, 17, 19]);
+        assert_eq!(calls[4], vec![21, 23]);
+
+        let never = put_in_chunks(vec![1, 2], 10, |chunk: Vec<u32>| async move {
+            Err(Unput {
+                entries: chunk,
+                reason: "no such bus".into(),
+            })
+        })
+        .await;
+        assert_eq!(
+            never,
+            Err(Unput {
+                entries: vec![1, 2],
+                reason: "no such bus".into()
+            })
+        );
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_decision_retries_within_its_attempts_and_budget() {

@@ -13,7 +13,7 @@ use crate::cloud_events::{CloudEvent, BUS_SOURCE};
 use crate::domain::Noticed;
 use crate::limits::MAX_NOTICES_PER_CALL;
 use crate::ports::{NoticeBoard, PublishError};
-use crate::retry::Retry;
+use crate::retry::{put_in_chunks, Unput};
 
 /// Notices published on an EventBridge bus.
 #[derive(Debug, Clone)]
@@ -102,55 +102,46 @@ impl NoticeBoard for EventBridgeBoard {
     /// internal failures) are put again with backoff; if some still fail, the publish fails and
     /// the batch is delivered again (the entries already put repeat, with the same ids).
     async fn publish(&self, notices: &[Noticed]) -> Result<(), PublishError> {
-        let mut pending = notices
+        let entries = notices
             .iter()
             .map(|noticed| self.entry(noticed))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut retry = Retry::store_call();
-        let mut last_error = String::new();
-        loop {
-            let mut failed = Vec::new();
-            for chunk in pending.chunks(MAX_NOTICES_PER_CALL) {
-                let answer = self
-                    .client
-                    .put_events()
-                    .set_entries(Some(chunk.to_vec()))
-                    .send()
-                    .await;
-                match answer {
-                    Ok(answer) if answer.failed_entry_count() == 0 => {}
-                    Ok(answer) => {
-                        for (entry, result) in chunk.iter().zip(answer.entries()) {
-                            if let Some(code) = result.error_code() {
-                                last_error = format!(
-                                    "{code}: {}",
-                                    result.error_message().unwrap_or_default()
-                                );
-                                failed.push(entry.clone());
-                            }
+        put_in_chunks(entries, MAX_NOTICES_PER_CALL, |chunk| async move {
+            let answer = self
+                .client
+                .put_events()
+                .set_entries(Some(chunk.clone()))
+                .send()
+                .await;
+            match answer {
+                Ok(answer) if answer.failed_entry_count() == 0 => Ok(()),
+                Ok(answer) => {
+                    let mut reason = String::new();
+                    let mut entries = Vec::new();
+                    for (entry, result) in chunk.into_iter().zip(answer.entries()) {
+                        if let Some(code) = result.error_code() {
+                            let message = result.error_message().unwrap_or_default();
+                            reason = format!("{code}: {message}");
+                            entries.push(entry);
                         }
                     }
-                    Err(err) => {
-                        last_error = DisplayErrorContext(&err).to_string();
-                        tracing::warn!(error = %last_error, "PutEvents failed");
-                        failed.extend(chunk.iter().cloned());
-                    }
+                    Err(Unput { entries, reason })
                 }
+                Err(err) => Err(Unput {
+                    entries: chunk,
+                    reason: DisplayErrorContext(&err).to_string(),
+                }),
             }
-            if failed.is_empty() {
-                return Ok(());
-            }
-            pending = failed;
-            if !retry.wait().await {
-                break;
-            }
-            tracing::warn!(failed = pending.len(), "putting unput notices again");
-        }
-        Err(PublishError(format!(
-            "{} of {} notices could not be put on {} ({last_error})",
-            pending.len(),
-            notices.len(),
-            self.bus
-        )))
+        })
+        .await
+        .map_err(|unput| {
+            PublishError(format!(
+                "{} of {} notices could not be put on {} ({})",
+                unput.entries.len(),
+                notices.len(),
+                self.bus,
+                unput.reason
+            ))
+        })
     }
 }

@@ -12,7 +12,7 @@ use aws_sdk_kinesis::Client;
 use crate::domain::Command;
 use crate::limits::MAX_QUEUE_RECORDS_PER_CALL;
 use crate::ports::{CommandQueue, QueueError};
-use crate::retry::Retry;
+use crate::retry::{put_in_chunks, Unput};
 
 /// The Kinesis command queue.
 #[derive(Debug, Clone)]
@@ -118,49 +118,45 @@ impl CommandQueue for KinesisQueue {
     /// caller answers 503 (the command record keeps the written ones from taking effect).
     /// One request's commands name distinct SKUs, so retrying some of them never reorders a SKU.
     async fn send(&self, commands: &[Command]) -> Result<(), QueueError> {
-        let mut pending = commands
+        let records = commands
             .iter()
             .map(Self::entry)
             .collect::<Result<Vec<_>, _>>()?;
-        let mut retry = Retry::store_call();
-        loop {
-            let mut failed = Vec::new();
-            for chunk in pending.chunks(MAX_QUEUE_RECORDS_PER_CALL) {
-                let answer = self
-                    .client
-                    .put_records()
-                    .stream_name(&self.stream)
-                    .set_records(Some(chunk.to_vec()))
-                    .send()
-                    .await;
-                match answer {
-                    Ok(answer) if answer.failed_record_count().unwrap_or(0) == 0 => {}
-                    Ok(answer) => failed.extend(
-                        chunk
-                            .iter()
-                            .zip(answer.records())
-                            .filter(|(_, result)| result.error_code().is_some())
-                            .map(|(entry, _)| entry.clone()),
-                    ),
-                    Err(err) => {
-                        tracing::warn!(error = %DisplayErrorContext(&err), "PutRecords failed");
-                        failed.extend(chunk.iter().cloned());
+        put_in_chunks(records, MAX_QUEUE_RECORDS_PER_CALL, |chunk| async move {
+            let answer = self
+                .client
+                .put_records()
+                .stream_name(&self.stream)
+                .set_records(Some(chunk.clone()))
+                .send()
+                .await;
+            match answer {
+                Ok(answer) if answer.failed_record_count().unwrap_or(0) == 0 => Ok(()),
+                Ok(answer) => {
+                    let mut reason = String::new();
+                    let mut entries = Vec::new();
+                    for (entry, result) in chunk.into_iter().zip(answer.records()) {
+                        if let Some(code) = result.error_code() {
+                            reason = code.to_owned();
+                            entries.push(entry);
+                        }
                     }
+                    Err(Unput { entries, reason })
                 }
+                Err(err) => Err(Unput {
+                    entries: chunk,
+                    reason: DisplayErrorContext(&err).to_string(),
+                }),
             }
-            if failed.is_empty() {
-                return Ok(());
-            }
-            pending = failed;
-            if !retry.wait().await {
-                break;
-            }
-            tracing::warn!(failed = pending.len(), "retrying unwritten command records");
-        }
-        Err(QueueError(format!(
-            "{} of {} command records could not be written",
-            pending.len(),
-            commands.len()
-        )))
+        })
+        .await
+        .map_err(|unput| {
+            QueueError(format!(
+                "{} of {} command records could not be written ({})",
+                unput.entries.len(),
+                commands.len(),
+                unput.reason
+            ))
+        })
     }
 }
