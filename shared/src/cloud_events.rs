@@ -38,9 +38,15 @@ pub struct CloudEvent<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 struct Data<'a> {
     stream: String,
+    /// Absent for `command_parked`, which no event caused.
+    #[serde(skip_serializing_if = "is_zero")]
     version: Version,
     #[serde(flatten)]
     notice: &'a Notice,
+}
+
+fn is_zero(version: &Version) -> bool {
+    *version == 0
 }
 
 impl<'a> CloudEvent<'a> {

@@ -8,8 +8,9 @@ use std::collections::BTreeSet;
 use async_trait::async_trait;
 
 use crate::domain::{Event, Sku};
+use crate::ports::ParkedEntry;
 
-/// One change of a SKU's stream.
+/// One change of a SKU's stream, or of what the processor set aside for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FeedChange {
     /// The event was appended.
@@ -17,13 +18,25 @@ pub enum FeedChange {
     /// The event was deleted (its time to live ran out after it was archived); the change
     /// carries the deleted event.
     Removed(Event),
+    /// A command was parked for an operator (its outcome record was written parked); the
+    /// snapshotter tells it, the other reactions let it pass.
+    Parked(ParkedEntry),
 }
 
 impl FeedChange {
-    /// The event appended or deleted.
-    pub fn event(&self) -> &Event {
+    /// The event appended or deleted (none for a parked command).
+    pub fn event(&self) -> Option<&Event> {
         match self {
-            FeedChange::Appended(event) | FeedChange::Removed(event) => event,
+            FeedChange::Appended(event) | FeedChange::Removed(event) => Some(event),
+            FeedChange::Parked(_) => None,
+        }
+    }
+
+    /// The stream the change is of (for a parked command, the one it is filed under).
+    pub fn sku(&self) -> &Sku {
+        match self {
+            FeedChange::Appended(event) | FeedChange::Removed(event) => &event.sku,
+            FeedChange::Parked(parked) => &parked.sku,
         }
     }
 }
@@ -56,7 +69,7 @@ pub async fn react_to_batch(reaction: &dyn Reaction, batch: &[Delivered]) -> Opt
         .filter(|d| {
             d.change
                 .as_ref()
-                .is_some_and(|change| failed.contains(&change.event().sku))
+                .is_some_and(|change| failed.contains(change.sku()))
         })
         .map(|d| d.sequence_number.as_str())
         .min_by(|a, b| compare_sequence_numbers(a, b))

@@ -222,6 +222,19 @@ impl Transactions for MemoryStore {
         }
         for write in transaction.records {
             let version = write.expected.unwrap_or(0) + 1;
+            // A parked outcome is on the feed, as the table's stream carries it.
+            if let (
+                RecordKey::CommandOutcome { command_id, sku },
+                Record::CommandOutcome(CommandOutcome::Parked(parked)),
+            ) = (&write.key, &write.record)
+            {
+                tables.feed.push(FeedChange::Parked(ParkedEntry {
+                    command_id: *command_id,
+                    sku: sku.clone(),
+                    version,
+                    parked: parked.clone(),
+                }));
+            }
             tables.records.insert(
                 write.key,
                 Versioned {

@@ -883,7 +883,7 @@ async fn react_to_feed(
     let (all, _) = world.store.inner.feed_since(0);
     let mut last_per_sku: BTreeMap<Sku, FeedChange> = BTreeMap::new();
     for change in all {
-        last_per_sku.insert(change.event().sku.clone(), change);
+        last_per_sku.insert(change.sku().clone(), change);
     }
     let all: Vec<FeedChange> = last_per_sku.into_values().collect();
     for _ in 0..RETRIES {

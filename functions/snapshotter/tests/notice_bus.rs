@@ -289,3 +289,74 @@ async fn notices_the_bus_refuses_leave_the_snapshot_where_it_was_for_the_batch_t
         "no snapshot covers events whose notices were not put"
     );
 }
+
+#[tokio::test]
+async fn a_command_parked_on_the_table_is_told_on_the_bus_from_its_stream_record() {
+    use inventory_core::ports::{
+        CommandOutcome, ParkReason, ParkedCommand, Record, RecordKey, RecordWrite,
+    };
+
+    let aws = TestAws::new().await;
+    let store = Arc::new(aws.store(aws.dynamodb(), "parked").await);
+    let bus = aws.name("parked");
+    let board = EventBridgeBoard::new(aws_sdk_eventbridge::Client::new(aws.config()), &bus);
+    board.create_bus_if_missing().await.expect("the bus");
+    let queue = queue_behind(&aws, &bus).await;
+
+    let sku = Sku::parse("NOTICE-4").unwrap();
+    let command_id = CommandId::random();
+    store
+        .write(Transaction::records(vec![RecordWrite {
+            key: RecordKey::CommandOutcome {
+                command_id,
+                sku: sku.clone(),
+            },
+            expected: None,
+            record: Record::CommandOutcome(CommandOutcome::Parked(ParkedCommand {
+                reason: ParkReason::DependencyUnreadable,
+                detail: "reservation NOTICE-4~1~0 unreadable".to_owned(),
+                parked_at: Timestamp::from_millis(1_796_000_000_000),
+                body: String::new(),
+                redriven_at: None,
+            })),
+        }]))
+        .await
+        .expect("the parked outcome is written");
+    // The stream record carries the item as the table holds it.
+    let item = aws
+        .dynamodb()
+        .get_item()
+        .table_name(store.table())
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("outcome#{command_id}#{sku}")),
+        )
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::N("0".into()))
+        .send()
+        .await
+        .expect("the item is read")
+        .item
+        .expect("the parked outcome's item");
+    let mut event: StreamEvent = serde_json::from_str(EVENT).expect("the checked-in event parses");
+    let mut record = event.records[0].clone();
+    record.change.new_image = serde_dynamo::Item::from(item);
+    record.change.keys = serde_dynamo::Item::default();
+    event.records = vec![record];
+
+    let snapshotter = Snapshotter::new(store.clone()).with_notices(Arc::new(board));
+    let answer = handle_stream_event(&snapshotter, event).await;
+    assert!(answer.batch_item_failures.is_empty());
+
+    let told = cloud_events_in(&aws, &queue, 1).await;
+    assert_eq!(told.len(), 1, "{told:?}");
+    let parked = &told[0];
+    assert_eq!(parked["type"], format!("{TYPE_PREFIX}command_parked"));
+    assert_eq!(parked["subject"], "NOTICE-4");
+    assert_eq!(parked["data"]["command_id"], command_id.to_string());
+    assert_eq!(parked["data"]["reason"], "dependency_unreadable");
+    assert!(parked["data"].get("version").is_none(), "{parked}");
+    assert_eq!(
+        parked["id"],
+        format!("NOTICE-4:{command_id}:1796000000000:command_parked")
+    );
+}

@@ -130,6 +130,46 @@ struct RecordItem {
     parked_at: Option<Timestamp>,
 }
 
+impl RecordItem {
+    /// The parked command this item holds, if it is a parked outcome; its key if it is not
+    /// filed as an outcome.
+    fn into_parked(self) -> Result<Option<ParkedEntry>, String> {
+        let filed_under = self
+            .pk
+            .strip_prefix(OUTCOME_PREFIX)
+            .and_then(|rest| rest.split_once('#'))
+            .and_then(|(id, sku)| Some((CommandId::parse(id).ok()?, Sku::parse(sku).ok()?)));
+        match (filed_under, self.record) {
+            (Some((command_id, sku)), Record::CommandOutcome(CommandOutcome::Parked(command))) => {
+                Ok(Some(ParkedEntry {
+                    command_id,
+                    sku,
+                    version: self.version,
+                    parked: command,
+                }))
+            }
+            (Some(_), _) => Ok(None),
+            (None, _) => Err(self.pk),
+        }
+    }
+}
+
+/// The parked command a stream image holds, if it is the item of a parked outcome.
+pub(crate) fn parked_in_image(image: serde_dynamo::Item) -> Option<ParkedEntry> {
+    let is_parked_outcome = matches!(image.get(PK), Some(serde_dynamo::AttributeValue::S(pk)) if pk.starts_with(OUTCOME_PREFIX))
+        && image.contains_key(PARKED_LIST_ATTRIBUTE);
+    if !is_parked_outcome {
+        return None;
+    }
+    match serde_dynamo::from_item::<_, RecordItem>(image) {
+        Ok(stored) => stored.into_parked().ok().flatten(),
+        Err(err) => {
+            tracing::error!(error = %err, "a stream record's image is not a parked outcome");
+            None
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct EventItem<'a> {
     pk: String,
@@ -983,29 +1023,11 @@ impl ParkedIndex for DynamoStore {
         let mut parked = Vec::with_capacity(items.len());
         for item in items {
             let stored: RecordItem = serde_dynamo::from_item(item).map_err(bug)?;
-            let filed_under = stored
-                .pk
-                .strip_prefix(OUTCOME_PREFIX)
-                .and_then(|rest| rest.split_once('#'))
-                .and_then(|(id, sku)| Some((CommandId::parse(id).ok()?, Sku::parse(sku).ok()?)));
-            match (filed_under, stored.record) {
-                (
-                    Some((command_id, sku)),
-                    Record::CommandOutcome(CommandOutcome::Parked(command)),
-                ) => parked.push(ParkedEntry {
-                    command_id,
-                    sku,
-                    version: stored.version,
-                    parked: command,
-                }),
+            match stored.into_parked() {
+                Ok(Some(entry)) => parked.push(entry),
                 // Applied since it was listed: the index lags the table.
-                (Some(_), _) => {}
-                (None, _) => {
-                    return Err(bug(format!(
-                        "unexpected key {} in the parked index",
-                        stored.pk
-                    )))
-                }
+                Ok(None) => {}
+                Err(pk) => return Err(bug(format!("unexpected key {pk} in the parked index"))),
             }
         }
         Ok(parked)

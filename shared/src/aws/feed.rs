@@ -1,12 +1,13 @@
 //! The events table's stream (DynamoDB Streams) as the change feed: records delivered to a
 //! Lambda and records read with the DynamoDB Streams API both become [`Delivered`] changes.
-//! Only items of event streams (`pk` = `sku#…`) are changes; records, marks, snapshots and the
+//! Items of event streams (`pk` = `sku#…`) are changes, and so are outcome records written
+//! parked (a command set aside for an operator); other records, marks, snapshots and the
 //! time-to-live updates of retirement are not part of the feed.
 
 use aws_lambda_events::event::dynamodb::{Event as StreamEvent, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 
-use super::dynamo::{PK, STREAM_PREFIX};
+use super::dynamo::{parked_in_image, PK, STREAM_PREFIX};
 use crate::domain::Event;
 use crate::feed::{react_to_batch, Delivered, FeedChange, Reaction};
 use crate::ports::{Clock, SystemClock};
@@ -32,6 +33,9 @@ fn change_of(
         }
     };
     match event_name {
+        "INSERT" | "MODIFY" if new_image.as_ref().is_some_and(|image| !is_event(image)) => {
+            new_image.and_then(parked_in_image).map(FeedChange::Parked)
+        }
         "INSERT" => new_image.and_then(decode).map(FeedChange::Appended),
         "REMOVE" => old_image.and_then(decode).map(FeedChange::Removed),
         _ => None,

@@ -80,6 +80,17 @@ pub enum Notice {
         /// Why.
         reason: RejectionCode,
     },
+    /// A queued command was set aside for an operator (it could not be read, waited too long
+    /// for its reservation, or kept failing): it has not taken effect, and will only after a
+    /// redrive.
+    CommandParked {
+        /// The command.
+        command_id: CommandId,
+        /// Why: `unknown_shape`, `dependency_unreadable` or `failing`.
+        reason: &'static str,
+        /// What went wrong, for the operator.
+        detail: String,
+    },
     /// The item's figures after a batch of its events (one per item per batch at most).
     StockChanged {
         /// The figures.
@@ -96,6 +107,7 @@ impl Notice {
             Notice::LowStock { .. } => "low_stock",
             Notice::HoldExpired { .. } => "hold_expired",
             Notice::CommandRejected { .. } => "command_rejected",
+            Notice::CommandParked { .. } => "command_parked",
             Notice::StockChanged { .. } => "stock_changed",
         }
     }
@@ -106,7 +118,8 @@ impl Notice {
 pub struct Noticed {
     /// The item.
     pub sku: Sku,
-    /// The version of the event that caused it (the last of the batch for `stock_changed`).
+    /// The version of the event that caused it (the last of the batch for `stock_changed`; 0
+    /// for `command_parked`, which no event of the stream caused).
     pub version: Version,
     /// When that event was decided.
     pub at: Timestamp,
@@ -116,9 +129,38 @@ pub struct Noticed {
 
 impl Noticed {
     /// An id that is the same whenever the same event gives the same notice: SKU, version and
-    /// type. A consumer that has seen it may drop it.
+    /// type; for a parked command, SKU, command id and parking time (a command parked again
+    /// after a redrive is told again). A consumer that has seen it may drop it.
     pub fn id(&self) -> String {
-        format!("{}:{}:{}", self.sku, self.version, self.notice.kind())
+        match &self.notice {
+            Notice::CommandParked { command_id, .. } => format!(
+                "{}:{command_id}:{}:{}",
+                self.sku,
+                self.at.millis(),
+                self.notice.kind()
+            ),
+            notice => format!("{}:{}:{}", self.sku, self.version, notice.kind()),
+        }
+    }
+
+    /// The notice that `command_id`, filed under `sku`, was parked at `at`.
+    pub fn parked(
+        sku: Sku,
+        command_id: CommandId,
+        reason: &'static str,
+        detail: String,
+        at: Timestamp,
+    ) -> Self {
+        Self {
+            sku,
+            version: 0,
+            at,
+            notice: Notice::CommandParked {
+                command_id,
+                reason,
+                detail,
+            },
+        }
     }
 }
 
@@ -440,6 +482,18 @@ mod tests {
         );
         let noticed = stream.notices(1);
         assert_eq!(kinds(&noticed), vec![(2, "command_rejected")]);
+    }
+
+    #[test]
+    fn a_parked_command_is_told_under_its_sku_with_an_id_of_its_parking() {
+        let parked = Noticed::parked(sku(), command(9), "failing", "throttled".to_owned(), at(5));
+        assert_eq!(parked.notice.kind(), "command_parked");
+        assert_eq!(
+            parked.id(),
+            format!("SKU-1:{}:5000:command_parked", command(9))
+        );
+        let again = Noticed::parked(sku(), command(9), "failing", String::new(), at(7));
+        assert_ne!(parked.id(), again.id(), "parked again after a redrive");
     }
 
     mod properties {

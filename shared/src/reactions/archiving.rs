@@ -74,7 +74,9 @@ impl Archiver {
         let mut next = mark;
         let mut newer: BTreeMap<Version, &Event> = BTreeMap::new();
         for change in delivered {
-            let event = change.event();
+            let Some(event) = change.event() else {
+                continue;
+            };
             if event.seq <= mark.archived_through {
                 continue;
             }
@@ -153,8 +155,9 @@ impl Archiver {
 impl Reaction for Archiver {
     async fn react(&self, changes: &[FeedChange]) -> BTreeSet<Sku> {
         let mut by_sku: BTreeMap<&Sku, Vec<&FeedChange>> = BTreeMap::new();
-        for change in changes {
-            by_sku.entry(&change.event().sku).or_default().push(change);
+        // Parked commands are not the archive's.
+        for change in changes.iter().filter(|change| change.event().is_some()) {
+            by_sku.entry(change.sku()).or_default().push(change);
         }
         if by_sku.is_empty() {
             return BTreeSet::new();

@@ -97,15 +97,25 @@ impl Snapshotter {
         }))
     }
 
+    /// The snapshots of `skus` (none asked, none read).
+    async fn read_snapshots(&self, skus: &[Sku]) -> Result<Vec<Option<SkuState>>, StoreError> {
+        if skus.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.store.read_snapshots(skus).await
+    }
+
     /// Publishes the notices of everything `folded`, all SKUs at once (the board packs them
     /// into as few calls as it can).
-    async fn tell(&self, folded: &[Folded<'_>]) -> Result<(), PublishError> {
+    /// (With the commands `parked` in the batch.)
+    async fn tell(&self, folded: &[Folded<'_>], parked: Vec<Noticed>) -> Result<(), PublishError> {
         let Some(board) = &self.board else {
             return Ok(());
         };
         let told: Vec<Noticed> = folded
             .iter()
             .flat_map(|f| told(f.sku, &f.before, &f.events, &f.after))
+            .chain(parked)
             .collect();
         if told.is_empty() {
             return Ok(());
@@ -154,20 +164,33 @@ pub(crate) fn fold_tail(state: &mut SkuState, sku: &Sku, tail: &[Event]) -> Resu
 impl Reaction for Snapshotter {
     async fn react(&self, changes: &[FeedChange]) -> BTreeSet<Sku> {
         let mut by_sku: BTreeMap<&Sku, Vec<&Event>> = BTreeMap::new();
+        let mut parked = Vec::new();
         for change in changes {
-            if let FeedChange::Appended(event) = change {
-                by_sku.entry(&event.sku).or_default().push(event);
+            match change {
+                FeedChange::Appended(event) => by_sku.entry(&event.sku).or_default().push(event),
+                // A redrive marks the record, which is no new parking.
+                FeedChange::Parked(entry) if entry.parked.redriven_at.is_none() => {
+                    parked.push(Noticed::parked(
+                        entry.sku.clone(),
+                        entry.command_id,
+                        entry.parked.reason.as_str(),
+                        entry.parked.detail.clone(),
+                        entry.parked.parked_at,
+                    ));
+                }
+                FeedChange::Parked(_) | FeedChange::Removed(_) => {}
             }
         }
-        if by_sku.is_empty() {
+        if by_sku.is_empty() && (parked.is_empty() || self.board.is_none()) {
             return BTreeSet::new();
         }
+        let parked_skus: Vec<Sku> = parked.iter().map(|noticed| noticed.sku.clone()).collect();
         let skus: Vec<Sku> = by_sku.keys().map(|sku| (*sku).clone()).collect();
-        let snapshots = match self.store.read_snapshots(&skus).await {
+        let snapshots = match self.read_snapshots(&skus).await {
             Ok(snapshots) => snapshots,
             Err(err) => {
                 tracing::warn!(error = %err, skus = skus.len(), "could not read snapshots");
-                return skus.into_iter().collect();
+                return skus.into_iter().chain(parked_skus).collect();
             }
         };
         let folds = by_sku
@@ -189,9 +212,10 @@ impl Reaction for Snapshotter {
             }
         }
         // Told before saved: a snapshot never covers an event whose notices were not published.
-        if let Err(err) = self.tell(&folded).await {
+        if let Err(err) = self.tell(&folded, parked).await {
             tracing::warn!(error = %err, skus = folded.len(), "could not publish the notices");
             failed.extend(folded.iter().map(|f| f.sku.clone()));
+            failed.extend(parked_skus);
             folded.clear();
         }
         let saves = folded
@@ -316,6 +340,65 @@ mod tests {
         // Delivered once more (at least once): the snapshot covers it, nothing is told twice.
         assert!(snapshotter.react(&batch).await.is_empty());
         assert_eq!(board.inner.published().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_parked_command_on_the_feed_is_told_once_per_parking_and_a_redrive_mark_is_not() {
+        use crate::ports::{
+            CommandOutcome, ParkReason, ParkedCommand, Record, RecordKey, RecordWrite,
+        };
+        let store = Arc::new(MemoryStore::new());
+        let board = Arc::new(FlakyBoard::default());
+        let snapshotter = Snapshotter::new(store.clone()).with_notices(board.clone());
+        let command_id = CommandId::random();
+        let park = |expected, redriven_at| {
+            let parked = ParkedCommand {
+                reason: ParkReason::Failing,
+                detail: "throttled".to_owned(),
+                parked_at: Timestamp::from_millis(5_000),
+                body: String::new(),
+                redriven_at,
+            };
+            Transaction::records(vec![RecordWrite {
+                key: RecordKey::CommandOutcome {
+                    command_id,
+                    sku: sku(),
+                },
+                expected,
+                record: Record::CommandOutcome(CommandOutcome::Parked(parked)),
+            }])
+        };
+        store.write(park(None, None)).await.unwrap();
+        let (parked, at) = store.feed_since(0);
+        assert!(matches!(parked[..], [FeedChange::Parked(_)]), "{parked:?}");
+
+        board.down.store(true, Ordering::SeqCst);
+        assert_eq!(
+            snapshotter.react(&parked).await,
+            BTreeSet::from([sku()]),
+            "delivered again while the board is down"
+        );
+        board.down.store(false, Ordering::SeqCst);
+        assert!(snapshotter.react(&parked).await.is_empty());
+        let told = board.inner.published();
+        assert_eq!(
+            ids(&told),
+            vec![format!("SKU-1:{command_id}:5000:command_parked")]
+        );
+        assert!(matches!(
+            &told[0].notice,
+            Notice::CommandParked { reason: "failing", detail, .. } if detail == "throttled"
+        ));
+
+        // The operator's redrive marks the record: on the feed, but no new parking.
+        store
+            .write(park(Some(1), Some(Timestamp::from_millis(9_000))))
+            .await
+            .unwrap();
+        let (marked, _) = store.feed_since(at);
+        assert_eq!(marked.len(), 1);
+        assert!(snapshotter.react(&marked).await.is_empty());
+        assert_eq!(board.inner.published().len(), 1);
     }
 
     #[tokio::test]
