@@ -344,3 +344,30 @@ fn the_snapshotter_alone_puts_the_notices_on_the_stacks_bus_and_an_alarm_watches
         json!({ "Fn::GetAtt": ["WebhookDeadLetterQueue", "Arn"] })
     );
 }
+
+#[test]
+fn the_snapshotters_mapping_takes_new_events_and_parked_outcomes_and_the_archivers_only_events() {
+    let patterns = |function: &str| -> Vec<Value> {
+        let mapping = resources_of(translated(), "AWS::Lambda::EventSourceMapping")
+            .into_iter()
+            .map(|(_, mapping)| &mapping["Properties"])
+            .find(|p| p["FunctionName"] == json!({ "Ref": function }))
+            .unwrap_or_else(|| panic!("{function}'s mapping"));
+        list(&mapping["FilterCriteria"]["Filters"])
+            .iter()
+            .map(|filter| {
+                serde_json::from_str(filter["Pattern"].as_str().expect("a pattern"))
+                    .expect("a JSON pattern")
+            })
+            .collect()
+    };
+    let new_events = json!({ "eventName": ["INSERT"],
+        "dynamodb": { "Keys": { "pk": { "S": [{ "prefix": "sku#" }] } } } });
+    let parked = json!({ "eventName": ["INSERT", "MODIFY"],
+        "dynamodb": { "NewImage": { "pk": { "S": [{ "prefix": "outcome#" }] },
+                                    "parked_list": { "S": ["parked"] } } } });
+    assert_eq!(patterns("SnapshotterFunction"), vec![new_events, parked]);
+    assert!(!patterns("ArchiverFunction")
+        .iter()
+        .any(|pattern| pattern.to_string().contains("outcome#")));
+}
