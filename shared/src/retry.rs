@@ -103,6 +103,24 @@ pub struct Unput<T> {
     pub reason: String,
 }
 
+impl<T> Unput<T> {
+    /// The entries of `chunk` whose result in `results` (one per entry, in order) names an
+    /// error, with the last error named.
+    pub fn refused(chunk: Vec<T>, results: impl IntoIterator<Item = Option<String>>) -> Self {
+        let mut unput = Self {
+            entries: Vec::new(),
+            reason: String::new(),
+        };
+        for (entry, error) in chunk.into_iter().zip(results) {
+            if let Some(error) = error {
+                unput.reason = error;
+                unput.entries.push(entry);
+            }
+        }
+        unput
+    }
+}
+
 /// Puts `entries` through `put`, at most `per_call` to a call, in order. `put` answers the
 /// entries of its chunk it could not put (all of them when the call failed), and why; they are
 /// put again, with a store call's backoff ([`Retry::store_call`]). What is still unput when the
@@ -145,6 +163,26 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_call_refused_some_entries_names_them_and_the_last_reason() {
+        let unput = Unput::refused(
+            vec!['a', 'b', 'c', 'd'],
+            [
+                None,
+                Some("throttled".to_owned()),
+                None,
+                Some("internal".to_owned()),
+            ],
+        );
+        assert_eq!(
+            unput,
+            Unput {
+                entries: vec!['b', 'd'],
+                reason: "internal".to_owned()
+            }
+        );
+    }
 
     #[tokio::test(start_paused = true)]
     async fn what_a_put_left_is_put_again_in_order_and_what_never_goes_is_the_error() {

@@ -115,18 +115,13 @@ impl NoticeBoard for EventBridgeBoard {
                 .await;
             match answer {
                 Ok(answer) if answer.failed_entry_count() == 0 => Ok(()),
-                Ok(answer) => {
-                    let mut reason = String::new();
-                    let mut entries = Vec::new();
-                    for (entry, result) in chunk.into_iter().zip(answer.entries()) {
-                        if let Some(code) = result.error_code() {
-                            let message = result.error_message().unwrap_or_default();
-                            reason = format!("{code}: {message}");
-                            entries.push(entry);
-                        }
-                    }
-                    Err(Unput { entries, reason })
-                }
+                Ok(answer) => Err(Unput::refused(
+                    chunk,
+                    answer.entries().iter().map(|result| {
+                        let message = result.error_message().unwrap_or_default();
+                        result.error_code().map(|code| format!("{code}: {message}"))
+                    }),
+                )),
                 Err(err) => Err(Unput {
                     entries: chunk,
                     reason: DisplayErrorContext(&err).to_string(),

@@ -132,17 +132,13 @@ impl CommandQueue for KinesisQueue {
                 .await;
             match answer {
                 Ok(answer) if answer.failed_record_count().unwrap_or(0) == 0 => Ok(()),
-                Ok(answer) => {
-                    let mut reason = String::new();
-                    let mut entries = Vec::new();
-                    for (entry, result) in chunk.into_iter().zip(answer.records()) {
-                        if let Some(code) = result.error_code() {
-                            reason = code.to_owned();
-                            entries.push(entry);
-                        }
-                    }
-                    Err(Unput { entries, reason })
-                }
+                Ok(answer) => Err(Unput::refused(
+                    chunk,
+                    answer
+                        .records()
+                        .iter()
+                        .map(|result| result.error_code().map(str::to_owned)),
+                )),
                 Err(err) => Err(Unput {
                     entries: chunk,
                     reason: DisplayErrorContext(&err).to_string(),
