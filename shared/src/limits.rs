@@ -22,6 +22,10 @@ pub const MAX_QUEUE_RECORDS_PER_CALL: usize = 500;
 /// batch go out ten at a time.
 pub const MAX_NOTICES_PER_CALL: usize = 10;
 
+/// Most characters of a parked command's detail its `command_parked` notice carries (ten
+/// notices go to one `PutEvents` call, which takes 256 KB).
+pub const MAX_NOTICE_DETAIL: usize = 1_000;
+
 /// Most commands one SKU may hold back at a time: the held commands are tried again with the
 /// next chunk of arrivals, and both must fit one transaction.
 pub const MAX_DEFERRED: usize = 16;

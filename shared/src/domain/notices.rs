@@ -8,6 +8,8 @@
 
 use serde::Serialize;
 
+use crate::limits::MAX_NOTICE_DETAIL;
+
 use super::event::{Change, Event, RejectionCode};
 use super::state::SkuState;
 use super::types::{
@@ -88,7 +90,8 @@ pub enum Notice {
         command_id: CommandId,
         /// Why: `unknown_shape`, `dependency_unreadable` or `failing`.
         reason: &'static str,
-        /// What went wrong, for the operator.
+        /// What went wrong, for the operator (its first [`MAX_NOTICE_DETAIL`] characters;
+        /// `inventory commands parked` shows it whole).
         detail: String,
     },
     /// The item's figures after a batch of its events (one per item per batch at most).
@@ -143,7 +146,8 @@ impl Noticed {
         }
     }
 
-    /// The notice that `command_id`, filed under `sku`, was parked at `at`.
+    /// The notice that `command_id`, filed under `sku`, was parked at `at`; `detail` is cut to
+    /// [`MAX_NOTICE_DETAIL`] characters (an event bus takes 256 KB a call, ten notices to it).
     pub fn parked(
         sku: Sku,
         command_id: CommandId,
@@ -158,7 +162,7 @@ impl Noticed {
             notice: Notice::CommandParked {
                 command_id,
                 reason,
-                detail,
+                detail: detail.chars().take(MAX_NOTICE_DETAIL).collect(),
             },
         }
     }
@@ -492,8 +496,12 @@ mod tests {
             parked.id(),
             format!("SKU-1:{}:5000:command_parked", command(9))
         );
-        let again = Noticed::parked(sku(), command(9), "failing", String::new(), at(7));
+        let again = Noticed::parked(sku(), command(9), "failing", "x".repeat(5_000), at(7));
         assert_ne!(parked.id(), again.id(), "parked again after a redrive");
+        let Notice::CommandParked { detail, .. } = again.notice else {
+            unreachable!()
+        };
+        assert_eq!(detail.len(), MAX_NOTICE_DETAIL, "a long detail is cut");
     }
 
     mod properties {
