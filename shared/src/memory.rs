@@ -13,10 +13,9 @@ use crate::domain::{Change, Command, Event, Noticed, Sku, SkuState, Timestamp, V
 use crate::feed::FeedChange;
 use crate::limits::MAX_TRANSACTION_ITEMS;
 use crate::ports::{
-    CommandOutcome, CommandQueue, Conflict, ExpiryIndex, LapsingHold, NoticeBoard, ObjectStore,
-    ObjectStoreError, ParkedEntry, ParkedIndex, PublishError, QueueError, Record, RecordKey,
-    Records, Retirement, SnapshotSave, Snapshots, StoreError, Streams, Transaction, Transactions,
-    Versioned,
+    CommandQueue, Conflict, ExpiryIndex, LapsingHold, NoticeBoard, ObjectStore, ObjectStoreError,
+    ParkedEntry, ParkedIndex, PublishError, QueueError, RecordKey, Records, Retirement,
+    SnapshotSave, Snapshots, StoreError, Streams, Transaction, Transactions, Versioned,
 };
 
 /// Event streams, records and snapshots in one process, with a change feed like the table's
@@ -223,17 +222,8 @@ impl Transactions for MemoryStore {
         for write in transaction.records {
             let version = write.expected.unwrap_or(0) + 1;
             // A parked outcome is on the feed, as the table's stream carries it.
-            if let (
-                RecordKey::CommandOutcome { command_id, sku },
-                Record::CommandOutcome(CommandOutcome::Parked(parked)),
-            ) = (&write.key, &write.record)
-            {
-                tables.feed.push(FeedChange::Parked(ParkedEntry {
-                    command_id: *command_id,
-                    sku: sku.clone(),
-                    version,
-                    parked: parked.clone(),
-                }));
+            if let Some(parked) = ParkedEntry::filed(&write.key, version, &write.record) {
+                tables.feed.push(FeedChange::Parked(parked));
             }
             tables.records.insert(
                 write.key,
@@ -337,18 +327,7 @@ impl ParkedIndex for MemoryStore {
         let mut parked: Vec<ParkedEntry> = tables
             .records
             .iter()
-            .filter_map(|(key, stored)| match (key, &stored.record) {
-                (
-                    RecordKey::CommandOutcome { command_id, sku },
-                    Record::CommandOutcome(CommandOutcome::Parked(parked)),
-                ) => Some(ParkedEntry {
-                    command_id: *command_id,
-                    sku: sku.clone(),
-                    version: stored.version,
-                    parked: parked.clone(),
-                }),
-                _ => None,
-            })
+            .filter_map(|(key, stored)| ParkedEntry::filed(key, stored.version, &stored.record))
             .collect();
         parked.sort_by(|a, b| {
             (a.parked.parked_at, a.command_id.to_string(), &a.sku).cmp(&(

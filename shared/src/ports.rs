@@ -220,6 +220,24 @@ pub struct ParkedEntry {
     pub parked: ParkedCommand,
 }
 
+impl ParkedEntry {
+    /// The parked command `record`, at `version` under `key`, if it is one.
+    pub fn filed(key: &RecordKey, version: u64, record: &Record) -> Option<Self> {
+        match (key, record) {
+            (
+                RecordKey::CommandOutcome { command_id, sku },
+                Record::CommandOutcome(CommandOutcome::Parked(parked)),
+            ) => Some(Self {
+                command_id: *command_id,
+                sku: sku.clone(),
+                version,
+                parked: parked.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// A record with the version that makes conditional writes possible (1 for a new record).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Versioned {
