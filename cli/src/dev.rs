@@ -64,7 +64,7 @@ pub struct DevArgs {
     pub tokens: Option<PathBuf>,
 
     /// Append the integration events (out of stock, back in stock, low stock, hold expired,
-    /// command rejected, stock changed) to this file as CloudEvents JSON lines, as the
+    /// command rejected or parked, stock changed) to this file as CloudEvents JSON lines, as the
     /// snapshotter tells them (with --endpoint-url, as well as on the bus). Off by default.
     #[arg(long, value_name = "FILE", conflicts_with = "api_only")]
     pub events_out: Option<PathBuf>,

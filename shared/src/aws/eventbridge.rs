@@ -37,11 +37,6 @@ impl EventBridgeBoard {
         }
     }
 
-    /// The bus.
-    pub fn bus(&self) -> &str {
-        &self.bus
-    }
-
     /// Checks that the bus exists, without changing anything (a deployed stack's bus).
     pub async fn verify_bus(&self) -> Result<(), PublishError> {
         self.client
