@@ -93,9 +93,9 @@ mod tests {
             at: Timestamp::from_millis(1_796_000_000_000),
             notice: Notice::OutOfStock {
                 stock: StockFigures {
-                    on_hand: 10,
-                    reserved: 3,
-                    committed: 7,
+                    on_hand: Some(10),
+                    reserved: Some(3),
+                    committed: Some(7),
                     available: 0,
                     version: 42,
                 },

@@ -12,7 +12,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, Request, StatusCode};
 use axum::Router;
 use http_body_util::{BodyExt, Full, Limited};
-use inventory_core::domain::{Notice, Sku, Timestamp};
+use inventory_core::domain::{Notice, Sku, SkuState, Timestamp};
 use inventory_core::feed::{FeedChange, Reaction};
 use inventory_core::memory::{MemoryNoticeBoard, MemoryQueue};
 use inventory_core::ports::{EventStore, ManualClock};
@@ -185,14 +185,19 @@ impl App {
         support::apply_queued(&self.inventory, &self.queue).await
     }
 
-    /// Delivers the change feed of `skus` (their whole streams, as the table's stream would)
-    /// to the snapshotter, which maintains the read view and tells its notices.
+    /// Delivers the change feed of `skus` (their whole streams, every bucket's of a split
+    /// item, as the table's stream would) to the snapshotter, which maintains the read view and
+    /// tells its notices.
     async fn deliver_feed(&self, skus: &[&str]) {
         let mut changes = Vec::new();
         for sku in skus {
-            let sku = Sku::parse(sku).expect("valid sku");
-            let events = self.store.read_stream(&sku, 0).await.expect("stream");
-            changes.extend(events.into_iter().map(FeedChange::Appended));
+            let item = Sku::parse(sku).expect("valid sku");
+            let home = self.store.read_stream(&item, 0).await.expect("stream");
+            let layout = SkuState::from_events(&home).layout;
+            for bucket in layout.streams(&item) {
+                let events = self.store.read_stream(&bucket, 0).await.expect("stream");
+                changes.extend(events.into_iter().map(FeedChange::Appended));
+            }
         }
         let failed = Snapshotter::new(self.store.clone())
             .with_notices(self.notices.clone())
@@ -664,6 +669,62 @@ async fn a_low_stock_threshold_is_queued_applied_and_told_when_available_goes_be
         })
         .collect();
     assert_eq!(low, vec![(3, 2)], "told once, when 2 were left");
+}
+
+#[tokio::test]
+async fn a_split_item_is_told_out_of_stock_once_drained_at_zero_and_back_when_a_release_returns_a_unit(
+) {
+    let app = App::new().await;
+    app.stock("SKU-1", 12).await;
+    app.send(
+        "PUT",
+        "/items/SKU-1/buckets",
+        &[JSON],
+        json!({ "count": 3 }).to_string(),
+    )
+    .await
+    .assert_status(StatusCode::ACCEPTED);
+    app.process().await;
+    app.deliver_feed(&["SKU-1"]).await;
+    let mut holds = Vec::new();
+    for _ in 0..12 {
+        holds.push(app.reserve(&[("SKU-1", 1)]).await);
+    }
+    app.post("/reservations", &cart(&[("SKU-1", 1)]))
+        .await
+        .assert_error(StatusCode::CONFLICT, "insufficient_stock");
+    app.deliver_feed(&["SKU-1"]).await;
+    app.release(&holds[0]).await;
+    app.deliver_feed(&["SKU-1"]).await;
+
+    let told: Vec<(String, &str, i64)> = app
+        .notices
+        .published()
+        .into_iter()
+        .filter_map(|told| match &told.notice {
+            Notice::OutOfStock { stock } | Notice::BackInStock { stock } => {
+                Some((told.sku.to_string(), told.notice.kind(), stock.available))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        told,
+        vec![
+            ("SKU-1".to_owned(), "back_in_stock", 12),
+            ("SKU-1".to_owned(), "out_of_stock", 0),
+            ("SKU-1".to_owned(), "back_in_stock", 1),
+        ],
+        "{:#?}",
+        app.notices.published()
+    );
+    assert!(
+        app.notices
+            .published()
+            .iter()
+            .all(|told| told.sku.to_string() == "SKU-1"),
+        "a bucket's stream tells nothing of its own"
+    );
 }
 
 #[tokio::test]

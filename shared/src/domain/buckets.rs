@@ -44,6 +44,13 @@ impl Layout {
         self.widest == BucketCount::ONE && !self.drained
     }
 
+    /// Whether the item sells from bucket 0 alone (a one-bucket item, a drained one, or one set
+    /// back to one bucket): bucket 0's availability is then the item's, since no other bucket
+    /// keeps a unit for sale and units freed elsewhere are moved there in the same write.
+    pub fn sells_alone(&self) -> bool {
+        self.active() == BucketCount::ONE
+    }
+
     /// The buckets reservations may hold in: bucket 0 alone when drained, else all of them.
     pub fn active(&self) -> BucketCount {
         if self.drained {

@@ -13,18 +13,22 @@ use crate::limits::MAX_NOTICE_DETAIL;
 use super::event::{Change, Event, RejectionCode};
 use super::state::SkuState;
 use super::types::{
-    CommandId, LowStockThreshold, Quantity, ReservationId, Sku, Timestamp, Version,
+    Bucket, BucketCount, CommandId, LowStockThreshold, Quantity, ReservationId, Sku, Timestamp,
+    Version,
 };
 
 /// An item's figures as a notice carries them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct StockFigures {
-    /// Units in the warehouse.
-    pub on_hand: i64,
-    /// Units held by holds that still count.
-    pub reserved: i64,
-    /// Units sold at checkout.
-    pub committed: i64,
+    /// Units in the warehouse (absent for an item split into buckets: see [`StockFigures::item`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_hand: Option<i64>,
+    /// Units held by holds that still count (absent for a split item).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reserved: Option<i64>,
+    /// Units sold at checkout (absent for a split item).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub committed: Option<i64>,
     /// Units that can still be promised (never below zero).
     pub available: i64,
     /// The stream's version these figures are at.
@@ -36,12 +40,33 @@ impl StockFigures {
     pub fn of(state: &SkuState) -> Self {
         let now = state.clock;
         Self {
-            on_hand: state.on_hand,
-            reserved: state.held(now),
-            committed: state.committed,
+            on_hand: Some(state.on_hand),
+            reserved: Some(state.held(now)),
+            committed: Some(state.committed),
             available: state.for_sale(now),
             version: state.version,
         }
+    }
+
+    /// The item's figures as the stream `sku` folded into `state` knows them, when it knows
+    /// them: a one-bucket item's stream knows them all. A split item's bucket 0 knows what the
+    /// item has for sale only while the item sells from it alone (drained, or set back to one
+    /// bucket), and never its on-hand, holds or sales, which its other buckets share; its other
+    /// buckets know nothing of the item.
+    pub fn item(sku: &Sku, state: &SkuState) -> Option<Self> {
+        if sku.bucket() != Bucket::HOME || !state.layout.sells_alone() {
+            return None;
+        }
+        let figures = Self::of(state);
+        if state.layout.widest == BucketCount::ONE {
+            return Some(figures);
+        }
+        Some(Self {
+            on_hand: None,
+            reserved: None,
+            committed: None,
+            ..figures
+        })
     }
 }
 
@@ -171,37 +196,51 @@ impl Noticed {
 /// The notices `events` (the stream's next events after `before`, in order) give, in order:
 /// each event's transitions, then one `stock_changed` if the figures moved. The low-stock
 /// threshold is the stream's own, as its events set it.
+///
+/// Transitions are the item's ([`StockFigures::item`]): told on events after which the stream
+/// knows what the item has for sale, against what it last knew. So a split item's bucket 0 tells
+/// them while the item sells from it alone; while the item sells from several buckets nothing
+/// crosses, and the next drain (which a refusal needs) tells where it went. Its other buckets
+/// tell only the notices of single events, and a split item no `stock_changed` (no stream has
+/// its figures).
 pub fn notices(before: &SkuState, events: &[Event]) -> Vec<Noticed> {
     let mut state = before.clone();
     let mut out = Vec::new();
-    let figures_before = StockFigures::of(before);
     let newer: Vec<&Event> = events
         .iter()
         .filter(|event| event.seq > before.version)
         .collect();
+    let Some(first) = newer.first() else {
+        return out;
+    };
+    let sku = &first.sku;
     for event in &newer {
-        // Available as the previous event left it, at its time: a hold that lapsed since
-        // then brings units back with this event.
-        let was = StockFigures::of(&state).available;
-        let was_low = state.low_stock_below.is_low(was);
+        // What the item had for sale as the previous event left it, at its time (a hold that
+        // lapsed since then brings units back with this event), or as last known.
+        let was = StockFigures::item(sku, &state)
+            .map(|stock| stock.available)
+            .or(state.for_sale_alone);
+        let was_low = was.is_some_and(|was| state.low_stock_below.is_low(was));
         state.evolve(event);
-        let stock = StockFigures::of(&state);
-        let now = stock.available;
         let noticed = |notice| Noticed {
             sku: event.sku.clone(),
             version: event.seq,
             at: event.at,
             notice,
         };
-        if was > 0 && now == 0 {
-            out.push(noticed(Notice::OutOfStock { stock }));
-        }
-        if was == 0 && now > 0 {
-            out.push(noticed(Notice::BackInStock { stock }));
-        }
-        let threshold = state.low_stock_below;
-        if !was_low && threshold.is_low(now) {
-            out.push(noticed(Notice::LowStock { threshold, stock }));
+        if let Some(stock) = StockFigures::item(sku, &state) {
+            let now = stock.available;
+            // Never known (a snapshot from before it was kept): taken to be in stock.
+            if was != Some(0) && now == 0 {
+                out.push(noticed(Notice::OutOfStock { stock }));
+            }
+            if was == Some(0) && now > 0 {
+                out.push(noticed(Notice::BackInStock { stock }));
+            }
+            let threshold = state.low_stock_below;
+            if !was_low && threshold.is_low(now) {
+                out.push(noticed(Notice::LowStock { threshold, stock }));
+            }
         }
         match &event.change {
             Change::HoldExpired {
@@ -221,13 +260,20 @@ pub fn notices(before: &SkuState, events: &[Event]) -> Vec<Noticed> {
             _ => {}
         }
     }
-    let stock = StockFigures::of(&state);
-    let moved = |a: &StockFigures, b: &StockFigures| {
-        (a.on_hand, a.reserved, a.committed, a.available)
-            != (b.on_hand, b.reserved, b.committed, b.available)
+    let whole = |state: &SkuState| {
+        StockFigures::item(sku, state).filter(|_| state.layout.widest == BucketCount::ONE)
     };
-    if let Some(last) = newer.last() {
-        if moved(&figures_before, &stock) {
+    let figures = |stock: &StockFigures| {
+        (
+            stock.on_hand,
+            stock.reserved,
+            stock.committed,
+            stock.available,
+        )
+    };
+    if let (Some(last), Some(stock)) = (newer.last(), whole(&state)) {
+        let moved = whole(before).is_none_or(|was| figures(&was) != figures(&stock));
+        if moved {
             out.push(Noticed {
                 sku: last.sku.clone(),
                 version: last.seq,
@@ -244,6 +290,7 @@ mod tests {
     //! Given a stream, when these events follow, then these notices.
 
     use super::*;
+    use crate::domain::buckets::{Move, TransferId};
 
     fn sku() -> Sku {
         Sku::parse("SKU-1").unwrap()
@@ -262,16 +309,29 @@ mod tests {
     }
 
     /// A stream built up by the test: `events` after `known` are the ones the batch brings.
-    #[derive(Default)]
     struct Stream {
+        sku: Sku,
         events: Vec<Event>,
     }
 
+    impl Default for Stream {
+        fn default() -> Self {
+            Self::of(sku())
+        }
+    }
+
     impl Stream {
+        /// The stream of `sku` (an item's, or one of its buckets').
+        fn of(sku: Sku) -> Self {
+            Self {
+                sku,
+                events: Vec::new(),
+            }
+        }
         fn then(mut self, secs: i64, change: Change) -> Self {
             let seq = self.events.len() as u64 + 1;
             self.events.push(Event {
-                sku: sku(),
+                sku: self.sku.clone(),
                 seq,
                 at: at(secs),
                 change,
@@ -332,6 +392,39 @@ mod tests {
                 },
             )
         }
+        /// The item split into `count` buckets (on bucket 0).
+        fn split(self, secs: i64, count: u16) -> Self {
+            self.then(
+                secs,
+                Change::BucketsSet {
+                    command_id: command(3_000 + secs as u128),
+                    count: BucketCount::new(count.into()).unwrap(),
+                },
+            )
+        }
+        /// `n` units moved between this stream's bucket and another (out of it when negative).
+        fn moved(self, secs: i64, n: i64) -> Self {
+            let here = self.sku.bucket();
+            let there = Bucket::new(if here == Bucket::HOME { 1 } else { 0 }).unwrap();
+            let (from, to) = if n < 0 { (here, there) } else { (there, here) };
+            self.then(
+                secs,
+                Change::StockMoved {
+                    transfer_id: TransferId(secs as u64),
+                    moves: vec![Move {
+                        from,
+                        to,
+                        quantity: qty(n.abs()),
+                    }],
+                },
+            )
+        }
+        fn drained(self, secs: i64) -> Self {
+            self.then(secs, Change::BucketsDrained {})
+        }
+        fn spread(self, secs: i64) -> Self {
+            self.then(secs, Change::BucketsSpread {})
+        }
         /// The notices of the events after the first `known`.
         fn notices(&self, known: usize) -> Vec<Noticed> {
             let before = SkuState::from_events(&self.events[..known]);
@@ -363,9 +456,9 @@ mod tests {
         assert_eq!(
             stock,
             StockFigures {
-                on_hand: 2,
-                reserved: 2,
-                committed: 0,
+                on_hand: Some(2),
+                reserved: Some(2),
+                committed: Some(0),
                 available: 0,
                 version: 3
             }
@@ -476,6 +569,82 @@ mod tests {
     }
 
     #[test]
+    fn a_split_item_tells_its_transitions_from_bucket_0_while_it_sells_there_alone() {
+        let stream = Stream::default()
+            .threshold(1, 3) // 1: low at once (nothing yet)
+            .received(1, 10) // 2: back in stock, 10 for sale
+            .split(2, 4) // 3: sells from its buckets: nothing is known, nothing crosses
+            .moved(2, -9) // 4: spread
+            .held(3, 1, 600) // 5: bucket 0 holds (a line's own units): still nothing
+            .drained(4) // 6: sells from bucket 0 alone, 0 left there: out of stock, and low
+            .moved(4, 2) // 7: 2 gathered back: back in stock, still low
+            .received(5, 20) // 8: 22: no longer low
+            .spread(6) // 9: nothing
+            .moved(6, -20) // 10: nothing
+            .split(7, 1) // 11: one bucket again: bucket 0 sells alone with 2 left: low
+            .held(8, 2, 600); // 12: out of stock
+        let told = stream.notices(0);
+        assert_eq!(
+            kinds(&told),
+            vec![
+                (1, "low_stock"),
+                (2, "back_in_stock"),
+                (6, "out_of_stock"),
+                (6, "low_stock"),
+                (7, "back_in_stock"),
+                (11, "low_stock"),
+                (12, "out_of_stock"),
+            ],
+            "no stock_changed: no stream has a split item's figures"
+        );
+        let Notice::BackInStock { stock } = told[4].notice else {
+            unreachable!()
+        };
+        assert_eq!(
+            stock,
+            StockFigures {
+                on_hand: None,
+                reserved: None,
+                committed: None,
+                available: 2,
+                version: 7
+            },
+            "bucket 0 knows what the item has for sale, not its buckets' figures"
+        );
+        // Cut anywhere, the same: what bucket 0 last knew is in its snapshot.
+        for known in 0..stream.events.len() {
+            let mut batched = stream.notices(0);
+            batched.retain(|n| n.version <= known as Version);
+            batched.extend(stream.notices(known));
+            assert_eq!(kinds(&batched), kinds(&told), "cut at {known}");
+        }
+    }
+
+    #[test]
+    fn another_bucket_of_a_split_item_tells_only_its_single_events() {
+        let bucket = Stream::of(sku().in_bucket(Bucket::new(1).unwrap()))
+            .moved(1, 2) // its share
+            .held(2, 2, 600) // its last unit held
+            .expired(700, 2, 2, 600); // and back
+        assert_eq!(kinds(&bucket.notices(0)), vec![(3, "hold_expired")]);
+    }
+
+    #[test]
+    fn a_snapshot_from_before_bucket_0_kept_what_it_knew_takes_the_item_to_be_in_stock() {
+        let stream = Stream::default()
+            .received(1, 5)
+            .split(2, 2)
+            .moved(2, -5)
+            .drained(3); // nothing gathered: out of stock
+        let mut before = SkuState::from_events(&stream.events[..3]);
+        before.for_sale_alone = None;
+        assert_eq!(
+            kinds(&notices(&before, &stream.events[3..])),
+            vec![(4, "out_of_stock")]
+        );
+    }
+
+    #[test]
     fn a_rejected_command_is_told_with_its_reason() {
         let stream = Stream::default().received(1, 1).then(
             2,
@@ -506,7 +675,8 @@ mod tests {
 
     mod properties {
         //! Any stream, cut into any batches: the same transitions as all at once, out of stock
-        //! and back in stock alternating, and the last of them agreeing with the fold.
+        //! and back in stock alternating, and the last of them agreeing with the fold (for an
+        //! item split into buckets, with what bucket 0 last knew while it sold alone).
 
         use proptest::prelude::*;
 
@@ -516,9 +686,18 @@ mod tests {
         enum Step {
             Receive(i64),
             Adjust(i64),
-            Hold { units: i64, for_secs: i64 },
+            Hold {
+                units: i64,
+                for_secs: i64,
+            },
             ExpireOldest,
             Threshold(i64),
+            /// The admin sets the item's buckets (1: one again).
+            Split(u16),
+            /// Units gathered into bucket 0, and the item drained.
+            Drain(i64),
+            /// The item spread again, units moved out of bucket 0.
+            Spread(i64),
         }
 
         fn step() -> impl Strategy<Value = (Step, i64)> {
@@ -528,6 +707,9 @@ mod tests {
                 (1..3_i64, 5..120_i64).prop_map(|(units, for_secs)| Step::Hold { units, for_secs }),
                 Just(Step::ExpireOldest),
                 (0..6_i64).prop_map(Step::Threshold),
+                (1..4_u16).prop_map(Step::Split),
+                (0..4_i64).prop_map(Step::Drain),
+                (0..4_i64).prop_map(Step::Spread),
             ];
             (step, 0..40_i64)
         }
@@ -556,6 +738,12 @@ mod tests {
                         stream.expired(secs.max(until), seq, units, until)
                     }
                     Step::Threshold(below) => stream.threshold(secs, *below),
+                    Step::Split(count) => stream.split(secs, *count),
+                    Step::Drain(units) if *units > 0 => stream.moved(secs, *units).drained(secs),
+                    Step::Drain(_) => stream.drained(secs),
+                    Step::Spread(units) if state.available(now) >= *units && *units > 0 => {
+                        stream.spread(secs).moved(secs, -units)
+                    }
                     _ => stream,
                 };
                 secs = secs.max(stream.events.last().map_or(0, |e| e.at.millis() / 1000));
@@ -602,9 +790,13 @@ mod tests {
                     prop_assert_eq!(*kind, expected, "{:?}", stock);
                 }
                 let last = SkuState::from_events(&stream.events);
+                let known = StockFigures::item(&sku(), &last).map(|stock| stock.available);
+                if let (Some(available), false) = (known, stream.events.is_empty()) {
+                    prop_assert_eq!(Some(available), last.for_sale_alone);
+                }
                 prop_assert_eq!(
                     stock.last() == Some(&"back_in_stock"),
-                    StockFigures::of(&last).available > 0
+                    last.for_sale_alone.unwrap_or(0) > 0
                 );
             }
         }

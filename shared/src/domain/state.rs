@@ -32,6 +32,11 @@ pub struct SkuState {
     /// Available units below which the item is told low on stock (kept by bucket 0 only).
     #[serde(default, skip_serializing_if = "LowStockThreshold::is_off")]
     pub low_stock_below: LowStockThreshold,
+    /// Units for sale after the last event that left the item selling from this stream alone
+    /// ([`Layout::sells_alone`]): what the item's notices last knew of it while a split item
+    /// sells from several buckets (`None`: a snapshot from before this was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub for_sale_alone: Option<i64>,
 }
 
 /// Held units summed per release instant.
@@ -59,6 +64,10 @@ impl SkuState {
 
     /// Folds one event in. Never fails and never reads a clock: the event carries its time.
     pub fn evolve(&mut self, event: &Event) {
+        // What it had for sale as it stood, should this event split it.
+        if self.layout.sells_alone() {
+            self.for_sale_alone = Some(self.for_sale(self.clock));
+        }
         self.version = event.seq;
         self.clock = self.clock.max(event.at);
         self.holds.forget_released_by(self.clock);
@@ -114,6 +123,9 @@ impl SkuState {
             Change::BucketsDrained {} => self.layout.drained = true,
             Change::BucketsSpread {} => self.layout.drained = false,
             Change::CommandRejected { .. } => {}
+        }
+        if self.layout.sells_alone() {
+            self.for_sale_alone = Some(self.for_sale(clock));
         }
     }
 

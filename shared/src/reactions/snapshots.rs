@@ -18,7 +18,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::future::join_all;
 
-use crate::domain::{notices, Bucket, BucketCount, Event, Notice, Noticed, Sku, SkuState};
+#[cfg(test)]
+use crate::domain::Notice;
+use crate::domain::{notices, Event, Noticed, Sku, SkuState};
 use crate::feed::{FeedChange, Reaction};
 use crate::ports::{EventStore, NoticeBoard, PublishError, SnapshotSave, StoreError};
 use crate::telemetry;
@@ -114,7 +116,7 @@ impl Snapshotter {
         };
         let told: Vec<Noticed> = folded
             .iter()
-            .flat_map(|f| told(f.sku, &f.before, &f.events, &f.after))
+            .flat_map(|f| notices(&f.before, &f.events))
             .chain(parked)
             .collect();
         if told.is_empty() {
@@ -124,25 +126,6 @@ impl Snapshotter {
         telemetry::notices(published.is_ok(), told.len());
         published
     }
-}
-
-/// The notices to publish for `folded` (the events after `before`, which came to `after`). The
-/// stream of a split item is one bucket of it, whose availability is not the item's: only the
-/// notices of single events (an expired hold, a rejected command) are told for it.
-fn told(sku: &Sku, before: &SkuState, folded: &[Event], after: &SkuState) -> Vec<Noticed> {
-    let split = sku.bucket() != Bucket::HOME
-        || before.layout.widest != BucketCount::ONE
-        || after.layout.widest != BucketCount::ONE;
-    let mut told = notices(before, folded);
-    if split {
-        told.retain(|noticed| {
-            matches!(
-                noticed.notice,
-                Notice::HoldExpired { .. } | Notice::CommandRejected { .. }
-            )
-        });
-    }
-    told
 }
 
 /// Folds `tail` (the stream after `state.version`) onto `state`, refusing a gap: a state must
