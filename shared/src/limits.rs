@@ -51,6 +51,12 @@ pub const MAX_HOLDS_PER_SWEEP: usize = 5_000;
 /// SKUs expired concurrently by one sweep.
 pub const SWEEP_CONCURRENCY: usize = 16;
 
+/// Streams read at once for one request: a split item's 256 buckets read all at once opened 256
+/// connections in one instant, more than a store's accept queue may take (moto's refused them
+/// past the SDK's connect timeout: 503). 32 at a time read 256 buckets in 8 rounds of one
+/// round trip each.
+pub const READ_CONCURRENCY: usize = 32;
+
 /// Most moves one transaction of a spread or a drain carries: each touches one more bucket,
 /// and the bucket they all share takes one item (and its layout mark one more).
 pub const MAX_MOVES_PER_TRANSACTION: usize = MAX_TRANSACTION_ITEMS - 2;

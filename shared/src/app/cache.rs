@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use futures::future::try_join_all;
+use futures::{StreamExt, TryStreamExt};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use std::time::Duration;
@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::domain::{Event, Sku, SkuState};
-use crate::limits::MAX_BATCH_READ_KEYS;
+use crate::limits::{MAX_BATCH_READ_KEYS, READ_CONCURRENCY};
 use crate::ports::{Snapshots, StoreError, Streams};
 use crate::reactions::fold_tail;
 
@@ -83,8 +83,9 @@ impl StateCache {
         self.load_after(streams, snapshots, sku, None).await
     }
 
-    /// The current states of `skus`, as [`StateCache::load`] reads them, concurrently; the
-    /// snapshots of those not cached are read together, in one batch read per 100.
+    /// The current states of `skus`, as [`StateCache::load`] reads them, [`READ_CONCURRENCY`]
+    /// at a time, in the order asked; the snapshots of those not cached are read together, in
+    /// one batch read per 100.
     pub(crate) async fn load_all(
         &self,
         streams: &dyn Streams,
@@ -106,11 +107,18 @@ impl StateCache {
                     .zip(read.into_iter().map(Option::unwrap_or_default)),
             );
         }
-        try_join_all(skus.iter().map(|sku| {
-            let base = bases.remove(sku);
-            self.load_after(streams, snapshots, sku, base)
-        }))
-        .await
+        // Collected first: a stream over the closure's borrows is not `Send` for every lifetime.
+        let loads: Vec<_> = skus
+            .iter()
+            .map(|sku| {
+                let base = bases.remove(sku);
+                self.load_after(streams, snapshots, sku, base)
+            })
+            .collect();
+        futures::stream::iter(loads)
+            .buffered(READ_CONCURRENCY)
+            .try_collect()
+            .await
     }
 
     /// [`StateCache::load`] from `base`, the snapshot already read of a SKU not cached.
