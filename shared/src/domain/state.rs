@@ -32,9 +32,10 @@ pub struct SkuState {
     /// Available units below which the item is told low on stock (kept by bucket 0 only).
     #[serde(default, skip_serializing_if = "LowStockThreshold::is_off")]
     pub low_stock_below: LowStockThreshold,
-    /// Units for sale after the last event that left the item selling from this stream alone
-    /// ([`Layout::sells_alone`]): what the item's notices last knew of it while a split item
-    /// sells from several buckets (`None`: a snapshot from before this was kept).
+    /// While a split item sells from several buckets, what it had for sale when it last sold
+    /// from this stream (bucket 0) alone ([`Layout::sells_alone`]): what its notices last knew
+    /// of it. `None` while it sells alone (its figures say it), and in a snapshot from before
+    /// this was kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub for_sale_alone: Option<i64>,
 }
@@ -65,9 +66,7 @@ impl SkuState {
     /// Folds one event in. Never fails and never reads a clock: the event carries its time.
     pub fn evolve(&mut self, event: &Event) {
         // What it had for sale as it stood, should this event split it.
-        if self.layout.sells_alone() {
-            self.for_sale_alone = Some(self.for_sale(self.clock));
-        }
+        let alone = self.layout.sells_alone().then(|| self.for_sale(self.clock));
         self.version = event.seq;
         self.clock = self.clock.max(event.at);
         self.holds.forget_released_by(self.clock);
@@ -125,7 +124,9 @@ impl SkuState {
             Change::CommandRejected { .. } => {}
         }
         if self.layout.sells_alone() {
-            self.for_sale_alone = Some(self.for_sale(clock));
+            self.for_sale_alone = None;
+        } else if alone.is_some() {
+            self.for_sale_alone = alone;
         }
     }
 
