@@ -18,8 +18,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::future::join_all;
 
-#[cfg(test)]
-use crate::domain::Notice;
 use crate::domain::{notices, Event, Noticed, Sku, SkuState};
 use crate::feed::{FeedChange, Reaction};
 use crate::ports::{EventStore, NoticeBoard, PublishError, SnapshotSave, StoreError};
@@ -230,7 +228,7 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     use super::*;
-    use crate::domain::{Change, CommandId, Quantity, ReservationId, Timestamp};
+    use crate::domain::{Change, CommandId, Notice, Quantity, ReservationId, Timestamp};
     use crate::memory::{MemoryNoticeBoard, MemoryStore};
     use crate::ports::{Snapshots, StreamAppend, Streams, Transaction, Transactions};
 
