@@ -1058,7 +1058,7 @@ fn no_decision_granted_more_than_was_available(sku: &Sku, events: &[Event]) -> R
                 moves
                     .iter()
                     .filter(|m| m.from == sku.bucket())
-                    .map(|m| m.quantity.units())
+                    .map(|m| m.quantity.get())
                     .sum(),
             )
             .filter(|units| *units > 0),

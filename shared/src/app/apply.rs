@@ -23,8 +23,8 @@ use crate::config::{Config, ACCEPT_PATIENCE_MILLIS, ACCEPT_WAIT_MILLIS, DEPENDEN
 use crate::domain::buckets::{self, Spare};
 use crate::domain::decide::decide;
 use crate::domain::{
-    Action, Bucket, BucketCount, Change, Command, CommandId, HoldLine, Move, Quantity,
-    ReservationId, Sku, Timestamp, Verdict,
+    Action, Bucket, BucketCount, Change, Command, CommandId, HoldLine, Move, ReservationId, Sku,
+    Timestamp, Verdict,
 };
 use crate::error::AppError;
 use crate::limits::{MAX_DEFERRED, MAX_MOVES_PER_TRANSACTION, MAX_TRANSACTION_ITEMS, SPREAD_FROM};
@@ -166,12 +166,7 @@ fn record(draft: &mut Draft, bucket: Bucket, now: Timestamp, change: Change) -> 
                 .state(bucket)
                 .available(now)
                 .clamp(0, quantity.units());
-            if let Ok(quantity) = Quantity::new(spare) {
-                let to_home = Move {
-                    from: bucket,
-                    to: Bucket::HOME,
-                    quantity,
-                };
+            if let Some(to_home) = Move::new(bucket, Bucket::HOME, spare) {
                 draft.transfer(now, vec![to_home]);
             }
         }

@@ -15,7 +15,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::types::{Bucket, BucketCount, Quantity, Sku};
+use super::types::{Bucket, BucketCount, Sku, Units};
 
 /// How an item's stock is laid out over its buckets (kept by bucket 0's fold).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,14 +99,23 @@ pub struct Move {
     pub from: Bucket,
     /// The bucket credited.
     pub to: Bucket,
-    /// Units moved.
-    pub quantity: Quantity,
+    /// Units moved (any number: a move is not a request's quantity).
+    pub quantity: Units,
 }
 
 impl Move {
+    /// The move of `units` from `from` to `to`; `None` when there is no unit to move.
+    pub fn new(from: Bucket, to: Bucket, units: i64) -> Option<Self> {
+        Some(Self {
+            from,
+            to,
+            quantity: Units::new(units)?,
+        })
+    }
+
     /// What the move does to `bucket`'s on-hand count: minus what leaves it, plus what comes.
     pub fn effect_on(&self, bucket: Bucket) -> i64 {
-        let units = self.quantity.units();
+        let units = self.quantity.get();
         i64::from(self.to == bucket) * units - i64::from(self.from == bucket) * units
     }
 }
@@ -133,7 +142,7 @@ pub fn gather(target: Bucket, needed: i64, spares: &[Spare]) -> Option<Vec<Move>
             break;
         }
         let taken = spare.min(missing);
-        moves.push(move_of(bucket, target, taken));
+        moves.extend(Move::new(bucket, target, taken));
         missing -= taken;
     }
     (missing == 0).then_some(moves)
@@ -147,15 +156,15 @@ pub fn halve(target: Bucket, needed: i64, donor: Spare) -> Option<Move> {
     if needed <= 0 || spare < needed || from == target {
         return None;
     }
-    Some(move_of(from, target, needed + (spare - needed) / 2))
+    Move::new(from, target, needed + (spare - needed) / 2)
 }
 
 /// Moves that gather every spare unit of the other buckets into bucket 0.
 pub fn drain(spares: &[Spare]) -> Vec<Move> {
     spares
         .iter()
-        .filter(|(bucket, spare)| *bucket != Bucket::HOME && *spare > 0)
-        .map(|(bucket, spare)| move_of(*bucket, Bucket::HOME, *spare))
+        .filter(|(bucket, _)| *bucket != Bucket::HOME)
+        .filter_map(|(bucket, spare)| Move::new(*bucket, Bucket::HOME, *spare))
         .collect()
 }
 
@@ -171,10 +180,9 @@ pub fn spread(count: BucketCount, spare: i64, others: &[Spare]) -> Vec<Move> {
             .iter()
             .find(|(other, _)| *other == bucket)
             .map_or(0, |(_, units)| (*units).max(0));
-        let given = (share - has).min(left);
-        if given > 0 {
-            moves.push(move_of(Bucket::HOME, bucket, given));
-            left -= given;
+        if let Some(given) = Move::new(Bucket::HOME, bucket, (share - has).min(left)) {
+            left -= given.quantity.get();
+            moves.push(given);
         }
     }
     moves
@@ -223,14 +231,6 @@ pub fn share_adjustment(delta: i64, buckets: &[(Bucket, i64, i64)]) -> Vec<(Buck
     parts
 }
 
-fn move_of(from: Bucket, to: Bucket, units: i64) -> Move {
-    Move {
-        from,
-        to,
-        quantity: Quantity::new(units).expect("a move of 1..=available units"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,7 +253,7 @@ mod tests {
         assert_eq!(
             moves
                 .iter()
-                .map(|m| (m.from.number(), m.quantity.units()))
+                .map(|m| (m.from.number(), m.quantity.get()))
                 .collect::<Vec<_>>(),
             vec![(1, 5), (2, 1)]
         );
@@ -263,9 +263,23 @@ mod tests {
     }
 
     #[test]
+    fn a_move_of_more_than_a_request_may_ask_is_made_and_read_back() {
+        // Three receipts of a million, split in two: half of it moves at once.
+        let moves = spread(BucketCount::new(2).unwrap(), 3_000_000, &[]);
+        assert_eq!(moves.len(), 1);
+        assert_eq!(moves[0].quantity.get(), 1_500_000);
+        let json = serde_json::to_string(&moves[0]).unwrap();
+        assert_eq!(serde_json::from_str::<Move>(&json).unwrap(), moves[0]);
+        assert!(serde_json::from_str::<Move>(r#"{"from":0,"to":1,"quantity":0}"#).is_err());
+        let all = drain(&[(b(0), 0), (b(1), i64::from(u32::MAX) * 4), (b(2), 0)]);
+        assert_eq!(all[0].quantity.get(), i64::from(u32::MAX) * 4);
+        assert_eq!(Move::new(b(1), b(0), 0), None, "no unit, no move");
+    }
+
+    #[test]
     fn a_drain_gathers_every_spare_unit_into_bucket_0() {
         let moves = drain(&[(b(0), 3), (b(1), 2), (b(2), 0), (b(3), 4)]);
-        assert_eq!(moves.iter().map(|m| m.quantity.units()).sum::<i64>(), 6);
+        assert_eq!(moves.iter().map(|m| m.quantity.get()).sum::<i64>(), 6);
         assert!(moves.iter().all(|m| m.to == Bucket::HOME));
     }
 
@@ -275,7 +289,7 @@ mod tests {
         let moves = spread(count, 10, &[(b(1), 1)]);
         let given: Vec<(u16, i64)> = moves
             .iter()
-            .map(|m| (m.to.number(), m.quantity.units()))
+            .map(|m| (m.to.number(), m.quantity.get()))
             .collect();
         // 11 units over 4: a share of 2 each; bucket 1 has 1 already.
         assert_eq!(given, vec![(1, 1), (2, 2), (3, 2)]);
@@ -311,7 +325,7 @@ mod tests {
         let item = Sku::parse("A").unwrap();
         let moved = Change::StockMoved {
             transfer_id: TransferId(7),
-            moves: vec![move_of(b(0), b(2), 3)],
+            moves: vec![Move::new(b(0), b(2), 3).unwrap()],
         };
         let event = |sku: Sku| Event {
             sku,

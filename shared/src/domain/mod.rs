@@ -21,5 +21,5 @@ pub use notices::{notices, Notice, Noticed, StockFigures};
 pub use state::SkuState;
 pub use types::{
     Bucket, BucketCount, CommandId, IdempotencyKey, InvalidValue, LowStockThreshold, Quantity,
-    ReservationId, Sku, Timestamp, TtlSeconds, Version,
+    ReservationId, Sku, Timestamp, TtlSeconds, Units, Version,
 };

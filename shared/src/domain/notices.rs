@@ -411,11 +411,7 @@ mod tests {
                 secs,
                 Change::StockMoved {
                     transfer_id: TransferId(secs as u64),
-                    moves: vec![Move {
-                        from,
-                        to,
-                        quantity: qty(n.abs()),
-                    }],
+                    moves: vec![Move::new(from, to, n.abs()).unwrap()],
                 },
             )
         }

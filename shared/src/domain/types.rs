@@ -277,6 +277,40 @@ impl<'de> Deserialize<'de> for Quantity {
     }
 }
 
+/// A positive number of units moved between an item's buckets: as many as the item holds. Not a
+/// request's [`Quantity`]: a spread may move every unit ever received in one go (three receipts
+/// of a million, split in two, move a million and a half), so it has no bound but the count's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Units(i64);
+
+impl Units {
+    /// `raw` units, if there is at least one.
+    pub fn new(raw: i64) -> Option<Self> {
+        (raw >= 1).then_some(Self(raw))
+    }
+
+    /// The units as a signed count, the unit of the fold.
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl From<Quantity> for Units {
+    fn from(quantity: Quantity) -> Self {
+        Self(quantity.units())
+    }
+}
+
+impl<'de> Deserialize<'de> for Units {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = i64::deserialize(deserializer)?;
+        Units::new(raw).ok_or_else(|| {
+            serde::de::Error::custom(format!("units moved must be at least 1, got {raw}"))
+        })
+    }
+}
+
 /// An item's low-stock threshold: a `low_stock` notice is told when its available units go
 /// below it. 0 (the default) tells none; at most [`Quantity::MAX`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
