@@ -1,10 +1,12 @@
 //! The AWS requests a function really sends, checked against its role. An [`AccessLog`] is an
 //! SDK interceptor: clients built through it record every request as IAM authorizes it (the
 //! action, the resource, and for DynamoDB the partition keys it touches, which
-//! `dynamodb:LeadingKeys` conditions test; a transaction counts as one action per item). Then
+//! `dynamodb:LeadingKeys` conditions test, and the attributes an item request names, which
+//! `dynamodb:Attributes` conditions test; a transaction counts as one action per item). Then
 //! [`assert_granted_by`] finds, for each, a statement of the role in the translated template
 //! that allows it.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
@@ -48,6 +50,25 @@ pub struct Access {
     pub target: Target,
     /// The partition keys it touched (DynamoDB items on a table).
     pub leading_keys: Vec<String>,
+    /// The attribute names a DynamoDB item request names (its key, a put's item, the attributes
+    /// of its update, condition and projection expressions), as `dynamodb:Attributes` sees
+    /// them; empty for other requests.
+    pub attributes: Vec<String>,
+    /// A DynamoDB item request's `ReturnValues`, if it sets one (`dynamodb:ReturnValues`).
+    pub return_values: Option<String>,
+}
+
+impl Access {
+    /// `action` on `target`, with no keys or attributes.
+    fn on(action: impl Into<String>, target: Target) -> Self {
+        Access {
+            action: action.into(),
+            target,
+            leading_keys: Vec::new(),
+            attributes: Vec::new(),
+            return_values: None,
+        }
+    }
 }
 
 /// The names the test gave the template's resources.
@@ -155,29 +176,26 @@ impl Intercept for AccessLog {
                     .as_str()
                     .or_else(|| body["StreamARN"].as_str()?.rsplit('/').next())
                     .unwrap_or_default();
-                vec![Access {
-                    action: format!("kinesis:{operation}"),
-                    target: Target::Stream(stream.to_owned()),
-                    leading_keys: Vec::new(),
-                }]
+                vec![Access::on(
+                    format!("kinesis:{operation}"),
+                    Target::Stream(stream.to_owned()),
+                )]
             }
             // PutEvents is authorized per entry, on the entry's bus.
             Some(("AWSEvents", operation)) => list(&body["Entries"])
                 .iter()
                 .map(|entry| {
                     let bus = entry["EventBusName"].as_str().unwrap_or("default");
-                    Access {
-                        action: format!("events:{operation}"),
-                        target: Target::Bus(bus.rsplit('/').next().unwrap_or(bus).to_owned()),
-                        leading_keys: Vec::new(),
-                    }
+                    Access::on(
+                        format!("events:{operation}"),
+                        Target::Bus(bus.rsplit('/').next().unwrap_or(bus).to_owned()),
+                    )
                 })
                 .collect(),
-            Some((service, operation)) => vec![Access {
-                action: format!("{service}:{operation}"),
-                target: Target::Stream(String::new()),
-                leading_keys: Vec::new(),
-            }],
+            Some((service, operation)) => vec![Access::on(
+                format!("{service}:{operation}"),
+                Target::Stream(String::new()),
+            )],
             None => vec![s3_access(request.method(), request.uri())],
         };
         self.0
@@ -192,26 +210,87 @@ fn pk(key: &Value) -> Option<String> {
     key["pk"]["S"].as_str().map(str::to_owned)
 }
 
+/// The attribute names an item request names, as `dynamodb:Attributes` sees them: its key's, a
+/// put's item's, and those of its update, condition and projection expressions.
+fn attributes_named(request: &Value) -> Vec<String> {
+    let mut names = BTreeSet::new();
+    for field in ["Key", "Item"] {
+        names.extend(
+            request[field]
+                .as_object()
+                .into_iter()
+                .flat_map(|map| map.keys().cloned()),
+        );
+    }
+    for field in [
+        "UpdateExpression",
+        "ConditionExpression",
+        "ProjectionExpression",
+    ] {
+        if let Some(expression) = request[field].as_str() {
+            names.extend(expression_attributes(
+                expression,
+                &request["ExpressionAttributeNames"],
+            ));
+        }
+    }
+    names.into_iter().collect()
+}
+
+/// The top-level attribute names of a DynamoDB expression: its names and `#placeholders`
+/// (resolved by `placeholders`), not its `:values`, keywords, functions, numbers or the members
+/// of a document path after its first name.
+fn expression_attributes(expression: &str, placeholders: &Value) -> Vec<String> {
+    const KEYWORDS: [&str; 9] = [
+        "SET", "REMOVE", "ADD", "DELETE", "AND", "OR", "NOT", "BETWEEN", "IN",
+    ];
+    let word = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '#' | ':');
+    let mut names = Vec::new();
+    let mut rest = expression;
+    let mut after_dot = false;
+    while let Some(start) = rest.find(|c: char| word(c) || c == '.') {
+        if rest[start..].starts_with('.') {
+            after_dot = true;
+            rest = &rest[start + 1..];
+            continue;
+        }
+        let end = rest[start..]
+            .find(|c: char| !word(c))
+            .map_or(rest.len(), |e| start + e);
+        let token = &rest[start..end];
+        rest = &rest[end..];
+        let member = std::mem::take(&mut after_dot);
+        let function = rest.trim_start().starts_with('(');
+        if member
+            || function
+            || token.starts_with(':')
+            || token.chars().all(|c| c.is_ascii_digit())
+            || KEYWORDS.iter().any(|k| k.eq_ignore_ascii_case(token))
+        {
+            continue;
+        }
+        let name = placeholders[token].as_str().unwrap_or(token);
+        names.push(name.to_owned());
+    }
+    names
+}
+
 fn dynamodb_accesses(operation: &str, body: &Value) -> Vec<Access> {
     let table = |value: &Value| value["TableName"].as_str().unwrap_or_default().to_owned();
     let on_table = |action: &str, table: String, leading_keys: Vec<String>| Access {
-        action: format!("dynamodb:{action}"),
-        target: Target::Table(table),
         leading_keys,
+        ..Access::on(format!("dynamodb:{action}"), Target::Table(table))
+    };
+    let item_request = |action: &str, request: &Value, key: &Value| Access {
+        attributes: attributes_named(request),
+        return_values: request["ReturnValues"].as_str().map(str::to_owned),
+        ..on_table(action, table(request), pk(key).into_iter().collect())
     };
     match operation {
         "GetItem" | "UpdateItem" | "DeleteItem" => {
-            vec![on_table(
-                operation,
-                table(body),
-                pk(&body["Key"]).into_iter().collect(),
-            )]
+            vec![item_request(operation, body, &body["Key"])]
         }
-        "PutItem" => vec![on_table(
-            operation,
-            table(body),
-            pk(&body["Item"]).into_iter().collect(),
-        )],
+        "PutItem" => vec![item_request(operation, body, &body["Item"])],
         "BatchGetItem" => body["RequestItems"]
             .as_object()
             .into_iter()
@@ -232,19 +311,22 @@ fn dynamodb_accesses(operation: &str, body: &Value) -> Vec<Access> {
                     "ConditionCheck" => "ConditionCheckItem",
                     other => other,
                 };
-                let key = pk(&write["Item"]).or_else(|| pk(&write["Key"]));
-                Some(on_table(action, table(write), key.into_iter().collect()))
+                let key = if write["Item"].is_null() {
+                    &write["Key"]
+                } else {
+                    &write["Item"]
+                };
+                Some(item_request(action, write, key))
             })
             .collect(),
         "Query" => match body["IndexName"].as_str() {
-            Some(index) => vec![Access {
-                action: "dynamodb:Query".into(),
-                target: Target::Index {
+            Some(index) => vec![Access::on(
+                "dynamodb:Query",
+                Target::Index {
                     table: table(body),
                     index: index.to_owned(),
                 },
-                leading_keys: Vec::new(),
-            }],
+            )],
             None => vec![on_table(operation, table(body), query_partition_key(body))],
         },
         other => vec![on_table(other, table(body), Vec::new())],
@@ -283,11 +365,7 @@ fn s3_access(method: &str, uri: &str) -> Access {
         ("GET", true) if query.contains("list-type") => "s3:ListBucket",
         _ => "s3:Other",
     };
-    Access {
-        action: action.to_owned(),
-        target: Target::Object { bucket, key },
-        leading_keys: Vec::new(),
-    }
+    Access::on(action, Target::Object { bucket, key })
 }
 
 /// What a statement's resource stands for, in the terms [`resource_of`] gives an access.
@@ -352,26 +430,42 @@ fn grants(statement: &Value, access: &Access, names: &Names) -> bool {
         .any(|r| matches(&statement_resource(r), &resource));
     let condition_holds = match statement.get("Condition") {
         None => true,
-        Some(condition) => {
-            let only_leading_keys = condition.as_object().is_some_and(|c| {
-                c.len() == 1
-                    && c["ForAllValues:StringLike"]
-                        .as_object()
-                        .is_some_and(|keys| {
-                            keys.len() == 1 && keys.contains_key("dynamodb:LeadingKeys")
-                        })
-            });
-            let patterns = list(&condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]);
-            only_leading_keys
-                && access.leading_keys.iter().all(|key| {
-                    patterns
-                        .iter()
-                        .filter_map(Value::as_str)
-                        .any(|pattern| matches(pattern, key))
-                })
-        }
+        Some(condition) => condition_holds(condition, access),
     };
     action_named && resource_named && condition_holds
+}
+
+/// Whether every condition of a statement holds for `access`. Only the keys the template uses,
+/// under the operators it uses them with, are known: any other makes the statement grant
+/// nothing here (fail closed), so a condition this checker cannot judge is never taken as met.
+fn condition_holds(condition: &Value, access: &Access) -> bool {
+    let Some(operators) = condition.as_object() else {
+        return false;
+    };
+    operators.iter().all(|(operator, keys)| {
+        let Some(keys) = keys.as_object() else {
+            return false;
+        };
+        keys.iter().all(|(key, values)| {
+            let values = list(values);
+            let values: Vec<&str> = values.iter().filter_map(Value::as_str).collect();
+            match (operator.as_str(), key.as_str()) {
+                ("ForAllValues:StringLike", "dynamodb:LeadingKeys") => access
+                    .leading_keys
+                    .iter()
+                    .all(|key| values.iter().any(|pattern| matches(pattern, key))),
+                ("ForAllValues:StringEquals", "dynamodb:Attributes") => access
+                    .attributes
+                    .iter()
+                    .all(|name| values.contains(&name.as_str())),
+                ("StringEqualsIfExists", "dynamodb:ReturnValues") => access
+                    .return_values
+                    .as_deref()
+                    .is_none_or(|returned| values.contains(&returned)),
+                _ => false,
+            }
+        })
+    })
 }
 
 #[cfg(test)]
@@ -390,9 +484,8 @@ mod tests {
 
     fn put(pk: &str) -> Access {
         Access {
-            action: "dynamodb:PutItem".into(),
-            target: Target::Table("events".into()),
             leading_keys: vec![pk.into()],
+            ..Access::on("dynamodb:PutItem", Target::Table("events".into()))
         }
     }
 
@@ -444,6 +537,70 @@ mod tests {
                 resource_of(&object.target, &names())
             ),
             ("s3:PutObject", "bucket/events/sku=A/x.jsonl.gz".to_owned())
+        );
+    }
+
+    #[test]
+    fn an_update_is_granted_only_for_the_attributes_and_return_values_its_statement_lists() {
+        let statement = json!({
+            "Effect": "Allow",
+            "Action": "dynamodb:UpdateItem",
+            "Resource": { "Fn::GetAtt": ["EventsTable", "Arn"] },
+            "Condition": {
+                "ForAllValues:StringLike": { "dynamodb:LeadingKeys": ["sku#*"] },
+                "ForAllValues:StringEquals": { "dynamodb:Attributes": ["pk", "sk", "ttl"] },
+                "StringEqualsIfExists": { "dynamodb:ReturnValues": "NONE" }
+            }
+        });
+        let update = |expression: &str, returns: Option<&str>| {
+            let mut request = json!({ "TableName": "events",
+                "Key": { "pk": { "S": "sku#A" }, "sk": { "N": "7" } },
+                "UpdateExpression": expression,
+                "ConditionExpression": "attribute_exists(pk)",
+                "ExpressionAttributeNames": { "#ttl": "ttl", "#q": "quantity" },
+                "ExpressionAttributeValues": { ":ttl": { "N": "1" } } });
+            if let Some(returns) = returns {
+                request["ReturnValues"] = json!(returns);
+            }
+            dynamodb_accesses("UpdateItem", &request).remove(0)
+        };
+        let retirement = update("SET #ttl = :ttl", None);
+        assert_eq!(retirement.attributes, ["pk", "sk", "ttl"]);
+        assert!(grants(&statement, &retirement, &names()));
+        assert!(grants(
+            &statement,
+            &update("SET #ttl = :ttl", Some("NONE")),
+            &names()
+        ));
+        assert!(!grants(
+            &statement,
+            &update("SET #ttl = :ttl", Some("ALL_OLD")),
+            &names()
+        ));
+        assert!(!grants(
+            &statement,
+            &update("SET #ttl = :ttl, #q = :ttl", None),
+            &names()
+        ));
+        assert!(!grants(
+            &statement,
+            &update("SET version = :ttl", None),
+            &names()
+        ));
+        // Transactions: each update is authorized as its UpdateItem, with the same attributes.
+        let transaction = json!({ "TransactItems": [{ "Update": { "TableName": "events",
+            "Key": { "pk": { "S": "sku#A" }, "sk": { "N": "7" } },
+            "UpdateExpression": "SET #ttl = :ttl", "ConditionExpression": "attribute_exists(pk)",
+            "ExpressionAttributeNames": { "#ttl": "ttl" } } }] });
+        let accesses = dynamodb_accesses("TransactWriteItems", &transaction);
+        assert_eq!(accesses[0].attributes, ["pk", "sk", "ttl"]);
+        assert!(grants(&statement, &accesses[0], &names()));
+        assert_eq!(
+            expression_attributes(
+                "SET a.b[0] = if_not_exists(c, :zero) + :one REMOVE #d AND size(e) > 3",
+                &json!({ "#d": "dd" })
+            ),
+            ["a", "c", "dd", "e"]
         );
     }
 }

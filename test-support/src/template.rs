@@ -51,6 +51,15 @@ pub fn translated() -> &'static Value {
     })
 }
 
+/// A YAML file of the repository, by its path from the root, as JSON: a template the translator
+/// does not take (`deploy/github-oidc.yaml`, whose `Fn::ForEach` stays as written) or a
+/// workflow, CloudFormation's short tags (`!Sub`, `!If`, ...) written as the functions they stand
+/// for.
+pub fn yaml(path: &str) -> Value {
+    serde_json::from_str(&run_script(&["--yaml", path]))
+        .unwrap_or_else(|err| panic!("{path} as JSON: {err}"))
+}
+
 /// IAM's actions, from the reference cfn-lint ships: `service:action` (lower case) → the
 /// resource types it accepts (none: it can only be granted on `"*"`).
 pub fn iam_actions() -> HashMap<String, Vec<String>> {
@@ -114,9 +123,17 @@ pub fn list(value: &Value) -> Vec<Value> {
 
 /// Every statement of the inline policies of the role `role`.
 pub fn statements(template: &Value, role: &str) -> Vec<Value> {
-    let policies = &template["Resources"][role]["Properties"]["Policies"];
-    assert!(!policies.is_null(), "the template has no role {role}");
-    list(policies)
+    let resource = &template["Resources"][role];
+    assert!(
+        !resource["Properties"]["Policies"].is_null(),
+        "the template has no role {role}"
+    );
+    inline_statements(resource)
+}
+
+/// Every statement of the inline policies of a role resource.
+pub fn inline_statements(role: &Value) -> Vec<Value> {
+    list(&role["Properties"]["Policies"])
         .iter()
         .flat_map(|policy| list(&policy["PolicyDocument"]["Statement"]))
         .collect()
