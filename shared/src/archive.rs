@@ -199,7 +199,7 @@ fn skus_of(folders: &[String], prefix: &str) -> Vec<Sku> {
         .iter()
         .filter_map(|folder| {
             let name = folder.strip_prefix(prefix)?.strip_prefix("sku=")?;
-            Sku::parse(name.trim_end_matches('/')).ok()
+            Sku::parse_stream(name.trim_end_matches('/')).ok()
         })
         .collect()
 }

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use crate::app::ReserveRequest;
 use crate::archive::Archive;
 use crate::config::Config;
-use crate::domain::{Action, Caller, Command, Line, TtlSeconds};
+use crate::domain::{Action, Bucket, Caller, Command, Line, TtlSeconds};
 use crate::domain::{
     Change, ClientId, CommandId, Event, HoldLine, HoldStatus, IdempotencyKey, Quantity,
     ReservationId, Sku, SkuState, Timestamp, Version,
@@ -28,7 +28,7 @@ use crate::limits::MAX_TRANSACTION_ITEMS;
 use crate::memory::{MemoryObjects, MemoryQueue, MemoryStore};
 use crate::ports::{Clock, ManualClock};
 use crate::ports::{
-    Conflict, EventStore, IdempotencyRecord, LapsingHold, Record, RecordKey, RecordWrite,
+    Conflict, EventStore, IdempotencyRecord, Lapsing, LapsingHold, Record, RecordKey, RecordWrite,
     SnapshotSave, StoreError, StreamAppend, Transaction,
 };
 use crate::reactions::{Archiver, Snapshotter};
@@ -469,6 +469,9 @@ async fn the_expiry_index_finds_hold_events_by_expiry(store: &dyn EventStore, pr
         extended,
     ];
     let stream_b = vec![received(&b, 1, 5), placed(&b, 2, 20)];
+    // A hold in one of b's escrow buckets: the index names the bucket's stream.
+    let c = b.in_bucket(Bucket::new(2).expect("a bucket"));
+    let stream_c = vec![placed(&c, 1, 20), placed(&c, 2, 30)];
     transact(
         store,
         Transaction::appends(vec![
@@ -482,6 +485,11 @@ async fn the_expiry_index_finds_hold_events_by_expiry(store: &dyn EventStore, pr
                 expected: 0,
                 events: stream_b,
             },
+            StreamAppend {
+                sku: c.clone(),
+                expected: 0,
+                events: stream_c,
+            },
         ]),
     )
     .await
@@ -492,34 +500,78 @@ async fn the_expiry_index_finds_hold_events_by_expiry(store: &dyn EventStore, pr
         reservation_id: rid(sku, reservation),
         expires_at: instant(expires),
     };
-    let ours = |found: Result<Vec<LapsingHold>, StoreError>| -> Vec<LapsingHold> {
-        let mut found: Vec<LapsingHold> = found
-            .expect("index readable")
-            .into_iter()
-            .filter(|hold| hold.sku == a || hold.sku == b)
-            .collect();
+    let mine = |hold: &LapsingHold| [&a, &b, &c].contains(&&hold.sku);
+    let ours = |found: Result<Lapsing, StoreError>| -> Vec<LapsingHold> {
+        let found = found.expect("index readable");
+        assert!(
+            found
+                .holds
+                .windows(2)
+                .all(|w| w[0].expires_at <= w[1].expires_at),
+            "oldest first"
+        );
+        let mut found: Vec<LapsingHold> = found.holds.into_iter().filter(mine).collect();
         found.sort();
         found
     };
+    let all = 1_000;
     assert_eq!(
-        ours(store.lapsing_holds(instant(0), instant(10)).await),
+        ours(store.lapsing_holds(instant(0), instant(10), all).await),
         vec![entry(&a, 2, 2, 10)],
         "the window's end is included"
     );
     assert_eq!(
-        ours(store.lapsing_holds(instant(10), instant(20)).await),
-        vec![entry(&a, 3, 3, 20), entry(&b, 2, 2, 20)],
-        "the window's start is excluded; every SKU is searched"
+        ours(store.lapsing_holds(instant(10), instant(20), all).await),
+        vec![
+            entry(&a, 3, 3, 20),
+            entry(&b, 2, 2, 20),
+            entry(&c, 1, 1, 20)
+        ],
+        "the window's start is excluded; every SKU and every bucket stream is searched"
     );
     assert_eq!(
-        ours(store.lapsing_holds(instant(20), instant(3_600)).await),
-        vec![entry(&a, 4, 2, 90)],
+        ours(store.lapsing_holds(instant(20), instant(3_600), all).await),
+        vec![entry(&a, 4, 2, 90), entry(&c, 2, 2, 30)],
         "an extension is indexed at its new expiry"
     );
     assert_eq!(
-        ours(store.lapsing_holds(instant(90), instant(90)).await),
+        ours(store.lapsing_holds(instant(90), instant(90), all).await),
         vec![],
         "an empty window finds nothing"
+    );
+    // Read one at a time, a backlog comes in slices, each complete up to its end and each
+    // moving on, which together hold every hold once.
+    let mut after = instant(0);
+    let mut slices = Vec::new();
+    while after < instant(3_600) {
+        let slice = store
+            .lapsing_holds(after, instant(3_600), 1)
+            .await
+            .expect("index readable");
+        assert!(slice.through > after, "a slice moves on");
+        assert!(slice.through <= instant(3_600));
+        assert!(
+            slice
+                .holds
+                .iter()
+                .all(|hold| after < hold.expires_at && hold.expires_at <= slice.through),
+            "a slice holds its window only"
+        );
+        slices.extend(slice.holds.into_iter().filter(mine));
+        after = slice.through;
+    }
+    slices.sort();
+    assert_eq!(
+        slices,
+        vec![
+            entry(&a, 2, 2, 10),
+            entry(&a, 3, 3, 20),
+            entry(&a, 4, 2, 90),
+            entry(&b, 2, 2, 20),
+            entry(&c, 1, 1, 20),
+            entry(&c, 2, 2, 30),
+        ],
+        "the slices hold every hold once"
     );
 }
 

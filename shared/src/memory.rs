@@ -13,9 +13,9 @@ use crate::domain::{Change, Command, Event, Noticed, Sku, SkuState, Timestamp, V
 use crate::feed::FeedChange;
 use crate::limits::MAX_TRANSACTION_ITEMS;
 use crate::ports::{
-    CommandQueue, Conflict, ExpiryIndex, LapsingHold, NoticeBoard, ObjectStore, ObjectStoreError,
-    ParkedEntry, ParkedIndex, PublishError, QueueError, RecordKey, Records, Retirement,
-    SnapshotSave, Snapshots, StoreError, Streams, Transaction, Transactions, Versioned,
+    CommandQueue, Conflict, ExpiryIndex, IndexPart, Lapsing, LapsingHold, NoticeBoard, ObjectStore,
+    ObjectStoreError, ParkedEntry, ParkedIndex, PublishError, QueueError, RecordKey, Records,
+    Retirement, SnapshotSave, Snapshots, StoreError, Streams, Transaction, Transactions, Versioned,
 };
 
 /// Event streams, records and snapshots in one process, with a change feed like the table's
@@ -264,7 +264,8 @@ impl ExpiryIndex for MemoryStore {
         &self,
         after: Timestamp,
         through: Timestamp,
-    ) -> Result<Vec<LapsingHold>, StoreError> {
+        limit: usize,
+    ) -> Result<Lapsing, StoreError> {
         let tables = self.tables();
         let mut found: Vec<LapsingHold> = tables
             .streams
@@ -294,8 +295,18 @@ impl ExpiryIndex for MemoryStore {
                 })
             })
             .collect();
-        found.sort();
-        Ok(found)
+        // One partition, read oldest first as DynamoDB reads each of its shards.
+        found.sort_by(|a, b| (a.expires_at, a).cmp(&(b.expires_at, b)));
+        let mut read = Vec::new();
+        let mut left = found.into_iter();
+        for hold in left.by_ref() {
+            read.push(hold);
+            if IndexPart::enough(&read, limit) {
+                break;
+            }
+        }
+        let more = left.next().is_some();
+        Ok(Lapsing::of(vec![IndexPart { holds: read, more }], through))
     }
 }
 

@@ -193,6 +193,9 @@ pub enum ParkReason {
     DependencyUnreadable,
     /// Applying it kept failing past the processor's bound.
     Failing,
+    /// Applying it faulted: a bug (a panic, or an item that does not read as it should), which
+    /// would fault again on every delivery; parked at once.
+    Faulted,
 }
 
 impl ParkReason {
@@ -202,6 +205,7 @@ impl ParkReason {
             Self::UnknownShape => "unknown_shape",
             Self::DependencyUnreadable => "dependency_unreadable",
             Self::Failing => "failing",
+            Self::Faulted => "faulted",
         }
     }
 }
@@ -485,12 +489,67 @@ pub trait Snapshots: Send + Sync + 'static {
 /// Hold events by when they expire.
 #[async_trait]
 pub trait ExpiryIndex: Send + Sync + 'static {
-    /// Hold events of every SKU whose `expires_at` is in `(after, through]`.
+    /// Hold events of every stream (an item's or one of its buckets') whose `expires_at` is in
+    /// `(after, through]`, oldest first, reading about `limit` of them from each partition of
+    /// the index: what is read is complete up to the answer's `through`, which is later than
+    /// `after` whenever the window holds anything, so a backlog is read a bounded slice at a
+    /// time and every slice moves on.
     async fn lapsing_holds(
         &self,
         after: Timestamp,
         through: Timestamp,
-    ) -> Result<Vec<LapsingHold>, StoreError>;
+        limit: usize,
+    ) -> Result<Lapsing, StoreError>;
+}
+
+/// Hold events read from the expiry index: every one with `expires_at` in the window asked for
+/// up to `through`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lapsing {
+    /// The holds, oldest first.
+    pub holds: Vec<LapsingHold>,
+    /// How far the holds are complete: the window's end, or earlier when a partition had more.
+    pub through: Timestamp,
+}
+
+/// One partition of the expiry index as read, oldest first; `more` when the read stopped
+/// before the partition's end of the window.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IndexPart {
+    /// The hold events read.
+    pub holds: Vec<LapsingHold>,
+    /// Whether the partition holds more in the window.
+    pub more: bool,
+}
+
+impl IndexPart {
+    /// Whether a partition read so far (oldest first) may stop: `limit` holds read, and not
+    /// all at one instant (the slice is complete only before its last instant, which must be
+    /// later than its first for the sweep to move on).
+    pub fn enough(holds: &[LapsingHold], limit: usize) -> bool {
+        holds.len() >= limit
+            && matches!((holds.first(), holds.last()), (Some(first), Some(last)) if first.expires_at < last.expires_at)
+    }
+}
+
+impl Lapsing {
+    /// The holds of `parts` that are complete: all of them up to `through`, or up to just
+    /// before the last instant read in a partition that had more.
+    pub fn of(parts: Vec<IndexPart>, through: Timestamp) -> Self {
+        let through = parts
+            .iter()
+            .filter(|part| part.more)
+            .filter_map(|part| part.holds.last())
+            .map(|last| last.expires_at.plus_millis(-1))
+            .fold(through, Ord::min);
+        let mut holds: Vec<LapsingHold> = parts
+            .into_iter()
+            .flat_map(|part| part.holds)
+            .filter(|hold| hold.expires_at <= through)
+            .collect();
+        holds.sort_by(|a, b| (a.expires_at, a).cmp(&(b.expires_at, b)));
+        Self { holds, through }
+    }
 }
 
 /// Letting archived events go.

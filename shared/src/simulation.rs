@@ -40,7 +40,7 @@ use crate::error::AppError;
 use crate::feed::Reaction;
 use crate::memory::{MemoryQueue, MemoryStore};
 use crate::ports::{
-    Clock, ExpiryIndex, LapsingHold, ParkedIndex, RecordKey, Records, Retirement, SnapshotSave,
+    Clock, ExpiryIndex, Lapsing, ParkedIndex, RecordKey, Records, Retirement, SnapshotSave,
     Snapshots, StoreError, StreamAppend, Streams, Transaction, Transactions, Versioned,
 };
 use crate::reactions::Snapshotter;
@@ -424,9 +424,10 @@ impl ExpiryIndex for SimStore {
         &self,
         after: Timestamp,
         through: Timestamp,
-    ) -> Result<Vec<LapsingHold>, StoreError> {
+        limit: usize,
+    ) -> Result<Lapsing, StoreError> {
         self.round_trip(Kind::Other).await;
-        self.inner.lapsing_holds(after, through).await
+        self.inner.lapsing_holds(after, through, limit).await
     }
 }
 

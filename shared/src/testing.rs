@@ -1,6 +1,7 @@
 //! Test doubles shared by the crates' tests: a store wrapper that fails the way DynamoDB does
-//! under throttling, so retry paths are exercised with any adapter underneath, and that can hide
-//! a SKU's events, as when a dependent command overtakes what it depends on.
+//! under throttling, so retry paths are exercised with any adapter underneath, that can hide
+//! a SKU's events, as when a dependent command overtakes what it depends on, and that can make
+//! reading a SKU panic, as a bug in deciding its commands would.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -9,18 +10,20 @@ use async_trait::async_trait;
 
 use crate::domain::{Event, Sku, SkuState, Timestamp, Version};
 use crate::ports::{
-    EventStore, ExpiryIndex, LapsingHold, ParkedIndex, RecordKey, Records, Retirement,
-    SnapshotSave, Snapshots, StoreError, Streams, Transaction, Transactions, Versioned,
+    EventStore, ExpiryIndex, Lapsing, ParkedIndex, RecordKey, Records, Retirement, SnapshotSave,
+    Snapshots, StoreError, Streams, Transaction, Transactions, Versioned,
 };
 
 /// Wraps a store; commits that append to a SKU in `failing` fail as unavailable (nothing
 /// written), as DynamoDB does when it throttles a hot partition; the events of a SKU in `hidden`
-/// cannot be read one by one (a reservation's anchor not readable yet).
+/// cannot be read one by one (a reservation's anchor not readable yet); reading the stream of a
+/// SKU in `panicking` panics.
 #[derive(Debug)]
 pub struct FlakyStore<S> {
     inner: Arc<S>,
     failing: Mutex<HashSet<Sku>>,
     hidden: Mutex<HashSet<Sku>>,
+    panicking: Mutex<HashSet<Sku>>,
 }
 
 impl<S> FlakyStore<S> {
@@ -30,6 +33,7 @@ impl<S> FlakyStore<S> {
             inner,
             failing: Mutex::new(HashSet::new()),
             hidden: Mutex::new(HashSet::new()),
+            panicking: Mutex::new(HashSet::new()),
         }
     }
 
@@ -48,10 +52,16 @@ impl<S> FlakyStore<S> {
         self.hidden().insert(sku.clone());
     }
 
+    /// Makes reading the stream of `sku` panic from now on.
+    pub fn panic_on(&self, sku: &Sku) {
+        lock(&self.panicking).insert(sku.clone());
+    }
+
     /// Lets every commit through and every event be read again.
     pub fn heal(&self) {
         self.failing().clear();
         self.hidden().clear();
+        lock(&self.panicking).clear();
     }
 
     fn failing(&self) -> std::sync::MutexGuard<'_, HashSet<Sku>> {
@@ -63,9 +73,16 @@ impl<S> FlakyStore<S> {
     }
 }
 
+fn lock(set: &Mutex<HashSet<Sku>>) -> std::sync::MutexGuard<'_, HashSet<Sku>> {
+    set.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 #[async_trait]
 impl<S: EventStore> Streams for FlakyStore<S> {
     async fn read_stream(&self, sku: &Sku, after: Version) -> Result<Vec<Event>, StoreError> {
+        if lock(&self.panicking).contains(sku) {
+            panic!("reading {sku} panicked (injected)");
+        }
         self.inner.read_stream(sku, after).await
     }
 
@@ -115,8 +132,9 @@ impl<S: EventStore> ExpiryIndex for FlakyStore<S> {
         &self,
         after: Timestamp,
         through: Timestamp,
-    ) -> Result<Vec<LapsingHold>, StoreError> {
-        self.inner.lapsing_holds(after, through).await
+        limit: usize,
+    ) -> Result<Lapsing, StoreError> {
+        self.inner.lapsing_holds(after, through, limit).await
     }
 }
 

@@ -39,7 +39,7 @@ use inventory_core::domain::{
 use inventory_core::feed::{FeedChange, Reaction};
 use inventory_core::memory::{MemoryObjects, MemoryQueue, MemoryStore};
 use inventory_core::ports::{
-    Clock, CommandQueue, ExpiryIndex, LapsingHold, ManualClock, ObjectStore, ObjectStoreError,
+    Clock, CommandQueue, ExpiryIndex, Lapsing, ManualClock, ObjectStore, ObjectStoreError,
     ParkedIndex, QueueError, Record, RecordKey, Records, Retirement, SnapshotSave, Snapshots,
     StoreError, Streams, Transaction, Transactions, Versioned,
 };
@@ -327,14 +327,15 @@ impl ExpiryIndex for ChaosStore {
         &self,
         after: Timestamp,
         through: Timestamp,
-    ) -> Result<Vec<LapsingHold>, StoreError> {
+        limit: usize,
+    ) -> Result<Lapsing, StoreError> {
         self.interleave().await;
         if self.roll(0.03) {
             return Err(StoreError::Unavailable(
                 "injected: index unavailable".into(),
             ));
         }
-        self.inner.lapsing_holds(after, through).await
+        self.inner.lapsing_holds(after, through, limit).await
     }
 }
 

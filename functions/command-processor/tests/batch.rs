@@ -4,11 +4,12 @@
 use std::sync::Arc;
 
 use command_processor::process_batch;
+use inventory_core::app::RedriveSelection;
 use inventory_core::domain::{
     Action, Change, Command, CommandId, Quantity, RejectionCode, Sku, Timestamp,
 };
 use inventory_core::memory::{MemoryQueue, MemoryStore};
-use inventory_core::ports::{ManualClock, Streams};
+use inventory_core::ports::{ManualClock, ParkReason, Streams};
 use inventory_core::testing::FlakyStore;
 use inventory_core::{Config, Inventory};
 
@@ -206,4 +207,97 @@ async fn a_checkout_naming_a_reservation_not_readable_yet_never_holds_the_batch_
         .unwrap()
         .iter()
         .any(|e| matches!(e.change, Change::CommandRejected { .. })));
+}
+
+fn layout(sku_name: &str, count: i64) -> Command {
+    Command {
+        action: Action::SetBuckets {
+            count: inventory_core::domain::BucketCount::new(count).unwrap(),
+        },
+        ..receipt(sku_name, 1)
+    }
+}
+
+#[tokio::test]
+async fn moves_of_any_size_and_adjustments_of_a_billion_apply_on_a_split_item() {
+    let (inventory, store) = service();
+    // Three receipts of a million, then two buckets: the spread moves a million and a half.
+    let batch = vec![
+        receipt("HOT", 1_000_000),
+        receipt("HOT", 1_000_000),
+        receipt("HOT", 1_000_000),
+        layout("HOT", 2),
+        receipt("OTHER", 5),
+        adjustment("HOT", 1_000_000_000),
+        adjustment("HOT", -999_000_000),
+    ];
+    let outcome = process_batch(&inventory, &batch).await;
+    assert_eq!(outcome.retry_from, None);
+    assert_eq!(
+        (outcome.report.applied, outcome.report.parked),
+        (7, 0),
+        "{:?}",
+        outcome.report
+    );
+    let hot = inventory.item_with_buckets(&sku("HOT")).await.unwrap();
+    assert_eq!((hot.on_hand, hot.available), (4_000_000, 4_000_000));
+    let moved: i64 = store
+        .inner()
+        .read_stream(&Sku::parse_stream("HOT@1").unwrap(), 0)
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|event| match &event.change {
+            Change::StockMoved { moves, .. } => {
+                Some(moves.iter().map(|m| m.quantity.get()).sum::<i64>())
+            }
+            _ => None,
+        })
+        .sum();
+    assert_eq!(
+        moved, 2_000_000,
+        "half of 4,000,000, in moves over a million"
+    );
+    assert_eq!(inventory.item(&sku("OTHER")).await.unwrap().on_hand, 5);
+}
+
+#[tokio::test]
+async fn a_sku_whose_commands_panic_is_parked_with_the_fault_and_every_other_sku_goes_on() {
+    let (inventory, store) = service();
+    store.panic_on(&sku("BAD"));
+    let batch = vec![
+        receipt("A", 1),
+        receipt("BAD", 2),
+        receipt("C", 3),
+        adjustment("BAD", 4),
+        receipt("A", 5),
+    ];
+    let outcome = process_batch(&inventory, &batch).await;
+    assert_eq!(
+        outcome.retry_from, None,
+        "the batch never fails for one SKU's fault"
+    );
+    assert_eq!((outcome.report.applied, outcome.report.parked), (3, 2));
+    assert_eq!(inventory.item(&sku("A")).await.unwrap().on_hand, 6);
+    assert_eq!(inventory.item(&sku("C")).await.unwrap().on_hand, 3);
+    let parked = inventory.parked_commands().await.unwrap();
+    let mut ids: Vec<CommandId> = parked.iter().map(|entry| entry.command_id).collect();
+    let mut bad: Vec<CommandId> = vec![batch[1].id, batch[3].id];
+    ids.sort();
+    bad.sort();
+    assert_eq!(ids, bad);
+    for entry in &parked {
+        assert_eq!(entry.parked.reason, ParkReason::Faulted);
+        assert!(
+            entry.parked.detail.contains("panicked") && entry.parked.detail.contains("injected"),
+            "{}",
+            entry.parked.detail
+        );
+    }
+    // Fixed, and redriven: each applies once.
+    store.heal();
+    inventory.redrive(&RedriveSelection::All).await.unwrap();
+    let outcome = process_batch(&inventory, &[batch[1].clone(), batch[3].clone()]).await;
+    assert_eq!((outcome.retry_from, outcome.report.applied), (None, 2));
+    assert_eq!(inventory.item(&sku("BAD")).await.unwrap().on_hand, 6);
 }

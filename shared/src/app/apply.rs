@@ -10,9 +10,11 @@
 //! record holds the reason and its whole body) and the SKU moves on.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use base64::Engine as _;
+use futures::FutureExt as _;
 use tokio::time::Instant;
 
 use super::attempt::{until_decided, write, Attempt, Written};
@@ -234,6 +236,12 @@ fn refill_for_reacquire(draft: &mut Draft, hold: &HoldLine, now: Timestamp) {
     }
 }
 
+/// Whether `error` is a fault that would come back on every delivery (a bug the store reported,
+/// a panic): what is parked at once rather than delivered again.
+fn is_fault(error: &AppError) -> bool {
+    matches!(error, AppError::Internal(_))
+}
+
 /// A command's body as it is kept when parked (base64 of its JSON).
 pub(crate) fn parked_body(data: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(data)
@@ -289,7 +297,10 @@ impl ApplyCommands {
     /// Applies `commands` of `sku` as they arrived from the queue, the oldest at `arrived_at`.
     /// While the SKU fails, the commands are delivered again; once the oldest has been failing
     /// for [`Config::park_failing_after`](crate::Config), they are applied one at a time and
-    /// each that still fails is parked, so the shard moves on. On failure, says the position of
+    /// each that still fails is parked (`failing`), so the shard moves on. A fault — a bug the
+    /// store reported, or a panic while applying — would come back on every delivery, so the
+    /// commands are applied one at a time at once and each that faults is parked (`faulted`);
+    /// the SKU's other commands, and every other SKU, go on. On failure, says the position of
     /// the first command that must be delivered again.
     pub(crate) async fn apply_arrivals(
         &self,
@@ -297,39 +308,75 @@ impl ApplyCommands {
         commands: &[Command],
         arrived_at: Timestamp,
     ) -> Result<ApplyReport, Unapplied> {
-        let error = match self.apply_commands(sku, commands).await {
+        let error = match self.apply_guarded(sku, commands).await {
             Ok(report) => return Ok(report),
             Err(error) => error,
         };
         let failing_for = self.clock.now().millis() - arrived_at.millis();
         let bound = i64::try_from(self.config.park_failing_after.as_millis()).unwrap_or(i64::MAX);
-        if failing_for < bound {
+        let failing_long = failing_for >= bound;
+        if !failing_long && !is_fault(&error) {
             return Err(Unapplied { from: 0, error });
         }
         let mut report = ApplyReport::default();
         for (position, command) in commands.iter().enumerate() {
-            match self
-                .apply_commands(sku, std::slice::from_ref(command))
-                .await
-            {
-                Ok(one) => report.add(&one),
-                Err(error) => {
-                    let body = serde_json::to_vec(command).unwrap_or_default();
-                    let detail = format!(
-                        "still failing {} s after it arrived: {error}",
-                        failing_for / 1_000
-                    );
-                    self.park(sku, command.id, &body, ParkReason::Failing, &detail)
-                        .await
-                        .map_err(|error| Unapplied {
-                            from: position,
-                            error,
-                        })?;
-                    report.parked += 1;
+            let error = match self.apply_guarded(sku, std::slice::from_ref(command)).await {
+                Ok(one) => {
+                    report.add(&one);
+                    continue;
                 }
-            }
+                Err(error) => error,
+            };
+            let (reason, detail) = if is_fault(&error) {
+                (ParkReason::Faulted, error.to_string())
+            } else if failing_long {
+                let detail = format!(
+                    "still failing {} s after it arrived: {error}",
+                    failing_for / 1_000
+                );
+                (ParkReason::Failing, detail)
+            } else {
+                return Err(Unapplied {
+                    from: position,
+                    error,
+                });
+            };
+            let body = serde_json::to_vec(command).unwrap_or_default();
+            self.park(sku, command.id, &body, reason, &detail)
+                .await
+                .map_err(|error| Unapplied {
+                    from: position,
+                    error,
+                })?;
+            report.parked += 1;
         }
         Ok(report)
+    }
+
+    /// [`ApplyCommands::apply_commands`], with a panic while applying taken as the fault it is
+    /// (an [`AppError::Internal`] naming it) instead of unwinding through the batch: one SKU's
+    /// bug must not stop the others, nor fail the batch that carries them.
+    async fn apply_guarded(
+        &self,
+        sku: &Sku,
+        commands: &[Command],
+    ) -> Result<ApplyReport, AppError> {
+        match AssertUnwindSafe(self.apply_commands(sku, commands))
+            .catch_unwind()
+            .await
+        {
+            Ok(result) => result,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|message| (*message).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic without a message".to_owned());
+                tracing::error!(sku = %sku, commands = commands.len(), panic = %what,
+                    "applying the commands panicked");
+                Err(AppError::Internal(format!("panicked: {what}")))
+            }
+        }
     }
 
     /// Parks a queued record for an operator: `data` exactly as queued, filed under `id` and

@@ -138,7 +138,14 @@ impl SweepExpiry {
         if through <= after {
             return Ok(report);
         }
-        let mut holds = self.index.lapsing_holds(after, through).await?;
+        // A bounded slice of a backlog (16 partitions of at most a sweep's holds each), cut
+        // below to a sweep's; the mark moves only as far as the slice is complete.
+        let lapsing = self
+            .index
+            .lapsing_holds(after, through, MAX_HOLDS_PER_SWEEP + 1)
+            .await?;
+        let mut holds = lapsing.holds;
+        through = lapsing.through;
         if holds.len() > MAX_HOLDS_PER_SWEEP {
             holds.sort_by_key(|hold| hold.expires_at);
             let first_left = holds[MAX_HOLDS_PER_SWEEP].expires_at;

@@ -44,9 +44,9 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{Change, CommandId, Event, ReservationId, Sku, SkuState, Timestamp, Version};
 use crate::limits::{MAX_BATCH_READ_KEYS, MAX_TRANSACTION_ITEMS};
 use crate::ports::{
-    Cause, CommandOutcome, Conflict, ExpiryIndex, LapsingHold, ParkedEntry, ParkedIndex, Record,
-    RecordKey, RecordWrite, Records, Retirement, SnapshotSave, Snapshots, StoreError, StreamAppend,
-    Streams, Transaction, Transactions, Versioned,
+    Cause, CommandOutcome, Conflict, ExpiryIndex, IndexPart, Lapsing, LapsingHold, ParkedEntry,
+    ParkedIndex, Record, RecordKey, RecordWrite, Records, Retirement, SnapshotSave, Snapshots,
+    StoreError, StreamAppend, Streams, Transaction, Transactions, Versioned,
 };
 use crate::retry::Retry;
 
@@ -831,12 +831,18 @@ impl ExpiryIndex for DynamoStore {
         &self,
         after: Timestamp,
         through: Timestamp,
-    ) -> Result<Vec<LapsingHold>, StoreError> {
+        limit: usize,
+    ) -> Result<Lapsing, StoreError> {
         if through <= after {
-            return Ok(Vec::new());
+            return Ok(Lapsing {
+                holds: Vec::new(),
+                through,
+            });
         }
-        let shards = (0..EXPIRY_SHARDS).map(|shard| {
-            self.client
+        let page = i32::try_from(limit.clamp(1, MAX_INDEX_PAGE)).unwrap_or(1);
+        let shards = (0..EXPIRY_SHARDS).map(|shard| async move {
+            let mut pages = self
+                .client
                 .query()
                 .table_name(&self.table)
                 .index_name(EXPIRY_INDEX)
@@ -849,32 +855,45 @@ impl ExpiryIndex for DynamoStore {
                     AttributeValue::N((after.millis() + 1).to_string()),
                 )
                 .expression_attribute_values(":to", AttributeValue::N(through.millis().to_string()))
+                .limit(page)
                 .into_paginator()
-                .items()
-                .send()
-                .collect::<Result<Vec<_>, _>>()
-        });
-        let mut holds = Vec::new();
-        for items in futures::future::join_all(shards).await {
-            let items = items.map_err(unavailable)?;
-            for item in items {
-                let entry: ExpiryEntry = serde_dynamo::from_item(item).map_err(bug)?;
-                let sku = entry
-                    .pk
-                    .strip_prefix(STREAM_PREFIX)
-                    .and_then(|sku| Sku::parse(sku).ok())
-                    .ok_or_else(|| bug(format!("unexpected key {} in the index", entry.pk)))?;
-                holds.push(LapsingHold {
-                    sku,
-                    seq: entry.sk,
-                    reservation_id: entry.reservation_id,
-                    expires_at: entry.expires_at,
-                });
+                .send();
+            let mut part = IndexPart::default();
+            while let Some(answer) = pages.next().await {
+                let answer = answer.map_err(unavailable)?;
+                for item in answer.items.unwrap_or_default() {
+                    part.holds.push(lapsing_hold(item)?);
+                }
+                if IndexPart::enough(&part.holds, limit) {
+                    part.more = answer.last_evaluated_key.is_some();
+                    break;
+                }
             }
-        }
-        holds.sort();
-        Ok(holds)
+            Ok::<_, StoreError>(part)
+        });
+        let parts = futures::future::try_join_all(shards).await?;
+        Ok(Lapsing::of(parts, through))
     }
+}
+
+/// The most hold events one page of the expiry index brings (DynamoDB stops a page at 1 MB
+/// too: an entry is some 150 bytes).
+const MAX_INDEX_PAGE: usize = 1_000;
+
+/// A hold event as the expiry index holds it: the stream it is in (an item's or a bucket's).
+fn lapsing_hold(item: Item) -> Result<LapsingHold, StoreError> {
+    let entry: ExpiryEntry = serde_dynamo::from_item(item).map_err(bug)?;
+    let sku = entry
+        .pk
+        .strip_prefix(STREAM_PREFIX)
+        .and_then(|stream| Sku::parse_stream(stream).ok())
+        .ok_or_else(|| bug(format!("unexpected key {} in the index", entry.pk)))?;
+    Ok(LapsingHold {
+        sku,
+        seq: entry.sk,
+        reservation_id: entry.reservation_id,
+        expires_at: entry.expires_at,
+    })
 }
 
 #[async_trait]
@@ -1055,7 +1074,9 @@ impl DynamoStore {
         let mut skus: Vec<Sku> = items
             .iter()
             .filter_map(|item| match item.get(PK) {
-                Some(AttributeValue::S(pk)) => Sku::parse(pk.strip_prefix(SNAPSHOT_PREFIX)?).ok(),
+                Some(AttributeValue::S(pk)) => {
+                    Sku::parse_stream(pk.strip_prefix(SNAPSHOT_PREFIX)?).ok()
+                }
                 _ => None,
             })
             .collect();
