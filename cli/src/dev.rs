@@ -6,15 +6,18 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use command_processor::Delivery;
+use futures::FutureExt as _;
 use inventory_core::archive::Archive;
 use inventory_core::aws::s3::s3_client;
 use inventory_core::aws::{local_config, DynamoStore, EventBridgeBoard, KinesisQueue, S3Objects};
 use inventory_core::domain::{CommandId, Sku, Timestamp};
+use inventory_core::error::panic_message;
 use inventory_core::feed::Reaction;
 use inventory_core::limits::{COMMAND_BATCH, FEED_BATCH};
 use inventory_core::memory::{MemoryObjects, MemoryQueue, MemoryStore};
@@ -23,6 +26,7 @@ use inventory_core::reactions::{Archiver, Snapshotter};
 use inventory_core::retry::Retry;
 use inventory_core::{Config, Inventory};
 use reservations_api::Authentication;
+use tokio::task::JoinSet;
 
 use crate::feed_source::FeedSource;
 use crate::notice_file::{Boards, NoticeFile};
@@ -214,15 +218,25 @@ pub async fn run(args: DevArgs) -> Result<(), Box<dyn std::error::Error>> {
             Some(Arc::new(NoticeFile::open(path).await?))
         }
     };
+    let mut loops = Loops::default();
     let inventory = match &args.endpoint_url {
-        None => embedded(config, board),
+        None => embedded(config, board, &mut loops),
         Some(url) => {
             let background = if args.api_only {
                 Background::Elsewhere
             } else {
                 Background::InProcess
             };
-            on_local_aws(url, &args.names, args.existing, background, config, board).await?
+            on_local_aws(
+                url,
+                &args.names,
+                args.existing,
+                background,
+                config,
+                board,
+                &mut loops,
+            )
+            .await?
         }
     };
 
@@ -236,15 +250,20 @@ pub async fn run(args: DevArgs) -> Result<(), Box<dyn std::error::Error>> {
             stream = %args.names.stream, bucket = %args.names.storage.bucket,
             bus = %args.names.bus, "DynamoDB, Kinesis, S3 and EventBridge backend"),
     }
-    axum::serve(
+    let serving = axum::serve(
         listener,
         reservations_api::router(inventory, authentication),
     )
     .with_graceful_shutdown(async {
         let _ = tokio::signal::ctrl_c().await;
-    })
-    .await?;
-    Ok(())
+    });
+    tokio::select! {
+        served = serving => Ok(served?),
+        stopped = loops.stopped() => {
+            tracing::error!(loop_stopped = %stopped, "stopping: the API would accept work nothing does");
+            Err(format!("{stopped}; stopping, since the API would accept work nothing does").into())
+        }
+    }
 }
 
 /// The static tokens of a token file; a file that cannot be read or is malformed stops the start.
@@ -257,7 +276,11 @@ fn tokens_from(path: &Path) -> Result<Authentication, String> {
 
 /// The embedded backend: memory store, queue and archive; the processor draining the queue, the
 /// reactions following the store's feed, its time to live and the expiry sweep, all in-process.
-fn embedded(config: Config, board: Option<Arc<dyn NoticeBoard>>) -> Arc<Inventory> {
+fn embedded(
+    config: Config,
+    board: Option<Arc<dyn NoticeBoard>>,
+    loops: &mut Loops,
+) -> Arc<Inventory> {
     let store = Arc::new(MemoryStore::new());
     let queue = Arc::new(MemoryQueue::new());
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -275,15 +298,52 @@ fn embedded(config: Config, board: Option<Arc<dyn NoticeBoard>>) -> Arc<Inventor
         Arc::clone(&clock),
         config,
     ));
-    tokio::spawn(drain_queue(
-        Arc::clone(&inventory),
-        queue,
-        Arc::clone(&clock),
-    ));
-    tokio::spawn(follow_feed(Arc::clone(&store), reactions));
-    tokio::spawn(play_time_to_live(store, clock));
-    tokio::spawn(sweep_expired_holds(Arc::clone(&inventory), sweep_interval));
+    loops.spawn(
+        "the command processor",
+        drain_queue(Arc::clone(&inventory), queue, Arc::clone(&clock)),
+    );
+    loops.spawn(
+        "the reactions to the change feed",
+        follow_feed(Arc::clone(&store), reactions),
+    );
+    loops.spawn("the time to live", play_time_to_live(store, clock));
+    loops.spawn(
+        "the expiry sweep",
+        sweep_expired_holds(Arc::clone(&inventory), sweep_interval),
+    );
     inventory
+}
+
+/// The loops behind the API (processor, reactions, sweep, time to live): none may stop while
+/// the API serves, or it would answer 202s that nothing applies. A loop that ends — a panic
+/// included — stops the process with an error naming it.
+#[derive(Default)]
+pub(crate) struct Loops(JoinSet<(&'static str, String)>);
+
+impl Loops {
+    /// Runs `work`, a loop meant to run for good, as `name`.
+    pub(crate) fn spawn(
+        &mut self,
+        name: &'static str,
+        work: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        self.0.spawn(async move {
+            let why = match AssertUnwindSafe(work).catch_unwind().await {
+                Ok(()) => "it returned".to_owned(),
+                Err(panic) => format!("it panicked: {}", panic_message(panic.as_ref())),
+            };
+            (name, why)
+        });
+    }
+
+    /// Waits until a loop stops, and says which and why; never, while none runs.
+    pub(crate) async fn stopped(&mut self) -> String {
+        match self.0.join_next().await {
+            Some(Ok((name, why))) => format!("{name} stopped: {why}"),
+            Some(Err(err)) => format!("a background loop stopped: {err}"),
+            None => std::future::pending().await,
+        }
+    }
 }
 
 /// Where the work behind the API runs: the processor, the reactions and the expiry sweep.
@@ -307,6 +367,7 @@ async fn on_local_aws(
     background: Background,
     config: Config,
     file: Option<Arc<dyn NoticeBoard>>,
+    loops: &mut Loops,
 ) -> Result<Arc<Inventory>, Box<dyn std::error::Error>> {
     let sdk = local_config(url).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
@@ -339,21 +400,30 @@ async fn on_local_aws(
         tracing::info!("API only: the processor, reactions and sweep run in another process");
         return Ok(inventory);
     }
-    tokio::spawn(poll(Arc::new(QueueSource {
-        client: kinesis,
-        stream: names.stream.clone(),
-        inventory: Arc::clone(&inventory),
-    })));
+    loops.spawn(
+        "the command processor",
+        poll(Arc::new(QueueSource {
+            client: kinesis,
+            stream: names.stream.clone(),
+            inventory: Arc::clone(&inventory),
+        })),
+    );
     let streams = aws_sdk_dynamodbstreams::Client::new(&sdk);
     for (name, reaction) in reactions {
-        tokio::spawn(poll(Arc::new(FeedSource {
-            client: streams.clone(),
-            stream_arn: table_stream.clone(),
+        loops.spawn(
             name,
-            reaction,
-        })));
+            poll(Arc::new(FeedSource {
+                client: streams.clone(),
+                stream_arn: table_stream.clone(),
+                name,
+                reaction,
+            })),
+        );
     }
-    tokio::spawn(sweep_expired_holds(Arc::clone(&inventory), sweep_interval));
+    loops.spawn(
+        "the expiry sweep",
+        sweep_expired_holds(Arc::clone(&inventory), sweep_interval),
+    );
     tracing::info!(
         "the local endpoint's time to live is not simulated (moto never deletes expired \
          items): retired events stay in the table"
@@ -471,5 +541,28 @@ async fn drain_queue(inventory: Arc<Inventory>, queue: Arc<MemoryQueue>, clock: 
         } else {
             retry = Retry::poll();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_loop_that_panics_or_returns_is_named_with_why_it_stopped() {
+        let mut loops = Loops::default();
+        loops.spawn("the forever loop", std::future::pending());
+        loops.spawn("the command processor", async {
+            panic!("a bug in a batch");
+        });
+        assert_eq!(
+            loops.stopped().await,
+            "the command processor stopped: it panicked: a bug in a batch"
+        );
+        loops.spawn("the expiry sweep", async {});
+        assert_eq!(
+            loops.stopped().await,
+            "the expiry sweep stopped: it returned"
+        );
     }
 }

@@ -153,8 +153,11 @@ pub async fn poll<S: ShardSource>(source: Arc<S>) {
         tokio::select! {
             () = tokio::time::sleep(SHARD_REFRESH) => {}
             Some(done) = running.join_next_with_id() => {
-                let id = match &done {
-                    Ok((id, ())) => *id,
+                let id = match done {
+                    Ok((id, ())) => id,
+                    // A shard's reader that panicked would leave the shard unread for good:
+                    // the panic goes on up, to whoever runs this poller (`inventory dev` stops).
+                    Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
                     Err(err) => {
                         tracing::error!(poller = name, error = %err, "a shard poller stopped");
                         err.id()

@@ -88,3 +88,13 @@ impl AppError {
         }
     }
 }
+
+/// What a caught panic said (its message, when it carried one): for the log line and the
+/// error a fault becomes.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|message| (*message).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
+}

@@ -28,7 +28,7 @@ use crate::domain::{
     Action, Bucket, BucketCount, Change, Command, CommandId, HoldLine, Move, ReservationId, Sku,
     Timestamp, Verdict,
 };
-use crate::error::AppError;
+use crate::error::{panic_message, AppError};
 use crate::limits::{MAX_DEFERRED, MAX_MOVES_PER_TRANSACTION, MAX_TRANSACTION_ITEMS, SPREAD_FROM};
 use crate::ports::{
     Acceptance, Clock, CommandOutcome, CommandQueue, CommandRecord, DeferredCommands, ParkReason,
@@ -367,11 +367,7 @@ impl ApplyCommands {
         {
             Ok(result) => result,
             Err(panic) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|message| (*message).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a panic without a message".to_owned());
+                let what = panic_message(panic.as_ref());
                 tracing::error!(sku = %sku, commands = commands.len(), panic = %what,
                     "applying the commands panicked");
                 Err(AppError::Internal(format!("panicked: {what}")))
