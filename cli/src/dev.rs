@@ -530,7 +530,7 @@ async fn drain_queue(inventory: Arc<Inventory>, queue: Arc<MemoryQueue>, clock: 
                 arrived_at: *first_received.entry(command.id).or_insert(now),
             })
             .collect();
-        let outcome = command_processor::process_deliveries(&inventory, &deliveries).await;
+        let outcome = command_processor::process_deliveries(&inventory, &deliveries, None).await;
         let done = outcome.retry_from.unwrap_or(batch.len());
         for command in &batch[..done] {
             first_received.remove(&command.id);

@@ -113,6 +113,6 @@ impl ShardSource for QueueSource {
                 data: record.data().as_ref(),
             })
             .collect();
-        handle_records(&self.inventory, &records).await
+        handle_records(&self.inventory, &records, None).await
     }
 }

@@ -48,6 +48,15 @@ pub const FEED_BATCH: usize = 100;
 /// several sweeps, oldest first.
 pub const MAX_HOLDS_PER_SWEEP: usize = 5_000;
 
+/// SKUs one processor batch applies at a time: with the states of a split item's buckets
+/// (at most 256 streams of at most some 100 KB each), what a batch holds in memory stays within
+/// the function's (`docs/architecture.md`, "The processor's bounds").
+pub const SKUS_AT_ONCE: usize = 4;
+
+/// How long before its invocation's deadline the processor stops starting work and answers
+/// with what it has not done as failed records: a write under way gets the rest.
+pub const DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// SKUs expired concurrently by one sweep.
 pub const SWEEP_CONCURRENCY: usize = 16;
 

@@ -17,13 +17,14 @@ use crate::ports::{
 /// Wraps a store; commits that append to a SKU in `failing` fail as unavailable (nothing
 /// written), as DynamoDB does when it throttles a hot partition; the events of a SKU in `hidden`
 /// cannot be read one by one (a reservation's anchor not readable yet); reading the stream of a
-/// SKU in `panicking` panics.
+/// SKU in `panicking` panics, and of one in `stalled` never answers (a call that hangs).
 #[derive(Debug)]
 pub struct FlakyStore<S> {
     inner: Arc<S>,
     failing: Mutex<HashSet<Sku>>,
     hidden: Mutex<HashSet<Sku>>,
     panicking: Mutex<HashSet<Sku>>,
+    stalled: Mutex<HashSet<Sku>>,
 }
 
 impl<S> FlakyStore<S> {
@@ -34,6 +35,7 @@ impl<S> FlakyStore<S> {
             failing: Mutex::new(HashSet::new()),
             hidden: Mutex::new(HashSet::new()),
             panicking: Mutex::new(HashSet::new()),
+            stalled: Mutex::new(HashSet::new()),
         }
     }
 
@@ -57,11 +59,17 @@ impl<S> FlakyStore<S> {
         lock(&self.panicking).insert(sku.clone());
     }
 
+    /// Makes reading the stream of `sku` hang from now on (until healed, for new reads).
+    pub fn stall(&self, sku: &Sku) {
+        lock(&self.stalled).insert(sku.clone());
+    }
+
     /// Lets every commit through and every event be read again.
     pub fn heal(&self) {
         self.failing().clear();
         self.hidden().clear();
         lock(&self.panicking).clear();
+        lock(&self.stalled).clear();
     }
 
     fn failing(&self) -> std::sync::MutexGuard<'_, HashSet<Sku>> {
@@ -82,6 +90,9 @@ impl<S: EventStore> Streams for FlakyStore<S> {
     async fn read_stream(&self, sku: &Sku, after: Version) -> Result<Vec<Event>, StoreError> {
         if lock(&self.panicking).contains(sku) {
             panic!("reading {sku} panicked (injected)");
+        }
+        if lock(&self.stalled).contains(sku) {
+            std::future::pending::<()>().await;
         }
         self.inner.read_stream(sku, after).await
     }

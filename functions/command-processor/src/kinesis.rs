@@ -6,9 +6,11 @@ use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::streams::KinesisEventResponse;
 use inventory_core::domain::{Command, CommandId, Sku, Timestamp};
 use inventory_core::feed::compare_sequence_numbers;
+use inventory_core::limits::DEADLINE_MARGIN;
 use inventory_core::ports::ParkReason;
 use inventory_core::Inventory;
 use serde::Deserialize;
+use tokio::time::Instant;
 
 use crate::{process_deliveries, Delivery};
 
@@ -37,9 +39,14 @@ struct Named {
 const UNFILED_SKU: &str = "_unfiled";
 
 /// The Lambda handler: the batch's records, then the `batchItemFailures` answer.
+///
+/// `deadline` is the invocation's ([`lambda_runtime::Context::deadline`], in milliseconds since
+/// the epoch): the SKUs not done [`DEADLINE_MARGIN`] before it are answered as failures, so a
+/// slow store makes the batch resume from them rather than time the function out.
 pub async fn handle_kinesis_event(
     inventory: &Inventory,
     event: KinesisEvent,
+    deadline: Option<u64>,
 ) -> KinesisEventResponse {
     let records: Vec<QueueRecord<'_>> = event
         .records
@@ -56,8 +63,15 @@ pub async fn handle_kinesis_event(
             data: &record.kinesis.data.0,
         })
         .collect();
+    let deadline = deadline.map(|millis| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let left = std::time::Duration::from_millis(millis).saturating_sub(now);
+        Instant::now() + left.saturating_sub(DEADLINE_MARGIN)
+    });
     let mut response = KinesisEventResponse::default();
-    if let Some(sequence_number) = handle_records(inventory, &records).await {
+    if let Some(sequence_number) = handle_records(inventory, &records, deadline).await {
         response.add_failure(sequence_number);
     }
     response
@@ -70,7 +84,11 @@ pub async fn handle_kinesis_event(
 /// id derived from its bytes. A SKU that fails transiently makes the answer name its first
 /// record to deliver again, so the shard resumes from the lowest failed sequence number and
 /// nothing after it is lost.
-pub async fn handle_records(inventory: &Inventory, records: &[QueueRecord<'_>]) -> Option<String> {
+pub async fn handle_records(
+    inventory: &Inventory,
+    records: &[QueueRecord<'_>],
+    deadline: Option<Instant>,
+) -> Option<String> {
     let mut deliveries = Vec::with_capacity(records.len());
     let mut sequence_numbers = Vec::with_capacity(records.len());
     let mut failed_at: Option<&str> = None;
@@ -90,7 +108,7 @@ pub async fn handle_records(inventory: &Inventory, records: &[QueueRecord<'_>]) 
             }
         }
     }
-    let outcome = process_deliveries(inventory, &deliveries).await;
+    let outcome = process_deliveries(inventory, &deliveries, deadline).await;
     if records.is_empty() {
         return None;
     }

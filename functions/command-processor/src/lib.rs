@@ -9,10 +9,12 @@ mod kinesis;
 
 use std::collections::BTreeMap;
 
-use futures::future::join_all;
+use futures::StreamExt as _;
 use inventory_core::app::{ApplyReport, Unapplied};
 use inventory_core::domain::{Command, Sku, Timestamp};
-use inventory_core::Inventory;
+use inventory_core::limits::SKUS_AT_ONCE;
+use inventory_core::{AppError, Inventory};
+use tokio::time::Instant;
 
 pub use kinesis::{handle_kinesis_event, handle_records, QueueRecord};
 
@@ -49,20 +51,49 @@ pub async fn process_batch(inventory: &Inventory, batch: &[Command]) -> BatchOut
             arrived_at: NEVER_FAILING_LONG,
         })
         .collect();
-    process_deliveries(inventory, &deliveries).await
+    process_deliveries(inventory, &deliveries, None).await
 }
 
 /// Applies `batch` (in queue order) and says where redelivery must start, if anywhere.
-pub async fn process_deliveries(inventory: &Inventory, batch: &[Delivery]) -> BatchOutcome {
+///
+/// At most [`SKUS_AT_ONCE`] SKUs are applied at a time, which bounds the states one batch
+/// holds in memory (see `docs/architecture.md`, "The processor's bounds"). With a `deadline`
+/// (the invocation's, less a margin), a SKU not done by then is left, its first command to be
+/// delivered again, so the batch answers before the function times out instead of failing
+/// whole: what was written stays (each SKU's write is one transaction) and a redelivery finds
+/// it applied.
+pub async fn process_deliveries(
+    inventory: &Inventory,
+    batch: &[Delivery],
+    deadline: Option<Instant>,
+) -> BatchOutcome {
     let groups = group_by_sku(batch);
-    let results = join_all(groups.iter().map(|(sku, group)| async move {
-        let commands: Vec<Command> = group.iter().map(|(_, d)| d.command.clone()).collect();
-        let oldest = group.iter().map(|(_, d)| d.arrived_at).min();
-        let oldest = oldest.unwrap_or(NEVER_FAILING_LONG);
-        let result = inventory.apply_arrivals(sku, &commands, oldest).await;
-        (sku, group, result)
-    }))
-    .await;
+    // Collected first: a stream over the closure's borrows is not `Send` for every lifetime.
+    let applying: Vec<_> = groups
+        .iter()
+        .map(|(sku, group)| async move {
+            let commands: Vec<Command> = group.iter().map(|(_, d)| d.command.clone()).collect();
+            let oldest = group.iter().map(|(_, d)| d.arrived_at).min();
+            let oldest = oldest.unwrap_or(NEVER_FAILING_LONG);
+            let applying = inventory.apply_arrivals(sku, &commands, oldest);
+            let result = match deadline {
+                None => applying.await,
+                Some(deadline) => tokio::time::timeout_at(deadline, applying)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Unapplied {
+                            from: 0,
+                            error: AppError::NotYet("the invocation's deadline came first".into()),
+                        })
+                    }),
+            };
+            (sku, group, result)
+        })
+        .collect();
+    let results: Vec<_> = futures::stream::iter(applying)
+        .buffer_unordered(SKUS_AT_ONCE)
+        .collect()
+        .await;
     let mut outcome = BatchOutcome::default();
     for (sku, group, result) in results {
         match result {

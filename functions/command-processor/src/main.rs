@@ -16,7 +16,8 @@ async fn main() -> Result<(), Error> {
     run(
         metrics,
         service_fn(move |event: LambdaEvent<_>| async move {
-            Ok::<_, Error>(handle_kinesis_event(inventory, event.payload).await)
+            let deadline = Some(event.context.deadline);
+            Ok::<_, Error>(handle_kinesis_event(inventory, event.payload, deadline).await)
         }),
     )
     .await

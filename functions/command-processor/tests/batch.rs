@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use command_processor::process_batch;
+use command_processor::{process_batch, process_deliveries, Delivery, NEVER_FAILING_LONG};
 use inventory_core::app::RedriveSelection;
 use inventory_core::domain::{
     Action, Change, Command, CommandId, Quantity, RejectionCode, Sku, Timestamp,
@@ -300,4 +300,40 @@ async fn a_sku_whose_commands_panic_is_parked_with_the_fault_and_every_other_sku
     let outcome = process_batch(&inventory, &[batch[1].clone(), batch[3].clone()]).await;
     assert_eq!((outcome.retry_from, outcome.report.applied), (None, 2));
     assert_eq!(inventory.item(&sku("BAD")).await.unwrap().on_hand, 6);
+}
+
+#[tokio::test]
+async fn a_sku_not_done_by_the_deadline_is_left_for_redelivery_and_the_others_are_applied() {
+    let (inventory, store) = service();
+    store.stall(&sku("SLOW"));
+    let batch: Vec<Delivery> = [
+        receipt("A", 1),
+        receipt("SLOW", 2),
+        receipt("C", 3),
+        receipt("SLOW", 4),
+    ]
+    .into_iter()
+    .map(|command| Delivery {
+        command,
+        arrived_at: NEVER_FAILING_LONG,
+    })
+    .collect();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(300);
+    let outcome = process_deliveries(&inventory, &batch, Some(deadline)).await;
+    assert_eq!(
+        outcome.retry_from,
+        Some(1),
+        "the stalled SKU's first command is where the batch resumes"
+    );
+    assert_eq!(inventory.item(&sku("A")).await.unwrap().on_hand, 1);
+    assert_eq!(inventory.item(&sku("C")).await.unwrap().on_hand, 3);
+    store.heal();
+    let outcome = process_deliveries(
+        &inventory,
+        &batch[1..],
+        Some(deadline + std::time::Duration::from_secs(30)),
+    )
+    .await;
+    assert_eq!((outcome.retry_from, outcome.report.applied), (None, 2));
+    assert_eq!(inventory.item(&sku("SLOW")).await.unwrap().on_hand, 6);
 }

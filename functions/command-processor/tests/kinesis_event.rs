@@ -40,7 +40,7 @@ impl World {
     /// Handles `event` as the Lambda does, recording what the handler sends.
     async fn handle(&self, event: KinesisEvent, sent: &mut Vec<Access>) -> KinesisEventResponse {
         self.log.take();
-        let response = handle_kinesis_event(&self.inventory, event).await;
+        let response = handle_kinesis_event(&self.inventory, event, None).await;
         sent.extend(self.log.take());
         response
     }

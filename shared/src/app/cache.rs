@@ -26,18 +26,27 @@ async fn snapshot(store: &dyn Snapshots, sku: &Sku) -> Result<Option<SkuState>, 
         .flatten())
 }
 
-/// SKUs remembered before the cache starts over (bounds memory in a long-lived process).
-const MAX_SKUS: usize = 100_000;
+/// The memory the states remembered may take ([`SkuState::memory_bytes`]) before the cache
+/// starts over: it bounds a long-lived process whatever its traffic (a Lambda of 256 MB keeps
+/// some 100,000 quiet SKUs, or fewer with many holds each).
+const MAX_BYTES: usize = 32 << 20;
 
 #[derive(Debug)]
 pub(crate) struct StateCache {
-    states: Mutex<HashMap<Sku, Known>>,
+    states: Mutex<States>,
     /// How long a state last known current is trusted: the live retention. Events appended
     /// after that instant cannot have been deleted before it is over (they are retired no
     /// earlier than appended, and deleted a live retention after), so an append at its head + 1
     /// either lands in a free slot or conflicts. Past it, the slots after it may have been
     /// deleted by the table's time to live and look free: the state is read again.
     trust: Duration,
+}
+
+/// The states remembered, and what they weigh.
+#[derive(Debug, Default)]
+struct States {
+    known: HashMap<Sku, Known>,
+    bytes: usize,
 }
 
 /// A state and the latest instant it was the stream's head: a read or a conditional write
@@ -181,6 +190,7 @@ impl StateCache {
     pub(crate) fn get(&self, sku: &Sku) -> Known {
         let states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
         states
+            .known
             .get(sku)
             .filter(|known| known.trusted(self.trust))
             .cloned()
@@ -191,20 +201,59 @@ impl StateCache {
     /// instant forward.
     fn offer(&self, sku: &Sku, state: Arc<SkuState>, current_at: Instant) {
         let mut states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
-        if states.len() >= MAX_SKUS && !states.contains_key(sku) {
-            states.clear();
+        let States { known, bytes } = &mut *states;
+        let weight = state.memory_bytes();
+        let mut kept = known.get(sku).map_or(0, |known| known.state.memory_bytes());
+        if bytes.saturating_sub(kept) + weight > MAX_BYTES {
+            known.clear();
+            (*bytes, kept) = (0, 0);
         }
         let trust = self.trust;
-        let known = states.entry(sku.clone()).or_default();
+        let known = known.entry(sku.clone()).or_default();
         if !known.trusted(trust)
             || state.version > known.state.version
             || (state.version == known.state.version
                 && known.current_at.is_none_or(|at| at < current_at))
         {
+            *bytes = bytes.saturating_sub(kept) + weight;
             *known = Known {
                 state,
                 current_at: Some(current_at),
             };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(version: u64) -> Arc<SkuState> {
+        let mut state = SkuState::default();
+        state.version = version;
+        Arc::new(state)
+    }
+
+    #[test]
+    fn the_cache_starts_over_before_its_states_weigh_more_than_its_bound() {
+        let cache = StateCache::trusting_for(Duration::from_secs(3_600));
+        let first = Sku::parse("FIRST").unwrap();
+        cache.offer(&first, state(1), Instant::now());
+        let each = state(1).memory_bytes();
+        for n in 0..MAX_BYTES / each - 1 {
+            let sku = Sku::parse(&format!("S-{n}")).unwrap();
+            cache.offer(&sku, state(1), Instant::now());
+        }
+        assert_eq!(cache.get(&first).state.version, 1, "within the bound");
+        // A state offered again over itself weighs the same: nothing is forgotten.
+        cache.offer(&first, state(2), Instant::now());
+        assert_eq!(cache.get(&first).state.version, 2);
+        cache.offer(&Sku::parse("ONE-MORE").unwrap(), state(1), Instant::now());
+        assert!(
+            !cache.get(&first).state.exists(),
+            "over the bound: started over"
+        );
+        let states = cache.states.lock().unwrap();
+        assert_eq!((states.known.len(), states.bytes), (1, each));
     }
 }

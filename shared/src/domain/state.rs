@@ -49,6 +49,15 @@ struct HoldBook {
 }
 
 impl SkuState {
+    /// Roughly how many bytes the state takes in memory: a fixed part and one entry per release
+    /// instant of its holds (what grows with traffic). What a process keeping many states
+    /// weighs them by.
+    pub fn memory_bytes(&self) -> usize {
+        const FIXED: usize = 256;
+        const PER_INSTANT: usize = 32;
+        FIXED + PER_INSTANT * self.holds.by_release.len()
+    }
+
     /// Folds a whole stream from nothing.
     pub fn from_events<'a>(events: impl IntoIterator<Item = &'a Event>) -> Self {
         let mut state = Self::default();
