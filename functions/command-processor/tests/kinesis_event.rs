@@ -336,3 +336,133 @@ async fn a_checkout_whose_reservation_never_appears_is_parked_after_its_wait_and
     assert!(changes(&world, "SKU-C").await.is_empty(), "nothing applied");
     assert_granted_by("CommandProcessorRole", &world.names, &sent);
 }
+
+/// The checked-in event's first records, each carrying one of `commands` instead (partition
+/// key: its SKU).
+fn event_of(commands: &[serde_json::Value]) -> KinesisEvent {
+    let mut event: KinesisEvent = serde_json::from_str(EVENT).expect("the checked-in event parses");
+    assert!(commands.len() <= event.records.len());
+    event.records.truncate(commands.len());
+    for (record, command) in event.records.iter_mut().zip(commands) {
+        record.kinesis.partition_key = command["sku"].as_str().unwrap().to_owned();
+        record.kinesis.data.0 = serde_json::to_vec(command).unwrap();
+    }
+    event
+}
+
+fn command(n: u32, sku: &str, body: serde_json::Value) -> serde_json::Value {
+    let mut command = serde_json::json!({
+        "id": id(n).to_string(),
+        "sku": sku,
+        "accepted_at": ARRIVED_AT - 1_000,
+    });
+    command
+        .as_object_mut()
+        .unwrap()
+        .extend(body.as_object().unwrap().clone());
+    command
+}
+
+#[tokio::test]
+async fn a_sku_whose_commands_panic_is_parked_with_the_fault_and_every_other_sku_applies() {
+    let world = world().await;
+    let event: KinesisEvent = serde_json::from_str(EVENT).expect("the checked-in event parses");
+    world.store.panic_on(&sku("SKU-B"));
+    let mut sent = Vec::new();
+    let answer = world.handle(event.clone(), &mut sent).await;
+    assert!(
+        answer.batch_item_failures.is_empty(),
+        "one SKU's fault never fails the batch: {:?}",
+        answer.batch_item_failures
+    );
+    assert_eq!(changes(&world, "SKU-A").await.len(), 2, "SKU-A applied");
+    let parked = world.inventory.parked_commands().await.unwrap();
+    let faulted: Vec<_> = parked
+        .iter()
+        .filter(|entry| entry.parked.reason == ParkReason::Faulted)
+        .collect();
+    assert_eq!(
+        faulted.iter().map(|e| e.command_id).collect::<Vec<_>>(),
+        vec![id(2), id(5)]
+    );
+    assert!(faulted
+        .iter()
+        .all(|e| e.sku == sku("SKU-B") && e.parked.detail.contains("panicked")));
+    // Fixed, redriven through the stream: SKU-B's commands apply once.
+    world.store.heal();
+    world
+        .inventory
+        .redrive(&RedriveSelection::All)
+        .await
+        .unwrap();
+    let delivered = read_stream(&world).await;
+    let answer = world.handle(delivered, &mut sent).await;
+    assert!(answer.batch_item_failures.is_empty());
+    assert_eq!(changes(&world, "SKU-B").await.len(), 2);
+    assert_granted_by("CommandProcessorRole", &world.names, &sent);
+}
+
+#[tokio::test]
+async fn moves_of_any_size_and_adjustments_of_a_billion_apply_on_a_split_item() {
+    let world = world().await;
+    let receipt = serde_json::json!({"type": "receive_stock", "quantity": 1_000_000});
+    let event = event_of(&[
+        command(1, "SKU-HOT", receipt.clone()),
+        command(2, "SKU-HOT", receipt.clone()),
+        command(3, "SKU-HOT", receipt),
+        command(
+            4,
+            "SKU-HOT",
+            serde_json::json!({"type": "set_buckets", "count": 2}),
+        ),
+        command(
+            5,
+            "SKU-HOT",
+            serde_json::json!({"type": "adjust_stock", "delta": 1_000_000_000, "reason": "count"}),
+        ),
+        command(
+            6,
+            "SKU-HOT",
+            serde_json::json!({"type": "adjust_stock", "delta": -999_000_000, "reason": "count"}),
+        ),
+        command(
+            7,
+            "SKU-COLD",
+            serde_json::json!({"type": "receive_stock", "quantity": 5}),
+        ),
+    ]);
+    let mut sent = Vec::new();
+    let answer = world.handle(event, &mut sent).await;
+    assert!(answer.batch_item_failures.is_empty());
+    assert!(world.inventory.parked_commands().await.unwrap().is_empty());
+    let hot = world
+        .inventory
+        .item_with_buckets(&sku("SKU-HOT"))
+        .await
+        .unwrap();
+    assert_eq!((hot.on_hand, hot.available), (4_000_000, 4_000_000));
+    let moved: i64 = changes(&world, "SKU-HOT")
+        .await
+        .iter()
+        .filter_map(|change| match change {
+            Change::StockMoved { moves, .. } => {
+                Some(moves.iter().map(|m| m.quantity.get()).sum::<i64>())
+            }
+            _ => None,
+        })
+        .sum();
+    assert_eq!(
+        moved, 2_000_000,
+        "half of it moved to bucket 1, over a million at a time"
+    );
+    assert_eq!(
+        world
+            .inventory
+            .item(&sku("SKU-COLD"))
+            .await
+            .unwrap()
+            .on_hand,
+        5
+    );
+    assert_granted_by("CommandProcessorRole", &world.names, &sent);
+}
