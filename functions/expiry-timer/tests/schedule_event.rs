@@ -7,12 +7,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::event::cloudwatch_events::CloudWatchEvent;
+use inventory_core::app::ReserveRequest;
 use inventory_core::aws::TestAws;
 use inventory_core::domain::{
-    Action, Change, Command, CommandId, Event, Quantity, ReservationId, Sku, Timestamp,
+    Action, Bucket, BucketCount, Caller, Change, ClientId, Command, CommandId, Event, Line,
+    Quantity, ReservationId, Scope, Sku, Timestamp, TtlSeconds,
 };
 use inventory_core::memory::MemoryQueue;
-use inventory_core::ports::{Clock, StreamAppend, Streams, SystemClock, Transaction, Transactions};
+use inventory_core::ports::{
+    Clock, ManualClock, StreamAppend, Streams, SystemClock, Transaction, Transactions,
+};
 use inventory_core::{Config, Inventory};
 use inventory_test_support::grants::{assert_granted_by, AccessLog, Names};
 
@@ -111,4 +115,105 @@ async fn a_scheduled_run_expires_each_lapsed_hold_once() {
         })
         .collect();
     assert_eq!(expired, vec![2], "only the hold past its grace, once");
+}
+
+/// A split item's holds are in its bucket streams: the sweep finds them there, expires each
+/// once and moves the units they free home to bucket 0, and never fails (on DynamoDB the index
+/// key names the bucket's stream, `sku#ITEM@2`, which a sweep once refused as a key it did
+/// not expect, failing every sweep of the table).
+#[tokio::test]
+async fn a_split_items_holds_in_its_buckets_expire_and_their_units_go_home() {
+    let aws = TestAws::new().await;
+    let names = Names {
+        table: aws.name("expiry-split"),
+        ..Names::default()
+    };
+    let log = AccessLog::default();
+    let store = Arc::new(aws.store(log.dynamodb(aws.config()), "expiry-split").await);
+    let clock = ManualClock::new(SystemClock.now());
+    let inventory = Inventory::new(
+        store.clone(),
+        Arc::new(MemoryQueue::new()),
+        Arc::new(clock.clone()),
+        Config {
+            release_grace_secs: 0,
+            sweeps_per_invocation: 1,
+            ..Config::default()
+        },
+    );
+    let item = Sku::parse("SKU-SPLIT").unwrap();
+    let admin = |action: Action| Command {
+        id: CommandId::random(),
+        sku: item.clone(),
+        accepted_at: clock.now(),
+        action,
+    };
+    let received = admin(Action::ReceiveStock {
+        quantity: Quantity::new(40).unwrap(),
+        reference: None,
+    });
+    let split = admin(Action::SetBuckets {
+        count: BucketCount::new(4).unwrap(),
+    });
+    inventory
+        .apply_arrivals(&item, &[received, split], clock.now())
+        .await
+        .expect("stocked and split");
+    for shopper in 0..6 {
+        let line = Line {
+            sku: item.clone(),
+            quantity: Quantity::new(1).unwrap(),
+        };
+        let request = ReserveRequest::new(vec![line], TtlSeconds::new(60).unwrap(), None).unwrap();
+        let caller = Caller::new(
+            ClientId::parse(&format!("shop-{shopper}")).unwrap(),
+            vec![Scope::Reserve],
+        );
+        inventory.reserve(request, &caller).await.expect("a hold");
+    }
+    let buckets: Vec<Sku> = (1..4)
+        .map(|b| item.in_bucket(Bucket::new(b).unwrap()))
+        .collect();
+    let mut placed = 0;
+    for bucket in &buckets {
+        for event in store.read_stream(bucket, 0).await.unwrap() {
+            placed += usize::from(matches!(event.change, Change::HoldPlaced { .. }));
+        }
+    }
+    assert_eq!(placed, 6, "a split item's holds are in buckets 1 to 3");
+    assert_eq!(inventory.item(&item).await.unwrap().available, 34);
+
+    clock.advance_millis(61_000);
+    log.take();
+    let report = inventory.run_expiry_timer().await.expect("the run sweeps");
+    assert_eq!(report.failed, 0, "no sweep fails");
+    let sweep = &report.sweeps[0];
+    assert_eq!((sweep.found, sweep.expired, sweep.failed_skus), (6, 6, 0));
+    let again = inventory.run_expiry_timer().await.expect("a second run");
+    assert_eq!((again.failed, again.sweeps[0].expired), (0, 0));
+    assert_granted_by("ExpiryTimerRole", &names, &log.take());
+
+    let mut expired = 0;
+    let mut sent_home = 0;
+    for bucket in &buckets {
+        for event in store.read_stream(bucket, 0).await.unwrap() {
+            match event.change {
+                Change::HoldExpired { .. } => expired += 1,
+                Change::StockMoved { moves, .. } => {
+                    sent_home += moves
+                        .iter()
+                        .filter(|m| m.to == Bucket::HOME)
+                        .map(|m| m.quantity.get())
+                        .sum::<i64>();
+                }
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(
+        (expired, sent_home),
+        (6, 6),
+        "each hold expired once, its unit moved home"
+    );
+    assert_eq!(inventory.item(&item).await.unwrap().available, 40);
 }

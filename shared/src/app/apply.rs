@@ -63,6 +63,9 @@ pub struct ApplyReport {
     pub parked: usize,
     /// Commands still held back when the SKU was done with (they were nudged onto the queue).
     pub deferred: usize,
+    /// `hold_expired` events among the events (one per hold, whatever a split item moves with
+    /// it).
+    pub holds_expired: usize,
 }
 
 impl ApplyReport {
@@ -75,6 +78,7 @@ impl ApplyReport {
         self.dropped += other.dropped;
         self.parked += other.parked;
         self.deferred += other.deferred;
+        self.holds_expired += other.holds_expired;
     }
 }
 
@@ -600,6 +604,7 @@ impl ApplyCommands {
                 record: Record::CommandOutcome(outcome),
             });
             if let Some(change) = change {
+                report.holds_expired += usize::from(matches!(change, Change::HoldExpired { .. }));
                 if let Some(rid) = change.reservation_id() {
                     if let Some(HoldLookup::Found(stored)) = holds.get_mut(rid) {
                         stored.hold.evolve(&change);

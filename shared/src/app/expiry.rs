@@ -180,7 +180,7 @@ impl SweepExpiry {
             .collect()
             .await;
         for (commands, result) in results {
-            let Err(err) = result.map(|applied| report.expired += applied.events) else {
+            let Err(err) = result.map(|applied| report.expired += applied.holds_expired) else {
                 continue;
             };
             let sku = &commands[0].sku;
