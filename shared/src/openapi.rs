@@ -81,14 +81,20 @@ impl ToSchema for TtlSeconds {}
 impl PartialSchema for ReservationId {
     fn schema() -> RefOr<Schema> {
         let max_sku = Sku::MAX_LEN;
+        // The anchor is the item's stream or, for a split item, one of its buckets' (`@1`..`@255`).
         described(
             ObjectBuilder::new()
                 .schema_type(Type::String)
                 .pattern(Some(format!(
-                    "^{SKU_PATTERN}{{1,{max_sku}}}~[1-9][0-9]{{0,18}}~[0-9a-f]{{16}}$"
+                    "^{SKU_PATTERN}{{1,{max_sku}}}(@[1-9][0-9]{{0,2}})?~[1-9][0-9]{{0,18}}~[0-9a-f]{{16}}$"
                 )))
-                .examples(["SKU-RED-42~17~4f1c2a9be07d3e55"]),
-            "A reservation, as the 201 of POST /reservations named it.",
+                .examples([
+                    "SKU-RED-42~17~4f1c2a9be07d3e55",
+                    "SKU-RED-42@3~5~90c1d2e3f4a5b6c7",
+                ]),
+            "A reservation, as the 201 of POST /reservations named it. It names where the hold \
+             was placed: the item's stream, or for an item split into buckets one of its \
+             buckets' (`SKU@3`); a client keeps it as an opaque string.",
         )
     }
 }

@@ -727,6 +727,65 @@ async fn a_split_item_is_told_out_of_stock_once_drained_at_zero_and_back_when_a_
     );
 }
 
+impl App {
+    /// Stocks `sku` with `units` and splits it into `count` buckets, its feed delivered.
+    async fn split(&self, sku: &str, units: i64, count: u16) {
+        self.stock(sku, units).await;
+        self.send(
+            "PUT",
+            &format!("/items/{sku}/buckets"),
+            &[JSON],
+            json!({ "count": count }).to_string(),
+        )
+        .await
+        .assert_status(StatusCode::ACCEPTED);
+        self.process().await;
+        self.deliver_feed(&[sku]).await;
+    }
+}
+
+#[tokio::test]
+async fn a_cart_too_big_for_items_split_into_many_buckets_is_refused_not_answered_contention() {
+    // A drain of more buckets than one write takes goes in several writes: each must be
+    // written, refusal or not, or the request reads again for ever and answers 503.
+    let app = App::new().await;
+    app.split("WIDE", 1_000, 256).await;
+    app.split("WIDE-2", 900, 200).await;
+    app.post("/reservations", &cart(&[("WIDE", 2_000)]))
+        .await
+        .assert_error(StatusCode::CONFLICT, "insufficient_stock");
+    app.post("/reservations", &cart(&[("WIDE-2", 1), ("WIDE", 1_001)]))
+        .await
+        .assert_error(StatusCode::CONFLICT, "insufficient_stock");
+    // Nothing was lost on the way: every unit can still be held.
+    let id = app.reserve(&[("WIDE", 1_000), ("WIDE-2", 900)]).await;
+    assert!(id.starts_with("WIDE"), "{id}");
+    app.post("/reservations", &cart(&[("WIDE", 1)]))
+        .await
+        .assert_error(StatusCode::CONFLICT, "insufficient_stock");
+}
+
+#[tokio::test]
+async fn a_reservation_anchored_in_a_bucket_stream_is_named_as_the_document_says() {
+    let app = App::new().await;
+    app.split("HOT", 64, 8).await;
+    let document: Value = serde_json::from_str(&reservations_api::openapi_json()).expect("json");
+    let pattern = document["components"]["schemas"]["ReservationId"]["pattern"]
+        .as_str()
+        .expect("a pattern");
+    let schema = regex_lite::Regex::new(pattern).expect("the pattern is a regular expression");
+    let mut seen_bucket = false;
+    for _ in 0..16 {
+        let id = app.reserve(&[("HOT", 1)]).await;
+        assert!(schema.is_match(&id), "{id} does not match {pattern}");
+        seen_bucket |= id.contains('@');
+        app.get(&format!("/reservations/{}", id.replace('@', "%40")))
+            .await
+            .assert_status(StatusCode::OK);
+    }
+    assert!(seen_bucket, "some holds were anchored in a bucket's stream");
+}
+
 #[tokio::test]
 async fn a_low_stock_threshold_outside_0_to_1000000_is_400_invalid_threshold_and_queues_nothing() {
     let app = App::new().await;

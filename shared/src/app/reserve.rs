@@ -118,7 +118,11 @@ struct LinePlan {
     states: Vec<(Sku, Arc<SkuState>)>,
     bucket: Bucket,
     moves: Vec<Move>,
+    /// The moves take every spare unit of the item into bucket 0 (it is then drained).
     drain: bool,
+    /// The moves are only the first part of what the line needs, as many as one write takes:
+    /// they are written whether or not the line is refused, and the line is decided again.
+    partial: bool,
     /// Whether the states were current since the request started (a refusal on them stands).
     current: bool,
 }
@@ -130,6 +134,7 @@ impl LinePlan {
             bucket,
             moves: Vec::new(),
             drain: false,
+            partial: false,
             current,
         }
     }
@@ -168,6 +173,10 @@ impl Together {
 
 /// Buckets tried, by their snapshots, before a shopper whose bucket ran short reads them all.
 const PROBES: usize = 4;
+
+/// The most moves one line plans at once: with the drain's event on bucket 0 they touch at
+/// most `MOVES_PER_LINE + 1` streams, so one item's moves always fit in one write.
+const MOVES_PER_LINE: usize = MAX_MOVES_PER_TRANSACTION - 2;
 
 impl Reserve {
     /// Places the holds (see the module documentation); an idempotent retry answers the
@@ -349,6 +358,11 @@ impl Reserve {
             quantity: Quantity::new(wanted).unwrap_or(first.quantity),
         };
         let plan = self.plan(&all, reading, started).await?;
+        if plan.partial {
+            // More moves than one write takes: each request is decided alone, where the moves
+            // are written a part at a time.
+            return Ok(Attempt::Done(Together::none(jobs.len())));
+        }
         let item = &first.sku;
         let bucket = item.in_bucket(plan.bucket);
         let mut draft = Draft::new(item, plan.states.iter().cloned());
@@ -476,11 +490,12 @@ impl Reserve {
             // A drain is written even when the line it was for is refused, and the refusal
             // stands only once it is: then every unit to spare is in bucket 0, where the next
             // refusal of the item is decided alone. A drain that loses a race (a transfer or a
-            // hold since the read) is decided again on a fresh read.
+            // hold since the read) is decided again on a fresh read. The first part of moves
+            // too many for one write is written too, so that the next attempt goes further.
             let drains: Vec<Draft> = moves_only
                 .into_iter()
                 .zip(&plans)
-                .filter(|(_, plan)| plan.drain)
+                .filter(|(_, plan)| plan.drain || plan.partial)
                 .map(|(draft, _)| draft)
                 .collect();
             let drained = self.write_moves(request, &drains).await?;
@@ -647,6 +662,7 @@ impl Reserve {
                         bucket: home,
                         moves: vec![halved],
                         drain: false,
+                        partial: false,
                         current: true,
                     });
                 }
@@ -671,17 +687,20 @@ impl Reserve {
                 .copied()
                 .filter(|(bucket, _)| *bucket != home)
                 .max_by_key(|(bucket, spare)| (*spare, std::cmp::Reverse(*bucket)));
-            let moves = richest
+            let mut moves = richest
                 .and_then(|richest| buckets::halve(home, wanted - at_home, richest))
                 .map(|halved| vec![halved])
                 .or_else(|| buckets::gather(home, wanted - at_home, &spares))
                 .unwrap_or_default();
+            let whole = moves.len() <= MOVES_PER_LINE;
+            moves.truncate(MOVES_PER_LINE);
             return Ok(LinePlan {
                 states,
                 bucket: home,
                 moves,
                 drain: false,
-                current: true,
+                partial: !whole,
+                current: whole,
             });
         }
         // A drain decides refusals, so what it read must be one instant's: the buckets are read
@@ -694,13 +713,14 @@ impl Reserve {
             return Ok(LinePlan::on(Bucket::HOME, states, false));
         }
         let mut moves = buckets::drain(&spares);
-        let whole = moves.len() <= MAX_MOVES_PER_TRANSACTION - 2;
-        moves.truncate(MAX_MOVES_PER_TRANSACTION - 2);
+        let whole = moves.len() <= MOVES_PER_LINE;
+        moves.truncate(MOVES_PER_LINE);
         Ok(LinePlan {
             states,
             bucket: Bucket::HOME,
             moves,
             drain: whole,
+            partial: !whole,
             current: whole,
         })
     }
@@ -733,26 +753,30 @@ impl Reserve {
         }
     }
 
-    /// Writes the moves (and drains) of `drafts` alone, without the holds they were for;
-    /// whether they were written (`false`: a race lost).
+    /// Writes the moves (and drains) of `drafts` alone, without the holds they were for, one
+    /// item's in each write (one item's moves fit in one write, several items' may not);
+    /// whether they were all written (`false`: a race lost).
     async fn write_moves(
         &self,
         request: &ReserveRequest,
         drafts: &[Draft],
     ) -> Result<bool, AppError> {
-        let appends: Vec<StreamAppend> = drafts.iter().flat_map(Draft::appends).collect();
-        if appends.is_empty() {
-            return Ok(true);
-        }
-        let issued = Instant::now();
-        match write(self.transactions.as_ref(), Transaction::appends(appends)).await? {
-            Written::Done => {
-                self.advance(drafts, issued);
-                tracing::info!(lines = request.lines.len(), "stock moved between buckets");
-                Ok(true)
+        let mut all = true;
+        for draft in drafts {
+            let appends: Vec<StreamAppend> = draft.appends();
+            if appends.is_empty() {
+                continue;
             }
-            Written::Lost(_) => Ok(false),
+            let issued = Instant::now();
+            match write(self.transactions.as_ref(), Transaction::appends(appends)).await? {
+                Written::Done => {
+                    self.advance(std::slice::from_ref(draft), issued);
+                    tracing::info!(lines = request.lines.len(), "stock moved between buckets");
+                }
+                Written::Lost(_) => all = false,
+            }
         }
+        Ok(all)
     }
 
     /// The hold of every line (the first line's event names them all, each in its bucket),
