@@ -1,5 +1,6 @@
 //! `inventory commands parked` and `inventory commands redrive`: the commands the processor set
-//! aside, listed and put back on the queue, on AWS or at a local AWS (moto).
+//! aside, listed and put back on the queue; `inventory commands requeue`: the accepted commands
+//! that never reached an outcome, queued again. On AWS or at a local AWS (moto).
 //!
 //! Exit code: 0 when done, 1 when a redrive left something parked (unreadable by this version,
 //! or changed meanwhile), 2 when the table or the stream could not be reached.
@@ -7,9 +8,11 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use inventory_core::app::{format_rfc3339, parked_bytes, RedriveSelection, Redriven};
+use inventory_core::app::{
+    format_rfc3339, parked_bytes, parse_rfc3339, RedriveSelection, Redriven,
+};
 use inventory_core::aws::{local_config, sdk_config, DynamoStore, KinesisQueue};
-use inventory_core::domain::CommandId;
+use inventory_core::domain::{CommandId, Timestamp};
 use inventory_core::ports::{ParkedEntry, SystemClock};
 use inventory_core::{Config, Inventory};
 
@@ -57,6 +60,23 @@ pub enum CommandsCommand {
         /// Where the parked commands are and where to queue them again.
         target: CommandsTarget,
     },
+    /// Queue again, each under its own id, every command answered 202 since a time that has no
+    /// outcome (not applied, rejected or parked): what a record that left the command stream
+    /// unapplied (past its retention) never did. One line each: id, SKU, accepted at, what was
+    /// done, body. A command still on its way is queued twice and applied once, so a requeue can
+    /// be repeated. Reads every command record of the table (a scan): kept for the dedupe
+    /// window, so --since reaches back that far at most.
+    Requeue {
+        /// Commands accepted at or after this time (RFC 3339, e.g. 2026-12-07T09:30:00Z).
+        #[arg(long, value_name = "TIME", value_parser = parse_rfc3339)]
+        since: Timestamp,
+        /// List them and queue nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        /// Where the command records are and where to queue them again.
+        target: CommandsTarget,
+    },
 }
 
 fn parse_id(raw: &str) -> Result<CommandId, String> {
@@ -84,6 +104,11 @@ pub async fn run(command: CommandsCommand) -> ExitCode {
                 }
             }
         }
+        CommandsCommand::Requeue {
+            since,
+            dry_run,
+            target,
+        } => requeue(since, dry_run, &target).await,
         CommandsCommand::Redrive { ids, all, target } => {
             let inventory = connect(&target).await;
             let selection = if all {
@@ -121,6 +146,31 @@ pub async fn run(command: CommandsCommand) -> ExitCode {
                     ExitCode::from(UNAVAILABLE)
                 }
             }
+        }
+    }
+}
+
+/// `inventory commands requeue`.
+async fn requeue(since: Timestamp, dry_run: bool, target: &CommandsTarget) -> ExitCode {
+    let inventory = connect(target).await;
+    match inventory.requeue(since, dry_run).await {
+        Ok(commands) => {
+            let done = if dry_run { "unfinished" } else { "requeued" };
+            for command in &commands {
+                let body = serde_json::to_string(command).unwrap_or_default();
+                println!(
+                    "{}\t{}\t{}\t{done}\t{body}",
+                    command.id,
+                    command.sku,
+                    format_rfc3339(command.accepted_at)
+                );
+            }
+            eprintln!("{} {done} since {}", commands.len(), format_rfc3339(since));
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("inventory: could not requeue: {err}");
+            ExitCode::from(UNAVAILABLE)
         }
     }
 }

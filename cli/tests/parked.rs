@@ -1,13 +1,15 @@
 //! `inventory commands parked` and `inventory commands redrive` as real processes against moto:
 //! a parked receipt and a parked record of an unknown shape are listed; a redrive queues the
-//! receipt again (applied once) and leaves the unreadable record parked.
+//! receipt again (applied once) and leaves the unreadable record parked. `inventory commands
+//! requeue` queues again an accepted command that never reached an outcome.
 
 mod support;
 
 use std::sync::Arc;
 
+use inventory_core::app::format_rfc3339;
 use inventory_core::aws::TestAws;
-use inventory_core::domain::{Action, Command, CommandId, Quantity, Sku, Timestamp};
+use inventory_core::domain::{Action, Caller, Command, CommandId, Quantity, Sku, Timestamp};
 use inventory_core::ports::{ParkReason, SystemClock};
 use inventory_core::{Config, Inventory};
 use inventory_test_support::kinesis::stream_records;
@@ -166,4 +168,89 @@ async fn parked_commands_are_listed_and_a_redrive_applies_the_readable_ones_once
     let listed = world.commands(&["parked"]).await;
     assert_eq!(listed.stdout.lines().count(), 1, "{listed:?}");
     assert!(listed.stdout.contains("unknown_shape"));
+}
+
+#[tokio::test]
+async fn a_requeue_queues_again_every_accepted_command_without_an_outcome_once_and_applies_it_once()
+{
+    let world = World::new().await;
+    let since = inventory_core::ports::Clock::now(&SystemClock).plus_seconds(-1);
+    let admin = Caller::local_admin();
+    let (kept, lost) = (
+        Sku::parse("SKU-KEPT").unwrap(),
+        Sku::parse("SKU-LOST").unwrap(),
+    );
+    let receive = |sku: &Sku, units| {
+        world.inventory.receive_stock(
+            sku.clone(),
+            Quantity::new(units).unwrap(),
+            None,
+            None,
+            &admin,
+        )
+    };
+    let applied = receive(&kept, 5).await.unwrap();
+    let unapplied = receive(&lost, 7).await.unwrap();
+    let accepted = world.queued().await;
+    assert_eq!(accepted.len(), 2);
+    // The first is applied; the second's record is taken to have left the stream unapplied.
+    let first: Vec<Command> = accepted.iter().filter(|c| c.sku == kept).cloned().collect();
+    world.inventory.apply_commands(&kept, &first).await.unwrap();
+
+    let dry = world
+        .commands(&["requeue", "--since", &format_rfc3339(since), "--dry-run"])
+        .await;
+    assert_eq!(dry.code, Some(0), "{dry:?}");
+    let fields: Vec<Vec<&str>> = dry
+        .stdout
+        .lines()
+        .map(|l| l.split('\t').collect())
+        .collect();
+    assert_eq!(
+        fields.len(),
+        1,
+        "only the command without an outcome: {dry:?}"
+    );
+    assert_eq!(
+        &fields[0][..2],
+        [unapplied.to_string().as_str(), "SKU-LOST"]
+    );
+    assert_eq!(fields[0][3], "unfinished");
+    assert_eq!(world.queued().await.len(), 2, "a dry run queues nothing");
+    let later = world
+        .commands(&[
+            "requeue",
+            "--since",
+            &format_rfc3339(since.plus_seconds(60)),
+        ])
+        .await;
+    assert_eq!(later.stdout, "", "nothing accepted since then: {later:?}");
+
+    let requeued = world
+        .commands(&["requeue", "--since", &format_rfc3339(since)])
+        .await;
+    assert_eq!(requeued.code, Some(0), "{requeued:?}");
+    assert!(requeued.stderr.contains("1 requeued"), "{requeued:?}");
+    let queued = world.queued().await;
+    assert_eq!(queued.len(), 3);
+    let again: Vec<Command> = queued.iter().filter(|c| c.sku == lost).cloned().collect();
+    assert_eq!(again.len(), 2, "the original and the requeued one");
+    assert_eq!(
+        again[0], again[1],
+        "queued again as it was accepted, under its own id"
+    );
+    assert_eq!(again[1].id, unapplied);
+    let report = world.inventory.apply_commands(&lost, &again).await.unwrap();
+    assert_eq!((report.applied, report.duplicates), (1, 1));
+    assert_eq!(world.inventory.item(&lost).await.unwrap().on_hand, 7);
+    let status = world.inventory.command(applied, &admin).await.unwrap();
+    assert_eq!(serde_json::to_value(&status).unwrap()["status"], "applied");
+
+    let after = world
+        .commands(&["requeue", "--since", &format_rfc3339(since)])
+        .await;
+    assert!(
+        after.stderr.contains("0 requeued"),
+        "all have an outcome now: {after:?}"
+    );
 }

@@ -26,11 +26,12 @@ use crate::domain::{
 use crate::feed::{FeedChange, Reaction};
 use crate::limits::MAX_TRANSACTION_ITEMS;
 use crate::memory::{MemoryObjects, MemoryQueue, MemoryStore};
-use crate::ports::{Clock, ManualClock};
 use crate::ports::{
-    Conflict, EventStore, IdempotencyRecord, Lapsing, LapsingHold, Record, RecordKey, RecordWrite,
-    SnapshotSave, StoreError, StreamAppend, Transaction,
+    Acceptance, CommandOutcome, CommandRecord, Conflict, EventStore, IdempotencyRecord, Lapsing,
+    LapsingHold, Record, RecordKey, RecordWrite, SnapshotSave, StoreError, StreamAppend,
+    Transaction,
 };
+use crate::ports::{Clock, ManualClock};
 use crate::reactions::{Archiver, Snapshotter};
 use crate::Inventory;
 
@@ -56,6 +57,7 @@ pub async fn check_event_store(store: Arc<dyn EventStore>, ttl: &dyn TimeToLive,
     a_transaction_over_several_streams_and_records_is_all_or_nothing(store.as_ref(), prefix).await;
     a_record_written_twice_as_new_conflicts(store.as_ref(), prefix).await;
     a_record_update_needs_the_version_read(store.as_ref(), prefix).await;
+    command_records_are_listed_by_when_they_were_accepted(store.as_ref(), prefix).await;
     a_long_stream_reads_back_whole(store.as_ref(), prefix).await;
     a_transaction_of_more_than_the_item_limit_is_refused_whole(store.as_ref(), prefix).await;
     of_racing_appends_at_one_head_exactly_one_wins(Arc::clone(&store), prefix).await;
@@ -225,6 +227,92 @@ async fn a_transaction_over_several_streams_and_records_is_all_or_nothing(
         stored[0].as_ref().map(|s| s.version),
         Some(1),
         "a new record has version 1"
+    );
+}
+
+async fn command_records_are_listed_by_when_they_were_accepted(
+    store: &dyn EventStore,
+    prefix: &str,
+) {
+    let since = Timestamp::from_millis(1_900_000_000_000);
+    let record = |name: &str, at: Timestamp, acceptance: Acceptance| {
+        let id = CommandId::random();
+        let commands = ["a", "b"]
+            .iter()
+            .map(|line| Command {
+                id,
+                sku: sku(prefix, &format!("cmd-{name}-{line}")),
+                accepted_at: at,
+                action: Action::AdjustStock {
+                    delta: -1_000_000_000,
+                    reason: "conformance".into(),
+                },
+            })
+            .collect();
+        let record = CommandRecord {
+            request_digest: "digest".into(),
+            commands,
+            issued_by: ClientId::parse("conformance").ok(),
+            acceptance,
+        };
+        (id, record)
+    };
+    let written = [
+        record("before", since.plus_millis(-1), Acceptance::Accepted),
+        record("at", since, Acceptance::Accepted),
+        record("after", since.plus_seconds(3_600), Acceptance::Abandoned),
+        record(
+            "awaiting",
+            since.plus_seconds(1),
+            Acceptance::Awaiting { since },
+        ),
+    ];
+    let mut records: Vec<RecordWrite> = written
+        .iter()
+        .map(|(id, record)| RecordWrite {
+            key: RecordKey::Command { command_id: *id },
+            expected: None,
+            record: Record::Command(record.clone()),
+        })
+        .collect();
+    // An outcome and an idempotency record are not command records.
+    records.push(RecordWrite {
+        key: RecordKey::CommandOutcome {
+            command_id: written[1].0,
+            sku: sku(prefix, "cmd-at-a"),
+        },
+        expected: None,
+        record: Record::CommandOutcome(CommandOutcome::Applied),
+    });
+    let (key, record) = idempotency(prefix, "cmd-listing");
+    records.push(RecordWrite {
+        key,
+        expected: None,
+        record,
+    });
+    transact(store, Transaction::records(records))
+        .await
+        .expect("records written");
+    let ours = format!("{prefix}-cmd-");
+    let mut listed: Vec<(CommandId, CommandRecord)> = store
+        .commands_since(since)
+        .await
+        .expect("command records listed")
+        .into_iter()
+        .filter(|(_, record)| {
+            record
+                .commands
+                .iter()
+                .all(|command| command.sku.as_str().starts_with(&ours))
+        })
+        .collect();
+    listed.sort_by_key(|(_, record)| record.accepted_at());
+    let expected: Vec<(CommandId, CommandRecord)> = written[1..].to_vec();
+    let mut expected = expected;
+    expected.sort_by_key(|(_, record)| record.accepted_at());
+    assert_eq!(
+        listed, expected,
+        "every command record accepted at or after the instant, whole, and nothing else"
     );
 }
 

@@ -9,13 +9,16 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
-use crate::domain::{Change, Command, Event, Noticed, Sku, SkuState, Timestamp, Version};
+use crate::domain::{
+    Change, Command, CommandId, Event, Noticed, Sku, SkuState, Timestamp, Version,
+};
 use crate::feed::FeedChange;
 use crate::limits::MAX_TRANSACTION_ITEMS;
 use crate::ports::{
-    CommandQueue, Conflict, ExpiryIndex, IndexPart, Lapsing, LapsingHold, NoticeBoard, ObjectStore,
-    ObjectStoreError, ParkedEntry, ParkedIndex, PublishError, QueueError, RecordKey, Records,
-    Retirement, SnapshotSave, Snapshots, StoreError, Streams, Transaction, Transactions, Versioned,
+    CommandHistory, CommandQueue, CommandRecord, Conflict, ExpiryIndex, IndexPart, Lapsing,
+    LapsingHold, NoticeBoard, ObjectStore, ObjectStoreError, ParkedEntry, ParkedIndex,
+    PublishError, QueueError, Record, RecordKey, Records, Retirement, SnapshotSave, Snapshots,
+    StoreError, Streams, Transaction, Transactions, Versioned,
 };
 
 /// Event streams, records and snapshots in one process, with a change feed like the table's
@@ -348,6 +351,28 @@ impl ParkedIndex for MemoryStore {
             ))
         });
         Ok(parked)
+    }
+}
+
+#[async_trait]
+impl CommandHistory for MemoryStore {
+    async fn commands_since(
+        &self,
+        since: Timestamp,
+    ) -> Result<Vec<(CommandId, CommandRecord)>, StoreError> {
+        let tables = self.tables();
+        Ok(tables
+            .records
+            .iter()
+            .filter_map(|(key, stored)| match (key, &stored.record) {
+                (RecordKey::Command { command_id }, Record::Command(record))
+                    if record.accepted_since(since) =>
+                {
+                    Some((*command_id, record.clone()))
+                }
+                _ => None,
+            })
+            .collect())
     }
 }
 

@@ -134,6 +134,23 @@ pub struct CommandRecord {
     pub acceptance: Acceptance,
 }
 
+impl CommandRecord {
+    /// When the API accepted it: when its first command was (every command of one request is
+    /// accepted at one instant).
+    pub fn accepted_at(&self) -> Option<Timestamp> {
+        self.commands
+            .iter()
+            .map(|command| command.accepted_at)
+            .min()
+    }
+
+    /// Whether it was accepted at or after `since` (what [`CommandHistory::commands_since`]
+    /// lists).
+    pub fn accepted_since(&self, since: Timestamp) -> bool {
+        self.accepted_at().is_some_and(|at| at >= since)
+    }
+}
+
 /// Where the request that made a command stands. `Accepted` and `Abandoned` are decided by
 /// conditional writes on the record, so the API and the processor never both win.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -573,15 +590,41 @@ pub trait ParkedIndex: Send + Sync + 'static {
     async fn parked_commands(&self) -> Result<Vec<ParkedEntry>, StoreError>;
 }
 
+/// The command records the API keeps (for their dedupe window), for operators.
+#[async_trait]
+pub trait CommandHistory: Send + Sync + 'static {
+    /// Every command record whose commands were accepted at or after `since`, by command id.
+    /// A tool's read (the table answers it with a scan of its command records): the service
+    /// never calls it.
+    async fn commands_since(
+        &self,
+        since: Timestamp,
+    ) -> Result<Vec<(CommandId, CommandRecord)>, StoreError>;
+}
+
 /// The whole event store (one DynamoDB table in production): every narrow port above. Adapters
 /// implement the narrow ports; each use case takes only those it uses.
 pub trait EventStore:
-    Streams + Records + Transactions + Snapshots + ExpiryIndex + Retirement + ParkedIndex
+    Streams
+    + Records
+    + Transactions
+    + Snapshots
+    + ExpiryIndex
+    + Retirement
+    + ParkedIndex
+    + CommandHistory
 {
 }
 
 impl<T> EventStore for T where
-    T: Streams + Records + Transactions + Snapshots + ExpiryIndex + Retirement + ParkedIndex
+    T: Streams
+        + Records
+        + Transactions
+        + Snapshots
+        + ExpiryIndex
+        + Retirement
+        + ParkedIndex
+        + CommandHistory
 {
 }
 

@@ -452,6 +452,17 @@ impl ParkedIndex for SimStore {
     }
 }
 
+#[async_trait]
+impl crate::ports::CommandHistory for SimStore {
+    async fn commands_since(
+        &self,
+        since: Timestamp,
+    ) -> Result<Vec<(crate::domain::CommandId, crate::ports::CommandRecord)>, StoreError> {
+        self.round_trip(Kind::Other).await;
+        self.inner.commands_since(since).await
+    }
+}
+
 /// The clock of a simulation: Tokio's (virtual) time from a fixed start.
 #[derive(Debug, Clone)]
 pub struct VirtualClock {

@@ -170,3 +170,13 @@ impl<S: EventStore> ParkedIndex for FlakyStore<S> {
         self.inner.parked_commands().await
     }
 }
+
+#[async_trait]
+impl<S: EventStore> crate::ports::CommandHistory for FlakyStore<S> {
+    async fn commands_since(
+        &self,
+        since: crate::domain::Timestamp,
+    ) -> Result<Vec<(crate::domain::CommandId, crate::ports::CommandRecord)>, StoreError> {
+        self.inner.commands_since(since).await
+    }
+}

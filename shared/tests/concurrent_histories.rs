@@ -368,6 +368,22 @@ impl ParkedIndex for ChaosStore {
     }
 }
 
+#[async_trait]
+impl inventory_core::ports::CommandHistory for ChaosStore {
+    async fn commands_since(
+        &self,
+        since: Timestamp,
+    ) -> Result<
+        Vec<(
+            inventory_core::domain::CommandId,
+            inventory_core::ports::CommandRecord,
+        )>,
+        StoreError,
+    > {
+        self.inner.commands_since(since).await
+    }
+}
+
 /// The memory object store with failed puts injected (S3 answering 5xx).
 struct ChaosObjects {
     inner: Arc<MemoryObjects>,

@@ -8,7 +8,7 @@
 //! | apply a SKU's commands | [`apply`] | `Streams`, `Snapshots`, `Records`, `Transactions`, `CommandQueue` |
 //! | sweep expired holds | [`expiry`] | `ExpiryIndex`, `ParkedIndex`, `Records`, `Transactions`, `CommandQueue` |
 //! | read items | [`items`] | `Streams`, `Snapshots` |
-//! | park and redrive | [`parking`] | `ParkedIndex`, `Transactions`, `CommandQueue` |
+//! | park, redrive and requeue | [`parking`] | `ParkedIndex`, `CommandHistory`, `Records`, `Transactions`, `CommandQueue` |
 //!
 //! Shared by them: [`heads`] (what this process knows of each SKU's head, and the per-SKU
 //! turns), [`reservation_book`] (the one way a reservation is loaded), [`command_log`] (command
@@ -43,7 +43,9 @@ pub use command_log::CommandStatus;
 pub use expiry::{SweepReport, TimerReport};
 pub use parking::{parked_bytes, RedriveSelection, Redriven};
 pub use reserve::ReserveRequest;
-pub use views::{format_rfc3339, CommandView, ItemView, ItemsView, LineView, ReservationView};
+pub use views::{
+    format_rfc3339, parse_rfc3339, CommandView, ItemView, ItemsView, LineView, ReservationView,
+};
 
 use crate::config::Config;
 use crate::domain::{
@@ -156,6 +158,8 @@ impl Inventory {
             },
             parking: Parking {
                 parked: store.clone(),
+                history: store.clone(),
+                records: store.clone(),
                 transactions: store,
                 queue,
                 clock: Arc::clone(&clock),
@@ -348,5 +352,11 @@ impl Inventory {
         selection: &RedriveSelection,
     ) -> Result<Vec<(CommandId, Sku, Redriven)>, AppError> {
         self.parking.redrive(selection).await
+    }
+
+    /// Every command accepted at or after `since` that never reached an outcome, queued again
+    /// under its own id unless `dry_run` ([`parking`]).
+    pub async fn requeue(&self, since: Timestamp, dry_run: bool) -> Result<Vec<Command>, AppError> {
+        self.parking.requeue(since, dry_run).await
     }
 }

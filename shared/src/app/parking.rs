@@ -1,21 +1,28 @@
-//! Parked commands, for operators: listing them and putting them back on the queue.
+//! Parked commands, for operators: listing them and putting them back on the queue; and
+//! accepted commands that never reached an outcome, queued again.
 //!
 //! A redrive marks the parked record redriven (a conditional write over the version listed),
 //! then queues the command again under its own id. The processor applies a redriven command
 //! like a new one and writes its outcome over the parked record; a redelivery of the original
 //! record still finds it parked and leaves it. Redriving twice queues the command twice, and
 //! the outcome record makes the second a duplicate, so a redrive can always be repeated.
+//!
+//! A requeue finds, among the command records the API keeps (for the dedupe window), every
+//! command answered 202 that has no outcome on its SKU (applied, rejected or parked), and
+//! queues it again under its own id: what a record that left the stream unapplied (past its
+//! retention) never did. A command still on its way, or waiting in its SKU's deferred list, is
+//! queued twice and applied once, so a requeue can always be repeated too.
 
 use std::sync::Arc;
 
 use base64::Engine as _;
 
 use super::attempt::{write, Written};
-use crate::domain::{Command, CommandId, Sku};
+use crate::domain::{Command, CommandId, Sku, Timestamp};
 use crate::error::AppError;
 use crate::ports::{
-    Clock, CommandOutcome, CommandQueue, ParkedCommand, ParkedEntry, ParkedIndex, Record,
-    RecordKey, RecordWrite, Transaction, Transactions,
+    Acceptance, Clock, CommandHistory, CommandOutcome, CommandQueue, ParkedCommand, ParkedEntry,
+    ParkedIndex, Record, RecordKey, RecordWrite, Records, Transaction, Transactions,
 };
 
 /// Which parked commands to redrive.
@@ -47,6 +54,8 @@ pub fn parked_bytes(parked: &ParkedCommand) -> Result<Vec<u8>, String> {
 
 pub(crate) struct Parking {
     pub(crate) parked: Arc<dyn ParkedIndex>,
+    pub(crate) history: Arc<dyn CommandHistory>,
+    pub(crate) records: Arc<dyn Records>,
     pub(crate) transactions: Arc<dyn Transactions>,
     pub(crate) queue: Arc<dyn CommandQueue>,
     pub(crate) clock: Arc<dyn Clock>,
@@ -78,6 +87,52 @@ impl Parking {
             results.push((entry.command_id, entry.sku, outcome));
         }
         Ok(results)
+    }
+
+    /// Every command accepted (answered 202) at or after `since` that has no outcome on its
+    /// SKU, oldest first; queued again under its own id unless `dry_run`.
+    pub(crate) async fn requeue(
+        &self,
+        since: Timestamp,
+        dry_run: bool,
+    ) -> Result<Vec<Command>, AppError> {
+        let mut accepted: Vec<Command> = self
+            .history
+            .commands_since(since)
+            .await?
+            .into_iter()
+            .filter(|(_, record)| record.acceptance == Acceptance::Accepted)
+            .flat_map(|(_, record)| record.commands)
+            .collect();
+        accepted.sort_by(|a, b| {
+            (a.accepted_at, a.id.to_string(), &a.sku).cmp(&(
+                b.accepted_at,
+                b.id.to_string(),
+                &b.sku,
+            ))
+        });
+        let outcomes: Vec<RecordKey> = accepted
+            .iter()
+            .map(|command| RecordKey::CommandOutcome {
+                command_id: command.id,
+                sku: command.sku.clone(),
+            })
+            .collect();
+        let outcomes = self.records.read_records(&outcomes).await?;
+        let unfinished: Vec<Command> = accepted
+            .into_iter()
+            .zip(outcomes)
+            .filter(|(_, outcome)| outcome.is_none())
+            .map(|(command, _)| command)
+            .collect();
+        if !dry_run && !unfinished.is_empty() {
+            self.queue.send(&unfinished).await?;
+            tracing::info!(
+                commands = unfinished.len(),
+                "unfinished commands queued again"
+            );
+        }
+        Ok(unfinished)
     }
 
     async fn redrive_one(&self, entry: &ParkedEntry) -> Result<Redriven, AppError> {

@@ -185,6 +185,13 @@ pub(crate) fn rfc3339<S: serde::Serializer>(
     serializer.collect_str(&format_rfc3339(*at))
 }
 
+/// The timestamp an RFC 3339 text names (any offset; to the millisecond).
+pub fn parse_rfc3339(raw: &str) -> Result<Timestamp, String> {
+    chrono::DateTime::parse_from_rfc3339(raw)
+        .map(|at| Timestamp::from_millis(at.timestamp_millis()))
+        .map_err(|err| format!("{raw:?} is not an RFC 3339 time (2026-12-07T09:30:00Z): {err}"))
+}
+
 /// RFC 3339 text of a timestamp (UTC, milliseconds).
 pub fn format_rfc3339(at: Timestamp) -> String {
     chrono::DateTime::from_timestamp_millis(at.millis()).map_or_else(

@@ -44,9 +44,10 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{Change, CommandId, Event, ReservationId, Sku, SkuState, Timestamp, Version};
 use crate::limits::{MAX_BATCH_READ_KEYS, MAX_TRANSACTION_ITEMS};
 use crate::ports::{
-    Cause, CommandOutcome, Conflict, ExpiryIndex, IndexPart, Lapsing, LapsingHold, ParkedEntry,
-    ParkedIndex, Record, RecordKey, RecordWrite, Records, Retirement, SnapshotSave, Snapshots,
-    StoreError, StreamAppend, Streams, Transaction, Transactions, Versioned,
+    Cause, CommandHistory, CommandOutcome, CommandRecord, Conflict, ExpiryIndex, IndexPart,
+    Lapsing, LapsingHold, ParkedEntry, ParkedIndex, Record, RecordKey, RecordWrite, Records,
+    Retirement, SnapshotSave, Snapshots, StoreError, StreamAppend, Streams, Transaction,
+    Transactions, Versioned,
 };
 use crate::retry::Retry;
 
@@ -1050,6 +1051,53 @@ impl ParkedIndex for DynamoStore {
             }
         }
         Ok(parked)
+    }
+}
+
+#[async_trait]
+impl CommandHistory for DynamoStore {
+    async fn commands_since(
+        &self,
+        since: Timestamp,
+    ) -> Result<Vec<(CommandId, CommandRecord)>, StoreError> {
+        // A scan of the whole table for its `cmd#` items (strongly consistent, all pages):
+        // an operator's read, paid per item of the table; the service never makes it.
+        let items: Vec<Item> = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .filter_expression("begins_with(#pk, :cmd)")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_values(":cmd", AttributeValue::S(COMMAND_PREFIX.to_owned()))
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(unavailable)?;
+        let mut commands = Vec::new();
+        for item in items {
+            let stored: RecordItem = serde_dynamo::from_item(item).map_err(bug)?;
+            let id = stored
+                .pk
+                .strip_prefix(COMMAND_PREFIX)
+                .and_then(|id| CommandId::parse(id).ok());
+            match (id, stored.record) {
+                (Some(id), Record::Command(record)) => {
+                    if record.accepted_since(since) {
+                        commands.push((id, record));
+                    }
+                }
+                _ => {
+                    return Err(bug(format!(
+                        "unexpected item {} among the command records",
+                        stored.pk
+                    )))
+                }
+            }
+        }
+        Ok(commands)
     }
 }
 
