@@ -84,7 +84,10 @@ impl Backend {
     async fn connect(target: &Target) -> Self {
         let sdk = match &target.endpoint_url {
             Some(url) => local_config(url).await,
-            None => sdk_config().await,
+            None => sdk_config().await.unwrap_or_else(|err| {
+                eprintln!("inventory: {err}");
+                std::process::exit(2)
+            }),
         };
         let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &target.names.table);
         let objects = S3Objects::new(s3_client(&sdk), &target.names.bucket);

@@ -206,7 +206,10 @@ fn line(entry: &ParkedEntry) -> String {
 async fn connect(target: &CommandsTarget) -> Inventory {
     let sdk = match &target.endpoint_url {
         Some(url) => local_config(url).await,
-        None => sdk_config().await,
+        None => sdk_config().await.unwrap_or_else(|err| {
+            eprintln!("inventory: {err}");
+            std::process::exit(i32::from(UNAVAILABLE))
+        }),
     };
     let store = DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&sdk),

@@ -160,7 +160,7 @@ impl Config {
     }
 }
 
-fn number(
+pub(crate) fn number(
     lookup: &impl Fn(&str) -> Option<String>,
     name: &'static str,
     range: std::ops::RangeInclusive<i64>,

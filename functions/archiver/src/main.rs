@@ -13,7 +13,7 @@ async fn main() -> Result<(), Error> {
     let settings = AwsSettings::from_env()?;
     let metrics = metrics_collector(&settings)?;
     let archiver = archiver_on_aws(
-        &sdk_config().await,
+        &sdk_config().await?,
         &settings,
         &inventory_core::aws::archive_bucket_from_env()?,
         &Config::from_env()?,

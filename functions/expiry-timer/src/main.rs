@@ -11,7 +11,7 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let settings = AwsSettings::from_env()?;
     let metrics = metrics_collector(&settings)?;
-    let inventory = inventory_on_aws(&sdk_config().await, &settings, config);
+    let inventory = inventory_on_aws(&sdk_config().await?, &settings, config);
     let inventory = &inventory;
     run(metrics, service_fn(
         move |_: LambdaEvent<aws_lambda_events::event::cloudwatch_events::CloudWatchEvent>| async move {

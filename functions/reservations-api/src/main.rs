@@ -14,7 +14,7 @@ async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
     let settings = AwsSettings::from_env()?;
     let metrics = metrics_collector(&settings)?;
-    let inventory = inventory_on_aws(&sdk_config().await, &settings, Config::from_env()?);
+    let inventory = inventory_on_aws(&sdk_config().await?, &settings, Config::from_env()?);
     let router = reservations_api::router(Arc::new(inventory), Authentication::GatewayJwt);
     run_http(metrics, router).await
 }

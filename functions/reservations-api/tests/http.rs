@@ -1865,3 +1865,59 @@ async fn a_blank_receipt_reference_is_400_invalid_reference() {
     .assert_error(StatusCode::BAD_REQUEST, "invalid_reference");
     assert!(app.queue.is_empty());
 }
+
+// ---------------------------------------------------------------------------------------------
+// A store that hangs
+
+#[tokio::test]
+async fn a_store_call_that_never_answers_ends_in_a_json_503_unavailable() {
+    use inventory_core::aws::{local_config_with, CallTimeouts, DynamoStore};
+    // DynamoDB stand-in: accepts connections and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let address = silent.local_addr().expect("an address");
+    let holder = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            open.push(socket);
+        }
+    });
+    let timeouts = CallTimeouts {
+        attempt: std::time::Duration::from_millis(200),
+        call: std::time::Duration::from_millis(600),
+    };
+    let sdk = local_config_with(&format!("http://{address}"), timeouts).await;
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), "silent");
+    let inventory = Inventory::new(
+        Arc::new(store),
+        Arc::new(MemoryQueue::new()),
+        Arc::new(inventory_core::ports::SystemClock),
+        Config::default(),
+    );
+    let router = reservations_api::router(Arc::new(inventory), Authentication::Open);
+    let request = Request::post("/reservations")
+        .header(JSON.0, JSON.1)
+        .body(Body::from(cart(&[("SKU-1", 1)]).to_string()))
+        .expect("a request");
+    // A liveness guard, not a measure: without the SDK's timeouts the call waits for ever.
+    let response =
+        tokio::time::timeout(std::time::Duration::from_secs(60), router.oneshot(request))
+            .await
+            .expect("answered, not hung")
+            .expect("the router is infallible");
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("a body")
+        .to_bytes();
+    let body: Value = serde_json::from_slice(&body).expect("a JSON body");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("unavailable")),
+        "{body}"
+    );
+    holder.abort();
+}

@@ -11,7 +11,7 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let settings = AwsSettings::from_env()?;
     let metrics = metrics_collector(&settings)?;
-    let snapshotter = snapshotter_on_aws(&sdk_config().await, &settings);
+    let snapshotter = snapshotter_on_aws(&sdk_config().await?, &settings);
     let snapshotter = &snapshotter;
     run(
         metrics,

@@ -19,7 +19,12 @@ pub use s3::S3Objects;
 #[cfg(feature = "test-util")]
 pub use test_aws::TestAws;
 
+use std::time::Duration;
+
+use aws_config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::config::{Credentials, Region};
+
+use crate::config::ConfigError;
 
 /// Environment variable naming a local AWS endpoint (moto) for the tests.
 #[cfg(feature = "test-util")]
@@ -27,18 +32,83 @@ pub const TEST_ENDPOINT_VAR: &str = "INVENTORY_TEST_AWS_ENDPOINT";
 
 /// Loads the AWS SDK configuration once per process: region and credentials from the
 /// environment, as in Lambda.
-pub async fn sdk_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
+/// Its calls are bounded by [`CallTimeouts::AWS`] as the environment overrides it; a
+/// malformed override is an error naming the variable.
+pub async fn sdk_config() -> Result<aws_config::SdkConfig, ConfigError> {
+    let timeouts = CallTimeouts::from_lookup(CallTimeouts::AWS, |name| std::env::var(name).ok())?;
+    Ok(aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(timeouts.config())
         .load()
-        .await
+        .await)
+}
+
+/// How long one AWS call may take, so that a call that hangs ends as an error (the API answers
+/// 503 `unavailable`, the processor reports the SKU for redelivery) instead of running the
+/// function into its own timeout. Generous against AWS's latencies (milliseconds); overridden
+/// on AWS by `INVENTORY_AWS_ATTEMPT_TIMEOUT_MS` and `INVENTORY_AWS_CALL_TIMEOUT_MS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallTimeouts {
+    /// One attempt of a call (the SDK retries an attempt that timed out).
+    pub attempt: Duration,
+    /// The whole call, its retries included: below the API function's 15 s timeout.
+    pub call: Duration,
+}
+
+impl CallTimeouts {
+    /// On AWS.
+    pub const AWS: Self = Self {
+        attempt: Duration::from_secs(4),
+        call: Duration::from_secs(10),
+    };
+    /// At a local AWS (moto: one Python process, its DynamoDB serialised, which queues calls
+    /// for seconds under a test suite's load).
+    pub const LOCAL: Self = Self {
+        attempt: Duration::from_secs(60),
+        call: Duration::from_secs(120),
+    };
+
+    /// `default`, with what `lookup` (the environment) overrides: 100..=900,000 ms each.
+    pub fn from_lookup(
+        default: Self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let millis = |name| {
+            Ok::<_, ConfigError>(
+                crate::config::number(&lookup, name, 100..=900_000)?
+                    .map(|ms| Duration::from_millis(ms.unsigned_abs())),
+            )
+        };
+        Ok(Self {
+            attempt: millis("INVENTORY_AWS_ATTEMPT_TIMEOUT_MS")?.unwrap_or(default.attempt),
+            call: millis("INVENTORY_AWS_CALL_TIMEOUT_MS")?.unwrap_or(default.call),
+        })
+    }
+
+    /// As the SDK takes them (a connection gets at most the attempt's time, and 3 s).
+    pub fn config(self) -> TimeoutConfig {
+        TimeoutConfig::builder()
+            .connect_timeout(self.attempt.min(Duration::from_secs(3)))
+            .operation_attempt_timeout(self.attempt)
+            .operation_timeout(self.call)
+            .build()
+    }
 }
 
 /// SDK configuration for a local AWS such as moto at `endpoint_url`: the region and
 /// credentials of the environment when set, else `us-east-1` and dummy credentials (moto
 /// accepts any; the SDK refuses to sign without some).
 pub async fn local_config(endpoint_url: &str) -> aws_config::SdkConfig {
-    let mut loader =
-        aws_config::defaults(aws_config::BehaviorVersion::latest()).endpoint_url(endpoint_url);
+    local_config_with(endpoint_url, CallTimeouts::LOCAL).await
+}
+
+/// [`local_config`] with the calls bounded by `timeouts`.
+pub async fn local_config_with(
+    endpoint_url: &str,
+    timeouts: CallTimeouts,
+) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint_url)
+        .timeout_config(timeouts.config());
     if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none()
     {
         loader = loader.region(Region::new("us-east-1"));
@@ -194,4 +264,37 @@ pub fn archiver_on_aws(
         std::sync::Arc::new(crate::ports::SystemClock),
         config.live_retention,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_timeouts_default_to_aws_are_overridden_by_the_environment_and_refuse_a_malformed_value()
+    {
+        let none = |_: &str| None;
+        assert_eq!(
+            CallTimeouts::from_lookup(CallTimeouts::AWS, none),
+            Ok(CallTimeouts::AWS)
+        );
+        assert!(
+            CallTimeouts::AWS.call < Duration::from_secs(15),
+            "below the API's timeout"
+        );
+        let set = |name: &str| (name == "INVENTORY_AWS_CALL_TIMEOUT_MS").then(|| "2500".to_owned());
+        assert_eq!(
+            CallTimeouts::from_lookup(CallTimeouts::AWS, set),
+            Ok(CallTimeouts {
+                attempt: CallTimeouts::AWS.attempt,
+                call: Duration::from_millis(2_500),
+            })
+        );
+        for raw in ["soon", "0", "-5", "900001"] {
+            let bad =
+                |name: &str| (name == "INVENTORY_AWS_ATTEMPT_TIMEOUT_MS").then(|| raw.to_owned());
+            let err = CallTimeouts::from_lookup(CallTimeouts::AWS, bad).expect_err(raw);
+            assert_eq!(err.name, "INVENTORY_AWS_ATTEMPT_TIMEOUT_MS");
+        }
+    }
 }
