@@ -378,7 +378,7 @@ async fn on_local_aws(
         objects,
         bus,
     } = prepare(&sdk, names, existing).await?;
-    let store = store.with_dedupe_window(config.dedupe_window());
+    let store = store.with_retention(&config);
     let mut boards: Vec<Arc<dyn NoticeBoard>> = vec![Arc::new(bus)];
     boards.extend(file);
     let board: Arc<dyn NoticeBoard> = Arc::new(Boards(boards));

@@ -54,7 +54,7 @@ impl Default for Config {
             release_grace_secs: 120,
             contention_budget: Duration::from_millis(5_000),
             max_attempts: 200,
-            live_retention: HOLD_RECORD_RETENTION,
+            live_retention: DEFAULT_LIVE_RETENTION,
             sweep_interval: Duration::from_secs(15),
             sweeps_per_invocation: 4,
             public_item_reads: false,
@@ -92,9 +92,8 @@ pub const ACCEPT_PATIENCE_MILLIS: [u64; 3] = [20, 80, 250];
 /// parked (a dependent message may overtake its cause).
 pub const DEPENDENCY_WAIT_MILLIS: i64 = 30_000;
 
-/// How long a hold's record is kept after it was last written: as long as the default live
-/// retention, so a reservation reads whole for as long as its events do.
-pub const HOLD_RECORD_RETENTION: Duration = Duration::from_secs(35 * 24 * 3_600);
+/// How long an archived event stays in the table by default (35 days).
+pub const DEFAULT_LIVE_RETENTION: Duration = Duration::from_secs(35 * 24 * 3_600);
 
 /// A variable that is set but not usable.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -157,6 +156,14 @@ impl Config {
     /// a redrive, so a late delivery still finds that it was applied. The one place this is said.
     pub fn dedupe_window(&self) -> Duration {
         self.command_retention + REDRIVE_WINDOW
+    }
+
+    /// How long a hold's record is kept after it was last written: the live retention, so a
+    /// reservation reads whole for as long as its events are kept (they are kept that long
+    /// from their retirement, after the record's last change at the earliest). The one place
+    /// this is said.
+    pub fn hold_record_retention(&self) -> Duration {
+        self.live_retention
     }
 }
 

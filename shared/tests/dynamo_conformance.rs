@@ -65,25 +65,42 @@ async fn the_dynamodb_store_keeps_the_event_store_contract() {
 }
 
 #[tokio::test]
-async fn what_deduplicates_a_command_expires_after_the_dedupe_window_and_a_mark_never() {
+async fn what_deduplicates_a_command_expires_after_the_dedupe_window_a_hold_after_the_live_retention_and_a_mark_never(
+) {
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
     use aws_sdk_dynamodb::types::AttributeValue;
-    use inventory_core::domain::{CommandId, Sku};
+    use inventory_core::domain::{
+        CommandId, HoldLine, HoldStatus, Quantity, ReservationId, Sku, Timestamp,
+    };
     use inventory_core::ports::{
         ArchiveMark, CommandOutcome, Record, RecordKey, RecordWrite, Transaction, Transactions,
     };
+    use inventory_core::Config;
 
     let aws = TestAws::new().await;
     let client = aws.dynamodb();
-    let window = Duration::from_secs(37 * 86_400);
+    let config = Config {
+        command_retention: Duration::from_secs(30 * 86_400),
+        live_retention: Duration::from_secs(90 * 86_400),
+        ..Config::default()
+    };
+    let window = config.dedupe_window();
     let store = aws
         .store(client.clone(), "dedupe")
         .await
-        .with_dedupe_window(window);
+        .with_retention(&config);
     let table = store.table().to_owned();
     let command_id = CommandId::random();
     let sku = Sku::parse("SKU-1").unwrap();
+    let hold = HoldLine {
+        reservation_id: ReservationId::new(sku.clone(), 1, 7),
+        sku: sku.clone(),
+        quantity: Quantity::new(2).unwrap(),
+        expires_at: Timestamp::from_millis(1_700_000_900_000),
+        release_at: Timestamp::from_millis(1_700_001_020_000),
+        status: HoldStatus::Committed,
+    };
     let write = |key, record| RecordWrite {
         key,
         expected: None,
@@ -101,6 +118,13 @@ async fn what_deduplicates_a_command_expires_after_the_dedupe_window_and_a_mark_
             write(
                 RecordKey::ArchiveMark { sku: sku.clone() },
                 Record::ArchiveMark(ArchiveMark::default()),
+            ),
+            write(
+                RecordKey::Hold {
+                    reservation_id: hold.reservation_id.clone(),
+                    sku: sku.clone(),
+                },
+                Record::Hold(hold.clone()),
             ),
         ]))
         .await
@@ -140,6 +164,15 @@ async fn what_deduplicates_a_command_expires_after_the_dedupe_window_and_a_mark_
         now + window.as_secs()
     );
     assert_eq!(ttl_of("archive#SKU-1".into()).await, None, "marks are kept");
+    let kept = config.live_retention.as_secs();
+    let ttl = ttl_of(format!("hold#{}#SKU-1", hold.reservation_id))
+        .await
+        .expect("a ttl");
+    assert!(
+        ttl.abs_diff(now + kept) < 120,
+        "the hold's record expires {ttl}, not a live retention from now ({})",
+        now + kept
+    );
 }
 
 #[tokio::test]

@@ -386,7 +386,7 @@ impl Reserve {
             let request = &job.request;
             let size = 1 + usize::from(request.idempotency_key.is_some());
             let state = draft.state(plan.bucket);
-            let id = ReservationId::new(bucket.clone(), state.version + 1, fastrand::u64(..));
+            let id = ReservationId::placed(bucket.clone(), state.version + 1);
             let terms = HoldTerms::new(now, request.ttl, self.config.release_grace_secs);
             let quantity = request.lines[0].quantity;
             let owner = job.caller.client_id();
@@ -483,7 +483,7 @@ impl Reserve {
         let anchor = &plans[0];
         let anchor_sku = request.lines[0].sku.in_bucket(anchor.bucket);
         let anchor_seq = drafts[0].state(anchor.bucket).version + 1;
-        let id = ReservationId::new(anchor_sku, anchor_seq, fastrand::u64(..));
+        let id = ReservationId::placed(anchor_sku, anchor_seq);
         let current = plans.iter().all(|plan| plan.current);
         let moves_only = drafts.clone();
         if let Err(refusal) = self.place(request, &plans, &mut drafts, &id, caller, now) {

@@ -115,6 +115,8 @@ pub struct DynamoStore {
     table: String,
     /// How long records that deduplicate commands are kept (their time to live).
     dedupe_window: Duration,
+    /// How long a hold's record is kept after its last write.
+    hold_retention: Duration,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -297,17 +299,21 @@ enum Origin {
 impl DynamoStore {
     /// A store on `table` through `client`.
     pub fn new(client: Client, table: impl Into<String>) -> Self {
+        let defaults = crate::Config::default();
         Self {
             client,
             table: table.into(),
-            dedupe_window: crate::Config::default().dedupe_window(),
+            dedupe_window: defaults.dedupe_window(),
+            hold_retention: defaults.hold_record_retention(),
         }
     }
 
-    /// Keeps what deduplicates commands (records, outcomes, idempotency keys) for `window`
-    /// ([`crate::Config::dedupe_window`]).
-    pub fn with_dedupe_window(mut self, window: Duration) -> Self {
-        self.dedupe_window = window;
+    /// Keeps records as long as `config` says: what deduplicates commands (records, outcomes,
+    /// idempotency keys) for [`crate::Config::dedupe_window`], a hold's record for
+    /// [`crate::Config::hold_record_retention`].
+    pub fn with_retention(mut self, config: &crate::Config) -> Self {
+        self.dedupe_window = config.dedupe_window();
+        self.hold_retention = config.hold_record_retention();
         self
     }
 
@@ -489,7 +495,7 @@ impl DynamoStore {
         };
         let retention = match write.key {
             _ if parked_at.is_some() => None,
-            RecordKey::Hold { .. } => Some(crate::config::HOLD_RECORD_RETENTION),
+            RecordKey::Hold { .. } => Some(self.hold_retention),
             RecordKey::Idempotency { .. }
             | RecordKey::Command { .. }
             | RecordKey::CommandOutcome { .. } => Some(self.dedupe_window),

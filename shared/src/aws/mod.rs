@@ -210,7 +210,7 @@ pub fn inventory_on_aws(
     config: crate::Config,
 ) -> crate::Inventory {
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &settings.table)
-        .with_dedupe_window(config.dedupe_window());
+        .with_retention(&config);
     let queue = KinesisQueue::new(aws_sdk_kinesis::Client::new(sdk), &settings.command_stream);
     crate::Inventory::new(
         std::sync::Arc::new(store),

@@ -470,6 +470,14 @@ impl ReservationId {
         }
     }
 
+    /// The id of a new reservation anchored at `anchor_seq` on `anchor_sku`, its nonce drawn
+    /// from the operating system's random source (as a v4 UUID is): a client must not guess
+    /// another's reservation from its own.
+    pub fn placed(anchor_sku: Sku, anchor_seq: Version) -> Self {
+        let (nonce, _) = uuid::Uuid::new_v4().as_u64_pair();
+        Self::new(anchor_sku, anchor_seq, nonce)
+    }
+
     /// SKU whose stream holds the anchor event.
     pub fn anchor_sku(&self) -> &Sku {
         &self.anchor_sku
@@ -675,6 +683,17 @@ mod tests {
         let text = id.to_string();
         assert_eq!(text, "SKU.1~42~00000000deadbeef");
         assert_eq!(ReservationId::parse(&text), Ok(id));
+    }
+
+    #[test]
+    fn a_new_reservations_nonce_comes_from_the_os_not_from_a_seeded_generator() {
+        let sku = Sku::parse("SKU-1").unwrap();
+        fastrand::seed(7);
+        let first = ReservationId::placed(sku.clone(), 1);
+        fastrand::seed(7);
+        let second = ReservationId::placed(sku, 1);
+        assert_ne!(first, second, "the same seed must not give the same id");
+        assert_eq!(ReservationId::parse(&first.to_string()), Ok(first));
     }
 
     #[test]
