@@ -504,7 +504,9 @@ async fn get_reservation(
     Ok(Json(inventory.reservation(&id, &caller).await?).into_response())
 }
 
-/// Extend an active reservation: every hold now lasts `ttl_seconds` from now.
+/// Extend an active reservation: every hold now lasts `ttl_seconds` from now, but never past
+/// 86,400 s (a day) from the reservation's `created_at`, the longest a hold lives; the answer's
+/// `expires_at` says what was promised. A hold is never shortened.
 #[utoipa::path(
     post,
     path = "/reservations/{id}/extend",

@@ -1288,6 +1288,29 @@ async fn extending_an_active_reservation_is_200_with_a_later_expiry() {
 }
 
 #[tokio::test]
+async fn extending_never_promises_past_a_day_from_the_placing_however_often_it_is_asked() {
+    let app = App::new().await;
+    app.stock("SKU-1", 10).await;
+    let id = app.reserve(&[("SKU-1", 1)]).await;
+    // Placed at 2023-11-14T22:13:20Z: a day later is the most a hold lives.
+    for _ in 0..3 {
+        app.advance_seconds(12 * 3_600);
+        let reply = app
+            .post(
+                &format!("/reservations/{id}/extend"),
+                &json!({ "ttl_seconds": 86_400 }),
+            )
+            .await;
+        if reply.status == StatusCode::OK {
+            assert_eq!(reply.body["expires_at"], "2023-11-15T22:13:20.000Z");
+        } else {
+            reply.assert_error(StatusCode::CONFLICT, "reservation_not_active");
+        }
+    }
+    assert_eq!(app.reservation_status(&id).await, "expired");
+}
+
+#[tokio::test]
 async fn extending_with_a_shorter_ttl_never_shortens_the_reservation() {
     let app = App::new().await;
     app.stock("SKU-1", 10).await;

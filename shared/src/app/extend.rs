@@ -1,5 +1,5 @@
 //! Use case: extend a reservation. Every active line is promised for `ttl` from now (never
-//! shortened): one `hold_extended` event and the hold's record per line, written over the
+//! shortened, and never past a day from its placing: [`HoldTerms::extended`]): one `hold_extended` event and the hold's record per line, written over the
 //! record version read, so a change made meanwhile makes the write conflict and the attempt
 //! reads again.
 
@@ -68,7 +68,8 @@ impl Extend {
         let now = states
             .iter()
             .fold(self.clock.now(), |now, state| state.now(now));
-        let terms = HoldTerms::new(now, ttl, self.config.release_grace_secs);
+        let grace = self.config.release_grace_secs;
+        let terms = HoldTerms::extended(reservation.created_at, now, ttl, grace);
         let lines: Vec<HoldLine> = reservation.holds.iter().map(|h| h.hold.clone()).collect();
         let changes = extend_reservation(&lines, terms, now)
             .map_err(|status| AppError::ReservationNotActive { status })?;

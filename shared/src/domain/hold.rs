@@ -63,7 +63,26 @@ impl HoldTerms {
 
     /// Terms of a hold decided at `now` for `ttl`, counted `release_grace_secs` past its expiry.
     pub fn new(now: Timestamp, ttl: TtlSeconds, release_grace_secs: i64) -> Self {
-        let expires_at = now.plus_seconds(ttl.seconds());
+        Self::expiring(now, now.plus_seconds(ttl.seconds()), release_grace_secs)
+    }
+
+    /// Terms of an extension, decided at `now` for `ttl`, of a hold placed at `placed_at`: `ttl`
+    /// from now, but never past [`TtlSeconds::MAX`] from its placing. A hold's whole life is
+    /// bounded as its first promise is, which everything that must outlive a hold rests on (its
+    /// events' live retention, the expiry sweep's first look back: `LONGEST_HOLD_LIFE_SECS`);
+    /// and no client keeps units from the others for good by extending.
+    pub fn extended(
+        placed_at: Timestamp,
+        now: Timestamp,
+        ttl: TtlSeconds,
+        release_grace_secs: i64,
+    ) -> Self {
+        let latest = placed_at.plus_seconds(i64::from(TtlSeconds::MAX));
+        let expires_at = now.plus_seconds(ttl.seconds()).min(latest);
+        Self::expiring(now, expires_at, release_grace_secs)
+    }
+
+    fn expiring(now: Timestamp, expires_at: Timestamp, release_grace_secs: i64) -> Self {
         let unrounded = expires_at.plus_seconds(release_grace_secs);
         let step = if unrounded.millis() - now.millis() <= Self::FINE_WINDOW_MILLIS {
             1_000
@@ -166,6 +185,35 @@ mod tests {
         let terms = HoldTerms::new(now, ttl(900), 120);
         assert_eq!(terms.expires_at, now.plus_seconds(900));
         assert_eq!(terms.release_at, Timestamp::from_millis(2_021_000));
+    }
+
+    #[test]
+    fn an_extension_promises_ttl_from_now_but_never_past_a_day_from_the_placing() {
+        let placed = Timestamp::from_millis(1_700_000_000_000);
+        let early = placed.plus_seconds(600);
+        let terms = HoldTerms::extended(placed, early, ttl(900), 120);
+        assert_eq!(
+            terms.expires_at,
+            early.plus_seconds(900),
+            "well within the day"
+        );
+        let late = placed.plus_seconds(23 * 3_600);
+        let terms = HoldTerms::extended(placed, late, ttl(86_400), 120);
+        assert_eq!(
+            terms.expires_at,
+            placed.plus_seconds(86_400),
+            "capped at a day"
+        );
+        assert!(terms.release_at >= terms.expires_at.plus_seconds(120));
+        let mut now = placed;
+        for _ in 0..100 {
+            now = HoldTerms::extended(placed, now, ttl(86_400), 120).expires_at;
+        }
+        assert_eq!(
+            now,
+            placed.plus_seconds(86_400),
+            "extending again never goes further"
+        );
     }
 
     #[test]
