@@ -101,9 +101,24 @@ impl Api {
         path: &str,
         body: Option<Value>,
     ) -> Option<(StatusCode, Value)> {
+        self.call_keyed(route, method, path, body, None).await
+    }
+
+    /// [`Api::call`] with an `Idempotency-Key` (the admin command routes require one).
+    async fn call_keyed(
+        &self,
+        route: &'static str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        key: Option<&str>,
+    ) -> Option<(StatusCode, Value)> {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
+        }
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
         }
         if let Some(body) = body {
             request = request.json(&body);
@@ -205,12 +220,14 @@ pub async fn load(args: LoadArgs) -> ExitCode {
     for sku in &skus {
         let receipt = json!({ "quantity": stock, "reference": "load" });
         let path = format!("/items/{sku}/receipts");
+        let key = format!("{sku}-stock");
         let id = match api
-            .call(
+            .call_keyed(
                 "POST /items/{sku}/receipts",
                 Method::POST,
                 &path,
                 Some(receipt),
+                Some(&key),
             )
             .await
         {

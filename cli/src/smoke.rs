@@ -93,6 +93,15 @@ fn expect(answer: &Answer, status: StatusCode) -> Result<(), String> {
     }
 }
 
+/// `Ok` when `answer` is the error `code` with `status`.
+fn expect_error(answer: &Answer, status: StatusCode, code: &str) -> Result<(), String> {
+    expect(answer, status)?;
+    match answer.body["error"].as_str() {
+        Some(found) if found == code => Ok(()),
+        _ => Err(format!("{} {}, not {code}", answer.status, answer.body)),
+    }
+}
+
 /// `Ok` when every `(field, value)` of `expected` is in `body`.
 fn figures(body: &Value, expected: &[(&str, i64)]) -> Result<(), String> {
     let wrong: Vec<String> = expected
@@ -190,8 +199,12 @@ impl Api {
     }
 
     /// Queues a command with `method path body` and waits for it to apply.
+    /// An admin command, sent with an Idempotency-Key of its own (the route requires one),
+    /// until it is applied.
     async fn command(&self, method: Method, path: &str, body: Option<Value>) -> Result<(), String> {
-        let answer = self.call(method, path, body).await?;
+        let key = format!("smoke-{:016x}", fastrand::u64(..));
+        let token = self.token.as_deref();
+        let answer = self.call_as(method, path, body, token, Some(&key)).await?;
         expect(&answer, StatusCode::ACCEPTED)?;
         let id = answer.body["command_id"]
             .as_str()
@@ -279,6 +292,21 @@ async fn full(api: &Api, report: &mut Report) -> Result<(), String> {
             Some(json!({ "quantity": 10, "reference": "smoke" })),
         )
         .await,
+    );
+    let unkeyed = api
+        .call(
+            Method::POST,
+            &format!("{item}/receipts"),
+            Some(json!({ "quantity": 1 })),
+        )
+        .await?;
+    report.check(
+        "a receipt without an Idempotency-Key is refused (400 idempotency_key_required)",
+        expect_error(
+            &unkeyed,
+            StatusCode::BAD_REQUEST,
+            "idempotency_key_required",
+        ),
     );
     let answer = api.call(Method::GET, &item, None).await?;
     report.check(

@@ -350,6 +350,7 @@ async fn flash_sale(client: &reqwest::Client, server: &DevServer) {
     // Receive 100 units and wait for the processor to apply the receipt.
     let response = client
         .post(server.url("/items/FLASH-1/receipts"))
+        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
         .json(&json!({ "quantity": 100 }))
         .send()
         .await
@@ -467,9 +468,15 @@ async fn call(
     token: Option<&str>,
     body: Option<Value>,
 ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    let admin_command = matches!(method, reqwest::Method::POST | reqwest::Method::PUT)
+        && path.starts_with("/items/");
     let mut request = client.request(method, server.url(path));
     if let Some(token) = token {
         request = request.bearer_auth(token);
+    }
+    if admin_command {
+        // Every POST or PUT under /items is an admin command, which needs a key of its own.
+        request = request.header("Idempotency-Key", uuid::Uuid::new_v4().to_string());
     }
     if let Some(body) = body {
         request = request.json(&body);
@@ -805,7 +812,7 @@ fn assert_smoke_passed((code, printed): (Option<i32>, String), checks: usize) {
 async fn the_smoke_test_passes_against_the_embedded_service_and_its_production_mode_touches_only_the_canary(
 ) {
     let server = DevServer::start(&[]);
-    assert_smoke_passed(smoke(&server, &[]).await, 14);
+    assert_smoke_passed(smoke(&server, &[]).await, 15);
     // The first production run stocks the unknown canary with one unit; the next ones only
     // reserve and release it.
     assert_smoke_passed(smoke(&server, &["--production"]).await, 7);
@@ -833,7 +840,7 @@ async fn the_smoke_test_passes_with_tokens_and_fails_with_a_token_that_lacks_the
         .to_string(),
     );
     let server = DevServer::start(&["--tokens", tokens.path()]);
-    assert_smoke_passed(smoke(&server, &["--token", WAREHOUSE]).await, 15);
+    assert_smoke_passed(smoke(&server, &["--token", WAREHOUSE]).await, 16);
     let (code, printed) = smoke(&server, &["--token", STORE_A]).await;
     assert_eq!(code, Some(1), "{printed}");
     assert!(
@@ -846,7 +853,7 @@ async fn the_smoke_test_passes_with_tokens_and_fails_with_a_token_that_lacks_the
 async fn the_smoke_test_passes_against_the_service_on_dynamodb_and_kinesis() {
     let _turn = MOTO_TURN.lock().await;
     let server = dev_on_moto(&TestAws::new().await);
-    assert_smoke_passed(smoke(&server, &[]).await, 14);
+    assert_smoke_passed(smoke(&server, &[]).await, 15);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1191,6 +1198,7 @@ async fn events_out_tells_a_sell_out_within_a_second_and_back_in_stock_when_a_ho
     let (status, body) = json_of(
         client
             .post(server.url("/items/TOLD-1/receipts"))
+            .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
             .json(&json!({ "quantity": 3 }))
             .send()
             .await

@@ -60,6 +60,11 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     code("invalid_command_id", StatusCode::BAD_REQUEST, "The path does not name a command id (a UUID)."),
     code("invalid_idempotency_key", StatusCode::BAD_REQUEST, "The Idempotency-Key is not 1-255 visible ASCII characters."),
     code(
+        "idempotency_key_required",
+        StatusCode::BAD_REQUEST,
+        "An admin command (receipt, adjustment, buckets, low-stock) came without an Idempotency-Key: a retry after a lost answer would apply it twice. Nothing was queued.",
+    ),
+    code(
         "unauthenticated",
         StatusCode::UNAUTHORIZED,
         "No valid bearer token came with the request (the answer carries WWW-Authenticate: Bearer).",

@@ -199,6 +199,32 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyHeader {
     }
 }
 
+/// The `Idempotency-Key` header every admin command route requires (receipts, adjustments,
+/// buckets, low-stock, and every admin command route to come): without it a client retrying
+/// after a lost 202 queues the change twice. A request without one is 400
+/// `idempotency_key_required` and queues nothing (as the IETF Idempotency-Key draft answers a
+/// missing required key).
+#[derive(Debug, IntoParams)]
+#[into_params(names("Idempotency-Key"), parameter_in = Header)]
+pub struct RequiredIdempotencyKey(
+    #[param(value_type = IdempotencyKey, required = true)] pub IdempotencyKey,
+);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequiredIdempotencyKey {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match IdempotencyHeader::from_request_parts(parts, state).await? {
+            IdempotencyHeader(Some(key)) => Ok(Self(key)),
+            IdempotencyHeader(None) => Err(ApiError::new(
+                "idempotency_key_required",
+                "this route needs an Idempotency-Key header, one per change (a delivery note's or \
+                 a count's number serves): a retry after a lost answer would otherwise apply the \
+                 change twice",
+            )),
+        }
+    }
+}
+
 /// The query of `GET /items/{sku}`: none, or `detail=buckets`.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -32,8 +32,8 @@ use access::{guard, Authenticated, Guard, MaybeAuthenticated};
 pub use access::{Authentication, Route};
 use error::ApiError;
 use extract::{
-    CommandPath, Detail, IdempotencyHeader, ItemQuery, JsonBody, ReservationPath, SkuPath,
-    WholeNumber,
+    CommandPath, Detail, IdempotencyHeader, ItemQuery, JsonBody, RequiredIdempotencyKey,
+    ReservationPath, SkuPath, WholeNumber,
 };
 
 type Handlers = UtoipaMethodRouter<Arc<Inventory>>;
@@ -77,6 +77,7 @@ fn declared_routes() -> Vec<(Route, Handlers)> {
                 "invalid_sku",
                 "invalid_quantity",
                 "invalid_reference",
+                "idempotency_key_required",
                 "idempotency_key_reused",
             ],
             routes!(post_receipt),
@@ -88,6 +89,7 @@ fn declared_routes() -> Vec<(Route, Handlers)> {
                 "invalid_sku",
                 "invalid_delta",
                 "invalid_reason",
+                "idempotency_key_required",
                 "idempotency_key_reused",
             ],
             routes!(post_adjustment),
@@ -98,6 +100,7 @@ fn declared_routes() -> Vec<(Route, Handlers)> {
             &[
                 "invalid_sku",
                 "invalid_bucket_count",
+                "idempotency_key_required",
                 "idempotency_key_reused",
             ],
             routes!(put_buckets),
@@ -105,7 +108,12 @@ fn declared_routes() -> Vec<(Route, Handlers)> {
         route(
             Admin,
             false,
-            &["invalid_sku", "invalid_threshold", "idempotency_key_reused"],
+            &[
+                "invalid_sku",
+                "invalid_threshold",
+                "idempotency_key_required",
+                "idempotency_key_reused",
+            ],
             routes!(put_low_stock),
         ),
         route(
@@ -283,7 +291,7 @@ fn accepted(command_id: CommandId) -> Response {
 #[utoipa::path(
     post,
     path = "/items/{sku}/receipts",
-    params(SkuPath, IdempotencyHeader),
+    params(SkuPath, RequiredIdempotencyKey),
     request_body = ReceiptBody,
     responses((status = 202, description = "The receipt is queued.", body = Accepted)),
 )]
@@ -291,12 +299,12 @@ async fn post_receipt(
     State(inventory): Service,
     Authenticated(caller): Authenticated,
     SkuPath(sku): SkuPath,
-    IdempotencyHeader(key): IdempotencyHeader,
+    RequiredIdempotencyKey(key): RequiredIdempotencyKey,
     JsonBody(body): JsonBody<ReceiptBody>,
 ) -> Result<Response, ApiError> {
     let quantity = Quantity::new(body.quantity.0)?;
     let id = inventory
-        .receive_stock(sku, quantity, body.reference, key.as_ref(), &caller)
+        .receive_stock(sku, quantity, body.reference, Some(&key), &caller)
         .await?;
     Ok(accepted(id))
 }
@@ -306,7 +314,7 @@ async fn post_receipt(
 #[utoipa::path(
     post,
     path = "/items/{sku}/adjustments",
-    params(SkuPath, IdempotencyHeader),
+    params(SkuPath, RequiredIdempotencyKey),
     request_body = AdjustmentBody,
     responses((status = 202, description = "The adjustment is queued.", body = Accepted)),
 )]
@@ -314,11 +322,11 @@ async fn post_adjustment(
     State(inventory): Service,
     Authenticated(caller): Authenticated,
     SkuPath(sku): SkuPath,
-    IdempotencyHeader(key): IdempotencyHeader,
+    RequiredIdempotencyKey(key): RequiredIdempotencyKey,
     JsonBody(body): JsonBody<AdjustmentBody>,
 ) -> Result<Response, ApiError> {
     let id = inventory
-        .adjust_stock(sku, body.delta.0, body.reason, key.as_ref(), &caller)
+        .adjust_stock(sku, body.delta.0, body.reason, Some(&key), &caller)
         .await?;
     Ok(accepted(id))
 }
@@ -330,7 +338,7 @@ async fn post_adjustment(
 #[utoipa::path(
     put,
     path = "/items/{sku}/buckets",
-    params(SkuPath, IdempotencyHeader),
+    params(SkuPath, RequiredIdempotencyKey),
     request_body = BucketsBody,
     responses((status = 202, description = "The change of layout is queued.", body = Accepted)),
 )]
@@ -338,12 +346,12 @@ async fn put_buckets(
     State(inventory): Service,
     Authenticated(caller): Authenticated,
     SkuPath(sku): SkuPath,
-    IdempotencyHeader(key): IdempotencyHeader,
+    RequiredIdempotencyKey(key): RequiredIdempotencyKey,
     JsonBody(body): JsonBody<BucketsBody>,
 ) -> Result<Response, ApiError> {
     let count = BucketCount::new(body.count.0)?;
     let id = inventory
-        .set_buckets(sku, count, key.as_ref(), &caller)
+        .set_buckets(sku, count, Some(&key), &caller)
         .await?;
     Ok(accepted(id))
 }
@@ -354,7 +362,7 @@ async fn put_buckets(
 #[utoipa::path(
     put,
     path = "/items/{sku}/low-stock",
-    params(SkuPath, IdempotencyHeader),
+    params(SkuPath, RequiredIdempotencyKey),
     request_body = LowStockBody,
     responses((status = 202, description = "The threshold is queued.", body = Accepted)),
 )]
@@ -362,12 +370,12 @@ async fn put_low_stock(
     State(inventory): Service,
     Authenticated(caller): Authenticated,
     SkuPath(sku): SkuPath,
-    IdempotencyHeader(key): IdempotencyHeader,
+    RequiredIdempotencyKey(key): RequiredIdempotencyKey,
     JsonBody(body): JsonBody<LowStockBody>,
 ) -> Result<Response, ApiError> {
     let below = LowStockThreshold::new(body.below.0)?;
     let id = inventory
-        .set_low_stock(sku, below, key.as_ref(), &caller)
+        .set_low_stock(sku, below, Some(&key), &caller)
         .await?;
     Ok(accepted(id))
 }

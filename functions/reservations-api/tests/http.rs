@@ -170,6 +170,14 @@ impl App {
         self.send("POST", uri, &[JSON], body.to_string()).await
     }
 
+    /// An admin command (`method` on a receipts, adjustments, buckets or low-stock route) with
+    /// a fresh Idempotency-Key, as those routes require.
+    async fn command(&self, method: &str, uri: &str, body: &Value) -> Reply {
+        let key = fresh_key();
+        self.send(method, uri, &[JSON, keyed(&key)], body.to_string())
+            .await
+    }
+
     async fn post_keyed(&self, uri: &str, key: &str, body: &Value) -> Reply {
         self.send(
             "POST",
@@ -208,7 +216,8 @@ impl App {
 
     /// Receives `quantity` units of `sku` and applies the receipt.
     async fn stock(&self, sku: &str, quantity: i64) {
-        self.post(
+        self.command(
+            "POST",
             &format!("/items/{sku}/receipts"),
             &json!({ "quantity": quantity }),
         )
@@ -266,6 +275,16 @@ impl App {
     }
 }
 
+/// A key no request used before.
+fn fresh_key() -> String {
+    format!("key-{}", uuid::Uuid::new_v4())
+}
+
+/// The Idempotency-Key header with `key`.
+fn keyed(key: &str) -> (&'static str, &str) {
+    ("idempotency-key", key)
+}
+
 fn cart(lines: &[(&str, i64)]) -> Value {
     let lines: Vec<Value> = lines
         .iter()
@@ -281,7 +300,8 @@ fn cart(lines: &[(&str, i64)]) -> Value {
 async fn a_receipt_is_202_with_a_command_id_and_raises_on_hand_once_processed() {
     let app = App::new().await;
     let reply = app
-        .post(
+        .command(
+            "POST",
             "/items/SKU-1/receipts",
             &json!({ "quantity": 10, "reference": "PO-1" }),
         )
@@ -299,7 +319,7 @@ async fn a_receipt_is_202_with_a_command_id_and_raises_on_hand_once_processed() 
 #[tokio::test]
 async fn a_receipt_is_not_visible_on_the_item_until_it_is_processed() {
     let app = App::new().await;
-    app.post("/items/SKU-1/receipts", &json!({ "quantity": 5 }))
+    app.command("POST", "/items/SKU-1/receipts", &json!({ "quantity": 5 }))
         .await
         .assert_status(StatusCode::ACCEPTED);
     app.get("/items/SKU-1")
@@ -321,9 +341,13 @@ async fn a_receipt_quantity_of_zero_negative_or_over_a_million_is_400_invalid_qu
     let app = App::new().await;
     app.stock("SKU-1", 3).await;
     for quantity in [0, -1, 1_000_001] {
-        app.post("/items/SKU-1/receipts", &json!({ "quantity": quantity }))
-            .await
-            .assert_error(StatusCode::BAD_REQUEST, "invalid_quantity");
+        app.command(
+            "POST",
+            "/items/SKU-1/receipts",
+            &json!({ "quantity": quantity }),
+        )
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_quantity");
     }
     assert!(app.queue.is_empty(), "nothing was queued");
     assert_eq!(app.item("SKU-1").await["version"], 1);
@@ -333,7 +357,8 @@ async fn a_receipt_quantity_of_zero_negative_or_over_a_million_is_400_invalid_qu
 async fn a_receipt_reference_over_500_characters_is_400_invalid_reference() {
     let app = App::new().await;
     let reference = "r".repeat(501);
-    app.post(
+    app.command(
+        "POST",
         "/items/SKU-1/receipts",
         &json!({ "quantity": 1, "reference": reference }),
     )
@@ -346,9 +371,13 @@ async fn a_receipt_reference_over_500_characters_is_400_invalid_reference() {
 async fn a_receipt_for_a_malformed_sku_in_the_path_is_400_invalid_sku() {
     let app = App::new().await;
     for sku in ["A%20B", "A~B", &"A".repeat(65)] {
-        app.post(&format!("/items/{sku}/receipts"), &json!({ "quantity": 1 }))
-            .await
-            .assert_error(StatusCode::BAD_REQUEST, "invalid_sku");
+        app.command(
+            "POST",
+            &format!("/items/{sku}/receipts"),
+            &json!({ "quantity": 1 }),
+        )
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_sku");
     }
     assert!(app.queue.is_empty());
 }
@@ -385,7 +414,7 @@ async fn a_receipt_retried_with_the_same_idempotency_key_returns_the_same_comman
 #[tokio::test]
 async fn a_receipt_delivered_twice_by_the_queue_is_applied_once() {
     let app = App::new().await;
-    app.post("/items/SKU-1/receipts", &json!({ "quantity": 4 }))
+    app.command("POST", "/items/SKU-1/receipts", &json!({ "quantity": 4 }))
         .await
         .assert_status(StatusCode::ACCEPTED);
     let batch = app.queue.try_receive(1000);
@@ -407,6 +436,39 @@ async fn an_idempotency_key_reused_for_a_different_receipt_is_422_idempotency_ke
         .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused");
     assert_eq!(app.process().await, 1);
     assert_eq!(app.item("SKU-1").await["on_hand"], 1);
+}
+
+#[tokio::test]
+async fn an_admin_command_without_an_idempotency_key_is_400_idempotency_key_required_and_queues_nothing(
+) {
+    let app = App::new().await;
+    let commands = [
+        ("POST", "/items/SKU-1/receipts", json!({ "quantity": 1 })),
+        (
+            "POST",
+            "/items/SKU-1/adjustments",
+            json!({ "delta": 1, "reason": "count" }),
+        ),
+        ("PUT", "/items/SKU-1/buckets", json!({ "count": 2 })),
+        ("PUT", "/items/SKU-1/low-stock", json!({ "below": 2 })),
+    ];
+    for (method, uri, body) in &commands {
+        let reply = app.send(method, uri, &[JSON], body.to_string()).await;
+        reply.assert_error(StatusCode::BAD_REQUEST, "idempotency_key_required");
+        assert!(
+            reply.body["message"]
+                .as_str()
+                .is_some_and(|message| message.contains("Idempotency-Key")),
+            "{method} {uri}: {}",
+            reply.body
+        );
+    }
+    assert_eq!(app.process().await, 0, "nothing was queued");
+    for (method, uri, body) in &commands {
+        app.command(method, uri, body)
+            .await
+            .assert_status(StatusCode::ACCEPTED);
+    }
 }
 
 #[tokio::test]
@@ -434,7 +496,8 @@ async fn an_adjustment_is_202_and_changes_on_hand_by_its_delta_once_processed() 
     let app = App::new().await;
     app.stock("SKU-1", 10).await;
     let reply = app
-        .post(
+        .command(
+            "POST",
             "/items/SKU-1/adjustments",
             &json!({ "delta": -3, "reason": "damaged" }),
         )
@@ -457,7 +520,8 @@ async fn an_adjustment_with_a_zero_delta_is_400_invalid_delta() {
     let app = App::new().await;
     app.stock("SKU-1", 10).await;
     for delta in [0, 1_000_000_001, -1_000_000_001] {
-        app.post(
+        app.command(
+            "POST",
             "/items/SKU-1/adjustments",
             &json!({ "delta": delta, "reason": "count" }),
         )
@@ -473,7 +537,8 @@ async fn an_adjustment_with_a_blank_or_over_long_reason_is_400_invalid_reason() 
     let app = App::new().await;
     let long = "r".repeat(501);
     for reason in ["", "   ", long.as_str()] {
-        app.post(
+        app.command(
+            "POST",
             "/items/SKU-1/adjustments",
             &json!({ "delta": 1, "reason": reason }),
         )
@@ -486,7 +551,8 @@ async fn an_adjustment_with_a_blank_or_over_long_reason_is_400_invalid_reason() 
 #[tokio::test]
 async fn an_adjustment_for_a_malformed_sku_in_the_path_is_400_invalid_sku() {
     let app = App::new().await;
-    app.post(
+    app.command(
+        "POST",
         "/items/A%2FB/adjustments",
         &json!({ "delta": 1, "reason": "count" }),
     )
@@ -500,7 +566,8 @@ async fn an_adjustment_that_would_make_on_hand_negative_is_rejected_with_reason_
     let app = App::new().await;
     app.stock("SKU-1", 3).await;
     let reply = app
-        .post(
+        .command(
+            "POST",
             "/items/SKU-1/adjustments",
             &json!({ "delta": -5, "reason": "recount" }),
         )
@@ -572,7 +639,7 @@ async fn an_item_with_detail_buckets_lists_its_buckets_which_add_up_to_the_item(
         .send(
             "PUT",
             "/items/SKU-1/buckets",
-            &[JSON],
+            &[JSON, keyed(&fresh_key())],
             json!({ "count": 4 }).to_string(),
         )
         .await;
@@ -626,7 +693,7 @@ async fn a_bucket_count_outside_1_to_256_is_400_invalid_bucket_count_and_queues_
         app.send(
             "PUT",
             "/items/SKU-1/buckets",
-            &[JSON],
+            &[JSON, keyed(&fresh_key())],
             json!({ "count": count }).to_string(),
         )
         .await
@@ -646,7 +713,7 @@ async fn a_low_stock_threshold_is_queued_applied_and_told_when_available_goes_be
         .send(
             "PUT",
             "/items/SKU-1/low-stock",
-            &[JSON],
+            &[JSON, keyed(&fresh_key())],
             json!({ "below": 3 }).to_string(),
         )
         .await;
@@ -679,7 +746,7 @@ async fn a_split_item_is_told_out_of_stock_once_drained_at_zero_and_back_when_a_
     app.send(
         "PUT",
         "/items/SKU-1/buckets",
-        &[JSON],
+        &[JSON, keyed(&fresh_key())],
         json!({ "count": 3 }).to_string(),
     )
     .await
@@ -734,7 +801,7 @@ impl App {
         self.send(
             "PUT",
             &format!("/items/{sku}/buckets"),
-            &[JSON],
+            &[JSON, keyed(&fresh_key())],
             json!({ "count": count }).to_string(),
         )
         .await
@@ -793,15 +860,20 @@ async fn a_low_stock_threshold_outside_0_to_1000000_is_400_invalid_threshold_and
         app.send(
             "PUT",
             "/items/SKU-1/low-stock",
-            &[JSON],
+            &[JSON, keyed(&fresh_key())],
             json!({ "below": below }).to_string(),
         )
         .await
         .assert_error(StatusCode::BAD_REQUEST, "invalid_threshold");
     }
-    app.send("PUT", "/items/SKU-1/low-stock", &[JSON], "{}".to_owned())
-        .await
-        .assert_error(StatusCode::BAD_REQUEST, "invalid_body");
+    app.send(
+        "PUT",
+        "/items/SKU-1/low-stock",
+        &[JSON, keyed(&fresh_key())],
+        "{}".to_owned(),
+    )
+    .await
+    .assert_error(StatusCode::BAD_REQUEST, "invalid_body");
     assert_eq!(app.process().await, 0, "nothing was queued");
 }
 
@@ -1547,7 +1619,7 @@ async fn releasing_a_reservation_that_does_not_exist_is_404_reservation_not_foun
 async fn a_command_is_pending_before_it_is_processed_and_applied_after() {
     let app = App::new().await;
     let reply = app
-        .post("/items/SKU-1/receipts", &json!({ "quantity": 1 }))
+        .command("POST", "/items/SKU-1/receipts", &json!({ "quantity": 1 }))
         .await;
     let id = reply.str("command_id");
     assert_eq!(
@@ -1615,8 +1687,17 @@ async fn assert_every_json_route_refuses(
     let routes = json_routes(app).await;
     let before = app.item("SKU-1").await;
     let mut replies = Vec::new();
+    // Each with a key: the admin command routes refuse a request without one first.
+    let key = fresh_key();
+    let mut headers = headers.to_vec();
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("idempotency-key"))
+    {
+        headers.push(keyed(&key));
+    }
     for (uri, valid) in &routes {
-        let reply = app.send("POST", uri, headers, body(valid)).await;
+        let reply = app.send("POST", uri, &headers, body(valid)).await;
         assert_eq!(
             (reply.status, reply.body["error"].as_str()),
             (status, Some(code)),
@@ -1687,7 +1768,7 @@ async fn a_field_of_the_wrong_type_is_400_invalid_body_naming_the_field() {
     ];
     let before = app.item("SKU-1").await;
     for (uri, body, field) in cases {
-        let reply = app.post(uri, &body).await;
+        let reply = app.command("POST", uri, &body).await;
         reply.assert_error(StatusCode::BAD_REQUEST, "invalid_body");
         assert_eq!(reply.body["field"], field, "POST {uri}");
     }
@@ -1709,7 +1790,11 @@ async fn a_whole_number_written_with_a_fraction_of_zero_is_that_number_as_json_s
     assert_eq!(reply.body["lines"][0]["quantity"], 3);
     for too_big in [json!(1e300), json!(9_223_372_036_854_775_808_u64)] {
         let reply = app
-            .post("/items/SKU-1/receipts", &json!({ "quantity": too_big }))
+            .command(
+                "POST",
+                "/items/SKU-1/receipts",
+                &json!({ "quantity": too_big }),
+            )
             .await;
         reply.assert_error(StatusCode::BAD_REQUEST, "invalid_body");
         assert_eq!(reply.body["field"], "quantity");
@@ -1752,7 +1837,7 @@ async fn a_missing_field_is_400_invalid_body_naming_where_it_is_missing() {
         (&routes[3].0, json!({}), "ttl_seconds"),
     ];
     for (uri, body, field) in cases {
-        let reply = app.post(uri, &body).await;
+        let reply = app.command("POST", uri, &body).await;
         reply.assert_error(StatusCode::BAD_REQUEST, "invalid_body");
         assert_eq!(reply.body["field"], field, "POST {uri} {body}");
     }
@@ -1793,9 +1878,14 @@ async fn a_body_of_exactly_64_kib_is_accepted() {
     let body = json!({ "quantity": 1 }).to_string();
     let padded = format!("{body}{}", " ".repeat(64 * 1024 - body.len()));
     assert_eq!(padded.len(), 64 * 1024);
-    app.send("POST", "/items/SKU-1/receipts", &[JSON], padded)
-        .await
-        .assert_status(StatusCode::ACCEPTED);
+    app.send(
+        "POST",
+        "/items/SKU-1/receipts",
+        &[JSON, keyed(&fresh_key())],
+        padded,
+    )
+    .await
+    .assert_status(StatusCode::ACCEPTED);
 }
 
 #[tokio::test]
@@ -1824,7 +1914,7 @@ async fn a_json_content_type_with_parameters_or_other_case_is_accepted() {
         app.send(
             "POST",
             "/items/SKU-1/receipts",
-            &[("content-type", content_type)],
+            &[("content-type", content_type), keyed(&fresh_key())],
             json!({ "quantity": 1 }).to_string(),
         )
         .await
@@ -1840,9 +1930,14 @@ async fn a_body_that_fails_while_being_read_is_400_unreadable_body() {
         Full::new(Bytes::from_static(b"{\"quantity\": 1}")),
         1,
     ));
-    app.send("POST", "/items/SKU-1/receipts", &[JSON], failing)
-        .await
-        .assert_error(StatusCode::BAD_REQUEST, "unreadable_body");
+    app.send(
+        "POST",
+        "/items/SKU-1/receipts",
+        &[JSON, keyed(&fresh_key())],
+        failing,
+    )
+    .await
+    .assert_error(StatusCode::BAD_REQUEST, "unreadable_body");
     assert!(app.queue.is_empty());
 }
 
@@ -1880,7 +1975,8 @@ async fn a_known_path_with_another_method_is_405_method_not_allowed() {
 #[tokio::test]
 async fn a_blank_receipt_reference_is_400_invalid_reference() {
     let app = App::new().await;
-    app.post(
+    app.command(
+        "POST",
         "/items/SKU-1/receipts",
         &json!({ "quantity": 1, "reference": "  " }),
     )

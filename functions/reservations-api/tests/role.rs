@@ -95,11 +95,12 @@ async fn every_request_the_api_sends_on_every_route_is_granted_by_its_role() {
 
     // Receipts and an adjustment: accepted commands and the queue.
     for sku in ["SKU-A", "SKU-B"] {
+        let key = format!("receipt-{sku}");
         let (status, body) = send(
             &router,
             "POST",
             &format!("/items/{sku}/receipts"),
-            None,
+            Some(&key),
             Some(json!({ "quantity": 20 })),
         )
         .await;
@@ -131,7 +132,7 @@ async fn every_request_the_api_sends_on_every_route_is_granted_by_its_role() {
         &router,
         "PUT",
         "/items/SKU-A/low-stock",
-        None,
+        Some("low-stock-1"),
         Some(json!({ "below": 2 })),
     )
     .await;
