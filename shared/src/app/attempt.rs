@@ -19,6 +19,10 @@ pub(crate) enum Attempt<T> {
     /// Decided on state that may have moved, or lost a race for a write: read again and decide
     /// again.
     Reread,
+    /// Wrote a part of what the decision needs (moves too many for one write): read again and
+    /// decide again at once. No retry is spent: each part written is progress, and the parts
+    /// are bounded (an item's buckets drain or gather in a few writes).
+    Advanced,
 }
 
 /// How the next attempt reads the state it decides on.
@@ -47,11 +51,13 @@ where
     let mut retry: Option<Retry> = None;
     loop {
         let started = Instant::now();
-        if let Attempt::Done(value) = attempt(reading).await? {
-            return Ok(value);
-        }
+        let advanced = match attempt(reading).await? {
+            Attempt::Done(value) => return Ok(value),
+            Attempt::Advanced => true,
+            Attempt::Reread => false,
+        };
         *rereads += 1;
-        if reading == Reading::Known {
+        if advanced || reading == Reading::Known {
             reading = Reading::Fresh;
             continue;
         }
@@ -109,6 +115,37 @@ mod tests {
         assert!(readings[1..].iter().all(|r| *r == Reading::Fresh));
         assert_eq!(readings.len(), 4, "the free re-read, then three attempts");
         assert_eq!(rereads, 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn attempts_that_advance_cost_no_retry_and_read_fresh() {
+        let config = Config {
+            max_attempts: 1,
+            ..Config::default()
+        };
+        let readings = std::sync::Mutex::new(Vec::new());
+        let mut rereads = 0;
+        let answer = until_decided(&config, &mut rereads, |reading| {
+            let mut readings = readings.lock().unwrap();
+            readings.push(reading);
+            let advanced = readings.len() <= 5;
+            async move {
+                Ok(if advanced {
+                    Attempt::Advanced
+                } else {
+                    Attempt::Done(7)
+                })
+            }
+        })
+        .await;
+        assert_eq!(
+            answer,
+            Ok(7),
+            "five parts written within a budget of one attempt"
+        );
+        let readings = readings.into_inner().unwrap();
+        assert_eq!(readings[0], Reading::Known);
+        assert!(readings[1..].iter().all(|r| *r == Reading::Fresh));
     }
 
     #[tokio::test(start_paused = true)]

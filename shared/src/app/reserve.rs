@@ -499,10 +499,11 @@ impl Reserve {
                 .map(|(draft, _)| draft)
                 .collect();
             let drained = self.write_moves(request, &drains).await?;
-            return if current && drained {
-                Err(refusal)
-            } else {
-                Ok(Attempt::Reread)
+            let partial = plans.iter().any(|plan| plan.partial);
+            return match (current && drained, drained && partial) {
+                (true, _) => Err(refusal),
+                (false, true) => Ok(Attempt::Advanced),
+                (false, false) => Ok(Attempt::Reread),
             };
         }
         let mut transaction =
@@ -514,8 +515,12 @@ impl Reserve {
         }
         if transaction.items() > MAX_TRANSACTION_ITEMS {
             // The moves of a large cart do not fit with its holds: they go first, alone.
-            self.write_moves(request, &moves_only).await?;
-            return Ok(Attempt::Reread);
+            let moved = self.write_moves(request, &moves_only).await?;
+            return Ok(if moved {
+                Attempt::Advanced
+            } else {
+                Attempt::Reread
+            });
         }
         let issued = Instant::now();
         match write(self.transactions.as_ref(), transaction).await? {
