@@ -63,18 +63,30 @@ pub async fn handle_kinesis_event(
             data: &record.kinesis.data.0,
         })
         .collect();
-    let deadline = deadline.map(|millis| {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        let left = std::time::Duration::from_millis(millis).saturating_sub(now);
-        Instant::now() + left.saturating_sub(DEADLINE_MARGIN)
-    });
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let deadline = deadline
+        .and_then(|millis| time_left(millis, now))
+        .map(|left| Instant::now() + left);
     let mut response = KinesisEventResponse::default();
     if let Some(sequence_number) = handle_records(inventory, &records, deadline).await {
         response.add_failure(sequence_number);
     }
     response
+}
+
+/// How long the batch may take from `now` (since the epoch) for an invocation whose deadline is
+/// `deadline_ms` (since the epoch): until [`DEADLINE_MARGIN`] before it, or half the time left
+/// when less is left. `None` for a deadline already past as the invocation starts, which no
+/// Lambda gives (`cargo lambda watch` sends 600,000, a moment of 1970): the batch then runs
+/// without one, as the function's own timeout still bounds it.
+fn time_left(deadline_ms: u64, now: std::time::Duration) -> Option<std::time::Duration> {
+    let left = std::time::Duration::from_millis(deadline_ms).checked_sub(now)?;
+    if left.is_zero() {
+        return None;
+    }
+    Some(left - DEADLINE_MARGIN.min(left / 2))
 }
 
 /// Handles records in shard order; returns the sequence number to resume from, if any.
@@ -164,5 +176,33 @@ async fn park_unknown_shape(
             tracing::warn!(%sequence_number, error = %failure, "could not park the record");
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_batch_stops_its_margin_before_the_deadline_half_way_when_less_is_left_and_ignores_a_past_one(
+    ) {
+        let now = Duration::from_millis(1_796_650_000_000);
+        let at = |left: Duration| u64::try_from((now + left).as_millis()).unwrap();
+        assert_eq!(
+            time_left(at(Duration::from_secs(60)), now),
+            Some(Duration::from_secs(60) - DEADLINE_MARGIN)
+        );
+        assert_eq!(
+            time_left(at(Duration::from_secs(4)), now),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            time_left(600_000, now),
+            None,
+            "cargo lambda watch's deadline"
+        );
+        assert_eq!(time_left(at(Duration::ZERO), now), None);
     }
 }
