@@ -15,7 +15,7 @@ use inventory_core::archive::ArchiveError;
 use inventory_core::archive::{day_of, Archive};
 use inventory_core::audit::{audit_sku, check_buckets, SkuAudit};
 use inventory_core::aws::s3::s3_client;
-use inventory_core::aws::{local_config, sdk_config, DynamoStore, S3Objects};
+use inventory_core::aws::{DynamoStore, S3Objects};
 use inventory_core::domain::{Sku, SkuState, Timestamp};
 use inventory_core::ports::{Clock, SystemClock};
 
@@ -82,13 +82,7 @@ struct Backend {
 
 impl Backend {
     async fn connect(target: &Target) -> Self {
-        let sdk = match &target.endpoint_url {
-            Some(url) => local_config(url).await,
-            None => sdk_config().await.unwrap_or_else(|err| {
-                eprintln!("inventory: {err}");
-                std::process::exit(2)
-            }),
-        };
+        let sdk = crate::tool_sdk_config(target.endpoint_url.as_deref()).await;
         let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &target.names.table);
         let objects = S3Objects::new(s3_client(&sdk), &target.names.bucket);
         Self {

@@ -14,6 +14,20 @@ pub mod smoke;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use inventory_core::aws::{local_config, sdk_config};
+
+/// The SDK configuration of a tool's `--endpoint-url`: a local AWS (moto) at it, or AWS as the
+/// environment configures it. A malformed setting of the environment ends the process with
+/// exit code 2 (the tools' "could not reach"), naming it.
+pub(crate) async fn tool_sdk_config(endpoint_url: Option<&str>) -> aws_config::SdkConfig {
+    match endpoint_url {
+        Some(url) => local_config(url).await,
+        None => sdk_config().await.unwrap_or_else(|err| {
+            eprintln!("inventory: {err}");
+            std::process::exit(2)
+        }),
+    }
+}
 
 /// Inventory as a service that never oversells.
 #[derive(Debug, Parser)]

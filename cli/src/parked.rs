@@ -11,7 +11,7 @@ use std::sync::Arc;
 use inventory_core::app::{
     format_rfc3339, parked_bytes, parse_rfc3339, RedriveSelection, Redriven,
 };
-use inventory_core::aws::{local_config, sdk_config, DynamoStore, KinesisQueue};
+use inventory_core::aws::{DynamoStore, KinesisQueue};
 use inventory_core::domain::{CommandId, Timestamp};
 use inventory_core::ports::{ParkedEntry, SystemClock};
 use inventory_core::{Config, Inventory};
@@ -204,13 +204,7 @@ fn line(entry: &ParkedEntry) -> String {
 /// The service over the table and the stream (the connection the commands need; nothing is
 /// created).
 async fn connect(target: &CommandsTarget) -> Inventory {
-    let sdk = match &target.endpoint_url {
-        Some(url) => local_config(url).await,
-        None => sdk_config().await.unwrap_or_else(|err| {
-            eprintln!("inventory: {err}");
-            std::process::exit(i32::from(UNAVAILABLE))
-        }),
-    };
+    let sdk = crate::tool_sdk_config(target.endpoint_url.as_deref()).await;
     let store = DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&sdk),
         &target.names.storage.table,

@@ -198,9 +198,8 @@ impl Api {
         }
     }
 
-    /// Queues a command with `method path body` and waits for it to apply.
-    /// An admin command, sent with an Idempotency-Key of its own (the route requires one),
-    /// until it is applied.
+    /// Queues an admin command with `method path body`, with an Idempotency-Key of its own (the
+    /// route requires one), and waits for it to apply.
     async fn command(&self, method: Method, path: &str, body: Option<Value>) -> Result<(), String> {
         let key = format!("smoke-{:016x}", fastrand::u64(..));
         let token = self.token.as_deref();

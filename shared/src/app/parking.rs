@@ -104,13 +104,7 @@ impl Parking {
             .filter(|(_, record)| record.acceptance == Acceptance::Accepted)
             .flat_map(|(_, record)| record.commands)
             .collect();
-        accepted.sort_by(|a, b| {
-            (a.accepted_at, a.id.to_string(), &a.sku).cmp(&(
-                b.accepted_at,
-                b.id.to_string(),
-                &b.sku,
-            ))
-        });
+        accepted.sort_by(|a, b| (a.accepted_at, a.id, &a.sku).cmp(&(b.accepted_at, b.id, &b.sku)));
         let outcomes: Vec<RecordKey> = accepted
             .iter()
             .map(|command| RecordKey::CommandOutcome {

@@ -29,6 +29,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::scan::builders::ScanFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
@@ -1066,22 +1067,11 @@ impl CommandHistory for DynamoStore {
         &self,
         since: Timestamp,
     ) -> Result<Vec<(CommandId, CommandRecord)>, StoreError> {
-        // A scan of the whole table for its `cmd#` items (strongly consistent, all pages):
-        // an operator's read, paid per item of the table; the service never makes it.
-        let items: Vec<Item> = self
-            .client
-            .scan()
-            .table_name(&self.table)
-            .consistent_read(true)
-            .filter_expression("begins_with(#pk, :cmd)")
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_values(":cmd", AttributeValue::S(COMMAND_PREFIX.to_owned()))
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<Vec<_>, _>>()
-            .await
-            .map_err(unavailable)?;
+        // An operator's read, paid per item of the table; strongly consistent, so a command
+        // accepted just before is listed.
+        let items = self
+            .scan_prefixed(COMMAND_PREFIX, |scan| scan.consistent_read(true))
+            .await?;
         let mut commands = Vec::new();
         for item in items {
             let stored: RecordItem = serde_dynamo::from_item(item).map_err(bug)?;
@@ -1108,23 +1098,36 @@ impl CommandHistory for DynamoStore {
 }
 
 impl DynamoStore {
-    /// Every SKU with a snapshot: a scan of the whole table for `snap#` items, all pages. For
-    /// tools (the audit); the service never scans.
-    pub async fn snapshot_skus(&self) -> Result<Vec<Sku>, StoreError> {
-        let items: Vec<Item> = self
+    /// Every item whose partition key starts with `prefix`: a scan of the whole table, all
+    /// pages, the request shaped by `shape` (a projection, a consistent read). For tools; the
+    /// service never scans.
+    async fn scan_prefixed(
+        &self,
+        prefix: &str,
+        shape: impl FnOnce(ScanFluentBuilder) -> ScanFluentBuilder,
+    ) -> Result<Vec<Item>, StoreError> {
+        let scan = self
             .client
             .scan()
             .table_name(&self.table)
-            .filter_expression("begins_with(#pk, :snap)")
-            .projection_expression("#pk")
+            .filter_expression("begins_with(#pk, :prefix)")
             .expression_attribute_names("#pk", PK)
-            .expression_attribute_values(":snap", AttributeValue::S(SNAPSHOT_PREFIX.to_owned()))
+            .expression_attribute_values(":prefix", AttributeValue::S(prefix.to_owned()));
+        shape(scan)
             .into_paginator()
             .items()
             .send()
             .collect::<Result<Vec<_>, _>>()
             .await
-            .map_err(unavailable)?;
+            .map_err(unavailable)
+    }
+
+    /// Every SKU with a snapshot: a scan of the whole table for `snap#` items, all pages. For
+    /// tools (the audit); the service never scans.
+    pub async fn snapshot_skus(&self) -> Result<Vec<Sku>, StoreError> {
+        let items = self
+            .scan_prefixed(SNAPSHOT_PREFIX, |scan| scan.projection_expression("#pk"))
+            .await?;
         let mut skus: Vec<Sku> = items
             .iter()
             .filter_map(|item| match item.get(PK) {
