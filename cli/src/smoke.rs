@@ -376,7 +376,7 @@ async fn full(api: &Api, report: &mut Report) -> Result<(), String> {
         );
     }
     let answer = api.call(Method::GET, &item, None).await?;
-    report.check(
+    let reads_right = report.check(
         "the item reads on_hand 10, committed 3, reserved 0, available 7",
         expect(&answer, StatusCode::OK).and_then(|()| {
             figures(
@@ -406,13 +406,21 @@ async fn full(api: &Api, report: &mut Report) -> Result<(), String> {
             );
         }
     }
-    report.check(
-        "the read view follows: on_hand 10, committed 3, available 7",
+    // The read view follows the item; when the item itself does not read these figures (a step
+    // before failed), waiting the whole --wait for the view to show them would only delay the
+    // verdict.
+    let view_follows = if reads_right {
         api.eventually(&format!("/items?sku={sku}"), |body| {
             let item = &body["items"][0];
             figures(item, &[("on_hand", 10), ("committed", 3), ("available", 7)])
         })
-        .await,
+        .await
+    } else {
+        Err("not awaited: the item itself does not read these figures".to_owned())
+    };
+    report.check(
+        "the read view follows: on_hand 10, committed 3, available 7",
+        view_follows,
     );
     doors(api, report).await
 }

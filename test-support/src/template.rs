@@ -27,8 +27,42 @@ fn sam_python() -> PathBuf {
     path
 }
 
+/// What `scripts/translate-template args` prints, kept in the machine's temporary directory
+/// under a digest of everything it depends on (the script, the files it reads, the arguments,
+/// the Python that runs it): a test runner that starts a process per test (`cargo nextest`)
+/// translates each template once, not once per test. A changed template or script is a new
+/// digest, so a stale translation is never read.
 fn run_script(args: &[&str]) -> String {
-    let output = Command::new(sam_python())
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let python = sam_python();
+    let mut digest = DefaultHasher::new();
+    python.hash(&mut digest);
+    args.hash(&mut digest);
+    for input in std::iter::once("scripts/translate-template").chain(args.iter().copied()) {
+        std::fs::read(root().join(input))
+            .unwrap_or_default()
+            .hash(&mut digest);
+    }
+    let cache = std::env::temp_dir().join("inventory-translated");
+    let kept = cache.join(format!("{:016x}.out", digest.finish()));
+    if let Ok(text) = std::fs::read_to_string(&kept) {
+        return text;
+    }
+    let text = translate(&python, args);
+    // Written whole under a name of this process, then renamed: a reader sees all or nothing.
+    let part = cache.join(format!(
+        "{:016x}.{}.part",
+        digest.finish(),
+        std::process::id()
+    ));
+    if std::fs::create_dir_all(&cache).is_ok() && std::fs::write(&part, &text).is_ok() {
+        let _ = std::fs::rename(&part, &kept);
+    }
+    text
+}
+
+fn translate(python: &Path, args: &[&str]) -> String {
+    let output = Command::new(python)
         .arg(root().join("scripts/translate-template"))
         .args(args)
         .current_dir(root())
@@ -43,7 +77,7 @@ fn run_script(args: &[&str]) -> String {
     String::from_utf8(output.stdout).expect("UTF-8")
 }
 
-/// The translated template (translated once per test process).
+/// The translated template (read once per test process).
 pub fn translated() -> &'static Value {
     static TRANSLATED: OnceLock<Value> = OnceLock::new();
     TRANSLATED.get_or_init(|| {
