@@ -26,7 +26,7 @@ use crate::domain::buckets::{self, Spare};
 use crate::domain::decide::decide;
 use crate::domain::{
     Action, Bucket, BucketCount, Change, Command, CommandId, HoldLine, Move, ReservationId, Sku,
-    Timestamp, Verdict,
+    StockState, Timestamp, Verdict,
 };
 use crate::error::{panic_message, AppError};
 use crate::limits::{MAX_DEFERRED, MAX_MOVES_PER_TRANSACTION, MAX_TRANSACTION_ITEMS, SPREAD_FROM};
@@ -144,6 +144,8 @@ const MAX_ITEMS_PER_COMMAND: usize = 6;
 ///   write: no bucket but 0 ever gains units except by a move, so a drain that moved every
 ///   spare unit leaves none behind (see `docs/architecture.md`).
 /// - Fewer buckets: the spare units of the buckets dropped move to bucket 0.
+/// - A count is recorded as its delta, shared as an adjustment's is; units set aside live in
+///   bucket 0, gathered there first when they leave `available`.
 fn record(draft: &mut Draft, bucket: Bucket, now: Timestamp, change: Change) -> bool {
     let layout = draft.layout();
     match change {
@@ -163,6 +165,45 @@ fn record(draft: &mut Draft, bucket: Bucket, now: Timestamp, change: Change) -> 
                 };
                 draft.record(bucket, now, change);
             }
+        }
+        Change::StockCounted {
+            command_id,
+            counted,
+            delta,
+            reason,
+            note,
+            reference,
+        } if delta < 0 && layout.widest != BucketCount::ONE => {
+            let buckets = draft.holdings(now);
+            for (bucket, part) in buckets::share_adjustment(delta, &buckets) {
+                let change = Change::StockCounted {
+                    command_id,
+                    counted,
+                    delta: part,
+                    reason,
+                    note: note.clone(),
+                    reference: reference.clone(),
+                };
+                draft.record(bucket, now, change);
+            }
+        }
+        // Units set aside are kept by bucket 0: what leaves `available` is gathered there from
+        // the buckets' spare units first (the decision saw the item's, so they are there), so
+        // no bucket is left promising units that were set aside.
+        Change::StockReclassified {
+            states, quantity, ..
+        } if states.from == StockState::Available && layout.widest != BucketCount::ONE => {
+            let missing = quantity.units() - draft.state(Bucket::HOME).available(now).max(0);
+            if missing > 0 {
+                if let Some(moves) = buckets::gather(Bucket::HOME, missing, &draft.spares(now)) {
+                    draft.transfer(now, moves);
+                }
+            }
+            draft.record(Bucket::HOME, now, change);
+        }
+        Change::StockReclassified { .. } => {
+            draft.record(Bucket::HOME, now, change);
+            return layout.count != BucketCount::ONE;
         }
         Change::HoldReleased { quantity, .. } | Change::HoldExpired { quantity, .. }
             if bucket != Bucket::HOME =>
@@ -186,7 +227,9 @@ fn record(draft: &mut Draft, bucket: Bucket, now: Timestamp, change: Change) -> 
             draft.transfer(now, buckets::drain(&dropped));
             return true;
         }
-        Change::StockReceived { .. } | Change::StockAdjusted { .. } => {
+        Change::StockReceived { .. }
+        | Change::StockAdjusted { .. }
+        | Change::StockCounted { .. } => {
             draft.record(bucket, now, change);
             return layout.count != BucketCount::ONE;
         }

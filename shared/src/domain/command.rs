@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::stock_states::{Reason, Reclassification};
 use super::types::{
     BucketCount, CommandId, LowStockThreshold, Quantity, ReservationId, Sku, Timestamp,
 };
@@ -41,6 +42,40 @@ pub enum Action {
         /// Why, for the audit trail.
         reason: String,
     },
+    /// Move on-hand units from one state to another.
+    ReclassifyStock {
+        /// From which state to which.
+        #[serde(flatten)]
+        states: Reclassification,
+        /// Units moved.
+        quantity: Quantity,
+        /// Why.
+        reason: Reason,
+        /// Free text.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+        /// The document behind it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+    },
+    /// Set on-hand stock to what a count found; with `expected`, only if the item still has that
+    /// many on hand when the command applies (compare-and-set), else it is rejected
+    /// `stale_count`.
+    CountStock {
+        /// Units found on hand (0 or more).
+        counted: i64,
+        /// The on-hand figure the count was taken against.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expected: Option<i64>,
+        /// Why.
+        reason: Reason,
+        /// Free text.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+        /// The document behind it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+    },
     /// Split the SKU into `count` escrow buckets (1: one stream again).
     SetBuckets {
         /// How many buckets.
@@ -78,7 +113,9 @@ impl Action {
             Action::ReceiveStock { .. }
             | Action::AdjustStock { .. }
             | Action::SetBuckets { .. }
-            | Action::SetLowStock { .. } => None,
+            | Action::SetLowStock { .. }
+            | Action::ReclassifyStock { .. }
+            | Action::CountStock { .. } => None,
         }
     }
 }

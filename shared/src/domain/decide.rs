@@ -9,6 +9,7 @@ use super::command::{Action, Command};
 use super::event::{Change, Line, RejectionCode};
 use super::hold::{HoldLine, HoldStatus, HoldTerms};
 use super::state::SkuState;
+use super::stock_states::{Reason, Reclassification, StockState};
 use super::types::{CommandId, Quantity, ReservationId, Timestamp};
 
 /// Why a hold cannot be placed.
@@ -149,6 +150,37 @@ pub fn decide(
             command_id: id,
             below: *below,
         }),
+        (
+            Action::ReclassifyStock {
+                states,
+                quantity,
+                reason,
+                note,
+                reference,
+            },
+            _,
+        ) => reclassify(
+            state,
+            now,
+            Change::StockReclassified {
+                command_id: id,
+                states: *states,
+                quantity: *quantity,
+                reason: *reason,
+                note: note.clone(),
+                reference: reference.clone(),
+            },
+        ),
+        (
+            Action::CountStock {
+                counted,
+                expected,
+                reason,
+                note,
+                reference,
+            },
+            _,
+        ) => count(state, id, *counted, *expected, *reason, note, reference),
         (Action::CommitHold { .. }, Some(hold)) => {
             commit(state, hold, id, command.accepted_at, now)
         }
@@ -167,6 +199,56 @@ fn adjust(state: &SkuState, command_id: CommandId, delta: i64, reason: &str) -> 
         }),
         _ => Verdict::Reject(RejectionCode::OnHandWouldGoNegative),
     }
+}
+
+/// A move between states, `change`: only units the source state has. Units leave `available`
+/// only if they are for sale at `now` (what holds and sales keep stays where it is), so a move
+/// never takes a promised unit.
+fn reclassify(state: &SkuState, now: Timestamp, change: Change) -> Verdict {
+    let Change::StockReclassified {
+        states: Reclassification { from, .. },
+        quantity,
+        ..
+    } = &change
+    else {
+        unreachable!("reclassify decides a reclassification")
+    };
+    let has = match from {
+        StockState::Available => state.for_sale(now),
+        set_aside => state.unavailable.units(*set_aside).unwrap_or(0),
+    };
+    if quantity.units() > has {
+        return Verdict::Reject(RejectionCode::SourceLacksUnits);
+    }
+    Verdict::Apply(change)
+}
+
+/// A count: on-hand stock becomes `counted` (recorded as its delta). With `expected`, only if
+/// the item still has that many on hand (a count taken against a figure that has moved since
+/// is stale). A fact, as an adjustment is: it may leave the item short of its promises.
+fn count(
+    state: &SkuState,
+    command_id: CommandId,
+    counted: i64,
+    expected: Option<i64>,
+    reason: Reason,
+    note: &Option<String>,
+    reference: &Option<String>,
+) -> Verdict {
+    if expected.is_some_and(|expected| expected != state.on_hand) {
+        return Verdict::Reject(RejectionCode::StaleCount);
+    }
+    if counted < 0 {
+        return Verdict::Reject(RejectionCode::OnHandWouldGoNegative);
+    }
+    Verdict::Apply(Change::StockCounted {
+        command_id,
+        counted,
+        delta: counted - state.on_hand,
+        reason,
+        note: note.clone(),
+        reference: reference.clone(),
+    })
 }
 
 /// Checkout. In time (accepted by `expires_at`) and still counting: the held units are sold.
@@ -694,6 +776,191 @@ mod tests {
         );
         let g = g.received(at(3), 3);
         assert!(place(&g, 1, at(4)).is_ok(), "restocked");
+    }
+
+    fn move_cmd(from: StockState, to: StockState, n: i64) -> Command {
+        command(
+            Action::ReclassifyStock {
+                states: Reclassification::new(from, to).unwrap(),
+                quantity: qty(n),
+                reason: Reason::Damaged,
+                note: None,
+                reference: None,
+            },
+            at(1),
+        )
+    }
+    fn count_cmd(counted: i64, expected: Option<i64>) -> Command {
+        command(
+            Action::CountStock {
+                counted,
+                expected,
+                reason: Reason::CycleCount,
+                note: Some("aisle 4".into()),
+                reference: None,
+            },
+            at(1),
+        )
+    }
+    impl Given {
+        /// Decides a command that needs no hold at `now` and records its change.
+        fn decided_item(self, command: &Command, now: Timestamp) -> Self {
+            let verdict = decide(&self.state(), None, command, now, GRACE);
+            self.apply(now, verdict)
+        }
+    }
+
+    #[test]
+    fn units_set_aside_stay_on_hand_and_are_not_for_sale() {
+        let g = given().received(at(0), 10).decided_item(
+            &move_cmd(StockState::Available, StockState::Damaged, 3),
+            at(1),
+        );
+        let state = g.state();
+        assert_eq!(state.on_hand, 10);
+        assert_eq!(state.unavailable.damaged, 3);
+        assert_eq!(state.available(at(2)), 7);
+        assert_eq!(
+            place(&g, 8, at(2)),
+            Err(PlaceRejection::InsufficientStock {
+                requested: 8,
+                available: 7
+            })
+        );
+        // Inspected and sellable again, in two steps.
+        let g = g
+            .decided_item(
+                &move_cmd(StockState::Damaged, StockState::QualityControl, 3),
+                at(3),
+            )
+            .decided_item(
+                &move_cmd(StockState::QualityControl, StockState::Available, 2),
+                at(4),
+            );
+        let state = g.state();
+        assert_eq!(
+            (state.unavailable.damaged, state.unavailable.quality_control),
+            (0, 1)
+        );
+        assert_eq!(state.available(at(5)), 9);
+    }
+
+    #[test]
+    fn a_move_never_takes_units_that_holds_or_sales_keep() {
+        let g = given()
+            .received(at(0), 10)
+            .held(at(0), 4, 900)
+            .decided(2, &checkout(2, at(1)), at(1))
+            .held(at(1), 3, 900);
+        // 10 on hand, 4 sold, 3 held: 3 for sale.
+        let to_safety = move_cmd(StockState::Available, StockState::SafetyStock, 4);
+        assert_eq!(
+            decide(&g.state(), None, &to_safety, at(2), GRACE),
+            Verdict::Reject(RejectionCode::SourceLacksUnits)
+        );
+        let g = g.decided_item(
+            &move_cmd(StockState::Available, StockState::SafetyStock, 3),
+            at(2),
+        );
+        assert_eq!(g.state().for_sale(at(2)), 0);
+        assert_eq!(
+            g.state().on_hand - g.state().committed - g.state().held(at(2)),
+            3,
+            "the sold and the held units are all still there"
+        );
+        // Nothing is set aside as damaged: a move out of it has no source.
+        let from_damaged = move_cmd(StockState::Damaged, StockState::Available, 1);
+        assert_eq!(
+            decide(&g.state(), None, &from_damaged, at(2), GRACE),
+            Verdict::Reject(RejectionCode::SourceLacksUnits)
+        );
+    }
+
+    #[test]
+    fn a_count_sets_on_hand_by_its_delta_and_a_stale_one_is_refused() {
+        let g = given().received(at(0), 10).adjusted(at(1), -1);
+        assert_eq!(
+            decide(&g.state(), None, &count_cmd(7, Some(10)), at(2), GRACE),
+            Verdict::Reject(RejectionCode::StaleCount),
+            "counted against 10, the item has 9 now"
+        );
+        let g = g.decided_item(&count_cmd(7, Some(9)), at(2));
+        match &g.events.last().unwrap().change {
+            Change::StockCounted {
+                counted,
+                delta,
+                reason,
+                ..
+            } => assert_eq!((*counted, *delta, *reason), (7, -2, Reason::CycleCount)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(g.state().on_hand, 7);
+        // Without `expected`, a plain set; the same figure again is still a count on record.
+        let g = g.decided_item(&count_cmd(12, None), at(3));
+        let g = g.decided_item(&count_cmd(12, None), at(4));
+        assert_eq!(g.state().on_hand, 12);
+        assert_eq!(g.events.len(), 5);
+    }
+
+    #[test]
+    fn a_count_below_what_is_promised_leaves_the_item_short() {
+        let g = given()
+            .received(at(0), 5)
+            .held(at(0), 4, 900)
+            .decided_item(&count_cmd(2, None), at(1));
+        let state = g.state();
+        assert_eq!((state.on_hand, state.available(at(2))), (2, -2));
+        assert_eq!(state.for_sale(at(2)), 0);
+    }
+
+    #[test]
+    fn a_snapshot_from_before_the_states_reads_as_none_set_aside_and_one_without_any_leaves_them_out(
+    ) {
+        let g = given().received(at(0), 5);
+        let json = serde_json::to_value(g.state()).unwrap();
+        assert!(json.get("unavailable").is_none(), "{json}");
+        let read: SkuState = serde_json::from_value(json).unwrap();
+        assert_eq!(read, g.state());
+        let g = g.decided_item(
+            &move_cmd(StockState::Available, StockState::Damaged, 1),
+            at(1),
+        );
+        let json = serde_json::to_value(g.state()).unwrap();
+        assert_eq!(json["unavailable"]["damaged"], 1, "{json}");
+    }
+
+    #[test]
+    fn the_new_events_and_commands_read_back_as_written() {
+        let g = given()
+            .received(at(0), 5)
+            .decided_item(
+                &move_cmd(StockState::Available, StockState::QualityControl, 2),
+                at(1),
+            )
+            .decided_item(&count_cmd(4, Some(5)), at(2));
+        for event in &g.events {
+            let json = serde_json::to_string(event).unwrap();
+            assert_eq!(&serde_json::from_str::<Event>(&json).unwrap(), event);
+        }
+        let moved = serde_json::to_value(&g.events[1]).unwrap();
+        assert_eq!(moved["type"], "stock_reclassified");
+        assert_eq!(
+            (&moved["from"], &moved["to"]),
+            (
+                &serde_json::json!("available"),
+                &serde_json::json!("quality_control")
+            )
+        );
+        for action in [
+            move_cmd(StockState::SafetyStock, StockState::Available, 1),
+            count_cmd(3, Some(4)),
+        ] {
+            let json = serde_json::to_string(&action).unwrap();
+            assert_eq!(serde_json::from_str::<Command>(&json).unwrap(), action);
+        }
+        let to_itself = r#"{"id":"00000000-0000-0000-0000-000000000001","sku":"A","accepted_at":0,
+            "type":"reclassify_stock","from":"damaged","to":"damaged","quantity":1,"reason":"other"}"#;
+        assert!(serde_json::from_str::<Command>(to_itself).is_err());
     }
 
     #[test]

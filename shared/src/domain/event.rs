@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::access::ClientId;
 use super::buckets::{Move, TransferId};
+use super::stock_states::{Reason, Reclassification};
 use super::types::{
     BucketCount, CommandId, LowStockThreshold, Quantity, ReservationId, Sku, Timestamp, Version,
 };
@@ -153,6 +154,44 @@ pub enum Change {
     BucketsDrained {},
     /// The item's stock is spread over its buckets again (on bucket 0).
     BucketsSpread {},
+    /// On-hand units moved from one state to another (for sale, damaged, in inspection, kept
+    /// back): on-hand stock is unchanged, what is for sale is not.
+    StockReclassified {
+        /// The move's command.
+        command_id: CommandId,
+        /// From which state to which.
+        #[serde(flatten)]
+        states: Reclassification,
+        /// Units moved.
+        quantity: Quantity,
+        /// Why.
+        reason: Reason,
+        /// Free text, for the people reading the ledger.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+        /// The document behind it (an inspection report, a ticket).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+    },
+    /// The item was counted: `counted` units on hand, `delta` from what the stream had (the fold
+    /// adds `delta`, so a count shared over an item's buckets adds up). A fact: it may leave the
+    /// item short of what is promised, as an adjustment may.
+    StockCounted {
+        /// The count's command.
+        command_id: CommandId,
+        /// Units found on hand.
+        counted: i64,
+        /// Units added (positive) or taken (negative) by the count.
+        delta: i64,
+        /// Why (a cycle count unless it says otherwise).
+        reason: Reason,
+        /// Free text, for the people reading the ledger.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+        /// The document behind it (the count sheet).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+    },
     /// A queued command could not take effect; recorded so the history explains itself.
     CommandRejected {
         /// The command refused.
@@ -172,6 +211,8 @@ impl Change {
             | Change::HoldReleased { command_id, .. }
             | Change::BucketsSet { command_id, .. }
             | Change::LowStockSet { command_id, .. }
+            | Change::StockReclassified { command_id, .. }
+            | Change::StockCounted { command_id, .. }
             | Change::CommandRejected { command_id, .. } => Some(*command_id),
             Change::HoldPlaced { .. }
             | Change::HoldExtended { .. }
@@ -222,6 +263,12 @@ pub enum RejectionCode {
     SkuNotInReservation,
     /// The request that made the command was never answered 202, so the command was dropped.
     CommandNotAccepted,
+    /// The state a move takes units from has fewer than it moves (for `available`: fewer are
+    /// for sale, holds and sales keeping the rest).
+    SourceLacksUnits,
+    /// The count was taken against an on-hand figure that has changed since
+    /// (`expected` is no longer what the item has).
+    StaleCount,
     /// The queued record could not be read as a command. Written by versions before parking;
     /// kept so their events still read (such records are now parked `unknown_shape`).
     MalformedCommand,
@@ -238,6 +285,8 @@ impl RejectionCode {
             Self::HoldLapsedInsufficientStock => "hold_lapsed_insufficient_stock",
             Self::SkuNotInReservation => "sku_not_in_reservation",
             Self::CommandNotAccepted => "command_not_accepted",
+            Self::SourceLacksUnits => "source_lacks_units",
+            Self::StaleCount => "stale_count",
             Self::MalformedCommand => "malformed_command",
         }
     }

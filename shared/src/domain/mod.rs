@@ -9,6 +9,7 @@ pub mod event;
 pub mod hold;
 pub mod notices;
 pub mod state;
+pub mod stock_states;
 pub mod types;
 
 pub use access::{Caller, ClientId, Scope};
@@ -19,6 +20,7 @@ pub use event::{Change, Event, Line, RejectionCode};
 pub use hold::{HoldLine, HoldStatus, HoldTerms};
 pub use notices::{notices, Notice, Noticed, StockFigures};
 pub use state::SkuState;
+pub use stock_states::{Reason, Reclassification, StockState, Unavailable};
 pub use types::{
     Bucket, BucketCount, CommandId, IdempotencyKey, InvalidValue, LowStockThreshold, Quantity,
     ReservationId, Sku, Timestamp, TtlSeconds, Units, Version,

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::buckets::Layout;
 use super::event::{Change, Event};
+use super::stock_states::Unavailable;
 use super::types::{LowStockThreshold, Timestamp, Version};
 
 /// What the stream of one SKU adds up to.
@@ -22,6 +23,10 @@ pub struct SkuState {
     pub on_hand: i64,
     /// Units sold at checkout.
     pub committed: i64,
+    /// On-hand units not for sale, per state (left out of a snapshot while all are zero, so
+    /// snapshots from before the states read as zeros).
+    #[serde(default, skip_serializing_if = "Unavailable::is_zero")]
+    pub unavailable: Unavailable,
     /// The latest decision time seen in the stream; time in a stream never runs backwards.
     pub clock: Timestamp,
     /// Held units per release instant, only for instants after `clock`.
@@ -82,7 +87,15 @@ impl SkuState {
         let clock = self.clock;
         match &event.change {
             Change::StockReceived { quantity, .. } => self.on_hand += quantity.units(),
-            Change::StockAdjusted { delta, .. } => self.on_hand += delta,
+            Change::StockAdjusted { delta, .. } | Change::StockCounted { delta, .. } => {
+                self.on_hand += delta
+            }
+            Change::StockReclassified {
+                states, quantity, ..
+            } => {
+                self.unavailable.add(states.from, -quantity.units());
+                self.unavailable.add(states.to, quantity.units());
+            }
             Change::HoldPlaced {
                 quantity,
                 release_at,
@@ -145,10 +158,10 @@ impl SkuState {
         self.holds.counting_at(now)
     }
 
-    /// Units that can still be promised at `now`: on hand less committed less held. Negative
-    /// when an adjustment left the item short.
+    /// Units that can still be promised at `now`: on hand less committed, held and set aside
+    /// (not for sale). Negative when an adjustment or a count left the item short.
     pub fn available(&self, now: Timestamp) -> i64 {
-        self.on_hand - self.committed - self.held(now)
+        self.on_hand - self.committed - self.held(now) - self.unavailable.total()
     }
 
     /// Units a buyer may be promised at `now`, as clients are told: what is available, or none
@@ -170,6 +183,7 @@ impl SkuState {
             item.version += bucket.version;
             item.on_hand += bucket.on_hand;
             item.committed += bucket.committed;
+            item.unavailable = item.unavailable.plus(bucket.unavailable);
             item.clock = item.clock.max(bucket.clock);
             item.holds.total += bucket.holds.total;
             for (at, units) in &bucket.holds.by_release {
