@@ -201,6 +201,20 @@ impl Api {
     /// Queues an admin command with `method path body`, with an Idempotency-Key of its own (the
     /// route requires one), and waits for it to apply.
     async fn command(&self, method: Method, path: &str, body: Option<Value>) -> Result<(), String> {
+        match self.outcome(method, path, body).await? {
+            (_, status, _) if status == "applied" => Ok(()),
+            (id, status, _) => Err(format!("command {id} is {status}")),
+        }
+    }
+
+    /// Queues an admin command as [`Api::command`] does and waits for it to settle: its id, its
+    /// status and its reason (when rejected or parked).
+    async fn outcome(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(String, String, Option<String>), String> {
         let key = format!("smoke-{:016x}", fastrand::u64(..));
         let token = self.token.as_deref();
         let answer = self.call_as(method, path, body, token, Some(&key)).await?;
@@ -209,10 +223,12 @@ impl Api {
             .as_str()
             .ok_or_else(|| format!("no command_id in {}", answer.body))?
             .to_owned();
-        match self.settled(&id).await?.as_str() {
-            "applied" => Ok(()),
-            other => Err(format!("command {id} is {other}")),
-        }
+        let status = self.settled(&id).await?;
+        let answer = self
+            .call(Method::GET, &format!("/commands/{id}"), None)
+            .await?;
+        let reason = answer.body["reason"].as_str().map(str::to_owned);
+        Ok((id, status, reason))
     }
 
     async fn reserve(&self, sku: &str, quantity: i64, key: Option<&str>) -> Result<Answer, String> {
@@ -406,23 +422,75 @@ async fn full(api: &Api, report: &mut Report) -> Result<(), String> {
             );
         }
     }
+    let reads_right = reads_right && states_and_counts(api, report, &item).await?;
     // The read view follows the item; when the item itself does not read these figures (a step
     // before failed), waiting the whole --wait for the view to show them would only delay the
     // verdict.
     let view_follows = if reads_right {
         api.eventually(&format!("/items?sku={sku}"), |body| {
             let item = &body["items"][0];
-            figures(item, &[("on_hand", 10), ("committed", 3), ("available", 7)])
+            figures(item, &[("on_hand", 9), ("committed", 3), ("available", 4)])
+                .and_then(|()| figures(&item["unavailable"], &[("damaged", 2)]))
         })
         .await
     } else {
         Err("not awaited: the item itself does not read these figures".to_owned())
     };
     report.check(
-        "the read view follows: on_hand 10, committed 3, available 7",
+        "the read view follows: on_hand 9, committed 3, damaged 2, available 4",
         view_follows,
     );
     doors(api, report).await
+}
+
+/// On the item at `item` (on hand 10, 3 sold, 7 for sale): 2 units set aside as damaged, a
+/// count against a stale figure refused, and a count against the right one applied. Whether it
+/// ends reading on hand 9, committed 3, damaged 2, available 4.
+async fn states_and_counts(api: &Api, report: &mut Report, item: &str) -> Result<bool, String> {
+    report.check(
+        "a move of 2 units from available to damaged applies",
+        api.command(
+            Method::POST,
+            &format!("{item}/moves"),
+            Some(json!({ "from": "available", "to": "damaged", "quantity": 2,
+                         "reason": "damaged", "note": "smoke" })),
+        )
+        .await,
+    );
+    let (id, status, reason) = api
+        .outcome(
+            Method::PUT,
+            &format!("{item}/on-hand"),
+            Some(json!({ "quantity": 9, "expected": 11, "reason": "cycle_count" })),
+        )
+        .await?;
+    report.check(
+        "a count taken against a stale on-hand figure is rejected stale_count",
+        match (status.as_str(), reason.as_deref()) {
+            ("rejected", Some("stale_count")) => Ok(()),
+            _ => Err(format!("command {id} is {status} ({reason:?})")),
+        },
+    );
+    report.check(
+        "a count of 9 against on-hand 10 applies",
+        api.command(
+            Method::PUT,
+            &format!("{item}/on-hand"),
+            Some(json!({ "quantity": 9, "expected": 10, "reason": "cycle_count" })),
+        )
+        .await,
+    );
+    let answer = api.call(Method::GET, item, None).await?;
+    Ok(report.check(
+        "the item reads on_hand 9, committed 3, damaged 2, available 4",
+        expect(&answer, StatusCode::OK).and_then(|()| {
+            figures(
+                &answer.body,
+                &[("on_hand", 9), ("committed", 3), ("available", 4)],
+            )
+            .and_then(|()| figures(&answer.body["unavailable"], &[("damaged", 2)]))
+        }),
+    ))
 }
 
 /// Reads, and one reservation of the canary SKU that is released.

@@ -96,6 +96,7 @@ mod tests {
                     on_hand: Some(10),
                     reserved: Some(3),
                     committed: Some(7),
+                    unavailable: None,
                     available: 0,
                     version: 42,
                 },

@@ -20,8 +20,8 @@ use crate::archive::Archive;
 use crate::config::Config;
 use crate::domain::{Action, Bucket, Caller, Command, Line, TtlSeconds};
 use crate::domain::{
-    Change, ClientId, CommandId, Event, HoldLine, HoldStatus, IdempotencyKey, Quantity,
-    ReservationId, Sku, SkuState, Timestamp, Version,
+    Annotation, Change, ClientId, CommandId, Event, HoldLine, HoldStatus, IdempotencyKey, Quantity,
+    Reason, Reclassification, ReservationId, Sku, SkuState, StockState, Timestamp, Version,
 };
 use crate::feed::{FeedChange, Reaction};
 use crate::limits::MAX_TRANSACTION_ITEMS;
@@ -59,6 +59,7 @@ pub async fn check_event_store(store: Arc<dyn EventStore>, ttl: &dyn TimeToLive,
     a_record_update_needs_the_version_read(store.as_ref(), prefix).await;
     command_records_are_listed_by_when_they_were_accepted(store.as_ref(), prefix).await;
     a_long_stream_reads_back_whole(store.as_ref(), prefix).await;
+    every_kind_of_stock_change_reads_back_as_written(store.as_ref(), prefix).await;
     a_transaction_of_more_than_the_item_limit_is_refused_whole(store.as_ref(), prefix).await;
     of_racing_appends_at_one_head_exactly_one_wins(Arc::clone(&store), prefix).await;
     a_snapshot_never_goes_backwards(store.as_ref(), prefix).await;
@@ -147,6 +148,65 @@ async fn appended_events_read_back_in_order(store: &dyn EventStore, prefix: &str
     );
     assert_eq!(store.read_event(&a, 4).await, Ok(None), "event past head");
     assert_eq!(store.read_event(&a, 0).await, Ok(None), "event 0");
+}
+
+/// The changes with nested parts (a move's states and every change's annotation, each with its
+/// optional fields present and absent) read back as written, and the snapshot of their fold
+/// keeps what is set aside.
+async fn every_kind_of_stock_change_reads_back_as_written(store: &dyn EventStore, prefix: &str) {
+    let a = sku(prefix, "stock-changes");
+    let at = |seq: i64| Timestamp::from_millis(1_700_000_000_000 + seq);
+    let changes = [
+        Change::StockReclassified {
+            command_id: CommandId::random(),
+            states: Reclassification::new(StockState::Available, StockState::QualityControl)
+                .expect("two states"),
+            quantity: Quantity::new(2).expect("valid quantity"),
+            why: Annotation {
+                reason: Reason::QualityControl,
+                note: Some("suspect batch".into()),
+                reference: Some("QC-19".into()),
+            },
+        },
+        Change::StockCounted {
+            command_id: CommandId::random(),
+            counted: 4,
+            delta: -1,
+            why: Annotation::because(Reason::CycleCount),
+        },
+    ];
+    let events: Vec<Event> = std::iter::once(received(&a, 1, 5))
+        .chain(changes.into_iter().zip(2..).map(|(change, seq)| Event {
+            sku: a.clone(),
+            seq,
+            at: at(seq as i64),
+            change,
+        }))
+        .collect();
+    let appended = StreamAppend {
+        sku: a.clone(),
+        expected: 0,
+        events: events.clone(),
+    };
+    transact(store, Transaction::appends(vec![appended]))
+        .await
+        .expect("append");
+    assert_eq!(store.read_stream(&a, 0).await, Ok(events.clone()));
+    let state = SkuState::from_events(&events);
+    assert_eq!(state.unavailable.quality_control, 2);
+    store
+        .save_snapshot(&a, &state)
+        .await
+        .expect("snapshot saved");
+    let read = store
+        .read_snapshots(std::slice::from_ref(&a))
+        .await
+        .expect("snapshot read");
+    assert_eq!(
+        read,
+        vec![Some(state)],
+        "the snapshot keeps what is set aside"
+    );
 }
 
 async fn an_append_at_a_stale_head_conflicts_and_writes_nothing(

@@ -49,8 +49,12 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     code("invalid_sku", StatusCode::BAD_REQUEST, "A SKU is not 1-64 characters of [A-Za-z0-9._-]."),
     code("invalid_quantity", StatusCode::BAD_REQUEST, "A quantity is not between 1 and 1000000."),
     code("invalid_delta", StatusCode::BAD_REQUEST, "An adjustment is 0 or beyond 1000000000 either way."),
-    code("invalid_reference", StatusCode::BAD_REQUEST, "A receipt reference is blank or over 500 characters."),
+    code("invalid_reference", StatusCode::BAD_REQUEST, "A reference (of a receipt, a move or a count) is blank or over 500 characters."),
     code("invalid_reason", StatusCode::BAD_REQUEST, "An adjustment reason is blank or over 500 characters."),
+    code("invalid_count", StatusCode::BAD_REQUEST, "A count's quantity is not between 0 and 1000000000."),
+    code("invalid_expected", StatusCode::BAD_REQUEST, "A count's expected on-hand figure is not between 0 and 1000000000."),
+    code("invalid_note", StatusCode::BAD_REQUEST, "A note is blank or over 500 characters."),
+    code("invalid_move", StatusCode::BAD_REQUEST, "A move names the same state as `from` and `to`."),
     code("invalid_lines", StatusCode::BAD_REQUEST, "A reservation names no line or too many (100, or 99 with an Idempotency-Key)."),
     code("duplicate_sku", StatusCode::BAD_REQUEST, "A reservation names one SKU on two lines."),
     code("invalid_bucket_count", StatusCode::BAD_REQUEST, "A bucket count is not between 1 and 256."),
@@ -62,7 +66,7 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     code(
         "idempotency_key_required",
         StatusCode::BAD_REQUEST,
-        "An admin command (receipt, adjustment, buckets, low-stock) came without an Idempotency-Key: a retry after a lost answer would apply it twice. Nothing was queued.",
+        "An admin command (receipt, adjustment, move, count, buckets, low-stock) came without an Idempotency-Key: a retry after a lost answer would apply it twice. Nothing was queued.",
     ),
     code(
         "unauthenticated",

@@ -19,7 +19,8 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use inventory_core::app::{CommandView, ItemView, ItemsView, ReservationView, ReserveRequest};
 use inventory_core::domain::{
-    BucketCount, CommandId, Line, LowStockThreshold, Quantity, Scope, Sku, TtlSeconds,
+    Annotation, BucketCount, CommandId, Line, LowStockThreshold, Quantity, Reason,
+    Reclassification, Scope, Sku, StockState, TtlSeconds,
 };
 use inventory_core::limits::MAX_SKUS_PER_READ;
 use inventory_core::Inventory;
@@ -93,6 +94,34 @@ fn declared_routes() -> Vec<(Route, Handlers)> {
                 "idempotency_key_reused",
             ],
             routes!(post_adjustment),
+        ),
+        route(
+            Admin,
+            false,
+            &[
+                "invalid_sku",
+                "invalid_quantity",
+                "invalid_move",
+                "invalid_note",
+                "invalid_reference",
+                "idempotency_key_required",
+                "idempotency_key_reused",
+            ],
+            routes!(post_move),
+        ),
+        route(
+            Admin,
+            false,
+            &[
+                "invalid_sku",
+                "invalid_count",
+                "invalid_expected",
+                "invalid_note",
+                "invalid_reference",
+                "idempotency_key_required",
+                "idempotency_key_reused",
+            ],
+            routes!(put_on_hand),
         ),
         route(
             Admin,
@@ -231,6 +260,53 @@ struct AdjustmentBody {
     reason: String,
 }
 
+/// A move of on-hand units from one state to another: out of sale (`available` to `damaged`,
+/// `quality_control` or `safety_stock`), back, or between two of those.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct MoveBody {
+    /// The state the units leave.
+    from: StockState,
+    /// The state they enter (not `from`).
+    to: StockState,
+    #[schema(value_type = Quantity)]
+    quantity: WholeNumber,
+    /// Why, from the documented list.
+    reason: Reason,
+    /// Free text, for the ledger's readers.
+    #[serde(default)]
+    #[schema(schema_with = openapi::note)]
+    note: Option<String>,
+    /// The document behind it (an inspection report, a ticket).
+    #[serde(default)]
+    #[schema(schema_with = openapi::note)]
+    reference: Option<String>,
+}
+
+/// A count of the shelf: the units found on hand.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct OnHandBody {
+    /// Units found on hand (0 to 1000000000).
+    #[schema(schema_with = openapi::count)]
+    quantity: WholeNumber,
+    /// The on-hand figure the count was taken against: the count applies only if the item still
+    /// has that many when the processor reaches it, else it is rejected `stale_count`.
+    #[serde(default)]
+    #[schema(schema_with = openapi::count)]
+    expected: Option<WholeNumber>,
+    /// Why (a cycle count, a correction, shrinkage...).
+    reason: Reason,
+    /// Free text, for the ledger's readers.
+    #[serde(default)]
+    #[schema(schema_with = openapi::note)]
+    note: Option<String>,
+    /// The document behind it (the count sheet).
+    #[serde(default)]
+    #[schema(schema_with = openapi::note)]
+    reference: Option<String>,
+}
+
 /// How many escrow buckets to split an item into.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -327,6 +403,80 @@ async fn post_adjustment(
 ) -> Result<Response, ApiError> {
     let id = inventory
         .adjust_stock(sku, body.delta.0, body.reason, Some(&key), &caller)
+        .await?;
+    Ok(accepted(id))
+}
+
+/// Move units between states: queue a move of on-hand units out of sale (to `damaged`,
+/// `quality_control` or `safety_stock`), back to sale, or between two of those states. On-hand
+/// stock is unchanged. It is rejected `source_lacks_units` when the source state has fewer
+/// units than it moves; out of `available`, only units for sale then (never ones that holds or
+/// sales keep) can move (see `GET /commands/{id}`).
+#[utoipa::path(
+    post,
+    path = "/items/{sku}/moves",
+    params(SkuPath, RequiredIdempotencyKey),
+    request_body = MoveBody,
+    responses((status = 202, description = "The move is queued.", body = Accepted)),
+)]
+async fn post_move(
+    State(inventory): Service,
+    Authenticated(caller): Authenticated,
+    SkuPath(sku): SkuPath,
+    RequiredIdempotencyKey(key): RequiredIdempotencyKey,
+    JsonBody(body): JsonBody<MoveBody>,
+) -> Result<Response, ApiError> {
+    let quantity = Quantity::new(body.quantity.0)?;
+    let states = Reclassification::new(body.from, body.to).ok_or_else(|| {
+        ApiError::new(
+            "invalid_move",
+            format!("a move from {} to {} moves nothing", body.from, body.to),
+        )
+        .with("field", "to")
+    })?;
+    let why = Annotation {
+        reason: body.reason,
+        note: body.note,
+        reference: body.reference,
+    };
+    let id = inventory
+        .reclassify_stock(sku, states, quantity, why, Some(&key), &caller)
+        .await?;
+    Ok(accepted(id))
+}
+
+/// Count the SKU: queue the on-hand figure a count found. With `expected`, it is a
+/// compare-and-set: applied only if the item still has `expected` units on hand when the
+/// processor reaches it, else rejected `stale_count` (count again). A count is a fact: it may
+/// leave the item short of what holds and sales keep, as an adjustment may.
+#[utoipa::path(
+    put,
+    path = "/items/{sku}/on-hand",
+    params(SkuPath, RequiredIdempotencyKey),
+    request_body = OnHandBody,
+    responses((status = 202, description = "The count is queued.", body = Accepted)),
+)]
+async fn put_on_hand(
+    State(inventory): Service,
+    Authenticated(caller): Authenticated,
+    SkuPath(sku): SkuPath,
+    RequiredIdempotencyKey(key): RequiredIdempotencyKey,
+    JsonBody(body): JsonBody<OnHandBody>,
+) -> Result<Response, ApiError> {
+    let why = Annotation {
+        reason: body.reason,
+        note: body.note,
+        reference: body.reference,
+    };
+    let id = inventory
+        .count_stock(
+            sku,
+            body.quantity.0,
+            body.expected.map(|expected| expected.0),
+            why,
+            Some(&key),
+            &caller,
+        )
         .await?;
     Ok(accepted(id))
 }

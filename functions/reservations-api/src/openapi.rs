@@ -400,6 +400,16 @@ pub(crate) fn delta() -> Schema {
         .into()
 }
 
+/// A count's figure: 0 to [`MAX_ADJUSTMENT`] units on hand.
+pub(crate) fn count() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+        .minimum(Some(0))
+        .maximum(Some(MAX_ADJUSTMENT))
+        .description(Some("Units on hand, 0 to 1000000000."))
+}
+
 /// A cart's lines: 1 to [`MAX_LINES`] (one less with an Idempotency-Key).
 pub(crate) fn lines<T: ToSchema>() -> ArrayBuilder {
     ArrayBuilder::new()

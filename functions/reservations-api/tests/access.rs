@@ -225,6 +225,10 @@ fn example(route: &Route) -> (String, Option<Value>) {
     let body = match route.path.as_str() {
         "/items/{sku}/receipts" => Some(json!({ "quantity": 1 })),
         "/items/{sku}/adjustments" => Some(json!({ "delta": 1, "reason": "count" })),
+        "/items/{sku}/moves" => Some(
+            json!({ "from": "available", "to": "damaged", "quantity": 1, "reason": "damaged" }),
+        ),
+        "/items/{sku}/on-hand" => Some(json!({ "quantity": 1, "reason": "cycle_count" })),
         "/items/{sku}/buckets" => Some(json!({ "count": 4 })),
         "/items/{sku}/low-stock" => Some(json!({ "below": 3 })),
         "/reservations" => Some(json!({ "lines": [{ "sku": "SKU-A", "quantity": 1 }] })),
@@ -235,7 +239,7 @@ fn example(route: &Route) -> (String, Option<Value>) {
 }
 
 #[tokio::test]
-async fn every_route_is_declared_with_a_scope_and_they_are_the_twelve_of_the_api() {
+async fn every_route_is_declared_with_a_scope_and_they_are_the_fourteen_of_the_api() {
     let routes = routes();
     let declared: Vec<(&str, &str, Scope)> = routes
         .iter()
@@ -248,6 +252,8 @@ async fn every_route_is_declared_with_a_scope_and_they_are_the_twelve_of_the_api
             ("GET", "/items/{sku}", Scope::Read),
             ("POST", "/items/{sku}/receipts", Scope::Admin),
             ("POST", "/items/{sku}/adjustments", Scope::Admin),
+            ("POST", "/items/{sku}/moves", Scope::Admin),
+            ("PUT", "/items/{sku}/on-hand", Scope::Admin),
             ("PUT", "/items/{sku}/buckets", Scope::Admin),
             ("PUT", "/items/{sku}/low-stock", Scope::Admin),
             ("POST", "/reservations", Scope::Reserve),

@@ -312,6 +312,7 @@ async fn a_receipt_is_202_with_a_command_id_and_raises_on_hand_once_processed() 
     assert_eq!(
         app.item("SKU-1").await,
         json!({ "sku": "SKU-1", "on_hand": 10, "reserved": 0, "committed": 0,
+                "unavailable": { "damaged": 0, "quality_control": 0, "safety_stock": 0 },
                 "available": 10, "version": 1 })
     );
 }
@@ -448,6 +449,16 @@ async fn an_admin_command_without_an_idempotency_key_is_400_idempotency_key_requ
             "POST",
             "/items/SKU-1/adjustments",
             json!({ "delta": 1, "reason": "count" }),
+        ),
+        (
+            "POST",
+            "/items/SKU-1/moves",
+            json!({ "from": "available", "to": "damaged", "quantity": 1, "reason": "damaged" }),
+        ),
+        (
+            "PUT",
+            "/items/SKU-1/on-hand",
+            json!({ "quantity": 5, "reason": "cycle_count" }),
         ),
         ("PUT", "/items/SKU-1/buckets", json!({ "count": 2 })),
         ("PUT", "/items/SKU-1/low-stock", json!({ "below": 2 })),
@@ -586,7 +597,7 @@ async fn an_adjustment_that_would_make_on_hand_negative_is_rejected_with_reason_
 // GET /items/{sku}
 
 #[tokio::test]
-async fn an_item_reads_as_on_hand_reserved_committed_available_and_version() {
+async fn an_item_reads_as_on_hand_reserved_committed_unavailable_available_and_version() {
     let app = App::new().await;
     app.stock("SKU-1", 10).await;
     let sold = app.reserve(&[("SKU-1", 2)]).await;
@@ -595,6 +606,7 @@ async fn an_item_reads_as_on_hand_reserved_committed_available_and_version() {
     assert_eq!(
         app.item("SKU-1").await,
         json!({ "sku": "SKU-1", "on_hand": 10, "reserved": 3, "committed": 2,
+                "unavailable": { "damaged": 0, "quality_control": 0, "safety_stock": 0 },
                 "available": 5, "version": 4 })
     );
 }
@@ -632,6 +644,7 @@ async fn an_item_with_detail_buckets_lists_its_buckets_which_add_up_to_the_item(
     assert_eq!(
         one.body["buckets"],
         json!([{ "bucket": 0, "on_hand": 10, "reserved": 0, "committed": 0,
+                 "unavailable": { "damaged": 0, "quality_control": 0, "safety_stock": 0 },
                  "available": 10, "version": 1 }])
     );
 
@@ -699,6 +712,186 @@ async fn a_bucket_count_outside_1_to_256_is_400_invalid_bucket_count_and_queues_
         .await
         .assert_error(StatusCode::BAD_REQUEST, "invalid_bucket_count");
     }
+    assert_eq!(app.process().await, 0, "nothing was queued");
+}
+
+// ---------------------------------------------------------------------------------------------
+// POST /items/{sku}/moves, PUT /items/{sku}/on-hand
+
+#[tokio::test]
+async fn units_moved_to_damaged_stay_on_hand_leave_sale_and_a_move_beyond_what_is_for_sale_is_rejected(
+) {
+    let app = App::new().await;
+    app.stock("SKU-1", 10).await;
+    app.reserve(&[("SKU-1", 6)]).await;
+    let moved = app
+        .command(
+            "POST",
+            "/items/SKU-1/moves",
+            &json!({ "from": "available", "to": "damaged", "quantity": 3,
+                     "reason": "damaged", "note": "crushed pallet", "reference": "INC-7" }),
+        )
+        .await;
+    moved.assert_status(StatusCode::ACCEPTED);
+    // 4 for sale: 5 more cannot leave sale (the held 6 stay promised).
+    let too_many = app
+        .command(
+            "POST",
+            "/items/SKU-1/moves",
+            &json!({ "from": "available", "to": "safety_stock", "quantity": 2, "reason": "safety_stock" }),
+        )
+        .await;
+    app.process().await;
+    assert_eq!(
+        app.command_status(&moved.str("command_id")).await["status"],
+        "applied"
+    );
+    let refused = app.command_status(&too_many.str("command_id")).await;
+    assert_eq!(
+        (&refused["status"], &refused["reason"]),
+        (&json!("rejected"), &json!("source_lacks_units")),
+        "{refused}"
+    );
+    let item = app.item("SKU-1").await;
+    assert_eq!(
+        (&item["on_hand"], &item["reserved"], &item["available"]),
+        (&json!(10), &json!(6), &json!(1)),
+        "{item}"
+    );
+    assert_eq!(
+        item["unavailable"],
+        json!({ "damaged": 3, "quality_control": 0, "safety_stock": 0 })
+    );
+    // Inspected: two go back to sale.
+    app.command(
+        "POST",
+        "/items/SKU-1/moves",
+        &json!({ "from": "damaged", "to": "available", "quantity": 2, "reason": "restock" }),
+    )
+    .await
+    .assert_status(StatusCode::ACCEPTED);
+    app.process().await;
+    let item = app.item("SKU-1").await;
+    assert_eq!(
+        (&item["available"], &item["unavailable"]["damaged"]),
+        (&json!(3), &json!(1))
+    );
+}
+
+#[tokio::test]
+async fn a_count_against_a_figure_that_moved_is_rejected_stale_count_and_one_against_the_right_figure_sets_on_hand(
+) {
+    let app = App::new().await;
+    app.stock("SKU-1", 10).await;
+    let stale = app
+        .command(
+            "PUT",
+            "/items/SKU-1/on-hand",
+            &json!({ "quantity": 8, "expected": 12, "reason": "cycle_count" }),
+        )
+        .await;
+    let counted = app
+        .command(
+            "PUT",
+            "/items/SKU-1/on-hand",
+            &json!({ "quantity": 8, "expected": 10, "reason": "cycle_count", "note": "aisle 4" }),
+        )
+        .await;
+    app.process().await;
+    let refused = app.command_status(&stale.str("command_id")).await;
+    assert_eq!(refused["reason"], "stale_count", "{refused}");
+    assert_eq!(
+        app.command_status(&counted.str("command_id")).await["status"],
+        "applied"
+    );
+    assert_eq!(app.item("SKU-1").await["on_hand"], 8);
+    // Without `expected`, a plain set.
+    app.command(
+        "PUT",
+        "/items/SKU-1/on-hand",
+        &json!({ "quantity": 0, "reason": "shrinkage" }),
+    )
+    .await
+    .assert_status(StatusCode::ACCEPTED);
+    app.process().await;
+    let item = app.item("SKU-1").await;
+    assert_eq!(
+        (&item["on_hand"], &item["available"]),
+        (&json!(0), &json!(0))
+    );
+}
+
+#[tokio::test]
+async fn a_move_or_a_count_out_of_bounds_is_400_naming_what_is_wrong_and_queues_nothing() {
+    let app = App::new().await;
+    let cases = [
+        (
+            "POST",
+            "/items/SKU-1/moves",
+            json!({ "from": "damaged", "to": "damaged", "quantity": 1, "reason": "other" }),
+            "invalid_move",
+        ),
+        (
+            "POST",
+            "/items/SKU-1/moves",
+            json!({ "from": "available", "to": "damaged", "quantity": 0, "reason": "damaged" }),
+            "invalid_quantity",
+        ),
+        (
+            "POST",
+            "/items/SKU-1/moves",
+            json!({ "from": "available", "to": "lost", "quantity": 1, "reason": "damaged" }),
+            "invalid_body",
+        ),
+        (
+            "POST",
+            "/items/SKU-1/moves",
+            json!({ "from": "available", "to": "damaged", "quantity": 1, "reason": "because" }),
+            "invalid_body",
+        ),
+        (
+            "POST",
+            "/items/SKU-1/moves",
+            json!({ "from": "available", "to": "damaged", "quantity": 1, "reason": "damaged", "note": " " }),
+            "invalid_note",
+        ),
+        (
+            "PUT",
+            "/items/SKU-1/on-hand",
+            json!({ "quantity": -1, "reason": "cycle_count" }),
+            "invalid_count",
+        ),
+        (
+            "PUT",
+            "/items/SKU-1/on-hand",
+            json!({ "quantity": 1, "expected": 1_000_000_001i64, "reason": "cycle_count" }),
+            "invalid_expected",
+        ),
+        (
+            "PUT",
+            "/items/SKU-1/on-hand",
+            json!({ "quantity": 1, "reason": "cycle_count", "reference": "" }),
+            "invalid_reference",
+        ),
+        (
+            "PUT",
+            "/items/SKU-1/on-hand",
+            json!({ "quantity": 1 }),
+            "invalid_body",
+        ),
+    ];
+    for (method, uri, body, code) in &cases {
+        let reply = app.command(method, uri, body).await;
+        reply.assert_error(StatusCode::BAD_REQUEST, code);
+    }
+    let reply = app
+        .command(
+            "POST",
+            "/items/SKU-1/moves",
+            &json!({ "from": "available", "to": "lost", "quantity": 1, "reason": "damaged" }),
+        )
+        .await;
+    assert_eq!(reply.body["field"], "to", "{}", reply.body);
     assert_eq!(app.process().await, 0, "nothing was queued");
 }
 

@@ -138,6 +138,26 @@ async fn every_request_the_api_sends_on_every_route_is_granted_by_its_role() {
     .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{low}");
     call("PUT", "/items/{sku}/low-stock");
+    let (status, moved) = send(
+        &router,
+        "POST",
+        "/items/SKU-A/moves",
+        Some("move-1"),
+        Some(json!({ "from": "available", "to": "damaged", "quantity": 1, "reason": "damaged" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{moved}");
+    call("POST", "/items/{sku}/moves");
+    let (status, counted) = send(
+        &router,
+        "PUT",
+        "/items/SKU-A/on-hand",
+        Some("count-1"),
+        Some(json!({ "quantity": 5, "reason": "cycle_count" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{counted}");
+    call("PUT", "/items/{sku}/on-hand");
     apply(read_queue(&aws, &stream).await).await;
 
     // Reservations: one line, a cart under a key, its retry, a read, an extension.

@@ -9,8 +9,9 @@ use super::command_log::CommandLog;
 use super::idempotency::digest;
 use super::reservation_book::ReservationBook;
 use crate::domain::{
-    Action, BucketCount, Caller, ClientId, Command, CommandId, HoldStatus, IdempotencyKey,
-    InvalidValue, LowStockThreshold, Quantity, ReservationId, Sku,
+    Action, Annotation, BucketCount, Caller, ClientId, Command, CommandId, HoldStatus,
+    IdempotencyKey, InvalidValue, LowStockThreshold, Quantity, Reclassification, ReservationId,
+    Sku,
 };
 use crate::error::AppError;
 use crate::limits::{MAX_ADJUSTMENT, MAX_NOTE_LEN};
@@ -94,6 +95,59 @@ impl Accept {
         check_note("invalid_reason", "reason", &reason)?;
         let action = Action::AdjustStock { delta, reason };
         self.accept_one(format!("adjustment/{sku}"), sku, action, key, caller)
+            .await
+    }
+
+    /// Accepts a move of `quantity` units of `sku` between two states of its on-hand stock.
+    pub(crate) async fn reclassify_stock(
+        &self,
+        sku: Sku,
+        states: Reclassification,
+        quantity: Quantity,
+        why: Annotation,
+        key: Option<&IdempotencyKey>,
+        caller: &Caller,
+    ) -> Result<CommandId, AppError> {
+        check_annotation(&why)?;
+        let action = Action::ReclassifyStock {
+            states,
+            quantity,
+            why,
+        };
+        self.accept_one(format!("move/{sku}"), sku, action, key, caller)
+            .await
+    }
+
+    /// Accepts a count of `sku`: `counted` units on hand, and, with `expected`, only if the
+    /// item still has that many when it applies.
+    pub(crate) async fn count_stock(
+        &self,
+        sku: Sku,
+        counted: i64,
+        expected: Option<i64>,
+        why: Annotation,
+        key: Option<&IdempotencyKey>,
+        caller: &Caller,
+    ) -> Result<CommandId, AppError> {
+        for (code, field, value) in [
+            ("invalid_count", "quantity", Some(counted)),
+            ("invalid_expected", "expected", expected),
+        ] {
+            if let Some(value) = value.filter(|value| !(0..=MAX_ADJUSTMENT).contains(value)) {
+                return Err(InvalidValue::new(
+                    code,
+                    format!("{field} must be between 0 and {MAX_ADJUSTMENT}, got {value}"),
+                )
+                .into());
+            }
+        }
+        check_annotation(&why)?;
+        let action = Action::CountStock {
+            counted,
+            expected,
+            why,
+        };
+        self.accept_one(format!("count/{sku}"), sku, action, key, caller)
             .await
     }
 
@@ -248,6 +302,17 @@ impl Accept {
 }
 
 /// A free-text note (reference, reason): 1–500 characters, not blank.
+/// An annotation's note and reference, each a [`check_note`] when present.
+fn check_annotation(why: &Annotation) -> Result<(), AppError> {
+    if let Some(note) = &why.note {
+        check_note("invalid_note", "note", note)?;
+    }
+    if let Some(reference) = &why.reference {
+        check_note("invalid_reference", "reference", reference)?;
+    }
+    Ok(())
+}
+
 fn check_note(code: &'static str, field: &str, text: &str) -> Result<(), AppError> {
     if text.trim().is_empty() || text.chars().count() > MAX_NOTE_LEN {
         return Err(InvalidValue::new(

@@ -170,9 +170,7 @@ fn record(draft: &mut Draft, bucket: Bucket, now: Timestamp, change: Change) -> 
             command_id,
             counted,
             delta,
-            reason,
-            note,
-            reference,
+            why,
         } if delta < 0 && layout.widest != BucketCount::ONE => {
             let buckets = draft.holdings(now);
             for (bucket, part) in buckets::share_adjustment(delta, &buckets) {
@@ -180,9 +178,7 @@ fn record(draft: &mut Draft, bucket: Bucket, now: Timestamp, change: Change) -> 
                     command_id,
                     counted,
                     delta: part,
-                    reason,
-                    note: note.clone(),
-                    reference: reference.clone(),
+                    why: why.clone(),
                 };
                 draft.record(bucket, now, change);
             }

@@ -49,8 +49,8 @@ pub use views::{
 
 use crate::config::Config;
 use crate::domain::{
-    BucketCount, Caller, Command, CommandId, IdempotencyKey, LowStockThreshold, Quantity,
-    ReservationId, Sku, Timestamp, TtlSeconds,
+    Annotation, BucketCount, Caller, Command, CommandId, IdempotencyKey, LowStockThreshold,
+    Quantity, Reclassification, ReservationId, Sku, Timestamp, TtlSeconds,
 };
 use crate::error::AppError;
 use crate::ports::{Clock, CommandQueue, EventStore, ParkReason, ParkedEntry};
@@ -275,6 +275,37 @@ impl Inventory {
     ) -> Result<CommandId, AppError> {
         self.accept
             .adjust_stock(sku, delta, reason, key, caller)
+            .await
+    }
+
+    /// Accepts a move of `quantity` units of `sku` between two states of its on-hand stock
+    /// ([`accept`]).
+    pub async fn reclassify_stock(
+        &self,
+        sku: Sku,
+        states: Reclassification,
+        quantity: Quantity,
+        why: Annotation,
+        key: Option<&IdempotencyKey>,
+        caller: &Caller,
+    ) -> Result<CommandId, AppError> {
+        self.accept
+            .reclassify_stock(sku, states, quantity, why, key, caller)
+            .await
+    }
+
+    /// Accepts a count of `sku`, compared and set against `expected` when given ([`accept`]).
+    pub async fn count_stock(
+        &self,
+        sku: Sku,
+        counted: i64,
+        expected: Option<i64>,
+        why: Annotation,
+        key: Option<&IdempotencyKey>,
+        caller: &Caller,
+    ) -> Result<CommandId, AppError> {
+        self.accept
+            .count_stock(sku, counted, expected, why, key, caller)
             .await
     }
 

@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use crate::domain::{
     Bucket, CommandId, HoldLine, HoldStatus, Quantity, ReservationId, Sku, SkuState, Timestamp,
-    Version,
+    Unavailable, Version,
 };
 
 /// A SKU's stock as of now.
@@ -19,8 +19,10 @@ pub struct ItemView {
     pub reserved: i64,
     /// Units sold by checkouts.
     pub committed: i64,
-    /// Units that can be reserved now: on_hand less committed less reserved, never below 0 (an
-    /// adjustment may leave the item short).
+    /// On-hand units not for sale, per state (`damaged`, `quality_control`, `safety_stock`).
+    pub unavailable: Unavailable,
+    /// Units that can be reserved now: on_hand less committed, reserved and unavailable, never
+    /// below 0 (an adjustment or a count may leave the item short).
     pub available: i64,
     /// Sequence of the last event (an item split into buckets: the sum of its buckets'
     /// sequences, which moves whenever any of them does).
@@ -44,6 +46,8 @@ pub struct BucketView {
     pub reserved: i64,
     /// Units sold from it.
     pub committed: i64,
+    /// Units set aside in it (only bucket 0 keeps any).
+    pub unavailable: Unavailable,
     /// Units it can promise now.
     pub available: i64,
     /// Sequence of its last event.
@@ -59,6 +63,7 @@ impl ItemView {
             on_hand: state.on_hand,
             reserved: state.held(now),
             committed: state.committed,
+            unavailable: state.unavailable,
             available: state.for_sale(now),
             version: state.version,
             buckets: None,
@@ -77,6 +82,7 @@ impl ItemView {
                         on_hand: state.on_hand,
                         reserved: state.held(now),
                         committed: state.committed,
+                        unavailable: state.unavailable,
                         available: state.for_sale(now),
                         version: state.version,
                     })

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::stock_states::{Reason, Reclassification};
+use super::stock_states::{Annotation, Reclassification};
 use super::types::{
     BucketCount, CommandId, LowStockThreshold, Quantity, ReservationId, Sku, Timestamp,
 };
@@ -49,14 +49,9 @@ pub enum Action {
         states: Reclassification,
         /// Units moved.
         quantity: Quantity,
-        /// Why.
-        reason: Reason,
-        /// Free text.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        note: Option<String>,
-        /// The document behind it.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        reference: Option<String>,
+        /// Why: the reason, a note, the document behind it.
+        #[serde(flatten)]
+        why: Annotation,
     },
     /// Set on-hand stock to what a count found; with `expected`, only if the item still has that
     /// many on hand when the command applies (compare-and-set), else it is rejected
@@ -67,14 +62,9 @@ pub enum Action {
         /// The on-hand figure the count was taken against.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         expected: Option<i64>,
-        /// Why.
-        reason: Reason,
-        /// Free text.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        note: Option<String>,
-        /// The document behind it.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        reference: Option<String>,
+        /// Why: the reason, a note, the document behind it.
+        #[serde(flatten)]
+        why: Annotation,
     },
     /// Split the SKU into `count` escrow buckets (1: one stream again).
     SetBuckets {

@@ -9,7 +9,7 @@ use super::command::{Action, Command};
 use super::event::{Change, Line, RejectionCode};
 use super::hold::{HoldLine, HoldStatus, HoldTerms};
 use super::state::SkuState;
-use super::stock_states::{Reason, Reclassification, StockState};
+use super::stock_states::{Annotation, Reclassification, StockState};
 use super::types::{CommandId, Quantity, ReservationId, Timestamp};
 
 /// Why a hold cannot be placed.
@@ -154,9 +154,7 @@ pub fn decide(
             Action::ReclassifyStock {
                 states,
                 quantity,
-                reason,
-                note,
-                reference,
+                why,
             },
             _,
         ) => reclassify(
@@ -166,21 +164,17 @@ pub fn decide(
                 command_id: id,
                 states: *states,
                 quantity: *quantity,
-                reason: *reason,
-                note: note.clone(),
-                reference: reference.clone(),
+                why: why.clone(),
             },
         ),
         (
             Action::CountStock {
                 counted,
                 expected,
-                reason,
-                note,
-                reference,
+                why,
             },
             _,
-        ) => count(state, id, *counted, *expected, *reason, note, reference),
+        ) => count(state, id, *counted, *expected, why),
         (Action::CommitHold { .. }, Some(hold)) => {
             commit(state, hold, id, command.accepted_at, now)
         }
@@ -231,9 +225,7 @@ fn count(
     command_id: CommandId,
     counted: i64,
     expected: Option<i64>,
-    reason: Reason,
-    note: &Option<String>,
-    reference: &Option<String>,
+    why: &Annotation,
 ) -> Verdict {
     if expected.is_some_and(|expected| expected != state.on_hand) {
         return Verdict::Reject(RejectionCode::StaleCount);
@@ -245,9 +237,7 @@ fn count(
         command_id,
         counted,
         delta: counted - state.on_hand,
-        reason,
-        note: note.clone(),
-        reference: reference.clone(),
+        why: why.clone(),
     })
 }
 
@@ -320,6 +310,7 @@ mod tests {
 
     use super::*;
     use crate::domain::event::Event;
+    use crate::domain::stock_states::Reason;
     use crate::domain::types::{LowStockThreshold, Sku, TtlSeconds};
 
     const GRACE: i64 = 120;
@@ -783,9 +774,7 @@ mod tests {
             Action::ReclassifyStock {
                 states: Reclassification::new(from, to).unwrap(),
                 quantity: qty(n),
-                reason: Reason::Damaged,
-                note: None,
-                reference: None,
+                why: Annotation::because(Reason::Damaged),
             },
             at(1),
         )
@@ -795,9 +784,11 @@ mod tests {
             Action::CountStock {
                 counted,
                 expected,
-                reason: Reason::CycleCount,
-                note: Some("aisle 4".into()),
-                reference: None,
+                why: Annotation {
+                    reason: Reason::CycleCount,
+                    note: Some("aisle 4".into()),
+                    reference: None,
+                },
             },
             at(1),
         )
@@ -889,9 +880,9 @@ mod tests {
             Change::StockCounted {
                 counted,
                 delta,
-                reason,
+                why,
                 ..
-            } => assert_eq!((*counted, *delta, *reason), (7, -2, Reason::CycleCount)),
+            } => assert_eq!((*counted, *delta, why.reason), (7, -2, Reason::CycleCount)),
             other => panic!("{other:?}"),
         }
         assert_eq!(g.state().on_hand, 7);

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::access::ClientId;
 use super::buckets::{Move, TransferId};
-use super::stock_states::{Reason, Reclassification};
+use super::stock_states::{Annotation, Reclassification};
 use super::types::{
     BucketCount, CommandId, LowStockThreshold, Quantity, ReservationId, Sku, Timestamp, Version,
 };
@@ -164,14 +164,9 @@ pub enum Change {
         states: Reclassification,
         /// Units moved.
         quantity: Quantity,
-        /// Why.
-        reason: Reason,
-        /// Free text, for the people reading the ledger.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        note: Option<String>,
-        /// The document behind it (an inspection report, a ticket).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        reference: Option<String>,
+        /// Why: the reason, a note, the document behind it.
+        #[serde(flatten)]
+        why: Annotation,
     },
     /// The item was counted: `counted` units on hand, `delta` from what the stream had (the fold
     /// adds `delta`, so a count shared over an item's buckets adds up). A fact: it may leave the
@@ -183,14 +178,9 @@ pub enum Change {
         counted: i64,
         /// Units added (positive) or taken (negative) by the count.
         delta: i64,
-        /// Why (a cycle count unless it says otherwise).
-        reason: Reason,
-        /// Free text, for the people reading the ledger.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        note: Option<String>,
-        /// The document behind it (the count sheet).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        reference: Option<String>,
+        /// Why: the reason, a note, the document behind it.
+        #[serde(flatten)]
+        why: Annotation,
     },
     /// A queued command could not take effect; recorded so the history explains itself.
     CommandRejected {

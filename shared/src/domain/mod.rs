@@ -20,7 +20,7 @@ pub use event::{Change, Event, Line, RejectionCode};
 pub use hold::{HoldLine, HoldStatus, HoldTerms};
 pub use notices::{notices, Notice, Noticed, StockFigures};
 pub use state::SkuState;
-pub use stock_states::{Reason, Reclassification, StockState, Unavailable};
+pub use stock_states::{Annotation, Reason, Reclassification, StockState, Unavailable};
 pub use types::{
     Bucket, BucketCount, CommandId, IdempotencyKey, InvalidValue, LowStockThreshold, Quantity,
     ReservationId, Sku, Timestamp, TtlSeconds, Units, Version,

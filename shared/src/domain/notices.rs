@@ -12,6 +12,7 @@ use crate::limits::MAX_NOTICE_DETAIL;
 
 use super::event::{Change, Event, RejectionCode};
 use super::state::SkuState;
+use super::stock_states::Unavailable;
 use super::types::{
     Bucket, BucketCount, CommandId, LowStockThreshold, Quantity, ReservationId, Sku, Timestamp,
     Version,
@@ -29,6 +30,10 @@ pub struct StockFigures {
     /// Units sold at checkout (absent for a split item).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub committed: Option<i64>,
+    /// On-hand units not for sale, per state: present only when some are set aside (and
+    /// absent for a split item, whose buckets share its figures).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<Unavailable>,
     /// Units that can still be promised (never below zero).
     pub available: i64,
     /// The stream's version these figures are at.
@@ -43,6 +48,7 @@ impl StockFigures {
             on_hand: Some(state.on_hand),
             reserved: Some(state.held(now)),
             committed: Some(state.committed),
+            unavailable: (!state.unavailable.is_zero()).then_some(state.unavailable),
             available: state.for_sale(now),
             version: state.version,
         }
@@ -65,6 +71,7 @@ impl StockFigures {
             on_hand: None,
             reserved: None,
             committed: None,
+            unavailable: None,
             ..figures
         })
     }
@@ -436,6 +443,34 @@ mod tests {
     }
 
     #[test]
+    fn moving_the_last_units_for_sale_to_damaged_tells_out_of_stock_with_what_is_set_aside() {
+        use crate::domain::stock_states::{Annotation, Reason, Reclassification, StockState};
+        let set_aside = |from, to| Change::StockReclassified {
+            command_id: command(4_000),
+            states: Reclassification::new(from, to).unwrap(),
+            quantity: Quantity::new(2).unwrap(),
+            why: Annotation::because(Reason::Damaged),
+        };
+        let stream = Stream::default()
+            .received(1, 2)
+            .then(2, set_aside(StockState::Available, StockState::Damaged))
+            .then(3, set_aside(StockState::Damaged, StockState::Available));
+        let noticed = stream.notices(1);
+        assert_eq!(
+            kinds(&noticed),
+            vec![(2, "out_of_stock"), (3, "back_in_stock")],
+            "no stock_changed: the batch ends where it began"
+        );
+        let Notice::OutOfStock { stock } = &noticed[0].notice else {
+            panic!("not out of stock: {noticed:?}")
+        };
+        assert_eq!(stock.on_hand, Some(2));
+        assert_eq!(stock.unavailable.map(|u| u.damaged), Some(2));
+        let json = serde_json::to_value(stock).unwrap();
+        assert_eq!(json["unavailable"]["damaged"], 2, "{json}");
+    }
+
+    #[test]
     fn a_sale_that_empties_the_item_tells_it_is_out_of_stock_once() {
         let stream = Stream::default()
             .received(1, 2)
@@ -455,6 +490,7 @@ mod tests {
                 on_hand: Some(2),
                 reserved: Some(2),
                 committed: Some(0),
+                unavailable: None,
                 available: 0,
                 version: 3
             }
@@ -602,6 +638,7 @@ mod tests {
                 on_hand: None,
                 reserved: None,
                 committed: None,
+                unavailable: None,
                 available: 2,
                 version: 7
             },

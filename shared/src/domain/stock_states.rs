@@ -141,6 +141,30 @@ impl TryFrom<RawReclassification> for Reclassification {
     }
 }
 
+/// Why a change was made, as the ledger shows it: a reason from the list, and what people add.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Annotation {
+    /// Why.
+    pub reason: Reason,
+    /// Free text, for the people reading the ledger.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// The document behind it (a purchase order, an order, a count sheet, a transfer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+}
+
+impl Annotation {
+    /// `reason` alone, with no note and no reference.
+    pub fn because(reason: Reason) -> Self {
+        Self {
+            reason,
+            note: None,
+            reference: None,
+        }
+    }
+}
+
 /// Why stock changed, from a documented list (what finance and a 3PL reconcile by).
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
