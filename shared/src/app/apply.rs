@@ -145,7 +145,7 @@ const MAX_ITEMS_PER_COMMAND: usize = 6;
 ///   spare unit leaves none behind (see `docs/architecture.md`).
 /// - Fewer buckets: the spare units of the buckets dropped move to bucket 0.
 /// - A count is recorded as its delta, shared as an adjustment's is; units set aside live in
-///   bucket 0, gathered there first when they leave `available`.
+///   bucket 0. What leaves `available` (a move, a withdrawal) was gathered into bucket 0 first.
 fn record(draft: &mut Draft, bucket: Bucket, now: Timestamp, change: Change) -> bool {
     let layout = draft.layout();
     match change {
@@ -183,20 +183,8 @@ fn record(draft: &mut Draft, bucket: Bucket, now: Timestamp, change: Change) -> 
                 draft.record(bucket, now, change);
             }
         }
-        // Units set aside are kept by bucket 0: what leaves `available` is gathered there from
-        // the buckets' spare units first (the decision saw the item's, so they are there), so
-        // no bucket is left promising units that were set aside.
-        Change::StockReclassified {
-            states, quantity, ..
-        } if states.from == StockState::Available && layout.widest != BucketCount::ONE => {
-            let missing = quantity.units() - draft.state(Bucket::HOME).available(now).max(0);
-            if missing > 0 {
-                if let Some(moves) = buckets::gather(Bucket::HOME, missing, &draft.spares(now)) {
-                    draft.transfer(now, moves);
-                }
-            }
-            draft.record(Bucket::HOME, now, change);
-        }
+        // Units set aside are kept by bucket 0, where what leaves `available` was gathered
+        // first ([`gathered_in_part`]): no bucket is left promising units that were set aside.
         Change::StockReclassified { .. } => {
             draft.record(Bucket::HOME, now, change);
             return layout.count != BucketCount::ONE;
@@ -264,6 +252,47 @@ fn record_spread(draft: &mut Draft, now: Timestamp, max_moves: usize) -> bool {
     }
     draft.transfer(now, moves);
     more
+}
+
+/// Before a move out of `available` on a bucketed item, the units it needs are gathered into
+/// bucket 0 from the buckets' spare units ([`record`] does it in the command's own write). When
+/// that takes more moves than `room`, the moves that fit are recorded alone and `true` says
+/// the command waits for a later write, which gathers the rest: no write outgrows a
+/// transaction, however scattered the item's units are.
+///
+/// A withdrawal (an adjustment or a count that takes units) is gathered the same way first, so
+/// that it is taken from bucket 0 alone rather than shared by every bucket that has a unit.
+fn gathered_in_part(draft: &mut Draft, command: &Command, now: Timestamp, room: usize) -> bool {
+    if draft.layout().widest == BucketCount::ONE {
+        return false;
+    }
+    let item = draft.item_state();
+    let needed = match &command.action {
+        Action::ReclassifyStock {
+            states, quantity, ..
+        } if states.from == StockState::Available => quantity.units(),
+        Action::AdjustStock { delta, .. } => -delta,
+        Action::CountStock {
+            counted, expected, ..
+        } if expected.is_none_or(|expected| expected == item.on_hand) => item.on_hand - counted,
+        _ => return false,
+    };
+    // What the other buckets can spare of what bucket 0 lacks (short of it, the decision
+    // refuses a move, and a withdrawal takes the rest from units holds or sales count).
+    let spares = draft.spares(now);
+    let others: i64 = spares
+        .iter()
+        .filter(|(bucket, _)| *bucket != Bucket::HOME)
+        .map(|(_, spare)| spare)
+        .sum();
+    let missing = (needed - draft.state(Bucket::HOME).available(now).max(0)).min(others);
+    let Some(mut moves) = buckets::gather(Bucket::HOME, missing, &spares) else {
+        return false;
+    };
+    let in_part = moves.len() > room;
+    moves.truncate(room);
+    draft.transfer(now, moves);
+    in_part
 }
 
 /// A checkout that comes after its hold stopped counting takes the units again; in a bucketed
@@ -604,6 +633,13 @@ impl ApplyCommands {
                 continue;
             }
             let now = draft.now(clock);
+            // Room for a gather's moves: each adds an event, the transfer one more on bucket 0,
+            // and the command its event and outcome, with one to spare.
+            let room = MAX_TRANSACTION_ITEMS.saturating_sub(items + 4);
+            if gathered_in_part(&mut draft, command, now, room) {
+                defer(&mut deferred, &mut waiting_on, command);
+                continue;
+            }
             let (bucket, verdict) = match lookup {
                 Some(Some(HoldLookup::Found(stored))) => {
                     let bucket = stored.hold.sku.bucket();
@@ -904,6 +940,71 @@ mod tests {
             assert_eq!(bucket.reserved, 0, "released");
         }
         assert_eq!(buckets.iter().map(|b| b.on_hand).sum::<i64>(), 5);
+    }
+
+    #[tokio::test]
+    async fn units_set_aside_from_an_item_spread_over_many_buckets_are_gathered_into_bucket_0_over_several_writes(
+    ) {
+        use crate::domain::{Annotation, Reason, Reclassification, StockState};
+        let given = Given::new();
+        given.stock("A", 2_560).await.buckets("A", 256).await;
+        let spread = given.inventory.item_with_buckets(&sku("A")).await.unwrap();
+        let buckets = spread.buckets.unwrap();
+        assert!(
+            buckets.iter().filter(|b| b.available > 0).count() > 200,
+            "spread over the buckets"
+        );
+        let admin = Caller::local_admin();
+        let id = given
+            .inventory
+            .reclassify_stock(
+                sku("A"),
+                Reclassification::new(StockState::Available, StockState::Damaged).unwrap(),
+                Quantity::new(2_000).unwrap(),
+                Annotation::because(Reason::Damaged),
+                None,
+                &admin,
+            )
+            .await
+            .unwrap();
+        given.processed().await;
+        assert_eq!(
+            given.inventory.command(id, &admin).await.unwrap().status,
+            crate::app::CommandStatus::Applied
+        );
+        let item = given.inventory.item_with_buckets(&sku("A")).await.unwrap();
+        assert_eq!(
+            (item.on_hand, item.unavailable.damaged, item.available),
+            (2_560, 2_000, 560)
+        );
+        let buckets = item.buckets.unwrap();
+        assert_eq!(buckets[0].unavailable.damaged, 2_000, "kept by bucket 0");
+        assert!(
+            buckets.iter().all(|b| b.available >= 0 && b.on_hand >= 0),
+            "no bucket left promising set-aside units"
+        );
+
+        // A count that takes every unit for sale and some set aside: gathered the same way,
+        // then taken from bucket 0.
+        let id = given
+            .inventory
+            .count_stock(
+                sku("A"),
+                100,
+                Some(2_560),
+                Annotation::because(Reason::CycleCount),
+                None,
+                &admin,
+            )
+            .await
+            .unwrap();
+        given.processed().await;
+        assert_eq!(
+            given.inventory.command(id, &admin).await.unwrap().status,
+            crate::app::CommandStatus::Applied
+        );
+        let item = given.inventory.item(&sku("A")).await.unwrap();
+        assert_eq!((item.on_hand, item.available), (100, 0), "left short");
     }
 
     #[tokio::test]
