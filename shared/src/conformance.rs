@@ -21,7 +21,8 @@ use crate::config::Config;
 use crate::domain::{Action, Bucket, Caller, Command, Line, TtlSeconds};
 use crate::domain::{
     Annotation, Change, ClientId, CommandId, Event, HoldLine, HoldStatus, IdempotencyKey, Quantity,
-    Reason, Reclassification, ReservationId, Sku, SkuState, StockState, Timestamp, Version,
+    Reason, Reclassification, RejectionCode, ReservationId, Sku, SkuState, StockState, Timestamp,
+    Version,
 };
 use crate::feed::{FeedChange, Reaction};
 use crate::limits::MAX_TRANSACTION_ITEMS;
@@ -206,6 +207,37 @@ async fn every_kind_of_stock_change_reads_back_as_written(store: &dyn EventStore
         read,
         vec![Some(state)],
         "the snapshot keeps what is set aside"
+    );
+
+    // A stale count's outcome keeps the figure it should have been taken against.
+    let key = RecordKey::CommandOutcome {
+        command_id: CommandId::random(),
+        sku: a.clone(),
+    };
+    let record = Record::CommandOutcome(CommandOutcome::Rejected {
+        reason: RejectionCode::StaleCount,
+        on_hand: Some(4),
+    });
+    let write = RecordWrite {
+        key: key.clone(),
+        expected: None,
+        record: record.clone(),
+    };
+    transact(
+        store,
+        Transaction {
+            appends: vec![],
+            records: vec![write],
+        },
+    )
+    .await
+    .expect("outcome written");
+    let read = store.read_records(&[key]).await.expect("outcome read");
+    assert_eq!(
+        read.into_iter()
+            .map(|stored| stored.map(|stored| stored.record))
+            .collect::<Vec<_>>(),
+        vec![Some(record)]
     );
 }
 

@@ -177,6 +177,9 @@ pub enum CommandOutcome {
     Rejected {
         /// Why.
         reason: RejectionCode,
+        /// The item's on-hand figure then, for a count refused `stale_count`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        on_hand: Option<i64>,
     },
     /// The processor could not apply it and set it aside, whole, for an operator: the shard
     /// moved on. Kept until it is redriven and applied.

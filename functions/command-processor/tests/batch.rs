@@ -109,7 +109,7 @@ async fn an_invalid_command_is_recorded_as_rejected_and_does_not_block_the_ones_
     assert!(
         matches!(
             rejected,
-            Change::CommandRejected { command_id, reason: RejectionCode::OnHandWouldGoNegative }
+            Change::CommandRejected { command_id, reason: RejectionCode::OnHandWouldGoNegative, .. }
                 if command_id == batch[1].id
         ),
         "{rejected:?}"

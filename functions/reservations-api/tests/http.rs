@@ -799,7 +799,11 @@ async fn a_count_against_a_figure_that_moved_is_rejected_stale_count_and_one_aga
         .await;
     app.process().await;
     let refused = app.command_status(&stale.str("command_id")).await;
-    assert_eq!(refused["reason"], "stale_count", "{refused}");
+    assert_eq!(
+        (&refused["reason"], &refused["on_hand"]),
+        (&json!("stale_count"), &json!(10)),
+        "refused, saying the figure to count against: {refused}"
+    );
     assert_eq!(
         app.command_status(&counted.str("command_id")).await["status"],
         "applied"

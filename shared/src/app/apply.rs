@@ -25,8 +25,8 @@ use crate::config::{Config, ACCEPT_PATIENCE_MILLIS, ACCEPT_WAIT_MILLIS, DEPENDEN
 use crate::domain::buckets::{self, Spare};
 use crate::domain::decide::decide;
 use crate::domain::{
-    Action, Bucket, BucketCount, Change, Command, CommandId, HoldLine, Move, ReservationId, Sku,
-    StockState, Timestamp, Verdict,
+    Action, Bucket, BucketCount, Change, Command, CommandId, HoldLine, Move, RejectionCode,
+    ReservationId, Sku, StockState, Timestamp, Verdict,
 };
 use crate::error::{panic_message, AppError};
 use crate::limits::{MAX_DEFERRED, MAX_MOVES_PER_TRANSACTION, MAX_TRANSACTION_ITEMS, SPREAD_FROM};
@@ -660,13 +660,19 @@ impl ApplyCommands {
             let (change, outcome) = match verdict {
                 Verdict::Apply(change) => (Some(change), CommandOutcome::Applied),
                 Verdict::AlreadyDone => (None, CommandOutcome::Applied),
-                Verdict::Reject(reason) => (
-                    Some(Change::CommandRejected {
-                        command_id: command.id,
-                        reason,
-                    }),
-                    CommandOutcome::Rejected { reason },
-                ),
+                Verdict::Reject(reason) => {
+                    // A stale count's status says the figure it should have been taken against.
+                    let on_hand =
+                        (reason == RejectionCode::StaleCount).then(|| draft.item_state().on_hand);
+                    (
+                        Some(Change::CommandRejected {
+                            command_id: command.id,
+                            reason,
+                            on_hand,
+                        }),
+                        CommandOutcome::Rejected { reason, on_hand },
+                    )
+                }
             };
             match outcome {
                 CommandOutcome::Applied => report.applied += 1,

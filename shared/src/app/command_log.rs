@@ -34,6 +34,10 @@ pub enum CommandStatus {
     Rejected {
         /// Why.
         reason: RejectionCode,
+        /// For a count refused `stale_count`: the item's on-hand figure when it was refused,
+        /// the one to count against next.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        on_hand: Option<i64>,
     },
     /// Set aside by the processor on at least one SKU for an operator to redrive.
     Parked {
@@ -148,14 +152,15 @@ impl CommandLog {
                     command_id: id,
                     status: CommandStatus::Rejected {
                         reason: RejectionCode::CommandNotAccepted,
+                        on_hand: None,
                     },
                 })
             }
         };
         for outcome in outcomes {
             match outcome.map(|stored| stored.record) {
-                Some(Record::CommandOutcome(CommandOutcome::Rejected { reason })) => {
-                    status = CommandStatus::Rejected { reason };
+                Some(Record::CommandOutcome(CommandOutcome::Rejected { reason, on_hand })) => {
+                    status = CommandStatus::Rejected { reason, on_hand };
                     break;
                 }
                 Some(Record::CommandOutcome(CommandOutcome::Applied)) => {}

@@ -188,6 +188,10 @@ pub enum Change {
         command_id: CommandId,
         /// Why.
         reason: RejectionCode,
+        /// The item's on-hand figure when a count was refused `stale_count`: what to count
+        /// against next.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        on_hand: Option<i64>,
     },
 }
 

@@ -258,7 +258,9 @@ pub fn notices(before: &SkuState, events: &[Event]) -> Vec<Noticed> {
                 reservation_id: reservation_id.clone(),
                 quantity: *quantity,
             })),
-            Change::CommandRejected { command_id, reason } => {
+            Change::CommandRejected {
+                command_id, reason, ..
+            } => {
                 out.push(noticed(Notice::CommandRejected {
                     command_id: *command_id,
                     reason: *reason,
@@ -689,6 +691,7 @@ mod tests {
             Change::CommandRejected {
                 command_id: command(7),
                 reason: RejectionCode::OnHandWouldGoNegative,
+                on_hand: None,
             },
         );
         let noticed = stream.notices(1);
