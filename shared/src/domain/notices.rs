@@ -126,6 +126,15 @@ pub enum Notice {
         /// `inventory commands parked` shows it whole).
         detail: String,
     },
+    /// A count or an adjustment left the item with fewer units than holds, sales and the states
+    /// not for sale account for: `short_by` promised units are not there (an item on one stream;
+    /// a split item's buckets share the figures, so it is not told for them).
+    StockShort {
+        /// Units missing: what is promised or set aside beyond what is on hand.
+        short_by: i64,
+        /// The figures after the event.
+        stock: StockFigures,
+    },
     /// The item's figures after a batch of its events (one per item per batch at most).
     StockChanged {
         /// The figures.
@@ -143,6 +152,7 @@ impl Notice {
             Notice::HoldExpired { .. } => "hold_expired",
             Notice::CommandRejected { .. } => "command_rejected",
             Notice::CommandParked { .. } => "command_parked",
+            Notice::StockShort { .. } => "stock_short",
             Notice::StockChanged { .. } => "stock_changed",
         }
     }
@@ -228,6 +238,7 @@ pub fn notices(before: &SkuState, events: &[Event]) -> Vec<Noticed> {
             .map(|stock| stock.available)
             .or(state.for_sale_alone);
         let was_low = was.is_some_and(|was| state.low_stock_below.is_low(was));
+        let was_short = state.available(state.clock) < 0;
         state.evolve(event);
         let noticed = |notice| Noticed {
             sku: event.sku.clone(),
@@ -247,6 +258,10 @@ pub fn notices(before: &SkuState, events: &[Event]) -> Vec<Noticed> {
             let threshold = state.low_stock_below;
             if !was_low && threshold.is_low(now) {
                 out.push(noticed(Notice::LowStock { threshold, stock }));
+            }
+            let short_by = -state.available(state.clock);
+            if !was_short && short_by > 0 && state.layout.widest == BucketCount::ONE {
+                out.push(noticed(Notice::StockShort { short_by, stock }));
             }
         }
         match &event.change {
@@ -277,6 +292,7 @@ pub fn notices(before: &SkuState, events: &[Event]) -> Vec<Noticed> {
             stock.on_hand,
             stock.reserved,
             stock.committed,
+            stock.unavailable,
             stock.available,
         )
     };
@@ -470,6 +486,62 @@ mod tests {
         assert_eq!(stock.unavailable.map(|u| u.damaged), Some(2));
         let json = serde_json::to_value(stock).unwrap();
         assert_eq!(json["unavailable"]["damaged"], 2, "{json}");
+    }
+
+    #[test]
+    fn a_count_below_what_is_promised_tells_stock_short_once_and_a_move_between_states_tells_the_change(
+    ) {
+        use crate::domain::stock_states::{Annotation, Reason, Reclassification, StockState};
+        let counted = |secs: i64, delta: i64| Change::StockCounted {
+            command_id: command(5_000 + secs as u128),
+            counted: 0,
+            delta,
+            why: Annotation::because(Reason::CycleCount),
+        };
+        let stream = Stream::default()
+            .received(1, 5)
+            .held(2, 3, 600)
+            .then(3, counted(3, -4))
+            .then(4, counted(4, -1));
+        let noticed = stream.notices(2);
+        assert_eq!(
+            kinds(&noticed),
+            vec![
+                (3, "out_of_stock"),
+                (3, "stock_short"),
+                (4, "stock_changed")
+            ],
+            "told once, when it went short"
+        );
+        let Notice::StockShort { short_by, stock } = &noticed[1].notice else {
+            panic!("{noticed:?}")
+        };
+        assert_eq!((*short_by, stock.on_hand, stock.available), (2, Some(1), 0));
+
+        let moved = Stream::default().received(1, 5).then(
+            2,
+            Change::StockReclassified {
+                command_id: command(6_000),
+                states: Reclassification::new(StockState::Available, StockState::Damaged).unwrap(),
+                quantity: Quantity::new(1).unwrap(),
+                why: Annotation::because(Reason::Damaged),
+            },
+        );
+        let between = moved.then(
+            3,
+            Change::StockReclassified {
+                command_id: command(6_001),
+                states: Reclassification::new(StockState::Damaged, StockState::QualityControl)
+                    .unwrap(),
+                quantity: Quantity::new(1).unwrap(),
+                why: Annotation::because(Reason::QualityControl),
+            },
+        );
+        assert_eq!(
+            kinds(&between.notices(2)),
+            vec![(3, "stock_changed")],
+            "nothing for sale moved, yet the figures did"
+        );
     }
 
     #[test]
