@@ -162,20 +162,19 @@ impl Api {
         })
     }
 
-    /// Polls `GET /commands/{id}` until it is no longer pending; its last status.
-    async fn settled(&self, command_id: &str) -> Result<String, String> {
+    /// Polls `GET /commands/{id}` until it is no longer pending; its last status and reason
+    /// (when rejected or parked).
+    async fn settled(&self, command_id: &str) -> Result<(String, Option<String>), String> {
         let deadline = Instant::now() + self.wait;
         loop {
             let answer = self
                 .call(Method::GET, &format!("/commands/{command_id}"), None)
                 .await?;
             expect(&answer, StatusCode::OK)?;
-            let status = answer.body["status"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
+            let text = |field: &str| answer.body[field].as_str().map(str::to_owned);
+            let status = text("status").unwrap_or_default();
             if status != "pending" || Instant::now() >= deadline {
-                return Ok(status);
+                return Ok((status, text("reason")));
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
@@ -223,11 +222,7 @@ impl Api {
             .as_str()
             .ok_or_else(|| format!("no command_id in {}", answer.body))?
             .to_owned();
-        let status = self.settled(&id).await?;
-        let answer = self
-            .call(Method::GET, &format!("/commands/{id}"), None)
-            .await?;
-        let reason = answer.body["reason"].as_str().map(str::to_owned);
+        let (status, reason) = self.settled(&id).await?;
         Ok((id, status, reason))
     }
 

@@ -150,37 +150,12 @@ fn record(draft: &mut Draft, bucket: Bucket, now: Timestamp, change: Change) -> 
     let layout = draft.layout();
     match change {
         Change::CommandRejected { .. } => draft.record(Bucket::HOME, now, change),
-        Change::StockAdjusted {
-            command_id,
-            delta,
-            reason,
-        } if delta < 0 && layout.widest != BucketCount::ONE => {
+        Change::StockAdjusted { delta, .. } | Change::StockCounted { delta, .. }
+            if delta < 0 && layout.widest != BucketCount::ONE =>
+        {
             let buckets = draft.holdings(now);
             for (bucket, part) in buckets::share_adjustment(delta, &buckets) {
-                let reason = reason.clone();
-                let change = Change::StockAdjusted {
-                    command_id,
-                    delta: part,
-                    reason,
-                };
-                draft.record(bucket, now, change);
-            }
-        }
-        Change::StockCounted {
-            command_id,
-            counted,
-            delta,
-            why,
-        } if delta < 0 && layout.widest != BucketCount::ONE => {
-            let buckets = draft.holdings(now);
-            for (bucket, part) in buckets::share_adjustment(delta, &buckets) {
-                let change = Change::StockCounted {
-                    command_id,
-                    counted,
-                    delta: part,
-                    why: why.clone(),
-                };
-                draft.record(bucket, now, change);
+                draft.record(bucket, now, change.with_delta(part));
             }
         }
         // Units set aside are kept by bucket 0, where what leaves `available` was gathered
@@ -254,19 +229,17 @@ fn record_spread(draft: &mut Draft, now: Timestamp, max_moves: usize) -> bool {
     more
 }
 
-/// Before a move out of `available` on a bucketed item, the units it needs are gathered into
-/// bucket 0 from the buckets' spare units ([`record`] does it in the command's own write). When
-/// that takes more moves than `room`, the moves that fit are recorded alone and `true` says
-/// the command waits for a later write, which gathers the rest: no write outgrows a
-/// transaction, however scattered the item's units are.
-///
-/// A withdrawal (an adjustment or a count that takes units) is gathered the same way first, so
-/// that it is taken from bucket 0 alone rather than shared by every bucket that has a unit.
+/// Before a command takes units out of `available` on a bucketed item (a move out of sale, or
+/// an adjustment or a count that withdraws units), the units it needs are gathered into bucket
+/// 0 from the buckets' spare units, in the command's own write: a move's units are then set
+/// aside in bucket 0, and a withdrawal is taken from bucket 0 alone rather than shared by every
+/// bucket that has a unit. When that takes more moves than `room`, the moves that fit are
+/// recorded alone and `true` says the command waits for a later write, which gathers the rest:
+/// no write outgrows a transaction, however scattered the item's units are.
 fn gathered_in_part(draft: &mut Draft, command: &Command, now: Timestamp, room: usize) -> bool {
     if draft.layout().widest == BucketCount::ONE {
         return false;
     }
-    let item = draft.item_state();
     let needed = match &command.action {
         Action::ReclassifyStock {
             states, quantity, ..
@@ -274,7 +247,14 @@ fn gathered_in_part(draft: &mut Draft, command: &Command, now: Timestamp, room: 
         Action::AdjustStock { delta, .. } => -delta,
         Action::CountStock {
             counted, expected, ..
-        } if expected.is_none_or(|expected| expected == item.on_hand) => item.on_hand - counted,
+        } => {
+            // The count's delta is from the item's on-hand figure, summed over its buckets.
+            let on_hand = draft.item_state().on_hand;
+            if expected.is_some_and(|expected| expected != on_hand) {
+                return false;
+            }
+            on_hand - counted
+        }
         _ => return false,
     };
     // What the other buckets can spare of what bucket 0 lacks (short of it, the decision

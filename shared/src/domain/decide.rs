@@ -9,7 +9,7 @@ use super::command::{Action, Command};
 use super::event::{Change, Line, RejectionCode};
 use super::hold::{HoldLine, HoldStatus, HoldTerms};
 use super::state::SkuState;
-use super::stock_states::{Annotation, Reclassification, StockState};
+use super::stock_states::{Annotation, StockState};
 use super::types::{CommandId, Quantity, ReservationId, Timestamp};
 
 /// Why a hold cannot be placed.
@@ -152,21 +152,25 @@ pub fn decide(
         }),
         (
             Action::ReclassifyStock {
+                states, quantity, ..
+            },
+            _,
+        ) if quantity.units() > units_in(state, states.from, now) => {
+            Verdict::Reject(RejectionCode::SourceLacksUnits)
+        }
+        (
+            Action::ReclassifyStock {
                 states,
                 quantity,
                 why,
             },
             _,
-        ) => reclassify(
-            state,
-            now,
-            Change::StockReclassified {
-                command_id: id,
-                states: *states,
-                quantity: *quantity,
-                why: why.clone(),
-            },
-        ),
+        ) => Verdict::Apply(Change::StockReclassified {
+            command_id: id,
+            states: *states,
+            quantity: *quantity,
+            why: why.clone(),
+        }),
         (
             Action::CountStock {
                 counted,
@@ -195,26 +199,14 @@ fn adjust(state: &SkuState, command_id: CommandId, delta: i64, reason: &str) -> 
     }
 }
 
-/// A move between states, `change`: only units the source state has. Units leave `available`
-/// only if they are for sale at `now` (what holds and sales keep stays where it is), so a move
-/// never takes a promised unit.
-fn reclassify(state: &SkuState, now: Timestamp, change: Change) -> Verdict {
-    let Change::StockReclassified {
-        states: Reclassification { from, .. },
-        quantity,
-        ..
-    } = &change
-    else {
-        unreachable!("reclassify decides a reclassification")
-    };
-    let has = match from {
+/// The units a move may take from `from` at `now`: what that state has. Units leave
+/// `available` only if they are for sale at `now` (what holds and sales keep stays where it
+/// is), so a move never takes a promised unit.
+fn units_in(state: &SkuState, from: StockState, now: Timestamp) -> i64 {
+    match from {
         StockState::Available => state.for_sale(now),
-        set_aside => state.unavailable.units(*set_aside).unwrap_or(0),
-    };
-    if quantity.units() > has {
-        return Verdict::Reject(RejectionCode::SourceLacksUnits);
+        set_aside => state.unavailable.units(set_aside).unwrap_or(0),
     }
-    Verdict::Apply(change)
 }
 
 /// A count: on-hand stock becomes `counted` (recorded as its delta). With `expected`, only if
@@ -310,7 +302,7 @@ mod tests {
 
     use super::*;
     use crate::domain::event::Event;
-    use crate::domain::stock_states::Reason;
+    use crate::domain::stock_states::{Reason, Reclassification};
     use crate::domain::types::{LowStockThreshold, Sku, TtlSeconds};
 
     const GRACE: i64 = 120;

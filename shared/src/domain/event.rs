@@ -217,6 +217,18 @@ impl Change {
         }
     }
 
+    /// The same change of on-hand stock by `delta` instead (an adjustment's or a count's part,
+    /// shared by an item's buckets); any other change as it is.
+    pub fn with_delta(&self, delta: i64) -> Change {
+        let mut part = self.clone();
+        if let Change::StockAdjusted { delta: units, .. }
+        | Change::StockCounted { delta: units, .. } = &mut part
+        {
+            *units = delta;
+        }
+        part
+    }
+
     /// The client that placed the hold, if this change placed one and recorded its owner.
     pub fn owner(&self) -> Option<&ClientId> {
         match self {
