@@ -151,8 +151,8 @@ async fn appended_events_read_back_in_order(store: &dyn EventStore, prefix: &str
     assert_eq!(store.read_event(&a, 0).await, Ok(None), "event 0");
 }
 
-/// The changes with nested parts (a move's states and every change's annotation, each with its
-/// optional fields present and absent) read back as written, and the snapshot of their fold
+/// The changes with nested parts or optional fields (a move's states and every change's
+/// annotation, each with its optional fields present and absent; what becomes of units sold) read back as written, and the snapshot of their fold
 /// keeps what is set aside.
 async fn every_kind_of_stock_change_reads_back_as_written(store: &dyn EventStore, prefix: &str) {
     let a = sku(prefix, "stock-changes");
@@ -175,6 +175,24 @@ async fn every_kind_of_stock_change_reads_back_as_written(store: &dyn EventStore
             delta: -1,
             why: Annotation::because(Reason::CycleCount),
         },
+        Change::HoldFulfilled {
+            reservation_id: ReservationId::new(a.clone(), 7, 9),
+            command_id: CommandId::random(),
+            quantity: Quantity::new(2).expect("valid quantity"),
+            reference: Some("parcel 1Z999".into()),
+        },
+        Change::HoldCancelled {
+            reservation_id: ReservationId::new(a.clone(), 7, 9),
+            command_id: CommandId::random(),
+            quantity: Quantity::new(1).expect("valid quantity"),
+        },
+        Change::HoldReturned {
+            reservation_id: ReservationId::new(a.clone(), 7, 9),
+            command_id: CommandId::random(),
+            quantity: Quantity::new(1).expect("valid quantity"),
+            restock: false,
+            reference: None,
+        },
     ];
     let events: Vec<Event> = std::iter::once(received(&a, 1, 5))
         .chain(changes.into_iter().zip(2..).map(|(change, seq)| Event {
@@ -195,6 +213,7 @@ async fn every_kind_of_stock_change_reads_back_as_written(store: &dyn EventStore
     assert_eq!(store.read_stream(&a, 0).await, Ok(events.clone()));
     let state = SkuState::from_events(&events);
     assert_eq!(state.unavailable.quality_control, 2);
+    assert_eq!(state.unavailable.damaged, 1, "a return not restocked");
     store
         .save_snapshot(&a, &state)
         .await
@@ -448,6 +467,9 @@ async fn a_record_update_needs_the_version_read(store: &dyn EventStore, prefix: 
         expires_at: Timestamp::from_millis(1_000),
         release_at: Timestamp::from_millis(2_000),
         status: HoldStatus::Active,
+        fulfilled: 0,
+        cancelled: 0,
+        returned: 0,
     };
     let write = |expected, hold: &HoldLine| RecordWrite {
         key: key.clone(),
@@ -463,7 +485,9 @@ async fn a_record_update_needs_the_version_read(store: &dyn EventStore, prefix: 
     )
     .await
     .expect("create");
-    hold.status = HoldStatus::Committed;
+    // A line partly shipped, cancelled and returned keeps its counts.
+    hold.status = HoldStatus::Fulfilled;
+    (hold.fulfilled, hold.cancelled, hold.returned) = (1, 1, 1);
     let blind = transact(
         store,
         Transaction {

@@ -2,7 +2,7 @@
 
 use thiserror::Error;
 
-use crate::domain::{HoldStatus, InvalidValue, PlaceRejection, Sku};
+use crate::domain::{HoldStatus, InvalidValue, PlaceRejection, RejectionCode, Sku};
 use crate::ports::{QueueError, StoreError};
 
 /// Why a use case did not succeed.
@@ -35,6 +35,20 @@ pub enum AppError {
     ReservationNotActive {
         /// Where it stands.
         status: HoldStatus,
+    },
+    /// A line of a shipment, a cancellation or a return asks what the reservation cannot give
+    /// (409 with the rule's code: `sku_not_in_reservation`, `reservation_not_checked_out`,
+    /// `exceeds_unshipped`, `exceeds_shipped`).
+    #[error("{} for {sku}: asked {requested}, {left} left", code.as_str())]
+    LineRefused {
+        /// The line's SKU.
+        sku: Sku,
+        /// The rule it breaks.
+        code: RejectionCode,
+        /// Units it asked for.
+        requested: i64,
+        /// Units the line has left for it.
+        left: i64,
     },
     /// The idempotency key was first used with another request (422 `idempotency_key_reused`).
     #[error("idempotency key reused with a different request")]

@@ -100,6 +100,9 @@ async fn what_deduplicates_a_command_expires_after_the_dedupe_window_a_hold_afte
         expires_at: Timestamp::from_millis(1_700_000_900_000),
         release_at: Timestamp::from_millis(1_700_001_020_000),
         status: HoldStatus::Committed,
+        fulfilled: 0,
+        cancelled: 0,
+        returned: 0,
     };
     let write = |key, record| RecordWrite {
         key,

@@ -49,7 +49,7 @@ pub struct Route {
     /// The codes of [`crate::error::ERROR_CODES`] its use case answers with; those of the edge
     /// (token, scope, body, path and header parsing, availability) come with every route that
     /// has the part they concern.
-    pub errors: &'static [&'static str],
+    pub errors: Vec<&'static str>,
 }
 
 impl Route {
@@ -58,7 +58,7 @@ impl Route {
         paths: &Paths,
         scope: Scope,
         product_page: bool,
-        errors: &'static [&'static str],
+        errors: &[&'static str],
     ) -> Self {
         let mut operations = paths.paths.iter().flat_map(|(path, item)| {
             crate::openapi::operations(item).map(move |(method, _)| (method, path.clone()))
@@ -75,7 +75,7 @@ impl Route {
             path,
             scope,
             product_page,
-            errors,
+            errors: errors.to_vec(),
         }
     }
 }

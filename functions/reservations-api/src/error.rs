@@ -55,8 +55,8 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     code("invalid_expected", StatusCode::BAD_REQUEST, "A count's expected on-hand figure is not between 0 and 1000000000."),
     code("invalid_note", StatusCode::BAD_REQUEST, "A note is blank or over 500 characters."),
     code("invalid_move", StatusCode::BAD_REQUEST, "A move names the same state as `from` and `to`."),
-    code("invalid_lines", StatusCode::BAD_REQUEST, "A reservation names no line or too many (100, or 99 with an Idempotency-Key)."),
-    code("duplicate_sku", StatusCode::BAD_REQUEST, "A reservation names one SKU on two lines."),
+    code("invalid_lines", StatusCode::BAD_REQUEST, "A reservation names no line or too many (100, or 99 with an Idempotency-Key); so does a shipment's, a cancellation's or a return's `lines` given empty."),
+    code("duplicate_sku", StatusCode::BAD_REQUEST, "A reservation (or a shipment, a cancellation, a return) names one SKU on two lines."),
     code("invalid_bucket_count", StatusCode::BAD_REQUEST, "A bucket count is not between 1 and 256."),
     code("invalid_threshold", StatusCode::BAD_REQUEST, "A low-stock threshold is not between 0 and 1000000."),
     code("invalid_ttl", StatusCode::BAD_REQUEST, "A hold's ttl_seconds is not between 60 and 86400."),
@@ -66,7 +66,7 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     code(
         "idempotency_key_required",
         StatusCode::BAD_REQUEST,
-        "An admin command (receipt, adjustment, move, count, buckets, low-stock) came without an Idempotency-Key: a retry after a lost answer would apply it twice. Nothing was queued.",
+        "An admin command (receipt, adjustment, move, count, buckets, low-stock) or a shipment, cancellation or return came without an Idempotency-Key: a retry after a lost answer would apply it twice. Nothing was queued.",
     ),
     code(
         "unauthenticated",
@@ -91,7 +91,27 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     code(
         "reservation_not_active",
         StatusCode::CONFLICT,
-        "The reservation is committed, released or expired; `status` says which.",
+        "The reservation cannot be changed that way where it stands (a checkout or an extension needs it active, a release not checked out, a shipment or a cancellation units sold and not shipped, a return units shipped); `status` says where it stands.",
+    ),
+    code(
+        "sku_not_in_reservation",
+        StatusCode::CONFLICT,
+        "A line names a SKU the reservation does not hold; `sku` names it. Nothing was queued.",
+    ),
+    code(
+        "reservation_not_checked_out",
+        StatusCode::CONFLICT,
+        "A line of a shipment, a cancellation or a return is not checked out (held, released or expired); `sku` names it. Nothing was queued.",
+    ),
+    code(
+        "exceeds_unshipped",
+        StatusCode::CONFLICT,
+        "A shipment's or a cancellation's line asks for more units than were sold and are neither shipped nor cancelled; `sku`, `requested` and `left` say how many. Nothing was queued.",
+    ),
+    code(
+        "exceeds_shipped",
+        StatusCode::CONFLICT,
+        "A return's line asks for more units than shipped and have not come back; `sku`, `requested` and `left` say how many. Nothing was queued.",
     ),
     code("payload_too_large", StatusCode::PAYLOAD_TOO_LARGE, "The body is over 64 KiB."),
     code(
@@ -213,6 +233,15 @@ impl From<AppError> for ApiError {
                     serde_json::to_value(status).unwrap_or(Value::Null),
                 )
             }
+            AppError::LineRefused {
+                sku,
+                code,
+                requested,
+                left,
+            } => Self::new(code.as_str(), message)
+                .with("sku", sku.as_str())
+                .with("requested", requested)
+                .with("left", left),
             AppError::IdempotencyKeyReused => Self::new(
                 "idempotency_key_reused",
                 "this Idempotency-Key was already used with a different request",

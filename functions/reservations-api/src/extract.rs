@@ -25,27 +25,55 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
         if !is_json(req.headers()) {
-            return Err(ApiError::new(
-                "unsupported_media_type",
-                "send the body as JSON with Content-Type: application/json",
-            ));
+            return Err(not_json());
         }
-        // A declared length over the limit was refused by the route's guard already.
-        let too_large = ApiError::payload_too_large;
-        let bytes = match Limited::new(req.into_body(), MAX_BODY_BYTES)
-            .collect()
-            .await
-        {
-            Ok(collected) => collected.to_bytes(),
-            Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
-            Err(err) => {
-                return Err(ApiError::new(
-                    "unreadable_body",
-                    format!("the body could not be read: {err}"),
-                ))
-            }
-        };
-        parse_json(&bytes).map(JsonBody)
+        parse_json(&body_bytes(req).await?).map(JsonBody)
+    }
+}
+
+/// A JSON body that may be absent altogether (no bytes, or JSON `null`: `T::default()`);
+/// present, it is read as [`JsonBody`] reads one.
+#[derive(Debug)]
+pub struct OptionalJsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
+        let json = is_json(req.headers());
+        let bytes = body_bytes(req).await?;
+        if bytes.is_empty() {
+            return Ok(OptionalJsonBody(T::default()));
+        }
+        if !json {
+            return Err(not_json());
+        }
+        parse_json::<Option<T>>(&bytes).map(|body| OptionalJsonBody(body.unwrap_or_default()))
+    }
+}
+
+fn not_json() -> ApiError {
+    ApiError::new(
+        "unsupported_media_type",
+        "send the body as JSON with Content-Type: application/json",
+    )
+}
+
+/// The body's bytes, at most [`MAX_BODY_BYTES`] of them.
+async fn body_bytes(req: Request) -> Result<axum::body::Bytes, ApiError> {
+    // A declared length over the limit was refused by the route's guard already.
+    match Limited::new(req.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(ApiError::payload_too_large())
+        }
+        Err(err) => Err(ApiError::new(
+            "unreadable_body",
+            format!("the body could not be read: {err}"),
+        )),
     }
 }
 

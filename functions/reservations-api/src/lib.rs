@@ -17,7 +17,9 @@ use axum::http::{header, StatusCode};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
-use inventory_core::app::{CommandView, ItemView, ItemsView, ReservationView, ReserveRequest};
+use inventory_core::app::{
+    AfterSaleRequest, CommandView, ItemView, ItemsView, ReservationView, ReserveRequest,
+};
 use inventory_core::domain::{
     Annotation, BucketCount, CommandId, Line, LowStockThreshold, Quantity, Reason,
     Reclassification, Scope, Sku, StockState, TtlSeconds,
@@ -33,8 +35,8 @@ use access::{guard, Authenticated, Guard, MaybeAuthenticated};
 pub use access::{Authentication, Route};
 use error::ApiError;
 use extract::{
-    CommandPath, Detail, IdempotencyHeader, ItemQuery, JsonBody, RequiredIdempotencyKey,
-    ReservationPath, SkuPath, WholeNumber,
+    CommandPath, Detail, IdempotencyHeader, ItemQuery, JsonBody, OptionalJsonBody,
+    RequiredIdempotencyKey, ReservationPath, SkuPath, WholeNumber,
 };
 
 type Handlers = UtoipaMethodRouter<Arc<Inventory>>;
@@ -57,6 +59,19 @@ fn declared_routes() -> Vec<(Route, Handlers)> {
         "reservation_not_found",
         "reservation_not_active",
         "idempotency_key_reused",
+    ];
+    let after_sale: &[_] = &[
+        "invalid_reservation_id",
+        "reservation_not_found",
+        "reservation_not_active",
+        "idempotency_key_required",
+        "idempotency_key_reused",
+        "invalid_lines",
+        "duplicate_sku",
+        "invalid_sku",
+        "invalid_quantity",
+        "sku_not_in_reservation",
+        "reservation_not_checked_out",
     ];
     vec![
         route(
@@ -181,6 +196,24 @@ fn declared_routes() -> Vec<(Route, Handlers)> {
             routes!(post_extend),
         ),
         route(Reserve, false, changes_reservation, routes!(post_checkout)),
+        route(
+            Reserve,
+            false,
+            &[after_sale, &["invalid_reference", "exceeds_unshipped"]].concat(),
+            routes!(post_fulfill),
+        ),
+        route(
+            Reserve,
+            false,
+            &[after_sale, &["exceeds_unshipped"]].concat(),
+            routes!(post_cancel),
+        ),
+        route(
+            Reserve,
+            false,
+            &[after_sale, &["invalid_reference", "exceeds_shipped"]].concat(),
+            routes!(post_returns),
+        ),
         route(
             Reserve,
             false,
@@ -343,6 +376,47 @@ struct LineBody {
     sku: String,
     #[schema(value_type = Quantity)]
     quantity: WholeNumber,
+}
+
+/// Which checked-out units ship (the body may be absent: every unit sold and not yet shipped or
+/// cancelled ships).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct FulfillBody {
+    /// The lines and units that ship; absent: every unit left to ship.
+    #[serde(default)]
+    #[schema(schema_with = openapi::sale_lines::<LineBody>)]
+    lines: Option<Vec<LineBody>>,
+    /// The shipment, parcel or order it ships under.
+    #[serde(default)]
+    #[schema(schema_with = openapi::note)]
+    reference: Option<String>,
+}
+
+/// Which checked-out units are no longer sold (the body may be absent: every unit not yet
+/// shipped).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct CancelBody {
+    /// The lines and units cancelled; absent: every unit left to ship.
+    #[serde(default)]
+    #[schema(schema_with = openapi::sale_lines::<LineBody>)]
+    lines: Option<Vec<LineBody>>,
+}
+
+/// Shipped units that came back.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ReturnBody {
+    /// The lines and units returned.
+    #[schema(schema_with = openapi::sale_lines::<LineBody>)]
+    lines: Vec<LineBody>,
+    /// Whether the units are for sale again (`true`) or set aside as `damaged` (`false`).
+    restock: bool,
+    /// The return authorisation or parcel.
+    #[serde(default)]
+    #[schema(schema_with = openapi::note)]
+    reference: Option<String>,
 }
 
 /// A new lifetime for every hold of a reservation, counted from now.
@@ -623,16 +697,7 @@ async fn post_reservation(
     IdempotencyHeader(key): IdempotencyHeader,
     JsonBody(body): JsonBody<ReserveBody>,
 ) -> Result<Response, ApiError> {
-    let mut lines = Vec::with_capacity(body.lines.len());
-    for (index, line) in body.lines.into_iter().enumerate() {
-        let at = |err: inventory_core::domain::InvalidValue, field: &str| {
-            ApiError::from(err).with("field", format!("lines[{index}].{field}"))
-        };
-        lines.push(Line {
-            sku: Sku::parse(&line.sku).map_err(|e| at(e, "sku"))?,
-            quantity: Quantity::new(line.quantity.0).map_err(|e| at(e, "quantity"))?,
-        });
-    }
+    let lines = parse_lines(body.lines)?;
     let ttl = body
         .ttl_seconds
         .map_or(Ok(TtlSeconds::DEFAULT), |ttl| TtlSeconds::new(ttl.0))?;
@@ -645,6 +710,23 @@ async fn post_reservation(
         Json(view),
     )
         .into_response())
+}
+
+/// A body's lines as domain lines; a bad one answers naming its field (`lines[2].sku`).
+fn parse_lines(lines: Vec<LineBody>) -> Result<Vec<Line>, ApiError> {
+    lines
+        .into_iter()
+        .enumerate()
+        .map(|(index, line)| {
+            let at = |err: inventory_core::domain::InvalidValue, field: &str| {
+                ApiError::from(err).with("field", format!("lines[{index}].{field}"))
+            };
+            Ok(Line {
+                sku: Sku::parse(&line.sku).map_err(|e| at(e, "sku"))?,
+                quantity: Quantity::new(line.quantity.0).map_err(|e| at(e, "quantity"))?,
+            })
+        })
+        .collect()
 }
 
 /// A reservation of the caller as of now.
@@ -700,6 +782,82 @@ async fn post_checkout(
             .request_checkout(&id, key.as_ref(), &caller)
             .await?,
     ))
+}
+
+/// Ship checked-out units: queue the shipment of the lines named (absent: every unit sold and
+/// not yet shipped or cancelled). Each unit leaves on-hand stock and `committed`; the line
+/// counts it `fulfilled`, and the reservation reads `fulfilled` once every unit sold has
+/// shipped or been cancelled. Partial shipments are allowed, never more than a line has left.
+#[utoipa::path(
+    post,
+    path = "/reservations/{id}/fulfill",
+    params(ReservationPath, RequiredIdempotencyKey),
+    request_body(content = Option<FulfillBody>, description = "May be absent: every unit left ships."),
+    responses((status = 202, description = "The shipment is queued.", body = Accepted)),
+)]
+async fn post_fulfill(
+    State(inventory): Service,
+    Authenticated(caller): Authenticated,
+    ReservationPath(id): ReservationPath,
+    RequiredIdempotencyKey(key): RequiredIdempotencyKey,
+    OptionalJsonBody(body): OptionalJsonBody<FulfillBody>,
+) -> Result<Response, ApiError> {
+    let lines = body.lines.map(parse_lines).transpose()?;
+    let request = AfterSaleRequest::fulfill(lines, body.reference)?;
+    let id = inventory
+        .request_after_sale(&id, request, Some(&key), &caller)
+        .await?;
+    Ok(accepted(id))
+}
+
+/// Cancel a checked-out order before it ships: queue the cancellation of the lines named
+/// (absent: every unit not yet shipped). The units leave `committed` and are for sale again;
+/// the line counts them `cancelled`.
+#[utoipa::path(
+    post,
+    path = "/reservations/{id}/cancel",
+    params(ReservationPath, RequiredIdempotencyKey),
+    request_body(content = Option<CancelBody>, description = "May be absent: every unit left to ship is cancelled."),
+    responses((status = 202, description = "The cancellation is queued.", body = Accepted)),
+)]
+async fn post_cancel(
+    State(inventory): Service,
+    Authenticated(caller): Authenticated,
+    ReservationPath(id): ReservationPath,
+    RequiredIdempotencyKey(key): RequiredIdempotencyKey,
+    OptionalJsonBody(body): OptionalJsonBody<CancelBody>,
+) -> Result<Response, ApiError> {
+    let lines = body.lines.map(parse_lines).transpose()?;
+    let request = AfterSaleRequest::cancel(lines)?;
+    let id = inventory
+        .request_after_sale(&id, request, Some(&key), &caller)
+        .await?;
+    Ok(accepted(id))
+}
+
+/// Take back shipped units: queue their return, to sale (`restock: true`: on-hand and
+/// available grow) or set aside as `damaged` (on-hand grows, available does not). Never more
+/// than a line shipped and has not had back.
+#[utoipa::path(
+    post,
+    path = "/reservations/{id}/returns",
+    params(ReservationPath, RequiredIdempotencyKey),
+    request_body = ReturnBody,
+    responses((status = 202, description = "The return is queued.", body = Accepted)),
+)]
+async fn post_returns(
+    State(inventory): Service,
+    Authenticated(caller): Authenticated,
+    ReservationPath(id): ReservationPath,
+    RequiredIdempotencyKey(key): RequiredIdempotencyKey,
+    JsonBody(body): JsonBody<ReturnBody>,
+) -> Result<Response, ApiError> {
+    let lines = parse_lines(body.lines)?;
+    let request = AfterSaleRequest::take_back(lines, body.restock, body.reference)?;
+    let id = inventory
+        .request_after_sale(&id, request, Some(&key), &caller)
+        .await?;
+    Ok(accepted(id))
 }
 
 /// Release an active reservation: queue the return of every held unit.

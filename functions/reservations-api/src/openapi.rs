@@ -420,3 +420,15 @@ pub(crate) fn lines<T: ToSchema>() -> ArrayBuilder {
             "1 to 100 lines, each SKU once (99 with an Idempotency-Key); all are held or none.",
         ))
 }
+
+/// The lines a shipment, a cancellation or a return names: 1 to [`MAX_LINES`], each SKU of the
+/// reservation once.
+pub(crate) fn sale_lines<T: ToSchema>() -> ArrayBuilder {
+    ArrayBuilder::new()
+        .items(T::schema())
+        .min_items(Some(1))
+        .max_items(Some(MAX_LINES))
+        .description(Some(
+            "1 to 100 lines, each a SKU of the reservation once, with the units it takes.",
+        ))
+}

@@ -3,18 +3,21 @@
 //! id; the processor ([`super::apply`]) applies them. See [`super::command_log`] for the
 //! acceptance handshake.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
+
+use serde::Serialize;
 
 use super::command_log::CommandLog;
 use super::idempotency::digest;
 use super::reservation_book::ReservationBook;
 use crate::domain::{
-    Action, Annotation, BucketCount, Caller, ClientId, Command, CommandId, HoldStatus,
-    IdempotencyKey, InvalidValue, LowStockThreshold, Quantity, Reclassification, ReservationId,
-    Sku,
+    Action, AfterSale, Annotation, BucketCount, Caller, ClientId, Command, CommandId, HoldLine,
+    HoldStatus, IdempotencyKey, InvalidValue, Line, LowStockThreshold, Quantity, Reclassification,
+    RejectionCode, ReservationId, Sku,
 };
 use crate::error::AppError;
-use crate::limits::{MAX_ADJUSTMENT, MAX_NOTE_LEN};
+use crate::limits::{MAX_ADJUSTMENT, MAX_LINES, MAX_NOTE_LEN};
 use crate::ports::{Acceptance, Clock, CommandQueue, CommandRecord};
 
 pub(crate) struct Accept {
@@ -25,33 +28,174 @@ pub(crate) struct Accept {
 }
 
 /// Which queued change a reservation request asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum HoldRequest {
     Checkout,
     Release,
+    AfterSale(AfterSaleRequest),
+}
+
+/// A shipment, a cancellation or a return of a checked-out reservation's units: of the lines
+/// named, or (a shipment or a cancellation naming none) of every unit left to ship.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AfterSaleRequest {
+    #[serde(skip)]
+    after: AfterSale,
+    lines: Option<Vec<Line>>,
+    restock: bool,
+    reference: Option<String>,
+}
+
+impl AfterSaleRequest {
+    /// Ship the units of `lines` (`None`: every unit sold and not yet shipped or cancelled),
+    /// under `reference` (the parcel, the shipment).
+    pub fn fulfill(lines: Option<Vec<Line>>, reference: Option<String>) -> Result<Self, AppError> {
+        Self::new(AfterSale::Fulfill, lines, false, reference)
+    }
+
+    /// Cancel the sale of the units of `lines` not yet shipped (`None`: all of them).
+    pub fn cancel(lines: Option<Vec<Line>>) -> Result<Self, AppError> {
+        Self::new(AfterSale::Cancel, lines, false, None)
+    }
+
+    /// Take back shipped units of `lines`: for sale again if `restock`, else set aside as
+    /// damaged.
+    pub fn take_back(
+        lines: Vec<Line>,
+        restock: bool,
+        reference: Option<String>,
+    ) -> Result<Self, AppError> {
+        Self::new(AfterSale::Return, Some(lines), restock, reference)
+    }
+
+    fn new(
+        after: AfterSale,
+        lines: Option<Vec<Line>>,
+        restock: bool,
+        reference: Option<String>,
+    ) -> Result<Self, AppError> {
+        if let Some(lines) = &lines {
+            if lines.is_empty() || lines.len() > MAX_LINES {
+                return Err(InvalidValue::new(
+                    "invalid_lines",
+                    format!(
+                        "lines must hold 1 to {MAX_LINES} entries, got {}",
+                        lines.len()
+                    ),
+                )
+                .into());
+            }
+            let mut seen = BTreeSet::new();
+            if let Some(line) = lines.iter().find(|line| !seen.insert(&line.sku)) {
+                return Err(InvalidValue::new(
+                    "duplicate_sku",
+                    format!("sku {} appears on more than one line", line.sku),
+                )
+                .into());
+            }
+        }
+        if let Some(reference) = &reference {
+            check_note("invalid_reference", "reference", reference)?;
+        }
+        Ok(Self {
+            after,
+            lines,
+            restock,
+            reference,
+        })
+    }
+
+    /// What it asks of `hold`: the units of its line (`None`: all that are left); `Ok(None)`
+    /// when it names other lines only, or names none and nothing is left on this one.
+    fn asks(&self, hold: &HoldLine) -> Result<Option<Option<Quantity>>, AppError> {
+        let Some(lines) = &self.lines else {
+            return Ok((hold.left_to(self.after) > 0).then_some(None));
+        };
+        let Some(line) = lines.iter().find(|line| line.sku == hold.sku.item()) else {
+            return Ok(None);
+        };
+        hold.after_sale(self.after, Some(line.quantity))
+            .map_err(|code| AppError::LineRefused {
+                sku: line.sku.clone(),
+                code,
+                requested: line.quantity.units(),
+                left: hold.left_to(self.after),
+            })?;
+        Ok(Some(Some(line.quantity)))
+    }
+
+    /// A line naming a SKU the reservation does not hold.
+    fn stray_line<'a>(&'a self, holds: &[&Sku]) -> Option<&'a Line> {
+        self.lines.as_ref().and_then(|lines| {
+            lines
+                .iter()
+                .find(|line| !holds.iter().any(|sku| sku.item() == line.sku))
+        })
+    }
+
+    /// The command for `quantity` units of a line (`None`: all left); a return always names
+    /// its units.
+    fn action(&self, reservation_id: ReservationId, quantity: Option<Quantity>) -> Option<Action> {
+        Some(match self.after {
+            AfterSale::Fulfill => Action::FulfillHold {
+                reservation_id,
+                quantity,
+                reference: self.reference.clone(),
+            },
+            AfterSale::Cancel => Action::CancelHold {
+                reservation_id,
+                quantity,
+            },
+            AfterSale::Return => Action::ReturnHold {
+                reservation_id,
+                quantity: quantity?,
+                restock: self.restock,
+                reference: self.reference.clone(),
+            },
+        })
+    }
 }
 
 impl HoldRequest {
-    fn scope(self, id: &ReservationId) -> String {
+    fn scope(&self, id: &ReservationId) -> String {
         match self {
             Self::Checkout => format!("checkout/{id}"),
             Self::Release => format!("release/{id}"),
+            Self::AfterSale(request) => match request.after {
+                AfterSale::Fulfill => format!("fulfillment/{id}"),
+                AfterSale::Cancel => format!("cancellation/{id}"),
+                AfterSale::Return => format!("return/{id}"),
+            },
+        }
+    }
+
+    /// What a retry must repeat to be the same request: the route, and the body if it has one.
+    fn digest(&self, scope: &str) -> String {
+        match self {
+            Self::Checkout | Self::Release => digest(&scope),
+            Self::AfterSale(request) => digest(&(scope, request)),
         }
     }
 
     /// Whether a reservation standing at `status` may be asked this (a domain rule).
-    fn allowed_at(self, status: HoldStatus) -> bool {
+    fn allowed_at(&self, status: HoldStatus) -> bool {
         match self {
             Self::Checkout => status.may_check_out(),
             Self::Release => status.may_release(),
+            Self::AfterSale(request) => status.may_settle(request.after),
         }
     }
 
-    fn action(self, reservation_id: ReservationId) -> Action {
-        match self {
-            Self::Checkout => Action::CommitHold { reservation_id },
-            Self::Release => Action::ReleaseHold { reservation_id },
-        }
+    /// The command for `hold`'s stream, if this asks anything of it.
+    fn action(&self, hold: &HoldLine) -> Result<Option<Action>, AppError> {
+        let reservation_id = hold.reservation_id.clone();
+        Ok(match self {
+            Self::Checkout => Some(Action::CommitHold { reservation_id }),
+            Self::Release => Some(Action::ReleaseHold { reservation_id }),
+            Self::AfterSale(request) => request
+                .asks(hold)?
+                .and_then(|quantity| request.action(reservation_id, quantity)),
+        })
     }
 }
 
@@ -187,7 +331,7 @@ impl Accept {
         caller: &Caller,
     ) -> Result<CommandId, AppError> {
         let scope = request.scope(id);
-        let digest = digest(&scope);
+        let digest = request.digest(&scope);
         let command_id = key.map_or_else(CommandId::random, |key| {
             CommandId::for_idempotency_key(caller.client_id(), &scope, key)
         });
@@ -200,16 +344,29 @@ impl Accept {
         if !request.allowed_at(status) {
             return Err(AppError::ReservationNotActive { status });
         }
+        if let HoldRequest::AfterSale(after) = &request {
+            let streams: Vec<&Sku> = reservation.streams().collect();
+            if let Some(line) = after.stray_line(&streams) {
+                return Err(AppError::LineRefused {
+                    sku: line.sku.clone(),
+                    code: RejectionCode::SkuNotInReservation,
+                    requested: line.quantity.units(),
+                    left: 0,
+                });
+            }
+        }
         // Queued under the item (its partition), whichever of its buckets holds.
-        let commands = reservation
-            .streams()
-            .map(|stream| Command {
-                id: command_id,
-                sku: stream.item(),
-                accepted_at: now,
-                action: request.action(id.clone()),
-            })
-            .collect();
+        let mut commands = Vec::new();
+        for stored in &reservation.holds {
+            if let Some(action) = request.action(&stored.hold)? {
+                commands.push(Command {
+                    id: command_id,
+                    sku: stored.hold.sku.item(),
+                    accepted_at: now,
+                    action,
+                });
+            }
+        }
         self.submit(command_id, commands, digest, caller.client_id())
             .await
     }
@@ -326,8 +483,9 @@ fn check_note(code: &'static str, field: &str, text: &str) -> Result<(), AppErro
 
 #[cfg(test)]
 mod tests {
-    use super::super::given::{shopper, sku, Given};
-    use crate::domain::{Caller, HoldStatus, IdempotencyKey};
+    use super::super::given::{cart, shopper, sku, Given};
+    use super::AfterSaleRequest;
+    use crate::domain::{Caller, HoldStatus, IdempotencyKey, RejectionCode};
     use crate::error::AppError;
 
     #[tokio::test]
@@ -387,5 +545,174 @@ mod tests {
             assert!(matches!(answer, Err(AppError::Invalid(_))), "{answer:?}");
         }
         assert!(given.queue.try_receive(10).is_empty(), "nothing queued");
+    }
+
+    fn figures(item: &crate::app::ItemView) -> (i64, i64, i64, i64) {
+        (
+            item.on_hand,
+            item.committed,
+            item.available,
+            item.unavailable.damaged,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_sold_cart_ships_in_parts_is_cancelled_in_part_and_comes_back_from_a_split_item() {
+        let given = Given::new();
+        given.stock("A", 40).await;
+        given.stock("B", 5).await;
+        given.buckets("A", 4).await;
+        let alice = shopper("alice");
+        let held = given
+            .reserve(&alice, &[("A", 6), ("B", 2)], None)
+            .await
+            .unwrap();
+        let id = &held.reservation_id;
+        let key = |name: &str| IdempotencyKey::parse(name).unwrap();
+        given
+            .inventory
+            .request_checkout(id, None, &alice)
+            .await
+            .unwrap();
+        given.processed().await;
+
+        // Ship 4 of A and all of B; then cancel 1 of A; the last unit of A ships alone.
+        let ship = AfterSaleRequest::fulfill(Some(cart(&[("A", 4)])), Some("parcel-1".into()));
+        let inventory = &given.inventory;
+        inventory
+            .request_after_sale(id, ship.unwrap(), Some(&key("ship-1")), &alice)
+            .await
+            .unwrap();
+        let rest_of_b = AfterSaleRequest::fulfill(Some(cart(&[("B", 2)])), None).unwrap();
+        inventory
+            .request_after_sale(id, rest_of_b, Some(&key("ship-2")), &alice)
+            .await
+            .unwrap();
+        let report = given.processed().await;
+        assert_eq!((report.applied, report.rejected), (2, 0));
+        let a = inventory.item_with_buckets(&sku("A")).await.unwrap();
+        assert_eq!(figures(&a), (36, 2, 34, 0));
+        let cancel = AfterSaleRequest::cancel(Some(cart(&[("A", 1)]))).unwrap();
+        inventory
+            .request_after_sale(id, cancel, Some(&key("cancel-1")), &alice)
+            .await
+            .unwrap();
+        given.processed().await;
+        let a = inventory.item_with_buckets(&sku("A")).await.unwrap();
+        assert_eq!(
+            figures(&a),
+            (36, 1, 35, 0),
+            "the cancelled unit is for sale"
+        );
+        let view = inventory.reservation(id, &alice).await.unwrap();
+        assert_eq!(view.status, HoldStatus::Committed, "one unit of A to ship");
+        let last = AfterSaleRequest::fulfill(None, None).unwrap();
+        inventory
+            .request_after_sale(id, last, Some(&key("ship-3")), &alice)
+            .await
+            .unwrap();
+        given.processed().await;
+        let view = inventory.reservation(id, &alice).await.unwrap();
+        assert_eq!(view.status, HoldStatus::Fulfilled);
+        let shipped: Vec<_> = view
+            .lines
+            .iter()
+            .map(|line| (line.fulfilled, line.cancelled, line.returned))
+            .collect();
+        assert_eq!(shipped, vec![(5, 1, 0), (2, 0, 0)]);
+
+        // Two of A come back: one for sale, one damaged.
+        for (restock, name) in [(true, "return-1"), (false, "return-2")] {
+            let back = AfterSaleRequest::take_back(cart(&[("A", 1)]), restock, None).unwrap();
+            inventory
+                .request_after_sale(id, back, Some(&key(name)), &alice)
+                .await
+                .unwrap();
+        }
+        given.processed().await;
+        let a = inventory.item_with_buckets(&sku("A")).await.unwrap();
+        assert_eq!(figures(&a), (37, 0, 36, 1));
+        let buckets = a.buckets.expect("a split item's buckets");
+        assert!(
+            buckets.iter().all(|bucket| bucket.available >= 0),
+            "{buckets:?}"
+        );
+        // Nothing freed is stranded: the item sells its last unit for sale.
+        assert!(given.reserve(&alice, &[("A", 36)], None).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_line_asking_what_the_reservation_cannot_give_is_refused_and_nothing_is_queued() {
+        let given = Given::new();
+        given.stock("A", 5).await;
+        let alice = shopper("alice");
+        let held = given.reserve(&alice, &[("A", 2)], None).await.unwrap();
+        let id = &held.reservation_id;
+        let key = IdempotencyKey::parse("k").unwrap();
+        let ship = |lines| AfterSaleRequest::fulfill(lines, None).unwrap();
+        let answer = given
+            .inventory
+            .request_after_sale(id, ship(None), Some(&key), &alice)
+            .await;
+        assert_eq!(
+            answer.unwrap_err(),
+            AppError::ReservationNotActive {
+                status: HoldStatus::Active
+            },
+            "not checked out yet"
+        );
+        given
+            .inventory
+            .request_checkout(id, None, &alice)
+            .await
+            .unwrap();
+        given.processed().await;
+        for (lines, code) in [
+            (cart(&[("A", 3)]), RejectionCode::ExceedsUnshipped),
+            (cart(&[("B", 1)]), RejectionCode::SkuNotInReservation),
+        ] {
+            let answer = given
+                .inventory
+                .request_after_sale(id, ship(Some(lines)), Some(&key), &alice)
+                .await;
+            assert!(
+                matches!(answer, Err(AppError::LineRefused { code: found, .. }) if found == code),
+                "{answer:?}"
+            );
+        }
+        let back = AfterSaleRequest::take_back(cart(&[("A", 1)]), true, None).unwrap();
+        let answer = given
+            .inventory
+            .request_after_sale(id, back, Some(&key), &alice)
+            .await;
+        assert!(
+            matches!(
+                answer,
+                Err(AppError::LineRefused {
+                    code: RejectionCode::ExceedsShipped,
+                    left: 0,
+                    ..
+                })
+            ),
+            "{answer:?}"
+        );
+        let bob = shopper("bob");
+        let answer = given
+            .inventory
+            .request_after_sale(id, ship(None), Some(&key), &bob)
+            .await;
+        assert_eq!(
+            answer.unwrap_err(),
+            AppError::ReservationNotFound,
+            "not bob's"
+        );
+        assert!(given.queue.try_receive(10).is_empty(), "nothing queued");
+        for empty in [
+            AfterSaleRequest::fulfill(Some(vec![]), None),
+            AfterSaleRequest::cancel(Some(cart(&[("A", 1), ("A", 1)]))),
+            AfterSaleRequest::fulfill(None, Some("  ".into())),
+        ] {
+            assert!(matches!(empty, Err(AppError::Invalid(_))), "{empty:?}");
+        }
     }
 }

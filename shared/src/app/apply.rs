@@ -140,8 +140,8 @@ const MAX_ITEMS_PER_COMMAND: usize = 6;
 ///
 /// - A rejection is recorded on bucket 0, the item's own history.
 /// - A withdrawal from a bucketed item is shared by its buckets ([`buckets::share_adjustment`]).
-/// - What a release or an expiry frees in a bucket other than 0 moves to bucket 0 in the same
-///   write: no bucket but 0 ever gains units except by a move, so a drain that moved every
+/// - What a release, an expiry or a cancelled sale frees in a bucket other than 0 moves to
+///   bucket 0 in the same write (a return is recorded on bucket 0): no bucket but 0 ever gains units except by a move, so a drain that moved every
 ///   spare unit leaves none behind (see `docs/architecture.md`).
 /// - Fewer buckets: the spare units of the buckets dropped move to bucket 0.
 /// - A count is recorded as its delta, shared as an adjustment's is; units set aside live in
@@ -164,7 +164,15 @@ fn record(draft: &mut Draft, bucket: Bucket, now: Timestamp, change: Change) -> 
             draft.record(Bucket::HOME, now, change);
             return layout.count != BucketCount::ONE;
         }
-        Change::HoldReleased { quantity, .. } | Change::HoldExpired { quantity, .. }
+        // Shipped units come back to bucket 0, which keeps what is set aside and gathers what
+        // is for sale.
+        Change::HoldReturned { .. } => {
+            draft.record(Bucket::HOME, now, change);
+            return layout.count != BucketCount::ONE;
+        }
+        Change::HoldReleased { quantity, .. }
+        | Change::HoldExpired { quantity, .. }
+        | Change::HoldCancelled { quantity, .. }
             if bucket != Bucket::HOME =>
         {
             draft.record(bucket, now, change);

@@ -38,6 +38,7 @@ mod views;
 
 use std::sync::Arc;
 
+pub use accept::AfterSaleRequest;
 pub use apply::{ApplyReport, Unapplied};
 pub use command_log::CommandStatus;
 pub use expiry::{SweepReport, TimerReport};
@@ -225,6 +226,19 @@ impl Inventory {
         caller: &Caller,
     ) -> Result<CommandId, AppError> {
         let request = HoldRequest::Release;
+        self.accept.hold_change(id, key, request, caller).await
+    }
+
+    /// Accepts a shipment, a cancellation or a return of a checked-out reservation's units
+    /// ([`accept`]): 202 at once, applied per line by the processor.
+    pub async fn request_after_sale(
+        &self,
+        id: &ReservationId,
+        request: AfterSaleRequest,
+        key: Option<&IdempotencyKey>,
+        caller: &Caller,
+    ) -> Result<CommandId, AppError> {
+        let request = HoldRequest::AfterSale(request);
         self.accept.hold_change(id, key, request, caller).await
     }
 

@@ -121,6 +121,12 @@ pub struct LineView {
     pub quantity: Quantity,
     /// Where this line's hold stands now.
     pub status: HoldStatus,
+    /// Units checked out that have shipped.
+    pub fulfilled: i64,
+    /// Units checked out whose sale was cancelled before they shipped.
+    pub cancelled: i64,
+    /// Units shipped that came back.
+    pub returned: i64,
 }
 
 /// A reservation as of now.
@@ -129,7 +135,8 @@ pub struct LineView {
 pub struct ReservationView {
     /// The reservation (it says where its first hold lives).
     pub reservation_id: ReservationId,
-    /// Active while any line is; then committed, released or expired.
+    /// Active while any line is; then committed while units sold await shipment, then
+    /// fulfilled, cancelled, released or expired (see the README's statuses).
     pub status: HoldStatus,
     /// The cart's lines, each with its own status.
     pub lines: Vec<LineView>,
@@ -156,6 +163,9 @@ impl ReservationView {
                 sku: hold.sku.item(),
                 quantity: hold.quantity,
                 status: hold.status_at(now),
+                fulfilled: hold.fulfilled,
+                cancelled: hold.cancelled,
+                returned: hold.returned,
             })
             .collect();
         Self {

@@ -86,6 +86,38 @@ pub enum Action {
         /// The reservation to release.
         reservation_id: ReservationId,
     },
+    /// Ship checked-out units of the reservation's line on this SKU (`None`: all not yet
+    /// shipped or cancelled).
+    FulfillHold {
+        /// The reservation whose units ship.
+        reservation_id: ReservationId,
+        /// Units shipped; absent: every unit left to ship.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        quantity: Option<Quantity>,
+        /// The shipment, parcel or order it ships under.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+    },
+    /// Cancel the sale of checked-out units not yet shipped (`None`: all of them).
+    CancelHold {
+        /// The reservation whose sale is cancelled.
+        reservation_id: ReservationId,
+        /// Units cancelled; absent: every unit left to ship.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        quantity: Option<Quantity>,
+    },
+    /// Take back shipped units: for sale again (`restock`), or set aside as damaged.
+    ReturnHold {
+        /// The reservation whose units come back.
+        reservation_id: ReservationId,
+        /// Units returned.
+        quantity: Quantity,
+        /// Whether they are for sale again (else damaged).
+        restock: bool,
+        /// The return authorisation or parcel.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+    },
     /// End the reservation's hold on this SKU if it ran out (sent by the expiry reaction).
     ExpireHold {
         /// The reservation whose hold ran out.
@@ -99,7 +131,10 @@ impl Action {
         match self {
             Action::CommitHold { reservation_id }
             | Action::ReleaseHold { reservation_id }
-            | Action::ExpireHold { reservation_id } => Some(reservation_id),
+            | Action::ExpireHold { reservation_id }
+            | Action::FulfillHold { reservation_id, .. }
+            | Action::CancelHold { reservation_id, .. }
+            | Action::ReturnHold { reservation_id, .. } => Some(reservation_id),
             Action::ReceiveStock { .. }
             | Action::AdjustStock { .. }
             | Action::SetBuckets { .. }

@@ -7,7 +7,7 @@
 use super::access::ClientId;
 use super::command::{Action, Command};
 use super::event::{Change, Line, RejectionCode};
-use super::hold::{HoldLine, HoldStatus, HoldTerms};
+use super::hold::{AfterSale, HoldLine, HoldStatus, HoldTerms};
 use super::state::SkuState;
 use super::stock_states::{Annotation, StockState};
 use super::types::{CommandId, Quantity, ReservationId, Timestamp};
@@ -184,6 +184,47 @@ pub fn decide(
         }
         (Action::ReleaseHold { .. }, Some(hold)) => release(hold, id),
         (Action::ExpireHold { .. }, Some(hold)) => expire(hold, now, release_grace_secs),
+        (
+            Action::FulfillHold {
+                quantity,
+                reference,
+                ..
+            },
+            Some(hold),
+        ) => after_sale(hold, AfterSale::Fulfill, *quantity, |quantity| {
+            Change::HoldFulfilled {
+                reservation_id: hold.reservation_id.clone(),
+                command_id: id,
+                quantity,
+                reference: reference.clone(),
+            }
+        }),
+        (Action::CancelHold { quantity, .. }, Some(hold)) => {
+            after_sale(hold, AfterSale::Cancel, *quantity, |quantity| {
+                Change::HoldCancelled {
+                    reservation_id: hold.reservation_id.clone(),
+                    command_id: id,
+                    quantity,
+                }
+            })
+        }
+        (
+            Action::ReturnHold {
+                quantity,
+                restock,
+                reference,
+                ..
+            },
+            Some(hold),
+        ) => after_sale(hold, AfterSale::Return, Some(*quantity), |quantity| {
+            Change::HoldReturned {
+                reservation_id: hold.reservation_id.clone(),
+                command_id: id,
+                quantity,
+                restock: *restock,
+                reference: reference.clone(),
+            }
+        }),
         (_, None) => Verdict::Reject(RejectionCode::SkuNotInReservation),
     }
 }
@@ -243,7 +284,9 @@ fn commit(
     now: Timestamp,
 ) -> Verdict {
     match hold.status {
-        HoldStatus::Committed => return Verdict::AlreadyDone,
+        HoldStatus::Committed | HoldStatus::Fulfilled | HoldStatus::Cancelled => {
+            return Verdict::AlreadyDone
+        }
         HoldStatus::Released => return Verdict::Reject(RejectionCode::ReservationNotActive),
         HoldStatus::Active | HoldStatus::Expired => {}
     }
@@ -272,7 +315,24 @@ fn release(hold: &HoldLine, command_id: CommandId) -> Verdict {
             release_at: hold.release_at,
         }),
         HoldStatus::Released | HoldStatus::Expired => Verdict::AlreadyDone,
-        HoldStatus::Committed => Verdict::Reject(RejectionCode::ReservationNotActive),
+        HoldStatus::Committed | HoldStatus::Fulfilled | HoldStatus::Cancelled => {
+            Verdict::Reject(RejectionCode::ReservationNotActive)
+        }
+    }
+}
+
+/// A shipment, a cancellation or a return of a checked-out line: `change` of the units it
+/// takes ([`HoldLine::after_sale`]); nothing when it names none and none are left.
+fn after_sale(
+    hold: &HoldLine,
+    after: AfterSale,
+    asked: Option<Quantity>,
+    change: impl FnOnce(Quantity) -> Change,
+) -> Verdict {
+    match hold.after_sale(after, asked) {
+        Ok(Some(quantity)) => Verdict::Apply(change(quantity)),
+        Ok(None) => Verdict::AlreadyDone,
+        Err(reason) => Verdict::Reject(reason),
     }
 }
 
@@ -937,6 +997,10 @@ mod tests {
         for action in [
             move_cmd(StockState::SafetyStock, StockState::Available, 1),
             count_cmd(3, Some(4)),
+            fulfill(2, None),
+            fulfill(2, Some(1)),
+            cancel(2, Some(1)),
+            take_back(2, 1, false),
         ] {
             let json = serde_json::to_string(&action).unwrap();
             assert_eq!(serde_json::from_str::<Command>(&json).unwrap(), action);
@@ -998,5 +1062,155 @@ mod tests {
         assert!(state.bucket_count() <= 1_100, "{}", state.bucket_count());
         let size = serde_json::to_vec(&state).unwrap().len();
         assert!(size < 40_000, "{size} bytes");
+    }
+
+    fn fulfill(hold_seq: u64, n: Option<i64>) -> Command {
+        command(
+            Action::FulfillHold {
+                reservation_id: res_id(hold_seq),
+                quantity: n.map(qty),
+                reference: Some("parcel-1".into()),
+            },
+            at(0),
+        )
+    }
+    fn cancel(hold_seq: u64, n: Option<i64>) -> Command {
+        command(
+            Action::CancelHold {
+                reservation_id: res_id(hold_seq),
+                quantity: n.map(qty),
+            },
+            at(0),
+        )
+    }
+    fn take_back(hold_seq: u64, n: i64, restock: bool) -> Command {
+        command(
+            Action::ReturnHold {
+                reservation_id: res_id(hold_seq),
+                quantity: qty(n),
+                restock,
+                reference: None,
+            },
+            at(0),
+        )
+    }
+    /// 10 received, a hold of 4 (seq 2) checked out at 10 s.
+    fn sold_four() -> Given {
+        given()
+            .received(at(0), 10)
+            .held(at(1), 4, 900)
+            .decided(2, &checkout(2, at(10)), at(10))
+    }
+    fn verdict(g: &Given, hold_seq: u64, command: &Command) -> Verdict {
+        decide(&g.state(), Some(&g.hold(hold_seq)), command, at(20), GRACE)
+    }
+    fn figures(g: &Given) -> (i64, i64, i64) {
+        let state = g.state();
+        (state.on_hand, state.committed, state.available(at(20)))
+    }
+
+    #[test]
+    fn a_shipment_takes_the_units_out_of_on_hand_and_committed_and_leaves_available_as_it_was() {
+        let g = sold_four();
+        assert_eq!(figures(&g), (10, 4, 6));
+        let g = g.decided(2, &fulfill(2, Some(3)), at(20));
+        assert_eq!(figures(&g), (7, 1, 6));
+        let hold = g.hold(2);
+        assert_eq!((hold.status, hold.fulfilled), (HoldStatus::Committed, 3));
+        let g = g.decided(2, &fulfill(2, None), at(21));
+        assert_eq!(figures(&g), (6, 0, 6), "the rest ships");
+        assert_eq!(g.hold(2).status, HoldStatus::Fulfilled);
+        assert_eq!(
+            verdict(&g, 2, &fulfill(2, None)),
+            Verdict::AlreadyDone,
+            "all shipped: nothing left to ship"
+        );
+        assert_eq!(
+            verdict(&g, 2, &fulfill(2, Some(1))),
+            Verdict::Reject(RejectionCode::ExceedsUnshipped)
+        );
+    }
+
+    #[test]
+    fn a_shipment_never_takes_more_than_the_line_has_left_to_ship() {
+        let g = sold_four();
+        assert_eq!(
+            verdict(&g, 2, &fulfill(2, Some(5))),
+            Verdict::Reject(RejectionCode::ExceedsUnshipped)
+        );
+        let g = g.decided(2, &cancel(2, Some(1)), at(20));
+        assert_eq!(
+            verdict(&g, 2, &fulfill(2, Some(4))),
+            Verdict::Reject(RejectionCode::ExceedsUnshipped),
+            "one of the four was cancelled"
+        );
+    }
+
+    #[test]
+    fn a_cancellation_before_shipping_gives_the_units_back_to_sale() {
+        let g = sold_four().decided(2, &cancel(2, Some(1)), at(20));
+        assert_eq!(figures(&g), (10, 3, 7));
+        let g = g.decided(2, &fulfill(2, Some(2)), at(21));
+        let g = g.decided(2, &cancel(2, None), at(22));
+        assert_eq!(figures(&g), (8, 0, 8));
+        let hold = g.hold(2);
+        assert_eq!(
+            (hold.status, hold.fulfilled, hold.cancelled),
+            (HoldStatus::Fulfilled, 2, 2),
+            "a line partly shipped and the rest cancelled reads fulfilled"
+        );
+    }
+
+    #[test]
+    fn an_order_cancelled_whole_reads_cancelled() {
+        let g = sold_four().decided(2, &cancel(2, None), at(20));
+        for event in &g.events {
+            let json = serde_json::to_string(event).unwrap();
+            assert_eq!(&serde_json::from_str::<Event>(&json).unwrap(), event);
+        }
+        assert_eq!(figures(&g), (10, 0, 10));
+        assert_eq!(g.hold(2).status, HoldStatus::Cancelled);
+        assert_eq!(
+            verdict(&g, 2, &checkout(2, at(10))),
+            Verdict::AlreadyDone,
+            "a checkout delivered again changes nothing"
+        );
+        assert_eq!(
+            verdict(&g, 2, &release_cmd(2)),
+            Verdict::Reject(RejectionCode::ReservationNotActive)
+        );
+    }
+
+    #[test]
+    fn a_hold_not_checked_out_is_neither_shipped_nor_cancelled_nor_returned() {
+        let g = given().received(at(0), 10).held(at(1), 4, 900);
+        for command in [fulfill(2, None), cancel(2, Some(1)), take_back(2, 1, true)] {
+            assert_eq!(
+                verdict(&g, 2, &command),
+                Verdict::Reject(RejectionCode::ReservationNotCheckedOut),
+                "{command:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_return_brings_shipped_units_back_to_sale_or_sets_them_aside_as_damaged() {
+        let g = sold_four().decided(2, &fulfill(2, Some(3)), at(20));
+        assert_eq!(
+            verdict(&g, 2, &take_back(2, 4, true)),
+            Verdict::Reject(RejectionCode::ExceedsShipped),
+            "only three shipped"
+        );
+        let g = g.decided(2, &take_back(2, 1, true), at(21));
+        assert_eq!(figures(&g), (8, 1, 7), "restocked: for sale again");
+        let g = g.decided(2, &take_back(2, 2, false), at(22));
+        assert_eq!(figures(&g), (10, 1, 7), "damaged: on hand, not for sale");
+        assert_eq!(g.state().unavailable.damaged, 2);
+        assert_eq!(g.hold(2).returned, 3);
+        assert_eq!(
+            verdict(&g, 2, &take_back(2, 1, true)),
+            Verdict::Reject(RejectionCode::ExceedsShipped),
+            "every unit shipped came back"
+        );
     }
 }

@@ -125,6 +125,44 @@ pub enum Change {
         /// The release bucket the hold leaves.
         release_at: Timestamp,
     },
+    /// Sold units shipped: they leave on-hand stock and the sales awaiting shipment (recorded
+    /// on the stream the hold was in).
+    HoldFulfilled {
+        /// The reservation whose units shipped.
+        reservation_id: ReservationId,
+        /// The fulfilment command.
+        command_id: CommandId,
+        /// Units shipped.
+        quantity: Quantity,
+        /// The shipment, parcel or order it shipped under.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+    },
+    /// A sale was cancelled before its units shipped: they are for sale again (recorded on the
+    /// stream the hold was in).
+    HoldCancelled {
+        /// The reservation whose sale was cancelled.
+        reservation_id: ReservationId,
+        /// The cancellation command.
+        command_id: CommandId,
+        /// Units given back.
+        quantity: Quantity,
+    },
+    /// Shipped units came back: for sale again (`restock`) or set aside as damaged (recorded on
+    /// bucket 0, which keeps what is set aside).
+    HoldReturned {
+        /// The reservation whose units came back.
+        reservation_id: ReservationId,
+        /// The return command.
+        command_id: CommandId,
+        /// Units returned.
+        quantity: Quantity,
+        /// Whether they are for sale again (else damaged).
+        restock: bool,
+        /// The return authorisation or parcel.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+    },
     /// The admin split the item into `count` escrow buckets (recorded on bucket 0, which keeps
     /// the layout).
     BucketsSet {
@@ -203,6 +241,9 @@ impl Change {
             | Change::StockAdjusted { command_id, .. }
             | Change::HoldCommitted { command_id, .. }
             | Change::HoldReleased { command_id, .. }
+            | Change::HoldFulfilled { command_id, .. }
+            | Change::HoldCancelled { command_id, .. }
+            | Change::HoldReturned { command_id, .. }
             | Change::BucketsSet { command_id, .. }
             | Change::LowStockSet { command_id, .. }
             | Change::StockReclassified { command_id, .. }
@@ -244,7 +285,10 @@ impl Change {
             | Change::HoldExtended { reservation_id, .. }
             | Change::HoldCommitted { reservation_id, .. }
             | Change::HoldReleased { reservation_id, .. }
-            | Change::HoldExpired { reservation_id, .. } => Some(reservation_id),
+            | Change::HoldExpired { reservation_id, .. }
+            | Change::HoldFulfilled { reservation_id, .. }
+            | Change::HoldCancelled { reservation_id, .. }
+            | Change::HoldReturned { reservation_id, .. } => Some(reservation_id),
             _ => None,
         }
     }
@@ -275,6 +319,14 @@ pub enum RejectionCode {
     /// The count was taken against an on-hand figure that has changed since
     /// (`expected` is no longer what the item has).
     StaleCount,
+    /// A shipment or a cancellation named a line that is not checked out (still held, given
+    /// back or expired).
+    ReservationNotCheckedOut,
+    /// A shipment or a cancellation asked for more units than the line has sold and not yet
+    /// shipped or cancelled.
+    ExceedsUnshipped,
+    /// A return asked for more units than the line has shipped and not yet had back.
+    ExceedsShipped,
     /// The queued record could not be read as a command. Written by versions before parking;
     /// kept so their events still read (such records are now parked `unknown_shape`).
     MalformedCommand,
@@ -293,6 +345,9 @@ impl RejectionCode {
             Self::CommandNotAccepted => "command_not_accepted",
             Self::SourceLacksUnits => "source_lacks_units",
             Self::StaleCount => "stale_count",
+            Self::ReservationNotCheckedOut => "reservation_not_checked_out",
+            Self::ExceedsUnshipped => "exceeds_unshipped",
+            Self::ExceedsShipped => "exceeds_shipped",
             Self::MalformedCommand => "malformed_command",
         }
     }

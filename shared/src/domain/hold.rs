@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::event::Change;
+use super::event::{Change, RejectionCode};
 use super::types::{Quantity, ReservationId, Sku, Timestamp, TtlSeconds};
 
 /// Where a hold is in its life.
@@ -13,8 +13,12 @@ use super::types::{Quantity, ReservationId, Sku, Timestamp, TtlSeconds};
 pub enum HoldStatus {
     /// Units are promised and can be checked out until `expires_at`.
     Active,
-    /// Checked out: the units are sold.
+    /// Checked out: the units are sold, and some are not shipped yet.
     Committed,
+    /// Checked out, and every unit sold has shipped (some may have been cancelled).
+    Fulfilled,
+    /// Checked out, and every unit sold was cancelled before it shipped.
+    Cancelled,
     /// Given back by the shopper.
     Released,
     /// Ran out without a checkout.
@@ -22,12 +26,15 @@ pub enum HoldStatus {
 }
 
 impl HoldStatus {
-    /// A reservation's status from its lines': active while any line is; otherwise committed if
-    /// any line was sold, released if any was given back, else expired.
+    /// A reservation's status from its lines': active while any line is; otherwise committed
+    /// while any line has units sold and not shipped; fulfilled if any line shipped, cancelled
+    /// if any sale was cancelled, released if any line was given back, else expired.
     pub fn overall(statuses: impl Iterator<Item = HoldStatus> + Clone) -> HoldStatus {
         [
             HoldStatus::Active,
             HoldStatus::Committed,
+            HoldStatus::Fulfilled,
+            HoldStatus::Cancelled,
             HoldStatus::Released,
         ]
         .into_iter()
@@ -42,8 +49,37 @@ impl HoldStatus {
 
     /// Whether a reservation standing here may be released: unless it is checked out.
     pub fn may_release(self) -> bool {
-        self != HoldStatus::Committed
+        !self.is_sold()
     }
+
+    /// Whether the units were sold at checkout (whatever became of them since).
+    pub fn is_sold(self) -> bool {
+        matches!(
+            self,
+            HoldStatus::Committed | HoldStatus::Fulfilled | HoldStatus::Cancelled
+        )
+    }
+
+    /// Whether a reservation standing here may be asked `after`: a shipment or a cancellation
+    /// while units sold are not shipped (committed), a return once some have shipped.
+    pub fn may_settle(self, after: AfterSale) -> bool {
+        match after {
+            AfterSale::Fulfill | AfterSale::Cancel => self == HoldStatus::Committed,
+            AfterSale::Return => matches!(self, HoldStatus::Committed | HoldStatus::Fulfilled),
+        }
+    }
+}
+
+/// What becomes of units sold at checkout: they ship, the sale is cancelled before they ship,
+/// or shipped units come back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AfterSale {
+    /// Sold units ship: they leave on-hand stock and the sales not yet shipped.
+    Fulfill,
+    /// Sold units not yet shipped are given back to sale.
+    Cancel,
+    /// Shipped units come back into the building.
+    Return,
 }
 
 /// When a hold stops being promised and when it stops counting against availability.
@@ -111,6 +147,19 @@ pub struct HoldLine {
     pub release_at: Timestamp,
     /// Recorded status (an active hold past its expiry reads as expired: see [`HoldLine::status_at`]).
     pub status: HoldStatus,
+    /// Units sold that have shipped.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub fulfilled: i64,
+    /// Units sold whose sale was cancelled before they shipped.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cancelled: i64,
+    /// Units shipped that came back.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub returned: i64,
+}
+
+fn is_zero(units: &i64) -> bool {
+    *units == 0
 }
 
 impl HoldLine {
@@ -130,6 +179,9 @@ impl HoldLine {
                 expires_at: *expires_at,
                 release_at: *release_at,
                 status: HoldStatus::Active,
+                fulfilled: 0,
+                cancelled: 0,
+                returned: 0,
             }),
             _ => None,
         }
@@ -152,7 +204,52 @@ impl HoldLine {
             Change::HoldCommitted { .. } => self.status = HoldStatus::Committed,
             Change::HoldReleased { .. } => self.status = HoldStatus::Released,
             Change::HoldExpired { .. } => self.status = HoldStatus::Expired,
+            Change::HoldFulfilled { quantity, .. } => self.fulfilled += quantity.units(),
+            Change::HoldCancelled { quantity, .. } => self.cancelled += quantity.units(),
+            Change::HoldReturned { quantity, .. } => self.returned += quantity.units(),
             _ => {}
+        }
+        if self.status.is_sold() && self.left_to(AfterSale::Fulfill) == 0 {
+            self.status = if self.fulfilled > 0 {
+                HoldStatus::Fulfilled
+            } else {
+                HoldStatus::Cancelled
+            };
+        }
+    }
+
+    /// The units `after` takes on this line: those `asked`, or, when it names none, all it may
+    /// still take (`None`: nothing is left, the effect is already there). Refused before a
+    /// checkout, and when it asks for more than is left.
+    pub fn after_sale(
+        &self,
+        after: AfterSale,
+        asked: Option<Quantity>,
+    ) -> Result<Option<Quantity>, RejectionCode> {
+        if !self.status.is_sold() {
+            return Err(RejectionCode::ReservationNotCheckedOut);
+        }
+        let left = self.left_to(after);
+        match asked {
+            None => Ok(Quantity::new(left).ok()),
+            Some(asked) if asked.units() <= left => Ok(Some(asked)),
+            Some(_) if after == AfterSale::Return => Err(RejectionCode::ExceedsShipped),
+            Some(_) => Err(RejectionCode::ExceedsUnshipped),
+        }
+    }
+
+    /// Units `after` may still take on this line: for a shipment or a cancellation, what was
+    /// sold and has neither shipped nor been cancelled; for a return, what shipped and has not
+    /// come back. None before a checkout.
+    pub fn left_to(&self, after: AfterSale) -> i64 {
+        if !self.status.is_sold() {
+            return 0;
+        }
+        match after {
+            AfterSale::Fulfill | AfterSale::Cancel => {
+                self.quantity.units() - self.fulfilled - self.cancelled
+            }
+            AfterSale::Return => self.fulfilled - self.returned,
         }
     }
 
@@ -227,12 +324,19 @@ mod tests {
     }
 
     #[test]
-    fn a_reservation_is_active_while_any_line_is_then_committed_released_or_expired_in_that_order()
-    {
-        use HoldStatus::{Active, Committed, Expired, Released};
+    fn a_reservation_is_active_while_any_line_is_then_committed_fulfilled_cancelled_released_or_expired(
+    ) {
+        use HoldStatus::{Active, Cancelled, Committed, Expired, Fulfilled, Released};
         let overall = |lines: &[HoldStatus]| HoldStatus::overall(lines.iter().copied());
         assert_eq!(overall(&[Expired, Committed, Active]), Active);
         assert_eq!(overall(&[Released, Expired, Committed]), Committed);
+        assert_eq!(
+            overall(&[Fulfilled, Committed]),
+            Committed,
+            "not all shipped"
+        );
+        assert_eq!(overall(&[Cancelled, Fulfilled, Expired]), Fulfilled);
+        assert_eq!(overall(&[Released, Cancelled]), Cancelled);
         assert_eq!(overall(&[Expired, Released]), Released);
         assert_eq!(overall(&[Expired, Expired]), Expired);
     }

@@ -17,7 +17,7 @@ pub use buckets::{Layout, Move, TransferId};
 pub use command::{Action, Command};
 pub use decide::{PlaceRejection, Verdict};
 pub use event::{Change, Event, Line, RejectionCode};
-pub use hold::{HoldLine, HoldStatus, HoldTerms};
+pub use hold::{AfterSale, HoldLine, HoldStatus, HoldTerms};
 pub use notices::{notices, Notice, Noticed, StockFigures};
 pub use state::SkuState;
 pub use stock_states::{Annotation, Reason, Reclassification, StockState, Unavailable};

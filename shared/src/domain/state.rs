@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::buckets::Layout;
 use super::event::{Change, Event};
-use super::stock_states::Unavailable;
+use super::stock_states::{StockState, Unavailable};
 use super::types::{LowStockThreshold, Timestamp, Version};
 
 /// What the stream of one SKU adds up to.
@@ -21,7 +21,7 @@ pub struct SkuState {
     pub version: Version,
     /// Units in the warehouse (may be below what is promised after a downward adjustment).
     pub on_hand: i64,
-    /// Units sold at checkout.
+    /// Units sold at checkout and not yet shipped (nor cancelled).
     pub committed: i64,
     /// On-hand units not for sale, per state (left out of a snapshot while all are zero, so
     /// snapshots from before the states read as zeros).
@@ -132,6 +132,19 @@ impl SkuState {
                 release_at,
                 ..
             } => self.holds.remove(clock, *release_at, quantity.units()),
+            Change::HoldFulfilled { quantity, .. } => {
+                self.on_hand -= quantity.units();
+                self.committed -= quantity.units();
+            }
+            Change::HoldCancelled { quantity, .. } => self.committed -= quantity.units(),
+            Change::HoldReturned {
+                quantity, restock, ..
+            } => {
+                self.on_hand += quantity.units();
+                if !restock {
+                    self.unavailable.add(StockState::Damaged, quantity.units());
+                }
+            }
             Change::StockMoved { moves, .. } => {
                 let bucket = event.sku.bucket();
                 self.on_hand += moves.iter().map(|m| m.effect_on(bucket)).sum::<i64>();
