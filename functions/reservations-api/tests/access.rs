@@ -233,13 +233,16 @@ fn example(route: &Route) -> (String, Option<Value>) {
         "/items/{sku}/low-stock" => Some(json!({ "below": 3 })),
         "/reservations" => Some(json!({ "lines": [{ "sku": "SKU-A", "quantity": 1 }] })),
         "/reservations/{id}/extend" => Some(json!({ "ttl_seconds": 600 })),
+        "/reservations/{id}/returns" => {
+            Some(json!({ "lines": [{ "sku": "SKU-A", "quantity": 1 }], "restock": true }))
+        }
         _ => None,
     };
     (path, body)
 }
 
 #[tokio::test]
-async fn every_route_is_declared_with_a_scope_and_they_are_the_fourteen_of_the_api() {
+async fn every_route_is_declared_with_a_scope_and_they_are_the_seventeen_of_the_api() {
     let routes = routes();
     let declared: Vec<(&str, &str, Scope)> = routes
         .iter()
@@ -261,6 +264,9 @@ async fn every_route_is_declared_with_a_scope_and_they_are_the_fourteen_of_the_a
             ("DELETE", "/reservations/{id}", Scope::Reserve),
             ("POST", "/reservations/{id}/extend", Scope::Reserve),
             ("POST", "/reservations/{id}/checkout", Scope::Reserve),
+            ("POST", "/reservations/{id}/fulfill", Scope::Reserve),
+            ("POST", "/reservations/{id}/cancel", Scope::Reserve),
+            ("POST", "/reservations/{id}/returns", Scope::Reserve),
             ("GET", "/commands/{id}", Scope::Reserve),
         ]
     );

@@ -1198,8 +1198,8 @@ async fn a_reservation_within_stock_is_201_active_with_its_lines_an_expiry_and_a
     assert_eq!(
         reply.body["lines"],
         json!([
-            { "sku": "SKU-1", "quantity": 2, "status": "active" },
-            { "sku": "SKU-2", "quantity": 3, "status": "active" },
+            { "sku": "SKU-1", "quantity": 2, "status": "active", "fulfilled": 0, "cancelled": 0, "returned": 0 },
+            { "sku": "SKU-2", "quantity": 3, "status": "active", "fulfilled": 0, "cancelled": 0, "returned": 0 },
         ])
     );
     // The default hold is 900 seconds from 2023-11-14T22:13:20Z.
@@ -1762,6 +1762,222 @@ async fn a_checkout_of_a_reservation_that_does_not_exist_is_404_reservation_not_
     .await
     .assert_error(StatusCode::NOT_FOUND, "reservation_not_found");
     assert!(app.queue.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// POST /reservations/{id}/fulfill, /cancel, /returns
+
+/// A reservation of the lines, checked out and applied.
+async fn sold(app: &App, lines: &[(&str, i64)]) -> String {
+    let id = app.reserve(lines).await;
+    app.checkout(&id).await;
+    app.process().await;
+    id
+}
+
+#[tokio::test]
+async fn a_shipment_in_parts_takes_units_out_of_on_hand_and_committed_and_the_order_reads_fulfilled_when_all_shipped(
+) {
+    let app = App::new().await;
+    app.stock("SKU-1", 10).await;
+    app.stock("SKU-2", 10).await;
+    let id = sold(&app, &[("SKU-1", 3), ("SKU-2", 1)]).await;
+    let uri = format!("/reservations/{id}/fulfill");
+    let body = json!({ "lines": [{ "sku": "SKU-1", "quantity": 2 }], "reference": "parcel-1" });
+    let first = app.post_keyed(&uri, "ship-1", &body).await;
+    first.assert_status(StatusCode::ACCEPTED);
+    let again = app.post_keyed(&uri, "ship-1", &body).await;
+    assert_eq!(again.str("command_id"), first.str("command_id"), "a retry");
+    app.process().await;
+    let command = app.command_status(&first.str("command_id")).await;
+    assert_eq!(command["status"], "applied", "{command}");
+    let item = app.item("SKU-1").await;
+    assert_eq!(
+        (&item["on_hand"], &item["committed"], &item["available"]),
+        (&json!(8), &json!(1), &json!(7)),
+        "shipped once: {item}"
+    );
+    let read = app.get(&format!("/reservations/{id}")).await;
+    assert_eq!(read.body["status"], "committed", "{}", read.body);
+    assert_eq!(read.body["lines"][0]["fulfilled"], 2);
+
+    // No body at all: every unit left ships.
+    app.send(
+        "POST",
+        &uri,
+        &[("idempotency-key", "ship-2")],
+        Body::empty(),
+    )
+    .await
+    .assert_status(StatusCode::ACCEPTED);
+    app.process().await;
+    let read = app.get(&format!("/reservations/{id}")).await;
+    assert_eq!(read.body["status"], "fulfilled", "{}", read.body);
+    assert_eq!(
+        (
+            &read.body["lines"][0]["fulfilled"],
+            &read.body["lines"][1]["fulfilled"]
+        ),
+        (&json!(3), &json!(1))
+    );
+    assert_eq!(app.item("SKU-2").await["on_hand"], 9);
+    app.post_keyed(&uri, "ship-3", &json!({}))
+        .await
+        .assert_error(StatusCode::CONFLICT, "reservation_not_active");
+}
+
+#[tokio::test]
+async fn a_cancellation_before_shipping_gives_the_units_back_and_a_fully_cancelled_order_reads_cancelled(
+) {
+    let app = App::new().await;
+    app.stock("SKU-1", 10).await;
+    let id = sold(&app, &[("SKU-1", 4)]).await;
+    let uri = format!("/reservations/{id}/cancel");
+    app.post_keyed(
+        &uri,
+        "cancel-1",
+        &json!({ "lines": [{ "sku": "SKU-1", "quantity": 1 }] }),
+    )
+    .await
+    .assert_status(StatusCode::ACCEPTED);
+    app.process().await;
+    let item = app.item("SKU-1").await;
+    assert_eq!(
+        (&item["on_hand"], &item["committed"], &item["available"]),
+        (&json!(10), &json!(3), &json!(7))
+    );
+    app.send(
+        "POST",
+        &uri,
+        &[("idempotency-key", "cancel-2")],
+        Body::empty(),
+    )
+    .await
+    .assert_status(StatusCode::ACCEPTED);
+    app.process().await;
+    let read = app.get(&format!("/reservations/{id}")).await;
+    assert_eq!(read.body["status"], "cancelled", "{}", read.body);
+    assert_eq!(read.body["lines"][0]["cancelled"], 4);
+    assert_eq!(app.item("SKU-1").await["available"], 10);
+}
+
+#[tokio::test]
+async fn a_return_restocks_or_sets_aside_as_damaged_and_never_takes_back_more_than_shipped() {
+    let app = App::new().await;
+    app.stock("SKU-1", 10).await;
+    let id = sold(&app, &[("SKU-1", 3)]).await;
+    app.post_keyed(&format!("/reservations/{id}/fulfill"), "ship-1", &json!({}))
+        .await
+        .assert_status(StatusCode::ACCEPTED);
+    app.process().await;
+    let uri = format!("/reservations/{id}/returns");
+    let line = |n| json!([{ "sku": "SKU-1", "quantity": n }]);
+    app.post_keyed(
+        &uri,
+        "back-1",
+        &json!({ "lines": line(1), "restock": true, "reference": "RMA-7" }),
+    )
+    .await
+    .assert_status(StatusCode::ACCEPTED);
+    app.post_keyed(
+        &uri,
+        "back-2",
+        &json!({ "lines": line(1), "restock": false }),
+    )
+    .await
+    .assert_status(StatusCode::ACCEPTED);
+    app.process().await;
+    let item = app.item("SKU-1").await;
+    assert_eq!(
+        (
+            &item["on_hand"],
+            &item["available"],
+            &item["unavailable"]["damaged"]
+        ),
+        (&json!(9), &json!(8), &json!(1)),
+        "{item}"
+    );
+    let reply = app
+        .post_keyed(
+            &uri,
+            "back-3",
+            &json!({ "lines": line(2), "restock": true }),
+        )
+        .await;
+    reply.assert_error(StatusCode::CONFLICT, "exceeds_shipped");
+    assert_eq!(
+        (&reply.body["requested"], &reply.body["left"]),
+        (&json!(2), &json!(1))
+    );
+    assert!(app.queue.is_empty(), "nothing was queued");
+    let read = app.get(&format!("/reservations/{id}")).await;
+    assert_eq!(read.body["lines"][0]["returned"], 2);
+    assert_eq!(read.body["status"], "fulfilled");
+}
+
+#[tokio::test]
+async fn what_a_reservation_cannot_give_after_the_sale_is_a_specific_4xx_and_queues_nothing() {
+    let app = App::new().await;
+    app.stock("SKU-1", 10).await;
+    let held = app.reserve(&[("SKU-1", 2)]).await;
+    let fulfill = |id: &str| format!("/reservations/{id}/fulfill");
+    app.post_keyed(&fulfill(&held), "k1", &json!({}))
+        .await
+        .assert_error(StatusCode::CONFLICT, "reservation_not_active");
+    let id = sold(&app, &[("SKU-1", 2)]).await;
+    let cases = [
+        (
+            json!({ "lines": [{ "sku": "SKU-1", "quantity": 3 }] }),
+            StatusCode::CONFLICT,
+            "exceeds_unshipped",
+        ),
+        (
+            json!({ "lines": [{ "sku": "SKU-9", "quantity": 1 }] }),
+            StatusCode::CONFLICT,
+            "sku_not_in_reservation",
+        ),
+        (
+            json!({ "lines": [] }),
+            StatusCode::BAD_REQUEST,
+            "invalid_lines",
+        ),
+        (
+            json!({ "lines": [{ "sku": "SKU-1", "quantity": 1 }, { "sku": "SKU-1", "quantity": 1 }] }),
+            StatusCode::BAD_REQUEST,
+            "duplicate_sku",
+        ),
+        (
+            json!({ "lines": [{ "sku": "SKU-1", "quantity": 0 }] }),
+            StatusCode::BAD_REQUEST,
+            "invalid_quantity",
+        ),
+        (
+            json!({ "reference": " " }),
+            StatusCode::BAD_REQUEST,
+            "invalid_reference",
+        ),
+        (
+            json!({ "restock": true }),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+    ];
+    for (body, status, code) in cases {
+        app.post_keyed(&fulfill(&id), "k2", &body)
+            .await
+            .assert_error(status, code);
+    }
+    app.post(&fulfill(&id), &json!({}))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "idempotency_key_required");
+    app.post_keyed(
+        &format!("/reservations/{id}/returns"),
+        "k3",
+        &json!({ "lines": [{ "sku": "SKU-1", "quantity": 1 }] }),
+    )
+    .await
+    .assert_error(StatusCode::BAD_REQUEST, "invalid_body");
+    assert!(app.queue.is_empty(), "nothing was queued");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -230,6 +230,43 @@ async fn every_request_the_api_sends_on_every_route_is_granted_by_its_role() {
     );
     call("GET", "/commands/{id}");
 
+    // What becomes of the sale: one unit of SKU-A ships, the rest of the order is cancelled,
+    // and the shipped unit comes back damaged.
+    let (status, body) = send(
+        &router,
+        "POST",
+        &format!("/reservations/{id}/fulfill"),
+        Some("ship-1"),
+        Some(json!({ "lines": [{ "sku": "SKU-A", "quantity": 1 }], "reference": "parcel-1" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    call("POST", "/reservations/{id}/fulfill");
+    apply(read_queue(&aws, &stream).await).await;
+    let (status, body) = send(
+        &router,
+        "POST",
+        &format!("/reservations/{id}/cancel"),
+        Some("cancel-1"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    call("POST", "/reservations/{id}/cancel");
+    let (status, body) = send(
+        &router,
+        "POST",
+        &format!("/reservations/{id}/returns"),
+        Some("return-1"),
+        Some(json!({ "lines": [{ "sku": "SKU-A", "quantity": 1 }], "restock": false })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    call("POST", "/reservations/{id}/returns");
+    apply(read_queue(&aws, &stream).await).await;
+    let (_, settled) = send(&router, "GET", &format!("/reservations/{id}"), None, None).await;
+    assert_eq!(settled["status"], "fulfilled", "{settled}");
+
     // Items: the strong read and the read view over snapshots.
     let skus =
         ["SKU-A", "SKU-B", "SKU-B@1", "SKU-B@2"].map(|name| Sku::parse_stream(name).unwrap());
