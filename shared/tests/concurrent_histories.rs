@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use inventory_core::app::{CommandStatus, ReserveRequest};
+use inventory_core::app::{AfterSaleRequest, CommandStatus, ReserveRequest};
 use inventory_core::archive::Archive;
 use inventory_core::domain::{
     Annotation, BucketCount, Caller, Change, ClientId, Command, CommandId, Event, HoldLine,
@@ -78,6 +78,7 @@ enum StepKind {
     Split,
     SetAside,
     Count,
+    AfterSale,
 }
 
 /// One step of a client: what it does, and the seed its details (SKUs, quantities, which
@@ -109,6 +110,7 @@ fn step() -> impl Strategy<Value = Step> {
         4 => Just(StepKind::Split),
         5 => Just(StepKind::SetAside),
         4 => Just(StepKind::Count),
+        12 => Just(StepKind::AfterSale),
     ];
     (kind, any::<u64>()).prop_map(|(kind, details)| Step { kind, details })
 }
@@ -199,6 +201,10 @@ fn histories(shard: u64) {
         totals.set_aside_events > 0 && totals.counts > 0,
         "histories should set units aside and count"
     );
+    assert!(
+        totals.after_sale_events > 0,
+        "histories should ship, cancel and take back units sold"
+    );
 }
 
 #[derive(Debug, Default)]
@@ -213,6 +219,7 @@ struct Totals {
     transfer_events: usize,
     set_aside_events: usize,
     counts: usize,
+    after_sale_events: usize,
 }
 
 impl Totals {
@@ -227,6 +234,7 @@ impl Totals {
         self.transfer_events += stats.transfer_events;
         self.set_aside_events += stats.set_aside_events;
         self.counts += stats.counts;
+        self.after_sale_events += stats.after_sale_events;
     }
 }
 
@@ -245,6 +253,8 @@ struct Stats {
     set_aside_events: usize,
     /// Counts applied (each counted once per bucket that records it).
     counts: usize,
+    /// Shipments, cancellations and returns applied.
+    after_sale_events: usize,
 }
 
 tokio::task_local! {
@@ -487,6 +497,8 @@ struct Ledger {
     reservations: BTreeMap<ReservationId, (usize, Vec<Line>)>,
     by_key: HashMap<String, ReservationId>,
     commands: BTreeMap<CommandId, Acknowledged>,
+    /// Reservations whose checkout was acknowledged (what a shipment mostly names).
+    checked_out: Vec<ReservationId>,
     refused: usize,
     violations: Vec<String>,
 }
@@ -499,6 +511,9 @@ enum Acknowledged {
     /// A move between states.
     Move(Sku),
     HoldChange(Vec<Sku>),
+    /// A shipment or a cancellation of all that is left: a command on each SKU of the
+    /// reservation that had units left when it was accepted (which the client cannot know).
+    AllLeft(Vec<Sku>),
     Layout(Sku),
 }
 
@@ -664,6 +679,7 @@ async fn run_client(world: Arc<World>, steps: Vec<Step>, client: usize) {
                 let _ = world.inventory().item(&sku).await;
             }
             StepKind::Split => split(&world, &me, &mut rng, &key).await,
+            StepKind::AfterSale => after_sale(&world, &me, &mut rng, &key).await,
         }
         tokio::task::yield_now().await;
     }
@@ -685,6 +701,26 @@ fn random_reservation(
         let skus = lines.iter().map(|line| line.sku.clone()).collect();
         (id.clone(), *owner, skus)
     })
+}
+
+/// Mostly a reservation whose checkout was acknowledged (and so may be applied), else any.
+fn checked_out_reservation(
+    world: &World,
+    rng: &mut fastrand::Rng,
+) -> Option<(ReservationId, usize, Vec<Sku>)> {
+    let ledger = world.ledger.lock().unwrap();
+    let count = ledger.checked_out.len();
+    if count == 0 || rng.u8(0..5) == 0 {
+        drop(ledger);
+        return random_reservation(world, rng);
+    }
+    let id = ledger.checked_out[rng.usize(0..count)].clone();
+    let (owner, lines) = ledger.reservations.get(&id)?;
+    Some((
+        id,
+        *owner,
+        lines.iter().map(|line| line.sku.clone()).collect(),
+    ))
 }
 
 /// Records a violation unless `answer` is `reservation_not_found`: what a client must be told of
@@ -890,7 +926,62 @@ async fn hold_change(
         if matches!(answer, Err(AppError::ReservationNotActive { .. })) {
             return;
         }
+        let acknowledged = answer.is_ok();
         if acknowledge(world, answer, Acknowledged::HoldChange(skus.clone())) {
+            if acknowledged && checkout {
+                world.ledger.lock().unwrap().checked_out.push(id);
+            }
+            return;
+        }
+    }
+}
+
+/// A shipment, a cancellation or a return of some reservation: of all that is left or of a few
+/// units of one line (the client does not know what the processor has applied yet).
+async fn after_sale(world: &World, me: &Client, rng: &mut fastrand::Rng, key: &str) {
+    let Some((id, owner, skus)) = checked_out_reservation(world, rng) else {
+        return;
+    };
+    let caller = me.acting_on(owner, rng);
+    let line = vec![Line {
+        sku: skus[rng.usize(0..skus.len())].clone(),
+        quantity: Quantity::new(rng.i64(1..=3)).unwrap(),
+    }];
+    let named = Acknowledged::HoldChange(vec![line[0].sku.clone()]);
+    let some_line = rng.bool().then(|| line.clone());
+    let acknowledged = match some_line {
+        Some(_) => named.clone(),
+        None => Acknowledged::AllLeft(skus),
+    };
+    let (request, acknowledged) = match rng.u8(0..3) {
+        0 => (AfterSaleRequest::fulfill(some_line, None), acknowledged),
+        1 => (AfterSaleRequest::cancel(some_line), acknowledged),
+        _ => (AfterSaleRequest::take_back(line, rng.bool(), None), named),
+    };
+    let request = request.unwrap();
+    let idempotency_key = IdempotencyKey::parse(key).unwrap();
+    for _ in 0..RETRIES {
+        let answer = world
+            .inventory()
+            .request_after_sale(&id, request.clone(), Some(&idempotency_key), caller)
+            .await;
+        if !me.sees(caller, owner) {
+            return expect_not_found(world, "a shipment, cancellation or return", answer);
+        }
+        match answer {
+            // Its checkout may not be applied yet: the processor gets a turn first.
+            Err(AppError::ReservationNotActive {
+                status: HoldStatus::Active,
+            }) => {
+                for _ in 0..10 {
+                    tokio::task::yield_now().await;
+                }
+                continue;
+            }
+            Err(AppError::ReservationNotActive { .. } | AppError::LineRefused { .. }) => return,
+            _ => {}
+        }
+        if acknowledge(world, answer, acknowledged.clone()) {
             return;
         }
     }
@@ -1154,6 +1245,18 @@ async fn check(world: &World, seed: u64) -> Result<Stats, String> {
             .flatten()
             .filter(|e| matches!(e.change, Change::StockCounted { .. }))
             .count(),
+        after_sale_events: streams
+            .values()
+            .flatten()
+            .filter(|e| {
+                matches!(
+                    e.change,
+                    Change::HoldFulfilled { .. }
+                        | Change::HoldCancelled { .. }
+                        | Change::HoldReturned { .. }
+                )
+            })
+            .count(),
     };
     for (sku, events) in &streams {
         no_decision_granted_more_than_was_available(sku, events)?;
@@ -1168,6 +1271,7 @@ async fn check(world: &World, seed: u64) -> Result<Stats, String> {
         service_reads_agree_with_the_fold(world, item, &folds).await?;
     }
     every_transfer_is_recorded_whole(&streams)?;
+    no_line_gave_more_than_it_sold(&streams)?;
     every_acknowledged_reservation_is_placed_exactly_once(world, &ledger, &streams).await?;
     every_idempotency_key_wrote_at_most_one_reservation(world)?;
     every_acknowledged_command_took_effect_exactly_once(world, &ledger, &streams).await?;
@@ -1335,8 +1439,9 @@ fn every_lapsed_hold_expired_exactly_once(sku: &Sku, events: &[Event]) -> Result
             hold.evolve(&event.change);
         }
         // A checkout accepted in time may still commit after the expiry (taking the units
-        // again), so a committed hold may have one expiry before its commit.
-        let ended = matches!(hold.status, HoldStatus::Committed | HoldStatus::Released);
+        // again), so a committed hold may have one expiry before its commit (and a sold one
+        // may have shipped, or been cancelled, since).
+        let ended = hold.status.is_sold() || hold.status == HoldStatus::Released;
         if expiries > 1 || (expiries == 0 && !ended) {
             return Err(format!(
                 "{sku}: hold of {} ({:?}) has {expiries} expiries",
@@ -1410,6 +1515,48 @@ fn item_streams<'a>(
 
 /// Every transfer is recorded, the same, once in each bucket it moves units out of or into,
 /// and nowhere else: the buckets' histories add up to the item's.
+/// No line of any reservation shipped or cancelled more than it sold, nor had back more than
+/// it shipped, and no item's sales awaiting shipment went below zero.
+fn no_line_gave_more_than_it_sold(streams: &BTreeMap<Sku, Vec<Event>>) -> Result<(), String> {
+    // (sold, shipped, cancelled, returned) per reservation and item.
+    let mut lines: BTreeMap<(ReservationId, Sku), [i64; 4]> = BTreeMap::new();
+    let mut committed: BTreeMap<Sku, i64> = BTreeMap::new();
+    for (sku, events) in streams {
+        for event in events {
+            let (slot, quantity) = match &event.change {
+                Change::HoldCommitted { quantity, .. } => (0, quantity),
+                Change::HoldFulfilled { quantity, .. } => (1, quantity),
+                Change::HoldCancelled { quantity, .. } => (2, quantity),
+                Change::HoldReturned { quantity, .. } => (3, quantity),
+                _ => continue,
+            };
+            let Some(rid) = event.change.reservation_id() else {
+                continue;
+            };
+            lines.entry((rid.clone(), sku.item())).or_default()[slot] += quantity.units();
+            *committed.entry(sku.item()).or_default() += match slot {
+                0 => quantity.units(),
+                1 | 2 => -quantity.units(),
+                _ => 0,
+            };
+        }
+    }
+    // A return is recorded on bucket 0, the rest of a line's life in the hold's bucket: the
+    // sums are compared once every stream is read.
+    for ((rid, sku), [sold, shipped, cancelled, returned]) in &lines {
+        if shipped + cancelled > *sold || returned > shipped {
+            return Err(format!(
+                "{sku}: {rid} sold {sold}, shipped {shipped}, cancelled {cancelled}, \
+                 returned {returned}"
+            ));
+        }
+    }
+    match committed.iter().find(|(_, units)| **units < 0) {
+        Some((sku, units)) => Err(format!("{sku}: {units} committed")),
+        None => Ok(()),
+    }
+}
+
 fn every_transfer_is_recorded_whole(streams: &BTreeMap<Sku, Vec<Event>>) -> Result<(), String> {
     type Copies = (String, Vec<u16>, Vec<u16>);
     let mut seen: BTreeMap<(Sku, String), Copies> = BTreeMap::new();
@@ -1523,7 +1670,7 @@ async fn every_acknowledged_command_took_effect_exactly_once(
             | Acknowledged::Adjustment(sku)
             | Acknowledged::Move(sku)
             | Acknowledged::Layout(sku) => vec![sku.clone()],
-            Acknowledged::HoldChange(skus) => skus.clone(),
+            Acknowledged::HoldChange(skus) | Acknowledged::AllLeft(skus) => skus.clone(),
         };
         for sku in skus {
             // At most one event per stream (an adjustment may be shared by the buckets), and
@@ -1559,13 +1706,15 @@ async fn every_acknowledged_command_took_effect_exactly_once(
                 }])
                 .await
                 .map_err(|e| e.to_string())?;
-            if !matches!(
-                outcome.first(),
-                Some(Some(Versioned {
-                    record: Record::CommandOutcome(_),
-                    ..
-                }))
-            ) {
+            if !matches!(what, Acknowledged::AllLeft(_))
+                && !matches!(
+                    outcome.first(),
+                    Some(Some(Versioned {
+                        record: Record::CommandOutcome(_),
+                        ..
+                    }))
+                )
+            {
                 return Err(format!("command {id} has no outcome on {sku}"));
             }
         }
