@@ -418,21 +418,25 @@ async fn full(api: &Api, report: &mut Report) -> Result<(), String> {
         }
     }
     let reads_right = reads_right && states_and_counts(api, report, &item).await?;
+    let reads_right = match (&checked_out, reads_right) {
+        (Ok(id), true) => after_the_sale(api, report, &item, &sku, id).await?,
+        _ => false,
+    };
     // The read view follows the item; when the item itself does not read these figures (a step
     // before failed), waiting the whole --wait for the view to show them would only delay the
     // verdict.
     let view_follows = if reads_right {
         api.eventually(&format!("/items?sku={sku}"), |body| {
             let item = &body["items"][0];
-            figures(item, &[("on_hand", 9), ("committed", 3), ("available", 4)])
-                .and_then(|()| figures(&item["unavailable"], &[("damaged", 2)]))
+            figures(item, &[("on_hand", 8), ("committed", 0), ("available", 5)])
+                .and_then(|()| figures(&item["unavailable"], &[("damaged", 3)]))
         })
         .await
     } else {
         Err("not awaited: the item itself does not read these figures".to_owned())
     };
     report.check(
-        "the read view follows: on_hand 9, committed 3, damaged 2, available 4",
+        "the read view follows: on_hand 8, committed 0, damaged 3, available 5",
         view_follows,
     );
     doors(api, report).await
@@ -484,6 +488,62 @@ async fn states_and_counts(api: &Api, report: &mut Report, item: &str) -> Result
                 &[("on_hand", 9), ("committed", 3), ("available", 4)],
             )
             .and_then(|()| figures(&answer.body["unavailable"], &[("damaged", 2)]))
+        }),
+    ))
+}
+
+/// On the item at `item` (on hand 9, 3 sold in reservation `id`, 2 damaged, 4 for sale): 2
+/// of the 3 ship, the third is cancelled, and one shipped unit comes back damaged. Whether it
+/// ends reading on hand 8, committed 0, damaged 3, available 5.
+async fn after_the_sale(
+    api: &Api,
+    report: &mut Report,
+    item: &str,
+    sku: &str,
+    id: &str,
+) -> Result<bool, String> {
+    let reservation = format!("/reservations/{id}");
+    report.check(
+        "shipping 2 of the 3 units sold applies",
+        api.command(
+            Method::POST,
+            &format!("{reservation}/fulfill"),
+            Some(json!({ "lines": [{ "sku": sku, "quantity": 2 }], "reference": "smoke" })),
+        )
+        .await,
+    );
+    let cancelled = api
+        .command(Method::POST, &format!("{reservation}/cancel"), None)
+        .await;
+    let answer = api.call(Method::GET, &reservation, None).await?;
+    report.check(
+        "cancelling the unit left applies, and the reservation reads fulfilled",
+        cancelled.and_then(|()| {
+            expect(&answer, StatusCode::OK)?;
+            match answer.body["status"].as_str() {
+                Some("fulfilled") => Ok(()),
+                seen => Err(format!("status {seen:?}")),
+            }
+        }),
+    );
+    report.check(
+        "a return of 1 shipped unit, set aside as damaged, applies",
+        api.command(
+            Method::POST,
+            &format!("{reservation}/returns"),
+            Some(json!({ "lines": [{ "sku": sku, "quantity": 1 }], "restock": false })),
+        )
+        .await,
+    );
+    let answer = api.call(Method::GET, item, None).await?;
+    Ok(report.check(
+        "the item reads on_hand 8, committed 0, damaged 3, available 5",
+        expect(&answer, StatusCode::OK).and_then(|()| {
+            figures(
+                &answer.body,
+                &[("on_hand", 8), ("committed", 0), ("available", 5)],
+            )
+            .and_then(|()| figures(&answer.body["unavailable"], &[("damaged", 3)]))
         }),
     ))
 }

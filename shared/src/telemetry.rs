@@ -19,6 +19,14 @@ pub const DECISION_LATENCY: &str = "decision_latency_ms";
 /// `parked` (set aside for an operator: the parked-commands alarm watches it), `deferred` (held
 /// back to wait for their acceptance or their reservation, then tried again).
 pub const COMMANDS: &str = "commands";
+/// Changes queued commands made, by `kind` (`received`, `adjusted`, `moved`, `counted`,
+/// `committed`, `released`, `hold_expired`, `fulfilled`, `cancelled`, `returned`,
+/// `buckets_set`, `low_stock_set`): one per command, whatever its buckets share of it.
+pub const STOCK_CHANGES: &str = "stock_changes";
+/// Queued commands rejected, by `reason` (the rejection's code, as `GET /commands/{id}` says
+/// it; the after-sale alarm watches `exceeds_unshipped`, `exceeds_shipped` and
+/// `reservation_not_checked_out`).
+pub const REJECTIONS: &str = "rejections";
 /// Time from a command's acceptance to its being applied, in milliseconds.
 pub const APPLY_LAG: &str = "apply_lag_ms";
 /// Commands parked for an operator right now, counted by the expiry timer every run (the
@@ -45,6 +53,19 @@ pub(crate) fn reservation(outcome: &'static str, conflicts: u32, elapsed: Durati
 pub(crate) fn commands(outcome: &'static str, count: usize) {
     if count > 0 {
         metrics::counter!(COMMANDS, "outcome" => outcome).increment(count as u64);
+    }
+}
+
+/// Commands made these changes, and were rejected for these reasons.
+pub(crate) fn changes(
+    changes: &std::collections::BTreeMap<&'static str, usize>,
+    rejections: &std::collections::BTreeMap<crate::domain::RejectionCode, usize>,
+) {
+    for (kind, count) in changes {
+        metrics::counter!(STOCK_CHANGES, "kind" => *kind).increment(*count as u64);
+    }
+    for (reason, count) in rejections {
+        metrics::counter!(REJECTIONS, "reason" => reason.as_str()).increment(*count as u64);
     }
 }
 

@@ -167,3 +167,66 @@ async fn a_record_parked_twice_is_counted_once_and_the_timer_reports_how_many_ar
     assert_eq!(parked, Some(1), "the redelivery found it parked");
     assert_eq!(gauge, Some(1.0), "one command is parked right now");
 }
+
+#[tokio::test]
+async fn changes_are_counted_by_kind_and_rejections_by_reason() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let clock = ManualClock::new(Timestamp::from_millis(1_700_000_000_000));
+    let inventory = Inventory::new(
+        Arc::new(MemoryStore::new()),
+        Arc::new(MemoryQueue::new()),
+        Arc::new(clock.clone()),
+        Config::default(),
+    );
+    let command = |action| Command {
+        id: CommandId::random(),
+        sku: sku(),
+        accepted_at: clock.now(),
+        action,
+    };
+    let receipt = command(Action::ReceiveStock {
+        quantity: Quantity::new(3).unwrap(),
+        reference: None,
+    });
+    inventory.apply_commands(&sku(), &[receipt]).await.unwrap();
+    let caller = Caller::local_admin();
+    let held = inventory.reserve(request(2), &caller).await.unwrap();
+    let reservation_id = held.reservation_id;
+    let ship = |units| Action::FulfillHold {
+        reservation_id: reservation_id.clone(),
+        quantity: Some(Quantity::new(units).unwrap()),
+        reference: None,
+    };
+    let sold = [
+        command(Action::CommitHold {
+            reservation_id: reservation_id.clone(),
+        }),
+        command(ship(1)),
+        command(ship(2)),
+    ];
+    inventory.apply_commands(&sku(), &sold).await.unwrap();
+
+    let mut counted = Vec::new();
+    for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+        let (_, key) = key.into_parts();
+        if let DebugValue::Counter(n) = value {
+            for label in key.labels() {
+                counted.push((key.name().to_owned(), label.value().to_owned(), n));
+            }
+        }
+    }
+    counted.sort();
+    for expected in [
+        (telemetry::STOCK_CHANGES, "received", 1),
+        (telemetry::STOCK_CHANGES, "committed", 1),
+        (telemetry::STOCK_CHANGES, "fulfilled", 1),
+        (telemetry::REJECTIONS, "exceeds_unshipped", 1),
+    ] {
+        let found = counted
+            .iter()
+            .any(|(name, label, n)| (name.as_str(), label.as_str(), *n) == expected);
+        assert!(found, "{expected:?} in {counted:?}");
+    }
+}

@@ -9,7 +9,7 @@
 //! queue. A command that cannot be applied at all is **parked** for an operator (its outcome
 //! record holds the reason and its whole body) and the SKU moves on.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
@@ -66,6 +66,11 @@ pub struct ApplyReport {
     /// `hold_expired` events among the events (one per hold, whatever a split item moves with
     /// it).
     pub holds_expired: usize,
+    /// The changes commands made, by kind ([`Change::kind`]): one per command, whatever its
+    /// buckets share of it.
+    pub changes: BTreeMap<&'static str, usize>,
+    /// The commands rejected, by reason.
+    pub rejections: BTreeMap<RejectionCode, usize>,
 }
 
 impl ApplyReport {
@@ -79,6 +84,12 @@ impl ApplyReport {
         self.parked += other.parked;
         self.deferred += other.deferred;
         self.holds_expired += other.holds_expired;
+        for (kind, count) in &other.changes {
+            *self.changes.entry(kind).or_default() += count;
+        }
+        for (reason, count) in &other.rejections {
+            *self.rejections.entry(*reason).or_default() += count;
+        }
     }
 }
 
@@ -351,6 +362,7 @@ impl ApplyCommands {
         telemetry::commands("dropped", total.dropped);
         telemetry::commands("parked", total.parked);
         telemetry::commands("deferred", total.deferred);
+        telemetry::changes(&total.changes, &total.rejections);
         Ok(total)
     }
 
@@ -662,9 +674,16 @@ impl ApplyCommands {
                     )
                 }
             };
-            match outcome {
-                CommandOutcome::Applied => report.applied += 1,
-                _ => report.rejected += 1,
+            match (&outcome, &change) {
+                (CommandOutcome::Rejected { reason, .. }, _) => {
+                    report.rejected += 1;
+                    *report.rejections.entry(*reason).or_default() += 1;
+                }
+                (_, Some(change)) => {
+                    report.applied += 1;
+                    *report.changes.entry(change.kind()).or_default() += 1;
+                }
+                _ => report.applied += 1,
             }
             applied_lags.push(command.accepted_at);
             records.push(RecordWrite {

@@ -258,6 +258,31 @@ impl Change {
         }
     }
 
+    /// What kind of change this is, as the ledger and the metrics name it (snake_case, one
+    /// name per variant).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Change::StockReceived { .. } => "received",
+            Change::StockAdjusted { .. } => "adjusted",
+            Change::StockReclassified { .. } => "moved",
+            Change::StockCounted { .. } => "counted",
+            Change::HoldPlaced { .. } => "held",
+            Change::HoldExtended { .. } => "hold_extended",
+            Change::HoldCommitted { .. } => "committed",
+            Change::HoldReleased { .. } => "released",
+            Change::HoldExpired { .. } => "hold_expired",
+            Change::HoldFulfilled { .. } => "fulfilled",
+            Change::HoldCancelled { .. } => "cancelled",
+            Change::HoldReturned { .. } => "returned",
+            Change::BucketsSet { .. } => "buckets_set",
+            Change::LowStockSet { .. } => "low_stock_set",
+            Change::StockMoved { .. } => "transferred",
+            Change::BucketsDrained {} => "buckets_drained",
+            Change::BucketsSpread {} => "buckets_spread",
+            Change::CommandRejected { .. } => "rejected",
+        }
+    }
+
     /// The same change of on-hand stock by `delta` instead (an adjustment's or a count's part,
     /// shared by an item's buckets); any other change as it is.
     pub fn with_delta(&self, delta: i64) -> Change {
@@ -296,7 +321,7 @@ impl Change {
 
 /// Why a command or a request was refused. Serialized as its snake_case code.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RejectionCode {
     /// The adjustment would make on-hand stock negative.
