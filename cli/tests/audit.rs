@@ -4,6 +4,7 @@
 
 mod support;
 
+use inventory_core::domain::Annotation;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,7 +43,7 @@ async fn receive(inventory: &Inventory, sku: &Sku, units: i64) {
         accepted_at: Timestamp::from_millis(0),
         action: Action::ReceiveStock {
             quantity: Quantity::new(units).expect("valid quantity"),
-            reference: None,
+            why: Annotation::received(None),
         },
     };
     inventory

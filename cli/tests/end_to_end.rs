@@ -6,6 +6,7 @@
 //! would), a process starting cold still reads the right state, and `inventory audit --all` and
 //! `inventory replay` report no mismatch.
 
+use inventory_core::domain::Annotation;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -199,7 +200,7 @@ async fn receive_reserve_expire_checkout_release_converge_archive_delete_and_aud
         .receive_stock(
             a.clone(),
             Quantity::new(20).unwrap(),
-            None,
+            Annotation::received(None),
             None,
             &Caller::local_admin(),
         )
@@ -210,7 +211,7 @@ async fn receive_reserve_expire_checkout_release_converge_archive_delete_and_aud
         .receive_stock(
             b.clone(),
             Quantity::new(10).unwrap(),
-            None,
+            Annotation::received(None),
             None,
             &Caller::local_admin(),
         )

@@ -5,6 +5,7 @@
 
 mod support;
 
+use inventory_core::domain::Annotation;
 use std::sync::Arc;
 
 use inventory_core::app::format_rfc3339;
@@ -78,7 +79,7 @@ async fn parked_commands_are_listed_and_a_redrive_applies_the_readable_ones_once
         accepted_at: Timestamp::from_millis(1_763_700_000_000),
         action: Action::ReceiveStock {
             quantity: Quantity::new(7).unwrap(),
-            reference: None,
+            why: Annotation::received(None),
         },
     };
     let body = serde_json::to_vec(&receipt).unwrap();
@@ -184,7 +185,7 @@ async fn a_requeue_queues_again_every_accepted_command_without_an_outcome_once_a
         world.inventory.receive_stock(
             sku.clone(),
             Quantity::new(units).unwrap(),
-            None,
+            Annotation::received(None),
             None,
             &admin,
         )

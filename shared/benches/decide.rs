@@ -8,6 +8,7 @@
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use inventory_core::domain::decide::place_hold;
+use inventory_core::domain::Annotation;
 use inventory_core::domain::{
     Change, ClientId, CommandId, Event, HoldTerms, Quantity, ReservationId, Sku, SkuState,
     Timestamp, TtlSeconds,
@@ -21,19 +22,21 @@ fn sku_with_active_holds(holds: u64) -> SkuState {
     let one = Quantity::new(1).expect("valid quantity");
     let mut state = SkuState::default();
     state.evolve(&Event {
+        actor: None,
         sku: sku.clone(),
         seq: 1,
         at: Timestamp::from_millis(0),
         change: Change::StockReceived {
             command_id: CommandId::random(),
             quantity: Quantity::new(1_000_000).expect("valid quantity"),
-            reference: None,
+            why: Annotation::received(None),
         },
     });
     for i in 0..holds {
         let at = Timestamp::from_millis(i as i64 * 10);
         let terms = HoldTerms::new(at, TtlSeconds::DEFAULT, GRACE_SECS);
         state.evolve(&Event {
+            actor: None,
             sku: sku.clone(),
             seq: i + 2,
             at,

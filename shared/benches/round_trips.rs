@@ -18,7 +18,8 @@ use futures::future::join_all;
 use inventory_core::app::ReserveRequest;
 use inventory_core::aws::{DynamoStore, RequestCounter, TestAws};
 use inventory_core::domain::{
-    Action, BucketCount, Caller, Command, CommandId, Line, Quantity, Sku, Timestamp, TtlSeconds,
+    Action, Annotation, BucketCount, Caller, Command, CommandId, Line, Quantity, Sku, Timestamp,
+    TtlSeconds,
 };
 use inventory_core::feed::{FeedChange, Reaction};
 use inventory_core::memory::MemoryQueue;
@@ -85,7 +86,7 @@ async fn receive(inventory: &Inventory, units: i64) {
         accepted_at: Timestamp::from_millis(0),
         action: Action::ReceiveStock {
             quantity: Quantity::new(units).expect("valid quantity"),
-            reference: None,
+            why: Annotation::received(None),
         },
     };
     inventory
@@ -330,6 +331,7 @@ mod history {
     use aws_sdk_dynamodb::Client;
     use futures::{StreamExt, TryStreamExt};
     use inventory_core::aws::{DynamoStore, TestAws};
+    use inventory_core::domain::Annotation;
     use inventory_core::domain::{
         Action, BucketCount, Caller, Change, Command, CommandId, Event, Quantity, Sku, Timestamp,
     };
@@ -464,13 +466,14 @@ mod history {
 
     fn received(seq: u64, units: i64, at: Timestamp) -> Event {
         Event {
+            actor: None,
             sku: sku(),
             seq,
             at,
             change: Change::StockReceived {
                 command_id: CommandId::random(),
                 quantity: Quantity::new(units).expect("valid quantity"),
-                reference: None,
+                why: Annotation::received(None),
             },
         }
     }
@@ -641,7 +644,7 @@ mod history {
         };
         let receipt = |units: i64| Action::ReceiveStock {
             quantity: Quantity::new(units).expect("valid quantity"),
-            reference: None,
+            why: Annotation::received(None),
         };
         for sku in &skus {
             let mut setup = vec![command(sku, receipt(1_000))];
@@ -666,7 +669,7 @@ mod history {
                             sku,
                             Action::AdjustStock {
                                 delta: -1,
-                                reason: "count".to_owned(),
+                                why: Annotation::from_text("count".to_owned()),
                             },
                         )
                     }

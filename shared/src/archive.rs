@@ -207,6 +207,7 @@ fn skus_of(folders: &[String], prefix: &str) -> Vec<Sku> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Annotation;
     use crate::domain::{Change, CommandId, Quantity};
     use crate::memory::MemoryObjects;
 
@@ -216,13 +217,14 @@ mod tests {
 
     fn received(seq: Version, at_millis: i64) -> Event {
         Event {
+            actor: None,
             sku: sku(),
             seq,
             at: Timestamp::from_millis(at_millis),
             change: Change::StockReceived {
                 command_id: CommandId::parse("00000000-0000-4000-8000-000000000001").unwrap(),
                 quantity: Quantity::new(3).unwrap(),
-                reference: None,
+                why: Annotation::received(None),
             },
         }
     }

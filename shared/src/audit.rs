@@ -412,6 +412,7 @@ pub fn check_buckets(audits: &mut [SkuAudit]) {
 
 #[cfg(test)]
 mod tests {
+    use crate::domain::Annotation;
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -480,7 +481,7 @@ mod tests {
                 accepted_at: self.clock.now(),
                 action: Action::ReceiveStock {
                     quantity: Quantity::new(units).unwrap(),
-                    reference: None,
+                    why: Annotation::received(None),
                 },
             };
             self.inventory

@@ -75,13 +75,14 @@ fn sku(prefix: &str, name: &str) -> Sku {
 
 fn received(sku: &Sku, seq: Version, units: i64) -> Event {
     Event {
+        actor: None,
         sku: sku.clone(),
         seq,
         at: Timestamp::from_millis(1_700_000_000_000 + seq as i64),
         change: Change::StockReceived {
             command_id: CommandId::random(),
             quantity: Quantity::new(units).expect("valid quantity"),
-            reference: Some(format!("delivery {seq}")),
+            why: Annotation::received(Some(format!("delivery {seq}"))),
         },
     }
 }
@@ -152,7 +153,8 @@ async fn appended_events_read_back_in_order(store: &dyn EventStore, prefix: &str
 }
 
 /// The changes with nested parts or optional fields (a move's states and every change's
-/// annotation, each with its optional fields present and absent; what becomes of units sold) read back as written, and the snapshot of their fold
+/// annotation, each with its optional fields present and absent; what becomes of units sold;
+/// the actor, present and absent) read back as written, and the snapshot of their fold
 /// keeps what is set aside.
 async fn every_kind_of_stock_change_reads_back_as_written(store: &dyn EventStore, prefix: &str) {
     let a = sku(prefix, "stock-changes");
@@ -196,6 +198,8 @@ async fn every_kind_of_stock_change_reads_back_as_written(store: &dyn EventStore
     ];
     let events: Vec<Event> = std::iter::once(received(&a, 1, 5))
         .chain(changes.into_iter().zip(2..).map(|(change, seq)| Event {
+            // Who asked, on every other event (the rest are the service's own).
+            actor: (seq % 2 == 0).then(|| ClientId::parse("warehouse-7").expect("a client id")),
             sku: a.clone(),
             seq,
             at: at(seq as i64),
@@ -356,7 +360,7 @@ async fn command_records_are_listed_by_when_they_were_accepted(
                 accepted_at: at,
                 action: Action::AdjustStock {
                     delta: -1_000_000_000,
-                    reason: "conformance".into(),
+                    why: Annotation::from_text("conformance".into()),
                 },
             })
             .collect();
@@ -642,6 +646,7 @@ async fn the_expiry_index_finds_hold_events_by_expiry(store: &dyn EventStore, pr
     let b = sku(prefix, "expiry-b");
     let rid = |sku: &Sku, seq: Version| ReservationId::new(sku.clone(), seq, 11);
     let placed = |sku: &Sku, seq: Version, expires: i64| Event {
+        actor: None,
         sku: sku.clone(),
         seq,
         at: instant(0),
@@ -655,6 +660,7 @@ async fn the_expiry_index_finds_hold_events_by_expiry(store: &dyn EventStore, pr
         },
     };
     let extended = Event {
+        actor: None,
         sku: a.clone(),
         seq: 4,
         at: instant(1),
@@ -831,7 +837,7 @@ async fn a_head_older_than_the_live_retention_is_read_again_before_an_append(
         accepted_at: clock.now(),
         action: Action::ReceiveStock {
             quantity: Quantity::new(10).expect("valid quantity"),
-            reference: None,
+            why: Annotation::received(None),
         },
     };
     busy.apply_commands(&a, &[receipt]).await.expect("received");

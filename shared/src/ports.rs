@@ -283,12 +283,21 @@ pub struct StreamAppend {
 }
 
 impl StreamAppend {
+    /// The same append, its events made at `actor`'s request.
+    pub fn by(mut self, actor: &ClientId) -> Self {
+        for event in &mut self.events {
+            event.actor = Some(actor.clone());
+        }
+        self
+    }
+
     /// The append of `changes` to `sku` at `now`, right after the head `state` was decided on.
     pub fn after(state: &SkuState, sku: &Sku, now: Timestamp, changes: Vec<Change>) -> Self {
         let events = changes
             .into_iter()
             .zip(state.version + 1..)
             .map(|(change, seq)| Event {
+                actor: None,
                 sku: sku.clone(),
                 seq,
                 at: now,

@@ -687,7 +687,13 @@ impl FlashSale {
         );
         let quantity = Quantity::new(self.units).expect("units within a receipt's limit");
         inventory
-            .receive_stock(hot_item(), quantity, None, None, &admin)
+            .receive_stock(
+                hot_item(),
+                quantity,
+                crate::domain::Annotation::received(None),
+                None,
+                &admin,
+            )
             .await
             .expect("the receipt is accepted");
         if let Design::Ours(count) = self.design {

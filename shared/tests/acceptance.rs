@@ -1,6 +1,7 @@
 //! A request whose commands could not all be queued is answered 503 and never takes effect
 //! half-way; its retry with the same key is accepted and applied once.
 
+use inventory_core::domain::Annotation;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -95,7 +96,7 @@ impl World {
                 .receive_stock(
                     sku(name),
                     Quantity::new(5).unwrap(),
-                    None,
+                    Annotation::received(None),
                     None,
                     &Caller::local_admin(),
                 )

@@ -798,7 +798,7 @@ async fn receive(world: &World, me: &Client, rng: &mut fastrand::Rng, key: &str)
             .receive_stock(
                 sku.clone(),
                 quantity,
-                None,
+                Annotation::received(None),
                 Some(&idempotency_key),
                 &me.warehouse,
             )
@@ -833,7 +833,7 @@ async fn adjust(world: &World, me: &Client, rng: &mut fastrand::Rng) {
         .adjust_stock(
             sku.clone(),
             delta,
-            "cycle count".into(),
+            Annotation::from_text("cycle count".into()),
             None,
             &me.warehouse,
         )

@@ -3,6 +3,7 @@
 //! fails too does the mark stop just before that SKU's earliest hold, and the next sweep expires
 //! it once the store is back.
 
+use inventory_core::domain::Annotation;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -41,6 +42,7 @@ fn sku(name: &str) -> Sku {
 async fn history(store: &MemoryStore, name: &str, at: Timestamp, first: Timestamp) {
     let sku = sku(name);
     let hold = |seq: u64, expires_at: Timestamp| Event {
+        actor: None,
         sku: sku.clone(),
         seq,
         at,
@@ -54,13 +56,14 @@ async fn history(store: &MemoryStore, name: &str, at: Timestamp, first: Timestam
         },
     };
     let receipt = Event {
+        actor: None,
         sku: sku.clone(),
         seq: 1,
         at,
         change: Change::StockReceived {
             command_id: CommandId::random(),
             quantity: Quantity::new(5).unwrap(),
-            reference: None,
+            why: Annotation::received(None),
         },
     };
     store
@@ -176,6 +179,7 @@ async fn a_hold_whose_reservation_cannot_be_read_is_parked_by_one_sweep_not_retr
     let memory = Arc::new(MemoryStore::new());
     let at = clock.now();
     let orphan = Event {
+        actor: None,
         sku: sku("C"),
         seq: 1,
         at,

@@ -1,6 +1,7 @@
 //! The service's metrics as a recorder sees them: reservations by outcome, commands by outcome
 //! with their lag, expired holds; labelled by outcome only, never by a SKU or a reservation.
 
+use inventory_core::domain::Annotation;
 use std::sync::Arc;
 
 use inventory_core::app::ReserveRequest;
@@ -45,7 +46,7 @@ async fn reservations_commands_and_expiries_are_counted_by_outcome_and_never_by_
         accepted_at: clock.now(),
         action: Action::ReceiveStock {
             quantity: Quantity::new(3).unwrap(),
-            reference: None,
+            why: Annotation::received(None),
         },
     };
     clock.advance_millis(250);
@@ -188,7 +189,7 @@ async fn changes_are_counted_by_kind_and_rejections_by_reason() {
     };
     let receipt = command(Action::ReceiveStock {
         quantity: Quantity::new(3).unwrap(),
-        reference: None,
+        why: Annotation::received(None),
     });
     inventory.apply_commands(&sku(), &[receipt]).await.unwrap();
     let caller = Caller::local_admin();

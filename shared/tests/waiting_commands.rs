@@ -3,6 +3,7 @@
 //! is nudged back onto the queue, and is tried again before later arrivals. Past its wait, one
 //! whose reservation never became readable is parked for an operator; a redrive applies it once.
 
+use inventory_core::domain::Annotation;
 use std::sync::Arc;
 
 use inventory_core::app::{CommandStatus, RedriveSelection, Redriven, ReserveRequest};
@@ -62,7 +63,7 @@ fn receipt(units: i64, at: Timestamp) -> Command {
     command(
         Action::ReceiveStock {
             quantity: Quantity::new(units).unwrap(),
-            reference: None,
+            why: Annotation::received(None),
         },
         at,
     )

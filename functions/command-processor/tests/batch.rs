@@ -1,6 +1,7 @@
 //! Batches as the queue delivers them: in order per SKU, duplicates skipped, failures reported
 //! from the lowest position so nothing after them is lost.
 
+use inventory_core::domain::Annotation;
 use std::sync::Arc;
 
 use command_processor::{process_batch, process_deliveries, Delivery, NEVER_FAILING_LONG};
@@ -35,7 +36,7 @@ fn receipt(sku_name: &str, units: i64) -> Command {
         accepted_at: Timestamp::from_millis(1_700_000_000_000),
         action: Action::ReceiveStock {
             quantity: Quantity::new(units).unwrap(),
-            reference: None,
+            why: Annotation::received(None),
         },
     }
 }
@@ -44,7 +45,7 @@ fn adjustment(sku_name: &str, delta: i64) -> Command {
     Command {
         action: Action::AdjustStock {
             delta,
-            reason: "count".into(),
+            why: Annotation::from_text("count".into()),
         },
         ..receipt(sku_name, 1)
     }

@@ -3,6 +3,7 @@
 //! in its grace and a released hold get none, a second run writes nothing more, and every request
 //! the sweeps send is one its role grants.
 
+use inventory_core::domain::Annotation;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ const EVENT: &str = include_str!("../../../events/expiry-timer.json");
 
 fn hold(sku: &Sku, seq: u64, at: Timestamp, expires_at: Timestamp) -> Event {
     Event {
+        actor: None,
         sku: sku.clone(),
         seq,
         at,
@@ -52,13 +54,14 @@ async fn a_scheduled_run_expires_each_lapsed_hold_once() {
     let now = SystemClock.now();
     let sku = Sku::parse("SKU-1").unwrap();
     let receipt = Event {
+        actor: None,
         sku: sku.clone(),
         seq: 1,
         at: now.plus_seconds(-900),
         change: Change::StockReceived {
             command_id: CommandId::random(),
             quantity: Quantity::new(10).unwrap(),
-            reference: None,
+            why: Annotation::received(None),
         },
     };
     let lapsed = hold(&sku, 2, now.plus_seconds(-800), now.plus_seconds(-200));
@@ -150,7 +153,7 @@ async fn a_split_items_holds_in_its_buckets_expire_and_their_units_go_home() {
     };
     let received = admin(Action::ReceiveStock {
         quantity: Quantity::new(40).unwrap(),
-        reference: None,
+        why: Annotation::received(None),
     });
     let split = admin(Action::SetBuckets {
         count: BucketCount::new(4).unwrap(),

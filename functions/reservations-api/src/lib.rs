@@ -277,6 +277,14 @@ type Service = State<Arc<Inventory>>;
 struct ReceiptBody {
     #[schema(value_type = Quantity)]
     quantity: WholeNumber,
+    /// Why (default `received`; `returned` for units a customer sent back outside a
+    /// reservation's return).
+    #[serde(default)]
+    reason: Option<Reason>,
+    /// Free text, for the ledger's readers.
+    #[serde(default)]
+    #[schema(schema_with = openapi::note)]
+    note: Option<String>,
     /// The delivery note or purchase order, for the audit trail.
     #[serde(default)]
     #[schema(schema_with = openapi::note)]
@@ -289,8 +297,18 @@ struct ReceiptBody {
 struct AdjustmentBody {
     #[schema(schema_with = openapi::delta)]
     delta: WholeNumber,
-    #[schema(schema_with = openapi::note)]
+    /// Why: a listed reason (`shrinkage`, `damaged`, `correction`...), or free text, kept as
+    /// `other` with the text as the note (then send no `note`).
+    #[schema(schema_with = openapi::adjustment_reason)]
     reason: String,
+    /// Free text, for the ledger's readers.
+    #[serde(default)]
+    #[schema(schema_with = openapi::note)]
+    note: Option<String>,
+    /// The document behind it (a ticket, a count sheet).
+    #[serde(default)]
+    #[schema(schema_with = openapi::note)]
+    reference: Option<String>,
 }
 
 /// A move of on-hand units from one state to another: out of sale (`available` to `damaged`,
@@ -453,8 +471,13 @@ async fn post_receipt(
     JsonBody(body): JsonBody<ReceiptBody>,
 ) -> Result<Response, ApiError> {
     let quantity = Quantity::new(body.quantity.0)?;
+    let why = Annotation {
+        reason: body.reason.unwrap_or(Reason::Received),
+        note: body.note,
+        reference: body.reference,
+    };
     let id = inventory
-        .receive_stock(sku, quantity, body.reference, Some(&key), &caller)
+        .receive_stock(sku, quantity, why, Some(&key), &caller)
         .await?;
     Ok(accepted(id))
 }
@@ -475,8 +498,9 @@ async fn post_adjustment(
     RequiredIdempotencyKey(key): RequiredIdempotencyKey,
     JsonBody(body): JsonBody<AdjustmentBody>,
 ) -> Result<Response, ApiError> {
+    let why = Annotation::given(body.reason, body.note, body.reference)?;
     let id = inventory
-        .adjust_stock(sku, body.delta.0, body.reason, Some(&key), &caller)
+        .adjust_stock(sku, body.delta.0, why, Some(&key), &caller)
         .await?;
     Ok(accepted(id))
 }

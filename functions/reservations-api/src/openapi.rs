@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::{get, MethodRouter};
-use inventory_core::domain::{CommandId, IdempotencyKey, ReservationId, Sku};
+use inventory_core::domain::{CommandId, IdempotencyKey, Reason, ReservationId, Sku};
 use inventory_core::limits::{MAX_ADJUSTMENT, MAX_LINES, MAX_NOTE_LEN};
 use inventory_core::Inventory;
 use utoipa::openapi::link::LinkBuilder;
@@ -419,6 +419,15 @@ pub(crate) fn lines<T: ToSchema>() -> ArrayBuilder {
         .description(Some(
             "1 to 100 lines, each SKU once (99 with an Idempotency-Key); all are held or none.",
         ))
+}
+
+/// An adjustment's reason: a listed reason's code, or free text (kept as `other`).
+pub(crate) fn adjustment_reason() -> ObjectBuilder {
+    let codes: Vec<&str> = Reason::ALL.iter().map(|reason| reason.as_str()).collect();
+    note().description(Some(format!(
+        "A listed reason ({}), or free text, kept as `other` with the text as the note.",
+        codes.join(", ")
+    )))
 }
 
 /// The lines a shipment, a cancellation or a return names: 1 to [`MAX_LINES`], each SKU of the

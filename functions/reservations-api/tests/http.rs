@@ -503,6 +503,69 @@ async fn a_malformed_idempotency_key_is_400_invalid_idempotency_key() {
 // POST /items/{sku}/adjustments
 
 #[tokio::test]
+async fn receipts_and_adjustments_keep_a_listed_reason_a_note_and_a_reference_and_free_text_as_other(
+) {
+    let app = App::new().await;
+    let receipts = "/items/SKU-1/receipts";
+    let adjustments = "/items/SKU-1/adjustments";
+    for (uri, body) in [
+        (receipts, json!({ "quantity": 5 })),
+        (
+            receipts,
+            json!({ "quantity": 1, "reason": "returned", "note": "walk-in", "reference": "RMA-3" }),
+        ),
+        (
+            adjustments,
+            json!({ "delta": -1, "reason": "shrinkage", "note": "aisle 4" }),
+        ),
+        (adjustments, json!({ "delta": -1, "reason": "found wet" })),
+    ] {
+        app.command("POST", uri, &body)
+            .await
+            .assert_status(StatusCode::ACCEPTED);
+    }
+    app.process().await;
+    let sku = Sku::parse("SKU-1").unwrap();
+    let events = app.store.read_stream(&sku, 0).await.unwrap();
+    let told: Vec<Value> = events
+        .iter()
+        .map(|event| {
+            let json = serde_json::to_value(event).unwrap();
+            json!([json["reason"], json["note"], json["reference"]])
+        })
+        .collect();
+    assert_eq!(
+        told,
+        vec![
+            json!(["received", null, null]),
+            json!(["returned", "walk-in", "RMA-3"]),
+            json!(["shrinkage", "aisle 4", null]),
+            json!(["other", "found wet", null]),
+        ]
+    );
+    assert!(
+        events.iter().all(|event| event.actor.is_some()),
+        "each names who asked: {events:?}"
+    );
+    for body in [
+        json!({ "delta": -1, "reason": "found wet", "note": "twice" }),
+        json!({ "delta": -1, "reason": " " }),
+    ] {
+        app.command("POST", adjustments, &body)
+            .await
+            .assert_error(StatusCode::BAD_REQUEST, "invalid_reason");
+    }
+    app.command(
+        "POST",
+        receipts,
+        &json!({ "quantity": 1, "reason": "lost" }),
+    )
+    .await
+    .assert_error(StatusCode::BAD_REQUEST, "invalid_body");
+    assert!(app.queue.is_empty(), "nothing was queued");
+}
+
+#[tokio::test]
 async fn an_adjustment_is_202_and_changes_on_hand_by_its_delta_once_processed() {
     let app = App::new().await;
     app.stock("SKU-1", 10).await;

@@ -1,6 +1,7 @@
 //! The API Lambda's router fed `events/reservations-api.json` (the API Gateway HTTP API event
 //! `sam local invoke -e` uses) through lambda_http, against DynamoDB and Kinesis on moto.
 
+use inventory_core::domain::Annotation;
 use std::sync::Arc;
 
 use inventory_core::aws::TestAws;
@@ -30,7 +31,7 @@ async fn receive(inventory: &Inventory, sku: &str, units: i64) {
         accepted_at: Timestamp::from_millis(0),
         action: Action::ReceiveStock {
             quantity: Quantity::new(units).unwrap(),
-            reference: None,
+            why: Annotation::received(None),
         },
     };
     inventory

@@ -5,6 +5,7 @@
 //! the same ids, none is lost, and per item the versions go up; every request the handler sends
 //! is one its role grants.
 
+use inventory_core::domain::Annotation;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -47,7 +48,7 @@ fn received(units: i64) -> Change {
     Change::StockReceived {
         command_id: CommandId::random(),
         quantity: Quantity::new(units).unwrap(),
-        reference: None,
+        why: Annotation::received(None),
     }
 }
 

@@ -205,27 +205,22 @@ impl Accept {
         &self,
         sku: Sku,
         quantity: Quantity,
-        reference: Option<String>,
+        why: Annotation,
         key: Option<&IdempotencyKey>,
         caller: &Caller,
     ) -> Result<CommandId, AppError> {
-        if let Some(reference) = &reference {
-            check_note("invalid_reference", "reference", reference)?;
-        }
-        let action = Action::ReceiveStock {
-            quantity,
-            reference,
-        };
+        check_annotation(&why)?;
+        let action = Action::ReceiveStock { quantity, why };
         self.accept_one(format!("receipt/{sku}"), sku, action, key, caller)
             .await
     }
 
-    /// Accepts an adjustment of `sku` by `delta` (non-zero) for `reason`.
+    /// Accepts an adjustment of `sku` by `delta` (non-zero), `why`.
     pub(crate) async fn adjust_stock(
         &self,
         sku: Sku,
         delta: i64,
-        reason: String,
+        why: Annotation,
         key: Option<&IdempotencyKey>,
         caller: &Caller,
     ) -> Result<CommandId, AppError> {
@@ -236,8 +231,8 @@ impl Accept {
             )
             .into());
         }
-        check_note("invalid_reason", "reason", &reason)?;
-        let action = Action::AdjustStock { delta, reason };
+        check_annotation(&why)?;
+        let action = Action::AdjustStock { delta, why };
         self.accept_one(format!("adjustment/{sku}"), sku, action, key, caller)
             .await
     }
@@ -487,6 +482,7 @@ mod tests {
     use super::AfterSaleRequest;
     use crate::domain::{Caller, HoldStatus, IdempotencyKey, RejectionCode};
     use crate::error::AppError;
+    use crate::ports::Streams;
 
     #[tokio::test]
     async fn a_checkout_retried_under_its_key_is_one_command_applied_once() {
@@ -538,9 +534,10 @@ mod tests {
         let given = Given::new();
         let admin = Caller::local_admin();
         for (delta, reason) in [(0, "count"), (1, "  ")] {
+            let why = crate::domain::Annotation::from_text(reason.to_owned());
             let answer = given
                 .inventory
-                .adjust_stock(sku("A"), delta, reason.to_owned(), None, &admin)
+                .adjust_stock(sku("A"), delta, why, None, &admin)
                 .await;
             assert!(matches!(answer, Err(AppError::Invalid(_))), "{answer:?}");
         }
@@ -639,6 +636,27 @@ mod tests {
         );
         // Nothing freed is stranded: the item sells its last unit for sale.
         assert!(given.reserve(&alice, &[("A", 36)], None).await.is_ok());
+        // Every change alice asked for names her; the receipt, the admin.
+        let events = given.store.read_stream(&sku("B"), 0).await.unwrap();
+        let actors: Vec<(&str, Option<&str>)> = events
+            .iter()
+            .map(|event| {
+                (
+                    event.change.kind(),
+                    event.actor.as_ref().map(|a| a.as_str()),
+                )
+            })
+            .collect();
+        let admin = Caller::local_admin();
+        assert_eq!(
+            actors,
+            vec![
+                ("received", Some(admin.client_id().as_str())),
+                ("held", Some("alice")),
+                ("committed", Some("alice")),
+                ("fulfilled", Some("alice")),
+            ]
+        );
     }
 
     #[tokio::test]

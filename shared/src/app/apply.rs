@@ -25,8 +25,8 @@ use crate::config::{Config, ACCEPT_PATIENCE_MILLIS, ACCEPT_WAIT_MILLIS, DEPENDEN
 use crate::domain::buckets::{self, Spare};
 use crate::domain::decide::decide;
 use crate::domain::{
-    Action, Bucket, BucketCount, Change, Command, CommandId, HoldLine, Move, RejectionCode,
-    ReservationId, Sku, StockState, Timestamp, Verdict,
+    Action, Bucket, BucketCount, Change, ClientId, Command, CommandId, HoldLine, Move,
+    RejectionCode, ReservationId, Sku, StockState, Timestamp, Verdict,
 };
 use crate::error::{panic_message, AppError};
 use crate::limits::{MAX_DEFERRED, MAX_MOVES_PER_TRANSACTION, MAX_TRANSACTION_ITEMS, SPREAD_FROM};
@@ -111,8 +111,12 @@ enum Standing {
     Dropped,
     /// Waiting for its request's acceptance.
     AwaitingAcceptance,
-    /// To decide; `outcome` is the version of its parked outcome record if it was redriven.
-    Due { outcome: Option<u64> },
+    /// To decide; `outcome` is the version of its parked outcome record if it was redriven;
+    /// `actor` the client that sent it (none for the service's own, as expiries).
+    Due {
+        outcome: Option<u64>,
+        actor: Option<ClientId>,
+    },
 }
 
 /// What applying one chunk of a SKU's commands came to.
@@ -575,7 +579,7 @@ impl ApplyCommands {
         let grace = self.config.release_grace_secs;
         for (command, standing) in &reading.commands {
             let reservation = command.action.reservation_id();
-            let outcome_version = match standing {
+            let (outcome_version, actor) = match standing {
                 Standing::Done => {
                     report.duplicates += 1;
                     continue;
@@ -588,7 +592,7 @@ impl ApplyCommands {
                     defer(&mut deferred, &mut waiting_on, command);
                     continue;
                 }
-                Standing::Due { outcome } => *outcome,
+                Standing::Due { outcome, actor } => (*outcome, actor.clone()),
             };
             // A later command on a reservation something waits for keeps its place behind it;
             // so does a command that might not fit this transaction any more.
@@ -701,7 +705,9 @@ impl ApplyCommands {
                         }
                     }
                 }
+                draft.acting_for(actor);
                 spread_due |= record(&mut draft, bucket, now, change);
+                draft.acting_for(None);
             }
         }
         if deferred.len() > MAX_DEFERRED {
@@ -859,6 +865,13 @@ impl ApplyCommands {
         let mut commands = Vec::with_capacity(candidates.len());
         for command in candidates {
             let (outcome, record) = stored.remove(&command.id).unwrap_or_default();
+            let actor = match &record {
+                Some(Versioned {
+                    record: Record::Command(record),
+                    ..
+                }) => record.issued_by.clone(),
+                _ => None,
+            };
             let standing = match (outcome, record) {
                 (
                     Some(Versioned {
@@ -868,6 +881,7 @@ impl ApplyCommands {
                     _,
                 ) if parked.redriven_at.is_some() => Standing::Due {
                     outcome: Some(version),
+                    actor,
                 },
                 (Some(_), _) => Standing::Done,
                 (
@@ -877,7 +891,10 @@ impl ApplyCommands {
                         record: Record::Command(record),
                     }),
                 ) => match record.acceptance {
-                    Acceptance::Accepted => Standing::Due { outcome: None },
+                    Acceptance::Accepted => Standing::Due {
+                        outcome: None,
+                        actor,
+                    },
                     Acceptance::Abandoned => Standing::Dropped,
                     Acceptance::Awaiting { since }
                         if now.millis() - since.millis() < ACCEPT_WAIT_MILLIS =>
@@ -901,7 +918,10 @@ impl ApplyCommands {
                     }
                 },
                 // Commands queued by the service itself (expiry) have no API record.
-                (None, _) => Standing::Due { outcome: None },
+                (None, _) => Standing::Due {
+                    outcome: None,
+                    actor: None,
+                },
             };
             commands.push((command.clone(), standing));
         }
@@ -917,7 +937,7 @@ impl ApplyCommands {
 #[cfg(test)]
 mod tests {
     use super::super::given::{shopper, sku, Given};
-    use crate::domain::{Caller, Quantity, ReservationId};
+    use crate::domain::{Annotation, Caller, Quantity, ReservationId};
 
     #[tokio::test]
     async fn a_withdrawal_from_a_bucketed_item_is_shared_by_its_buckets_and_a_release_returns_to_bucket_0(
@@ -927,7 +947,13 @@ mod tests {
         let admin = Caller::local_admin();
         given
             .inventory
-            .adjust_stock(sku("A"), -7, "count".into(), None, &admin)
+            .adjust_stock(
+                sku("A"),
+                -7,
+                Annotation::from_text("count".into()),
+                None,
+                &admin,
+            )
             .await
             .unwrap();
         given.processed().await;
@@ -1039,7 +1065,7 @@ mod tests {
         let quantity = Quantity::new(5).unwrap();
         given
             .inventory
-            .receive_stock(sku("A"), quantity, None, None, &admin)
+            .receive_stock(sku("A"), quantity, Annotation::received(None), None, &admin)
             .await
             .unwrap();
         let batch = given.queue.try_receive(10);

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::domain::buckets::Spare;
-use crate::domain::{Bucket, Change, Event, Layout, Move, Sku, SkuState, Timestamp, TransferId};
+use crate::domain::{
+    Bucket, Change, ClientId, Event, Layout, Move, Sku, SkuState, Timestamp, TransferId,
+};
 use crate::ports::StreamAppend;
 
 #[derive(Debug, Clone)]
@@ -22,6 +24,8 @@ struct Stream {
 pub(crate) struct Draft {
     item: Sku,
     streams: BTreeMap<Sku, Stream>,
+    /// The client whose request the events recorded now answer (`None`: the service's own).
+    actor: Option<ClientId>,
 }
 
 impl Draft {
@@ -44,7 +48,13 @@ impl Draft {
         Self {
             item: item.item(),
             streams,
+            actor: None,
         }
+    }
+
+    /// From now on, the events recorded answer `actor`'s request (`None`: the service's own).
+    pub(crate) fn acting_for(&mut self, actor: Option<ClientId>) {
+        self.actor = actor;
     }
 
     /// The state of `bucket` with what the draft added so far (empty if it was not read).
@@ -103,6 +113,8 @@ impl Draft {
             events: Vec::new(),
         });
         let event = Event {
+            // A hold is placed at its owner's request.
+            actor: self.actor.clone().or_else(|| change.owner().cloned()),
             seq: stream.next.version + 1,
             sku,
             at: now,

@@ -52,7 +52,7 @@ impl Extend {
                     Some(reservation) => reservation,
                     None => self.book.load(id, caller).await?,
                 };
-                self.attempt(&reservation, ttl).await
+                self.attempt(&reservation, ttl, caller).await
             }
         })
         .await
@@ -63,6 +63,7 @@ impl Extend {
         &self,
         reservation: &Reservation,
         ttl: TtlSeconds,
+        caller: &Caller,
     ) -> Result<Attempt<ReservationView>, AppError> {
         let states = self.heads.load_all(reservation.streams()).await?;
         let now = states
@@ -84,7 +85,8 @@ impl Extend {
             if let Some(change) = change {
                 hold.evolve(&change);
                 extensions.push(LineExtension {
-                    append: StreamAppend::after(state, &hold.sku, now, vec![change]),
+                    append: StreamAppend::after(state, &hold.sku, now, vec![change])
+                        .by(caller.client_id()),
                     hold: StoredHold {
                         hold: hold.clone(),
                         version: stored.version,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::{ApplyReport, Inventory, ReservationView, ReserveRequest};
 use crate::config::Config;
+use crate::domain::Annotation;
 use crate::domain::{
     BucketCount, Caller, ClientId, Command, IdempotencyKey, Line, Quantity, Scope, Sku, Timestamp,
     TtlSeconds,
@@ -61,7 +62,13 @@ impl Given {
         let quantity = Quantity::new(units).expect("a quantity");
         let admin = Caller::local_admin();
         self.inventory
-            .receive_stock(sku(name), quantity, None, None, &admin)
+            .receive_stock(
+                sku(name),
+                quantity,
+                Annotation::received(None),
+                None,
+                &admin,
+            )
             .await
             .expect("a receipt is accepted");
         self.processed().await;

@@ -247,12 +247,12 @@ impl Inventory {
         &self,
         sku: Sku,
         quantity: Quantity,
-        reference: Option<String>,
+        why: Annotation,
         key: Option<&IdempotencyKey>,
         caller: &Caller,
     ) -> Result<CommandId, AppError> {
         self.accept
-            .receive_stock(sku, quantity, reference, key, caller)
+            .receive_stock(sku, quantity, why, key, caller)
             .await
     }
 
@@ -278,18 +278,16 @@ impl Inventory {
         self.accept.set_low_stock(sku, below, key, caller).await
     }
 
-    /// Accepts an adjustment of `sku` by `delta` (non-zero) for `reason` ([`accept`]).
+    /// Accepts an adjustment of `sku` by `delta` (non-zero), why ([`accept`]).
     pub async fn adjust_stock(
         &self,
         sku: Sku,
         delta: i64,
-        reason: String,
+        why: Annotation,
         key: Option<&IdempotencyKey>,
         caller: &Caller,
     ) -> Result<CommandId, AppError> {
-        self.accept
-            .adjust_stock(sku, delta, reason, key, caller)
-            .await
+        self.accept.adjust_stock(sku, delta, why, key, caller).await
     }
 
     /// Accepts a move of `quantity` units of `sku` between two states of its on-hand stock

@@ -896,6 +896,7 @@ fn pick_weighted(candidates: &mut Vec<(Bucket, i64)>) -> Option<Bucket> {
 #[cfg(test)]
 mod tests {
     use super::super::given::{shopper, sku, Given};
+    use crate::domain::Annotation;
     use crate::error::AppError;
 
     #[tokio::test]
@@ -960,7 +961,7 @@ mod tests {
         let admin = crate::domain::Caller::local_admin();
         let quantity = crate::domain::Quantity::new(3).unwrap();
         other
-            .receive_stock(sku("A"), quantity, None, None, &admin)
+            .receive_stock(sku("A"), quantity, Annotation::received(None), None, &admin)
             .await
             .unwrap();
         let batch = given.queue.try_receive(10);

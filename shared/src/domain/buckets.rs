@@ -328,6 +328,7 @@ mod tests {
             moves: vec![Move::new(b(0), b(2), 3).unwrap()],
         };
         let event = |sku: Sku| Event {
+            actor: None,
             sku,
             seq: 2,
             at: Timestamp::from_millis(0),

@@ -31,16 +31,19 @@ pub enum Action {
     ReceiveStock {
         /// Units received.
         quantity: Quantity,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        /// The delivery note or purchase order.
-        reference: Option<String>,
+        /// Why (`received` unless it says otherwise), a note, the delivery note or purchase
+        /// order.
+        #[serde(flatten)]
+        why: Annotation,
     },
     /// Correct the on-hand count by `delta`.
     AdjustStock {
         /// Units added (positive) or taken (negative).
         delta: i64,
-        /// Why, for the audit trail.
-        reason: String,
+        /// Why: a listed reason (free text is kept as `other` with the text as the note), a
+        /// note, the document behind it.
+        #[serde(flatten)]
+        why: Annotation,
     },
     /// Move on-hand units from one state to another.
     ReclassifyStock {

@@ -126,18 +126,12 @@ pub fn decide(
 ) -> Verdict {
     let id = command.id;
     match (&command.action, hold) {
-        (
-            Action::ReceiveStock {
-                quantity,
-                reference,
-            },
-            _,
-        ) => Verdict::Apply(Change::StockReceived {
+        (Action::ReceiveStock { quantity, why }, _) => Verdict::Apply(Change::StockReceived {
             command_id: id,
             quantity: *quantity,
-            reference: reference.clone(),
+            why: why.clone(),
         }),
-        (Action::AdjustStock { delta, reason }, _) => adjust(state, id, *delta, reason),
+        (Action::AdjustStock { delta, why }, _) => adjust(state, id, *delta, why),
         (Action::SetBuckets { count }, _) if *count == state.layout.count => Verdict::AlreadyDone,
         (Action::SetBuckets { count }, _) => Verdict::Apply(Change::BucketsSet {
             command_id: id,
@@ -229,12 +223,12 @@ pub fn decide(
     }
 }
 
-fn adjust(state: &SkuState, command_id: CommandId, delta: i64, reason: &str) -> Verdict {
+fn adjust(state: &SkuState, command_id: CommandId, delta: i64, why: &Annotation) -> Verdict {
     match state.on_hand.checked_add(delta) {
         Some(on_hand) if on_hand >= 0 => Verdict::Apply(Change::StockAdjusted {
             command_id,
             delta,
-            reason: reason.to_owned(),
+            why: why.clone(),
         }),
         _ => Verdict::Reject(RejectionCode::OnHandWouldGoNegative),
     }
@@ -399,6 +393,7 @@ mod tests {
         fn event(mut self, when: Timestamp, change: Change) -> Self {
             let seq = self.events.len() as u64 + 1;
             self.events.push(Event {
+                actor: None,
                 sku: sku(),
                 seq,
                 at: when,
@@ -412,7 +407,7 @@ mod tests {
                 Change::StockReceived {
                     command_id: cmd_id(when.millis() as u128),
                     quantity: qty(n),
-                    reference: None,
+                    why: Annotation::received(None),
                 },
             )
         }
@@ -422,7 +417,7 @@ mod tests {
                 Change::StockAdjusted {
                     command_id: cmd_id(when.millis() as u128 + 1),
                     delta,
-                    reason: "count".into(),
+                    why: Annotation::from_text("count".into()),
                 },
             )
         }
@@ -787,7 +782,7 @@ mod tests {
         let adjust = command(
             Action::AdjustStock {
                 delta: -6,
-                reason: "count".into(),
+                why: Annotation::from_text("count".into()),
             },
             at(1),
         );

@@ -20,6 +20,11 @@ pub struct Event {
     pub seq: Version,
     /// When the decision that produced it was taken (never earlier than the stream's previous event).
     pub at: Timestamp,
+    /// The client whose command or reservation made it (from its token); absent for what the
+    /// service does by itself (expiries, moves between buckets) and for events from before
+    /// actors were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<ClientId>,
     /// What happened.
     #[serde(flatten)]
     pub change: Change,
@@ -45,9 +50,10 @@ pub enum Change {
         command_id: CommandId,
         /// Units received.
         quantity: Quantity,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        /// The delivery note or purchase order.
-        reference: Option<String>,
+        /// Why (`received` unless it said otherwise), a note, the delivery note or purchase
+        /// order (an event from before reasons reads `received`).
+        #[serde(flatten)]
+        why: Annotation,
     },
     /// An admin corrected the count (a fact: it may leave the item short of its holds).
     StockAdjusted {
@@ -55,8 +61,10 @@ pub enum Change {
         command_id: CommandId,
         /// Units added (positive) or taken (negative).
         delta: i64,
-        /// Why, for the audit trail.
-        reason: String,
+        /// Why (an event from before reasons were listed reads `other`, its free text the
+        /// note), a note, the document behind it.
+        #[serde(flatten)]
+        why: Annotation,
     },
     /// A shopper's hold on `quantity` units, promised until `expires_at` and counted against
     /// availability until `release_at` (expiry plus the release grace, rounded up to its bucket).

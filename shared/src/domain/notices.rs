@@ -316,6 +316,7 @@ mod tests {
 
     use super::*;
     use crate::domain::buckets::{Move, TransferId};
+    use crate::domain::Annotation;
 
     fn sku() -> Sku {
         Sku::parse("SKU-1").unwrap()
@@ -356,6 +357,7 @@ mod tests {
         fn then(mut self, secs: i64, change: Change) -> Self {
             let seq = self.events.len() as u64 + 1;
             self.events.push(Event {
+                actor: None,
                 sku: self.sku.clone(),
                 seq,
                 at: at(secs),
@@ -369,7 +371,7 @@ mod tests {
                 Change::StockReceived {
                     command_id: command(secs as u128),
                     quantity: qty(n),
-                    reference: None,
+                    why: Annotation::received(None),
                 },
             )
         }
@@ -404,7 +406,7 @@ mod tests {
                 Change::StockAdjusted {
                     command_id: command(1_000 + secs as u128),
                     delta,
-                    reason: "count".to_owned(),
+                    why: Annotation::from_text("count".to_owned()),
                 },
             )
         }

@@ -9,6 +9,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use super::types::InvalidValue;
+use crate::limits::MAX_NOTE_LEN;
+
 /// Where on-hand units stand, as a move between states names it: for sale (`available`) or in
 /// one of the states that are not for sale.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -142,7 +145,12 @@ impl TryFrom<RawReclassification> for Reclassification {
 }
 
 /// Why a change was made, as the ledger shows it: a reason from the list, and what people add.
+///
+/// Read leniently, as records written before reasons were listed need: no reason is
+/// `received` (a receipt's), and a reason that is not on the list (an adjustment's free text)
+/// is `other` with the text as its note ([`Annotation::from_text`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "RawAnnotation")]
 pub struct Annotation {
     /// Why.
     pub reason: Reason,
@@ -154,7 +162,90 @@ pub struct Annotation {
     pub reference: Option<String>,
 }
 
+#[derive(Deserialize)]
+struct RawAnnotation {
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    note: Option<String>,
+    #[serde(default)]
+    reference: Option<String>,
+}
+
+impl From<RawAnnotation> for Annotation {
+    fn from(raw: RawAnnotation) -> Self {
+        let mut why = match raw.reason {
+            None => Annotation::because(Reason::Received),
+            Some(text) => Annotation::from_text(text),
+        };
+        why.note = match (why.note, raw.note) {
+            (Some(text), Some(note)) => Some(format!("{text}: {note}")),
+            (text, note) => text.or(note),
+        };
+        why.reference = raw.reference;
+        why
+    }
+}
+
 impl Annotation {
+    /// A reason given as text: the listed reason it names, or `other` with the text as the
+    /// note (how an adjustment's free-text reason is kept).
+    pub fn from_text(text: String) -> Self {
+        match Reason::parse(&text) {
+            Some(reason) => Self::because(reason),
+            None => Self {
+                reason: Reason::Other,
+                note: Some(text),
+                reference: None,
+            },
+        }
+    }
+
+    /// An adjustment's reason as a request gives it: a listed reason's code, or free text, kept
+    /// as `other` with the text as the note (so requests from before reasons were listed keep
+    /// working). Free text with a note of its own is refused (`invalid_reason`): the request
+    /// must then name a listed reason.
+    pub fn given(
+        reason: String,
+        note: Option<String>,
+        reference: Option<String>,
+    ) -> Result<Self, InvalidValue> {
+        let why = Self::from_text(reason);
+        let free_text = why.note.is_some();
+        if free_text && note.is_some() {
+            let codes: Vec<&str> = Reason::ALL.iter().map(|reason| reason.as_str()).collect();
+            return Err(InvalidValue::new(
+                "invalid_reason",
+                format!(
+                    "with a note, the reason must be one of {}; free text alone is kept as the \
+                     note of `other`",
+                    codes.join(", ")
+                ),
+            ));
+        }
+        if let Some(text) = why.note.as_deref().filter(|_| free_text) {
+            if text.trim().is_empty() || text.chars().count() > MAX_NOTE_LEN {
+                return Err(InvalidValue::new(
+                    "invalid_reason",
+                    format!("reason must be a listed reason or 1-{MAX_NOTE_LEN} characters of text, not blank"),
+                ));
+            }
+        }
+        Ok(Self {
+            note: why.note.or(note),
+            reference,
+            ..why
+        })
+    }
+
+    /// A receipt's: `received`, under `reference` (the delivery note, the purchase order).
+    pub fn received(reference: Option<String>) -> Self {
+        Self {
+            reference,
+            ..Self::because(Reason::Received)
+        }
+    }
+
     /// `reason` alone, with no note and no reference.
     pub fn because(reason: Reason) -> Self {
         Self {
@@ -207,6 +298,13 @@ impl Reason {
         Reason::Other,
     ];
 
+    /// The reason whose code is `code`.
+    pub fn parse(code: &str) -> Option<Reason> {
+        Reason::ALL
+            .into_iter()
+            .find(|reason| reason.as_str() == code)
+    }
+
     /// The snake_case code clients use.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -246,6 +344,64 @@ impl FromStr for Reason {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{Change, Command, Event};
+
+    #[test]
+    fn receipts_and_adjustments_written_before_reasons_read_as_received_and_other_with_their_text()
+    {
+        let legacy = [
+            r#"{"sku":"A","seq":1,"at":1,"type":"stock_received","command_id":"00000000-0000-0000-0000-000000000001","quantity":3,"reference":"PO-7"}"#,
+            r#"{"sku":"A","seq":2,"at":2,"type":"stock_adjusted","command_id":"00000000-0000-0000-0000-000000000002","delta":-1,"reason":"count"}"#,
+            r#"{"sku":"A","seq":3,"at":3,"type":"stock_adjusted","command_id":"00000000-0000-0000-0000-000000000003","delta":-1,"reason":"shrinkage"}"#,
+        ];
+        let whys: Vec<Annotation> = legacy
+            .iter()
+            .map(
+                |json| match serde_json::from_str::<Event>(json).unwrap().change {
+                    Change::StockReceived { why, .. } | Change::StockAdjusted { why, .. } => why,
+                    other => panic!("{other:?}"),
+                },
+            )
+            .collect();
+        assert_eq!(
+            whys,
+            vec![
+                Annotation::received(Some("PO-7".into())),
+                Annotation {
+                    reason: Reason::Other,
+                    note: Some("count".into()),
+                    reference: None
+                },
+                Annotation::because(Reason::Shrinkage),
+            ]
+        );
+        let queued = r#"{"id":"00000000-0000-0000-0000-000000000004","sku":"A","accepted_at":0,"type":"adjust_stock","delta":2,"reason":"found behind the shelf"}"#;
+        let command: Command = serde_json::from_str(queued).unwrap();
+        let json = serde_json::to_string(&command).unwrap();
+        assert!(
+            json.contains(r#""reason":"other","note":"found behind the shelf""#),
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn an_adjustment_reason_is_a_listed_one_or_free_text_alone() {
+        let given = |reason: &str, note: Option<&str>| {
+            Annotation::given(reason.into(), note.map(Into::into), None)
+        };
+        assert_eq!(
+            given("damaged", Some("forklift")).unwrap(),
+            Annotation {
+                reason: Reason::Damaged,
+                note: Some("forklift".into()),
+                reference: None
+            }
+        );
+        assert_eq!(given("count", None).unwrap().note.as_deref(), Some("count"));
+        for (reason, note) in [("count", Some("aisle 4")), ("  ", None)] {
+            assert_eq!(given(reason, note).unwrap_err().code, "invalid_reason");
+        }
+    }
 
     #[test]
     fn a_state_and_a_reason_read_back_from_their_codes() {

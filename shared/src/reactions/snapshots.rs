@@ -225,6 +225,7 @@ impl Reaction for Snapshotter {
 
 #[cfg(test)]
 mod tests {
+    use crate::domain::Annotation;
     use std::sync::atomic::{AtomicBool, Ordering};
 
     use super::*;
@@ -276,7 +277,7 @@ mod tests {
         Change::StockReceived {
             command_id: CommandId::random(),
             quantity: Quantity::new(units).unwrap(),
-            reference: None,
+            why: Annotation::received(None),
         }
     }
 
