@@ -32,7 +32,7 @@ use crate::ports::{
     LapsingHold, Record, RecordKey, RecordWrite, SnapshotSave, StoreError, StreamAppend,
     Transaction,
 };
-use crate::ports::{Clock, ManualClock};
+use crate::ports::{Clock, ManualClock, StreamPage};
 use crate::reactions::{Archiver, Snapshotter};
 use crate::Inventory;
 
@@ -60,6 +60,8 @@ pub async fn check_event_store(store: Arc<dyn EventStore>, ttl: &dyn TimeToLive,
     a_record_update_needs_the_version_read(store.as_ref(), prefix).await;
     command_records_are_listed_by_when_they_were_accepted(store.as_ref(), prefix).await;
     a_long_stream_reads_back_whole(store.as_ref(), prefix).await;
+    a_page_of_a_stream_holds_at_most_its_limit_and_says_whether_more_follow(store.as_ref(), prefix)
+        .await;
     every_kind_of_stock_change_reads_back_as_written(store.as_ref(), prefix).await;
     a_transaction_of_more_than_the_item_limit_is_refused_whole(store.as_ref(), prefix).await;
     of_racing_appends_at_one_head_exactly_one_wins(Arc::clone(&store), prefix).await;
@@ -150,6 +152,37 @@ async fn appended_events_read_back_in_order(store: &dyn EventStore, prefix: &str
     );
     assert_eq!(store.read_event(&a, 4).await, Ok(None), "event past head");
     assert_eq!(store.read_event(&a, 0).await, Ok(None), "event 0");
+}
+
+async fn a_page_of_a_stream_holds_at_most_its_limit_and_says_whether_more_follow(
+    store: &dyn EventStore,
+    prefix: &str,
+) {
+    let a = sku(prefix, "paged");
+    let all = append(&a, 0, 5);
+    transact(store, Transaction::appends(vec![all.clone()]))
+        .await
+        .expect("append");
+    let page = |after, limit| store.read_page(&a, after, limit);
+    let seqs = |page: StreamPage| {
+        (
+            page.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            page.more,
+        )
+    };
+    assert_eq!(seqs(page(0, 2).await.expect("page")), (vec![1, 2], true));
+    assert_eq!(
+        seqs(page(2, 3).await.expect("page")),
+        (vec![3, 4, 5], false),
+        "exactly the rest: no more"
+    );
+    assert_eq!(seqs(page(4, 100).await.expect("page")), (vec![5], false));
+    assert_eq!(seqs(page(5, 1).await.expect("page")), (vec![], false));
+    assert_eq!(
+        page(0, 5).await.expect("page").events,
+        all.events,
+        "the events as written"
+    );
 }
 
 /// The changes with nested parts or optional fields (a move's states and every change's

@@ -18,7 +18,7 @@ use crate::ports::{
     CommandHistory, CommandQueue, CommandRecord, Conflict, ExpiryIndex, IndexPart, Lapsing,
     LapsingHold, NoticeBoard, ObjectStore, ObjectStoreError, ParkedEntry, ParkedIndex,
     PublishError, QueueError, Record, RecordKey, Records, Retirement, SnapshotSave, Snapshots,
-    StoreError, Streams, Transaction, Transactions, Versioned,
+    StoreError, StreamPage, Streams, Transaction, Transactions, Versioned,
 };
 
 /// Event streams, records and snapshots in one process, with a change feed like the table's
@@ -176,6 +176,29 @@ impl Streams for MemoryStore {
             .filter(|slot| !slot.deleted)
             .map(|slot| slot.event.clone())
             .collect())
+    }
+
+    async fn read_page(
+        &self,
+        sku: &Sku,
+        after: Version,
+        limit: usize,
+    ) -> Result<StreamPage, StoreError> {
+        let tables = self.tables();
+        let slots = tables.streams.get(sku).map_or(&[][..], Vec::as_slice);
+        let from = usize::try_from(after)
+            .unwrap_or(usize::MAX)
+            .min(slots.len());
+        let mut kept = slots[from..].iter().filter(|slot| !slot.deleted);
+        let events: Vec<Event> = kept
+            .by_ref()
+            .take(limit)
+            .map(|slot| slot.event.clone())
+            .collect();
+        Ok(StreamPage {
+            events,
+            more: kept.next().is_some(),
+        })
     }
 
     async fn read_event(&self, sku: &Sku, seq: Version) -> Result<Option<Event>, StoreError> {

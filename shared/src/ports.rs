@@ -486,6 +486,30 @@ pub trait Streams: Send + Sync + 'static {
 
     /// The event at `seq` of `sku`, if any.
     async fn read_event(&self, sku: &Sku, seq: Version) -> Result<Option<Event>, StoreError>;
+
+    /// At most `limit` (≥ 1) events of `sku` after `after`, in order, in one request of the
+    /// store, and whether more follow. The events kept: those the table retired (archived and
+    /// covered by a snapshot) are not there, so the first may be later than `after + 1`.
+    async fn read_page(
+        &self,
+        sku: &Sku,
+        after: Version,
+        limit: usize,
+    ) -> Result<StreamPage, StoreError> {
+        let mut events = self.read_stream(sku, after).await?;
+        let more = events.len() > limit;
+        events.truncate(limit);
+        Ok(StreamPage { events, more })
+    }
+}
+
+/// A page of a stream's events.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamPage {
+    /// The events, in order.
+    pub events: Vec<Event>,
+    /// Whether the stream has events after the last of them.
+    pub more: bool,
 }
 
 /// Records by key (strongly consistent).

@@ -47,7 +47,7 @@ use crate::limits::{MAX_BATCH_READ_KEYS, MAX_TRANSACTION_ITEMS};
 use crate::ports::{
     Cause, CommandHistory, CommandOutcome, CommandRecord, Conflict, ExpiryIndex, IndexPart,
     Lapsing, LapsingHold, ParkedEntry, ParkedIndex, Record, RecordKey, RecordWrite, Records,
-    Retirement, SnapshotSave, Snapshots, StoreError, StreamAppend, Streams, Transaction,
+    Retirement, SnapshotSave, Snapshots, StoreError, StreamAppend, StreamPage, Streams, Transaction,
     Transactions, Versioned,
 };
 use crate::retry::Retry;
@@ -735,6 +735,34 @@ impl Streams for DynamoStore {
             .await
             .map_err(unavailable)?;
         serde_dynamo::from_items(items).map_err(bug)
+    }
+
+    async fn read_page(
+        &self,
+        sku: &Sku,
+        after: Version,
+        limit: usize,
+    ) -> Result<StreamPage, StoreError> {
+        // One query of one item more than asked, which says whether more follow; fewer when
+        // they pass the 1 MB a query returns (then `more` says so too).
+        let page = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND sk > :after")
+            .expression_attribute_values(":pk", AttributeValue::S(Self::stream_pk(sku)))
+            .expression_attribute_values(":after", AttributeValue::N(after.to_string()))
+            .consistent_read(true)
+            .limit(i32::try_from(limit.saturating_add(1)).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let mut events: Vec<Event> =
+            serde_dynamo::from_items(page.items.unwrap_or_default()).map_err(bug)?;
+        let cut = page.last_evaluated_key.is_some() && events.len() <= limit;
+        let more = events.len() > limit || cut;
+        events.truncate(limit);
+        Ok(StreamPage { events, more })
     }
 
     async fn read_event(&self, sku: &Sku, seq: Version) -> Result<Option<Event>, StoreError> {
