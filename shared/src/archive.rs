@@ -180,6 +180,52 @@ impl Archive {
         Ok(stream)
     }
 
+    /// At most `limit` archived events of `sku` after `after`, consecutive, in order: one
+    /// listing of the SKU's objects (a request per 1,000 of them), then only the objects
+    /// holding the range, read in order until the page is full (at most `limit` of them, one
+    /// per event in the worst case; an archiver's run is usually many events). Returns the
+    /// events and the objects read.
+    pub async fn read_after(
+        &self,
+        sku: &Sku,
+        after: Version,
+        limit: usize,
+    ) -> Result<(Vec<Event>, usize), ObjectStoreError> {
+        let keys = self
+            .objects
+            .list(&format!("{EVENTS_PREFIX}sku={sku}/"))
+            .await?;
+        let mut runs: Vec<(Version, Version, String)> = keys
+            .into_iter()
+            .filter_map(|key| {
+                let (first, last) = run_of(&key)?;
+                (last > after).then_some((first, last, key))
+            })
+            .collect();
+        runs.sort();
+        let mut events: Vec<Event> = Vec::new();
+        let mut read = 0;
+        for (first, _, key) in runs {
+            let next = events.last().map_or(after, |event| event.seq) + 1;
+            if events.len() >= limit || first > next {
+                break;
+            }
+            let Some(bytes) = self.objects.get(&key).await? else {
+                continue;
+            };
+            read += 1;
+            let run =
+                decode(&bytes).map_err(|reason| ObjectStoreError(format!("{key}: {reason}")))?;
+            for event in run {
+                let next = events.last().map_or(after, |event| event.seq) + 1;
+                if event.seq == next && &event.sku == sku && events.len() < limit {
+                    events.push(event);
+                }
+            }
+        }
+        Ok((events, read))
+    }
+
     /// Every SKU with archived events.
     pub async fn skus(&self) -> Result<Vec<Sku>, ObjectStoreError> {
         let folders = self.objects.list_folders(EVENTS_PREFIX).await?;
@@ -192,6 +238,13 @@ impl Archive {
         let folders = self.objects.list_folders(&prefix).await?;
         Ok(skus_of(&folders, &prefix))
     }
+}
+
+/// The range `first..=last` a data object's key names.
+fn run_of(key: &str) -> Option<(Version, Version)> {
+    let name = key.rsplit('/').next()?.strip_suffix(".jsonl.gz")?;
+    let (first, last) = name.split_once('-')?;
+    Some((first.parse().ok()?, last.parse().ok()?))
 }
 
 fn skus_of(folders: &[String], prefix: &str) -> Vec<Sku> {
@@ -264,6 +317,28 @@ mod tests {
         assert_eq!(archive.skus().await.unwrap(), vec![sku()]);
         assert_eq!(archive.skus_on("1970-01-02").await.unwrap(), vec![sku()]);
         assert!(archive.skus_on("1970-01-03").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_page_after_a_version_reads_only_the_objects_holding_it_over_overlapping_runs() {
+        let objects = Arc::new(MemoryObjects::new());
+        let archive = Archive::new(objects.clone());
+        let events: Vec<Event> = (1..=9).map(|seq| received(seq, seq as i64)).collect();
+        // Runs 1-3, 4-6 and 7-9, and 2-5 cut by another delivery.
+        for run in [&events[0..3], &events[3..6], &events[6..9], &events[1..5]] {
+            archive.store_run(&sku(), run).await.unwrap();
+        }
+        let seqs = |page: &[Event]| page.iter().map(|e| e.seq).collect::<Vec<_>>();
+        let (page, read) = archive.read_after(&sku(), 3, 4).await.unwrap();
+        assert_eq!((seqs(&page), read), (vec![4, 5, 6, 7], 3));
+        let (page, read) = archive.read_after(&sku(), 7, 10).await.unwrap();
+        assert_eq!((seqs(&page), read), (vec![8, 9], 1));
+        let (page, read) = archive.read_after(&sku(), 9, 10).await.unwrap();
+        assert_eq!((seqs(&page), read), (vec![], 0));
+        // A gap ends the page where it starts.
+        assert!(objects.remove(&segment_key(&sku(), "1970-01-01", 7, 9)));
+        let (page, _) = archive.read_after(&sku(), 4, 10).await.unwrap();
+        assert_eq!(seqs(&page), vec![5, 6]);
     }
 
     #[tokio::test]

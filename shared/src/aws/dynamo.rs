@@ -47,8 +47,8 @@ use crate::limits::{MAX_BATCH_READ_KEYS, MAX_TRANSACTION_ITEMS};
 use crate::ports::{
     Cause, CommandHistory, CommandOutcome, CommandRecord, Conflict, ExpiryIndex, IndexPart,
     Lapsing, LapsingHold, ParkedEntry, ParkedIndex, Record, RecordKey, RecordWrite, Records,
-    Retirement, SnapshotSave, Snapshots, StoreError, StreamAppend, StreamPage, Streams, Transaction,
-    Transactions, Versioned,
+    Retirement, SnapshotSave, Snapshots, StoreError, StreamAppend, StreamPage, Streams,
+    Transaction, Transactions, Versioned,
 };
 use crate::retry::Retry;
 
