@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::access::ClientId;
 use super::buckets::{Move, TransferId};
-use super::stock_states::{Annotation, Reclassification};
+use super::stock_states::{Annotation, Reason, Reclassification};
 use super::types::{
     BucketCount, CommandId, LowStockThreshold, Quantity, ReservationId, Sku, Timestamp, Version,
 };
@@ -288,6 +288,31 @@ impl Change {
             Change::BucketsDrained {} => "buckets_drained",
             Change::BucketsSpread {} => "buckets_spread",
             Change::CommandRejected { .. } => "rejected",
+        }
+    }
+
+    /// Its kind as integration events and the ledger tell it: `None` for what only moves
+    /// stock inside an item (between its buckets) and for a refused command.
+    pub fn told_kind(&self) -> Option<&'static str> {
+        match self {
+            Change::StockMoved { .. }
+            | Change::BucketsDrained {}
+            | Change::BucketsSpread {}
+            | Change::CommandRejected { .. } => None,
+            change => Some(change.kind()),
+        }
+    }
+
+    /// Why stock changed, when the change says: a receipt's, an adjustment's, a move's or a
+    /// count's reason; `returned` for units a shopper sent back.
+    pub fn reason(&self) -> Option<Reason> {
+        match self {
+            Change::StockReceived { why, .. }
+            | Change::StockAdjusted { why, .. }
+            | Change::StockReclassified { why, .. }
+            | Change::StockCounted { why, .. } => Some(why.reason),
+            Change::HoldReturned { .. } => Some(Reason::Returned),
+            _ => None,
         }
     }
 

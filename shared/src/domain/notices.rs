@@ -12,6 +12,7 @@ use crate::limits::MAX_NOTICE_DETAIL;
 
 use super::event::{Change, Event, RejectionCode};
 use super::state::SkuState;
+use super::stock_states::Reason;
 use super::stock_states::Unavailable;
 use super::types::{
     Bucket, BucketCount, CommandId, LowStockThreshold, Quantity, ReservationId, Sku, Timestamp,
@@ -135,10 +136,16 @@ pub enum Notice {
         /// The figures after the event.
         stock: StockFigures,
     },
-    /// The item's figures after a batch of its events (one per item per batch at most).
+    /// The item's figures after a batch of its events (one per item per batch at most), with
+    /// what changed them.
     StockChanged {
         /// The figures.
         stock: StockFigures,
+        /// The kinds of change of the batch ([`Change::kind`]: `received`, `held`,
+        /// `fulfilled`...), each once, in order.
+        kinds: Vec<&'static str>,
+        /// Their reasons, each once, in order (empty when none gave one: holds, sales).
+        reasons: Vec<Reason>,
     },
 }
 
@@ -303,8 +310,23 @@ pub fn notices(before: &SkuState, events: &[Event]) -> Vec<Noticed> {
                 sku: last.sku.clone(),
                 version: last.seq,
                 at: last.at,
-                notice: Notice::StockChanged { stock },
+                notice: Notice::StockChanged {
+                    stock,
+                    kinds: distinct(newer.iter().filter_map(|e| e.change.told_kind())),
+                    reasons: distinct(newer.iter().filter_map(|e| e.change.reason())),
+                },
             });
+        }
+    }
+    out
+}
+
+/// Each item once, in the order first seen.
+fn distinct<T: PartialEq>(items: impl Iterator<Item = T>) -> Vec<T> {
+    let mut out = Vec::new();
+    for item in items {
+        if !out.contains(&item) {
+            out.push(item);
         }
     }
     out
@@ -519,6 +541,27 @@ mod tests {
             panic!("{noticed:?}")
         };
         assert_eq!((*short_by, stock.on_hand, stock.available), (2, Some(1), 0));
+        let all = stream.notices(0);
+        let Notice::StockChanged {
+            kinds: told,
+            reasons,
+            ..
+        } = &all
+            .iter()
+            .find(|n| n.notice.kind() == "stock_changed")
+            .expect("stock_changed")
+            .notice
+        else {
+            unreachable!()
+        };
+        assert_eq!(
+            (told.as_slice(), reasons.as_slice()),
+            (
+                &["received", "held", "counted"][..],
+                &[Reason::Received, Reason::CycleCount][..]
+            ),
+            "what changed the figures, each once"
+        );
 
         let moved = Stream::default().received(1, 5).then(
             2,
