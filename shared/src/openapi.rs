@@ -2,14 +2,18 @@
 //! `openapi`). Each bound is read from the constant its parser enforces, so the document and the
 //! parser cannot disagree; the views derive theirs next to their fields.
 
-use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
-use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{
+    KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, Type,
+};
+use utoipa::openapi::{Ref, RefOr};
 use utoipa::{PartialSchema, ToSchema};
 
+use crate::app::CommandView;
 use crate::domain::{
-    BucketCount, CommandId, IdempotencyKey, LowStockThreshold, Quantity, ReservationId, Sku,
-    TtlSeconds,
+    BucketCount, CommandId, IdempotencyKey, LowStockThreshold, Quantity, RejectionCode,
+    ReservationId, Sku, TtlSeconds,
 };
+use crate::ports::ParkReason;
 
 /// The SKU alphabet as a pattern (see [`Sku::parse`]).
 const SKU_PATTERN: &str = "[A-Za-z0-9._-]";
@@ -126,3 +130,65 @@ impl PartialSchema for IdempotencyKey {
     }
 }
 impl ToSchema for IdempotencyKey {}
+
+/// One object, rather than the `allOf` of the id and the status's `oneOf` that its Rust shape
+/// (a struct flattening a tagged enum) would derive: client generators (openapi-python-client)
+/// cannot take an `allOf` of a `oneOf`, and a single object with the status's fields optional
+/// gives every client one type to switch on `status`.
+impl PartialSchema for CommandView {
+    fn schema() -> RefOr<Schema> {
+        let statuses = ["pending", "applied", "rejected", "parked"];
+        described(
+            ObjectBuilder::new()
+                .property("command_id", Ref::from_schema_name(CommandId::name()))
+                .required("command_id")
+                .property(
+                    "status",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .enum_values(Some(statuses))
+                        .description(Some(
+                            "pending: queued, not applied everywhere yet; applied: took effect \
+                             on every SKU it names; rejected: could not take effect on at \
+                             least one (`reason`); parked: set aside for an operator on at \
+                             least one (`reason`).",
+                        )),
+                )
+                .required("status")
+                .property(
+                    "reason",
+                    OneOfBuilder::new()
+                        .item(Ref::from_schema_name(RejectionCode::name()))
+                        .item(Ref::from_schema_name(ParkReason::name()))
+                        .description(Some(
+                            "Why it was rejected (a rejection code) or parked (a park reason).",
+                        )),
+                )
+                .property(
+                    "on_hand",
+                    ObjectBuilder::new()
+                        .schema_type(Type::Integer)
+                        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                        .description(Some(
+                            "For a count rejected `stale_count`: the item's on-hand figure when \
+                             it was refused, the one to count against next.",
+                        )),
+                ),
+            "Where a queued command stands.",
+        )
+    }
+}
+
+impl ToSchema for CommandView {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "CommandView".into()
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.extend([
+            (CommandId::name().into_owned(), CommandId::schema()),
+            (RejectionCode::name().into_owned(), RejectionCode::schema()),
+            (ParkReason::name().into_owned(), ParkReason::schema()),
+        ]);
+    }
+}

@@ -92,6 +92,7 @@ fn declared_routes() -> Vec<(Route, Handlers)> {
             &[
                 "invalid_sku",
                 "invalid_quantity",
+                "invalid_note",
                 "invalid_reference",
                 "idempotency_key_required",
                 "idempotency_key_reused",
@@ -105,6 +106,8 @@ fn declared_routes() -> Vec<(Route, Handlers)> {
                 "invalid_sku",
                 "invalid_delta",
                 "invalid_reason",
+                "invalid_note",
+                "invalid_reference",
                 "idempotency_key_required",
                 "idempotency_key_reused",
             ],

@@ -55,6 +55,7 @@ pub(crate) fn document(declared: Vec<(Route, Handlers)>) -> OpenApi {
     let mut components = ComponentsBuilder::new()
         .security_scheme(BEARER, SecurityScheme::Http(bearer))
         .schema("Error", error_schema())
+        .schema(ERROR_CODE, error_code_schema())
         // Parameters name their schemas without registering them.
         .schemas_from_iter([
             (Sku::name(), Sku::schema()),
@@ -332,10 +333,7 @@ fn error_schema() -> Schema {
             .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
     };
     ObjectBuilder::new()
-        .property(
-            "error",
-            text().description(Some("The machine-readable code.")),
-        )
+        .property("error", Ref::from_schema_name(ERROR_CODE))
         .property(
             "message",
             text().description(Some("What went wrong, for a human.")),
@@ -354,6 +352,12 @@ fn error_schema() -> Schema {
             count().description(Some("Units available when it was decided.")),
         )
         .property(
+            "left",
+            count().description(Some(
+                "Units the reservation's line has left for a shipment, a cancellation or a return.",
+            )),
+        )
+        .property(
             "scope",
             text().description(Some("The scope the route needs.")),
         )
@@ -364,12 +368,39 @@ fn error_schema() -> Schema {
         .property(
             "status",
             text().description(Some(
-                "The reservation's status (active, committed, released, expired).",
+                "The reservation's status (active, committed, fulfilled, cancelled, released, expired).",
             )),
         )
         .required("error")
         .required("message")
         .description(Some("An error answer."))
+        .into()
+}
+
+/// The name of the schema of every error code.
+const ERROR_CODE: &str = "ErrorCode";
+
+/// Every error code as one string enum, each explained, so a client switches on it.
+fn error_code_schema() -> Schema {
+    let meanings: Vec<String> = ERROR_CODES
+        .iter()
+        .map(|entry| {
+            format!(
+                "`{}` ({}): {}",
+                entry.code,
+                entry.status.as_u16(),
+                entry.meaning
+            )
+        })
+        .collect();
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(ERROR_CODES.iter().map(|entry| entry.code)))
+        .description(Some(format!(
+            "The machine-readable code of an error answer. Each route's answers list the codes \
+             it may give.\n\n{}",
+            meanings.join("\n\n")
+        )))
         .into()
 }
 

@@ -182,8 +182,8 @@ impl ReservationView {
     }
 }
 
-/// Where a queued command stands.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+/// Where a queued command stands (its OpenAPI schema, one object with the status's fields
+/// optional, is written out in `crate::openapi`: clients generate a type from it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CommandView {
     /// The command, as its 202 named it.
