@@ -23,6 +23,7 @@ fn sku_with_active_holds(holds: u64) -> SkuState {
     let mut state = SkuState::default();
     state.evolve(&Event {
         actor: None,
+        figures: None,
         sku: sku.clone(),
         seq: 1,
         at: Timestamp::from_millis(0),
@@ -37,6 +38,7 @@ fn sku_with_active_holds(holds: u64) -> SkuState {
         let terms = HoldTerms::new(at, TtlSeconds::DEFAULT, GRACE_SECS);
         state.evolve(&Event {
             actor: None,
+            figures: None,
             sku: sku.clone(),
             seq: i + 2,
             at,

@@ -467,6 +467,7 @@ mod history {
     fn received(seq: u64, units: i64, at: Timestamp) -> Event {
         Event {
             actor: None,
+            figures: None,
             sku: sku(),
             seq,
             at,

@@ -271,6 +271,7 @@ mod tests {
     fn received(seq: Version, at_millis: i64) -> Event {
         Event {
             actor: None,
+            figures: None,
             sku: sku(),
             seq,
             at: Timestamp::from_millis(at_millis),

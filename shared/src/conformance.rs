@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use crate::app::ReserveRequest;
 use crate::archive::Archive;
 use crate::config::Config;
-use crate::domain::{Action, Bucket, Caller, Command, Line, TtlSeconds};
+use crate::domain::{Action, Bucket, Caller, Command, Figures, Line, TtlSeconds, Unavailable};
 use crate::domain::{
     Annotation, Change, ClientId, CommandId, Event, HoldLine, HoldStatus, IdempotencyKey, Quantity,
     Reason, Reclassification, RejectionCode, ReservationId, Sku, SkuState, StockState, Timestamp,
@@ -78,6 +78,7 @@ fn sku(prefix: &str, name: &str) -> Sku {
 fn received(sku: &Sku, seq: Version, units: i64) -> Event {
     Event {
         actor: None,
+        figures: None,
         sku: sku.clone(),
         seq,
         at: Timestamp::from_millis(1_700_000_000_000 + seq as i64),
@@ -233,6 +234,15 @@ async fn every_kind_of_stock_change_reads_back_as_written(store: &dyn EventStore
         .chain(changes.into_iter().zip(2..).map(|(change, seq)| Event {
             // Who asked, on every other event (the rest are the service's own).
             actor: (seq % 2 == 0).then(|| ClientId::parse("warehouse-7").expect("a client id")),
+            figures: (seq % 3 == 0).then_some(Figures {
+                on_hand: 5,
+                reserved: 1,
+                committed: 2,
+                unavailable: Unavailable {
+                    damaged: 1,
+                    ..Unavailable::default()
+                },
+            }),
             sku: a.clone(),
             seq,
             at: at(seq as i64),
@@ -680,6 +690,7 @@ async fn the_expiry_index_finds_hold_events_by_expiry(store: &dyn EventStore, pr
     let rid = |sku: &Sku, seq: Version| ReservationId::new(sku.clone(), seq, 11);
     let placed = |sku: &Sku, seq: Version, expires: i64| Event {
         actor: None,
+        figures: None,
         sku: sku.clone(),
         seq,
         at: instant(0),
@@ -694,6 +705,7 @@ async fn the_expiry_index_finds_hold_events_by_expiry(store: &dyn EventStore, pr
     };
     let extended = Event {
         actor: None,
+        figures: None,
         sku: a.clone(),
         seq: 4,
         at: instant(1),

@@ -293,15 +293,22 @@ impl StreamAppend {
 
     /// The append of `changes` to `sku` at `now`, right after the head `state` was decided on.
     pub fn after(state: &SkuState, sku: &Sku, now: Timestamp, changes: Vec<Change>) -> Self {
+        let mut next = state.clone();
         let events = changes
             .into_iter()
             .zip(state.version + 1..)
-            .map(|(change, seq)| Event {
-                actor: None,
-                sku: sku.clone(),
-                seq,
-                at: now,
-                change,
+            .map(|(change, seq)| {
+                let mut event = Event {
+                    actor: None,
+                    figures: None,
+                    sku: sku.clone(),
+                    seq,
+                    at: now,
+                    change,
+                };
+                next.evolve(&event);
+                event.figures = Some(next.figures(now));
+                event
             })
             .collect();
         Self {

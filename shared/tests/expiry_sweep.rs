@@ -43,6 +43,7 @@ async fn history(store: &MemoryStore, name: &str, at: Timestamp, first: Timestam
     let sku = sku(name);
     let hold = |seq: u64, expires_at: Timestamp| Event {
         actor: None,
+        figures: None,
         sku: sku.clone(),
         seq,
         at,
@@ -57,6 +58,7 @@ async fn history(store: &MemoryStore, name: &str, at: Timestamp, first: Timestam
     };
     let receipt = Event {
         actor: None,
+        figures: None,
         sku: sku.clone(),
         seq: 1,
         at,
@@ -180,6 +182,7 @@ async fn a_hold_whose_reservation_cannot_be_read_is_parked_by_one_sweep_not_retr
     let at = clock.now();
     let orphan = Event {
         actor: None,
+        figures: None,
         sku: sku("C"),
         seq: 1,
         at,

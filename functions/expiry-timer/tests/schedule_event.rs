@@ -26,6 +26,7 @@ const EVENT: &str = include_str!("../../../events/expiry-timer.json");
 fn hold(sku: &Sku, seq: u64, at: Timestamp, expires_at: Timestamp) -> Event {
     Event {
         actor: None,
+        figures: None,
         sku: sku.clone(),
         seq,
         at,
@@ -55,6 +56,7 @@ async fn a_scheduled_run_expires_each_lapsed_hold_once() {
     let sku = Sku::parse("SKU-1").unwrap();
     let receipt = Event {
         actor: None,
+        figures: None,
         sku: sku.clone(),
         seq: 1,
         at: now.plus_seconds(-900),

@@ -112,15 +112,17 @@ impl Draft {
             next: SkuState::default(),
             events: Vec::new(),
         });
-        let event = Event {
+        let mut event = Event {
             // A hold is placed at its owner's request.
             actor: self.actor.clone().or_else(|| change.owner().cloned()),
+            figures: None,
             seq: stream.next.version + 1,
             sku,
             at: now,
             change,
         };
         stream.next.evolve(&event);
+        event.figures = Some(stream.next.figures(event.at));
         stream.events.push(event);
     }
 

@@ -329,6 +329,7 @@ mod tests {
         };
         let event = |sku: Sku| Event {
             actor: None,
+            figures: None,
             sku,
             seq: 2,
             at: Timestamp::from_millis(0),

@@ -394,6 +394,7 @@ mod tests {
             let seq = self.events.len() as u64 + 1;
             self.events.push(Event {
                 actor: None,
+                figures: None,
                 sku: sku(),
                 seq,
                 at: when,

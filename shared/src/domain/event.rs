@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::access::ClientId;
 use super::buckets::{Move, TransferId};
+use super::state::Figures;
 use super::stock_states::{Annotation, Reason, Reclassification};
 use super::types::{
     BucketCount, CommandId, LowStockThreshold, Quantity, ReservationId, Sku, Timestamp, Version,
@@ -25,6 +26,10 @@ pub struct Event {
     /// actors were recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<ClientId>,
+    /// The stream's figures right after it, at its time (what a ledger page starts from without
+    /// folding the history before it); absent on events from before they were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub figures: Option<Figures>,
     /// What happened.
     #[serde(flatten)]
     pub change: Change,

@@ -19,7 +19,7 @@ pub use decide::{PlaceRejection, Verdict};
 pub use event::{Change, Event, Line, RejectionCode};
 pub use hold::{AfterSale, HoldLine, HoldStatus, HoldTerms};
 pub use notices::{notices, Notice, Noticed, StockFigures};
-pub use state::SkuState;
+pub use state::{Figures, SkuState};
 pub use stock_states::{Annotation, Reason, Reclassification, StockState, Unavailable};
 pub use types::{
     Bucket, BucketCount, CommandId, IdempotencyKey, InvalidValue, LowStockThreshold, Quantity,

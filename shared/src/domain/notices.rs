@@ -380,6 +380,7 @@ mod tests {
             let seq = self.events.len() as u64 + 1;
             self.events.push(Event {
                 actor: None,
+                figures: None,
                 sku: self.sku.clone(),
                 seq,
                 at: at(secs),

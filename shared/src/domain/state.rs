@@ -45,6 +45,38 @@ pub struct SkuState {
     pub for_sale_alone: Option<i64>,
 }
 
+/// A stream's (or an item's) figures at one instant: what its events add up to then.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Figures {
+    /// Units in the building.
+    pub on_hand: i64,
+    /// Units held by holds that count then.
+    pub reserved: i64,
+    /// Units sold and not yet shipped.
+    pub committed: i64,
+    /// On-hand units not for sale, per state.
+    #[serde(default, skip_serializing_if = "Unavailable::is_zero")]
+    pub unavailable: Unavailable,
+}
+
+impl Figures {
+    /// Units for sale: on hand less what is reserved, committed and set aside (negative when
+    /// the stock is short).
+    pub fn available(&self) -> i64 {
+        self.on_hand - self.reserved - self.committed - self.unavailable.total()
+    }
+
+    /// Each figure summed with `other`'s (an item over its buckets).
+    pub fn plus(self, other: Figures) -> Figures {
+        Figures {
+            on_hand: self.on_hand + other.on_hand,
+            reserved: self.reserved + other.reserved,
+            committed: self.committed + other.committed,
+            unavailable: self.unavailable.plus(other.unavailable),
+        }
+    }
+}
+
 /// Held units summed per release instant.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct HoldBook {
@@ -162,6 +194,16 @@ impl SkuState {
             self.for_sale_alone = None;
         } else if alone.is_some() {
             self.for_sale_alone = alone;
+        }
+    }
+
+    /// Its figures at `now`.
+    pub fn figures(&self, now: Timestamp) -> Figures {
+        Figures {
+            on_hand: self.on_hand,
+            reserved: self.held(now),
+            committed: self.committed,
+            unavailable: self.unavailable,
         }
     }
 
