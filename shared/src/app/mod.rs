@@ -30,6 +30,7 @@ mod given;
 mod heads;
 mod idempotency;
 mod items;
+mod ledger;
 mod locks;
 mod parking;
 mod reservation_book;
@@ -42,16 +43,20 @@ pub use accept::AfterSaleRequest;
 pub use apply::{ApplyReport, Unapplied};
 pub use command_log::CommandStatus;
 pub use expiry::{SweepReport, TimerReport};
+pub use ledger::{
+    FigureChanges, LedgerEntry, LedgerFigures, LedgerView, DEFAULT_LEDGER_PAGE, MAX_LEDGER_PAGE,
+};
 pub use parking::{parked_bytes, RedriveSelection, Redriven};
 pub use reserve::ReserveRequest;
 pub use views::{
     format_rfc3339, parse_rfc3339, CommandView, ItemView, ItemsView, LineView, ReservationView,
 };
 
+use crate::archive::Archive;
 use crate::config::Config;
 use crate::domain::{
     Annotation, BucketCount, Caller, Command, CommandId, IdempotencyKey, LowStockThreshold,
-    Quantity, Reclassification, ReservationId, Sku, Timestamp, TtlSeconds,
+    Quantity, Reclassification, ReservationId, Sku, Timestamp, TtlSeconds, Version,
 };
 use crate::error::AppError;
 use crate::ports::{Clock, CommandQueue, EventStore, ParkReason, ParkedEntry};
@@ -62,6 +67,7 @@ use expiry::SweepExpiry;
 use extend::Extend;
 use heads::Heads;
 use items::ReadItems;
+use ledger::Ledger;
 use parking::Parking;
 use reservation_book::ReservationBook;
 use reserve::Reserve;
@@ -79,6 +85,7 @@ pub struct Inventory {
     apply: Arc<ApplyCommands>,
     sweep: SweepExpiry,
     items: ReadItems,
+    ledger: Ledger,
     parking: Parking,
 }
 
@@ -152,6 +159,11 @@ impl Inventory {
                 clock: Arc::clone(&clock),
                 config: config.clone(),
             },
+            ledger: Ledger {
+                heads: Arc::clone(&heads),
+                streams: store.clone(),
+                archive: None,
+            },
             items: ReadItems {
                 heads,
                 snapshots: store.clone(),
@@ -176,6 +188,23 @@ impl Inventory {
     /// The configuration it runs with.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The same service, reading what the table no longer keeps from `archive` (an item's
+    /// ledger, [`ledger`]).
+    pub fn with_archive(mut self, archive: Archive) -> Self {
+        self.ledger.archive = Some(archive);
+        self
+    }
+
+    /// At most `limit` entries of `sku`'s ledger after version `after` ([`ledger`]).
+    pub async fn ledger(
+        &self,
+        sku: &Sku,
+        after: Version,
+        limit: usize,
+    ) -> Result<LedgerView, AppError> {
+        self.ledger.page(sku, after, limit).await
     }
 
     /// Places a hold on every line or on none, owned by `caller` ([`reserve`]).
