@@ -284,20 +284,24 @@ fn embedded(
     let store = Arc::new(MemoryStore::new());
     let queue = Arc::new(MemoryQueue::new());
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let archive = Archive::new(Arc::new(MemoryObjects::new()));
     let reactions = reactions(
         Arc::clone(&store) as Arc<dyn EventStore>,
-        Archive::new(Arc::new(MemoryObjects::new())),
+        archive.clone(),
         Arc::clone(&clock),
         &config,
         board,
     );
     let sweep_interval = config.sweep_interval;
-    let inventory = Arc::new(Inventory::new(
-        Arc::clone(&store) as Arc<dyn EventStore>,
-        queue.clone(),
-        Arc::clone(&clock),
-        config,
-    ));
+    let inventory = Arc::new(
+        Inventory::new(
+            Arc::clone(&store) as Arc<dyn EventStore>,
+            queue.clone(),
+            Arc::clone(&clock),
+            config,
+        )
+        .with_archive(archive),
+    );
     loops.spawn(
         "the command processor",
         drain_queue(Arc::clone(&inventory), queue, Arc::clone(&clock)),
@@ -387,15 +391,17 @@ async fn on_local_aws(
 
     let store: Arc<dyn EventStore> = Arc::new(store);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let archive = Archive::new(Arc::new(objects));
     let reactions = reactions(
         Arc::clone(&store),
-        Archive::new(Arc::new(objects)),
+        archive.clone(),
         Arc::clone(&clock),
         &config,
         Some(board),
     );
     let sweep_interval = config.sweep_interval;
-    let inventory = Arc::new(Inventory::new(store, Arc::new(queue), clock, config));
+    let inventory =
+        Arc::new(Inventory::new(store, Arc::new(queue), clock, config).with_archive(archive));
     if background == Background::Elsewhere {
         tracing::info!("API only: the processor, reactions and sweep run in another process");
         return Ok(inventory);

@@ -56,6 +56,8 @@ pub struct Access {
     pub attributes: Vec<String>,
     /// A DynamoDB item request's `ReturnValues`, if it sets one (`dynamodb:ReturnValues`).
     pub return_values: Option<String>,
+    /// An S3 listing's `prefix`, if it sets one (`s3:prefix`).
+    pub prefix: Option<String>,
 }
 
 impl Access {
@@ -67,6 +69,7 @@ impl Access {
             leading_keys: Vec::new(),
             attributes: Vec::new(),
             return_values: None,
+            prefix: None,
         }
     }
 }
@@ -365,7 +368,38 @@ fn s3_access(method: &str, uri: &str) -> Access {
         ("GET", true) if query.contains("list-type") => "s3:ListBucket",
         _ => "s3:Other",
     };
-    Access::on(action, Target::Object { bucket, key })
+    let prefix = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("prefix="))
+        .map(percent_decoded);
+    Access {
+        prefix,
+        ..Access::on(action, Target::Object { bucket, key })
+    }
+}
+
+/// A query value with its `%XX` escapes decoded.
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| text.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// What a statement's resource stands for, in the terms [`resource_of`] gives an access.
@@ -378,6 +412,7 @@ fn statement_resource(resource: &Value) -> String {
                     (Some("EventsTable"), Some("Arn")) => return "table".into(),
                     (Some("CommandStream"), Some("Arn")) => return "kinesis".into(),
                     (Some("NoticeBus"), Some("Arn")) => return "bus".into(),
+                    (Some("ArchiveBucket"), Some("Arn")) => return "bucket/".into(),
                     _ => {}
                 }
             }
@@ -462,6 +497,10 @@ fn condition_holds(condition: &Value, access: &Access) -> bool {
                     .return_values
                     .as_deref()
                     .is_none_or(|returned| values.contains(&returned)),
+                ("StringLike", "s3:prefix") => access
+                    .prefix
+                    .as_deref()
+                    .is_some_and(|prefix| values.iter().any(|pattern| matches(pattern, prefix))),
                 _ => false,
             }
         })
@@ -487,6 +526,26 @@ mod tests {
             leading_keys: vec![pk.into()],
             ..Access::on("dynamodb:PutItem", Target::Table("events".into()))
         }
+    }
+
+    #[test]
+    fn a_listing_is_granted_only_under_the_prefixes_its_condition_names() {
+        let statement = json!({
+            "Effect": "Allow", "Action": "s3:ListBucket",
+            "Resource": { "Fn::GetAtt": ["ArchiveBucket", "Arn"] },
+            "Condition": { "StringLike": { "s3:prefix": ["events/*"] } }
+        });
+        let list = |uri: &str| s3_access("GET", uri);
+        let events = list("http://127.0.0.1:5000/archive?list-type=2&prefix=events%2Fsku%3DA%2F");
+        assert_eq!(events.prefix.as_deref(), Some("events/sku=A/"));
+        assert!(grants(&statement, &events, &names()));
+        let days = list("http://127.0.0.1:5000/archive?list-type=2&prefix=days%2F");
+        assert!(!grants(&statement, &days, &names()));
+        let everything = list("http://127.0.0.1:5000/archive?list-type=2");
+        assert!(
+            !grants(&statement, &everything, &names()),
+            "no prefix: not granted"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@ use axum::extract::{FromRequest, FromRequestParts, Path, RawQuery, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use inventory_core::app::{DEFAULT_LEDGER_PAGE, MAX_LEDGER_PAGE};
 use inventory_core::domain::{CommandId, IdempotencyKey, ReservationId, Sku};
 use serde::de::{self, DeserializeOwned, Unexpected, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -281,5 +282,46 @@ impl<S: Send + Sync> FromRequestParts<S> for ItemQuery {
                 format!("{err}; this route takes only ?detail=buckets"),
             )
         })
+    }
+}
+
+/// The query of `GET /items/{sku}/ledger`: where the page starts and how long it is.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerQuery {
+    /// The version after which the page starts (0, the default: from the first change); a
+    /// page's `next_after` names the next page's.
+    #[serde(default)]
+    #[param(minimum = 0)]
+    pub after: u64,
+    /// Entries at most (1 to 500, default 100).
+    #[serde(default = "default_ledger_page")]
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: usize,
+}
+
+fn default_ledger_page() -> usize {
+    DEFAULT_LEDGER_PAGE
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for LedgerQuery {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Ok(RawQuery(query)) = RawQuery::from_request_parts(parts, state).await;
+        let query: LedgerQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
+            .map_err(|err| {
+                ApiError::new(
+                    "invalid_query",
+                    format!("{err}; this route takes ?after=VERSION&limit=1..={MAX_LEDGER_PAGE}"),
+                )
+            })?;
+        if !(1..=MAX_LEDGER_PAGE).contains(&query.limit) {
+            return Err(ApiError::new(
+                "invalid_query",
+                format!("limit must be 1 to {MAX_LEDGER_PAGE}, got {}", query.limit),
+            ));
+        }
+        Ok(query)
     }
 }

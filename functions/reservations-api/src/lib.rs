@@ -18,7 +18,7 @@ use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use inventory_core::app::{
-    AfterSaleRequest, CommandView, ItemView, ItemsView, ReservationView, ReserveRequest,
+    AfterSaleRequest, CommandView, ItemView, ItemsView, LedgerView, ReservationView, ReserveRequest,
 };
 use inventory_core::domain::{
     Annotation, BucketCount, CommandId, Line, LowStockThreshold, Quantity, Reason,
@@ -35,7 +35,7 @@ use access::{guard, Authenticated, Guard, MaybeAuthenticated};
 pub use access::{Authentication, Route};
 use error::ApiError;
 use extract::{
-    CommandPath, Detail, IdempotencyHeader, ItemQuery, JsonBody, OptionalJsonBody,
+    CommandPath, Detail, IdempotencyHeader, ItemQuery, JsonBody, LedgerQuery, OptionalJsonBody,
     RequiredIdempotencyKey, ReservationPath, SkuPath, WholeNumber,
 };
 
@@ -85,6 +85,12 @@ fn declared_routes() -> Vec<(Route, Handlers)> {
             true,
             &["invalid_query", "invalid_sku", "unknown_sku", "contention"],
             routes!(get_item),
+        ),
+        route(
+            Admin,
+            false,
+            &["invalid_sku", "invalid_query", "unknown_sku"],
+            routes!(get_ledger),
         ),
         route(
             Admin,
@@ -660,6 +666,29 @@ async fn get_item(
         }
     };
     Ok(Json(item).into_response())
+}
+
+/// The item's ledger: every change of its stock in order, from its first, each with what it
+/// changed (`changes`), its figures after it (`after`), why (`reason`, `note`, `reference`),
+/// who (`actor`) and what it answers (`command_id`, `reservation_id`); holds placed, expired
+/// and released included. A page of at most `limit` entries after version `after`;
+/// `next_after` names the next page (`null`: none). Versions the table no longer keeps are read
+/// from the archive. An item split into buckets has one ledger, in time order; moves between
+/// its buckets are no entries.
+#[utoipa::path(
+    get,
+    path = "/items/{sku}/ledger",
+    params(SkuPath, LedgerQuery),
+    responses((status = 200, description = "A page of the item's ledger.", body = LedgerView)),
+)]
+async fn get_ledger(
+    State(inventory): Service,
+    Authenticated(_caller): Authenticated,
+    SkuPath(sku): SkuPath,
+    query: LedgerQuery,
+) -> Result<Response, ApiError> {
+    let page = inventory.ledger(&sku, query.after, query.limit).await?;
+    Ok(Json(page).into_response())
 }
 
 /// Several SKUs' stock from the read view, in one round trip (typically under a second behind).

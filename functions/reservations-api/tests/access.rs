@@ -242,7 +242,7 @@ fn example(route: &Route) -> (String, Option<Value>) {
 }
 
 #[tokio::test]
-async fn every_route_is_declared_with_a_scope_and_they_are_the_seventeen_of_the_api() {
+async fn every_route_is_declared_with_a_scope_and_they_are_the_eighteen_of_the_api() {
     let routes = routes();
     let declared: Vec<(&str, &str, Scope)> = routes
         .iter()
@@ -253,6 +253,7 @@ async fn every_route_is_declared_with_a_scope_and_they_are_the_seventeen_of_the_
         vec![
             ("GET", "/items", Scope::Read),
             ("GET", "/items/{sku}", Scope::Read),
+            ("GET", "/items/{sku}/ledger", Scope::Admin),
             ("POST", "/items/{sku}/receipts", Scope::Admin),
             ("POST", "/items/{sku}/adjustments", Scope::Admin),
             ("POST", "/items/{sku}/moves", Scope::Admin),

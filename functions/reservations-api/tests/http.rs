@@ -2044,6 +2044,85 @@ async fn what_a_reservation_cannot_give_after_the_sale_is_a_specific_4xx_and_que
 }
 
 // ---------------------------------------------------------------------------------------------
+// GET /items/{sku}/ledger
+
+#[tokio::test]
+async fn the_ledger_pages_every_change_with_what_it_changed_and_the_figures_after_it() {
+    let app = App::new().await;
+    app.stock("SKU-1", 10).await;
+    let id = sold(&app, &[("SKU-1", 3)]).await;
+    app.post_keyed(
+        &format!("/reservations/{id}/fulfill"),
+        "ship-1",
+        &json!({ "reference": "parcel-1" }),
+    )
+    .await
+    .assert_status(StatusCode::ACCEPTED);
+    app.process().await;
+    let first = app.get("/items/SKU-1/ledger?limit=2").await;
+    first.assert_status(StatusCode::OK);
+    assert_eq!(first.body["sku"], "SKU-1");
+    assert_eq!(first.body["next_after"], 2, "{}", first.body);
+    let entries = &first.body["entries"];
+    assert_eq!(
+        (
+            &entries[0]["kind"],
+            &entries[0]["version"],
+            &entries[0]["reason"]
+        ),
+        (&json!("received"), &json!(1), &json!("received"))
+    );
+    assert_eq!(
+        entries[0]["changes"],
+        json!({ "on_hand": 10, "available": 10 })
+    );
+    assert_eq!(entries[1]["kind"], "held");
+    assert_eq!(
+        entries[1]["changes"],
+        json!({ "reserved": 3, "available": -3 })
+    );
+    let rest = app.get("/items/SKU-1/ledger?after=2").await;
+    rest.assert_status(StatusCode::OK);
+    assert_eq!(rest.body["next_after"], Value::Null);
+    let kinds: Vec<&str> = rest.body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["committed", "fulfilled"]);
+    let shipped = &rest.body["entries"][1];
+    assert_eq!(
+        shipped["changes"],
+        json!({ "on_hand": -3, "committed": -3 })
+    );
+    assert_eq!(shipped["reference"], "parcel-1");
+    assert_eq!(shipped["reservation_id"], json!(id));
+    let after = &shipped["after"];
+    let item = app.item("SKU-1").await;
+    for figure in [
+        "on_hand",
+        "reserved",
+        "committed",
+        "available",
+        "unavailable",
+    ] {
+        assert_eq!(
+            after[figure], item[figure],
+            "{figure}: {after} against {item}"
+        );
+    }
+    for query in ["limit=0", "limit=501", "after=-1", "after=x", "since=3"] {
+        app.get(&format!("/items/SKU-1/ledger?{query}"))
+            .await
+            .assert_error(StatusCode::BAD_REQUEST, "invalid_query");
+    }
+    app.get("/items/SKU-9/ledger")
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "unknown_sku");
+}
+
+// ---------------------------------------------------------------------------------------------
 // DELETE /reservations/{id}
 
 #[tokio::test]

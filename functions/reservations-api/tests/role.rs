@@ -6,10 +6,12 @@
 
 use std::sync::Arc;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use inventory_core::aws::{DynamoStore, KinesisQueue, TestAws};
+use inventory_core::archive::Archive;
+use inventory_core::aws::{DynamoStore, KinesisQueue, S3Objects, TestAws};
 use inventory_core::domain::{Command, Sku};
 use inventory_core::feed::{FeedChange, Reaction};
 use inventory_core::memory::MemoryQueue;
@@ -53,6 +55,7 @@ async fn every_request_the_api_sends_on_every_route_is_granted_by_its_role() {
     let names = Names {
         table: aws.name("events"),
         stream: Some(aws.name("commands")),
+        bucket: Some(aws.name("archive")),
         ..Names::default()
     };
     let plain = Arc::new(aws.store(aws.dynamodb(), "events").await);
@@ -62,13 +65,21 @@ async fn every_request_the_api_sends_on_every_route_is_granted_by_its_role() {
         .stream()
         .to_owned();
 
+    let plain_objects = aws.objects(aws.s3(), "archive").await;
     let log = AccessLog::default();
-    let api = Arc::new(Inventory::new(
-        Arc::new(DynamoStore::new(log.dynamodb(aws.config()), &names.table)),
-        Arc::new(KinesisQueue::new(log.kinesis(aws.config()), &stream)),
-        Arc::new(SystemClock),
-        Config::default(),
-    ));
+    let archive = Archive::new(Arc::new(S3Objects::new(
+        log.s3(aws.config()),
+        plain_objects.bucket(),
+    )));
+    let api = Arc::new(
+        Inventory::new(
+            Arc::new(DynamoStore::new(log.dynamodb(aws.config()), &names.table)),
+            Arc::new(KinesisQueue::new(log.kinesis(aws.config()), &stream)),
+            Arc::new(SystemClock),
+            Config::default(),
+        )
+        .with_archive(archive),
+    );
     let router = reservations_api::router(api, Authentication::Open);
     // The processor and the snapshotter, on their own clients.
     let processor = Inventory::new(
@@ -292,6 +303,35 @@ async fn every_request_the_api_sends_on_every_route_is_granted_by_its_role() {
     let (status, _) = send(&router, "GET", "/items?sku=SKU-A&sku=SKU-B", None, None).await;
     assert_eq!(status, StatusCode::OK);
     call("GET", "/items");
+
+    // The ledger, its first versions read from the archive: archived (on plain clients), then
+    // deleted from the table as its time to live would.
+    let sku_a = Sku::parse("SKU-A").unwrap();
+    let history = plain.read_stream(&sku_a, 0).await.expect("stream");
+    Archive::new(Arc::new(plain_objects))
+        .store_run(&sku_a, &history[..3])
+        .await
+        .expect("archived");
+    for seq in 1..=3 {
+        aws.dynamodb()
+            .delete_item()
+            .table_name(&names.table)
+            .key("pk", AttributeValue::S("sku#SKU-A".into()))
+            .key("sk", AttributeValue::N(seq.to_string()))
+            .send()
+            .await
+            .expect("deleted");
+    }
+    let (status, ledger) = send(&router, "GET", "/items/SKU-A/ledger?limit=500", None, None).await;
+    assert_eq!(status, StatusCode::OK, "{ledger}");
+    let entries = ledger["entries"].as_array().expect("entries");
+    assert_eq!(entries[0]["kind"], "received", "{ledger}");
+    assert_eq!(
+        entries.len(),
+        history.len(),
+        "every version, the archived ones too"
+    );
+    call("GET", "/items/{sku}/ledger");
 
     let every: std::collections::BTreeSet<_> =
         routes().into_iter().map(|r| (r.method, r.path)).collect();

@@ -202,6 +202,14 @@ pub fn archive_bucket_from_env() -> Result<String, crate::config::ConfigError> {
         })
 }
 
+/// The archive on S3 `bucket`, for the functions that read it (the API's ledger).
+pub fn archive_on_aws(sdk: &aws_config::SdkConfig, bucket: &str) -> crate::archive::Archive {
+    crate::archive::Archive::new(std::sync::Arc::new(S3Objects::new(
+        s3::s3_client(sdk),
+        bucket,
+    )))
+}
+
 /// The service on AWS: the DynamoDB event store, the Kinesis command queue, the system clock.
 /// Clients are built once from one SDK configuration and shared by every invocation.
 pub fn inventory_on_aws(
@@ -257,10 +265,9 @@ pub fn archiver_on_aws(
     bucket: &str,
     config: &crate::Config,
 ) -> crate::reactions::Archiver {
-    let objects = S3Objects::new(s3::s3_client(sdk), bucket);
     crate::reactions::Archiver::new(
         reactions_store(sdk, settings),
-        crate::archive::Archive::new(std::sync::Arc::new(objects)),
+        archive_on_aws(sdk, bucket),
         std::sync::Arc::new(crate::ports::SystemClock),
         config.live_retention,
     )
