@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod dev;
 pub mod feed_source;
+pub mod ledger;
 pub mod load;
 pub mod notice_file;
 pub mod parked;
@@ -52,6 +53,10 @@ enum Subcommands {
     /// archive plus the table, check for gaps and compare with snapshots and read views (exit 1
     /// on a mismatch, 2 if the table or bucket cannot be read).
     Audit(audit::AuditArgs),
+    /// Print an item's ledger, every change of its stock from its first (the table and the S3
+    /// archive), as JSON lines or --csv (exit 1 for an unknown SKU, 2 if the history cannot be
+    /// read whole).
+    Ledger(ledger::LedgerArgs),
     /// Check the service's promises end to end against any deployment (inventory dev, or a
     /// deployed stack's ApiUrl): one line per check; exit 1 if any fails.
     Smoke(smoke::SmokeArgs),
@@ -80,6 +85,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Subcommands::Replay(args) => return audit::replay(args).await,
         Subcommands::Audit(args) => return audit::audit(args).await,
         Subcommands::Commands(command) => return parked::run(command).await,
+        Subcommands::Ledger(args) => return ledger::ledger(args).await,
         Subcommands::Smoke(args) => return smoke::smoke(args).await,
         Subcommands::Load(args) => return load::load(args).await,
         Subcommands::Openapi => {

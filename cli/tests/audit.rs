@@ -175,6 +175,46 @@ async fn replay_and_audit_find_the_history_whole_then_name_a_gap() {
         "{audit_recent:#?}"
     );
 
+    // A's ledger, every version from the archive (the table holds none of them now).
+    let ledger = inventory_run(&["ledger", "--sku", a.as_str()], endpoint, &table, &bucket).await;
+    assert_eq!(ledger.code, Some(0), "{ledger:#?}");
+    let entries: Vec<serde_json::Value> = ledger
+        .stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    let told: Vec<(&str, i64)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap(),
+                e["after"]["available"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(told, [("received", 10), ("held", 7), ("received", 12)]);
+    let csv = inventory_run(
+        &["ledger", "--sku", a.as_str(), "--csv"],
+        endpoint,
+        &table,
+        &bucket,
+    )
+    .await;
+    assert_eq!(csv.code, Some(0), "{csv:#?}");
+    let lines: Vec<&str> = csv.stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{csv:#?}");
+    assert_eq!(lines[0], inventory_cli::ledger::CSV_HEADER.join(","));
+    assert!(lines[3].starts_with("3,"), "{csv:#?}");
+    assert!(lines[3].contains(",received,"), "{csv:#?}");
+    let unknown = inventory_run(
+        &["ledger", "--sku", "NEVER-SEEN"],
+        endpoint,
+        &table,
+        &bucket,
+    )
+    .await;
+    assert_eq!(unknown.code, Some(1), "{unknown:#?}");
+
     // Lose A's first archived object: event 1 is now nowhere.
     let keys = objects
         .list(&format!("events/sku={a}/"))
@@ -213,6 +253,8 @@ async fn replay_and_audit_find_the_history_whole_then_name_a_gap() {
         replay.stdout.contains("(incomplete: the history has gaps)"),
         "{replay:#?}"
     );
+    let gap = inventory_run(&["ledger", "--sku", a.as_str()], endpoint, &table, &bucket).await;
+    assert_eq!(gap.code, Some(2), "no ledger with a gap: {gap:#?}");
 
     // A snapshot of a SKU that has no event anywhere: found by the scan of snapshots.
     let c = Sku::parse(&format!("C-{}", &run_id[..8])).expect("sku");
