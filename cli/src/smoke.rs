@@ -535,6 +535,13 @@ async fn after_the_sale(
         )
         .await,
     );
+    let ledger = api
+        .call(Method::GET, &format!("{item}/ledger?limit=500"), None)
+        .await?;
+    report.check(
+        "its ledger tells every change in order, from the receipt to the return, and sums to its figures",
+        expect(&ledger, StatusCode::OK).and_then(|()| ledger_sums(&ledger.body)),
+    );
     let answer = api.call(Method::GET, item, None).await?;
     Ok(report.check(
         "the item reads on_hand 8, committed 0, damaged 3, available 5",
@@ -546,6 +553,37 @@ async fn after_the_sale(
             .and_then(|()| figures(&answer.body["unavailable"], &[("damaged", 3)]))
         }),
     ))
+}
+
+/// Whether a ledger page starts at the receipt, ends at the return, and the running sum of its
+/// entries' changes is each entry's figures after it.
+fn ledger_sums(page: &Value) -> Result<(), String> {
+    let entries = page["entries"]
+        .as_array()
+        .ok_or_else(|| format!("no entries in {page}"))?;
+    let kind = |entry: Option<&Value>| entry.and_then(|e| e["kind"].as_str()).map(str::to_owned);
+    if kind(entries.first()).as_deref() != Some("received")
+        || kind(entries.last()).as_deref() != Some("returned")
+    {
+        return Err(format!(
+            "from {:?} to {:?}",
+            kind(entries.first()),
+            kind(entries.last())
+        ));
+    }
+    let mut sums = std::collections::BTreeMap::<&str, i64>::new();
+    for entry in entries {
+        for (figure, change) in entry["changes"].as_object().into_iter().flatten() {
+            *sums.entry(figure.as_str()).or_default() += change.as_i64().unwrap_or_default();
+        }
+        for figure in ["on_hand", "reserved", "committed", "available"] {
+            let after = entry["after"][figure].as_i64().unwrap_or_default();
+            if sums.get(figure).copied().unwrap_or_default() != after {
+                return Err(format!("{figure} sums to {sums:?}, the entry says {entry}"));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Reads, and one reservation of the canary SKU that is released.

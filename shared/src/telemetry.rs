@@ -27,6 +27,13 @@ pub const STOCK_CHANGES: &str = "stock_changes";
 /// it; the after-sale alarm watches `exceeds_unshipped`, `exceeds_shipped` and
 /// `reservation_not_checked_out`).
 pub const REJECTIONS: &str = "rejections";
+/// Ledger pages read, by `source`: `table` (an item on one stream, from the table alone),
+/// `archive` (some versions from the S3 archive), `folded` (events recorded before their
+/// figures, folded from the first), `merged` (an item split into buckets).
+pub const LEDGER_PAGES: &str = "ledger_pages";
+/// Ledger pages refused because the item's history had a gap neither the table nor the
+/// archive fills (the ledger-gaps alarm: an event was deleted before it was archived).
+pub const LEDGER_GAPS: &str = "ledger_gaps";
 /// Time from a command's acceptance to its being applied, in milliseconds.
 pub const APPLY_LAG: &str = "apply_lag_ms";
 /// Commands parked for an operator right now, counted by the expiry timer every run (the
@@ -67,6 +74,16 @@ pub(crate) fn changes(
     for (reason, count) in rejections {
         metrics::counter!(REJECTIONS, "reason" => reason.as_str()).increment(*count as u64);
     }
+}
+
+/// A ledger page was read from `source`.
+pub(crate) fn ledger_page(source: &'static str) {
+    metrics::counter!(LEDGER_PAGES, "source" => source).increment(1);
+}
+
+/// A ledger page found a gap in an item's history.
+pub(crate) fn ledger_gap() {
+    metrics::counter!(LEDGER_GAPS).increment(1);
 }
 
 /// A command accepted at `accepted_at` was applied at `now`.

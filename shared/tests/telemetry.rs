@@ -231,3 +231,47 @@ async fn changes_are_counted_by_kind_and_rejections_by_reason() {
         assert!(found, "{expected:?} in {counted:?}");
     }
 }
+
+#[tokio::test]
+async fn ledger_pages_are_counted_by_where_they_were_read() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let inventory = Inventory::new(
+        Arc::new(MemoryStore::new()),
+        Arc::new(MemoryQueue::new()),
+        Arc::new(ManualClock::new(Timestamp::from_millis(1_700_000_000_000))),
+        Config::default(),
+    );
+    let receipt = Command {
+        id: CommandId::random(),
+        sku: sku(),
+        accepted_at: Timestamp::from_millis(0),
+        action: Action::ReceiveStock {
+            quantity: Quantity::new(3).unwrap(),
+            why: Annotation::received(None),
+        },
+    };
+    inventory.apply_commands(&sku(), &[receipt]).await.unwrap();
+    inventory.ledger(&sku(), 0, 10).await.unwrap();
+    let pages: Vec<(String, u64)> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter_map(|(key, _, _, value)| {
+            let (_, key) = key.into_parts();
+            let source = key
+                .labels()
+                .find(|l| l.key() == "source")?
+                .value()
+                .to_owned();
+            match value {
+                DebugValue::Counter(n) if key.name() == telemetry::LEDGER_PAGES => {
+                    Some((source, n))
+                }
+                _ => None,
+            }
+        })
+        .collect();
+    assert_eq!(pages, vec![("table".to_owned(), 1)]);
+}

@@ -25,6 +25,7 @@ use crate::domain::{
 };
 use crate::error::AppError;
 use crate::ports::Streams;
+use crate::telemetry;
 
 /// Entries a page holds by default.
 pub const DEFAULT_LEDGER_PAGE: usize = 100;
@@ -223,6 +224,16 @@ fn why_of(change: &Change) -> (Option<String>, Option<String>) {
     }
 }
 
+/// What an unreadable history's error says.
+const GAP: &str = "has a gap neither the table nor the archive fills";
+
+/// A page as read, and where from (the `ledger_pages` metric's `source`).
+struct Page {
+    entries: Vec<LedgerEntry>,
+    more: bool,
+    source: &'static str,
+}
+
 pub(crate) struct Ledger {
     pub(crate) heads: Arc<Heads>,
     pub(crate) streams: Arc<dyn Streams>,
@@ -241,12 +252,25 @@ impl Ledger {
         if !home.exists() {
             return Err(AppError::UnknownSku(sku.clone()));
         }
-        let (entries, more) = if home.layout.widest == BucketCount::ONE {
-            self.one_stream(sku, home.version, after, limit).await?
+        let read = if home.layout.widest == BucketCount::ONE {
+            self.one_stream(sku, home.version, after, limit).await
         } else {
             let streams: Vec<Sku> = home.layout.streams(sku).collect();
-            self.merged(&streams, after, limit).await?
+            self.merged(&streams, after, limit).await
         };
+        let Page {
+            entries,
+            more,
+            source,
+        } = match read {
+            Err(AppError::Unavailable(reason)) if reason.contains(GAP) => {
+                telemetry::ledger_gap();
+                tracing::error!(sku = %sku, after, %reason, "an item's history has a gap");
+                return Err(AppError::Unavailable(reason));
+            }
+            read => read?,
+        };
+        telemetry::ledger_page(source);
         let next_after = more
             .then(|| entries.last().map(|entry| entry.version))
             .flatten();
@@ -265,10 +289,11 @@ impl Ledger {
         head: Version,
         after: Version,
         limit: usize,
-    ) -> Result<(Vec<LedgerEntry>, bool), AppError> {
+    ) -> Result<Page, AppError> {
         let from = after.saturating_sub(1).min(head);
         let wanted = limit + usize::from(after > 0);
-        let mut events = self.read(sku, from, wanted, head).await?;
+        let (mut events, archived) = self.read(sku, from, wanted, head).await?;
+        let mut source = if archived { "archive" } else { "table" };
         let before = if after > 0 && !events.is_empty() {
             events.remove(0).figures
         } else {
@@ -280,7 +305,8 @@ impl Ledger {
             (Some(before), Some(figures)) => (before, figures),
             // Events from before figures were recorded: fold the history up to them.
             _ => {
-                let history = self.read(sku, 0, usize::MAX, last).await?;
+                source = "folded";
+                let (history, _) = self.read(sku, 0, usize::MAX, last).await?;
                 let folded = fold(&history);
                 let at = |seq: Version| folded.get(seq as usize - 1).copied().unwrap_or_default();
                 let before = if after == 0 {
@@ -295,7 +321,11 @@ impl Ledger {
             .into_iter()
             .zip(figures)
             .map(|(event, figures)| (event.seq, event, figures));
-        Ok((entries(before, versioned), last < head))
+        Ok(Page {
+            entries: entries(before, versioned),
+            more: last < head,
+            source,
+        })
     }
 
     /// An item split into buckets: every bucket's history merged in time order, its figures
@@ -305,11 +335,11 @@ impl Ledger {
         streams: &[Sku],
         after: Version,
         limit: usize,
-    ) -> Result<(Vec<LedgerEntry>, bool), AppError> {
+    ) -> Result<Page, AppError> {
         let mut events: Vec<(usize, Event)> = Vec::new();
         for (index, stream) in streams.iter().enumerate() {
             let head = self.heads.load(stream).await?.version;
-            let history = self.read(stream, 0, usize::MAX, head).await?;
+            let (history, _) = self.read(stream, 0, usize::MAX, head).await?;
             events.extend(history.into_iter().map(|event| (index, event)));
         }
         events.sort_by_key(|(index, event)| (event.at, *index, event.seq));
@@ -356,21 +386,26 @@ impl Ledger {
                 break;
             }
         }
-        Ok((entries(before, page), more))
+        Ok(Page {
+            entries: entries(before, page),
+            more,
+            source: "merged",
+        })
     }
 
     /// `count` events of `sku` after `after` (at most up to `head`), from the table, and from
-    /// the archive for those the table no longer keeps; an error if neither has one of them.
+    /// the archive for those the table no longer keeps (then `true`); an error naming a
+    /// [`GAP`] if neither has one of them.
     async fn read(
         &self,
         sku: &Sku,
         after: Version,
         count: usize,
         head: Version,
-    ) -> Result<Vec<Event>, AppError> {
+    ) -> Result<(Vec<Event>, bool), AppError> {
         let wanted = count.min(usize::try_from(head.saturating_sub(after)).unwrap_or(usize::MAX));
         if wanted == 0 {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), false));
         }
         let table = if count == usize::MAX {
             self.streams.read_stream(sku, after).await?
@@ -378,7 +413,8 @@ impl Ledger {
             self.streams.read_page(sku, after, wanted).await?.events
         };
         let mut events = Vec::with_capacity(wanted);
-        if table.first().is_none_or(|first| first.seq > after + 1) {
+        let archived = table.first().is_none_or(|first| first.seq > after + 1);
+        if archived {
             // The table retired them: the archive has them.
             let archive = self.archive.as_ref().ok_or_else(|| {
                 AppError::Unavailable(format!(
@@ -401,10 +437,10 @@ impl Ledger {
             || events.len() < wanted;
         if gap {
             return Err(AppError::Unavailable(format!(
-                "{sku}'s history after {after} is neither whole in the table nor in the archive"
+                "{sku}'s history after {after} {GAP}"
             )));
         }
-        Ok(events)
+        Ok((events, archived))
     }
 }
 
