@@ -558,6 +558,10 @@ async fn run_history(history: &History) -> Result<Stats, String> {
         store: Arc::clone(&store),
     });
     let clock = ManualClock::new(START);
+    let archive = Archive::new(Arc::new(ChaosObjects {
+        inner: store.archived.clone(),
+        store: Arc::clone(&store),
+    }));
     let processes = (0..PROCESSES)
         .map(|_| {
             Inventory::new(
@@ -569,12 +573,9 @@ async fn run_history(history: &History) -> Result<Stats, String> {
                     ..Config::default()
                 },
             )
+            .with_archive(archive.clone())
         })
         .collect();
-    let archive = Archive::new(Arc::new(ChaosObjects {
-        inner: store.archived.clone(),
-        store: Arc::clone(&store),
-    }));
     let world = Arc::new(World {
         processes,
         snapshotter: Snapshotter::new(store.clone()),
@@ -1269,6 +1270,7 @@ async fn check(world: &World, seed: u64) -> Result<Stats, String> {
             .map(|(_, events)| SkuState::from_events(events))
             .collect();
         service_reads_agree_with_the_fold(world, item, &folds).await?;
+        the_ledger_sums_to_the_figures_at_every_version(world, item, &streams).await?;
     }
     every_transfer_is_recorded_whole(&streams)?;
     no_line_gave_more_than_it_sold(&streams)?;
@@ -1486,6 +1488,88 @@ async fn service_reads_agree_with_the_fold(
     let seen = (item.on_hand, item.committed, item.reserved, item.version);
     if expected != seen {
         return Err(format!("{sku}: item read {seen:?}, fold says {expected:?}"));
+    }
+    Ok(())
+}
+
+/// The item's ledger, read through the service a few entries a page, is every change of its
+/// streams but their transfers, numbered 1, 2, 3…, each page continuing the last; the running
+/// sum of its changes is the figures after each entry; and it ends at the figures its streams
+/// fold to.
+async fn the_ledger_sums_to_the_figures_at_every_version(
+    world: &World,
+    item: &Sku,
+    streams: &BTreeMap<Sku, Vec<Event>>,
+) -> Result<(), String> {
+    let mut entries = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = world
+            .inventory()
+            .ledger(item, after, 7)
+            .await
+            .map_err(|e| format!("{item}: ledger after {after}: {e}"))?;
+        entries.extend(page.entries);
+        match page.next_after {
+            Some(next) => after = next,
+            None => break,
+        }
+    }
+    let changes: usize = item_streams(streams, item)
+        .flat_map(|(_, events)| events)
+        .filter(|event| {
+            !matches!(
+                event.change,
+                Change::StockMoved { .. } | Change::BucketsDrained {} | Change::BucketsSpread {}
+            )
+        })
+        .count();
+    let versions: Vec<Version> = entries.iter().map(|entry| entry.version).collect();
+    if versions != (1..=changes as Version).collect::<Vec<_>>() {
+        return Err(format!(
+            "{item}: ledger versions {versions:?}, {changes} changes in its streams"
+        ));
+    }
+    let mut sum = [0_i64; 6];
+    for entry in &entries {
+        let c = entry.changes;
+        for (total, change) in sum.iter_mut().zip([
+            c.on_hand,
+            c.reserved,
+            c.committed,
+            c.damaged,
+            c.quality_control,
+            c.safety_stock,
+        ]) {
+            *total += change;
+        }
+        let a = entry.after;
+        let figures = [
+            a.on_hand,
+            a.reserved,
+            a.committed,
+            a.unavailable.damaged,
+            a.unavailable.quality_control,
+            a.unavailable.safety_stock,
+        ];
+        if sum != figures {
+            return Err(format!(
+                "{item}@{}: the changes sum to {sum:?}, the entry says {figures:?}",
+                entry.version
+            ));
+        }
+    }
+    let folds: Vec<SkuState> = item_streams(streams, item)
+        .map(|(_, events)| SkuState::from_events(events))
+        .collect();
+    let folded = SkuState::summed(&folds);
+    let last = entries.last().map(|entry| entry.after);
+    let ends = last.map(|a| (a.on_hand, a.committed, a.unavailable));
+    if ends != Some((folded.on_hand, folded.committed, folded.unavailable)) {
+        return Err(format!(
+            "{item}: the ledger ends at {ends:?}, the streams fold to {:?}",
+            (folded.on_hand, folded.committed, folded.unavailable)
+        ));
     }
     Ok(())
 }

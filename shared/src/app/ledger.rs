@@ -164,8 +164,8 @@ impl LedgerFigures {
 }
 
 /// The entries of an item's events, each with the item's figures right after it, from the
-/// figures `before` the first, numbered by `version`. What moves only between the item's
-/// buckets is no entry (its figures carry on).
+/// figures `before` the first (the entry before them), numbered by `version`. What moves only
+/// between the item's buckets is no entry, and changes nothing of the item's.
 pub fn entries(
     before: Figures,
     events: impl IntoIterator<Item = (Version, Event, Figures)>,
@@ -173,11 +173,12 @@ pub fn entries(
     let mut last = LedgerFigures::from(before);
     let mut out = Vec::new();
     for (version, event, figures) in events {
-        let after = LedgerFigures::from(figures);
         if !is_entry(&event.change) {
-            last = after;
+            // No baseline of its own: the next entry's changes count from the last entry's
+            // figures, so the running sum is every entry's figures.
             continue;
         }
+        let after = LedgerFigures::from(figures);
         let why = why_of(&event.change);
         out.push(LedgerEntry {
             version,
@@ -371,9 +372,6 @@ impl Ledger {
                 sum.plus(state.figures(event.at))
             });
             if !is_entry(&event.change) {
-                if version <= after {
-                    before = figures;
-                }
                 continue;
             }
             version += 1;
