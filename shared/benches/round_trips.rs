@@ -170,8 +170,8 @@ async fn main() {
     let only = std::env::var("ROUND_TRIPS_SCENARIO").ok();
     if let Some(name) = only.as_deref() {
         assert!(
-            matches!(name, "contention" | "history" | "processor"),
-            "ROUND_TRIPS_SCENARIO must be `contention`, `history` or `processor`, not {name:?}"
+            matches!(name, "contention" | "history" | "processor" | "ledger"),
+            "ROUND_TRIPS_SCENARIO must be `contention`, `history`, `processor` or `ledger`, not {name:?}"
         );
     }
     let runs = |name: &str| only.as_deref().is_none_or(|only| only == name);
@@ -187,6 +187,10 @@ async fn main() {
     if runs("processor") {
         println!();
         history::processor_batch().await;
+    }
+    if runs("ledger") {
+        println!();
+        history::ledger().await;
     }
 }
 
@@ -503,6 +507,12 @@ mod history {
     ) -> Vec<Event> {
         let at = SystemClock.now();
         let events: Vec<Event> = seqs.map(|seq| received(seq, 1, at)).collect();
+        write_events(client, table, &events).await;
+        events
+    }
+
+    /// `events` written with BatchWriteItem, as [`write_history`] writes them.
+    async fn write_events(client: &Client, table: &str, events: &[Event]) {
         futures::stream::iter(events.chunks(BATCH_WRITE_ITEMS))
             .map(|chunk| async move {
                 let mut requests: Vec<WriteRequest> = chunk
@@ -532,7 +542,6 @@ mod history {
             .try_collect::<()>()
             .await
             .expect("history written");
-        events
     }
 
     /// A fresh process (empty cache) on `table`, its requests counted by `tally`.
@@ -585,6 +594,16 @@ mod history {
         );
     }
 
+    /// The requests of `counts` by operation, as `Query 1, GetItem 2`.
+    fn by_operation(counts: &Counts) -> String {
+        counts
+            .operations
+            .iter()
+            .map(|(name, n)| format!("{name} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// `100000` as `100,000`.
     fn thousands(n: u64) -> String {
         let digits = n.to_string();
@@ -610,6 +629,158 @@ mod history {
             eprintln!("{setup}");
         }
         eprintln!("history scenario: {:.1?}", started.elapsed());
+    }
+
+    /// An object store that counts the listings and the object reads asked of it.
+    struct CountedObjects {
+        inner: inventory_core::aws::S3Objects,
+        lists: std::sync::atomic::AtomicU64,
+        gets: std::sync::atomic::AtomicU64,
+    }
+
+    #[async_trait::async_trait]
+    impl inventory_core::ports::ObjectStore for CountedObjects {
+        async fn put(
+            &self,
+            key: &str,
+            bytes: Vec<u8>,
+        ) -> Result<(), inventory_core::ports::ObjectStoreError> {
+            self.inner.put(key, bytes).await
+        }
+        async fn get(
+            &self,
+            key: &str,
+        ) -> Result<Option<Vec<u8>>, inventory_core::ports::ObjectStoreError> {
+            self.gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.inner.get(key).await
+        }
+        async fn list(
+            &self,
+            prefix: &str,
+        ) -> Result<Vec<String>, inventory_core::ports::ObjectStoreError> {
+            self.lists.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.inner.list(prefix).await
+        }
+        async fn list_folders(
+            &self,
+            prefix: &str,
+        ) -> Result<Vec<String>, inventory_core::ports::ObjectStoreError> {
+            self.inner.list_folders(prefix).await
+        }
+    }
+
+    /// What a page of 100 ledger entries costs: from the table, from the archive, across the
+    /// two, and of events recorded before their figures (folded from the first). A history of
+    /// 1,000 one-unit receipts; for the archive, versions 1..=600 archived in runs of 100 (an
+    /// archiver's batch) and deleted from the table.
+    pub(super) async fn ledger() {
+        use inventory_core::archive::Archive;
+        use inventory_core::domain::Figures;
+        use inventory_core::ports::ObjectStore;
+        use std::sync::atomic::Ordering;
+
+        println!("| ledger page of 100 | DynamoDB requests | by operation | events read from the table | S3 listings | S3 objects read |");
+        println!("|---|---:|---|---:|---:|---:|");
+        let aws = TestAws::new().await;
+        let sdk = aws.config();
+        let plain = aws.dynamodb();
+        let at = SystemClock.now();
+        let history = |with_figures: bool| -> Vec<Event> {
+            (1..=1_000)
+                .map(|seq| Event {
+                    figures: with_figures.then_some(Figures {
+                        on_hand: seq as i64,
+                        ..Figures::default()
+                    }),
+                    ..received(seq, 1, at)
+                })
+                .collect()
+        };
+        for (name, with_figures, archived) in [
+            ("recorded figures, from the table (after 500)", true, false),
+            ("recorded figures, from the archive (after 400)", true, true),
+            (
+                "recorded figures, across archive and table (after 550)",
+                true,
+                true,
+            ),
+            (
+                "events without figures, folded from the first (after 900)",
+                false,
+                false,
+            ),
+        ] {
+            let store = aws.store(plain.clone(), "bench-ledger").await;
+            let table = store.table().to_owned();
+            // A fresh stream per case.
+            let _ = plain.delete_table().table_name(&table).send().await;
+            let store = aws.store(plain.clone(), "bench-ledger").await;
+            let events = history(with_figures);
+            write_events(&plain, &table, &events).await;
+            let state = inventory_core::domain::SkuState::from_events(&events);
+            store.save_snapshot(&sku(), &state).await.expect("snapshot");
+            let objects = CountedObjects {
+                inner: aws.objects(aws.s3(), "bench-ledger").await,
+                lists: Default::default(),
+                gets: Default::default(),
+            };
+            if archived {
+                for run in events[..600].chunks(100) {
+                    objects
+                        .inner
+                        .put(
+                            &inventory_core::archive::segment_key(
+                                &sku(),
+                                &inventory_core::archive::day_of(at),
+                                run[0].seq,
+                                run[run.len() - 1].seq,
+                            ),
+                            inventory_core::archive::encode(run),
+                        )
+                        .await
+                        .expect("archived");
+                }
+                for seq in 1..=600_u64 {
+                    plain
+                        .delete_item()
+                        .table_name(&table)
+                        .key("pk", AttributeValue::S(format!("sku#{}", sku())))
+                        .key("sk", AttributeValue::N(seq.to_string()))
+                        .send()
+                        .await
+                        .expect("deleted");
+                }
+            }
+            let objects = Arc::new(objects);
+            let tally = Tally::default();
+            let inventory =
+                process(sdk, &table, &tally).with_archive(Archive::new(objects.clone()));
+            // The head is read once per process (snapshot and tail): not the page's cost.
+            inventory.item(&sku()).await.expect("item");
+            let after = match name {
+                n if n.contains("after 400") => 400,
+                n if n.contains("after 550") => 550,
+                n if n.contains("after 900") => 900,
+                _ => 500,
+            };
+            let (lists, gets) = (
+                objects.lists.load(Ordering::SeqCst),
+                objects.gets.load(Ordering::SeqCst),
+            );
+            let before = tally.counts();
+            let page = inventory.ledger(&sku(), after, 100).await.expect("a page");
+            assert_eq!(page.entries.len(), 100, "{name}");
+            assert_eq!(page.entries[0].after.on_hand, after as i64 + 1, "{name}");
+            let cost = tally.counts().since(&before);
+            println!(
+                "| {name} | {} | {} | {} | {} | {} |",
+                cost.requests(),
+                by_operation(&cost),
+                cost.events_read,
+                objects.lists.load(Ordering::SeqCst) - lists,
+                objects.gets.load(Ordering::SeqCst) - gets,
+            );
+        }
     }
 
     /// The command processor's requests for one Kinesis batch: 100 commands over 10 SKUs
