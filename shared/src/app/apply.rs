@@ -158,7 +158,8 @@ const MAX_ITEMS_PER_COMMAND: usize = 6;
 /// - What a release, an expiry or a cancelled sale frees in a bucket other than 0 moves to
 ///   bucket 0 in the same write (a return is recorded on bucket 0): no bucket but 0 ever gains units except by a move, so a drain that moved every
 ///   spare unit leaves none behind (see `docs/architecture.md`).
-/// - Fewer buckets: the spare units of the buckets dropped move to bucket 0.
+/// - Fewer buckets: the spare units of the buckets dropped move to bucket 0, with the spread
+///   that follows, a write's room at a time.
 /// - A count is recorded as its delta, shared as an adjustment's is; units set aside live in
 ///   bucket 0. What leaves `available` (a move, a withdrawal) was gathered into bucket 0 first.
 fn record(draft: &mut Draft, bucket: Bucket, now: Timestamp, change: Change) -> bool {
@@ -199,14 +200,10 @@ fn record(draft: &mut Draft, bucket: Bucket, now: Timestamp, change: Change) -> 
                 draft.transfer(now, vec![to_home]);
             }
         }
-        Change::BucketsSet { count, .. } => {
-            let dropped: Vec<Spare> = draft
-                .spares(now)
-                .into_iter()
-                .filter(|(bucket, _)| bucket.number() >= count.get())
-                .collect();
+        // The dropped buckets' spare units go back to bucket 0 with the spread that follows,
+        // as many moves a write as it has room for ([`record_spread`]).
+        Change::BucketsSet { .. } => {
             draft.record(Bucket::HOME, now, change);
-            draft.transfer(now, buckets::drain(&dropped));
             return true;
         }
         Change::StockReceived { .. }
@@ -230,6 +227,21 @@ const SPREAD_MARKS: usize = 2;
 /// to spare per bucket.
 fn record_spread(draft: &mut Draft, now: Timestamp, max_moves: usize) -> bool {
     let layout = draft.layout();
+    // Buckets a change of layout dropped give their spare units back to bucket 0 first, a
+    // write's room at a time (a drain of 255 buckets outgrows one transaction); then the rest
+    // is spread over the buckets kept.
+    let dropped: Vec<Spare> = draft
+        .spares(now)
+        .into_iter()
+        .filter(|(bucket, spare)| bucket.number() >= layout.count.get() && *spare > 0)
+        .collect();
+    if !dropped.is_empty() {
+        let mut moves = buckets::drain(&dropped);
+        let more = moves.len() > max_moves;
+        moves.truncate(max_moves);
+        draft.transfer(now, moves);
+        return more || layout.count != BucketCount::ONE;
+    }
     let (home, others): (Vec<Spare>, Vec<Spare>) = draft
         .spares(now)
         .into_iter()
@@ -299,16 +311,22 @@ fn gathered_in_part(draft: &mut Draft, command: &Command, now: Timestamp, room: 
 }
 
 /// A checkout that comes after its hold stopped counting takes the units again; in a bucketed
-/// item they may be spare in another bucket, so they are moved to the hold's bucket first.
-fn refill_for_reacquire(draft: &mut Draft, hold: &HoldLine, now: Timestamp) {
+/// item they may be spare in another bucket, so they are moved to the hold's bucket first. When
+/// that takes more moves than `room`, the moves that fit are recorded alone and `true` says the
+/// checkout waits for a later write, which gathers the rest (as [`gathered_in_part`] does).
+fn refilled_in_part(draft: &mut Draft, hold: &HoldLine, now: Timestamp, room: usize) -> bool {
     let bucket = hold.sku.bucket();
     let missing = hold.quantity.units() - draft.state(bucket).available(now).max(0);
     if hold.counts_at(now) || missing <= 0 || draft.layout().widest == BucketCount::ONE {
-        return;
+        return false;
     }
-    if let Some(moves) = buckets::gather(bucket, missing, &draft.spares(now)) {
-        draft.transfer(now, moves);
-    }
+    let Some(mut moves) = buckets::gather(bucket, missing, &draft.spares(now)) else {
+        return false;
+    };
+    let in_part = moves.len() > room;
+    moves.truncate(room);
+    draft.transfer(now, moves);
+    in_part
 }
 
 /// Whether `error` is a fault that would come back on every delivery (a bug the store reported,
@@ -647,8 +665,11 @@ impl ApplyCommands {
             let (bucket, verdict) = match lookup {
                 Some(Some(HoldLookup::Found(stored))) => {
                     let bucket = stored.hold.sku.bucket();
-                    if matches!(command.action, Action::CommitHold { .. }) {
-                        refill_for_reacquire(&mut draft, &stored.hold, now);
+                    if matches!(command.action, Action::CommitHold { .. })
+                        && refilled_in_part(&mut draft, &stored.hold, now, room)
+                    {
+                        defer(&mut deferred, &mut waiting_on, command);
+                        continue;
                     }
                     let state = draft.state(bucket);
                     (
@@ -1056,6 +1077,74 @@ mod tests {
         assert_eq!(buckets.len(), 4, "every bucket it ever had is shown");
         assert_eq!(buckets[0].available, 12);
         assert_eq!(item.available, 12);
+    }
+
+    #[tokio::test]
+    async fn an_item_spread_over_many_buckets_set_back_to_one_drains_them_over_several_writes() {
+        let given = Given::new();
+        given.stock("A", 2_560).await.buckets("A", 256).await;
+        let admin = Caller::local_admin();
+        let id = given
+            .inventory
+            .set_buckets(sku("A"), crate::domain::BucketCount::ONE, None, &admin)
+            .await
+            .unwrap();
+        given.processed().await;
+        assert_eq!(
+            given.inventory.command(id, &admin).await.unwrap().status,
+            crate::app::CommandStatus::Applied
+        );
+        let item = given.inventory.item_with_buckets(&sku("A")).await.unwrap();
+        let buckets = item.buckets.unwrap();
+        assert_eq!((item.available, buckets[0].available), (2_560, 2_560));
+        assert!(given
+            .reserve(&shopper("alice"), &[("A", 2_560)], None)
+            .await
+            .is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_late_checkout_whose_units_spread_over_many_buckets_gathers_them_over_several_writes()
+    {
+        use crate::ports::CommandQueue;
+        let given = Given::new();
+        given.stock("A", 2_560).await.buckets("A", 256).await;
+        let alice = shopper("alice");
+        let held = given.reserve(&alice, &[("A", 2_000)], None).await.unwrap();
+        let id = &held.reservation_id;
+        // Checked out in time, but the processor reaches it only after the hold lapsed, its
+        // expiry was recorded and a receipt spread the item over its buckets again.
+        given
+            .inventory
+            .request_checkout(id, None, &alice)
+            .await
+            .unwrap();
+        let checkout = given.queue.try_receive(10);
+        given.later_by_secs(2_000);
+        given.inventory.sweep_expired_holds().await.unwrap();
+        given.processed().await;
+        given.stock("A", 1).await;
+        let spread = given.inventory.item_with_buckets(&sku("A")).await.unwrap();
+        assert!(
+            spread
+                .buckets
+                .unwrap()
+                .iter()
+                .filter(|b| b.available > 0)
+                .count()
+                > 200,
+            "spread again"
+        );
+        given.queue.send(&checkout).await.unwrap();
+        given.processed().await;
+        let view = given.inventory.reservation(id, &alice).await.unwrap();
+        assert_eq!(
+            view.status,
+            crate::domain::HoldStatus::Committed,
+            "{view:?}"
+        );
+        let item = given.inventory.item(&sku("A")).await.unwrap();
+        assert_eq!((item.committed, item.available), (2_000, 561));
     }
 
     #[tokio::test]
