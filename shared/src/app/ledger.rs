@@ -173,7 +173,7 @@ pub fn entries(
     let mut last = LedgerFigures::from(before);
     let mut out = Vec::new();
     for (version, event, figures) in events {
-        if !is_entry(&event.change) {
+        if event.change.within_item() {
             // No baseline of its own: the next entry's changes count from the last entry's
             // figures, so the running sum is every entry's figures.
             continue;
@@ -202,26 +202,15 @@ pub fn entries(
     out
 }
 
-/// Whether a change is an entry of the ledger: all but what moves stock between an item's
-/// buckets only.
-fn is_entry(change: &Change) -> bool {
-    !matches!(
-        change,
-        Change::StockMoved { .. } | Change::BucketsDrained {} | Change::BucketsSpread {}
-    )
-}
-
 /// A change's note and reference, when it has them.
 fn why_of(change: &Change) -> (Option<String>, Option<String>) {
     match change {
-        Change::StockReceived { why, .. }
-        | Change::StockAdjusted { why, .. }
-        | Change::StockReclassified { why, .. }
-        | Change::StockCounted { why, .. } => (why.note.clone(), why.reference.clone()),
         Change::HoldFulfilled { reference, .. } | Change::HoldReturned { reference, .. } => {
             (None, reference.clone())
         }
-        _ => (None, None),
+        change => change.annotation().map_or((None, None), |why| {
+            (why.note.clone(), why.reference.clone())
+        }),
     }
 }
 
@@ -371,7 +360,7 @@ impl Ledger {
             let figures = states.iter().fold(Figures::default(), |sum, state| {
                 sum.plus(state.figures(event.at))
             });
-            if !is_entry(&event.change) {
+            if event.change.within_item() {
                 continue;
             }
             version += 1;

@@ -296,28 +296,44 @@ impl Change {
         }
     }
 
-    /// Its kind as integration events and the ledger tell it: `None` for what only moves
-    /// stock inside an item (between its buckets) and for a refused command.
+    /// Whether it only moves stock between an item's buckets (a transfer, a drain or spread
+    /// mark): nothing of the item's changes, so neither integration events nor the ledger tell
+    /// it.
+    pub fn within_item(&self) -> bool {
+        matches!(
+            self,
+            Change::StockMoved { .. } | Change::BucketsDrained {} | Change::BucketsSpread {}
+        )
+    }
+
+    /// Its kind as integration events tell it: `None` for what moves stock only between the
+    /// item's buckets ([`Change::within_item`]) and for a refused command.
     pub fn told_kind(&self) -> Option<&'static str> {
         match self {
-            Change::StockMoved { .. }
-            | Change::BucketsDrained {}
-            | Change::BucketsSpread {}
-            | Change::CommandRejected { .. } => None,
+            change if change.within_item() => None,
+            Change::CommandRejected { .. } => None,
             change => Some(change.kind()),
         }
     }
 
-    /// Why stock changed, when the change says: a receipt's, an adjustment's, a move's or a
-    /// count's reason; `returned` for units a shopper sent back.
-    pub fn reason(&self) -> Option<Reason> {
+    /// Why the change was made, as its command said: a receipt's, an adjustment's, a move's or
+    /// a count's annotation.
+    pub fn annotation(&self) -> Option<&Annotation> {
         match self {
             Change::StockReceived { why, .. }
             | Change::StockAdjusted { why, .. }
             | Change::StockReclassified { why, .. }
-            | Change::StockCounted { why, .. } => Some(why.reason),
-            Change::HoldReturned { .. } => Some(Reason::Returned),
+            | Change::StockCounted { why, .. } => Some(why),
             _ => None,
+        }
+    }
+
+    /// Why stock changed, when the change says: its annotation's reason; `returned` for units
+    /// a shopper sent back.
+    pub fn reason(&self) -> Option<Reason> {
+        match self {
+            Change::HoldReturned { .. } => Some(Reason::Returned),
+            change => change.annotation().map(|why| why.reason),
         }
     }
 

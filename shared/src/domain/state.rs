@@ -216,7 +216,7 @@ impl SkuState {
     /// Units that can still be promised at `now`: on hand less committed, held and set aside
     /// (not for sale). Negative when an adjustment or a count left the item short.
     pub fn available(&self, now: Timestamp) -> i64 {
-        self.on_hand - self.committed - self.held(now) - self.unavailable.total()
+        self.figures(now).available()
     }
 
     /// Units a buyer may be promised at `now`, as clients are told: what is available, or none
