@@ -176,13 +176,8 @@ fn record(draft: &mut Draft, bucket: Bucket, now: Timestamp, change: Change) -> 
         }
         // Units set aside are kept by bucket 0, where what leaves `available` was gathered
         // first ([`gathered_in_part`]): no bucket is left promising units that were set aside.
-        Change::StockReclassified { .. } => {
-            draft.record(Bucket::HOME, now, change);
-            return layout.count != BucketCount::ONE;
-        }
-        // Shipped units come back to bucket 0, which keeps what is set aside and gathers what
-        // is for sale.
-        Change::HoldReturned { .. } => {
+        // Shipped units come back there too, set aside or for sale.
+        Change::StockReclassified { .. } | Change::HoldReturned { .. } => {
             draft.record(Bucket::HOME, now, change);
             return layout.count != BucketCount::ONE;
         }
@@ -236,10 +231,7 @@ fn record_spread(draft: &mut Draft, now: Timestamp, max_moves: usize) -> bool {
         .filter(|(bucket, spare)| bucket.number() >= layout.count.get() && *spare > 0)
         .collect();
     if !dropped.is_empty() {
-        let mut moves = buckets::drain(&dropped);
-        let more = moves.len() > max_moves;
-        moves.truncate(max_moves);
-        draft.transfer(now, moves);
+        let more = transferred_in_part(draft, Some(buckets::drain(&dropped)), now, max_moves);
         return more || layout.count != BucketCount::ONE;
     }
     let (home, others): (Vec<Spare>, Vec<Spare>) = draft
@@ -301,7 +293,23 @@ fn gathered_in_part(draft: &mut Draft, command: &Command, now: Timestamp, room: 
         .map(|(_, spare)| spare)
         .sum();
     let missing = (needed - draft.state(Bucket::HOME).available(now).max(0)).min(others);
-    let Some(mut moves) = buckets::gather(Bucket::HOME, missing, &spares) else {
+    transferred_in_part(
+        draft,
+        buckets::gather(Bucket::HOME, missing, &spares),
+        now,
+        room,
+    )
+}
+
+/// Records `moves` (none: nothing), at most `room` of them; `true` when some did not fit and
+/// wait for a later write.
+fn transferred_in_part(
+    draft: &mut Draft,
+    moves: Option<Vec<Move>>,
+    now: Timestamp,
+    room: usize,
+) -> bool {
+    let Some(mut moves) = moves else {
         return false;
     };
     let in_part = moves.len() > room;
@@ -320,13 +328,8 @@ fn refilled_in_part(draft: &mut Draft, hold: &HoldLine, now: Timestamp, room: us
     if hold.counts_at(now) || missing <= 0 || draft.layout().widest == BucketCount::ONE {
         return false;
     }
-    let Some(mut moves) = buckets::gather(bucket, missing, &draft.spares(now)) else {
-        return false;
-    };
-    let in_part = moves.len() > room;
-    moves.truncate(room);
-    draft.transfer(now, moves);
-    in_part
+    let moves = buckets::gather(bucket, missing, &draft.spares(now));
+    transferred_in_part(draft, moves, now, room)
 }
 
 /// Whether `error` is a fault that would come back on every delivery (a bug the store reported,
