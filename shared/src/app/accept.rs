@@ -3,7 +3,6 @@
 //! id; the processor ([`super::apply`]) applies them. See [`super::command_log`] for the
 //! acceptance handshake.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -75,24 +74,7 @@ impl AfterSaleRequest {
         reference: Option<String>,
     ) -> Result<Self, AppError> {
         if let Some(lines) = &lines {
-            if lines.is_empty() || lines.len() > MAX_LINES {
-                return Err(InvalidValue::new(
-                    "invalid_lines",
-                    format!(
-                        "lines must hold 1 to {MAX_LINES} entries, got {}",
-                        lines.len()
-                    ),
-                )
-                .into());
-            }
-            let mut seen = BTreeSet::new();
-            if let Some(line) = lines.iter().find(|line| !seen.insert(&line.sku)) {
-                return Err(InvalidValue::new(
-                    "duplicate_sku",
-                    format!("sku {} appears on more than one line", line.sku),
-                )
-                .into());
-            }
+            Line::check_all(lines, MAX_LINES, "")?;
         }
         if let Some(reference) = &reference {
             check_note("invalid_reference", "reference", reference)?;

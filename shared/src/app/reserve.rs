@@ -9,7 +9,6 @@
 //! One-line requests waiting for the turn on the same item in one process are decided together
 //! and written in one transaction ([`super::combine`]).
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use futures::future::try_join_all;
@@ -63,22 +62,7 @@ impl ReserveRequest {
             ),
             None => (MAX_LINES, ""),
         };
-        if lines.is_empty() || lines.len() > limit {
-            return Err(InvalidValue::new(
-                "invalid_lines",
-                format!(
-                    "lines must hold 1 to {limit} entries{why}, got {}",
-                    lines.len()
-                ),
-            ));
-        }
-        let mut seen = BTreeSet::new();
-        if let Some(line) = lines.iter().find(|line| !seen.insert(&line.sku)) {
-            return Err(InvalidValue::new(
-                "duplicate_sku",
-                format!("sku {} appears on more than one line", line.sku),
-            ));
-        }
+        Line::check_all(&lines, limit, why)?;
         Ok(Self {
             lines,
             ttl,

@@ -9,7 +9,8 @@ use super::buckets::{Move, TransferId};
 use super::state::Figures;
 use super::stock_states::{Annotation, Reason, Reclassification};
 use super::types::{
-    BucketCount, CommandId, LowStockThreshold, Quantity, ReservationId, Sku, Timestamp, Version,
+    BucketCount, CommandId, InvalidValue, LowStockThreshold, Quantity, ReservationId, Sku,
+    Timestamp, Version,
 };
 
 /// One recorded event: position in its stream, when it was decided, and what changed.
@@ -43,6 +44,30 @@ pub struct Line {
     pub sku: Sku,
     /// Units held.
     pub quantity: Quantity,
+}
+
+impl Line {
+    /// Checks a request's lines: 1 to `limit` of them (`why` says where a lower limit comes
+    /// from), each SKU once.
+    pub fn check_all(lines: &[Line], limit: usize, why: &str) -> Result<(), InvalidValue> {
+        if lines.is_empty() || lines.len() > limit {
+            return Err(InvalidValue::new(
+                "invalid_lines",
+                format!(
+                    "lines must hold 1 to {limit} entries{why}, got {}",
+                    lines.len()
+                ),
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        match lines.iter().find(|line| !seen.insert(&line.sku)) {
+            Some(line) => Err(InvalidValue::new(
+                "duplicate_sku",
+                format!("sku {} appears on more than one line", line.sku),
+            )),
+            None => Ok(()),
+        }
+    }
 }
 
 /// What an event records.
