@@ -189,16 +189,13 @@ impl Streams for MemoryStore {
         let from = usize::try_from(after)
             .unwrap_or(usize::MAX)
             .min(slots.len());
-        let mut kept = slots[from..].iter().filter(|slot| !slot.deleted);
-        let events: Vec<Event> = kept
-            .by_ref()
-            .take(limit)
+        let next = slots[from..]
+            .iter()
+            .filter(|slot| !slot.deleted)
+            .take(limit.saturating_add(1))
             .map(|slot| slot.event.clone())
             .collect();
-        Ok(StreamPage {
-            events,
-            more: kept.next().is_some(),
-        })
+        Ok(StreamPage::first(limit, next))
     }
 
     async fn read_event(&self, sku: &Sku, seq: Version) -> Result<Option<Event>, StoreError> {

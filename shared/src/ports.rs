@@ -503,10 +503,10 @@ pub trait Streams: Send + Sync + 'static {
         after: Version,
         limit: usize,
     ) -> Result<StreamPage, StoreError> {
-        let mut events = self.read_stream(sku, after).await?;
-        let more = events.len() > limit;
-        events.truncate(limit);
-        Ok(StreamPage { events, more })
+        Ok(StreamPage::first(
+            limit,
+            self.read_stream(sku, after).await?,
+        ))
     }
 }
 
@@ -517,6 +517,16 @@ pub struct StreamPage {
     pub events: Vec<Event>,
     /// Whether the stream has events after the last of them.
     pub more: bool,
+}
+
+impl StreamPage {
+    /// The first `limit` of `events` (the stream's next ones, in order), and whether any was
+    /// left out.
+    pub fn first(limit: usize, mut events: Vec<Event>) -> Self {
+        let more = events.len() > limit;
+        events.truncate(limit);
+        Self { events, more }
+    }
 }
 
 /// Records by key (strongly consistent).

@@ -474,6 +474,21 @@ impl DynamoStore {
         ])
     }
 
+    /// The strongly consistent query of `sku`'s events after `after`, in order.
+    fn stream_query(
+        &self,
+        sku: &Sku,
+        after: Version,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND sk > :after")
+            .expression_attribute_values(":pk", AttributeValue::S(Self::stream_pk(sku)))
+            .expression_attribute_values(":after", AttributeValue::N(after.to_string()))
+            .consistent_read(true)
+    }
+
     fn event_item(event: &Event) -> Result<Item, StoreError> {
         let indexed = match &event.change {
             Change::HoldPlaced { reservation_id, .. }
@@ -721,13 +736,7 @@ fn bug(err: impl std::fmt::Display) -> StoreError {
 impl Streams for DynamoStore {
     async fn read_stream(&self, sku: &Sku, after: Version) -> Result<Vec<Event>, StoreError> {
         let items: Vec<Item> = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND sk > :after")
-            .expression_attribute_values(":pk", AttributeValue::S(Self::stream_pk(sku)))
-            .expression_attribute_values(":after", AttributeValue::N(after.to_string()))
-            .consistent_read(true)
+            .stream_query(sku, after)
             .into_paginator()
             .items()
             .send()
@@ -746,23 +755,19 @@ impl Streams for DynamoStore {
         // One query of one item more than asked, which says whether more follow; fewer when
         // they pass the 1 MB a query returns (then `more` says so too).
         let page = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND sk > :after")
-            .expression_attribute_values(":pk", AttributeValue::S(Self::stream_pk(sku)))
-            .expression_attribute_values(":after", AttributeValue::N(after.to_string()))
-            .consistent_read(true)
+            .stream_query(sku, after)
             .limit(i32::try_from(limit.saturating_add(1)).unwrap_or(i32::MAX))
             .send()
             .await
             .map_err(unavailable)?;
-        let mut events: Vec<Event> =
+        let events: Vec<Event> =
             serde_dynamo::from_items(page.items.unwrap_or_default()).map_err(bug)?;
         let cut = page.last_evaluated_key.is_some() && events.len() <= limit;
-        let more = events.len() > limit || cut;
-        events.truncate(limit);
-        Ok(StreamPage { events, more })
+        let page = StreamPage::first(limit, events);
+        Ok(StreamPage {
+            more: page.more || cut,
+            ..page
+        })
     }
 
     async fn read_event(&self, sku: &Sku, seq: Version) -> Result<Option<Event>, StoreError> {
