@@ -70,18 +70,19 @@ pub struct AuditArgs {
     pub target: Target,
 }
 
-fn parse_sku(raw: &str) -> Result<Sku, String> {
+pub(crate) fn parse_sku(raw: &str) -> Result<Sku, String> {
     Sku::parse(raw).map_err(|err| err.to_string())
 }
 
 /// The table and the archive.
-struct Backend {
-    store: DynamoStore,
-    archive: Archive,
+pub(crate) struct Backend {
+    pub(crate) store: DynamoStore,
+    pub(crate) archive: Archive,
 }
 
 impl Backend {
-    async fn connect(target: &Target) -> Self {
+    /// The table and the bucket `target` names.
+    pub(crate) async fn connect(target: &Target) -> Self {
         let sdk = crate::tool_sdk_config(target.endpoint_url.as_deref()).await;
         let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &target.names.table);
         let objects = S3Objects::new(s3_client(&sdk), &target.names.bucket);

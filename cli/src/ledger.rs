@@ -10,15 +10,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use inventory_core::app::{LedgerEntry, MAX_LEDGER_PAGE};
-use inventory_core::archive::Archive;
-use inventory_core::aws::s3::s3_client;
-use inventory_core::aws::{DynamoStore, S3Objects};
 use inventory_core::domain::Sku;
 use inventory_core::memory::MemoryQueue;
 use inventory_core::ports::SystemClock;
 use inventory_core::{AppError, Config, Inventory};
 
-use crate::audit::Target;
+use crate::audit::{parse_sku, Backend, Target};
 
 /// Options of `inventory ledger`.
 #[derive(Debug, clap::Args)]
@@ -34,10 +31,6 @@ pub struct LedgerArgs {
     #[command(flatten)]
     /// Where the item's history is.
     pub target: Target,
-}
-
-fn parse_sku(raw: &str) -> Result<Sku, String> {
-    Sku::parse(raw).map_err(|err| err.to_string())
 }
 
 /// The CSV columns, in order.
@@ -126,19 +119,14 @@ pub fn csv_record(entry: &LedgerEntry) -> Vec<String> {
 
 /// `inventory ledger`.
 pub async fn ledger(args: LedgerArgs) -> ExitCode {
-    let sdk = crate::tool_sdk_config(args.target.endpoint_url.as_deref()).await;
-    let store = DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&sdk),
-        &args.target.names.table,
-    );
-    let objects = S3Objects::new(s3_client(&sdk), &args.target.names.bucket);
+    let Backend { store, archive } = Backend::connect(&args.target).await;
     let inventory = Inventory::new(
         Arc::new(store),
         Arc::new(MemoryQueue::new()),
         Arc::new(SystemClock),
         Config::default(),
     )
-    .with_archive(Archive::new(Arc::new(objects)));
+    .with_archive(archive);
     let stdout = std::io::stdout();
     let mut csv = args.csv.then(|| csv::Writer::from_writer(stdout.lock()));
     if let Some(writer) = &mut csv {
