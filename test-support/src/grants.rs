@@ -368,38 +368,14 @@ fn s3_access(method: &str, uri: &str) -> Access {
         ("GET", true) if query.contains("list-type") => "s3:ListBucket",
         _ => "s3:Other",
     };
-    let prefix = query
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("prefix="))
-        .map(percent_decoded);
+    let prefix = serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+        .unwrap_or_default()
+        .into_iter()
+        .find_map(|(name, value)| (name == "prefix").then_some(value));
     Access {
         prefix,
         ..Access::on(action, Target::Object { bucket, key })
     }
-}
-
-/// A query value with its `%XX` escapes decoded.
-fn percent_decoded(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = (bytes[i] == b'%')
-            .then(|| text.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match escaped {
-            Some(byte) => {
-                out.push(byte);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// What a statement's resource stands for, in the terms [`resource_of`] gives an access.
