@@ -23,7 +23,7 @@ use super::heads::Heads;
 use super::reservation_book::{HoldLookup, ReservationBook};
 use crate::config::{Config, ACCEPT_PATIENCE_MILLIS, ACCEPT_WAIT_MILLIS, DEPENDENCY_WAIT_MILLIS};
 use crate::domain::buckets::{self, Spare};
-use crate::domain::decide::decide;
+use crate::domain::decide::{decide, shipped_from};
 use crate::domain::{
     Action, Bucket, BucketCount, Change, ClientId, Command, CommandId, HoldLine, Move,
     RejectionCode, ReservationId, Sku, StockState, Timestamp, Verdict,
@@ -675,10 +675,10 @@ impl ApplyCommands {
                         continue;
                     }
                     let state = draft.state(bucket);
-                    (
-                        bucket,
-                        decide(&state, Some(&stored.hold), command, now, grace),
-                    )
+                    let verdict = decide(&state, Some(&stored.hold), command, now, grace);
+                    // A shipment is checked against the item's on-hand units, which its
+                    // buckets share.
+                    (bucket, shipped_from(draft.item_state().on_hand, verdict))
                 }
                 _ => (
                     Bucket::HOME,

@@ -330,6 +330,21 @@ fn after_sale(
     }
 }
 
+/// A shipment takes units that are in the building: one that would take the item's on-hand
+/// units below zero (an adjustment or a count left it with fewer than it sold) is rejected
+/// `on_hand_would_go_negative`, as such an adjustment is. `item_on_hand` is the item's, over its
+/// buckets; any other verdict stands.
+pub fn shipped_from(item_on_hand: i64, verdict: Verdict) -> Verdict {
+    match verdict {
+        Verdict::Apply(Change::HoldFulfilled { quantity, .. })
+            if quantity.units() > item_on_hand =>
+        {
+            Verdict::Reject(RejectionCode::OnHandWouldGoNegative)
+        }
+        verdict => verdict,
+    }
+}
+
 /// Expiry is written only once the release grace after the hold's expiry is over, so it never
 /// cuts the grace a checkout accepted in time relies on. (It may come before `release_at`,
 /// which rounds that instant up to the hold's bucket: the expiry then stops the hold counting
@@ -1125,6 +1140,20 @@ mod tests {
             verdict(&g, 2, &fulfill(2, Some(1))),
             Verdict::Reject(RejectionCode::ExceedsUnshipped)
         );
+    }
+
+    #[test]
+    fn a_shipment_of_units_an_adjustment_found_missing_is_rejected_on_hand_would_go_negative() {
+        let g = sold_four().adjusted(at(15), -9);
+        assert_eq!(figures(&g).0, 1, "one unit left of the four sold");
+        let two = verdict(&g, 2, &fulfill(2, Some(2)));
+        assert!(matches!(two, Verdict::Apply(_)), "{two:?}");
+        assert_eq!(
+            shipped_from(g.state().on_hand, two),
+            Verdict::Reject(RejectionCode::OnHandWouldGoNegative)
+        );
+        let one = verdict(&g, 2, &fulfill(2, Some(1)));
+        assert_eq!(shipped_from(g.state().on_hand, one.clone()), one);
     }
 
     #[test]
