@@ -16,7 +16,7 @@ use inventory_core::archive::{day_of, Archive};
 use inventory_core::audit::{audit_sku, check_buckets, SkuAudit};
 use inventory_core::aws::s3::s3_client;
 use inventory_core::aws::{DynamoStore, S3Objects};
-use inventory_core::domain::{Sku, SkuState, Timestamp};
+use inventory_core::domain::{Sku, SkuState, StreamId, Timestamp};
 use inventory_core::ports::{Clock, SystemClock};
 
 use crate::dev::StorageNames;
@@ -92,8 +92,8 @@ impl Backend {
         }
     }
 
-    async fn audit(&self, sku: &Sku, now: Timestamp) -> Result<SkuAudit, ArchiveError> {
-        audit_sku(&self.store, &self.archive, sku, now).await
+    async fn audit(&self, stream: &StreamId, now: Timestamp) -> Result<SkuAudit, ArchiveError> {
+        audit_sku(&self.store, &self.archive, stream, now).await
     }
 }
 
@@ -114,7 +114,7 @@ fn shown(view: &ItemView) -> String {
 pub async fn replay(args: ReplayArgs) -> ExitCode {
     let backend = Backend::connect(&args.target).await;
     let now = SystemClock.now();
-    let audit = match backend.audit(&args.sku, now).await {
+    let audit = match backend.audit(&StreamId::of(&args.sku), now).await {
         Ok(audit) => audit,
         Err(err) => {
             eprintln!("inventory: could not replay {}: {err}", args.sku);
@@ -148,7 +148,7 @@ async fn skus_to_audit(
     backend: &Backend,
     all: bool,
     now: Timestamp,
-) -> Result<Vec<Sku>, ArchiveError> {
+) -> Result<Vec<StreamId>, ArchiveError> {
     let mut skus = BTreeSet::new();
     if all {
         skus.extend(backend.archive.skus().await?);
@@ -182,7 +182,7 @@ pub async fn audit(args: AuditArgs) -> ExitCode {
     progress.set_message("0 mismatches");
 
     let mut audits: Vec<SkuAudit> = Vec::with_capacity(skus.len());
-    let mut failures: Vec<(Sku, ArchiveError)> = Vec::new();
+    let mut failures: Vec<(StreamId, ArchiveError)> = Vec::new();
     let mut mismatches = 0;
     let backend = &backend;
     let mut results = futures::stream::iter(&skus)
@@ -208,10 +208,10 @@ pub async fn audit(args: AuditArgs) -> ExitCode {
 
     // Every bucket of the items split into buckets, those not listed too, then their
     // transfers paired across buckets.
-    let unlisted: Vec<Sku> = audits
+    let unlisted: Vec<StreamId> = audits
         .iter()
-        .filter(|audit| audit.sku.is_item())
-        .flat_map(|audit| audit.replayed.layout.streams(&audit.sku).skip(1))
+        .filter(|audit| audit.stream.is_home())
+        .flat_map(|audit| audit.replayed.layout.streams(&audit.stream).skip(1))
         .filter(|stream| !skus.contains(stream))
         .collect();
     for sku in unlisted {
@@ -223,7 +223,7 @@ pub async fn audit(args: AuditArgs) -> ExitCode {
     check_buckets(&mut audits);
     let mismatches: usize = audits.iter().map(|audit| audit.mismatches.len()).sum();
 
-    audits.sort_by(|a, b| a.sku.cmp(&b.sku));
+    audits.sort_by(|a, b| a.stream.cmp(&b.stream));
     failures.sort_by(|a, b| a.0.cmp(&b.0));
     let events: usize = audits.iter().map(|a| a.events).sum();
     let archived: usize = audits.iter().map(|a| a.archived).sum();

@@ -16,7 +16,7 @@ use futures::FutureExt as _;
 use inventory_core::archive::Archive;
 use inventory_core::aws::s3::s3_client;
 use inventory_core::aws::{local_config, DynamoStore, EventBridgeBoard, KinesisQueue, S3Objects};
-use inventory_core::domain::{CommandId, Sku, Timestamp};
+use inventory_core::domain::{CommandId, StreamId, Timestamp};
 use inventory_core::error::panic_message;
 use inventory_core::feed::Reaction;
 use inventory_core::limits::{COMMAND_BATCH, FEED_BATCH};
@@ -474,7 +474,7 @@ async fn follow_feed(store: Arc<MemoryStore>, reactions: Vec<(&'static str, Arc<
             continue;
         }
         changes.truncate(FEED_BATCH);
-        let mut failed: BTreeSet<Sku> = BTreeSet::new();
+        let mut failed: BTreeSet<StreamId> = BTreeSet::new();
         for (name, reaction) in &reactions {
             let skus = reaction.react(&changes).await;
             if !skus.is_empty() {

@@ -5,6 +5,8 @@
 mod support;
 
 use inventory_core::domain::Annotation;
+use inventory_core::domain::StreamId;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,7 +72,10 @@ async fn reserve(inventory: &Inventory, sku: &Sku, units: i64) {
 async fn react(store: &DynamoStore, snapshotter: &Snapshotter, archiver: &Archiver, skus: &[Sku]) {
     let mut changes = Vec::new();
     for sku in skus {
-        let events = store.read_stream(sku, 0).await.expect("stream read");
+        let events = store
+            .read_stream(&StreamId::of(sku), 0)
+            .await
+            .expect("stream read");
         changes.extend(events.into_iter().map(FeedChange::Appended));
     }
     assert!(snapshotter.react(&changes).await.is_empty(), "snapshots");
@@ -143,7 +148,11 @@ async fn replay_and_audit_find_the_history_whole_then_name_a_gap() {
     react(&store, &snapshotter, &archiver, &skus).await;
     assert_eq!(delete_retired_events(&dynamo, &table).await, 5);
     for sku in &skus {
-        assert!(store.read_stream(sku, 0).await.expect("read").is_empty());
+        assert!(store
+            .read_stream(&StreamId::of(sku), 0)
+            .await
+            .expect("read")
+            .is_empty());
     }
 
     let replay = inventory_run(&["replay", "--sku", a.as_str()], endpoint, &table, &bucket).await;
@@ -262,7 +271,7 @@ async fn replay_and_audit_find_the_history_whole_then_name_a_gap() {
     forged.version = 1;
     forged.on_hand = 2;
     store
-        .save_snapshot(&c, &forged)
+        .save_snapshot(&StreamId::of(&c), &forged)
         .await
         .expect("snapshot saved");
     let orphan = inventory_run(&["audit", "--all"], endpoint, &table, &bucket).await;

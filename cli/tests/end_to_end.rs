@@ -7,6 +7,8 @@
 //! `inventory replay` report no mismatch.
 
 use inventory_core::domain::Annotation;
+use inventory_core::domain::StreamId;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -87,7 +89,10 @@ impl World {
     }
 
     async fn stream(&self, sku: &Sku) -> Vec<Event> {
-        self.store.read_stream(sku, 0).await.expect("stream")
+        self.store
+            .read_stream(&StreamId::of(sku), 0)
+            .await
+            .expect("stream")
     }
 
     /// Event items that carry a time to live, as (pk, sk).
@@ -233,7 +238,12 @@ async fn receive_reserve_expire_checkout_release_converge_archive_delete_and_aud
             let store = store.clone();
             let sku = sku.clone();
             async move {
-                let snapshot = store.read_snapshots(&[sku]).await.unwrap().pop().flatten();
+                let snapshot = store
+                    .read_snapshots(&[StreamId::of(&sku)])
+                    .await
+                    .unwrap()
+                    .pop()
+                    .flatten();
                 snapshot.is_some()
             }
         })
@@ -300,14 +310,19 @@ async fn receive_reserve_expire_checkout_release_converge_archive_delete_and_aud
                 let sku = sku.clone();
                 let version = fold.version;
                 async move {
-                    let snapshot = store.read_snapshots(&[sku]).await.unwrap().pop().flatten();
+                    let snapshot = store
+                        .read_snapshots(&[StreamId::of(&sku)])
+                        .await
+                        .unwrap()
+                        .pop()
+                        .flatten();
                     snapshot.is_some_and(|s| s.version == version)
                 }
             },
         )
         .await;
         let snapshot = store
-            .read_snapshots(std::slice::from_ref(sku))
+            .read_snapshots(std::slice::from_ref(&StreamId::of(sku)))
             .await
             .unwrap()
             .pop()
@@ -327,7 +342,7 @@ async fn receive_reserve_expire_checkout_release_converge_archive_delete_and_aud
                 let sku = sku.clone();
                 let events = events.clone();
                 async move {
-                    let archived = archive.read_sku(&sku).await.unwrap();
+                    let archived = archive.read_sku(&StreamId::of(&sku)).await.unwrap();
                     archived.problems.is_empty()
                         && archived.events.into_values().collect::<Vec<_>>() == events
                 }
@@ -389,13 +404,13 @@ async fn receive_reserve_expire_checkout_release_converge_archive_delete_and_aud
         let a = a.clone();
         async move {
             let snapshot = store
-                .read_snapshots(std::slice::from_ref(&a))
+                .read_snapshots(std::slice::from_ref(&StreamId::of(&a)))
                 .await
                 .unwrap()
                 .pop()
                 .flatten();
             let head = store
-                .read_stream(&a, 0)
+                .read_stream(&StreamId::of(&a), 0)
                 .await
                 .unwrap()
                 .last()
@@ -410,13 +425,13 @@ async fn receive_reserve_expire_checkout_release_converge_archive_delete_and_aud
         let a = a.clone();
         async move {
             let head = store
-                .read_stream(&a, 0)
+                .read_stream(&StreamId::of(&a), 0)
                 .await
                 .unwrap()
                 .last()
                 .map(|e| e.seq);
             archive
-                .read_sku(&a)
+                .read_sku(&StreamId::of(&a))
                 .await
                 .unwrap()
                 .events

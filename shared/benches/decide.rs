@@ -7,11 +7,12 @@
 )]
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
+
 use inventory_core::domain::decide::place_hold;
 use inventory_core::domain::Annotation;
 use inventory_core::domain::{
     Change, ClientId, CommandId, Event, HoldTerms, Quantity, ReservationId, Sku, SkuState,
-    Timestamp, TtlSeconds,
+    StreamId, Timestamp, TtlSeconds,
 };
 
 const GRACE_SECS: i64 = 120;
@@ -24,7 +25,7 @@ fn sku_with_active_holds(holds: u64) -> SkuState {
     state.evolve(&Event {
         actor: None,
         figures: None,
-        sku: sku.clone(),
+        stream: StreamId::of(&sku.clone()),
         seq: 1,
         at: Timestamp::from_millis(0),
         change: Change::StockReceived {
@@ -39,11 +40,11 @@ fn sku_with_active_holds(holds: u64) -> SkuState {
         state.evolve(&Event {
             actor: None,
             figures: None,
-            sku: sku.clone(),
+            stream: StreamId::of(&sku.clone()),
             seq: i + 2,
             at,
             change: Change::HoldPlaced {
-                reservation_id: ReservationId::new(sku.clone(), i + 2, i),
+                reservation_id: ReservationId::new(StreamId::of(&sku.clone()), i + 2, i),
                 quantity: one,
                 expires_at: terms.expires_at,
                 release_at: terms.release_at,
@@ -67,7 +68,7 @@ fn decide_one_reservation(c: &mut Criterion) {
         let sku = Sku::parse("FLASH-1").expect("valid sku");
         let now = state.clock;
         let terms = HoldTerms::new(now, TtlSeconds::DEFAULT, GRACE_SECS);
-        let id = ReservationId::new(sku, state.version + 1, 7);
+        let id = ReservationId::new(StreamId::of(&sku), state.version + 1, 7);
         let one = Quantity::new(1).expect("valid quantity");
         let owner = ClientId::parse("storefront").expect("valid client id");
         group.bench_with_input(BenchmarkId::from_parameter(holds), &state, |b, state| {

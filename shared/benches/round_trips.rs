@@ -18,8 +18,8 @@ use futures::future::join_all;
 use inventory_core::app::ReserveRequest;
 use inventory_core::aws::{DynamoStore, RequestCounter, TestAws};
 use inventory_core::domain::{
-    Action, Annotation, BucketCount, Caller, Command, CommandId, Line, Quantity, Sku, Timestamp,
-    TtlSeconds,
+    Action, Annotation, BucketCount, Caller, Command, CommandId, Line, Quantity, Sku, StreamId,
+    Timestamp, TtlSeconds,
 };
 use inventory_core::feed::{FeedChange, Reaction};
 use inventory_core::memory::MemoryQueue;
@@ -299,7 +299,10 @@ async fn split_into(inventory: &Inventory, count: BucketCount) {
 /// to through `counted` (its reads and saves of snapshots count).
 async fn snapshots_from_the_feed(plain: DynamoStore, counted: DynamoStore, count: BucketCount) {
     let snapshotter = Snapshotter::new(Arc::new(counted));
-    let streams: Vec<Sku> = count.buckets().map(|b| sku().in_bucket(b)).collect();
+    let streams: Vec<StreamId> = count
+        .buckets()
+        .map(|b| StreamId::of(&sku()).in_bucket(b))
+        .collect();
     let mut seen = vec![0; streams.len()];
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -324,6 +327,8 @@ mod history {
     use std::collections::{BTreeMap, HashMap};
     use std::sync::{Arc, Mutex, PoisonError};
     use std::time::{Duration, Instant};
+
+    use inventory_core::domain::StreamId;
 
     use aws_sdk_dynamodb::config::interceptors::{
         AfterDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
@@ -461,7 +466,7 @@ mod history {
 
     fn event_item(event: &Event) -> Item {
         serde_dynamo::to_item(EventItem {
-            pk: format!("sku#{}", event.sku),
+            pk: format!("sku#{}", event.stream),
             sk: event.seq,
             event,
         })
@@ -472,7 +477,7 @@ mod history {
         Event {
             actor: None,
             figures: None,
-            sku: sku(),
+            stream: StreamId::of(&sku()),
             seq,
             at,
             change: Change::StockReceived {
@@ -486,7 +491,7 @@ mod history {
     /// Appends one event at the head through the store (one conditional PutItem).
     async fn append(store: &DynamoStore, event: Event) {
         let append = StreamAppend {
-            sku: sku(),
+            stream: StreamId::of(&sku()),
             expected: event.seq - 1,
             events: vec![event],
         };
@@ -718,7 +723,10 @@ mod history {
             let events = history(with_figures);
             write_events(&plain, &table, &events).await;
             let state = inventory_core::domain::SkuState::from_events(&events);
-            store.save_snapshot(&sku(), &state).await.expect("snapshot");
+            store
+                .save_snapshot(&StreamId::of(&sku()), &state)
+                .await
+                .expect("snapshot");
             let objects = CountedObjects {
                 inner: aws.objects(aws.s3(), "bench-ledger").await,
                 lists: Default::default(),
@@ -730,7 +738,7 @@ mod history {
                         .inner
                         .put(
                             &inventory_core::archive::segment_key(
-                                &sku(),
+                                &StreamId::of(&sku()),
                                 &inventory_core::archive::day_of(at),
                                 run[0].seq,
                                 run[run.len() - 1].seq,
@@ -912,7 +920,7 @@ mod history {
         // feed batch of every event (it folds them in memory), then a few events after it.
         let started = Instant::now();
         let head = setup
-            .read_event(&sku(), history + 1)
+            .read_event(&StreamId::of(&sku()), history + 1)
             .await
             .expect("head read")
             .expect("head");
@@ -922,7 +930,10 @@ mod history {
             .react(&changes)
             .await;
         assert!(failed.is_empty(), "snapshot not saved");
-        let snapshot = setup.read_snapshots(&[sku()]).await.expect("snapshot read");
+        let snapshot = setup
+            .read_snapshots(&[StreamId::of(&sku())])
+            .await
+            .expect("snapshot read");
         assert_eq!(snapshot[0].as_ref().map(|s| s.version), Some(history + 1));
         for seq in history + 2..=history + 1 + AFTER_SNAPSHOT {
             append(&setup, received(seq, 1, SystemClock.now())).await;

@@ -20,7 +20,7 @@ use flate2::{Compression, GzBuilder};
 
 use thiserror::Error;
 
-use crate::domain::{Event, Sku, Timestamp, Version};
+use crate::domain::{Event, StreamId, Timestamp, Version};
 use crate::ports::{ObjectStore, ObjectStoreError, StoreError};
 
 /// Prefix of the data objects.
@@ -73,12 +73,12 @@ pub fn day_of(at: Timestamp) -> String {
 }
 
 /// Key of the data object holding events `first..=last` of `sku` recorded on `day`.
-pub fn segment_key(sku: &Sku, day: &str, first: Version, last: Version) -> String {
+pub fn segment_key(sku: &StreamId, day: &str, first: Version, last: Version) -> String {
     format!("{EVENTS_PREFIX}sku={sku}/day={day}/{first:012}-{last:012}.jsonl.gz")
 }
 
 /// Key of that object's entry in the day index.
-pub fn day_entry_key(sku: &Sku, day: &str, first: Version, last: Version) -> String {
+pub fn day_entry_key(sku: &StreamId, day: &str, first: Version, last: Version) -> String {
     format!("{DAYS_PREFIX}day={day}/sku={sku}/{first:012}-{last:012}")
 }
 
@@ -122,7 +122,11 @@ impl Archive {
 
     /// Stores consecutive events of one SKU: one object per UTC day they span, each written
     /// before its day-index entry. Returns the number of data objects written.
-    pub async fn store_run(&self, sku: &Sku, events: &[Event]) -> Result<usize, ObjectStoreError> {
+    pub async fn store_run(
+        &self,
+        sku: &StreamId,
+        events: &[Event],
+    ) -> Result<usize, ObjectStoreError> {
         let mut written = 0;
         for run in events.chunk_by(|a, b| day_of(a.at) == day_of(b.at)) {
             let (Some(first), Some(last)) = (run.first(), run.last()) else {
@@ -139,7 +143,7 @@ impl Archive {
     }
 
     /// Every archived event of `sku`, merged by sequence, with what is wrong, if anything.
-    pub async fn read_sku(&self, sku: &Sku) -> Result<ArchivedStream, ObjectStoreError> {
+    pub async fn read_sku(&self, sku: &StreamId) -> Result<ArchivedStream, ObjectStoreError> {
         let keys = self
             .objects
             .list(&format!("{EVENTS_PREFIX}sku={sku}/"))
@@ -159,10 +163,11 @@ impl Archive {
                 }
             };
             for event in events {
-                if &event.sku != sku {
-                    stream
-                        .problems
-                        .push(format!("{key}: holds event {} of {}", event.seq, event.sku));
+                if &event.stream != sku {
+                    stream.problems.push(format!(
+                        "{key}: holds event {} of {}",
+                        event.seq, event.stream
+                    ));
                     continue;
                 }
                 match stream.events.get(&event.seq) {
@@ -187,7 +192,7 @@ impl Archive {
     /// events and the objects read.
     pub async fn read_after(
         &self,
-        sku: &Sku,
+        sku: &StreamId,
         after: Version,
         limit: usize,
     ) -> Result<(Vec<Event>, usize), ObjectStoreError> {
@@ -218,7 +223,7 @@ impl Archive {
                 decode(&bytes).map_err(|reason| ObjectStoreError(format!("{key}: {reason}")))?;
             for event in run {
                 let next = events.last().map_or(after, |event| event.seq) + 1;
-                if event.seq == next && &event.sku == sku && events.len() < limit {
+                if event.seq == next && &event.stream == sku && events.len() < limit {
                     events.push(event);
                 }
             }
@@ -227,13 +232,13 @@ impl Archive {
     }
 
     /// Every SKU with archived events.
-    pub async fn skus(&self) -> Result<Vec<Sku>, ObjectStoreError> {
+    pub async fn skus(&self) -> Result<Vec<StreamId>, ObjectStoreError> {
         let folders = self.objects.list_folders(EVENTS_PREFIX).await?;
         Ok(skus_of(&folders, EVENTS_PREFIX))
     }
 
     /// The SKUs with events recorded on `day` (`YYYY-MM-DD`).
-    pub async fn skus_on(&self, day: &str) -> Result<Vec<Sku>, ObjectStoreError> {
+    pub async fn skus_on(&self, day: &str) -> Result<Vec<StreamId>, ObjectStoreError> {
         let prefix = format!("{DAYS_PREFIX}day={day}/");
         let folders = self.objects.list_folders(&prefix).await?;
         Ok(skus_of(&folders, &prefix))
@@ -247,12 +252,12 @@ fn run_of(key: &str) -> Option<(Version, Version)> {
     Some((first.parse().ok()?, last.parse().ok()?))
 }
 
-fn skus_of(folders: &[String], prefix: &str) -> Vec<Sku> {
+fn skus_of(folders: &[String], prefix: &str) -> Vec<StreamId> {
     folders
         .iter()
         .filter_map(|folder| {
             let name = folder.strip_prefix(prefix)?.strip_prefix("sku=")?;
-            Sku::parse_stream(name.trim_end_matches('/')).ok()
+            StreamId::parse(name.trim_end_matches('/')).ok()
         })
         .collect()
 }
@@ -264,15 +269,15 @@ mod tests {
     use crate::domain::{Change, CommandId, Quantity};
     use crate::memory::MemoryObjects;
 
-    fn sku() -> Sku {
-        Sku::parse("SKU-1").unwrap()
+    fn sku() -> StreamId {
+        StreamId::of(&crate::domain::Sku::parse("SKU-1").unwrap())
     }
 
     fn received(seq: Version, at_millis: i64) -> Event {
         Event {
             actor: None,
             figures: None,
-            sku: sku(),
+            stream: sku(),
             seq,
             at: Timestamp::from_millis(at_millis),
             change: Change::StockReceived {

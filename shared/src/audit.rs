@@ -16,14 +16,16 @@ use std::fmt;
 
 use crate::app::ItemView;
 use crate::archive::{Archive, ArchiveError};
-use crate::domain::{Bucket, Change, Event, Move, Sku, SkuState, Timestamp, TransferId, Version};
+use crate::domain::{
+    Bucket, Change, Event, Move, SkuState, StreamId, Timestamp, TransferId, Version,
+};
 use crate::ports::{EventStore, Record, RecordKey};
 
-/// What auditing one SKU found.
+/// What auditing one stream found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SkuAudit {
-    /// The SKU.
-    pub sku: Sku,
+    /// The stream.
+    pub stream: StreamId,
     /// The last sequence found, in the archive or the table (0: none).
     pub head: Version,
     /// Distinct events found in the archive.
@@ -64,13 +66,13 @@ impl SkuAudit {
 
     /// The replayed state as the read view would show it at `now`.
     pub fn replayed_view(&self) -> ItemView {
-        view_of(&self.sku, &self.replayed, self.now)
+        view_of(&self.stream, &self.replayed, self.now)
     }
 }
 
 impl fmt::Display for SkuAudit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: ", self.sku)?;
+        write!(f, "{}: ", self.stream)?;
         match self.mismatches.len() {
             0 => write!(f, "clean")?,
             1 => write!(f, "1 mismatch")?,
@@ -97,8 +99,8 @@ impl fmt::Display for SkuAudit {
 }
 
 /// The read view of `state` at `now`, as `GET /items` computes it.
-fn view_of(sku: &Sku, state: &SkuState, now: Timestamp) -> ItemView {
-    ItemView::new(sku.clone(), state, state.now(now))
+fn view_of(stream: &StreamId, state: &SkuState, now: Timestamp) -> ItemView {
+    ItemView::new(stream.item().clone(), state, state.now(now))
 }
 
 /// `first..=last` in words.
@@ -180,7 +182,7 @@ fn view_differences(found: &ItemView, expected: &ItemView) -> Vec<String> {
 pub async fn audit_sku(
     store: &dyn EventStore,
     archive: &Archive,
-    sku: &Sku,
+    sku: &StreamId,
     now: Timestamp,
 ) -> Result<SkuAudit, ArchiveError> {
     let archived = archive.read_sku(sku).await?;
@@ -191,7 +193,9 @@ pub async fn audit_sku(
         .pop()
         .flatten();
     let mark = match store
-        .read_records(&[RecordKey::ArchiveMark { sku: sku.clone() }])
+        .read_records(&[RecordKey::ArchiveMark {
+            stream: sku.clone(),
+        }])
         .await?
         .pop()
         .flatten()
@@ -217,10 +221,10 @@ pub async fn audit_sku(
         archived.events.iter().map(|(s, e)| (*s, e)).collect();
     let mut unarchived = 0;
     for event in &live {
-        if &event.sku != sku {
+        if &event.stream != sku {
             mismatches.push(format!(
                 "the table returned event {} of {} in the stream of {sku}",
-                event.seq, event.sku
+                event.seq, event.stream
             ));
             continue;
         }
@@ -338,7 +342,7 @@ pub async fn audit_sku(
     }
 
     Ok(SkuAudit {
-        sku: sku.clone(),
+        stream: sku.clone(),
         head,
         archived: archived.events.len(),
         live: live.len(),
@@ -361,12 +365,13 @@ pub async fn audit_sku(
 /// into, the same in each, and nowhere else, so the buckets' histories add up to the item's: no
 /// move created or lost a unit. What is wrong is added to the mismatches of the item's bucket 0.
 pub fn check_buckets(audits: &mut [SkuAudit]) {
-    let mut items: BTreeMap<Sku, Vec<usize>> = BTreeMap::new();
+    // An item's buckets at one location, by their bucket 0.
+    let mut items: BTreeMap<StreamId, Vec<usize>> = BTreeMap::new();
     for (index, audit) in audits.iter().enumerate() {
-        items.entry(audit.sku.item()).or_default().push(index);
+        items.entry(audit.stream.home()).or_default().push(index);
     }
     for (item, members) in items {
-        let Some(&zero) = members.iter().find(|&&i| audits[i].sku.is_item()) else {
+        let Some(&zero) = members.iter().find(|&&i| audits[i].stream.is_home()) else {
             continue;
         };
         let mut problems = Vec::new();
@@ -374,7 +379,7 @@ pub fn check_buckets(audits: &mut [SkuAudit]) {
         let mut seen: BTreeMap<TransferId, (Vec<Move>, BTreeSet<Bucket>)> = BTreeMap::new();
         for &index in &members {
             let audit = &audits[index];
-            let bucket = audit.sku.bucket();
+            let bucket = audit.stream.bucket();
             if bucket.number() >= widest && audit.head > 0 {
                 problems.push(format!(
                     "bucket {bucket} has events, but the item was never split into more than {widest}"
@@ -405,7 +410,7 @@ pub fn check_buckets(audits: &mut [SkuAudit]) {
             }
         }
         let zero = &mut audits[zero];
-        debug_assert_eq!(zero.sku, item);
+        debug_assert_eq!(zero.stream, item);
         zero.mismatches.extend(problems);
     }
 }
@@ -477,7 +482,7 @@ mod tests {
         async fn receive(&self, units: i64) {
             let command = Command {
                 id: CommandId::random(),
-                sku: sku(),
+                sku: sku().item().clone(),
                 accepted_at: self.clock.now(),
                 action: Action::ReceiveStock {
                     quantity: Quantity::new(units).unwrap(),
@@ -485,7 +490,7 @@ mod tests {
                 },
             };
             self.inventory
-                .apply_commands(&sku(), &[command])
+                .apply_commands(sku().item(), &[command])
                 .await
                 .unwrap();
             self.clock.advance_millis(1_000);
@@ -494,14 +499,14 @@ mod tests {
         async fn split(&self, count: i64) {
             let command = Command {
                 id: CommandId::random(),
-                sku: sku(),
+                sku: sku().item().clone(),
                 accepted_at: self.clock.now(),
                 action: Action::SetBuckets {
                     count: crate::domain::BucketCount::new(count).unwrap(),
                 },
             };
             self.inventory
-                .apply_commands(&sku(), &[command])
+                .apply_commands(sku().item(), &[command])
                 .await
                 .unwrap();
             self.clock.advance_millis(1_000);
@@ -525,7 +530,7 @@ mod tests {
 
         async fn reserve(&self, units: i64) {
             let line = Line {
-                sku: sku(),
+                sku: sku().item().clone(),
                 quantity: Quantity::new(units).unwrap(),
             };
             let request = ReserveRequest::new(vec![line], TtlSeconds::DEFAULT, None).unwrap();
@@ -571,8 +576,8 @@ mod tests {
         }
     }
 
-    fn sku() -> Sku {
-        Sku::parse("SKU-1").unwrap()
+    fn sku() -> StreamId {
+        StreamId::of(&crate::domain::Sku::parse("SKU-1").unwrap())
     }
 
     #[tokio::test]

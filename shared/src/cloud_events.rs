@@ -58,11 +58,11 @@ impl<'a> CloudEvent<'a> {
             id: noticed.id(),
             source,
             kind: format!("{TYPE_PREFIX}{}", noticed.notice.kind()),
-            subject: noticed.sku.item().to_string(),
+            subject: noticed.stream.item().to_string(),
             time: format_rfc3339(noticed.at),
             datacontenttype: "application/json",
             data: Data {
-                stream: noticed.sku.to_string(),
+                stream: noticed.stream.to_string(),
                 version: noticed.version,
                 notice: &noticed.notice,
             },
@@ -78,7 +78,7 @@ impl<'a> CloudEvent<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Sku, StockFigures, Timestamp};
+    use crate::domain::{Sku, StockFigures, StreamId, Timestamp};
 
     #[test]
     fn the_types_start_with_the_bus_source() {
@@ -88,7 +88,7 @@ mod tests {
     #[test]
     fn a_notice_reads_as_a_cloud_event() {
         let noticed = Noticed {
-            sku: Sku::parse("SKU-1").unwrap(),
+            stream: StreamId::of(&Sku::parse("SKU-1").unwrap()),
             version: 42,
             at: Timestamp::from_millis(1_796_000_000_000),
             notice: Notice::OutOfStock {

@@ -10,6 +10,7 @@
 //! runs the use cases over the adapter, with its time to live played by [`TimeToLive`], to prove
 //! that an append decided on a head older than the live retention is never written there.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,8 +22,8 @@ use crate::config::Config;
 use crate::domain::{Action, Bucket, Caller, Command, Figures, Line, TtlSeconds, Unavailable};
 use crate::domain::{
     Annotation, Change, ClientId, CommandId, Event, HoldLine, HoldStatus, IdempotencyKey, Quantity,
-    Reason, Reclassification, RejectionCode, ReservationId, Sku, SkuState, StockState, Timestamp,
-    Version,
+    Reason, Reclassification, RejectionCode, ReservationId, Sku, SkuState, StockState, StreamId,
+    Timestamp, Version,
 };
 use crate::feed::{FeedChange, Reaction};
 use crate::limits::MAX_TRANSACTION_ITEMS;
@@ -30,7 +31,7 @@ use crate::memory::{MemoryObjects, MemoryQueue, MemoryStore};
 use crate::ports::{
     Acceptance, CommandOutcome, CommandRecord, Conflict, EventStore, IdempotencyRecord, Lapsing,
     LapsingHold, Record, RecordKey, RecordWrite, SnapshotSave, StoreError, StreamAppend,
-    Transaction,
+    Transaction, Versioned,
 };
 use crate::ports::{Clock, ManualClock, StreamPage};
 use crate::reactions::{Archiver, Snapshotter};
@@ -66,20 +67,26 @@ pub async fn check_event_store(store: Arc<dyn EventStore>, ttl: &dyn TimeToLive,
     a_transaction_of_more_than_the_item_limit_is_refused_whole(store.as_ref(), prefix).await;
     of_racing_appends_at_one_head_exactly_one_wins(Arc::clone(&store), prefix).await;
     a_snapshot_never_goes_backwards(store.as_ref(), prefix).await;
+    an_items_streams_at_each_location_and_bucket_are_kept_apart(store.as_ref(), prefix).await;
     the_expiry_index_finds_hold_events_by_expiry(store.as_ref(), prefix).await;
     retiring_events_leaves_them_readable_until_deleted(store.as_ref(), prefix).await;
     a_head_older_than_the_live_retention_is_read_again_before_an_append(store, ttl, prefix).await;
 }
 
-fn sku(prefix: &str, name: &str) -> Sku {
+fn item(prefix: &str, name: &str) -> Sku {
     Sku::parse(&format!("{prefix}-{name}")).expect("prefix makes a valid sku")
 }
 
-fn received(sku: &Sku, seq: Version, units: i64) -> Event {
+/// The own stream of the item `{prefix}-{name}`.
+fn sku(prefix: &str, name: &str) -> StreamId {
+    StreamId::of(&item(prefix, name))
+}
+
+fn received(sku: &StreamId, seq: Version, units: i64) -> Event {
     Event {
         actor: None,
         figures: None,
-        sku: sku.clone(),
+        stream: sku.clone(),
         seq,
         at: Timestamp::from_millis(1_700_000_000_000 + seq as i64),
         change: Change::StockReceived {
@@ -90,9 +97,9 @@ fn received(sku: &Sku, seq: Version, units: i64) -> Event {
     }
 }
 
-fn append(sku: &Sku, expected: Version, count: u64) -> StreamAppend {
+fn append(sku: &StreamId, expected: Version, count: u64) -> StreamAppend {
     StreamAppend {
-        sku: sku.clone(),
+        stream: sku.clone(),
         expected,
         events: (expected + 1..=expected + count)
             .map(|seq| received(sku, seq, 1))
@@ -243,14 +250,14 @@ async fn every_kind_of_stock_change_reads_back_as_written(store: &dyn EventStore
                     ..Unavailable::default()
                 },
             }),
-            sku: a.clone(),
+            stream: a.clone(),
             seq,
             at: at(seq as i64),
             change,
         }))
         .collect();
     let appended = StreamAppend {
-        sku: a.clone(),
+        stream: a.clone(),
         expected: 0,
         events: events.clone(),
     };
@@ -278,7 +285,7 @@ async fn every_kind_of_stock_change_reads_back_as_written(store: &dyn EventStore
     // A stale count's outcome keeps the figure it should have been taken against.
     let key = RecordKey::CommandOutcome {
         command_id: CommandId::random(),
-        sku: a.clone(),
+        sku: a.item().clone(),
     };
     let record = Record::CommandOutcome(CommandOutcome::Rejected {
         reason: RejectionCode::StaleCount,
@@ -321,7 +328,7 @@ async fn an_append_at_a_stale_head_conflicts_and_writes_nothing(
     assert_eq!(
         stale,
         Err(StoreError::Conflict(Conflict::Stream {
-            sku: a.clone(),
+            stream: a.clone(),
             found: Some(Box::new(first.events[0].clone()))
         }))
     );
@@ -356,7 +363,7 @@ async fn a_transaction_over_several_streams_and_records_is_all_or_nothing(
     )
     .await;
     assert!(
-        matches!(&failed, Err(StoreError::Conflict(Conflict::Stream { sku, .. })) if *sku == b),
+        matches!(&failed, Err(StoreError::Conflict(Conflict::Stream { stream, .. })) if *stream == b),
         "{failed:?}"
     );
     assert_eq!(
@@ -399,7 +406,7 @@ async fn command_records_are_listed_by_when_they_were_accepted(
             .iter()
             .map(|line| Command {
                 id,
-                sku: sku(prefix, &format!("cmd-{name}-{line}")),
+                sku: item(prefix, &format!("cmd-{name}-{line}")),
                 accepted_at: at,
                 action: Action::AdjustStock {
                     delta: -1_000_000_000,
@@ -437,7 +444,7 @@ async fn command_records_are_listed_by_when_they_were_accepted(
     records.push(RecordWrite {
         key: RecordKey::CommandOutcome {
             command_id: written[1].0,
-            sku: sku(prefix, "cmd-at-a"),
+            sku: item(prefix, "cmd-at-a"),
         },
         expected: None,
         record: Record::CommandOutcome(CommandOutcome::Applied),
@@ -498,18 +505,23 @@ async fn a_record_written_twice_as_new_conflicts(store: &dyn EventStore, prefix:
         },
     )
     .await;
-    assert_eq!(again, Err(StoreError::Conflict(Conflict::Record { key })));
+    assert_eq!(
+        again,
+        Err(StoreError::Conflict(Conflict::Record {
+            key: Box::new(key)
+        }))
+    );
 }
 
 async fn a_record_update_needs_the_version_read(store: &dyn EventStore, prefix: &str) {
     let id = ReservationId::new(sku(prefix, "hold"), 3, 9);
     let key = RecordKey::Hold {
         reservation_id: id.clone(),
-        sku: sku(prefix, "hold"),
+        stream: sku(prefix, "hold"),
     };
     let mut hold = HoldLine {
         reservation_id: id,
-        sku: sku(prefix, "hold"),
+        stream: sku(prefix, "hold"),
         quantity: Quantity::new(2).expect("valid quantity"),
         expires_at: Timestamp::from_millis(1_000),
         release_at: Timestamp::from_millis(2_000),
@@ -646,6 +658,111 @@ async fn of_racing_appends_at_one_head_exactly_one_wins(store: Arc<dyn EventStor
     assert_eq!(store.read_stream(&a, 0).await.map(|e| e.len()), Ok(1));
 }
 
+/// An item's stream at each location and in each bucket is a stream of its own: its events,
+/// snapshot, hold records and expiry entries are found under its name and no other's, and
+/// a reservation anchored there is read back from its id.
+async fn an_items_streams_at_each_location_and_bucket_are_kept_apart(
+    store: &dyn EventStore,
+    prefix: &str,
+) {
+    let own = sku(prefix, "placed");
+    let streams: Vec<StreamId> = ["", "@2", ":store-5", ":store-5@2", ":wh.east_1@255"]
+        .iter()
+        .map(|suffix| StreamId::parse(&format!("{own}{suffix}")).expect("a stream name"))
+        .collect();
+    let expires_at = Timestamp::from_millis(1_950_000_000_000);
+    for (index, stream) in streams.iter().enumerate() {
+        let units = index as i64 + 1;
+        let received_then_held = vec![
+            received(stream, 1, units),
+            Event {
+                actor: None,
+                figures: None,
+                stream: stream.clone(),
+                seq: 2,
+                at: Timestamp::from_millis(1_700_000_000_002),
+                change: Change::HoldPlaced {
+                    reservation_id: ReservationId::new(stream.clone(), 2, 9),
+                    quantity: Quantity::new(units).expect("valid quantity"),
+                    expires_at,
+                    release_at: expires_at,
+                    lines: Vec::new(),
+                    owner: None,
+                },
+            },
+        ];
+        let hold = HoldLine::placed(stream, &received_then_held[1].change).expect("a hold");
+        let mut transaction = Transaction::appends(vec![StreamAppend {
+            stream: stream.clone(),
+            expected: 0,
+            events: received_then_held.clone(),
+        }]);
+        transaction.records.push(RecordWrite {
+            key: RecordKey::Hold {
+                reservation_id: hold.reservation_id.clone(),
+                stream: stream.clone(),
+            },
+            expected: None,
+            record: Record::Hold(hold),
+        });
+        transact(store, transaction).await.expect("append");
+        let state = SkuState::from_events(&received_then_held);
+        store.save_snapshot(stream, &state).await.expect("snapshot");
+    }
+    for (index, stream) in streams.iter().enumerate() {
+        let units = index as i64 + 1;
+        let events = store.read_stream(stream, 0).await.expect("readable");
+        assert_eq!(events.len(), 2, "{stream}: its own events only");
+        assert!(
+            events.iter().all(|event| &event.stream == stream),
+            "{stream}"
+        );
+        let id = ReservationId::new(stream.clone(), 2, 9);
+        let anchor = store
+            .read_event(id.anchor(), id.anchor_seq())
+            .await
+            .expect("readable")
+            .expect("the anchor");
+        assert_eq!(anchor.change.reservation_id(), Some(&id), "{stream}");
+        let snapshot = store
+            .read_snapshots(std::slice::from_ref(stream))
+            .await
+            .expect("readable")
+            .pop()
+            .flatten()
+            .expect("a snapshot");
+        assert_eq!(snapshot.on_hand, units, "{stream}: its own snapshot");
+        let key = RecordKey::Hold {
+            reservation_id: id,
+            stream: stream.clone(),
+        };
+        let record = store.read_records(&[key]).await.expect("readable").pop();
+        assert!(
+            matches!(record, Some(Some(Versioned { record: Record::Hold(ref hold), .. })) if &hold.stream == stream),
+            "{stream}: {record:?}"
+        );
+    }
+    let lapsing = store
+        .lapsing_holds(
+            expires_at.plus_millis(-1),
+            expires_at,
+            crate::limits::MAX_HOLDS_PER_SWEEP,
+        )
+        .await
+        .expect("readable");
+    let found: BTreeSet<&StreamId> = lapsing
+        .holds
+        .iter()
+        .filter(|hold| hold.stream.item() == own.item())
+        .map(|hold| &hold.stream)
+        .collect();
+    assert_eq!(
+        found,
+        streams.iter().collect(),
+        "the expiry index names each stream"
+    );
+}
+
 async fn a_snapshot_never_goes_backwards(store: &dyn EventStore, prefix: &str) {
     let a = sku(prefix, "snap-a");
     let b = sku(prefix, "snap-b");
@@ -687,11 +804,11 @@ async fn the_expiry_index_finds_hold_events_by_expiry(store: &dyn EventStore, pr
     let instant = |secs: i64| Timestamp::from_millis(base + secs * 1000);
     let a = sku(prefix, "expiry-a");
     let b = sku(prefix, "expiry-b");
-    let rid = |sku: &Sku, seq: Version| ReservationId::new(sku.clone(), seq, 11);
-    let placed = |sku: &Sku, seq: Version, expires: i64| Event {
+    let rid = |sku: &StreamId, seq: Version| ReservationId::new(sku.clone(), seq, 11);
+    let placed = |sku: &StreamId, seq: Version, expires: i64| Event {
         actor: None,
         figures: None,
-        sku: sku.clone(),
+        stream: sku.clone(),
         seq,
         at: instant(0),
         change: Change::HoldPlaced {
@@ -706,7 +823,7 @@ async fn the_expiry_index_finds_hold_events_by_expiry(store: &dyn EventStore, pr
     let extended = Event {
         actor: None,
         figures: None,
-        sku: a.clone(),
+        stream: a.clone(),
         seq: 4,
         at: instant(1),
         change: Change::HoldExtended {
@@ -731,17 +848,17 @@ async fn the_expiry_index_finds_hold_events_by_expiry(store: &dyn EventStore, pr
         store,
         Transaction::appends(vec![
             StreamAppend {
-                sku: a.clone(),
+                stream: a.clone(),
                 expected: 0,
                 events: stream_a,
             },
             StreamAppend {
-                sku: b.clone(),
+                stream: b.clone(),
                 expected: 0,
                 events: stream_b,
             },
             StreamAppend {
-                sku: c.clone(),
+                stream: c.clone(),
                 expected: 0,
                 events: stream_c,
             },
@@ -749,13 +866,13 @@ async fn the_expiry_index_finds_hold_events_by_expiry(store: &dyn EventStore, pr
     )
     .await
     .expect("hold events appended");
-    let entry = |sku: &Sku, seq: Version, reservation: Version, expires: i64| LapsingHold {
-        sku: sku.clone(),
+    let entry = |sku: &StreamId, seq: Version, reservation: Version, expires: i64| LapsingHold {
+        stream: sku.clone(),
         seq,
         reservation_id: rid(sku, reservation),
         expires_at: instant(expires),
     };
-    let mine = |hold: &LapsingHold| [&a, &b, &c].contains(&&hold.sku);
+    let mine = |hold: &LapsingHold| [&a, &b, &c].contains(&&hold.stream);
     let ours = |found: Result<Lapsing, StoreError>| -> Vec<LapsingHold> {
         let found = found.expect("index readable");
         assert!(
@@ -878,14 +995,16 @@ async fn a_head_older_than_the_live_retention_is_read_again_before_an_append(
     let (warm, busy) = (process(), process());
     let receipt = Command {
         id: CommandId::random(),
-        sku: a.clone(),
+        sku: a.item().clone(),
         accepted_at: clock.now(),
         action: Action::ReceiveStock {
             quantity: Quantity::new(10).expect("valid quantity"),
             why: Annotation::received(None),
         },
     };
-    busy.apply_commands(&a, &[receipt]).await.expect("received");
+    busy.apply_commands(a.item(), &[receipt])
+        .await
+        .expect("received");
     assert_eq!(reserve(&warm, &a).await, 2);
     for expected in 3..=5 {
         assert_eq!(reserve(&busy, &a).await, expected);
@@ -933,9 +1052,9 @@ async fn a_head_older_than_the_live_retention_is_read_again_before_an_append(
 }
 
 /// Reserves one unit of `sku`; the sequence number its hold took.
-async fn reserve(process: &Inventory, sku: &Sku) -> Version {
+async fn reserve(process: &Inventory, sku: &StreamId) -> Version {
     let line = Line {
-        sku: sku.clone(),
+        sku: sku.item().clone(),
         quantity: Quantity::new(1).expect("valid quantity"),
     };
     let request = ReserveRequest::new(vec![line], TtlSeconds::new(60).expect("ttl"), None)

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 
-use crate::domain::{Event, Sku};
+use crate::domain::{Event, StreamId};
 use crate::ports::ParkedEntry;
 
 /// One change of a SKU's stream, or of what the processor set aside for it.
@@ -33,10 +33,10 @@ impl FeedChange {
     }
 
     /// The stream the change is of (for a parked command, the one it is filed under).
-    pub fn sku(&self) -> &Sku {
+    pub fn stream(&self) -> StreamId {
         match self {
-            FeedChange::Appended(event) | FeedChange::Removed(event) => &event.sku,
-            FeedChange::Parked(parked) => &parked.sku,
+            FeedChange::Appended(event) | FeedChange::Removed(event) => event.stream.clone(),
+            FeedChange::Parked(parked) => StreamId::of(&parked.sku),
         }
     }
 }
@@ -47,7 +47,7 @@ impl FeedChange {
 #[async_trait]
 pub trait Reaction: Send + Sync + 'static {
     /// Reacts to `changes` (in feed order); returns the SKUs to deliver again.
-    async fn react(&self, changes: &[FeedChange]) -> BTreeSet<Sku>;
+    async fn react(&self, changes: &[FeedChange]) -> BTreeSet<StreamId>;
 }
 
 /// A delivered change and its position in the feed (`None`: a record that is not an event).
@@ -69,7 +69,7 @@ pub async fn react_to_batch(reaction: &dyn Reaction, batch: &[Delivered]) -> Opt
         .filter(|d| {
             d.change
                 .as_ref()
-                .is_some_and(|change| failed.contains(change.sku()))
+                .is_some_and(|change| failed.contains(&change.stream()))
         })
         .map(|d| d.sequence_number.as_str())
         .min_by(|a, b| compare_sequence_numbers(a, b))

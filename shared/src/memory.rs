@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 
 use crate::domain::{
-    Change, Command, CommandId, Event, Noticed, Sku, SkuState, Timestamp, Version,
+    Change, Command, CommandId, Event, Noticed, SkuState, StreamId, Timestamp, Version,
 };
 use crate::feed::FeedChange;
 use crate::limits::MAX_TRANSACTION_ITEMS;
@@ -30,9 +30,9 @@ pub struct MemoryStore {
 
 #[derive(Debug, Default)]
 struct Tables {
-    streams: HashMap<Sku, Vec<Slot>>,
+    streams: HashMap<StreamId, Vec<Slot>>,
     records: HashMap<RecordKey, Versioned>,
-    snapshots: HashMap<Sku, SkuState>,
+    snapshots: HashMap<StreamId, SkuState>,
     feed: Vec<FeedChange>,
 }
 
@@ -52,8 +52,8 @@ impl MemoryStore {
     }
 
     /// Every stream's SKU (for checks and tools; the service never lists).
-    pub fn skus(&self) -> Vec<Sku> {
-        let mut skus: Vec<Sku> = self.tables().streams.keys().cloned().collect();
+    pub fn skus(&self) -> Vec<StreamId> {
+        let mut skus: Vec<StreamId> = self.tables().streams.keys().cloned().collect();
         skus.sort();
         skus
     }
@@ -85,7 +85,7 @@ impl MemoryStore {
     }
 
     /// Events of `sku` still in the store with their deletion time, if retired (for tests).
-    pub fn retirements(&self, sku: &Sku) -> Vec<(Version, Option<Timestamp>)> {
+    pub fn retirements(&self, sku: &StreamId) -> Vec<(Version, Option<Timestamp>)> {
         let tables = self.tables();
         tables.streams.get(sku).map_or_else(Vec::new, |slots| {
             slots
@@ -108,7 +108,7 @@ impl MemoryStore {
 impl Tables {
     /// Whether the slot of event `seq` of `sku` holds an event. A slot the time to live emptied
     /// is free again, as in DynamoDB, where nothing is left of a deleted item.
-    fn taken(&self, sku: &Sku, seq: Version) -> bool {
+    fn taken(&self, sku: &StreamId, seq: Version) -> bool {
         let index = usize::try_from(seq).ok().and_then(|seq| seq.checked_sub(1));
         index
             .and_then(|i| self.streams.get(sku)?.get(i))
@@ -123,18 +123,21 @@ impl Tables {
             )));
         }
         for append in &commit.appends {
-            let length = self.streams.get(&append.sku).map_or(0, Vec::len) as Version;
-            let taken = append.events.iter().any(|e| self.taken(&append.sku, e.seq));
+            let length = self.streams.get(&append.stream).map_or(0, Vec::len) as Version;
+            let taken = append
+                .events
+                .iter()
+                .any(|e| self.taken(&append.stream, e.seq));
             // A stream has no holes: an append starts within it or right after its end.
             if taken || append.expected > length {
                 let found = self
                     .streams
-                    .get(&append.sku)
+                    .get(&append.stream)
                     .and_then(|slots| slots.get(append.expected as usize))
                     .filter(|slot| !slot.deleted)
                     .map(|slot| Box::new(slot.event.clone()));
                 return Err(StoreError::Conflict(Conflict::Stream {
-                    sku: append.sku.clone(),
+                    stream: append.stream.clone(),
                     found,
                 }));
             }
@@ -142,11 +145,11 @@ impl Tables {
                 .events
                 .iter()
                 .zip(append.expected + 1..)
-                .all(|(event, seq)| event.seq == seq && event.sku == append.sku);
+                .all(|(event, seq)| event.seq == seq && event.stream == append.stream);
             if !numbered {
                 return Err(StoreError::Bug(format!(
                     "events for {} are not numbered from {}",
-                    append.sku,
+                    append.stream,
                     append.expected + 1
                 )));
             }
@@ -155,7 +158,7 @@ impl Tables {
             let current = self.records.get(&write.key).map(|stored| stored.version);
             if current != write.expected {
                 return Err(StoreError::Conflict(Conflict::Record {
-                    key: write.key.clone(),
+                    key: Box::new(write.key.clone()),
                 }));
             }
         }
@@ -165,7 +168,7 @@ impl Tables {
 
 #[async_trait]
 impl Streams for MemoryStore {
-    async fn read_stream(&self, sku: &Sku, after: Version) -> Result<Vec<Event>, StoreError> {
+    async fn read_stream(&self, sku: &StreamId, after: Version) -> Result<Vec<Event>, StoreError> {
         let tables = self.tables();
         let slots = tables.streams.get(sku).map_or(&[][..], Vec::as_slice);
         let from = usize::try_from(after)
@@ -180,7 +183,7 @@ impl Streams for MemoryStore {
 
     async fn read_page(
         &self,
-        sku: &Sku,
+        sku: &StreamId,
         after: Version,
         limit: usize,
     ) -> Result<StreamPage, StoreError> {
@@ -198,7 +201,7 @@ impl Streams for MemoryStore {
         Ok(StreamPage::first(limit, next))
     }
 
-    async fn read_event(&self, sku: &Sku, seq: Version) -> Result<Option<Event>, StoreError> {
+    async fn read_event(&self, sku: &StreamId, seq: Version) -> Result<Option<Event>, StoreError> {
         let tables = self.tables();
         let index = usize::try_from(seq).ok().and_then(|seq| seq.checked_sub(1));
         Ok(index
@@ -228,7 +231,7 @@ impl Transactions for MemoryStore {
             tables
                 .feed
                 .extend(append.events.iter().cloned().map(FeedChange::Appended));
-            let slots = tables.streams.entry(append.sku).or_default();
+            let slots = tables.streams.entry(append.stream).or_default();
             for event in append.events {
                 let slot = Slot {
                     event,
@@ -262,7 +265,7 @@ impl Transactions for MemoryStore {
 
 #[async_trait]
 impl Snapshots for MemoryStore {
-    async fn read_snapshots(&self, skus: &[Sku]) -> Result<Vec<Option<SkuState>>, StoreError> {
+    async fn read_snapshots(&self, skus: &[StreamId]) -> Result<Vec<Option<SkuState>>, StoreError> {
         let tables = self.tables();
         Ok(skus
             .iter()
@@ -270,7 +273,11 @@ impl Snapshots for MemoryStore {
             .collect())
     }
 
-    async fn save_snapshot(&self, sku: &Sku, state: &SkuState) -> Result<SnapshotSave, StoreError> {
+    async fn save_snapshot(
+        &self,
+        sku: &StreamId,
+        state: &SkuState,
+    ) -> Result<SnapshotSave, StoreError> {
         let mut tables = self.tables();
         let stored = tables.snapshots.entry(sku.clone()).or_default();
         if stored.version >= state.version {
@@ -311,7 +318,7 @@ impl ExpiryIndex for MemoryStore {
                     _ => return None,
                 };
                 (after < expires_at && expires_at <= through).then(|| LapsingHold {
-                    sku: event.sku.clone(),
+                    stream: event.stream.clone(),
                     seq: event.seq,
                     reservation_id: reservation_id.clone(),
                     expires_at,
@@ -337,7 +344,7 @@ impl ExpiryIndex for MemoryStore {
 impl Retirement for MemoryStore {
     async fn retire_events(
         &self,
-        sku: &Sku,
+        sku: &StreamId,
         seqs: RangeInclusive<Version>,
         delete_at: Timestamp,
     ) -> Result<(), StoreError> {

@@ -12,7 +12,7 @@ use thiserror::Error;
 
 use crate::domain::{
     Change, ClientId, Command, CommandId, Event, HoldLine, IdempotencyKey, Noticed, RejectionCode,
-    ReservationId, Sku, SkuState, Timestamp, Version,
+    ReservationId, Sku, SkuState, StreamId, Timestamp, Version,
 };
 
 /// Where a record lives: records are looked up directly by key, never scanned for.
@@ -23,8 +23,9 @@ pub enum RecordKey {
     Hold {
         /// The reservation.
         reservation_id: ReservationId,
-        /// The SKU of the hold.
-        sku: Sku,
+        /// The stream the hold is in.
+        #[serde(rename = "sku")]
+        stream: StreamId,
     },
     /// Which reservation a client's `Idempotency-Key` made (keys are the client's own: two
     /// clients using one key never collide).
@@ -46,10 +47,11 @@ pub enum RecordKey {
         /// The SKU it concerns.
         sku: Sku,
     },
-    /// How far one SKU's stream is archived and retired (kept for good).
+    /// How far one stream is archived and retired (kept for good).
     ArchiveMark {
-        /// The SKU archived.
-        sku: Sku,
+        /// The stream archived.
+        #[serde(rename = "sku")]
+        stream: StreamId,
     },
     /// How far the expiry timer has swept (kept for good).
     ExpirySweep,
@@ -271,11 +273,11 @@ pub struct Versioned {
     pub record: Record,
 }
 
-/// Events to add to one SKU stream, valid only if the stream's head is still `expected`.
+/// Events to add to one stream, valid only if the stream's head is still `expected`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamAppend {
     /// The stream.
-    pub sku: Sku,
+    pub stream: StreamId,
     /// The head the decision was made on; the events take `expected + 1`, `expected + 2`, …
     pub expected: Version,
     /// The events, already numbered from `expected + 1`.
@@ -291,8 +293,13 @@ impl StreamAppend {
         self
     }
 
-    /// The append of `changes` to `sku` at `now`, right after the head `state` was decided on.
-    pub fn after(state: &SkuState, sku: &Sku, now: Timestamp, changes: Vec<Change>) -> Self {
+    /// The append of `changes` to `stream` at `now`, right after the head `state` was decided on.
+    pub fn after(
+        state: &SkuState,
+        stream: &StreamId,
+        now: Timestamp,
+        changes: Vec<Change>,
+    ) -> Self {
         let mut next = state.clone();
         let events = changes
             .into_iter()
@@ -301,7 +308,7 @@ impl StreamAppend {
                 let mut event = Event {
                     actor: None,
                     figures: None,
-                    sku: sku.clone(),
+                    stream: stream.clone(),
                     seq,
                     at: now,
                     change,
@@ -312,7 +319,7 @@ impl StreamAppend {
             })
             .collect();
         Self {
-            sku: sku.clone(),
+            stream: stream.clone(),
             expected: state.version,
             events,
         }
@@ -373,7 +380,7 @@ pub enum Conflict {
     /// Someone appended to this stream first.
     Stream {
         /// The stream.
-        sku: Sku,
+        stream: StreamId,
         /// The event found where ours was to go, when the store tells it with the failure (a
         /// DynamoDB conditional PutItem does). The DynamoDB adapter uses it to recognise its own
         /// retried write; re-deciding on it alone measured worse than re-reading the tail
@@ -382,8 +389,8 @@ pub enum Conflict {
     },
     /// Someone wrote this record first.
     Record {
-        /// The record.
-        key: RecordKey,
+        /// The record (boxed: a hold's key names two streams, and a store error stays small).
+        key: Box<RecordKey>,
     },
 }
 
@@ -391,8 +398,8 @@ pub enum Conflict {
 /// expires.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct LapsingHold {
-    /// The SKU held.
-    pub sku: Sku,
+    /// The stream the hold is in.
+    pub stream: StreamId,
     /// The event's position in the SKU's stream.
     pub seq: Version,
     /// The reservation.
@@ -485,27 +492,35 @@ pub enum StoreError {
     Bug(String),
 }
 
-/// Each SKU's event stream, read by position.
+/// Each stream's events, read by position.
 #[async_trait]
 pub trait Streams: Send + Sync + 'static {
-    /// Events of `sku` after `after`, in order (all of them: pages are followed).
-    async fn read_stream(&self, sku: &Sku, after: Version) -> Result<Vec<Event>, StoreError>;
+    /// Events of `stream` after `after`, in order (all of them: pages are followed).
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        after: Version,
+    ) -> Result<Vec<Event>, StoreError>;
 
-    /// The event at `seq` of `sku`, if any.
-    async fn read_event(&self, sku: &Sku, seq: Version) -> Result<Option<Event>, StoreError>;
+    /// The event at `seq` of `stream`, if any.
+    async fn read_event(
+        &self,
+        stream: &StreamId,
+        seq: Version,
+    ) -> Result<Option<Event>, StoreError>;
 
-    /// At most `limit` (≥ 1) events of `sku` after `after`, in order, in one request of the
+    /// At most `limit` (≥ 1) events of `stream` after `after`, in order, in one request of the
     /// store, and whether more follow. The events kept: those the table retired (archived and
     /// covered by a snapshot) are not there, so the first may be later than `after + 1`.
     async fn read_page(
         &self,
-        sku: &Sku,
+        stream: &StreamId,
         after: Version,
         limit: usize,
     ) -> Result<StreamPage, StoreError> {
         Ok(StreamPage::first(
             limit,
-            self.read_stream(sku, after).await?,
+            self.read_stream(stream, after).await?,
         ))
     }
 }
@@ -544,16 +559,23 @@ pub trait Transactions: Send + Sync + 'static {
     async fn write(&self, transaction: Transaction) -> Result<(), StoreError>;
 }
 
-/// Each SKU's latest folded state.
+/// Each stream's latest folded state.
 #[async_trait]
 pub trait Snapshots: Send + Sync + 'static {
-    /// The latest snapshots of `skus`, in the order asked, in one round trip. Eventually
+    /// The latest snapshots of `streams`, in the order asked, in one round trip. Eventually
     /// consistent: a snapshot may lag its stream, never lead it.
-    async fn read_snapshots(&self, skus: &[Sku]) -> Result<Vec<Option<SkuState>>, StoreError>;
+    async fn read_snapshots(
+        &self,
+        streams: &[StreamId],
+    ) -> Result<Vec<Option<SkuState>>, StoreError>;
 
-    /// Stores `state` as the snapshot of `sku` unless one at the same or a later version is
+    /// Stores `state` as the snapshot of `stream` unless one at the same or a later version is
     /// stored already: a snapshot never goes backwards.
-    async fn save_snapshot(&self, sku: &Sku, state: &SkuState) -> Result<SnapshotSave, StoreError>;
+    async fn save_snapshot(
+        &self,
+        stream: &StreamId,
+        state: &SkuState,
+    ) -> Result<SnapshotSave, StoreError>;
 }
 
 /// Hold events by when they expire.
@@ -625,11 +647,12 @@ impl Lapsing {
 /// Letting archived events go.
 #[async_trait]
 pub trait Retirement: Send + Sync + 'static {
-    /// Lets the store delete events `seqs` of `sku` from `delete_at` on (DynamoDB's TTL). Only
-    /// for events that are archived and covered by a snapshot; events already gone are skipped.
+    /// Lets the store delete events `seqs` of `stream` from `delete_at` on (DynamoDB's TTL).
+    /// Only for events that are archived and covered by a snapshot; events already gone are
+    /// skipped.
     async fn retire_events(
         &self,
-        sku: &Sku,
+        stream: &StreamId,
         seqs: RangeInclusive<Version>,
         delete_at: Timestamp,
     ) -> Result<(), StoreError>;

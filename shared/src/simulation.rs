@@ -33,8 +33,8 @@ use tokio::time::Instant;
 use crate::app::ReserveRequest;
 use crate::domain::decide::place_hold;
 use crate::domain::{
-    BucketCount, Caller, Change, ClientId, Event, HoldTerms, Line, Quantity, ReservationId, Scope,
-    Sku, SkuState, Timestamp, TtlSeconds, Version,
+    BucketCount, Caller, Change, ClientId, Event, HoldTerms, Line, PlacedLine, Quantity,
+    ReservationId, Scope, Sku, SkuState, StreamId, Timestamp, TtlSeconds, Version,
 };
 use crate::error::AppError;
 use crate::feed::Reaction;
@@ -143,9 +143,9 @@ struct Shared {
     /// Units held by the hold events written, all streams together.
     held: AtomicI64,
     /// JSON bytes of each stream's events (the seed design's Query reads all of them).
-    stream_bytes: Mutex<HashMap<Sku, usize>>,
+    stream_bytes: Mutex<HashMap<StreamId, usize>>,
     /// The seed design's fold of each stream so far.
-    folds: Mutex<HashMap<Sku, SkuState>>,
+    folds: Mutex<HashMap<StreamId, SkuState>>,
 }
 
 /// The in-memory store behind a round trip, a per-key write cap and counters: a handle per
@@ -272,7 +272,7 @@ impl SimStore {
 
     /// The seed design's read: the whole history of `sku`, folded. Charged as the Query pages
     /// it takes, one round trip each.
-    pub async fn read_history(&self, sku: &Sku) -> Result<SkuState, StoreError> {
+    pub async fn read_history(&self, sku: &StreamId) -> Result<SkuState, StoreError> {
         let bytes = lock(&self.shared.stream_bytes)
             .get(sku)
             .copied()
@@ -301,7 +301,7 @@ impl SimStore {
                         .fetch_add(quantity.units(), Ordering::SeqCst);
                 }
                 let size = serde_json::to_vec(event).map_or(0, |json| json.len());
-                *bytes.entry(append.sku.clone()).or_default() += size + ITEM_OVERHEAD_BYTES;
+                *bytes.entry(append.stream.clone()).or_default() += size + ITEM_OVERHEAD_BYTES;
             }
         }
     }
@@ -350,7 +350,7 @@ fn batches(keys: usize) -> usize {
 
 #[async_trait]
 impl Streams for SimStore {
-    async fn read_stream(&self, sku: &Sku, after: Version) -> Result<Vec<Event>, StoreError> {
+    async fn read_stream(&self, sku: &StreamId, after: Version) -> Result<Vec<Event>, StoreError> {
         self.round_trip(Kind::Tail).await;
         let events = self.inner.read_stream(sku, after).await?;
         let bytes: usize = events
@@ -363,7 +363,7 @@ impl Streams for SimStore {
         Ok(events)
     }
 
-    async fn read_event(&self, sku: &Sku, seq: Version) -> Result<Option<Event>, StoreError> {
+    async fn read_event(&self, sku: &StreamId, seq: Version) -> Result<Option<Event>, StoreError> {
         self.round_trip(Kind::Other).await;
         self.bill(1, 0);
         self.inner.read_event(sku, seq).await
@@ -385,7 +385,7 @@ impl Transactions for SimStore {
         let keys: Vec<String> = transaction
             .appends
             .iter()
-            .flat_map(|append| append.events.iter().map(|_| append.sku.to_string()))
+            .flat_map(|append| append.events.iter().map(|_| append.stream.to_string()))
             .chain(
                 transaction
                     .records
@@ -405,13 +405,17 @@ impl Transactions for SimStore {
 
 #[async_trait]
 impl Snapshots for SimStore {
-    async fn read_snapshots(&self, skus: &[Sku]) -> Result<Vec<Option<SkuState>>, StoreError> {
+    async fn read_snapshots(&self, skus: &[StreamId]) -> Result<Vec<Option<SkuState>>, StoreError> {
         self.round_trips(Kind::Batch, batches(skus.len())).await;
         self.bill(skus.len(), 0);
         self.inner.read_snapshots(skus).await
     }
 
-    async fn save_snapshot(&self, sku: &Sku, state: &SkuState) -> Result<SnapshotSave, StoreError> {
+    async fn save_snapshot(
+        &self,
+        sku: &StreamId,
+        state: &SkuState,
+    ) -> Result<SnapshotSave, StoreError> {
         self.write_request(&[format!("snap#{sku}")]).await?;
         self.bill(0, item_write_units(state));
         self.inner.save_snapshot(sku, state).await
@@ -435,7 +439,7 @@ impl ExpiryIndex for SimStore {
 impl Retirement for SimStore {
     async fn retire_events(
         &self,
-        sku: &Sku,
+        sku: &StreamId,
         seqs: std::ops::RangeInclusive<Version>,
         delete_at: Timestamp,
     ) -> Result<(), StoreError> {
@@ -838,21 +842,25 @@ async fn seed_reserve(
     let mut retry = None;
     loop {
         let attempt = Instant::now();
-        let state = store.read_history(&line.sku).await?;
+        let stream = StreamId::of(&line.sku);
+        let state = store.read_history(&stream).await?;
         let now = state.now(clock.now());
-        let id = ReservationId::new(line.sku.clone(), state.version + 1, fastrand::u64(..));
+        let id = ReservationId::new(stream.clone(), state.version + 1, fastrand::u64(..));
         let terms = HoldTerms::new(now, TtlSeconds::DEFAULT, config.release_grace_secs);
         let change = place_hold(
             &state,
             &id,
             line.quantity,
             terms,
-            vec![line.clone()],
+            vec![PlacedLine {
+                stream: stream.clone(),
+                quantity: line.quantity,
+            }],
             caller.client_id(),
             now,
         )
         .map_err(|refusal| AppError::refused_hold(&line.sku, refusal))?;
-        let append = StreamAppend::after(&state, &line.sku, now, vec![change]);
+        let append = StreamAppend::after(&state, &stream, now, vec![change]);
         match store.write(Transaction::appends(vec![append])).await {
             Ok(()) => return Ok(()),
             Err(StoreError::Conflict(_)) => {

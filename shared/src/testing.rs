@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 
-use crate::domain::{Event, Sku, SkuState, Timestamp, Version};
+use crate::domain::{Event, SkuState, StreamId, Timestamp, Version};
 use crate::ports::{
     EventStore, ExpiryIndex, Lapsing, ParkedIndex, RecordKey, Records, Retirement, SnapshotSave,
     Snapshots, StoreError, Streams, Transaction, Transactions, Versioned,
@@ -21,10 +21,10 @@ use crate::ports::{
 #[derive(Debug)]
 pub struct FlakyStore<S> {
     inner: Arc<S>,
-    failing: Mutex<HashSet<Sku>>,
-    hidden: Mutex<HashSet<Sku>>,
-    panicking: Mutex<HashSet<Sku>>,
-    stalled: Mutex<HashSet<Sku>>,
+    failing: Mutex<HashSet<StreamId>>,
+    hidden: Mutex<HashSet<StreamId>>,
+    panicking: Mutex<HashSet<StreamId>>,
+    stalled: Mutex<HashSet<StreamId>>,
 }
 
 impl<S> FlakyStore<S> {
@@ -45,22 +45,22 @@ impl<S> FlakyStore<S> {
     }
 
     /// Makes commits appending to `sku` fail from now on.
-    pub fn fail(&self, sku: &Sku) {
+    pub fn fail(&self, sku: &StreamId) {
         self.failing().insert(sku.clone());
     }
 
     /// Makes the events of `sku` unreadable one by one (`read_event` finds none) from now on.
-    pub fn hide_events(&self, sku: &Sku) {
+    pub fn hide_events(&self, sku: &StreamId) {
         self.hidden().insert(sku.clone());
     }
 
     /// Makes reading the stream of `sku` panic from now on.
-    pub fn panic_on(&self, sku: &Sku) {
+    pub fn panic_on(&self, sku: &StreamId) {
         lock(&self.panicking).insert(sku.clone());
     }
 
     /// Makes reading the stream of `sku` hang from now on (until healed, for new reads).
-    pub fn stall(&self, sku: &Sku) {
+    pub fn stall(&self, sku: &StreamId) {
         lock(&self.stalled).insert(sku.clone());
     }
 
@@ -72,22 +72,22 @@ impl<S> FlakyStore<S> {
         lock(&self.stalled).clear();
     }
 
-    fn failing(&self) -> std::sync::MutexGuard<'_, HashSet<Sku>> {
+    fn failing(&self) -> std::sync::MutexGuard<'_, HashSet<StreamId>> {
         self.failing.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn hidden(&self) -> std::sync::MutexGuard<'_, HashSet<Sku>> {
+    fn hidden(&self) -> std::sync::MutexGuard<'_, HashSet<StreamId>> {
         self.hidden.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-fn lock(set: &Mutex<HashSet<Sku>>) -> std::sync::MutexGuard<'_, HashSet<Sku>> {
+fn lock(set: &Mutex<HashSet<StreamId>>) -> std::sync::MutexGuard<'_, HashSet<StreamId>> {
     set.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[async_trait]
 impl<S: EventStore> Streams for FlakyStore<S> {
-    async fn read_stream(&self, sku: &Sku, after: Version) -> Result<Vec<Event>, StoreError> {
+    async fn read_stream(&self, sku: &StreamId, after: Version) -> Result<Vec<Event>, StoreError> {
         if lock(&self.panicking).contains(sku) {
             panic!("reading {sku} panicked (injected)");
         }
@@ -97,7 +97,7 @@ impl<S: EventStore> Streams for FlakyStore<S> {
         self.inner.read_stream(sku, after).await
     }
 
-    async fn read_event(&self, sku: &Sku, seq: Version) -> Result<Option<Event>, StoreError> {
+    async fn read_event(&self, sku: &StreamId, seq: Version) -> Result<Option<Event>, StoreError> {
         if self.hidden().contains(sku) {
             return Ok(None);
         }
@@ -116,7 +116,11 @@ impl<S: EventStore> Records for FlakyStore<S> {
 impl<S: EventStore> Transactions for FlakyStore<S> {
     async fn write(&self, transaction: Transaction) -> Result<(), StoreError> {
         let failing = self.failing().clone();
-        if transaction.appends.iter().any(|a| failing.contains(&a.sku)) {
+        if transaction
+            .appends
+            .iter()
+            .any(|a| failing.contains(&a.stream))
+        {
             return Err(StoreError::Unavailable("throttled (injected)".into()));
         }
         self.inner.write(transaction).await
@@ -125,11 +129,15 @@ impl<S: EventStore> Transactions for FlakyStore<S> {
 
 #[async_trait]
 impl<S: EventStore> Snapshots for FlakyStore<S> {
-    async fn read_snapshots(&self, skus: &[Sku]) -> Result<Vec<Option<SkuState>>, StoreError> {
+    async fn read_snapshots(&self, skus: &[StreamId]) -> Result<Vec<Option<SkuState>>, StoreError> {
         self.inner.read_snapshots(skus).await
     }
 
-    async fn save_snapshot(&self, sku: &Sku, state: &SkuState) -> Result<SnapshotSave, StoreError> {
+    async fn save_snapshot(
+        &self,
+        sku: &StreamId,
+        state: &SkuState,
+    ) -> Result<SnapshotSave, StoreError> {
         if self.failing().contains(sku) {
             return Err(StoreError::Unavailable("throttled (injected)".into()));
         }
@@ -153,7 +161,7 @@ impl<S: EventStore> ExpiryIndex for FlakyStore<S> {
 impl<S: EventStore> Retirement for FlakyStore<S> {
     async fn retire_events(
         &self,
-        sku: &Sku,
+        sku: &StreamId,
         seqs: std::ops::RangeInclusive<Version>,
         delete_at: Timestamp,
     ) -> Result<(), StoreError> {

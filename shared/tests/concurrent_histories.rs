@@ -38,7 +38,7 @@ use inventory_core::archive::Archive;
 use inventory_core::domain::{
     Annotation, BucketCount, Caller, Change, ClientId, Command, CommandId, Event, HoldLine,
     HoldStatus, IdempotencyKey, Line, Quantity, Reason, Reclassification, ReservationId, Scope,
-    Sku, SkuState, StockState, Timestamp, TtlSeconds, Version,
+    Sku, SkuState, StockState, StreamId, Timestamp, TtlSeconds, Version,
 };
 use inventory_core::feed::{FeedChange, Reaction};
 use inventory_core::memory::{MemoryObjects, MemoryQueue, MemoryStore};
@@ -272,7 +272,7 @@ struct ChaosStore {
     /// Reservations written per idempotency key (whatever the service did with the key).
     placed_per_key: Mutex<HashMap<String, usize>>,
     /// Every snapshot saved, per SKU: an eventually consistent read may return an older one.
-    saved_snapshots: Mutex<HashMap<Sku, Vec<SkuState>>>,
+    saved_snapshots: Mutex<HashMap<StreamId, Vec<SkuState>>>,
     /// The archive's objects, to check that no event is retired before it is archived.
     archived: Arc<MemoryObjects>,
     /// Events given a time to live while the archive did not hold them.
@@ -294,12 +294,12 @@ impl ChaosStore {
 
 #[async_trait]
 impl Streams for ChaosStore {
-    async fn read_stream(&self, sku: &Sku, after: Version) -> Result<Vec<Event>, StoreError> {
+    async fn read_stream(&self, sku: &StreamId, after: Version) -> Result<Vec<Event>, StoreError> {
         self.interleave().await;
         self.inner.read_stream(sku, after).await
     }
 
-    async fn read_event(&self, sku: &Sku, seq: Version) -> Result<Option<Event>, StoreError> {
+    async fn read_event(&self, sku: &StreamId, seq: Version) -> Result<Option<Event>, StoreError> {
         self.interleave().await;
         self.inner.read_event(sku, seq).await
     }
@@ -343,7 +343,7 @@ impl Transactions for ChaosStore {
 
 #[async_trait]
 impl Snapshots for ChaosStore {
-    async fn read_snapshots(&self, skus: &[Sku]) -> Result<Vec<Option<SkuState>>, StoreError> {
+    async fn read_snapshots(&self, skus: &[StreamId]) -> Result<Vec<Option<SkuState>>, StoreError> {
         self.interleave().await;
         let mut found = self.inner.read_snapshots(skus).await?;
         // Eventually consistent reads: now and then an older snapshot, or none yet.
@@ -358,7 +358,11 @@ impl Snapshots for ChaosStore {
         Ok(found)
     }
 
-    async fn save_snapshot(&self, sku: &Sku, state: &SkuState) -> Result<SnapshotSave, StoreError> {
+    async fn save_snapshot(
+        &self,
+        sku: &StreamId,
+        state: &SkuState,
+    ) -> Result<SnapshotSave, StoreError> {
         self.interleave().await;
         if self.roll(0.03) {
             return Err(StoreError::Unavailable("injected: nothing written".into()));
@@ -404,7 +408,7 @@ impl ExpiryIndex for ChaosStore {
 impl Retirement for ChaosStore {
     async fn retire_events(
         &self,
-        sku: &Sku,
+        sku: &StreamId,
         seqs: std::ops::RangeInclusive<Version>,
         delete_at: Timestamp,
     ) -> Result<(), StoreError> {
@@ -1101,9 +1105,9 @@ async fn react_to_feed(
     // The feed's last batch: every SKU's latest change (the SKU's next event after a dropped
     // batch), delivered until it is handled.
     let (all, _) = world.store.inner.feed_since(0);
-    let mut last_per_sku: BTreeMap<Sku, FeedChange> = BTreeMap::new();
+    let mut last_per_sku: BTreeMap<StreamId, FeedChange> = BTreeMap::new();
     for change in all {
-        last_per_sku.insert(change.sku().clone(), change);
+        last_per_sku.insert(change.stream(), change);
     }
     let all: Vec<FeedChange> = last_per_sku.into_values().collect();
     for _ in 0..RETRIES {
@@ -1204,7 +1208,7 @@ async fn check(world: &World, seed: u64) -> Result<Stats, String> {
         return Err(violation.clone());
     }
     let store = &world.store.inner;
-    let mut streams: BTreeMap<Sku, Vec<Event>> = BTreeMap::new();
+    let mut streams: BTreeMap<StreamId, Vec<Event>> = BTreeMap::new();
     for sku in store.skus() {
         let events = store
             .read_stream(&sku, 0)
@@ -1227,7 +1231,7 @@ async fn check(world: &World, seed: u64) -> Result<Stats, String> {
         events: streams.values().map(Vec::len).sum(),
         bucket_holds: streams
             .iter()
-            .filter(|(sku, _)| !sku.is_item())
+            .filter(|(sku, _)| !sku.is_home())
             .flat_map(|(_, events)| events)
             .filter(|e| matches!(e.change, Change::HoldPlaced { .. }))
             .count(),
@@ -1265,7 +1269,11 @@ async fn check(world: &World, seed: u64) -> Result<Stats, String> {
         derived_state_converged_to_the_fold(world, sku, events).await?;
         every_lapsed_hold_expired_exactly_once(sku, events)?;
     }
-    for item in streams.keys().filter(|sku| sku.is_item()) {
+    for item in streams
+        .keys()
+        .filter(|sku| sku.is_home())
+        .map(StreamId::item)
+    {
         let folds: Vec<SkuState> = item_streams(&streams, item)
             .map(|(_, events)| SkuState::from_events(events))
             .collect();
@@ -1281,10 +1289,13 @@ async fn check(world: &World, seed: u64) -> Result<Stats, String> {
     Ok(stats)
 }
 
-fn no_decision_granted_more_than_was_available(sku: &Sku, events: &[Event]) -> Result<(), String> {
+fn no_decision_granted_more_than_was_available(
+    sku: &StreamId,
+    events: &[Event],
+) -> Result<(), String> {
     let mut state = SkuState::default();
     for (index, event) in events.iter().enumerate() {
-        if event.seq != index as u64 + 1 || &event.sku != sku {
+        if event.seq != index as u64 + 1 || &event.stream != sku {
             return Err(format!("{sku}: event {index} has seq {}", event.seq));
         }
         if event.at < state.clock {
@@ -1344,7 +1355,7 @@ fn no_decision_granted_more_than_was_available(sku: &Sku, events: &[Event]) -> R
 /// same, and the archive holds every event.
 async fn derived_state_converged_to_the_fold(
     world: &World,
-    sku: &Sku,
+    sku: &StreamId,
     events: &[Event],
 ) -> Result<(), String> {
     let whole = SkuState::from_events(events);
@@ -1363,10 +1374,10 @@ async fn derived_state_converged_to_the_fold(
             whole.version
         ));
     }
-    if sku.is_item() {
+    if sku.is_home() {
         let view = world
             .inventory()
-            .items(std::slice::from_ref(sku))
+            .items(std::slice::from_ref(sku.item()))
             .await
             .map_err(|e| e.to_string())?;
         let mut folds = vec![whole.clone()];
@@ -1408,7 +1419,7 @@ async fn derived_state_converged_to_the_fold(
 
 /// Every hold neither committed nor released got exactly one `hold_expired`, written after
 /// its grace; a committed or released hold got none.
-fn every_lapsed_hold_expired_exactly_once(sku: &Sku, events: &[Event]) -> Result<(), String> {
+fn every_lapsed_hold_expired_exactly_once(sku: &StreamId, events: &[Event]) -> Result<(), String> {
     let grace = Config::default().release_grace_secs;
     for placed in events {
         let Some(mut hold) = HoldLine::placed(sku, &placed.change) else {
@@ -1455,7 +1466,7 @@ fn every_lapsed_hold_expired_exactly_once(sku: &Sku, events: &[Event]) -> Result
 }
 
 fn snapshot_plus_tail_is_the_whole_fold(
-    sku: &Sku,
+    sku: &StreamId,
     events: &[Event],
     seed: u64,
 ) -> Result<(), String> {
@@ -1499,7 +1510,7 @@ async fn service_reads_agree_with_the_fold(
 async fn the_ledger_sums_to_the_figures_at_every_version(
     world: &World,
     item: &Sku,
-    streams: &BTreeMap<Sku, Vec<Event>>,
+    streams: &BTreeMap<StreamId, Vec<Event>>,
 ) -> Result<(), String> {
     let mut entries = Vec::new();
     let mut after = 0;
@@ -1591,17 +1602,17 @@ fn item_figures(folds: &[SkuState], clock: Timestamp) -> (i64, i64, i64, Version
 
 /// The streams of `item`: its own and its buckets'.
 fn item_streams<'a>(
-    streams: &'a BTreeMap<Sku, Vec<Event>>,
+    streams: &'a BTreeMap<StreamId, Vec<Event>>,
     item: &'a Sku,
-) -> impl Iterator<Item = (&'a Sku, &'a Vec<Event>)> {
-    streams.iter().filter(move |(sku, _)| sku.item() == *item)
+) -> impl Iterator<Item = (&'a StreamId, &'a Vec<Event>)> {
+    streams.iter().filter(move |(sku, _)| sku.item() == item)
 }
 
 /// Every transfer is recorded, the same, once in each bucket it moves units out of or into,
 /// and nowhere else: the buckets' histories add up to the item's.
 /// No line of any reservation shipped or cancelled more than it sold, nor had back more than
 /// it shipped, and no item's sales awaiting shipment went below zero.
-fn no_line_gave_more_than_it_sold(streams: &BTreeMap<Sku, Vec<Event>>) -> Result<(), String> {
+fn no_line_gave_more_than_it_sold(streams: &BTreeMap<StreamId, Vec<Event>>) -> Result<(), String> {
     // (sold, shipped, cancelled, returned) per reservation and item.
     let mut lines: BTreeMap<(ReservationId, Sku), [i64; 4]> = BTreeMap::new();
     let mut committed: BTreeMap<Sku, i64> = BTreeMap::new();
@@ -1617,8 +1628,8 @@ fn no_line_gave_more_than_it_sold(streams: &BTreeMap<Sku, Vec<Event>>) -> Result
             let Some(rid) = event.change.reservation_id() else {
                 continue;
             };
-            lines.entry((rid.clone(), sku.item())).or_default()[slot] += quantity.units();
-            *committed.entry(sku.item()).or_default() += match slot {
+            lines.entry((rid.clone(), sku.item().clone())).or_default()[slot] += quantity.units();
+            *committed.entry(sku.item().clone()).or_default() += match slot {
                 0 => quantity.units(),
                 1 | 2 => -quantity.units(),
                 _ => 0,
@@ -1641,9 +1652,11 @@ fn no_line_gave_more_than_it_sold(streams: &BTreeMap<Sku, Vec<Event>>) -> Result
     }
 }
 
-fn every_transfer_is_recorded_whole(streams: &BTreeMap<Sku, Vec<Event>>) -> Result<(), String> {
+fn every_transfer_is_recorded_whole(
+    streams: &BTreeMap<StreamId, Vec<Event>>,
+) -> Result<(), String> {
     type Copies = (String, Vec<u16>, Vec<u16>);
-    let mut seen: BTreeMap<(Sku, String), Copies> = BTreeMap::new();
+    let mut seen: BTreeMap<(StreamId, String), Copies> = BTreeMap::new();
     for (sku, events) in streams {
         for event in events {
             if let Change::StockMoved { transfer_id, moves } = &event.change {
@@ -1654,7 +1667,7 @@ fn every_transfer_is_recorded_whole(streams: &BTreeMap<Sku, Vec<Event>>) -> Resu
                 touched.sort_unstable();
                 touched.dedup();
                 let entry = seen
-                    .entry((sku.item(), transfer_id.to_string()))
+                    .entry((sku.home(), transfer_id.to_string()))
                     .or_insert_with(|| (format!("{moves:?}"), touched, Vec::new()));
                 if entry.0 != format!("{moves:?}") {
                     return Err(format!(
@@ -1679,7 +1692,7 @@ fn every_transfer_is_recorded_whole(streams: &BTreeMap<Sku, Vec<Event>>) -> Resu
 async fn every_acknowledged_reservation_is_placed_exactly_once(
     world: &World,
     ledger: &Ledger,
-    streams: &BTreeMap<Sku, Vec<Event>>,
+    streams: &BTreeMap<StreamId, Vec<Event>>,
 ) -> Result<(), String> {
     for (id, (_, lines)) in &ledger.reservations {
         let view = world
@@ -1699,7 +1712,7 @@ async fn every_acknowledged_reservation_is_placed_exactly_once(
                     line.sku
                 ));
             };
-            let mut hold = HoldLine::placed(&placed.sku, &placed.change).unwrap();
+            let mut hold = HoldLine::placed(&placed.stream, &placed.change).unwrap();
             if hold.quantity != line.quantity {
                 return Err(format!(
                     "{id}: {} held {:?}, asked {:?}",
@@ -1736,7 +1749,7 @@ fn every_idempotency_key_wrote_at_most_one_reservation(world: &World) -> Result<
 async fn every_acknowledged_command_took_effect_exactly_once(
     world: &World,
     ledger: &Ledger,
-    streams: &BTreeMap<Sku, Vec<Event>>,
+    streams: &BTreeMap<StreamId, Vec<Event>>,
 ) -> Result<(), String> {
     for (id, what) in &ledger.commands {
         let view = world

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use inventory_core::aws::{DynamoStore, TestAws};
 use inventory_core::conformance::{check_event_store, TimeToLive};
+use inventory_core::domain::StreamId;
 use inventory_core::domain::Timestamp;
 
 /// The table's time to live, played: moto keeps `ttl` but never deletes by it.
@@ -94,8 +95,8 @@ async fn what_deduplicates_a_command_expires_after_the_dedupe_window_a_hold_afte
     let command_id = CommandId::random();
     let sku = Sku::parse("SKU-1").unwrap();
     let hold = HoldLine {
-        reservation_id: ReservationId::new(sku.clone(), 1, 7),
-        sku: sku.clone(),
+        reservation_id: ReservationId::new(StreamId::of(&sku), 1, 7),
+        stream: StreamId::of(&sku),
         quantity: Quantity::new(2).unwrap(),
         expires_at: Timestamp::from_millis(1_700_000_900_000),
         release_at: Timestamp::from_millis(1_700_001_020_000),
@@ -119,13 +120,15 @@ async fn what_deduplicates_a_command_expires_after_the_dedupe_window_a_hold_afte
                 Record::CommandOutcome(CommandOutcome::Applied),
             ),
             write(
-                RecordKey::ArchiveMark { sku: sku.clone() },
+                RecordKey::ArchiveMark {
+                    stream: StreamId::of(&sku.clone()),
+                },
                 Record::ArchiveMark(ArchiveMark::default()),
             ),
             write(
                 RecordKey::Hold {
                     reservation_id: hold.reservation_id.clone(),
-                    sku: sku.clone(),
+                    stream: StreamId::of(&sku),
                 },
                 Record::Hold(hold.clone()),
             ),

@@ -4,6 +4,8 @@
 //! it once the store is back.
 
 use inventory_core::domain::Annotation;
+use inventory_core::domain::StreamId;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -44,11 +46,11 @@ async fn history(store: &MemoryStore, name: &str, at: Timestamp, first: Timestam
     let hold = |seq: u64, expires_at: Timestamp| Event {
         actor: None,
         figures: None,
-        sku: sku.clone(),
+        stream: StreamId::of(&sku),
         seq,
         at,
         change: Change::HoldPlaced {
-            reservation_id: ReservationId::new(sku.clone(), seq, 7),
+            reservation_id: ReservationId::new(StreamId::of(&sku), seq, 7),
             quantity: Quantity::new(1).unwrap(),
             expires_at,
             release_at: expires_at.plus_seconds(120),
@@ -59,7 +61,7 @@ async fn history(store: &MemoryStore, name: &str, at: Timestamp, first: Timestam
     let receipt = Event {
         actor: None,
         figures: None,
-        sku: sku.clone(),
+        stream: StreamId::of(&sku),
         seq: 1,
         at,
         change: Change::StockReceived {
@@ -70,7 +72,7 @@ async fn history(store: &MemoryStore, name: &str, at: Timestamp, first: Timestam
     };
     store
         .write(Transaction::appends(vec![StreamAppend {
-            sku: sku.clone(),
+            stream: StreamId::of(&sku),
             expected: 0,
             events: vec![receipt, hold(2, first), hold(3, first.plus_seconds(10))],
         }]))
@@ -79,7 +81,10 @@ async fn history(store: &MemoryStore, name: &str, at: Timestamp, first: Timestam
 }
 
 async fn expired(store: &MemoryStore, name: &str) -> usize {
-    let events = store.read_stream(&sku(name), 0).await.unwrap();
+    let events = store
+        .read_stream(&StreamId::of(&sku(name)), 0)
+        .await
+        .unwrap();
     events
         .iter()
         .filter(|e| matches!(e.change, Change::HoldExpired { .. }))
@@ -119,7 +124,7 @@ async fn setup(
 #[tokio::test]
 async fn a_sku_that_cannot_be_expired_goes_to_the_queue_and_holds_back_no_other() {
     let (memory, store, queue, inventory, clock) = setup(false).await;
-    store.fail(&sku("B"));
+    store.fail(&StreamId::of(&sku("B")));
     let report = inventory
         .sweep_expired_holds()
         .await
@@ -151,7 +156,7 @@ async fn a_sku_that_cannot_be_expired_goes_to_the_queue_and_holds_back_no_other(
 #[tokio::test]
 async fn when_the_queue_fails_too_the_mark_stops_just_before_that_skus_earliest_hold() {
     let (memory, store, _queue, inventory, clock) = setup(true).await;
-    store.fail(&sku("B"));
+    store.fail(&StreamId::of(&sku("B")));
     let report = inventory
         .sweep_expired_holds()
         .await
@@ -183,12 +188,12 @@ async fn a_hold_whose_reservation_cannot_be_read_is_parked_by_one_sweep_not_retr
     let orphan = Event {
         actor: None,
         figures: None,
-        sku: sku("C"),
+        stream: StreamId::of(&sku("C")),
         seq: 1,
         at,
         change: Change::HoldPlaced {
             // Its anchor would be event 99 of D, which was never written.
-            reservation_id: ReservationId::new(sku("D"), 99, 7),
+            reservation_id: ReservationId::new(StreamId::of(&sku("D")), 99, 7),
             quantity: Quantity::new(1).unwrap(),
             expires_at: at.plus_seconds(60),
             release_at: at.plus_seconds(180),
@@ -198,7 +203,7 @@ async fn a_hold_whose_reservation_cannot_be_read_is_parked_by_one_sweep_not_retr
     };
     memory
         .write(Transaction::appends(vec![StreamAppend {
-            sku: sku("C"),
+            stream: StreamId::of(&sku("C")),
             expected: 0,
             events: vec![orphan],
         }]))
@@ -226,7 +231,11 @@ async fn a_hold_whose_reservation_cannot_be_read_is_parked_by_one_sweep_not_retr
         .plus_seconds(-Config::default().release_grace_secs);
     assert_eq!(report.through, due);
     assert!(
-        memory.read_stream(&sku("C"), 1).await.unwrap().is_empty(),
+        memory
+            .read_stream(&StreamId::of(&sku("C")), 1)
+            .await
+            .unwrap()
+            .is_empty(),
         "nothing is written to the SKU"
     );
     let parked = inventory.parked_commands().await.unwrap();

@@ -4,6 +4,8 @@
 //! whose reservation never became readable is parked for an operator; a redrive applies it once.
 
 use inventory_core::domain::Annotation;
+use inventory_core::domain::StreamId;
+
 use std::sync::Arc;
 
 use inventory_core::app::{CommandStatus, RedriveSelection, Redriven, ReserveRequest};
@@ -91,7 +93,12 @@ impl World {
     }
 
     async fn changes(&self) -> Vec<Change> {
-        let events = self.store.inner().read_stream(&sku(), 0).await.unwrap();
+        let events = self
+            .store
+            .inner()
+            .read_stream(&StreamId::of(&sku()), 0)
+            .await
+            .unwrap();
         events.into_iter().map(|event| event.change).collect()
     }
 
@@ -113,7 +120,7 @@ async fn a_command_whose_reservation_is_unreadable_waits_without_holding_the_sku
     let world = world();
     let reservation_id = world.stocked_reservation().await;
     let before = world.changes().await.len();
-    world.store.hide_events(&sku());
+    world.store.hide_events(&StreamId::of(&sku()));
     let now = world.clock.now();
     let checkout = command(
         Action::CommitHold {

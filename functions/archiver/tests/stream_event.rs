@@ -5,6 +5,7 @@
 //! handler sends is one its role grants.
 
 use std::sync::Arc;
+
 use std::time::Duration;
 
 use aws_lambda_events::event::dynamodb::Event as StreamEvent;
@@ -12,6 +13,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use inventory_core::archive::Archive;
 use inventory_core::aws::feed::{delivered_from_lambda, handle_stream_event};
 use inventory_core::aws::TestAws;
+use inventory_core::domain::StreamId;
 use inventory_core::domain::{Event, Sku, SkuState};
 use inventory_core::feed::FeedChange;
 use inventory_core::ports::{Snapshots, StreamAppend, SystemClock, Transaction, Transactions};
@@ -75,16 +77,16 @@ async fn the_checked_in_stream_event_archives_then_retires_once_a_snapshot_cover
     let sku = Sku::parse("SKU-1").unwrap();
     store
         .write(Transaction::appends(vec![StreamAppend {
-            sku: sku.clone(),
+            stream: StreamId::of(&sku),
             expected: 0,
             events: events.clone(),
         }]))
         .await
         .expect("the events the stream reports are in the table");
 
-    store.fail(&sku);
+    store.fail(&StreamId::of(&sku));
     store
-        .save_snapshot(&sku, &SkuState::from_events(&events))
+        .save_snapshot(&StreamId::of(&sku), &SkuState::from_events(&events))
         .await
         .expect_err("the flaky store refuses the failing SKU's writes");
     store.heal();
@@ -92,7 +94,10 @@ async fn the_checked_in_stream_event_archives_then_retires_once_a_snapshot_cover
     let done = handle_stream_event(&archiver, event.clone()).await;
     let mut sent = log.take();
     assert!(done.batch_item_failures.is_empty(), "{done:?}");
-    let archived = archive.read_sku(&sku).await.expect("archive readable");
+    let archived = archive
+        .read_sku(&StreamId::of(&sku))
+        .await
+        .expect("archive readable");
     assert_eq!(archived.events.into_values().collect::<Vec<_>>(), events);
     assert_eq!(
         ttl_of(&client, &table, 1).await,
@@ -101,10 +106,10 @@ async fn the_checked_in_stream_event_archives_then_retires_once_a_snapshot_cover
     );
 
     store
-        .save_snapshot(&sku, &SkuState::from_events(&events))
+        .save_snapshot(&StreamId::of(&sku), &SkuState::from_events(&events))
         .await
         .expect("snapshot");
-    store.fail(&sku);
+    store.fail(&StreamId::of(&sku));
     log.take();
     let failed = handle_stream_event(&archiver, event.clone()).await;
     sent.extend(log.take());

@@ -2,6 +2,8 @@
 //! from the lowest position so nothing after them is lost.
 
 use inventory_core::domain::Annotation;
+use inventory_core::domain::StreamId;
+
 use std::sync::Arc;
 
 use command_processor::{process_batch, process_deliveries, Delivery, NEVER_FAILING_LONG};
@@ -54,7 +56,7 @@ fn adjustment(sku_name: &str, delta: i64) -> Command {
 async fn events(store: &FlakyStore<MemoryStore>, name: &str) -> Vec<Change> {
     store
         .inner()
-        .read_stream(&sku(name), 0)
+        .read_stream(&StreamId::of(&sku(name)), 0)
         .await
         .unwrap()
         .into_iter()
@@ -121,7 +123,7 @@ async fn an_invalid_command_is_recorded_as_rejected_and_does_not_block_the_ones_
 #[tokio::test]
 async fn a_failing_sku_is_retried_from_its_first_position_and_redelivery_applies_each_once() {
     let (inventory, store) = service();
-    store.fail(&sku("B"));
+    store.fail(&StreamId::of(&sku("B")));
     let batch = vec![
         receipt("A", 1),
         receipt("B", 1),
@@ -181,7 +183,7 @@ async fn a_checkout_naming_a_reservation_not_readable_yet_never_holds_the_batch_
         Arc::new(clock.clone()),
         Config::default(),
     );
-    let unseen = inventory_core::domain::ReservationId::new(sku("A"), 7, 42);
+    let unseen = inventory_core::domain::ReservationId::new(StreamId::of(&sku("A")), 7, 42);
     let checkout = Command {
         action: Action::CommitHold {
             reservation_id: unseen,
@@ -203,7 +205,7 @@ async fn a_checkout_naming_a_reservation_not_readable_yet_never_holds_the_batch_
     let parked = inventory.parked_commands().await.unwrap();
     assert_eq!(parked.len(), 1);
     assert!(!store
-        .read_stream(&sku("A"), 0)
+        .read_stream(&StreamId::of(&sku("A")), 0)
         .await
         .unwrap()
         .iter()
@@ -244,7 +246,7 @@ async fn moves_of_any_size_and_adjustments_of_a_billion_apply_on_a_split_item() 
     assert_eq!((hot.on_hand, hot.available), (4_000_000, 4_000_000));
     let moved: i64 = store
         .inner()
-        .read_stream(&Sku::parse_stream("HOT@1").unwrap(), 0)
+        .read_stream(&StreamId::parse("HOT@1").unwrap(), 0)
         .await
         .unwrap()
         .iter()
@@ -265,7 +267,7 @@ async fn moves_of_any_size_and_adjustments_of_a_billion_apply_on_a_split_item() 
 #[tokio::test]
 async fn a_sku_whose_commands_panic_is_parked_with_the_fault_and_every_other_sku_goes_on() {
     let (inventory, store) = service();
-    store.panic_on(&sku("BAD"));
+    store.panic_on(&StreamId::of(&sku("BAD")));
     let batch = vec![
         receipt("A", 1),
         receipt("BAD", 2),
@@ -306,7 +308,7 @@ async fn a_sku_whose_commands_panic_is_parked_with_the_fault_and_every_other_sku
 #[tokio::test]
 async fn a_sku_not_done_by_the_deadline_is_left_for_redelivery_and_the_others_are_applied() {
     let (inventory, store) = service();
-    store.stall(&sku("SLOW"));
+    store.stall(&StreamId::of(&sku("SLOW")));
     let batch: Vec<Delivery> = [
         receipt("A", 1),
         receipt("SLOW", 2),

@@ -14,6 +14,7 @@ use aws_lambda_events::event::streams::KinesisEventResponse;
 use command_processor::handle_kinesis_event;
 use inventory_core::app::{RedriveSelection, Redriven};
 use inventory_core::aws::{DynamoStore, TestAws};
+use inventory_core::domain::StreamId;
 use inventory_core::domain::{Change, CommandId, RejectionCode, Sku, Timestamp};
 use inventory_core::ports::{Clock, ManualClock, ParkReason, Streams};
 use inventory_core::testing::FlakyStore;
@@ -89,7 +90,7 @@ async fn changes(world: &World, name: &str) -> Vec<Change> {
     let events = world
         .store
         .inner()
-        .read_stream(&sku(name), 0)
+        .read_stream(&StreamId::of(&sku(name)), 0)
         .await
         .unwrap();
     events.into_iter().map(|e| e.change).collect()
@@ -103,7 +104,7 @@ async fn a_batch_with_duplicates_a_poison_record_and_a_transient_failure_applies
     assert_eq!(event.records.len(), 7);
 
     // SKU-B is throttled: its first record (position 2) is where Lambda must resume.
-    world.store.fail(&sku("SKU-B"));
+    world.store.fail(&StreamId::of(&sku("SKU-B")));
     let mut sent = Vec::new();
     let first = world.handle(event.clone(), &mut sent).await;
     let resume_at = event.records[2].kinesis.sequence_number.clone();
@@ -194,7 +195,7 @@ async fn a_command_failing_past_the_bound_is_parked_so_the_shard_moves_on_and_a_
     // The receipt of 20 units of SKU-B, its SKU failing on every attempt.
     let mut poison = event.clone();
     poison.records = vec![event.records[2].clone()];
-    world.store.fail(&sku("SKU-B"));
+    world.store.fail(&StreamId::of(&sku("SKU-B")));
     let mut sent = Vec::new();
     let answer = world.handle(poison.clone(), &mut sent).await;
     assert_eq!(
@@ -279,7 +280,7 @@ async fn a_checkout_whose_reservation_never_appears_is_parked_after_its_wait_and
 ) {
     let world = world().await;
     let template: KinesisEvent = serde_json::from_str(EVENT).expect("the checked-in event parses");
-    let unseen = inventory_core::domain::ReservationId::new(sku("SKU-C"), 7, 42);
+    let unseen = inventory_core::domain::ReservationId::new(StreamId::of(&sku("SKU-C")), 7, 42);
     let checkout = serde_json::json!({
         "id": id(6).to_string(),
         "sku": "SKU-C",
@@ -367,7 +368,7 @@ fn command(n: u32, sku: &str, body: serde_json::Value) -> serde_json::Value {
 async fn a_sku_whose_commands_panic_is_parked_with_the_fault_and_every_other_sku_applies() {
     let world = world().await;
     let event: KinesisEvent = serde_json::from_str(EVENT).expect("the checked-in event parses");
-    world.store.panic_on(&sku("SKU-B"));
+    world.store.panic_on(&StreamId::of(&sku("SKU-B")));
     let mut sent = Vec::new();
     let answer = world.handle(event.clone(), &mut sent).await;
     assert!(

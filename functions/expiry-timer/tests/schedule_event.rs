@@ -4,6 +4,8 @@
 //! the sweeps send is one its role grants.
 
 use inventory_core::domain::Annotation;
+use inventory_core::domain::StreamId;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,11 +29,11 @@ fn hold(sku: &Sku, seq: u64, at: Timestamp, expires_at: Timestamp) -> Event {
     Event {
         actor: None,
         figures: None,
-        sku: sku.clone(),
+        stream: StreamId::of(sku),
         seq,
         at,
         change: Change::HoldPlaced {
-            reservation_id: ReservationId::new(sku.clone(), seq, 0xabc),
+            reservation_id: ReservationId::new(StreamId::of(sku), seq, 0xabc),
             quantity: Quantity::new(1).unwrap(),
             expires_at,
             release_at: expires_at.plus_seconds(120),
@@ -57,7 +59,7 @@ async fn a_scheduled_run_expires_each_lapsed_hold_once() {
     let receipt = Event {
         actor: None,
         figures: None,
-        sku: sku.clone(),
+        stream: StreamId::of(&sku),
         seq: 1,
         at: now.plus_seconds(-900),
         change: Change::StockReceived {
@@ -71,7 +73,7 @@ async fn a_scheduled_run_expires_each_lapsed_hold_once() {
     let released = hold(&sku, 4, now.plus_seconds(-600), now.plus_seconds(-300));
     store
         .write(Transaction::appends(vec![StreamAppend {
-            sku: sku.clone(),
+            stream: StreamId::of(&sku),
             expected: 0,
             events: vec![receipt, lapsed, in_grace, released],
         }]))
@@ -93,7 +95,7 @@ async fn a_scheduled_run_expires_each_lapsed_hold_once() {
         sku: sku.clone(),
         accepted_at: now,
         action: Action::ReleaseHold {
-            reservation_id: ReservationId::new(sku.clone(), 4, 0xabc),
+            reservation_id: ReservationId::new(StreamId::of(&sku), 4, 0xabc),
         },
     };
     inventory
@@ -110,7 +112,7 @@ async fn a_scheduled_run_expires_each_lapsed_hold_once() {
     assert_eq!(again.sweeps.iter().map(|s| s.expired).sum::<usize>(), 0);
 
     let expired: Vec<u64> = store
-        .read_stream(&sku, 5)
+        .read_stream(&StreamId::of(&sku), 5)
         .await
         .unwrap()
         .into_iter()
@@ -176,8 +178,8 @@ async fn a_split_items_holds_in_its_buckets_expire_and_their_units_go_home() {
         );
         inventory.reserve(request, &caller).await.expect("a hold");
     }
-    let buckets: Vec<Sku> = (1..4)
-        .map(|b| item.in_bucket(Bucket::new(b).unwrap()))
+    let buckets: Vec<StreamId> = (1..4)
+        .map(|b| StreamId::of(&item).in_bucket(Bucket::new(b).unwrap()))
         .collect();
     let mut placed = 0;
     for bucket in &buckets {

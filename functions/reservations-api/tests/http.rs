@@ -12,6 +12,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, Request, StatusCode};
 use axum::Router;
 use http_body_util::{BodyExt, Full, Limited};
+use inventory_core::domain::StreamId;
 use inventory_core::domain::{Notice, Sku, SkuState, Timestamp};
 use inventory_core::feed::{FeedChange, Reaction};
 use inventory_core::memory::{MemoryNoticeBoard, MemoryQueue};
@@ -200,9 +201,13 @@ impl App {
         let mut changes = Vec::new();
         for sku in skus {
             let item = Sku::parse(sku).expect("valid sku");
-            let home = self.store.read_stream(&item, 0).await.expect("stream");
+            let home = self
+                .store
+                .read_stream(&StreamId::of(&item), 0)
+                .await
+                .expect("stream");
             let layout = SkuState::from_events(&home).layout;
-            for bucket in layout.streams(&item) {
+            for bucket in layout.streams(&StreamId::of(&item)) {
                 let events = self.store.read_stream(&bucket, 0).await.expect("stream");
                 changes.extend(events.into_iter().map(FeedChange::Appended));
             }
@@ -526,7 +531,7 @@ async fn receipts_and_adjustments_keep_a_listed_reason_a_note_and_a_reference_an
     }
     app.process().await;
     let sku = Sku::parse("SKU-1").unwrap();
-    let events = app.store.read_stream(&sku, 0).await.unwrap();
+    let events = app.store.read_stream(&StreamId::of(&sku), 0).await.unwrap();
     let told: Vec<Value> = events
         .iter()
         .map(|event| {
@@ -1030,7 +1035,7 @@ async fn a_split_item_is_told_out_of_stock_once_drained_at_zero_and_back_when_a_
         .into_iter()
         .filter_map(|told| match &told.notice {
             Notice::OutOfStock { stock } | Notice::BackInStock { stock } => {
-                Some((told.sku.to_string(), told.notice.kind(), stock.available))
+                Some((told.stream.to_string(), told.notice.kind(), stock.available))
             }
             _ => None,
         })
@@ -1049,7 +1054,7 @@ async fn a_split_item_is_told_out_of_stock_once_drained_at_zero_and_back_when_a_
         app.notices
             .published()
             .iter()
-            .all(|told| told.sku.to_string() == "SKU-1"),
+            .all(|told| told.stream.to_string() == "SKU-1"),
         "a bucket's stream tells nothing of its own"
     );
 }

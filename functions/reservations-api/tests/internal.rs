@@ -11,6 +11,7 @@ use http_body_util::BodyExt;
 use inventory_core::aws::dynamo::{PK, SK, STREAM_PREFIX};
 use inventory_core::aws::TestAws;
 use inventory_core::domain::Sku;
+use inventory_core::domain::StreamId;
 use inventory_core::memory::MemoryQueue;
 use inventory_core::ports::{EventStore, SystemClock};
 use inventory_core::{Config, Inventory};
@@ -94,7 +95,7 @@ async fn an_event_item_that_does_not_read_as_an_event_is_a_500_internal_not_a_re
     let sku = Sku::parse("BROKEN").expect("sku");
     assert!(
         store
-            .read_stream(&sku, 1)
+            .read_stream(&StreamId::of(&sku), 1)
             .await
             .expect("after the broken one")
             .is_empty(),

@@ -12,6 +12,7 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use inventory_core::archive::Archive;
 use inventory_core::aws::{DynamoStore, KinesisQueue, S3Objects, TestAws};
+use inventory_core::domain::StreamId;
 use inventory_core::domain::{Command, Sku};
 use inventory_core::feed::{FeedChange, Reaction};
 use inventory_core::memory::MemoryQueue;
@@ -279,8 +280,7 @@ async fn every_request_the_api_sends_on_every_route_is_granted_by_its_role() {
     assert_eq!(settled["status"], "fulfilled", "{settled}");
 
     // Items: the strong read and the read view over snapshots.
-    let skus =
-        ["SKU-A", "SKU-B", "SKU-B@1", "SKU-B@2"].map(|name| Sku::parse_stream(name).unwrap());
+    let skus = ["SKU-A", "SKU-B", "SKU-B@1", "SKU-B@2"].map(|name| StreamId::parse(name).unwrap());
     let mut changes = Vec::new();
     for sku in &skus {
         let events = plain.read_stream(sku, 0).await.expect("stream");
@@ -307,9 +307,12 @@ async fn every_request_the_api_sends_on_every_route_is_granted_by_its_role() {
     // The ledger, its first versions read from the archive: archived (on plain clients), then
     // deleted from the table as its time to live would.
     let sku_a = Sku::parse("SKU-A").unwrap();
-    let history = plain.read_stream(&sku_a, 0).await.expect("stream");
+    let history = plain
+        .read_stream(&StreamId::of(&sku_a), 0)
+        .await
+        .expect("stream");
     Archive::new(Arc::new(plain_objects))
-        .store_run(&sku_a, &history[..3])
+        .store_run(&StreamId::of(&sku_a), &history[..3])
         .await
         .expect("archived");
     for seq in 1..=3 {

@@ -6,6 +6,8 @@
 //! is one its role grants.
 
 use inventory_core::domain::Annotation;
+use inventory_core::domain::StreamId;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,7 +34,7 @@ async fn append(store: &dyn Transactions, sku: &Sku, changes: Vec<Change>) -> Ve
     let mut written = Vec::new();
     for change in changes {
         let at = Timestamp::from_millis(1_796_000_000_000 + state.version as i64 * 1_000);
-        let append = StreamAppend::after(&state, sku, at, vec![change]);
+        let append = StreamAppend::after(&state, &StreamId::of(sku), at, vec![change]);
         let event = append.events[0].clone();
         store
             .write(Transaction::appends(vec![append]))
@@ -55,7 +57,7 @@ fn received(units: i64) -> Change {
 fn held(sku: &Sku, seq: u64) -> Change {
     let expires_at = Timestamp::from_millis(1_796_000_000_000).plus_seconds(900);
     Change::HoldPlaced {
-        reservation_id: ReservationId::new(sku.clone(), seq, seq),
+        reservation_id: ReservationId::new(StreamId::of(sku), seq, seq),
         quantity: Quantity::new(1).unwrap(),
         expires_at,
         release_at: expires_at,
@@ -76,7 +78,7 @@ fn stream_event_of(events: &[Event]) -> StreamEvent {
             let mut record = shape.clone();
             let mut image: serde_dynamo::Item =
                 serde_dynamo::to_item(appended).expect("an event is an item");
-            let pk = serde_dynamo::AttributeValue::S(format!("sku#{}", appended.sku));
+            let pk = serde_dynamo::AttributeValue::S(format!("sku#{}", appended.stream));
             let sk = serde_dynamo::AttributeValue::N(appended.seq.to_string());
             image.insert("pk".into(), pk.clone());
             image.insert("sk".into(), sk.clone());
@@ -185,7 +187,7 @@ async fn a_redelivered_batch_puts_its_notices_again_with_the_same_ids_and_loses_
     let snapshotter = Snapshotter::new(store.clone()).with_notices(Arc::new(board));
 
     // The first delivery publishes every notice, then one snapshot cannot be saved.
-    store.fail(&sold_out);
+    store.fail(&StreamId::of(&sold_out));
     log.take();
     let first = handle_stream_event(&snapshotter, batch.clone()).await;
     let named: Vec<_> = first
@@ -285,7 +287,9 @@ async fn notices_the_bus_refuses_leave_the_snapshot_where_it_was_for_the_batch_t
         vec![batch.records[0].change.sequence_number.clone()]
     );
     assert_eq!(
-        store.read_snapshots(std::slice::from_ref(&sku)).await,
+        store
+            .read_snapshots(std::slice::from_ref(&StreamId::of(&sku)))
+            .await,
         Ok(vec![None]),
         "no snapshot covers events whose notices were not put"
     );

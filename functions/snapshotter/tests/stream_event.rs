@@ -8,6 +8,7 @@ use std::sync::Arc;
 use aws_lambda_events::event::dynamodb::Event as StreamEvent;
 use inventory_core::aws::feed::{delivered_from_lambda, handle_stream_event};
 use inventory_core::aws::TestAws;
+use inventory_core::domain::StreamId;
 use inventory_core::domain::{Event, Sku, SkuState};
 use inventory_core::feed::FeedChange;
 use inventory_core::ports::{Snapshots, StreamAppend, Transaction, Transactions};
@@ -44,7 +45,7 @@ async fn the_checked_in_stream_event_brings_the_snapshot_to_the_head_once() {
     let sku = Sku::parse("SKU-1").unwrap();
     store
         .write(Transaction::appends(vec![StreamAppend {
-            sku: sku.clone(),
+            stream: StreamId::of(&sku),
             expected: 0,
             events: events.clone(),
         }]))
@@ -52,7 +53,7 @@ async fn the_checked_in_stream_event_brings_the_snapshot_to_the_head_once() {
         .expect("the events the stream reports are in the table");
     let snapshotter = Snapshotter::new(store.clone());
 
-    store.fail(&sku);
+    store.fail(&StreamId::of(&sku));
     log.take();
     let failed = handle_stream_event(&snapshotter, event.clone()).await;
     let mut sent = log.take();
@@ -64,7 +65,9 @@ async fn the_checked_in_stream_event_brings_the_snapshot_to_the_head_once() {
         .collect();
     assert_eq!(named, vec![first], "resume from the SKU's first record");
     assert_eq!(
-        store.read_snapshots(std::slice::from_ref(&sku)).await,
+        store
+            .read_snapshots(std::slice::from_ref(&StreamId::of(&sku)))
+            .await,
         Ok(vec![None])
     );
 
@@ -74,7 +77,9 @@ async fn the_checked_in_stream_event_brings_the_snapshot_to_the_head_once() {
     assert!(done.batch_item_failures.is_empty());
     let expected = SkuState::from_events(&events);
     assert_eq!(
-        store.read_snapshots(std::slice::from_ref(&sku)).await,
+        store
+            .read_snapshots(std::slice::from_ref(&StreamId::of(&sku)))
+            .await,
         Ok(vec![Some(expected.clone())])
     );
 
@@ -84,7 +89,7 @@ async fn the_checked_in_stream_event_brings_the_snapshot_to_the_head_once() {
     assert_granted_by("SnapshotterRole", &names, &sent);
     assert!(again.batch_item_failures.is_empty());
     assert_eq!(
-        store.read_snapshots(&[sku]).await,
+        store.read_snapshots(&[StreamId::of(&sku)]).await,
         Ok(vec![Some(expected)]),
         "a repeated delivery leaves the snapshot as it is"
     );

@@ -3,6 +3,7 @@
 //! id; the processor ([`super::apply`]) applies them. See [`super::command_log`] for the
 //! acceptance handshake.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -93,7 +94,7 @@ impl AfterSaleRequest {
         let Some(lines) = &self.lines else {
             return Ok((hold.left_to(self.after) > 0).then_some(None));
         };
-        let Some(line) = lines.iter().find(|line| line.sku == hold.sku.item()) else {
+        let Some(line) = lines.iter().find(|line| &line.sku == hold.stream.item()) else {
             return Ok(None);
         };
         hold.after_sale(self.after, Some(line.quantity))
@@ -107,12 +108,10 @@ impl AfterSaleRequest {
     }
 
     /// A line naming a SKU the reservation does not hold.
-    fn stray_line<'a>(&'a self, holds: &[&Sku]) -> Option<&'a Line> {
-        self.lines.as_ref().and_then(|lines| {
-            lines
-                .iter()
-                .find(|line| !holds.iter().any(|sku| sku.item() == line.sku))
-        })
+    fn stray_line<'a>(&'a self, items: &BTreeSet<&Sku>) -> Option<&'a Line> {
+        self.lines
+            .as_ref()
+            .and_then(|lines| lines.iter().find(|line| !items.contains(&line.sku)))
     }
 
     /// The command for `quantity` units of a line (`None`: all left); a return always names
@@ -322,8 +321,7 @@ impl Accept {
             return Err(AppError::ReservationNotActive { status });
         }
         if let HoldRequest::AfterSale(after) = &request {
-            let streams: Vec<&Sku> = reservation.streams().collect();
-            if let Some(line) = after.stray_line(&streams) {
+            if let Some(line) = after.stray_line(&reservation.items()) {
                 return Err(AppError::LineRefused {
                     sku: line.sku.clone(),
                     code: RejectionCode::SkuNotInReservation,
@@ -338,7 +336,7 @@ impl Accept {
             if let Some(action) = request.action(&stored.hold)? {
                 commands.push(Command {
                     id: command_id,
-                    sku: stored.hold.sku.item(),
+                    sku: stored.hold.stream.item().clone(),
                     accepted_at: now,
                     action,
                 });
@@ -460,7 +458,7 @@ fn check_note(code: &'static str, field: &str, text: &str) -> Result<(), AppErro
 
 #[cfg(test)]
 mod tests {
-    use super::super::given::{cart, shopper, sku, Given};
+    use super::super::given::{cart, shopper, sku, stream, Given};
     use super::AfterSaleRequest;
     use crate::domain::{Caller, HoldStatus, IdempotencyKey, RejectionCode};
     use crate::error::AppError;
@@ -619,7 +617,7 @@ mod tests {
         // Nothing freed is stranded: the item sells its last unit for sale.
         assert!(given.reserve(&alice, &[("A", 36)], None).await.is_ok());
         // Every change alice asked for names her; the receipt, the admin.
-        let events = given.store.read_stream(&sku("B"), 0).await.unwrap();
+        let events = given.store.read_stream(&stream("B"), 0).await.unwrap();
         let actors: Vec<(&str, Option<&str>)> = events
             .iter()
             .map(|event| {

@@ -26,7 +26,7 @@ use crate::domain::buckets::{self, Spare};
 use crate::domain::decide::{decide, shipped_from};
 use crate::domain::{
     Action, Bucket, BucketCount, Change, ClientId, Command, CommandId, HoldLine, Move,
-    RejectionCode, ReservationId, Sku, StockState, Timestamp, Verdict,
+    RejectionCode, ReservationId, Sku, StockState, StreamId, Timestamp, Verdict,
 };
 use crate::error::{panic_message, AppError};
 use crate::limits::{MAX_DEFERRED, MAX_MOVES_PER_TRANSACTION, MAX_TRANSACTION_ITEMS, SPREAD_FROM};
@@ -323,7 +323,7 @@ fn transferred_in_part(
 /// that takes more moves than `room`, the moves that fit are recorded alone and `true` says the
 /// checkout waits for a later write, which gathers the rest (as [`gathered_in_part`] does).
 fn refilled_in_part(draft: &mut Draft, hold: &HoldLine, now: Timestamp, room: usize) -> bool {
-    let bucket = hold.sku.bucket();
+    let bucket = hold.stream.bucket();
     let missing = hold.quantity.units() - draft.state(bucket).available(now).max(0);
     if hold.counts_at(now) || missing <= 0 || draft.layout().widest == BucketCount::ONE {
         return false;
@@ -556,16 +556,19 @@ impl ApplyCommands {
         sku: &Sku,
         holds: &HashMap<ReservationId, HoldLookup>,
     ) -> Result<Draft, AppError> {
-        let home = self.heads.load(sku).await?;
-        let mut others: BTreeSet<Sku> = home.layout.streams(sku).skip(1).collect();
+        let zero = StreamId::of(sku);
+        let home = self.heads.load(&zero).await?;
+        let mut others: BTreeSet<StreamId> = home.layout.streams(&zero).skip(1).collect();
         others.extend(holds.values().filter_map(|lookup| match lookup {
-            HoldLookup::Found(stored) if stored.hold.sku != *sku => Some(stored.hold.sku.clone()),
+            HoldLookup::Found(stored) if stored.hold.stream != zero => {
+                Some(stored.hold.stream.clone())
+            }
             _ => None,
         }));
         let states = self.heads.load_all(others.iter()).await?;
         Ok(Draft::new(
-            sku,
-            std::iter::once((sku.clone(), home)).chain(others.into_iter().zip(states)),
+            &zero,
+            std::iter::once((zero.clone(), home)).chain(others.into_iter().zip(states)),
         ))
     }
 
@@ -667,7 +670,7 @@ impl ApplyCommands {
             }
             let (bucket, verdict) = match lookup {
                 Some(Some(HoldLookup::Found(stored))) => {
-                    let bucket = stored.hold.sku.bucket();
+                    let bucket = stored.hold.stream.bucket();
                     if matches!(command.action, Action::CommitHold { .. })
                         && refilled_in_part(&mut draft, &stored.hold, now, room)
                     {
@@ -998,8 +1001,8 @@ mod tests {
         let item = given.inventory.item_with_buckets(&sku("A")).await.unwrap();
         assert_eq!((item.on_hand, item.available), (5, 5));
         let buckets = item.buckets.unwrap();
-        if id.anchor_sku().bucket() != crate::domain::Bucket::HOME {
-            let bucket = &buckets[usize::from(id.anchor_sku().bucket().number())];
+        if id.anchor().bucket() != crate::domain::Bucket::HOME {
+            let bucket = &buckets[usize::from(id.anchor().bucket().number())];
             assert_eq!(bucket.reserved, 0, "released");
         }
         assert_eq!(buckets.iter().map(|b| b.on_hand).sum::<i64>(), 5);

@@ -12,13 +12,13 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::domain::{Event, Sku, SkuState};
+use crate::domain::{Event, SkuState, StreamId};
 use crate::limits::{MAX_BATCH_READ_KEYS, READ_CONCURRENCY};
 use crate::ports::{Snapshots, StoreError, Streams};
 use crate::reactions::fold_tail;
 
 /// The stored snapshot of `sku`, if any.
-async fn snapshot(store: &dyn Snapshots, sku: &Sku) -> Result<Option<SkuState>, StoreError> {
+async fn snapshot(store: &dyn Snapshots, sku: &StreamId) -> Result<Option<SkuState>, StoreError> {
     Ok(store
         .read_snapshots(std::slice::from_ref(sku))
         .await?
@@ -45,7 +45,7 @@ pub(crate) struct StateCache {
 /// The states remembered, and what they weigh.
 #[derive(Debug, Default)]
 struct States {
-    known: HashMap<Sku, Known>,
+    known: HashMap<StreamId, Known>,
     bytes: usize,
 }
 
@@ -87,7 +87,7 @@ impl StateCache {
         &self,
         streams: &dyn Streams,
         snapshots: &dyn Snapshots,
-        sku: &Sku,
+        sku: &StreamId,
     ) -> Result<Arc<SkuState>, StoreError> {
         self.load_after(streams, snapshots, sku, None).await
     }
@@ -99,14 +99,14 @@ impl StateCache {
         &self,
         streams: &dyn Streams,
         snapshots: &dyn Snapshots,
-        skus: &[Sku],
+        skus: &[StreamId],
     ) -> Result<Vec<Arc<SkuState>>, StoreError> {
-        let cold: Vec<Sku> = skus
+        let cold: Vec<StreamId> = skus
             .iter()
             .filter(|sku| !self.get(sku).state.exists())
             .cloned()
             .collect();
-        let mut bases: HashMap<Sku, SkuState> = HashMap::new();
+        let mut bases: HashMap<StreamId, SkuState> = HashMap::new();
         for chunk in cold.chunks(MAX_BATCH_READ_KEYS) {
             let read = snapshots.read_snapshots(chunk).await?;
             bases.extend(
@@ -135,7 +135,7 @@ impl StateCache {
         &self,
         streams: &dyn Streams,
         snapshots: &dyn Snapshots,
-        sku: &Sku,
+        sku: &StreamId,
         base: Option<SkuState>,
     ) -> Result<Arc<SkuState>, StoreError> {
         let issued = Instant::now();
@@ -176,7 +176,7 @@ impl StateCache {
             next.evolve(event);
         }
         if let Some(event) = events.first() {
-            self.offer(&event.sku, Arc::new(next.clone()), issued);
+            self.offer(&event.stream, Arc::new(next.clone()), issued);
         }
         next
     }
@@ -187,7 +187,7 @@ impl StateCache {
     ///
     /// A state not known current within the trusted time is forgotten: the SKU reads as not
     /// cached, so it is read again from its snapshot.
-    pub(crate) fn get(&self, sku: &Sku) -> Known {
+    pub(crate) fn get(&self, sku: &StreamId) -> Known {
         let states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
         states
             .known
@@ -199,7 +199,7 @@ impl StateCache {
 
     /// Keeps `state` unless a newer one is already known; a state confirmed again moves its
     /// instant forward.
-    fn offer(&self, sku: &Sku, state: Arc<SkuState>, current_at: Instant) {
+    fn offer(&self, sku: &StreamId, state: Arc<SkuState>, current_at: Instant) {
         let mut states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
         let States { known, bytes } = &mut *states;
         let weight = state.memory_bytes();
@@ -227,6 +227,7 @@ impl StateCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Sku;
 
     fn state(version: u64) -> Arc<SkuState> {
         let mut state = SkuState::default();
@@ -237,18 +238,22 @@ mod tests {
     #[test]
     fn the_cache_starts_over_before_its_states_weigh_more_than_its_bound() {
         let cache = StateCache::trusting_for(Duration::from_secs(3_600));
-        let first = Sku::parse("FIRST").unwrap();
+        let first = StreamId::of(&Sku::parse("FIRST").unwrap());
         cache.offer(&first, state(1), Instant::now());
         let each = state(1).memory_bytes();
         for n in 0..MAX_BYTES / each - 1 {
-            let sku = Sku::parse(&format!("S-{n}")).unwrap();
+            let sku = StreamId::of(&Sku::parse(&format!("S-{n}")).unwrap());
             cache.offer(&sku, state(1), Instant::now());
         }
         assert_eq!(cache.get(&first).state.version, 1, "within the bound");
         // A state offered again over itself weighs the same: nothing is forgotten.
         cache.offer(&first, state(2), Instant::now());
         assert_eq!(cache.get(&first).state.version, 2);
-        cache.offer(&Sku::parse("ONE-MORE").unwrap(), state(1), Instant::now());
+        cache.offer(
+            &StreamId::of(&Sku::parse("ONE-MORE").unwrap()),
+            state(1),
+            Instant::now(),
+        );
         assert!(
             !cache.get(&first).state.exists(),
             "over the bound: started over"

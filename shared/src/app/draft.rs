@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::domain::buckets::Spare;
 use crate::domain::{
-    Bucket, Change, ClientId, Event, Layout, Move, Sku, SkuState, Timestamp, TransferId,
+    Bucket, Change, ClientId, Event, Layout, Move, SkuState, StreamId, Timestamp, TransferId,
 };
 use crate::ports::StreamAppend;
 
@@ -19,18 +19,23 @@ struct Stream {
     events: Vec<Event>,
 }
 
-/// The events one decision appends to an item's streams (its buckets).
+/// The events one decision appends to an item's streams at one location (its buckets there).
 #[derive(Debug, Clone)]
 pub(crate) struct Draft {
-    item: Sku,
-    streams: BTreeMap<Sku, Stream>,
+    /// Bucket 0 of the item at the location: it keeps the layout.
+    home: StreamId,
+    streams: BTreeMap<StreamId, Stream>,
     /// The client whose request the events recorded now answer (`None`: the service's own).
     actor: Option<ClientId>,
 }
 
 impl Draft {
-    /// A draft over the states read of `item`'s streams (bucket 0's, then any others).
-    pub(crate) fn new(item: &Sku, states: impl IntoIterator<Item = (Sku, Arc<SkuState>)>) -> Self {
+    /// A draft over the states read of the streams of `stream`'s item at its location (bucket
+    /// 0's, then any others).
+    pub(crate) fn new(
+        stream: &StreamId,
+        states: impl IntoIterator<Item = (StreamId, Arc<SkuState>)>,
+    ) -> Self {
         let streams = states
             .into_iter()
             .map(|(sku, read)| {
@@ -46,7 +51,7 @@ impl Draft {
             })
             .collect();
         Self {
-            item: item.item(),
+            home: stream.home(),
             streams,
             actor: None,
         }
@@ -60,7 +65,7 @@ impl Draft {
     /// The state of `bucket` with what the draft added so far (empty if it was not read).
     pub(crate) fn state(&self, bucket: Bucket) -> SkuState {
         self.streams
-            .get(&self.item.in_bucket(bucket))
+            .get(&self.home.in_bucket(bucket))
             .map(|stream| stream.next.clone())
             .unwrap_or_default()
     }
@@ -68,7 +73,7 @@ impl Draft {
     /// The layout, as bucket 0's state now says.
     pub(crate) fn layout(&self) -> Layout {
         self.streams
-            .get(&self.item)
+            .get(&self.home)
             .map(|stream| stream.next.layout)
             .unwrap_or_default()
     }
@@ -84,7 +89,7 @@ impl Draft {
     pub(crate) fn spares(&self, now: Timestamp) -> Vec<Spare> {
         self.streams
             .iter()
-            .map(|(sku, stream)| (sku.bucket(), stream.next.available(now).max(0)))
+            .map(|(id, stream)| (id.bucket(), stream.next.available(now).max(0)))
             .collect()
     }
 
@@ -97,17 +102,17 @@ impl Draft {
     pub(crate) fn holdings(&self, now: Timestamp) -> Vec<(Bucket, i64, i64)> {
         self.streams
             .iter()
-            .map(|(sku, stream)| {
+            .map(|(id, stream)| {
                 let spare = stream.next.available(now).max(0);
-                (sku.bucket(), stream.next.on_hand, spare)
+                (id.bucket(), stream.next.on_hand, spare)
             })
             .collect()
     }
 
     /// Adds `change` to `bucket`'s stream at `now`.
     pub(crate) fn record(&mut self, bucket: Bucket, now: Timestamp, change: Change) {
-        let sku = self.item.in_bucket(bucket);
-        let stream = self.streams.entry(sku.clone()).or_insert_with(|| Stream {
+        let id = self.home.in_bucket(bucket);
+        let stream = self.streams.entry(id.clone()).or_insert_with(|| Stream {
             read: Arc::default(),
             next: SkuState::default(),
             events: Vec::new(),
@@ -117,7 +122,7 @@ impl Draft {
             actor: self.actor.clone().or_else(|| change.owner().cloned()),
             figures: None,
             seq: stream.next.version + 1,
-            sku,
+            stream: id,
             at: now,
             change,
         };
@@ -156,8 +161,8 @@ impl Draft {
         self.streams
             .iter()
             .filter(|(_, stream)| !stream.events.is_empty())
-            .map(|(sku, stream)| StreamAppend {
-                sku: sku.clone(),
+            .map(|(id, stream)| StreamAppend {
+                stream: id.clone(),
                 expected: stream.read.version,
                 events: stream.events.clone(),
             })

@@ -160,9 +160,10 @@ impl SweepExpiry {
             // Accepted when the hold expired: a hold command waits for a reservation it cannot
             // read for a while after its acceptance, and an expiry's wait is long over.
             // An item's commands are queued and applied under the item, whichever bucket holds.
-            by_sku.entry(hold.sku.item()).or_default().push(Command {
-                id: CommandId::for_expiry(&hold.reservation_id, &hold.sku, hold.expires_at),
-                sku: hold.sku.item(),
+            let item = hold.stream.item().clone();
+            by_sku.entry(item.clone()).or_default().push(Command {
+                id: CommandId::for_expiry(&hold.reservation_id, &hold.stream, hold.expires_at),
+                sku: item,
                 accepted_at: hold.expires_at,
                 action: Action::ExpireHold {
                     reservation_id: hold.reservation_id,

@@ -42,7 +42,10 @@ impl Extend {
         caller: &Caller,
     ) -> Result<ReservationView, AppError> {
         let reservation = self.book.load(id, caller).await?;
-        let _turns = self.heads.take_turns(reservation.streams()).await?;
+        let _turns = self
+            .heads
+            .take_turns(reservation.items().into_iter())
+            .await?;
         let mut loaded = Some(reservation);
         let mut rereads = 0;
         until_decided(&self.config, &mut rereads, |_| {
@@ -85,7 +88,7 @@ impl Extend {
             if let Some(change) = change {
                 hold.evolve(&change);
                 extensions.push(LineExtension {
-                    append: StreamAppend::after(state, &hold.sku, now, vec![change])
+                    append: StreamAppend::after(state, &hold.stream, now, vec![change])
                         .by(caller.client_id()),
                     hold: StoredHold {
                         hold: hold.clone(),

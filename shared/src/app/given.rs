@@ -7,8 +7,8 @@ use super::{ApplyReport, Inventory, ReservationView, ReserveRequest};
 use crate::config::Config;
 use crate::domain::Annotation;
 use crate::domain::{
-    BucketCount, Caller, ClientId, Command, IdempotencyKey, Line, Quantity, Scope, Sku, Timestamp,
-    TtlSeconds,
+    BucketCount, Caller, ClientId, Command, IdempotencyKey, Line, Quantity, Scope, Sku, StreamId,
+    Timestamp, TtlSeconds,
 };
 use crate::error::AppError;
 use crate::memory::{MemoryQueue, MemoryStore};
@@ -142,6 +142,11 @@ impl Given {
 
 pub(crate) fn sku(name: &str) -> Sku {
     Sku::parse(name).expect("a SKU")
+}
+
+/// The own stream of the item `name`.
+pub(crate) fn stream(name: &str) -> StreamId {
+    StreamId::of(&sku(name))
 }
 
 pub(crate) fn cart(lines: &[(&str, i64)]) -> Vec<Line> {

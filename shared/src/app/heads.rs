@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::cache::{Known, StateCache};
 use super::locks::{SkuLocks, Turns};
-use crate::domain::{Bucket, BucketCount, Event, Sku, SkuState};
+use crate::domain::{Bucket, BucketCount, Event, Sku, SkuState, StreamId};
 use crate::error::AppError;
 use crate::ports::{Snapshots, StoreError, Streams};
 
@@ -22,7 +22,7 @@ pub(crate) struct Heads {
     /// How long a request waits for its turns before it answers `Contention`.
     turn_wait: Duration,
     /// The bucket this process holds in first, per bucketed item.
-    homes: Mutex<HashMap<Sku, Bucket>>,
+    homes: Mutex<HashMap<StreamId, Bucket>>,
 }
 
 impl Heads {
@@ -45,7 +45,7 @@ impl Heads {
     }
 
     /// The current state of `sku` (read from the store: the tail after the known state).
-    pub(crate) async fn load(&self, sku: &Sku) -> Result<Arc<SkuState>, StoreError> {
+    pub(crate) async fn load(&self, sku: &StreamId) -> Result<Arc<SkuState>, StoreError> {
         self.cache
             .load(self.streams.as_ref(), self.snapshots.as_ref(), sku)
             .await
@@ -54,9 +54,9 @@ impl Heads {
     /// The current states of `skus`, read concurrently.
     pub(crate) async fn load_all<'a>(
         &self,
-        skus: impl Iterator<Item = &'a Sku>,
+        skus: impl Iterator<Item = &'a StreamId>,
     ) -> Result<Vec<Arc<SkuState>>, StoreError> {
-        let skus: Vec<Sku> = skus.cloned().collect();
+        let skus: Vec<StreamId> = skus.cloned().collect();
         self.cache
             .load_all(self.streams.as_ref(), self.snapshots.as_ref(), &skus)
             .await
@@ -69,7 +69,7 @@ impl Heads {
     /// once.
     pub(crate) async fn read_again(
         &self,
-        streams: &[Sku],
+        streams: &[StreamId],
         first: &[Arc<SkuState>],
     ) -> Result<(Vec<Arc<SkuState>>, bool), StoreError> {
         let again = self.load_all(streams.iter()).await?;
@@ -81,7 +81,7 @@ impl Heads {
     }
 
     /// The last state of `sku` this process knows, without reading the store.
-    pub(crate) fn known(&self, sku: &Sku) -> Known {
+    pub(crate) fn known(&self, sku: &StreamId) -> Known {
         self.cache.get(sku)
     }
 
@@ -96,7 +96,7 @@ impl Heads {
     /// the first time, so that the processes serving an item spread over its buckets, each
     /// usually deciding on a head it knows. Bucket 0 sells only once the item is drained: until
     /// then it keeps a reserve and the layout, and stays quiet.
-    pub(crate) fn home(&self, item: &Sku, active: BucketCount) -> Bucket {
+    pub(crate) fn home(&self, item: &StreamId, active: BucketCount) -> Bucket {
         if active == BucketCount::ONE {
             return Bucket::HOME;
         }
@@ -113,7 +113,7 @@ impl Heads {
 
     /// Moves this process's home in `item` off `from`, to another selling bucket of the
     /// `active` ones, drawn at random.
-    pub(crate) fn move_home(&self, item: &Sku, from: Bucket, active: BucketCount) {
+    pub(crate) fn move_home(&self, item: &StreamId, from: Bucket, active: BucketCount) {
         if active.get() > 2 {
             let mut homes = self.homes.lock().unwrap_or_else(PoisonError::into_inner);
             homes.insert(item.clone(), selling_bucket(active, Some(from)));

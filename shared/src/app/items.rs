@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::heads::Heads;
 use super::views::{ItemView, ItemsView};
-use crate::domain::{Bucket, Sku, SkuState};
+use crate::domain::{Bucket, Sku, SkuState, StreamId};
 use crate::error::AppError;
 use crate::ports::{Clock, Snapshots};
 
@@ -27,7 +27,8 @@ impl ReadItems {
     /// of several streams is not one instant's, and a unit in transfer would otherwise be
     /// counted in both buckets, or in neither.
     pub(crate) async fn item(&self, sku: &Sku) -> Result<ItemView, AppError> {
-        let state = self.heads.load(sku).await?;
+        let zero = StreamId::of(sku);
+        let state = self.heads.load(&zero).await?;
         if !state.exists() {
             return Err(AppError::UnknownSku(sku.clone()));
         }
@@ -39,7 +40,7 @@ impl ReadItems {
                 now,
             ));
         }
-        let streams: Vec<Sku> = state.layout.streams(sku).collect();
+        let streams: Vec<StreamId> = state.layout.streams(&zero).collect();
         // Bucket 0 was just read: the first read takes it as it is.
         let mut read = vec![state];
         read.extend(self.heads.load_all(streams.iter().skip(1)).await?);
@@ -74,13 +75,14 @@ impl ReadItems {
             .into_iter()
             .cloned()
             .collect();
-        let states = self.snapshots.read_snapshots(&distinct).await?;
+        let zeros: Vec<StreamId> = distinct.iter().map(StreamId::of).collect();
+        let states = self.snapshots.read_snapshots(&zeros).await?;
         let states: Vec<SkuState> = states.into_iter().map(Option::unwrap_or_default).collect();
         // Items split into buckets: their other buckets' snapshots, in one more batch read.
-        let others: Vec<Sku> = distinct
+        let others: Vec<StreamId> = zeros
             .iter()
             .zip(&states)
-            .flat_map(|(sku, state)| state.layout.streams(sku).skip(1))
+            .flat_map(|(zero, state)| state.layout.streams(zero).skip(1))
             .collect();
         let mut other_states = if others.is_empty() {
             Vec::new()

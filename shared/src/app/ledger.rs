@@ -21,7 +21,7 @@ use crate::archive::Archive;
 use crate::domain::buckets::TransferId;
 use crate::domain::{
     BucketCount, Change, ClientId, CommandId, Event, Figures, Reason, RejectionCode, ReservationId,
-    Sku, SkuState, Timestamp, Unavailable, Version,
+    Sku, SkuState, StreamId, Timestamp, Unavailable, Version,
 };
 use crate::error::AppError;
 use crate::ports::Streams;
@@ -238,14 +238,15 @@ impl Ledger {
         after: Version,
         limit: usize,
     ) -> Result<LedgerView, AppError> {
-        let home = self.heads.load(sku).await?;
+        let zero = StreamId::of(sku);
+        let home = self.heads.load(&zero).await?;
         if !home.exists() {
             return Err(AppError::UnknownSku(sku.clone()));
         }
         let read = if home.layout.widest == BucketCount::ONE {
-            self.one_stream(sku, home.version, after, limit).await
+            self.one_stream(&zero, home.version, after, limit).await
         } else {
-            let streams: Vec<Sku> = home.layout.streams(sku).collect();
+            let streams: Vec<StreamId> = home.layout.streams(&zero).collect();
             self.merged(&streams, after, limit).await
         };
         let Page {
@@ -275,7 +276,7 @@ impl Ledger {
     /// figures before them), as recorded.
     async fn one_stream(
         &self,
-        sku: &Sku,
+        sku: &StreamId,
         head: Version,
         after: Version,
         limit: usize,
@@ -322,7 +323,7 @@ impl Ledger {
     /// summed, the entries numbered in that order.
     async fn merged(
         &self,
-        streams: &[Sku],
+        streams: &[StreamId],
         after: Version,
         limit: usize,
     ) -> Result<Page, AppError> {
@@ -385,7 +386,7 @@ impl Ledger {
     /// [`GAP`] if neither has one of them.
     async fn read(
         &self,
-        sku: &Sku,
+        sku: &StreamId,
         after: Version,
         count: usize,
         head: Version,
@@ -445,7 +446,7 @@ fn fold(events: &[Event]) -> Vec<Figures> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::given::{cart, shopper, sku, Given};
+    use super::super::given::{cart, shopper, sku, stream, Given};
     use super::*;
     use crate::app::{AfterSaleRequest, ItemView};
     use crate::domain::{Annotation, Caller, IdempotencyKey, Quantity, StockState};
@@ -584,16 +585,20 @@ mod tests {
         let given = Given::new();
         a_life(&given).await;
         let whole = given.inventory.ledger(&sku("A"), 0, 100).await.unwrap();
-        let events = given.store.read_stream(&sku("A"), 0).await.unwrap();
+        let events = given.store.read_stream(&stream("A"), 0).await.unwrap();
         let objects = Arc::new(MemoryObjects::new());
         let archive = Archive::new(objects.clone());
-        archive.store_run(&sku("A"), &events[..5]).await.unwrap();
+        archive.store_run(&stream("A"), &events[..5]).await.unwrap();
         let state = SkuState::from_events(&events);
-        given.store.save_snapshot(&sku("A"), &state).await.unwrap();
+        given
+            .store
+            .save_snapshot(&stream("A"), &state)
+            .await
+            .unwrap();
         let gone = crate::domain::Timestamp::from_millis(0);
         given
             .store
-            .retire_events(&sku("A"), 1..=5, gone)
+            .retire_events(&stream("A"), 1..=5, gone)
             .await
             .unwrap();
         assert_eq!(given.store.delete_expired(gone), 5);
@@ -609,7 +614,7 @@ mod tests {
         );
         // The archive missing some of them: no page with a gap.
         assert!(objects.remove(&crate::archive::segment_key(
-            &sku("A"),
+            &stream("A"),
             &crate::archive::day_of(events[0].at),
             1,
             5
@@ -625,13 +630,13 @@ mod tests {
         a_life(&given).await;
         let whole = given.inventory.ledger(&sku("A"), 0, 100).await.unwrap();
         // The same history as recorded before events carried their figures.
-        let mut events = given.store.read_stream(&sku("A"), 0).await.unwrap();
+        let mut events = given.store.read_stream(&stream("A"), 0).await.unwrap();
         for event in &mut events {
             event.figures = None;
-            event.sku = sku("OLD");
+            event.stream = stream("OLD");
         }
         let old = crate::ports::StreamAppend {
-            sku: sku("OLD"),
+            stream: stream("OLD"),
             expected: 0,
             events,
         };

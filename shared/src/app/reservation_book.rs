@@ -8,7 +8,9 @@ use std::sync::Arc;
 use futures::future::try_join_all;
 
 use super::views::ReservationView;
-use crate::domain::{Caller, Change, Event, HoldLine, HoldStatus, ReservationId, Sku, Timestamp};
+use crate::domain::{
+    Caller, Change, Event, HoldLine, HoldStatus, ReservationId, Sku, StreamId, Timestamp,
+};
 use crate::error::AppError;
 use crate::ports::{Record, RecordKey, RecordWrite, Records, StoreError, Streams};
 
@@ -24,7 +26,7 @@ impl StoredHold {
     /// The write of the hold's record as it now is, over the version read.
     pub(crate) fn write(&self) -> RecordWrite {
         RecordWrite {
-            key: hold_key(&self.hold.reservation_id, &self.hold.sku),
+            key: hold_key(&self.hold.reservation_id, &self.hold.stream),
             expected: self.version,
             record: Record::Hold(self.hold.clone()),
         }
@@ -50,8 +52,13 @@ impl Reservation {
     }
 
     /// The streams its holds are in (an item's own, or one of its buckets').
-    pub(crate) fn streams(&self) -> impl Iterator<Item = &Sku> {
-        self.holds.iter().map(|h| &h.hold.sku)
+    pub(crate) fn streams(&self) -> impl Iterator<Item = &StreamId> {
+        self.holds.iter().map(|h| &h.hold.stream)
+    }
+
+    /// The items it holds, each once.
+    pub(crate) fn items(&self) -> std::collections::BTreeSet<&Sku> {
+        self.streams().map(StreamId::item).collect()
     }
 }
 
@@ -114,7 +121,7 @@ impl ReservationBook {
             let lookup = match anchor {
                 None => HoldLookup::UnknownReservation,
                 Some((_, placed)) => {
-                    match placed.into_iter().find(|hold| hold.sku.item() == *sku) {
+                    match placed.into_iter().find(|hold| hold.stream.item() == sku) {
                         None => HoldLookup::NotOnSku,
                         Some(hold) => {
                             on_sku.push(hold);
@@ -139,7 +146,7 @@ impl ReservationBook {
     ) -> Result<Option<(Event, Vec<HoldLine>)>, StoreError> {
         let anchor = self
             .streams
-            .read_event(id.anchor_sku(), id.anchor_seq())
+            .read_event(id.anchor(), id.anchor_seq())
             .await?;
         Ok(anchor.and_then(|anchor| {
             let lines = placed_lines(&anchor, id)?;
@@ -151,7 +158,7 @@ impl ReservationBook {
     async fn stored(&self, placed: Vec<HoldLine>) -> Result<Vec<StoredHold>, StoreError> {
         let keys: Vec<RecordKey> = placed
             .iter()
-            .map(|hold| hold_key(&hold.reservation_id, &hold.sku))
+            .map(|hold| hold_key(&hold.reservation_id, &hold.stream))
             .collect();
         let records = self.records.read_records(&keys).await?;
         Ok(placed
@@ -174,10 +181,10 @@ impl ReservationBook {
     }
 }
 
-fn hold_key(reservation_id: &ReservationId, sku: &Sku) -> RecordKey {
+fn hold_key(reservation_id: &ReservationId, stream: &StreamId) -> RecordKey {
     RecordKey::Hold {
         reservation_id: reservation_id.clone(),
-        sku: sku.clone(),
+        stream: stream.clone(),
     }
 }
 
@@ -195,7 +202,7 @@ fn placed_lines(anchor: &Event, id: &ReservationId) -> Option<Vec<HoldLine>> {
     if reservation_id != id {
         return None;
     }
-    let first = HoldLine::placed(&anchor.sku, &anchor.change)?;
+    let first = HoldLine::placed(&anchor.stream, &anchor.change)?;
     if lines.is_empty() {
         return Some(vec![first]);
     }
@@ -204,7 +211,7 @@ fn placed_lines(anchor: &Event, id: &ReservationId) -> Option<Vec<HoldLine>> {
         lines
             .iter()
             .map(|line| HoldLine {
-                sku: line.sku.clone(),
+                stream: line.stream.clone(),
                 quantity: line.quantity,
                 ..first.clone()
             })

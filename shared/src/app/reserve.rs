@@ -27,7 +27,7 @@ use crate::domain::buckets;
 use crate::domain::decide::place_hold;
 use crate::domain::{
     Bucket, BucketCount, Caller, Change, HoldLine, HoldTerms, IdempotencyKey, InvalidValue, Line,
-    Move, Quantity, ReservationId, Sku, SkuState, Timestamp, TtlSeconds,
+    Move, PlacedLine, Quantity, ReservationId, Sku, SkuState, StreamId, Timestamp, TtlSeconds,
 };
 use crate::error::AppError;
 use crate::limits::{
@@ -96,11 +96,12 @@ pub(crate) struct Reserve {
     pub(crate) config: Config,
 }
 
-/// Where one line will hold: the bucket, the states read of its item, and the moves that
-/// bring the units there first (a gather, or a drain into bucket 0).
+/// Where one line will hold: the stream (its item's, at a location, in a bucket), the states
+/// read of the item's buckets there, and the moves that bring the units there first (a
+/// gather, or a drain into bucket 0).
 struct LinePlan {
-    states: Vec<(Sku, Arc<SkuState>)>,
-    bucket: Bucket,
+    states: Vec<(StreamId, Arc<SkuState>)>,
+    stream: StreamId,
     moves: Vec<Move>,
     /// The moves take every spare unit of the item into bucket 0 (it is then drained).
     drain: bool,
@@ -112,10 +113,10 @@ struct LinePlan {
 }
 
 impl LinePlan {
-    fn on(bucket: Bucket, states: Vec<(Sku, Arc<SkuState>)>, current: bool) -> Self {
+    fn on(stream: StreamId, states: Vec<(StreamId, Arc<SkuState>)>, current: bool) -> Self {
         Self {
             states,
-            bucket,
+            stream,
             moves: Vec::new(),
             drain: false,
             partial: false,
@@ -348,8 +349,8 @@ impl Reserve {
             return Ok(Attempt::Done(Together::none(jobs.len())));
         }
         let item = &first.sku;
-        let bucket = item.in_bucket(plan.bucket);
-        let mut draft = Draft::new(item, plan.states.iter().cloned());
+        let stream = &plan.stream;
+        let mut draft = Draft::new(stream, plan.states.iter().cloned());
         let now = draft.now(self.clock.now());
         if plan.drain {
             draft.record(Bucket::HOME, now, Change::BucketsDrained {});
@@ -369,8 +370,8 @@ impl Reserve {
         for (index, job) in jobs.iter().enumerate() {
             let request = &job.request;
             let size = 1 + usize::from(request.idempotency_key.is_some());
-            let state = draft.state(plan.bucket);
-            let id = ReservationId::placed(bucket.clone(), state.version + 1);
+            let state = draft.state(stream.bucket());
+            let id = ReservationId::placed(stream.clone(), state.version + 1);
             let terms = HoldTerms::new(now, request.ttl, self.config.release_grace_secs);
             let quantity = request.lines[0].quantity;
             let owner = job.caller.client_id();
@@ -396,8 +397,8 @@ impl Reserve {
                     continue;
                 }
             };
-            let holds: Vec<HoldLine> = HoldLine::placed(&bucket, &change).into_iter().collect();
-            draft.record(plan.bucket, now, change);
+            let holds: Vec<HoldLine> = HoldLine::placed(stream, &change).into_iter().collect();
+            draft.record(stream.bucket(), now, change);
             if let Some(key) = &request.idempotency_key {
                 records.push(idempotency_record(key, &job.caller, &job.digest, &id, now));
             }
@@ -422,8 +423,8 @@ impl Reserve {
                 tracing::info!(reservations = together.placed.len(), "reserved together");
                 Ok(Attempt::Done(together))
             }
-            Written::Lost(Conflict::Stream { sku, .. }) => {
-                self.move_home_from(&sku, first, &plan);
+            Written::Lost(Conflict::Stream { stream: lost, .. }) => {
+                self.move_home_from(&lost, &plan);
                 Ok(Attempt::Reread)
             }
             // A key was used meanwhile: each request is decided alone, its key first.
@@ -451,11 +452,9 @@ impl Reserve {
             .iter()
             .flat_map(|plan| &plan.states)
             .fold(self.clock.now(), |now, (_, state)| state.now(now));
-        let mut drafts: Vec<Draft> = request
-            .lines
+        let mut drafts: Vec<Draft> = plans
             .iter()
-            .zip(&plans)
-            .map(|(line, plan)| Draft::new(&line.sku, plan.states.iter().cloned()))
+            .map(|plan| Draft::new(&plan.stream, plan.states.iter().cloned()))
             .collect();
         let now = drafts.iter().fold(clock, |now, draft| draft.now(now));
         for (draft, plan) in drafts.iter_mut().zip(&plans) {
@@ -464,10 +463,9 @@ impl Reserve {
             }
             draft.transfer(now, plan.moves.clone());
         }
-        let anchor = &plans[0];
-        let anchor_sku = request.lines[0].sku.in_bucket(anchor.bucket);
-        let anchor_seq = drafts[0].state(anchor.bucket).version + 1;
-        let id = ReservationId::placed(anchor_sku, anchor_seq);
+        let anchor = &plans[0].stream;
+        let anchor_seq = drafts[0].state(anchor.bucket()).version + 1;
+        let id = ReservationId::placed(anchor.clone(), anchor_seq);
         let current = plans.iter().all(|plan| plan.current);
         let moves_only = drafts.clone();
         if let Err(refusal) = self.place(request, &plans, &mut drafts, &id, caller, now) {
@@ -509,9 +507,9 @@ impl Reserve {
         let issued = Instant::now();
         match write(self.transactions.as_ref(), transaction).await? {
             Written::Done => {}
-            Written::Lost(Conflict::Stream { sku, .. }) => {
-                for (line, plan) in request.lines.iter().zip(&plans) {
-                    self.move_home_from(&sku, line, plan);
+            Written::Lost(Conflict::Stream { stream: lost, .. }) => {
+                for plan in &plans {
+                    self.move_home_from(&lost, plan);
                 }
                 return Ok(Attempt::Reread);
             }
@@ -526,11 +524,11 @@ impl Reserve {
         Ok(Attempt::Done(ReservationView::new(id, now, &holds, now)))
     }
 
-    /// The state `sku` is decided on in this attempt, and whether it was current since the
+    /// The state `stream` is decided on in this attempt, and whether it was current since the
     /// request started.
     async fn read(
         &self,
-        sku: &Sku,
+        sku: &StreamId,
         reading: Reading,
         started: Instant,
     ) -> Result<(Arc<SkuState>, bool), AppError> {
@@ -552,7 +550,7 @@ impl Reserve {
         reading: Reading,
         started: Instant,
     ) -> Result<LinePlan, AppError> {
-        let item = &line.sku;
+        let item = &StreamId::of(&line.sku);
         // A bucketed item's layout comes from what this process knows of bucket 0 unless that
         // is its home: a hold needs only its own bucket current (a bucket drained or dropped
         // has nothing to spare, and the hunt reads bucket 0 again).
@@ -567,7 +565,7 @@ impl Reserve {
         let layout = zero.layout;
         let mut states = vec![(item.clone(), Arc::clone(&zero))];
         if layout.active() == BucketCount::ONE {
-            return Ok(LinePlan::on(Bucket::HOME, states, zero_current));
+            return Ok(LinePlan::on(item.clone(), states, zero_current));
         }
         let home = self.heads.home(item, layout.active());
         let (state, current) = if home == Bucket::HOME {
@@ -579,9 +577,9 @@ impl Reserve {
         };
         let now = state.now(self.clock.now());
         if !current || state.for_sale(now) >= line.quantity.units() {
-            return Ok(LinePlan::on(home, states, current));
+            return Ok(LinePlan::on(item.in_bucket(home), states, current));
         }
-        self.hunt(line, home, states).await
+        self.hunt(item, line.quantity, home, states).await
     }
 
     /// A shopper whose bucket is short (on a current state) looks for the units: first in up
@@ -592,20 +590,20 @@ impl Reserve {
     /// where the last units sell and every refusal is decided.
     async fn hunt(
         &self,
-        line: &Line,
+        item: &StreamId,
+        quantity: Quantity,
         home: Bucket,
-        mut states: Vec<(Sku, Arc<SkuState>)>,
+        mut states: Vec<(StreamId, Arc<SkuState>)>,
     ) -> Result<LinePlan, AppError> {
-        let item = &line.sku;
-        let wanted = line.quantity.units();
+        let wanted = quantity.units();
         // Bucket 0, current: it says whether the item is drained (then the line holds there).
         let zero = self.heads.load(item).await?;
         if zero.layout.active() == BucketCount::ONE {
-            return Ok(LinePlan::on(Bucket::HOME, vec![(item.clone(), zero)], true));
+            return Ok(LinePlan::on(item.clone(), vec![(item.clone(), zero)], true));
         }
         let layout = zero.layout;
         states[0] = (item.clone(), zero);
-        let buckets: Vec<Sku> = layout.count.buckets().map(|b| item.in_bucket(b)).collect();
+        let buckets: Vec<StreamId> = layout.count.buckets().map(|b| item.in_bucket(b)).collect();
         let clock = self.clock.now();
         // The hints: the snapshots of the buckets, or of as many drawn at random as one batch
         // read takes; the item's spare is estimated from them.
@@ -648,7 +646,7 @@ impl Reserve {
                     }
                     return Ok(LinePlan {
                         states,
-                        bucket: home,
+                        stream: item.in_bucket(home),
                         moves: vec![halved],
                         drain: false,
                         partial: false,
@@ -658,7 +656,7 @@ impl Reserve {
             }
         }
         let read = self.heads.load_all(buckets.iter().skip(1)).await?;
-        let states: Vec<(Sku, Arc<SkuState>)> = std::iter::once(states.swap_remove(0))
+        let states: Vec<(StreamId, Arc<SkuState>)> = std::iter::once(states.swap_remove(0))
             .chain(buckets.iter().skip(1).cloned().zip(read))
             .collect();
         let every_bucket = Draft::new(item, states.iter().cloned());
@@ -685,7 +683,7 @@ impl Reserve {
             moves.truncate(MOVES_PER_LINE);
             return Ok(LinePlan {
                 states,
-                bucket: home,
+                stream: item.in_bucket(home),
                 moves,
                 drain: false,
                 partial: !whole,
@@ -699,14 +697,14 @@ impl Reserve {
         let first: Vec<Arc<SkuState>> = states.iter().map(|(_, state)| Arc::clone(state)).collect();
         let (_, unmoved) = self.heads.read_again(&buckets, &first).await?;
         if !unmoved {
-            return Ok(LinePlan::on(Bucket::HOME, states, false));
+            return Ok(LinePlan::on(item.clone(), states, false));
         }
         let mut moves = buckets::drain(&spares);
         let whole = moves.len() <= MOVES_PER_LINE;
         moves.truncate(MOVES_PER_LINE);
         Ok(LinePlan {
             states,
-            bucket: Bucket::HOME,
+            stream: item.clone(),
             moves,
             drain: whole,
             partial: !whole,
@@ -724,21 +722,21 @@ impl Reserve {
                 holds.extend(
                     events
                         .iter()
-                        .filter_map(|event| HoldLine::placed(&event.sku, &event.change)),
+                        .filter_map(|event| HoldLine::placed(&event.stream, &event.change)),
                 );
             }
         }
         holds
     }
 
-    /// After a write lost the race on stream `lost`: if that is the bucket `line` was to hold
+    /// After a write lost the race on stream `lost`: if that is the bucket `plan` was to hold
     /// in, another process holds there too, and this one moves its home in the item to
     /// another, so that the processes of a hot item spread over its buckets.
-    fn move_home_from(&self, lost: &Sku, line: &Line, plan: &LinePlan) {
+    fn move_home_from(&self, lost: &StreamId, plan: &LinePlan) {
         let layout = plan.states[0].1.layout;
-        if *lost == line.sku.in_bucket(plan.bucket) && layout.active() != BucketCount::ONE {
+        if *lost == plan.stream && layout.active() != BucketCount::ONE {
             self.heads
-                .move_home(&line.sku, plan.bucket, layout.active());
+                .move_home(&plan.stream.home(), plan.stream.bucket(), layout.active());
         }
     }
 
@@ -780,13 +778,13 @@ impl Reserve {
         now: Timestamp,
     ) -> Result<(), AppError> {
         let terms = HoldTerms::new(now, request.ttl, self.config.release_grace_secs);
-        let cart: Vec<Line> = if request.lines.len() > 1 {
+        let cart: Vec<PlacedLine> = if request.lines.len() > 1 {
             request
                 .lines
                 .iter()
                 .zip(plans)
-                .map(|(line, plan)| Line {
-                    sku: line.sku.in_bucket(plan.bucket),
+                .map(|(line, plan)| PlacedLine {
+                    stream: plan.stream.clone(),
                     quantity: line.quantity,
                 })
                 .collect()
@@ -802,10 +800,10 @@ impl Reserve {
         {
             let lines = if index == 0 { cart.clone() } else { Vec::new() };
             let owner = caller.client_id();
-            let state = draft.state(plan.bucket);
+            let state = draft.state(plan.stream.bucket());
             let change = place_hold(&state, id, line.quantity, terms, lines, owner, now)
                 .map_err(|refusal| AppError::refused_hold(&line.sku, refusal))?;
-            draft.record(plan.bucket, now, change);
+            draft.record(plan.stream.bucket(), now, change);
         }
         Ok(())
     }

@@ -160,7 +160,7 @@ impl ReservationView {
         let lines: Vec<LineView> = holds
             .iter()
             .map(|hold| LineView {
-                sku: hold.sku.item(),
+                sku: hold.stream.item().clone(),
                 quantity: hold.quantity,
                 status: hold.status_at(now),
                 fulfilled: hold.fulfilled,

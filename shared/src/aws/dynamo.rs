@@ -42,7 +42,9 @@ use aws_sdk_dynamodb::Client;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Change, CommandId, Event, ReservationId, Sku, SkuState, Timestamp, Version};
+use crate::domain::{
+    Change, CommandId, Event, ReservationId, Sku, SkuState, StreamId, Timestamp, Version,
+};
 use crate::limits::{MAX_BATCH_READ_KEYS, MAX_TRANSACTION_ITEMS};
 use crate::ports::{
     Cause, CommandHistory, CommandOutcome, CommandRecord, Conflict, ExpiryIndex, IndexPart,
@@ -293,7 +295,7 @@ impl TableShape {
 
 /// Which part of a commit one transaction item writes (to name what a cancellation hit).
 enum Origin {
-    Stream(Sku),
+    Stream(StreamId),
     Record(RecordKey),
 }
 
@@ -440,7 +442,7 @@ impl DynamoStore {
         }
     }
 
-    fn stream_pk(sku: &Sku) -> String {
+    fn stream_pk(sku: &StreamId) -> String {
         format!("{STREAM_PREFIX}{sku}")
     }
 
@@ -448,8 +450,8 @@ impl DynamoStore {
         match key {
             RecordKey::Hold {
                 reservation_id,
-                sku,
-            } => format!("{HOLD_PREFIX}{reservation_id}#{sku}"),
+                stream,
+            } => format!("{HOLD_PREFIX}{reservation_id}#{stream}"),
             RecordKey::Idempotency { client_id, key } => {
                 format!("{IDEMPOTENCY_PREFIX}{client_id}#{}", key.as_str())
             }
@@ -457,13 +459,13 @@ impl DynamoStore {
             RecordKey::CommandOutcome { command_id, sku } => {
                 format!("{OUTCOME_PREFIX}{command_id}#{sku}")
             }
-            RecordKey::ArchiveMark { sku } => format!("{ARCHIVE_MARK_PREFIX}{sku}"),
+            RecordKey::ArchiveMark { stream } => format!("{ARCHIVE_MARK_PREFIX}{stream}"),
             RecordKey::ExpirySweep => format!("{SWEEP_PREFIX}expiry"),
             RecordKey::Deferred { sku } => format!("{DEFERRED_PREFIX}{sku}"),
         }
     }
 
-    fn snapshot_pk(sku: &Sku) -> String {
+    fn snapshot_pk(sku: &StreamId) -> String {
         format!("{SNAPSHOT_PREFIX}{sku}")
     }
 
@@ -477,7 +479,7 @@ impl DynamoStore {
     /// The strongly consistent query of `sku`'s events after `after`, in order.
     fn stream_query(
         &self,
-        sku: &Sku,
+        sku: &StreamId,
         after: Version,
     ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
         self.client
@@ -496,7 +498,7 @@ impl DynamoStore {
             _ => None,
         };
         serde_dynamo::to_item(EventItem {
-            pk: Self::stream_pk(&event.sku),
+            pk: Self::stream_pk(&event.stream),
             sk: event.seq,
             expiry_shard: indexed.map(|id| expiry_shard(id).to_string()),
             event,
@@ -585,7 +587,7 @@ impl DynamoStore {
                         return Ok(());
                     }
                     Err(StoreError::Conflict(Conflict::Stream {
-                        sku: append.sku.clone(),
+                        stream: append.stream.clone(),
                         found: there.map(Box::new),
                     }))
                 }
@@ -606,7 +608,7 @@ impl DynamoStore {
                         .put(self.event_put(event)?)
                         .build(),
                 );
-                origins.push(Origin::Stream(append.sku.clone()));
+                origins.push(Origin::Stream(append.stream.clone()));
             }
         }
         for write in &transaction.records {
@@ -630,12 +632,12 @@ impl DynamoStore {
                     });
                     match failed.and_then(|index| origins.get(index)) {
                         Some(Origin::Stream(sku)) => Err(StoreError::Conflict(Conflict::Stream {
-                            sku: sku.clone(),
+                            stream: sku.clone(),
                             found: None,
                         })),
-                        Some(Origin::Record(key)) => {
-                            Err(StoreError::Conflict(Conflict::Record { key: key.clone() }))
-                        }
+                        Some(Origin::Record(key)) => Err(StoreError::Conflict(Conflict::Record {
+                            key: Box::new(key.clone()),
+                        })),
                         None => Err(unavailable(cancelled)),
                     }
                 }
@@ -734,7 +736,7 @@ fn bug(err: impl std::fmt::Display) -> StoreError {
 
 #[async_trait]
 impl Streams for DynamoStore {
-    async fn read_stream(&self, sku: &Sku, after: Version) -> Result<Vec<Event>, StoreError> {
+    async fn read_stream(&self, sku: &StreamId, after: Version) -> Result<Vec<Event>, StoreError> {
         let items: Vec<Item> = self
             .stream_query(sku, after)
             .into_paginator()
@@ -748,7 +750,7 @@ impl Streams for DynamoStore {
 
     async fn read_page(
         &self,
-        sku: &Sku,
+        sku: &StreamId,
         after: Version,
         limit: usize,
     ) -> Result<StreamPage, StoreError> {
@@ -770,7 +772,7 @@ impl Streams for DynamoStore {
         })
     }
 
-    async fn read_event(&self, sku: &Sku, seq: Version) -> Result<Option<Event>, StoreError> {
+    async fn read_event(&self, sku: &StreamId, seq: Version) -> Result<Option<Event>, StoreError> {
         if seq == 0 {
             return Ok(None);
         }
@@ -826,7 +828,7 @@ impl Transactions for DynamoStore {
 
 #[async_trait]
 impl Snapshots for DynamoStore {
-    async fn read_snapshots(&self, skus: &[Sku]) -> Result<Vec<Option<SkuState>>, StoreError> {
+    async fn read_snapshots(&self, skus: &[StreamId]) -> Result<Vec<Option<SkuState>>, StoreError> {
         let pks: Vec<String> = skus.iter().map(Self::snapshot_pk).collect();
         let stored: Vec<Option<SnapshotItem>> = self.batch_get_as(&pks, false).await?;
         Ok(stored
@@ -835,7 +837,11 @@ impl Snapshots for DynamoStore {
             .collect())
     }
 
-    async fn save_snapshot(&self, sku: &Sku, state: &SkuState) -> Result<SnapshotSave, StoreError> {
+    async fn save_snapshot(
+        &self,
+        sku: &StreamId,
+        state: &SkuState,
+    ) -> Result<SnapshotSave, StoreError> {
         let item = serde_dynamo::to_item(SnapshotItem {
             pk: Self::snapshot_pk(sku),
             sk: 0,
@@ -927,10 +933,10 @@ fn lapsing_hold(item: Item) -> Result<LapsingHold, StoreError> {
     let sku = entry
         .pk
         .strip_prefix(STREAM_PREFIX)
-        .and_then(|stream| Sku::parse_stream(stream).ok())
+        .and_then(|stream| StreamId::parse(stream).ok())
         .ok_or_else(|| bug(format!("unexpected key {} in the index", entry.pk)))?;
     Ok(LapsingHold {
-        sku,
+        stream: sku,
         seq: entry.sk,
         reservation_id: entry.reservation_id,
         expires_at: entry.expires_at,
@@ -944,7 +950,7 @@ impl Retirement for DynamoStore {
     /// already) done again one update at a time.
     async fn retire_events(
         &self,
-        sku: &Sku,
+        sku: &StreamId,
         seqs: RangeInclusive<Version>,
         delete_at: Timestamp,
     ) -> Result<(), StoreError> {
@@ -1157,15 +1163,15 @@ impl DynamoStore {
 
     /// Every SKU with a snapshot: a scan of the whole table for `snap#` items, all pages. For
     /// tools (the audit); the service never scans.
-    pub async fn snapshot_skus(&self) -> Result<Vec<Sku>, StoreError> {
+    pub async fn snapshot_skus(&self) -> Result<Vec<StreamId>, StoreError> {
         let items = self
             .scan_prefixed(SNAPSHOT_PREFIX, |scan| scan.projection_expression("#pk"))
             .await?;
-        let mut skus: Vec<Sku> = items
+        let mut skus: Vec<StreamId> = items
             .iter()
             .filter_map(|item| match item.get(PK) {
                 Some(AttributeValue::S(pk)) => {
-                    Sku::parse_stream(pk.strip_prefix(SNAPSHOT_PREFIX)?).ok()
+                    StreamId::parse(pk.strip_prefix(SNAPSHOT_PREFIX)?).ok()
                 }
                 _ => None,
             })
@@ -1184,12 +1190,13 @@ mod tests {
     #[test]
     fn every_partition_key_starts_with_one_of_the_prefixes_iam_grants_by() {
         let sku = Sku::parse("SKU-1").unwrap();
-        let reservation_id = ReservationId::new(sku.clone(), 1, 7);
+        let stream = StreamId::parse("SKU-1:store-5@2").unwrap();
+        let reservation_id = ReservationId::new(stream.clone(), 1, 7);
         let command_id = CommandId::random();
         let records = [
             RecordKey::Hold {
                 reservation_id,
-                sku: sku.clone(),
+                stream: stream.clone(),
             },
             RecordKey::Idempotency {
                 client_id: ClientId::parse("storefront").unwrap(),
@@ -1200,14 +1207,16 @@ mod tests {
                 command_id,
                 sku: sku.clone(),
             },
-            RecordKey::ArchiveMark { sku: sku.clone() },
+            RecordKey::ArchiveMark {
+                stream: stream.clone(),
+            },
             RecordKey::ExpirySweep,
             RecordKey::Deferred { sku: sku.clone() },
         ];
-        let keys = records
-            .iter()
-            .map(DynamoStore::record_pk)
-            .chain([DynamoStore::stream_pk(&sku), DynamoStore::snapshot_pk(&sku)]);
+        let keys = records.iter().map(DynamoStore::record_pk).chain([
+            DynamoStore::stream_pk(&stream),
+            DynamoStore::snapshot_pk(&stream),
+        ]);
         let mut used = std::collections::BTreeSet::new();
         for key in keys {
             let prefix = PARTITION_KEY_PREFIXES

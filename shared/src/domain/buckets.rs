@@ -15,7 +15,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::types::{Bucket, BucketCount, Sku, Units};
+use super::stream::StreamId;
+use super::types::{Bucket, BucketCount, Units};
 
 /// How an item's stock is laid out over its buckets (kept by bucket 0's fold).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,12 +32,12 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// Every stream of `item` that may hold anything (each bucket it ever had), bucket 0's
-    /// first.
-    pub fn streams<'a>(&self, item: &'a Sku) -> impl Iterator<Item = Sku> + 'a {
+    /// Every stream of the item at `home`'s location that may hold anything (each bucket it
+    /// ever had), bucket 0's first.
+    pub fn streams<'a>(&self, home: &'a StreamId) -> impl Iterator<Item = StreamId> + 'a {
         self.widest
             .buckets()
-            .map(move |bucket| item.in_bucket(bucket))
+            .map(move |bucket| home.in_bucket(bucket))
     }
 
     /// Whether this is a one-bucket item (every item starts so).
@@ -298,39 +299,33 @@ mod tests {
 
     #[test]
     fn a_bucket_stream_is_named_after_its_item_and_no_client_can_name_one() {
-        use crate::domain::Sku;
+        use crate::domain::{Sku, StreamId};
         let item = Sku::parse("LAMP-1").unwrap();
-        let third = item.in_bucket(b(3));
-        assert_eq!(third.as_str(), "LAMP-1@3");
-        assert_eq!((third.item(), third.bucket()), (item.clone(), b(3)));
-        assert_eq!(item.in_bucket(Bucket::HOME), item);
-        assert!(item.is_item() && !third.is_item());
-        assert_eq!(Sku::parse_stream("LAMP-1@3").unwrap(), third);
+        let own = StreamId::of(&item);
+        let third = own.in_bucket(b(3));
+        assert_eq!(third.to_string(), "LAMP-1@3");
+        assert_eq!((third.item(), third.bucket()), (&item, b(3)));
+        assert_eq!(third.in_bucket(Bucket::HOME), own);
+        assert!(own.is_home() && !third.is_home());
+        assert_eq!(StreamId::parse("LAMP-1@3").unwrap(), third);
         assert!(Sku::parse("LAMP-1@3").is_err(), "clients name items only");
-        for bad in [
-            "LAMP-1@0",
-            "LAMP-1@03",
-            "LAMP-1@256",
-            "LAMP-1@",
-            "@3",
-            "A@1@2",
-        ] {
-            assert!(Sku::parse_stream(bad).is_err(), "{bad}");
+        for bad in ["@3", "A@1@2"] {
+            assert!(StreamId::parse(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn a_move_is_folded_by_both_buckets_and_the_item_keeps_its_units() {
-        use crate::domain::{Change, Event, Sku, SkuState, Timestamp};
-        let item = Sku::parse("A").unwrap();
+        use crate::domain::{Change, Event, Sku, SkuState, StreamId, Timestamp};
+        let item = StreamId::of(&Sku::parse("A").unwrap());
         let moved = Change::StockMoved {
             transfer_id: TransferId(7),
             moves: vec![Move::new(b(0), b(2), 3).unwrap()],
         };
-        let event = |sku: Sku| Event {
+        let event = |stream: StreamId| Event {
             actor: None,
             figures: None,
-            sku,
+            stream,
             seq: 2,
             at: Timestamp::from_millis(0),
             change: moved.clone(),

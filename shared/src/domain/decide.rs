@@ -6,7 +6,7 @@
 
 use super::access::ClientId;
 use super::command::{Action, Command};
-use super::event::{Change, Line, RejectionCode};
+use super::event::{Change, PlacedLine, RejectionCode};
 use super::hold::{AfterSale, HoldLine, HoldStatus, HoldTerms};
 use super::state::SkuState;
 use super::stock_states::{Annotation, StockState};
@@ -50,7 +50,7 @@ pub fn place_hold(
     reservation_id: &ReservationId,
     quantity: Quantity,
     terms: HoldTerms,
-    lines: Vec<Line>,
+    lines: Vec<PlacedLine>,
     owner: &ClientId,
     now: Timestamp,
 ) -> Result<Change, PlaceRejection> {
@@ -372,12 +372,16 @@ mod tests {
     use super::*;
     use crate::domain::event::Event;
     use crate::domain::stock_states::{Reason, Reclassification};
+    use crate::domain::stream::StreamId;
     use crate::domain::types::{LowStockThreshold, Sku, TtlSeconds};
 
     const GRACE: i64 = 120;
 
     fn sku() -> Sku {
         Sku::parse("SKU-1").unwrap()
+    }
+    fn stream() -> StreamId {
+        StreamId::of(&sku())
     }
     fn qty(n: i64) -> Quantity {
         Quantity::new(n).unwrap()
@@ -389,7 +393,7 @@ mod tests {
         CommandId::parse(&uuid::Uuid::from_u128(n).to_string()).unwrap()
     }
     fn res_id(seq: u64) -> ReservationId {
-        ReservationId::new(sku(), seq, seq)
+        ReservationId::new(stream(), seq, seq)
     }
     fn owner() -> ClientId {
         ClientId::parse("storefront").unwrap()
@@ -410,7 +414,7 @@ mod tests {
             self.events.push(Event {
                 actor: None,
                 figures: None,
-                sku: sku(),
+                stream: stream(),
                 seq,
                 at: when,
                 change,
@@ -459,7 +463,7 @@ mod tests {
         /// The record of the hold placed at `seq`, folded over the whole stream.
         fn hold(&self, seq: u64) -> HoldLine {
             let placed = &self.events[seq as usize - 1];
-            let mut hold = HoldLine::placed(&sku(), &placed.change).unwrap();
+            let mut hold = HoldLine::placed(&stream(), &placed.change).unwrap();
             for event in &self.events[seq as usize..] {
                 hold.evolve(&event.change);
             }

@@ -8,6 +8,7 @@ use super::access::ClientId;
 use super::buckets::{Move, TransferId};
 use super::state::Figures;
 use super::stock_states::{Annotation, Reason, Reclassification};
+use super::stream::StreamId;
 use super::types::{
     BucketCount, CommandId, InvalidValue, LowStockThreshold, Quantity, ReservationId, Sku,
     Timestamp, Version,
@@ -16,8 +17,9 @@ use super::types::{
 /// One recorded event: position in its stream, when it was decided, and what changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
-    /// The stream this event belongs to.
-    pub sku: Sku,
+    /// The stream this event belongs to (named `sku` in what is stored, as it always was).
+    #[serde(rename = "sku")]
+    pub stream: StreamId,
     /// Gap-free position in the stream, starting at 1.
     pub seq: Version,
     /// When the decision that produced it was taken (never earlier than the stream's previous event).
@@ -70,6 +72,17 @@ impl Line {
     }
 }
 
+/// One line of a reservation as held: the stream its units are held in and how many.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlacedLine {
+    /// The stream (item, location, bucket), named `sku` in what is stored.
+    #[serde(rename = "sku")]
+    pub stream: StreamId,
+    /// Units held.
+    pub quantity: Quantity,
+}
+
 /// What an event records.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -109,8 +122,8 @@ pub enum Change {
         /// Until when they count against availability (its release bucket).
         release_at: Timestamp,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        /// Every line of the cart, on the anchor event only.
-        lines: Vec<Line>,
+        /// Every line of the cart where it is held, on the anchor event only.
+        lines: Vec<PlacedLine>,
         /// The client that placed it: only that client (or an admin) may see or change the
         /// reservation. Absent on holds placed before ownership was recorded (admin's only).
         #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -4,7 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::event::{Change, RejectionCode};
-use super::types::{Quantity, ReservationId, Sku, Timestamp, TtlSeconds};
+use super::stream::StreamId;
+use super::types::{Quantity, ReservationId, Timestamp, TtlSeconds};
 
 /// Where a hold is in its life.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -137,8 +138,9 @@ impl HoldTerms {
 pub struct HoldLine {
     /// The reservation this hold belongs to.
     pub reservation_id: ReservationId,
-    /// The SKU held.
-    pub sku: Sku,
+    /// The stream the units are held in (named `sku` in what is stored).
+    #[serde(rename = "sku")]
+    pub stream: StreamId,
     /// Units held.
     pub quantity: Quantity,
     /// Last instant a checkout is accepted.
@@ -163,8 +165,8 @@ fn is_zero(units: &i64) -> bool {
 }
 
 impl HoldLine {
-    /// The hold a `HoldPlaced` change on `sku` starts; `None` for any other change.
-    pub fn placed(sku: &Sku, change: &Change) -> Option<Self> {
+    /// The hold a `HoldPlaced` change on `stream` starts; `None` for any other change.
+    pub fn placed(stream: &StreamId, change: &Change) -> Option<Self> {
         match change {
             Change::HoldPlaced {
                 reservation_id,
@@ -174,7 +176,7 @@ impl HoldLine {
                 ..
             } => Some(Self {
                 reservation_id: reservation_id.clone(),
-                sku: sku.clone(),
+                stream: stream.clone(),
                 quantity: *quantity,
                 expires_at: *expires_at,
                 release_at: *release_at,

@@ -10,17 +10,19 @@ pub mod hold;
 pub mod notices;
 pub mod state;
 pub mod stock_states;
+pub mod stream;
 pub mod types;
 
 pub use access::{Caller, ClientId, Scope};
 pub use buckets::{Layout, Move, TransferId};
 pub use command::{Action, Command};
 pub use decide::{PlaceRejection, Verdict};
-pub use event::{Change, Event, Line, RejectionCode};
+pub use event::{Change, Event, Line, PlacedLine, RejectionCode};
 pub use hold::{AfterSale, HoldLine, HoldStatus, HoldTerms};
 pub use notices::{notices, Notice, Noticed, StockFigures};
 pub use state::{Figures, SkuState};
 pub use stock_states::{Annotation, Reason, Reclassification, StockState, Unavailable};
+pub use stream::{LocationId, Placement, StreamId};
 pub use types::{
     Bucket, BucketCount, CommandId, IdempotencyKey, InvalidValue, LowStockThreshold, Quantity,
     ReservationId, Sku, Timestamp, TtlSeconds, Units, Version,

@@ -14,9 +14,9 @@ use super::event::{Change, Event, RejectionCode};
 use super::state::SkuState;
 use super::stock_states::Reason;
 use super::stock_states::Unavailable;
+use super::stream::StreamId;
 use super::types::{
-    Bucket, BucketCount, CommandId, LowStockThreshold, Quantity, ReservationId, Sku, Timestamp,
-    Version,
+    BucketCount, CommandId, LowStockThreshold, Quantity, ReservationId, Sku, Timestamp, Version,
 };
 
 /// An item's figures as a notice carries them.
@@ -55,13 +55,13 @@ impl StockFigures {
         }
     }
 
-    /// The item's figures as the stream `sku` folded into `state` knows them, when it knows
-    /// them: a one-bucket item's stream knows them all. A split item's bucket 0 knows what the
+    /// The item's figures as the stream `stream` folded into `state` knows them, when it
+    /// knows them: a one-bucket item's stream knows them all. A split item's bucket 0 knows what the
     /// item has for sale only while the item sells from it alone (drained, or set back to one
     /// bucket), and never its on-hand, holds or sales, which its other buckets share; its other
     /// buckets know nothing of the item.
-    pub fn item(sku: &Sku, state: &SkuState) -> Option<Self> {
-        if sku.bucket() != Bucket::HOME || !state.layout.sells_alone() {
+    pub fn item(stream: &StreamId, state: &SkuState) -> Option<Self> {
+        if !stream.is_home() || !state.layout.sells_alone() {
             return None;
         }
         let figures = Self::of(state);
@@ -168,8 +168,8 @@ impl Notice {
 /// A notice and the event that caused it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Noticed {
-    /// The item.
-    pub sku: Sku,
+    /// The stream it was told of (the item's own for what concerns the item as a whole).
+    pub stream: StreamId,
     /// The version of the event that caused it (the last of the batch for `stock_changed`; 0
     /// for `command_parked`, which no event of the stream caused).
     pub version: Version,
@@ -187,11 +187,11 @@ impl Noticed {
         match &self.notice {
             Notice::CommandParked { command_id, .. } => format!(
                 "{}:{command_id}:{}:{}",
-                self.sku,
+                self.stream,
                 self.at.millis(),
                 self.notice.kind()
             ),
-            notice => format!("{}:{}:{}", self.sku, self.version, notice.kind()),
+            notice => format!("{}:{}:{}", self.stream, self.version, notice.kind()),
         }
     }
 
@@ -205,7 +205,7 @@ impl Noticed {
         at: Timestamp,
     ) -> Self {
         Self {
-            sku,
+            stream: StreamId::of(&sku),
             version: 0,
             at,
             notice: Notice::CommandParked {
@@ -237,7 +237,7 @@ pub fn notices(before: &SkuState, events: &[Event]) -> Vec<Noticed> {
     let Some(first) = newer.first() else {
         return out;
     };
-    let sku = &first.sku;
+    let sku = &first.stream;
     for event in &newer {
         // What the item had for sale as the previous event left it, at its time (a hold that
         // lapsed since then brings units back with this event), or as last known.
@@ -248,7 +248,7 @@ pub fn notices(before: &SkuState, events: &[Event]) -> Vec<Noticed> {
         let was_short = state.available(state.clock) < 0;
         state.evolve(event);
         let noticed = |notice| Noticed {
-            sku: event.sku.clone(),
+            stream: event.stream.clone(),
             version: event.seq,
             at: event.at,
             notice,
@@ -307,7 +307,7 @@ pub fn notices(before: &SkuState, events: &[Event]) -> Vec<Noticed> {
         let moved = whole(before).is_none_or(|was| figures(&was) != figures(&stock));
         if moved {
             out.push(Noticed {
-                sku: last.sku.clone(),
+                stream: last.stream.clone(),
                 version: last.seq,
                 at: last.at,
                 notice: Notice::StockChanged {
@@ -339,9 +339,10 @@ mod tests {
     use super::*;
     use crate::domain::buckets::{Move, TransferId};
     use crate::domain::Annotation;
+    use crate::domain::Bucket;
 
-    fn sku() -> Sku {
-        Sku::parse("SKU-1").unwrap()
+    fn sku() -> StreamId {
+        StreamId::of(&Sku::parse("SKU-1").unwrap())
     }
     fn at(secs: i64) -> Timestamp {
         Timestamp::from_millis(secs * 1000)
@@ -358,7 +359,7 @@ mod tests {
 
     /// A stream built up by the test: `events` after `known` are the ones the batch brings.
     struct Stream {
-        sku: Sku,
+        sku: StreamId,
         events: Vec<Event>,
     }
 
@@ -370,7 +371,7 @@ mod tests {
 
     impl Stream {
         /// The stream of `sku` (an item's, or one of its buckets').
-        fn of(sku: Sku) -> Self {
+        fn of(sku: StreamId) -> Self {
             Self {
                 sku,
                 events: Vec::new(),
@@ -381,7 +382,7 @@ mod tests {
             self.events.push(Event {
                 actor: None,
                 figures: None,
-                sku: self.sku.clone(),
+                stream: self.sku.clone(),
                 seq,
                 at: at(secs),
                 change,
@@ -818,13 +819,25 @@ mod tests {
 
     #[test]
     fn a_parked_command_is_told_under_its_sku_with_an_id_of_its_parking() {
-        let parked = Noticed::parked(sku(), command(9), "failing", "throttled".to_owned(), at(5));
+        let parked = Noticed::parked(
+            sku().item().clone(),
+            command(9),
+            "failing",
+            "throttled".to_owned(),
+            at(5),
+        );
         assert_eq!(parked.notice.kind(), "command_parked");
         assert_eq!(
             parked.id(),
             format!("SKU-1:{}:5000:command_parked", command(9))
         );
-        let again = Noticed::parked(sku(), command(9), "failing", "x".repeat(5_000), at(7));
+        let again = Noticed::parked(
+            sku().item().clone(),
+            command(9),
+            "failing",
+            "x".repeat(5_000),
+            at(7),
+        );
         assert_ne!(parked.id(), again.id(), "parked again after a redrive");
         let Notice::CommandParked { detail, .. } = again.notice else {
             unreachable!()

@@ -178,7 +178,7 @@ impl SkuState {
                 }
             }
             Change::StockMoved { moves, .. } => {
-                let bucket = event.sku.bucket();
+                let bucket = event.stream.bucket();
                 self.on_hand += moves.iter().map(|m| m.effect_on(bucket)).sum::<i64>();
             }
             Change::BucketsSet { count, .. } => {

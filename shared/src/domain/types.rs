@@ -8,6 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use thiserror::Error;
 
 use super::access::ClientId;
+use super::stream::StreamId;
 
 /// Why a raw value could not become a domain value. The `code` is the machine-readable error
 /// code the HTTP edge answers with (400).
@@ -30,17 +31,10 @@ impl InvalidValue {
 }
 
 /// A stock keeping unit: 1–64 characters of `[A-Za-z0-9._-]`, as clients name it (an *item*).
-///
-/// A SKU split into escrow buckets keeps bucket 0 in its own stream and bucket `b` ≥ 1 in the
-/// stream `{sku}@{b}` (`@` is outside the SKU alphabet, so no item is ever named like a
-/// bucket). A `Sku` names a stream: the item's own, or one of its buckets'. Clients can only
-/// name items ([`Sku::parse`]); bucket streams appear in what the store holds.
+/// Its stock lives in streams ([`super::stream::StreamId`]), one per location and escrow bucket.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
 pub struct Sku(String);
-
-/// Between an item's SKU and its bucket number in a bucket stream's name.
-const BUCKET_MARK: char = '@';
 
 impl Sku {
     /// Longest SKU accepted.
@@ -62,65 +56,14 @@ impl Sku {
         Ok(Self(raw.to_owned()))
     }
 
-    /// Parses a stream's name: an item's SKU, or `{sku}@{bucket}` for one of its buckets
-    /// (1..=255, no leading zero). What the store holds is read with it.
-    pub fn parse_stream(raw: &str) -> Result<Self, InvalidValue> {
-        let Some((item, bucket)) = raw.split_once(BUCKET_MARK) else {
-            return Self::parse(raw);
-        };
-        let item = Self::parse(item)?;
-        match bucket.parse::<u16>() {
-            Ok(number) if bucket == number.to_string() && number >= 1 => {
-                Ok(item.in_bucket(Bucket::new(number).map_err(|err| {
-                    InvalidValue::new("invalid_sku", format!("{raw:?}: {}", err.message))
-                })?))
-            }
-            _ => Err(InvalidValue::new(
-                "invalid_sku",
-                format!("{:?} names no bucket of a sku", truncate(raw, 80)),
-            )),
-        }
-    }
-
     /// The SKU as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
-
-    /// The item this stream belongs to (itself, unless it is a bucket stream).
-    pub fn item(&self) -> Sku {
-        match self.0.split_once(BUCKET_MARK) {
-            Some((item, _)) => Self(item.to_owned()),
-            None => self.clone(),
-        }
-    }
-
-    /// Which of its item's buckets this stream is (0: the item's own stream).
-    pub fn bucket(&self) -> Bucket {
-        self.0
-            .split_once(BUCKET_MARK)
-            .and_then(|(_, number)| number.parse().ok())
-            .map_or(Bucket::HOME, Bucket)
-    }
-
-    /// Whether this is an item's own stream (bucket 0), not another bucket's.
-    pub fn is_item(&self) -> bool {
-        !self.0.contains(BUCKET_MARK)
-    }
-
-    /// The stream of bucket `bucket` of this stream's item.
-    pub fn in_bucket(&self, bucket: Bucket) -> Sku {
-        let item = self.item();
-        if bucket == Bucket::HOME {
-            item
-        } else {
-            Self(format!("{item}{BUCKET_MARK}{}", bucket.0))
-        }
-    }
 }
 
-/// One of an item's escrow buckets: 0 is the item's own stream, which also keeps the layout;
-/// 1..=255 are the streams `{sku}@{b}`.
+/// One of an item's escrow buckets at a location: 0 keeps the layout and takes receipts;
+/// 1..=255 are the streams `…@{b}` ([`super::stream::StreamId`]).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
 )]
@@ -236,11 +179,11 @@ impl fmt::Display for Sku {
 impl<'de> Deserialize<'de> for Sku {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = String::deserialize(deserializer)?;
-        Sku::parse_stream(&raw).map_err(serde::de::Error::custom)
+        Sku::parse(&raw).map_err(serde::de::Error::custom)
     }
 }
 
-fn truncate(raw: &str, max: usize) -> String {
+pub(crate) fn truncate(raw: &str, max: usize) -> String {
     raw.chars().take(max).collect()
 }
 
@@ -446,41 +389,41 @@ impl<'de> Deserialize<'de> for TtlSeconds {
     }
 }
 
-/// Identifies a reservation and says where its first hold event lives: the SKU stream and
+/// Identifies a reservation and says where its first hold event lives: the stream and
 /// sequence of the anchor `HoldPlaced` event, plus a random nonce so ids cannot be guessed.
 ///
 /// Encoding the location in the id gives read-your-writes without any secondary index: a
 /// client holding a 201 can be served from a strongly consistent point read at once, and the
 /// hot path of a reservation stays a single conditional append.
-/// Text form: `{sku}~{seq}~{nonce as 16 hex digits}` (`~` is outside the SKU alphabet).
+/// Text form: `{stream}~{seq}~{nonce as 16 hex digits}` (`~` is outside a stream's name).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ReservationId {
-    anchor_sku: Sku,
+    anchor: StreamId,
     anchor_seq: Version,
     nonce: u64,
 }
 
 impl ReservationId {
-    /// The id of a reservation whose anchor event is `anchor_seq` on `anchor_sku`.
-    pub fn new(anchor_sku: Sku, anchor_seq: Version, nonce: u64) -> Self {
+    /// The id of a reservation whose anchor event is `anchor_seq` on `anchor`.
+    pub fn new(anchor: StreamId, anchor_seq: Version, nonce: u64) -> Self {
         Self {
-            anchor_sku,
+            anchor,
             anchor_seq,
             nonce,
         }
     }
 
-    /// The id of a new reservation anchored at `anchor_seq` on `anchor_sku`, its nonce drawn
+    /// The id of a new reservation anchored at `anchor_seq` on `anchor`, its nonce drawn
     /// from the operating system's random source (as a v4 UUID is): a client must not guess
     /// another's reservation from its own.
-    pub fn placed(anchor_sku: Sku, anchor_seq: Version) -> Self {
+    pub fn placed(anchor: StreamId, anchor_seq: Version) -> Self {
         let (nonce, _) = uuid::Uuid::new_v4().as_u64_pair();
-        Self::new(anchor_sku, anchor_seq, nonce)
+        Self::new(anchor, anchor_seq, nonce)
     }
 
-    /// SKU whose stream holds the anchor event.
-    pub fn anchor_sku(&self) -> &Sku {
-        &self.anchor_sku
+    /// The stream that holds the anchor event.
+    pub fn anchor(&self) -> &StreamId {
+        &self.anchor
     }
 
     /// Sequence of the anchor event in that stream.
@@ -502,7 +445,7 @@ impl ReservationId {
         else {
             return Err(invalid());
         };
-        let sku = Sku::parse_stream(sku).map_err(|_| invalid())?;
+        let sku = StreamId::parse(sku).map_err(|_| invalid())?;
         let seq: Version = seq.parse().map_err(|_| invalid())?;
         if seq == 0 || seq.to_string().len() != seq_len(raw) || nonce.len() != 16 {
             return Err(invalid());
@@ -518,11 +461,7 @@ fn seq_len(raw: &str) -> usize {
 
 impl fmt::Display for ReservationId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}~{}~{:016x}",
-            self.anchor_sku, self.anchor_seq, self.nonce
-        )
+        write!(f, "{}~{}~{:016x}", self.anchor, self.anchor_seq, self.nonce)
     }
 }
 
@@ -571,8 +510,15 @@ impl CommandId {
 
     /// The id of the expiry of one hold at one expiry instant: every sweep that finds that
     /// hold due names the same command, and an extension (a new instant) names a new one.
-    pub fn for_expiry(reservation_id: &ReservationId, sku: &Sku, expires_at: Timestamp) -> Self {
-        let name = format!("expire\n{reservation_id}\n{sku}\n{}", expires_at.millis());
+    pub fn for_expiry(
+        reservation_id: &ReservationId,
+        stream: &StreamId,
+        expires_at: Timestamp,
+    ) -> Self {
+        let name = format!(
+            "expire\n{reservation_id}\n{stream}\n{}",
+            expires_at.millis()
+        );
         Self(uuid::Uuid::new_v5(
             &uuid::Uuid::NAMESPACE_OID,
             name.as_bytes(),
@@ -679,15 +625,22 @@ mod tests {
 
     #[test]
     fn a_reservation_id_round_trips_through_its_text_form() {
-        let id = ReservationId::new(Sku::parse("SKU.1").unwrap(), 42, 0xdead_beef);
+        let id = ReservationId::new(StreamId::of(&Sku::parse("SKU.1").unwrap()), 42, 0xdead_beef);
         let text = id.to_string();
         assert_eq!(text, "SKU.1~42~00000000deadbeef");
         assert_eq!(ReservationId::parse(&text), Ok(id));
+        let at = StreamId::parse("SKU.1:store-5@3").unwrap();
+        let placed = ReservationId::new(at.clone(), 7, 1);
+        assert_eq!(placed.to_string(), "SKU.1:store-5@3~7~0000000000000001");
+        assert_eq!(
+            ReservationId::parse(&placed.to_string()).unwrap().anchor(),
+            &at
+        );
     }
 
     #[test]
     fn a_new_reservations_nonce_comes_from_the_os_not_from_a_seeded_generator() {
-        let sku = Sku::parse("SKU-1").unwrap();
+        let sku = StreamId::of(&Sku::parse("SKU-1").unwrap());
         fastrand::seed(7);
         let first = ReservationId::placed(sku.clone(), 1);
         fastrand::seed(7);

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use futures::future::join_all;
 
 use crate::archive::{Archive, ArchiveError};
-use crate::domain::{Event, Sku, Version};
+use crate::domain::{Event, StreamId, Version};
 use crate::feed::{FeedChange, Reaction};
 use crate::ports::{
     ArchiveMark, Clock, EventStore, Record, RecordKey, RecordWrite, StoreError, Transaction,
@@ -59,7 +59,7 @@ impl Archiver {
 
     async fn archive_sku(
         &self,
-        sku: &Sku,
+        sku: &StreamId,
         stored: Option<Versioned>,
         covered_by_snapshot: Version,
         delivered: &[&FeedChange],
@@ -108,7 +108,9 @@ impl Archiver {
         if next != mark {
             self.store
                 .write(Transaction::records(vec![RecordWrite {
-                    key: RecordKey::ArchiveMark { sku: sku.clone() },
+                    key: RecordKey::ArchiveMark {
+                        stream: sku.clone(),
+                    },
                     expected: version,
                     record: Record::ArchiveMark(next),
                 }]))
@@ -121,7 +123,7 @@ impl Archiver {
     /// did not bring. Refuses a gap, so the archive never has one below its mark.
     async fn run_to_archive(
         &self,
-        sku: &Sku,
+        sku: &StreamId,
         archived_through: Version,
         last: Version,
         delivered: &BTreeMap<Version, &Event>,
@@ -153,19 +155,21 @@ impl Archiver {
 
 #[async_trait]
 impl Reaction for Archiver {
-    async fn react(&self, changes: &[FeedChange]) -> BTreeSet<Sku> {
-        let mut by_sku: BTreeMap<&Sku, Vec<&FeedChange>> = BTreeMap::new();
+    async fn react(&self, changes: &[FeedChange]) -> BTreeSet<StreamId> {
+        let mut by_sku: BTreeMap<StreamId, Vec<&FeedChange>> = BTreeMap::new();
         // Parked commands are not the archive's.
         for change in changes.iter().filter(|change| change.event().is_some()) {
-            by_sku.entry(change.sku()).or_default().push(change);
+            by_sku.entry(change.stream()).or_default().push(change);
         }
         if by_sku.is_empty() {
             return BTreeSet::new();
         }
-        let skus: Vec<Sku> = by_sku.keys().map(|sku| (*sku).clone()).collect();
+        let skus: Vec<StreamId> = by_sku.keys().cloned().collect();
         let keys: Vec<RecordKey> = skus
             .iter()
-            .map(|sku| RecordKey::ArchiveMark { sku: sku.clone() })
+            .map(|sku| RecordKey::ArchiveMark {
+                stream: sku.clone(),
+            })
             .collect();
         let read = futures::try_join!(
             self.store.read_records(&keys),
@@ -181,7 +185,7 @@ impl Reaction for Archiver {
         let work = by_sku.iter().zip(marks.into_iter().zip(snapshots)).map(
             |((sku, delivered), (mark, snapshot))| async move {
                 let covered = snapshot.map_or(0, |state| state.version);
-                (*sku, self.archive_sku(sku, mark, covered, delivered).await)
+                (sku, self.archive_sku(sku, mark, covered, delivered).await)
             },
         );
         let mut failed = BTreeSet::new();

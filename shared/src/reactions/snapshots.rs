@@ -18,7 +18,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::future::join_all;
 
-use crate::domain::{notices, Event, Noticed, Sku, SkuState};
+use crate::domain::{notices, Event, Noticed, SkuState, StreamId};
 use crate::feed::{FeedChange, Reaction};
 use crate::ports::{EventStore, NoticeBoard, PublishError, SnapshotSave, StoreError};
 use crate::telemetry;
@@ -32,7 +32,7 @@ pub struct Snapshotter {
 
 /// A SKU's snapshot brought up to date in memory, not saved yet.
 struct Folded<'a> {
-    sku: &'a Sku,
+    sku: &'a StreamId,
     before: SkuState,
     events: Vec<Event>,
     after: SkuState,
@@ -63,7 +63,7 @@ impl Snapshotter {
     /// covers them already.
     async fn fold<'a>(
         &self,
-        sku: &'a Sku,
+        sku: &'a StreamId,
         snapshot: Option<SkuState>,
         appended: &[&Event],
     ) -> Result<Option<Folded<'a>>, StoreError> {
@@ -98,7 +98,7 @@ impl Snapshotter {
     }
 
     /// The snapshots of `skus` (none asked, none read).
-    async fn read_snapshots(&self, skus: &[Sku]) -> Result<Vec<Option<SkuState>>, StoreError> {
+    async fn read_snapshots(&self, skus: &[StreamId]) -> Result<Vec<Option<SkuState>>, StoreError> {
         if skus.is_empty() {
             return Ok(Vec::new());
         }
@@ -128,7 +128,11 @@ impl Snapshotter {
 
 /// Folds `tail` (the stream after `state.version`) onto `state`, refusing a gap: a state must
 /// never be built from part of a history.
-pub(crate) fn fold_tail(state: &mut SkuState, sku: &Sku, tail: &[Event]) -> Result<(), StoreError> {
+pub(crate) fn fold_tail(
+    state: &mut SkuState,
+    sku: &StreamId,
+    tail: &[Event],
+) -> Result<(), StoreError> {
     for event in tail {
         if event.seq != state.version + 1 {
             return Err(StoreError::Incomplete(format!(
@@ -143,12 +147,12 @@ pub(crate) fn fold_tail(state: &mut SkuState, sku: &Sku, tail: &[Event]) -> Resu
 
 #[async_trait]
 impl Reaction for Snapshotter {
-    async fn react(&self, changes: &[FeedChange]) -> BTreeSet<Sku> {
-        let mut by_sku: BTreeMap<&Sku, Vec<&Event>> = BTreeMap::new();
+    async fn react(&self, changes: &[FeedChange]) -> BTreeSet<StreamId> {
+        let mut by_sku: BTreeMap<&StreamId, Vec<&Event>> = BTreeMap::new();
         let mut parked = Vec::new();
         for change in changes {
             match change {
-                FeedChange::Appended(event) => by_sku.entry(&event.sku).or_default().push(event),
+                FeedChange::Appended(event) => by_sku.entry(&event.stream).or_default().push(event),
                 // A redrive marks the record, which is no new parking.
                 FeedChange::Parked(entry) if entry.parked.redriven_at.is_none() => {
                     parked.push(Noticed::parked(
@@ -165,8 +169,11 @@ impl Reaction for Snapshotter {
         if by_sku.is_empty() && (parked.is_empty() || self.board.is_none()) {
             return BTreeSet::new();
         }
-        let parked_skus: Vec<Sku> = parked.iter().map(|noticed| noticed.sku.clone()).collect();
-        let skus: Vec<Sku> = by_sku.keys().map(|sku| (*sku).clone()).collect();
+        let parked_skus: Vec<StreamId> = parked
+            .iter()
+            .map(|noticed| noticed.stream.clone())
+            .collect();
+        let skus: Vec<StreamId> = by_sku.keys().map(|sku| (*sku).clone()).collect();
         let snapshots = match self.read_snapshots(&skus).await {
             Ok(snapshots) => snapshots,
             Err(err) => {
@@ -250,8 +257,8 @@ mod tests {
         }
     }
 
-    fn sku() -> Sku {
-        Sku::parse("SKU-1").unwrap()
+    fn sku() -> StreamId {
+        StreamId::of(&crate::domain::Sku::parse("SKU-1").unwrap())
     }
 
     /// Appends `changes` one event each, a second apart; returns them as the feed brings them.
@@ -344,7 +351,7 @@ mod tests {
             Transaction::records(vec![RecordWrite {
                 key: RecordKey::CommandOutcome {
                     command_id,
-                    sku: sku(),
+                    sku: sku().item().clone(),
                 },
                 expected,
                 record: Record::CommandOutcome(CommandOutcome::Parked(parked)),
