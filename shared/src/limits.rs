@@ -70,13 +70,4 @@ pub const READ_CONCURRENCY: usize = 32;
 /// and the bucket they all share takes one item (and its layout mark one more).
 pub const MAX_MOVES_PER_TRANSACTION: usize = MAX_TRANSACTION_ITEMS - 2;
 
-/// A bucketed item is drained into bucket 0 once a shopper's bucket runs short and the item
-/// has at most this many units to spare per bucket: the last units then sell on one head, and
-/// every refusal is decided on it (see `docs/architecture.md`).
-pub const DRAIN_BELOW: i64 = 1;
-
-/// A drained item is spread over its buckets again once bucket 0 has this many units to spare
-/// per bucket (well above [`DRAIN_BELOW`], so it does not swing between the two).
-pub const SPREAD_FROM: i64 = 4;
-
 const _: () = assert!(2 * MAX_DEFERRED <= MAX_TRANSACTION_ITEMS);

@@ -22,7 +22,7 @@ mod attempt;
 mod cache;
 mod combine;
 mod command_log;
-mod draft;
+mod escrow;
 mod expiry;
 mod extend;
 #[cfg(test)]
@@ -63,6 +63,7 @@ use crate::ports::{Clock, CommandQueue, EventStore, ParkReason, ParkedEntry};
 use accept::{Accept, HoldRequest};
 use apply::ApplyCommands;
 use command_log::CommandLog;
+use escrow::placement::Placer;
 use expiry::SweepExpiry;
 use extend::Extend;
 use heads::Heads;
@@ -127,11 +128,15 @@ impl Inventory {
         });
         Self {
             reserve: Reserve {
+                placer: Placer {
+                    heads: Arc::clone(&heads),
+                    snapshots: store.clone(),
+                    clock: Arc::clone(&clock),
+                },
                 heads: Arc::clone(&heads),
                 waiting: Arc::default(),
                 book: Arc::clone(&book),
                 records: store.clone(),
-                snapshots: store.clone(),
                 transactions: store.clone(),
                 clock: Arc::clone(&clock),
                 config: config.clone(),

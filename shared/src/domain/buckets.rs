@@ -18,6 +18,15 @@ use serde::{Deserialize, Serialize};
 use super::stream::StreamId;
 use super::types::{Bucket, BucketCount, Units};
 
+/// A bucketed item is drained into bucket 0 once a shopper's bucket runs short and the item
+/// has at most this many units to spare per bucket: the last units then sell on one head, and
+/// every refusal is decided on it (see `docs/architecture.md`).
+pub const DRAIN_BELOW: i64 = 1;
+
+/// A drained item is spread over its buckets again once bucket 0 has this many units to spare
+/// per bucket (well above [`DRAIN_BELOW`], so it does not swing between the two).
+pub const SPREAD_FROM: i64 = 4;
+
 /// How an item's stock is laid out over its buckets (kept by bucket 0's fold).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Layout {
