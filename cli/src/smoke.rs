@@ -439,7 +439,49 @@ async fn full(api: &Api, report: &mut Report) -> Result<(), String> {
         "the read view follows: on_hand 8, committed 0, damaged 3, available 5",
         view_follows,
     );
+    locations(api, report).await?;
     doors(api, report).await
+}
+
+/// The registry of locations lists the default one, and putting it back as it is answers it
+/// unchanged: the route works, and the shop's registry is left as it was (a smoke test that
+/// registered a location of its own each run would fill the registry up).
+async fn locations(api: &Api, report: &mut Report) -> Result<(), String> {
+    let listed = api.call(Method::GET, "/locations", None).await?;
+    let default = listed.body["locations"]
+        .as_array()
+        .and_then(|all| all.iter().find(|l| l["id"] == "default"))
+        .cloned();
+    report.check(
+        "the locations list the default one",
+        expect(&listed, StatusCode::OK).and_then(|()| {
+            default
+                .as_ref()
+                .map(drop)
+                .ok_or_else(|| format!("no default in {}", listed.body))
+        }),
+    );
+    let Some(default) = default else {
+        return Ok(());
+    };
+    let mut body = default.clone();
+    if let Some(fields) = body.as_object_mut() {
+        fields.remove("id");
+    }
+    let put = api
+        .call(Method::PUT, "/locations/default", Some(body))
+        .await?;
+    report.check(
+        "the default location put back as it is answers it unchanged",
+        expect(&put, StatusCode::OK).and_then(|()| {
+            if put.body == default {
+                Ok(())
+            } else {
+                Err(format!("{} after {default}", put.body))
+            }
+        }),
+    );
+    Ok(())
 }
 
 /// On the item at `item` (on hand 10, 3 sold, 7 for sale): 2 units set aside as damaged, a

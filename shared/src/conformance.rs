@@ -21,9 +21,9 @@ use crate::archive::Archive;
 use crate::config::Config;
 use crate::domain::{Action, Bucket, Caller, Command, Figures, Line, TtlSeconds, Unavailable};
 use crate::domain::{
-    Annotation, Change, ClientId, CommandId, Event, HoldLine, HoldStatus, IdempotencyKey, Quantity,
-    Reason, Reclassification, RejectionCode, ReservationId, Sku, SkuState, StockState, StreamId,
-    Timestamp, Version,
+    Annotation, Change, ClientId, CommandId, Event, HoldLine, HoldStatus, IdempotencyKey, Location,
+    LocationId, LocationKind, Locations, Quantity, Reason, Reclassification, RejectionCode,
+    ReservationId, Sku, SkuState, StockState, StreamId, Timestamp, Version,
 };
 use crate::feed::{FeedChange, Reaction};
 use crate::limits::MAX_TRANSACTION_ITEMS;
@@ -68,6 +68,11 @@ pub async fn check_event_store(store: Arc<dyn EventStore>, ttl: &dyn TimeToLive,
     of_racing_appends_at_one_head_exactly_one_wins(Arc::clone(&store), prefix).await;
     a_snapshot_never_goes_backwards(store.as_ref(), prefix).await;
     an_items_streams_at_each_location_and_bucket_are_kept_apart(store.as_ref(), prefix).await;
+    the_registry_of_locations_reads_back_and_changes_only_over_the_version_read(
+        store.as_ref(),
+        prefix,
+    )
+    .await;
     the_expiry_index_finds_hold_events_by_expiry(store.as_ref(), prefix).await;
     retiring_events_leaves_them_readable_until_deleted(store.as_ref(), prefix).await;
     a_head_older_than_the_live_retention_is_read_again_before_an_append(store, ttl, prefix).await;
@@ -761,6 +766,74 @@ async fn an_items_streams_at_each_location_and_bucket_are_kept_apart(
         streams.iter().collect(),
         "the expiry index names each stream"
     );
+}
+
+/// The shop's registry of locations is one record: it reads back as written, and a change
+/// written over a version another change moved on from conflicts and changes nothing.
+async fn the_registry_of_locations_reads_back_and_changes_only_over_the_version_read(
+    store: &dyn EventStore,
+    prefix: &str,
+) {
+    let read = || async {
+        store
+            .read_records(&[RecordKey::Locations])
+            .await
+            .expect("readable")
+            .pop()
+            .flatten()
+    };
+    let before = read().await;
+    let (version, mut registry) = match &before {
+        Some(Versioned {
+            version,
+            record: Record::Locations(registry),
+        }) => (Some(*version), registry.clone()),
+        Some(other) => panic!("the registry's key holds {other:?}"),
+        None => (None, Locations::default()),
+    };
+    let id = LocationId::parse(&format!("{prefix}-store-5")).expect("a location id");
+    let store_5 = Location::new(
+        id.clone(),
+        "Store 5",
+        LocationKind::Store,
+        false,
+        true,
+        3,
+        true,
+    )
+    .expect("a location");
+    registry
+        .put(store_5.clone(), Timestamp::from_millis(7))
+        .expect("room for it");
+    let write = |expected, registry: &Locations| Transaction {
+        appends: vec![],
+        records: vec![RecordWrite {
+            key: RecordKey::Locations,
+            expected,
+            record: Record::Locations(registry.clone()),
+        }],
+    };
+    transact(store, write(version, &registry))
+        .await
+        .expect("written over the version read");
+    let after = read().await.expect("the registry");
+    assert_eq!(after.version, version.map_or(1, |v| v + 1));
+    assert_eq!(after.record, Record::Locations(registry.clone()));
+    let mut stale = registry.clone();
+    let mut closed = store_5;
+    closed.active = false;
+    stale.put(closed, Timestamp::from_millis(8)).expect("room");
+    let refused = transact(store, write(version, &stale)).await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "{refused:?}"
+    );
+    let kept = read().await.expect("the registry");
+    assert_eq!(kept.record, Record::Locations(registry.clone()));
+    match kept.record {
+        Record::Locations(kept) => assert!(kept.get(&id).expect("registered").active),
+        other => panic!("{other:?}"),
+    }
 }
 
 async fn a_snapshot_never_goes_backwards(store: &dyn EventStore, prefix: &str) {

@@ -36,6 +36,13 @@ pub const MAX_ADJUSTMENT: i64 = 1_000_000_000;
 /// Longest receipt reference or adjustment reason, in characters.
 pub const MAX_NOTE_LEN: usize = 500;
 
+/// Most locations one shop registers: the registry is one record of the table (some 200 bytes
+/// a location, well within an item's 400 KB), and an allocation considers them all.
+pub const MAX_LOCATIONS: usize = 1_000;
+
+/// Longest location name, in characters.
+pub const MAX_LOCATION_NAME: usize = 200;
+
 /// Queued commands per processor invocation (the template's `BatchSize` on the command
 /// stream; the dev pollers read as many).
 pub const COMMAND_BATCH: usize = 100;

@@ -10,12 +10,12 @@ use utoipa::{PartialSchema, ToSchema};
 
 use crate::app::CommandView;
 use crate::domain::{
-    BucketCount, CommandId, IdempotencyKey, LowStockThreshold, Quantity, RejectionCode,
+    BucketCount, CommandId, IdempotencyKey, LocationId, LowStockThreshold, Quantity, RejectionCode,
     ReservationId, Sku, TtlSeconds,
 };
 use crate::ports::ParkReason;
 
-/// The SKU alphabet as a pattern (see [`Sku::parse`]).
+/// The SKU (and location id) alphabet as a pattern (see [`Sku::parse`]).
 const SKU_PATTERN: &str = "[A-Za-z0-9._-]";
 
 fn described(schema: ObjectBuilder, description: &str) -> RefOr<Schema> {
@@ -36,6 +36,21 @@ impl PartialSchema for Sku {
     }
 }
 impl ToSchema for Sku {}
+
+impl PartialSchema for LocationId {
+    fn schema() -> RefOr<Schema> {
+        described(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(LocationId::MAX_LEN))
+                .pattern(Some(format!("^{SKU_PATTERN}+$")))
+                .examples(["store-5"]),
+            "A location (a warehouse or a store), as the shop names it; `default` is the one every shop has.",
+        )
+    }
+}
+impl ToSchema for LocationId {}
 
 fn whole_number(minimum: u32, maximum: u32) -> ObjectBuilder {
     ObjectBuilder::new()

@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::domain::{
-    Change, ClientId, Command, CommandId, Event, HoldLine, IdempotencyKey, Noticed, RejectionCode,
-    ReservationId, Sku, SkuState, StreamId, Timestamp, Version,
+    Change, ClientId, Command, CommandId, Event, HoldLine, IdempotencyKey, Locations, Noticed,
+    RejectionCode, ReservationId, Sku, SkuState, StreamId, Timestamp, Version,
 };
 
 /// Where a record lives: records are looked up directly by key, never scanned for.
@@ -62,6 +62,8 @@ pub enum RecordKey {
         /// The SKU whose commands wait.
         sku: Sku,
     },
+    /// The shop's registry of locations (kept for good).
+    Locations,
 }
 
 /// A record's body.
@@ -82,6 +84,8 @@ pub enum Record {
     ExpirySweep(SweepMark),
     /// See [`RecordKey::Deferred`].
     Deferred(DeferredCommands),
+    /// See [`RecordKey::Locations`].
+    Locations(Locations),
 }
 
 /// A SKU's held-back commands, oldest first.

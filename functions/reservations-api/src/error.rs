@@ -59,6 +59,9 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     code("duplicate_sku", StatusCode::BAD_REQUEST, "A reservation (or a shipment, a cancellation, a return) names one SKU on two lines."),
     code("invalid_bucket_count", StatusCode::BAD_REQUEST, "A bucket count is not between 1 and 256."),
     code("invalid_threshold", StatusCode::BAD_REQUEST, "A low-stock threshold is not between 0 and 1000000."),
+    code("invalid_location", StatusCode::BAD_REQUEST, "A location id is not 1-64 characters of [A-Za-z0-9._-]."),
+    code("invalid_location_name", StatusCode::BAD_REQUEST, "A location's name is blank or over 200 characters."),
+    code("invalid_priority", StatusCode::BAD_REQUEST, "A location's priority is not between -1000000 and 1000000."),
     code("invalid_ttl", StatusCode::BAD_REQUEST, "A hold's ttl_seconds is not between 60 and 86400."),
     code("invalid_reservation_id", StatusCode::BAD_REQUEST, "The path does not name a reservation id."),
     code("invalid_command_id", StatusCode::BAD_REQUEST, "The path does not name a command id (a UUID)."),
@@ -112,6 +115,11 @@ pub const ERROR_CODES: &[ErrorCode] = &[
         "exceeds_shipped",
         StatusCode::CONFLICT,
         "A return's line asks for more units than shipped and have not come back; `sku`, `requested` and `left` say how many. Nothing was queued.",
+    ),
+    code(
+        "too_many_locations",
+        StatusCode::CONFLICT,
+        "The shop has 1000 locations already (the default one counts): change one instead. Nothing was registered.",
     ),
     code("payload_too_large", StatusCode::PAYLOAD_TOO_LARGE, "The body is over 64 KiB."),
     code(

@@ -6,7 +6,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use inventory_core::app::{DEFAULT_LEDGER_PAGE, MAX_LEDGER_PAGE};
-use inventory_core::domain::{CommandId, IdempotencyKey, ReservationId, Sku};
+use inventory_core::domain::{CommandId, IdempotencyKey, LocationId, ReservationId, Sku};
 use serde::de::{self, DeserializeOwned, Unexpected, Visitor};
 use serde::{Deserialize, Deserializer};
 use utoipa::{IntoParams, ToSchema};
@@ -171,6 +171,11 @@ impl<'de> Deserialize<'de> for WholeNumber {
 #[into_params(names("sku"), parameter_in = Path)]
 pub struct SkuPath(pub Sku);
 
+/// The `{id}` path parameter of a location route.
+#[derive(Debug, IntoParams)]
+#[into_params(names("id"), parameter_in = Path)]
+pub struct LocationPath(pub LocationId);
+
 /// The `{id}` path parameter of a reservation route.
 #[derive(Debug, IntoParams)]
 #[into_params(names("id"), parameter_in = Path)]
@@ -192,6 +197,13 @@ impl<S: Send + Sync> FromRequestParts<S> for SkuPath {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         Ok(Self(Sku::parse(&path_param(parts).await?)?))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for LocationPath {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        Ok(Self(LocationId::parse(&path_param(parts).await?)?))
     }
 }
 

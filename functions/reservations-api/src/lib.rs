@@ -21,8 +21,8 @@ use inventory_core::app::{
     AfterSaleRequest, CommandView, ItemView, ItemsView, LedgerView, ReservationView, ReserveRequest,
 };
 use inventory_core::domain::{
-    Annotation, BucketCount, CommandId, Line, LowStockThreshold, Quantity, Reason,
-    Reclassification, Scope, Sku, StockState, TtlSeconds,
+    Annotation, BucketCount, CommandId, Line, Location, LocationKind, LowStockThreshold, Quantity,
+    Reason, Reclassification, Scope, Sku, StockState, TtlSeconds,
 };
 use inventory_core::limits::MAX_SKUS_PER_READ;
 use inventory_core::Inventory;
@@ -35,8 +35,8 @@ use access::{guard, Authenticated, Guard, MaybeAuthenticated};
 pub use access::{Authentication, Route};
 use error::ApiError;
 use extract::{
-    CommandPath, Detail, IdempotencyHeader, ItemQuery, JsonBody, LedgerQuery, OptionalJsonBody,
-    RequiredIdempotencyKey, ReservationPath, SkuPath, WholeNumber,
+    CommandPath, Detail, IdempotencyHeader, ItemQuery, JsonBody, LedgerQuery, LocationPath,
+    OptionalJsonBody, RequiredIdempotencyKey, ReservationPath, SkuPath, WholeNumber,
 };
 
 type Handlers = UtoipaMethodRouter<Arc<Inventory>>;
@@ -168,6 +168,19 @@ fn declared_routes() -> Vec<(Route, Handlers)> {
                 "idempotency_key_reused",
             ],
             routes!(put_low_stock),
+        ),
+        route(Admin, false, &[], routes!(list_locations)),
+        route(
+            Admin,
+            false,
+            &[
+                "invalid_location",
+                "invalid_location_name",
+                "invalid_priority",
+                "too_many_locations",
+                "contention",
+            ],
+            routes!(put_location),
         ),
         route(
             Reserve,
@@ -381,6 +394,38 @@ struct BucketsBody {
 struct LowStockBody {
     #[schema(value_type = LowStockThreshold)]
     below: WholeNumber,
+}
+
+/// A location as the shop registers it (a PUT replaces the whole of it).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct LocationBody {
+    /// A name for people (1 to 200 characters).
+    name: String,
+    /// `warehouse` or `store`.
+    kind: LocationKind,
+    /// Whether reservation lines that name no location may be allocated here (default: `true`
+    /// for a warehouse, `false` for a store).
+    #[serde(default)]
+    fulfills_online: Option<bool>,
+    /// Whether shoppers may pick up here (default `false`).
+    #[serde(default)]
+    pickup: Option<bool>,
+    /// Allocation order, a lower value first (-1000000 to 1000000, default 0).
+    #[serde(default)]
+    #[schema(value_type = Option<i32>)]
+    priority: Option<WholeNumber>,
+    /// Whether it takes new reservations (default `true`); an inactive location keeps its
+    /// stock and its holds.
+    #[serde(default)]
+    active: Option<bool>,
+}
+
+/// The shop's locations.
+#[derive(Debug, Serialize, ToSchema)]
+struct LocationsView {
+    /// Every location, the default one included, by id.
+    locations: Vec<Location>,
 }
 
 /// A cart to hold, all lines or none.
@@ -689,6 +734,50 @@ async fn get_ledger(
 ) -> Result<Response, ApiError> {
     let page = inventory.ledger(&sku, query.after, query.limit).await?;
     Ok(Json(page).into_response())
+}
+
+/// Every location of the shop, the default one (`default`, a warehouse that fulfils online
+/// orders) included even when never registered, by id.
+#[utoipa::path(
+    get,
+    path = "/locations",
+    responses((status = 200, description = "The shop's locations.", body = LocationsView)),
+)]
+async fn list_locations(
+    State(inventory): Service,
+    Authenticated(_caller): Authenticated,
+) -> Result<Response, ApiError> {
+    let locations = inventory.locations().await?;
+    Ok(Json(LocationsView { locations }).into_response())
+}
+
+/// Register a location (a warehouse or a store), or replace the one with this id: answered
+/// at once. `default` is the location every shop has; it may be changed like any other.
+#[utoipa::path(
+    put,
+    path = "/locations/{id}",
+    params(LocationPath),
+    request_body = LocationBody,
+    responses((status = 200, description = "The location as registered.", body = Location)),
+)]
+async fn put_location(
+    State(inventory): Service,
+    Authenticated(_caller): Authenticated,
+    LocationPath(id): LocationPath,
+    JsonBody(body): JsonBody<LocationBody>,
+) -> Result<Response, ApiError> {
+    let location = Location::new(
+        id,
+        &body.name,
+        body.kind,
+        body.fulfills_online
+            .unwrap_or(body.kind == LocationKind::Warehouse),
+        body.pickup.unwrap_or(false),
+        body.priority.map_or(0, |priority| priority.0),
+        body.active.unwrap_or(true),
+    )?;
+    let location = inventory.put_location(location).await?;
+    Ok(Json(location).into_response())
 }
 
 /// Several SKUs' stock from the read view, in one round trip (typically under a second behind).

@@ -171,6 +171,10 @@ impl App {
         self.send("POST", uri, &[JSON], body.to_string()).await
     }
 
+    async fn put(&self, uri: &str, body: &Value) -> Reply {
+        self.send("PUT", uri, &[JSON], body.to_string()).await
+    }
+
     /// An admin command (`method` on a receipts, adjustments, buckets or low-stock route) with
     /// a fresh Idempotency-Key, as those routes require.
     async fn command(&self, method: &str, uri: &str, body: &Value) -> Reply {
@@ -2600,4 +2604,115 @@ async fn a_store_call_that_never_answers_ends_in_a_json_503_unavailable() {
         "{body}"
     );
     holder.abort();
+}
+
+// ---------------------------------------------------------------------------------------------
+// PUT /locations/{id}, GET /locations
+
+#[tokio::test]
+async fn a_location_put_is_answered_as_registered_and_listed_with_the_default_one() {
+    let app = App::new().await;
+    let listed = app.get("/locations").await;
+    listed.assert_status(StatusCode::OK);
+    assert_eq!(
+        listed.body,
+        json!({ "locations": [{
+            "id": "default", "name": "Default", "kind": "warehouse",
+            "fulfills_online": true, "pickup": false, "priority": 0, "active": true,
+        }] }),
+        "a shop that never named a location has the default one"
+    );
+    // Given a store with pickup, its other fields left to their defaults.
+    let store = app
+        .put(
+            "/locations/store-5",
+            &json!({ "name": " Store 5 ", "kind": "store", "pickup": true }),
+        )
+        .await;
+    store.assert_status(StatusCode::OK);
+    assert_eq!(
+        store.body,
+        json!({
+            "id": "store-5", "name": "Store 5", "kind": "store",
+            "fulfills_online": false, "pickup": true, "priority": 0, "active": true,
+        })
+    );
+    // When a warehouse is added and the store changed (a PUT replaces it whole).
+    app.put(
+        "/locations/wh-east",
+        &json!({ "name": "East", "kind": "warehouse", "priority": -5 }),
+    )
+    .await
+    .assert_status(StatusCode::OK);
+    let changed = app
+        .put(
+            "/locations/store-5",
+            &json!({ "name": "Store 5", "kind": "store", "fulfills_online": true, "active": false }),
+        )
+        .await;
+    changed.assert_status(StatusCode::OK);
+    // Then the list has all three by id, the store as last put.
+    let listed = app.get("/locations").await;
+    let rows: Vec<(String, bool, bool, i64, bool)> = listed.body["locations"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|l| {
+            (
+                l["id"].as_str().unwrap().to_owned(),
+                l["fulfills_online"].as_bool().unwrap(),
+                l["pickup"].as_bool().unwrap(),
+                l["priority"].as_i64().unwrap(),
+                l["active"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            ("default".to_owned(), true, false, 0, true),
+            ("store-5".to_owned(), true, false, 0, false),
+            ("wh-east".to_owned(), true, false, -5, true),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_location_with_a_bad_id_name_priority_or_shape_is_400_and_registers_nothing() {
+    let app = App::new().await;
+    let store = |fields: Value| {
+        let mut body = json!({ "name": "Store", "kind": "store" });
+        body.as_object_mut()
+            .unwrap()
+            .extend(fields.as_object().unwrap().clone());
+        body
+    };
+    app.put("/locations/store%205", &store(json!({})))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_location");
+    app.put("/locations/a:b", &store(json!({})))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_location");
+    for name in [json!("   "), json!("n".repeat(201))] {
+        app.put("/locations/s", &store(json!({ "name": name })))
+            .await
+            .assert_error(StatusCode::BAD_REQUEST, "invalid_location_name");
+    }
+    for priority in [json!(1_000_001), json!(-1_000_001)] {
+        app.put("/locations/s", &store(json!({ "priority": priority })))
+            .await
+            .assert_error(StatusCode::BAD_REQUEST, "invalid_priority");
+    }
+    for body in [
+        json!({ "name": "Store" }),
+        store(json!({ "kind": "kiosk" })),
+        store(json!({ "pickup": "yes" })),
+        store(json!({ "colour": "red" })),
+    ] {
+        app.put("/locations/s", &body)
+            .await
+            .assert_error(StatusCode::BAD_REQUEST, "invalid_body");
+    }
+    let listed = app.get("/locations").await;
+    assert_eq!(listed.body["locations"].as_array().map(Vec::len), Some(1));
 }

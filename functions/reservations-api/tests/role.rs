@@ -336,6 +336,16 @@ async fn every_request_the_api_sends_on_every_route_is_granted_by_its_role() {
     );
     call("GET", "/items/{sku}/ledger");
 
+    // The registry of locations: a store registered, then listed.
+    let store = json!({ "name": "Store 5", "kind": "store", "pickup": true, "priority": 2 });
+    let (status, put) = send(&router, "PUT", "/locations/store-5", None, Some(store)).await;
+    assert_eq!(status, StatusCode::OK, "{put}");
+    call("PUT", "/locations/{id}");
+    let (status, listed) = send(&router, "GET", "/locations", None, None).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    assert_eq!(listed["locations"][1]["id"], "store-5", "{listed}");
+    call("GET", "/locations");
+
     let every: std::collections::BTreeSet<_> =
         routes().into_iter().map(|r| (r.method, r.path)).collect();
     assert_eq!(covered, every, "every route was called");

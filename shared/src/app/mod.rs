@@ -31,6 +31,7 @@ mod heads;
 mod idempotency;
 mod items;
 mod ledger;
+mod locations;
 mod locks;
 mod parking;
 mod reservation_book;
@@ -55,8 +56,9 @@ pub use views::{
 use crate::archive::Archive;
 use crate::config::Config;
 use crate::domain::{
-    Annotation, BucketCount, Caller, Command, CommandId, IdempotencyKey, LowStockThreshold,
-    Quantity, Reclassification, ReservationId, Sku, Timestamp, TtlSeconds, Version,
+    Annotation, BucketCount, Caller, Command, CommandId, IdempotencyKey, Location,
+    LowStockThreshold, Quantity, Reclassification, ReservationId, Sku, Timestamp, TtlSeconds,
+    Version,
 };
 use crate::error::AppError;
 use crate::ports::{Clock, CommandQueue, EventStore, ParkReason, ParkedEntry};
@@ -69,6 +71,7 @@ use extend::Extend;
 use heads::Heads;
 use items::ReadItems;
 use ledger::Ledger;
+use locations::LocationBook;
 use parking::Parking;
 use reservation_book::ReservationBook;
 use reserve::Reserve;
@@ -87,6 +90,7 @@ pub struct Inventory {
     sweep: SweepExpiry,
     items: ReadItems,
     ledger: Ledger,
+    locations: LocationBook,
     parking: Parking,
 }
 
@@ -169,6 +173,12 @@ impl Inventory {
                 streams: store.clone(),
                 archive: None,
             },
+            locations: LocationBook {
+                records: store.clone(),
+                transactions: store.clone(),
+                clock: Arc::clone(&clock),
+                config: config.clone(),
+            },
             items: ReadItems {
                 heads,
                 snapshots: store.clone(),
@@ -210,6 +220,17 @@ impl Inventory {
         limit: usize,
     ) -> Result<LedgerView, AppError> {
         self.ledger.page(sku, after, limit).await
+    }
+
+    /// Every location of the shop, the default one included, by id ([`locations`]).
+    pub async fn locations(&self) -> Result<Vec<Location>, AppError> {
+        self.locations.list().await
+    }
+
+    /// Registers `location`, or replaces the one with its id; answers it as stored
+    /// ([`locations`]).
+    pub async fn put_location(&self, location: Location) -> Result<Location, AppError> {
+        self.locations.put(location).await
     }
 
     /// Places a hold on every line or on none, owned by `caller` ([`reserve`]).

@@ -76,9 +76,11 @@ const ARCHIVE_MARK_PREFIX: &str = "archive#";
 const SWEEP_PREFIX: &str = "sweep#";
 /// Partition key prefix of a SKU's held-back commands.
 const DEFERRED_PREFIX: &str = "defer#";
+/// Partition key prefix of the shop's registry of locations.
+const LOCATIONS_PREFIX: &str = "loc#";
 /// Every partition key starts with one of these: what the template's IAM conditions
 /// (`dynamodb:LeadingKeys`) grant each function by.
-pub const PARTITION_KEY_PREFIXES: [&str; 9] = [
+pub const PARTITION_KEY_PREFIXES: [&str; 10] = [
     STREAM_PREFIX,
     SNAPSHOT_PREFIX,
     HOLD_PREFIX,
@@ -88,6 +90,7 @@ pub const PARTITION_KEY_PREFIXES: [&str; 9] = [
     ARCHIVE_MARK_PREFIX,
     SWEEP_PREFIX,
     DEFERRED_PREFIX,
+    LOCATIONS_PREFIX,
 ];
 /// Time-to-live attribute (epoch seconds) of records that may be forgotten.
 pub const TTL: &str = "ttl";
@@ -462,6 +465,7 @@ impl DynamoStore {
             RecordKey::ArchiveMark { stream } => format!("{ARCHIVE_MARK_PREFIX}{stream}"),
             RecordKey::ExpirySweep => format!("{SWEEP_PREFIX}expiry"),
             RecordKey::Deferred { sku } => format!("{DEFERRED_PREFIX}{sku}"),
+            RecordKey::Locations => format!("{LOCATIONS_PREFIX}registry"),
         }
     }
 
@@ -517,9 +521,10 @@ impl DynamoStore {
             RecordKey::Idempotency { .. }
             | RecordKey::Command { .. }
             | RecordKey::CommandOutcome { .. } => Some(self.dedupe_window),
-            RecordKey::ArchiveMark { .. } | RecordKey::ExpirySweep | RecordKey::Deferred { .. } => {
-                None
-            }
+            RecordKey::ArchiveMark { .. }
+            | RecordKey::ExpirySweep
+            | RecordKey::Deferred { .. }
+            | RecordKey::Locations => None,
         };
         let expires = retention.map(|retention| {
             SystemTime::now()
@@ -1212,6 +1217,7 @@ mod tests {
             },
             RecordKey::ExpirySweep,
             RecordKey::Deferred { sku: sku.clone() },
+            RecordKey::Locations,
         ];
         let keys = records.iter().map(DynamoStore::record_pk).chain([
             DynamoStore::stream_pk(&stream),
