@@ -411,9 +411,8 @@ struct LocationBody {
     /// Whether shoppers may pick up here (default `false`).
     #[serde(default)]
     pickup: Option<bool>,
-    /// Allocation order, a lower value first (-1000000 to 1000000, default 0).
     #[serde(default)]
-    #[schema(value_type = Option<i32>)]
+    #[schema(schema_with = openapi::priority)]
     priority: Option<WholeNumber>,
     /// Whether it takes new reservations (default `true`); an inactive location keeps its
     /// stock and its holds.

@@ -9,6 +9,7 @@ use std::sync::{Arc, OnceLock};
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::{get, MethodRouter};
+use inventory_core::domain::locations::MAX_PRIORITY;
 use inventory_core::domain::{CommandId, IdempotencyKey, Reason, ReservationId, Sku};
 use inventory_core::limits::{MAX_ADJUSTMENT, MAX_LINES, MAX_NOTE_LEN};
 use inventory_core::Inventory;
@@ -415,6 +416,20 @@ pub(crate) fn note() -> ObjectBuilder {
 }
 
 /// An adjustment: units added (positive) or taken (negative), never 0.
+/// A location's allocation priority: a lower value is tried first.
+pub(crate) fn priority() -> Schema {
+    let bound = i64::from(MAX_PRIORITY);
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+        .minimum(Some(-bound))
+        .maximum(Some(bound))
+        .description(Some(
+            "Allocation order, a lower value first (after the request's own order); default 0.",
+        ))
+        .into()
+}
+
 pub(crate) fn delta() -> Schema {
     let units = |minimum: i64, maximum: i64| {
         ObjectBuilder::new()

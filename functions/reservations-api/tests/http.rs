@@ -2698,7 +2698,7 @@ async fn a_location_with_a_bad_id_name_priority_or_shape_is_400_and_registers_no
             .await
             .assert_error(StatusCode::BAD_REQUEST, "invalid_location_name");
     }
-    for priority in [json!(1_000_001), json!(-1_000_001)] {
+    for priority in [json!(1_000_001), json!(-1_000_001), json!(i32::MIN)] {
         app.put("/locations/s", &store(json!({ "priority": priority })))
             .await
             .assert_error(StatusCode::BAD_REQUEST, "invalid_priority");

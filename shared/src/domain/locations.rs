@@ -65,9 +65,10 @@ impl Location {
                 ),
             ));
         }
+        let bound = i64::from(MAX_PRIORITY);
         let priority = i32::try_from(priority)
             .ok()
-            .filter(|p| p.abs() <= MAX_PRIORITY)
+            .filter(|_| (-bound..=bound).contains(&priority))
             .ok_or_else(|| {
                 InvalidValue::new(
                     "invalid_priority",
@@ -210,6 +211,8 @@ mod tests {
         assert_eq!(refused(&"n".repeat(201), 0), "invalid_location_name");
         assert_eq!(refused("W", 1_000_001), "invalid_priority");
         assert_eq!(refused("W", i64::MIN), "invalid_priority");
+        // Found by the fuzzer: i32::MIN has no absolute value (a panic before).
+        assert_eq!(refused("W", i64::from(i32::MIN)), "invalid_priority");
         assert!(Location::new(
             id("w"),
             &"n".repeat(200),

@@ -2,6 +2,7 @@
 //! Nothing here does I/O or reads a clock.
 
 pub mod access;
+pub mod allocation;
 pub mod buckets;
 pub mod command;
 pub mod decide;
@@ -15,6 +16,7 @@ pub mod stream;
 pub mod types;
 
 pub use access::{Caller, ClientId, Scope};
+pub use allocation::{AllocationRefusal, Allocator, Preference};
 pub use buckets::{Layout, Move, TransferId};
 pub use command::{Action, Command};
 pub use decide::{PlaceRejection, Verdict};
