@@ -44,6 +44,7 @@ async fn receive(inventory: &Inventory, sku: &Sku, units: i64) {
         sku: sku.clone(),
         accepted_at: Timestamp::from_millis(0),
         action: Action::ReceiveStock {
+            location: Default::default(),
             quantity: Quantity::new(units).expect("valid quantity"),
             why: Annotation::received(None),
         },

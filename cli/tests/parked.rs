@@ -78,6 +78,7 @@ async fn parked_commands_are_listed_and_a_redrive_applies_the_readable_ones_once
         sku: sku.clone(),
         accepted_at: Timestamp::from_millis(1_763_700_000_000),
         action: Action::ReceiveStock {
+            location: Default::default(),
             quantity: Quantity::new(7).unwrap(),
             why: Annotation::received(None),
         },

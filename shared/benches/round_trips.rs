@@ -85,6 +85,7 @@ async fn receive(inventory: &Inventory, units: i64) {
         sku: sku(),
         accepted_at: Timestamp::from_millis(0),
         action: Action::ReceiveStock {
+            location: Default::default(),
             quantity: Quantity::new(units).expect("valid quantity"),
             why: Annotation::received(None),
         },
@@ -286,7 +287,10 @@ async fn split_into(inventory: &Inventory, count: BucketCount) {
         id: CommandId::random(),
         sku: sku(),
         accepted_at: Timestamp::from_millis(0),
-        action: Action::SetBuckets { count },
+        action: Action::SetBuckets {
+            location: Default::default(),
+            count,
+        },
     };
     inventory
         .apply_commands(&sku(), &[command])
@@ -823,13 +827,20 @@ mod history {
             action,
         };
         let receipt = |units: i64| Action::ReceiveStock {
+            location: Default::default(),
             quantity: Quantity::new(units).expect("valid quantity"),
             why: Annotation::received(None),
         };
         for sku in &skus {
             let mut setup = vec![command(sku, receipt(1_000))];
             if buckets != BucketCount::ONE {
-                setup.push(command(sku, Action::SetBuckets { count: buckets }));
+                setup.push(command(
+                    sku,
+                    Action::SetBuckets {
+                        location: Default::default(),
+                        count: buckets,
+                    },
+                ));
             }
             for one in setup {
                 processor
@@ -848,6 +859,7 @@ mod history {
                         command(
                             sku,
                             Action::AdjustStock {
+                                location: Default::default(),
                                 delta: -1,
                                 why: Annotation::from_text("count".to_owned()),
                             },

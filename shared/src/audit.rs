@@ -485,6 +485,7 @@ mod tests {
                 sku: sku().item().clone(),
                 accepted_at: self.clock.now(),
                 action: Action::ReceiveStock {
+                    location: Default::default(),
                     quantity: Quantity::new(units).unwrap(),
                     why: Annotation::received(None),
                 },
@@ -502,6 +503,7 @@ mod tests {
                 sku: sku().item().clone(),
                 accepted_at: self.clock.now(),
                 action: Action::SetBuckets {
+                    location: Default::default(),
                     count: crate::domain::BucketCount::new(count).unwrap(),
                 },
             };

@@ -414,6 +414,7 @@ async fn command_records_are_listed_by_when_they_were_accepted(
                 sku: item(prefix, &format!("cmd-{name}-{line}")),
                 accepted_at: at,
                 action: Action::AdjustStock {
+                    location: Default::default(),
                     delta: -1_000_000_000,
                     why: Annotation::from_text("conformance".into()),
                 },
@@ -1071,6 +1072,7 @@ async fn a_head_older_than_the_live_retention_is_read_again_before_an_append(
         sku: a.item().clone(),
         accepted_at: clock.now(),
         action: Action::ReceiveStock {
+            location: Default::default(),
             quantity: Quantity::new(10).expect("valid quantity"),
             why: Annotation::received(None),
         },

@@ -45,6 +45,7 @@ async fn reservations_commands_and_expiries_are_counted_by_outcome_and_never_by_
         sku: sku(),
         accepted_at: clock.now(),
         action: Action::ReceiveStock {
+            location: Default::default(),
             quantity: Quantity::new(3).unwrap(),
             why: Annotation::received(None),
         },
@@ -188,6 +189,7 @@ async fn changes_are_counted_by_kind_and_rejections_by_reason() {
         action,
     };
     let receipt = command(Action::ReceiveStock {
+        location: Default::default(),
         quantity: Quantity::new(3).unwrap(),
         why: Annotation::received(None),
     });
@@ -248,6 +250,7 @@ async fn ledger_pages_are_counted_by_where_they_were_read() {
         sku: sku(),
         accepted_at: Timestamp::from_millis(0),
         action: Action::ReceiveStock {
+            location: Default::default(),
             quantity: Quantity::new(3).unwrap(),
             why: Annotation::received(None),
         },

@@ -64,6 +64,7 @@ fn command(action: Action, accepted_at: Timestamp) -> Command {
 fn receipt(units: i64, at: Timestamp) -> Command {
     command(
         Action::ReceiveStock {
+            location: Default::default(),
             quantity: Quantity::new(units).unwrap(),
             why: Annotation::received(None),
         },

@@ -37,6 +37,7 @@ fn receipt(sku_name: &str, units: i64) -> Command {
         sku: sku(sku_name),
         accepted_at: Timestamp::from_millis(1_700_000_000_000),
         action: Action::ReceiveStock {
+            location: Default::default(),
             quantity: Quantity::new(units).unwrap(),
             why: Annotation::received(None),
         },
@@ -46,6 +47,7 @@ fn receipt(sku_name: &str, units: i64) -> Command {
 fn adjustment(sku_name: &str, delta: i64) -> Command {
     Command {
         action: Action::AdjustStock {
+            location: Default::default(),
             delta,
             why: Annotation::from_text("count".into()),
         },
@@ -215,6 +217,7 @@ async fn a_checkout_naming_a_reservation_not_readable_yet_never_holds_the_batch_
 fn layout(sku_name: &str, count: i64) -> Command {
     Command {
         action: Action::SetBuckets {
+            location: Default::default(),
             count: inventory_core::domain::BucketCount::new(count).unwrap(),
         },
         ..receipt(sku_name, 1)

@@ -156,10 +156,12 @@ async fn a_split_items_holds_in_its_buckets_expire_and_their_units_go_home() {
         action,
     };
     let received = admin(Action::ReceiveStock {
+        location: Default::default(),
         quantity: Quantity::new(40).unwrap(),
         why: Annotation::received(None),
     });
     let split = admin(Action::SetBuckets {
+        location: Default::default(),
         count: BucketCount::new(4).unwrap(),
     });
     inventory

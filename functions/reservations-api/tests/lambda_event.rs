@@ -30,6 +30,7 @@ async fn receive(inventory: &Inventory, sku: &str, units: i64) {
         sku: Sku::parse(sku).unwrap(),
         accepted_at: Timestamp::from_millis(0),
         action: Action::ReceiveStock {
+            location: Default::default(),
             quantity: Quantity::new(units).unwrap(),
             why: Annotation::received(None),
         },

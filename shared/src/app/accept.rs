@@ -191,7 +191,11 @@ impl Accept {
         caller: &Caller,
     ) -> Result<CommandId, AppError> {
         check_annotation(&why)?;
-        let action = Action::ReceiveStock { quantity, why };
+        let action = Action::ReceiveStock {
+            location: Default::default(),
+            quantity,
+            why,
+        };
         self.accept_one(format!("receipt/{sku}"), sku, action, key, caller)
             .await
     }
@@ -213,7 +217,11 @@ impl Accept {
             .into());
         }
         check_annotation(&why)?;
-        let action = Action::AdjustStock { delta, why };
+        let action = Action::AdjustStock {
+            location: Default::default(),
+            delta,
+            why,
+        };
         self.accept_one(format!("adjustment/{sku}"), sku, action, key, caller)
             .await
     }
@@ -230,6 +238,7 @@ impl Accept {
     ) -> Result<CommandId, AppError> {
         check_annotation(&why)?;
         let action = Action::ReclassifyStock {
+            location: Default::default(),
             states,
             quantity,
             why,
@@ -263,6 +272,7 @@ impl Accept {
         }
         check_annotation(&why)?;
         let action = Action::CountStock {
+            location: Default::default(),
             counted,
             expected,
             why,
@@ -279,7 +289,10 @@ impl Accept {
         key: Option<&IdempotencyKey>,
         caller: &Caller,
     ) -> Result<CommandId, AppError> {
-        let action = Action::SetBuckets { count };
+        let action = Action::SetBuckets {
+            location: Default::default(),
+            count,
+        };
         self.accept_one(format!("buckets/{sku}"), sku, action, key, caller)
             .await
     }

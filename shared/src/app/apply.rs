@@ -24,8 +24,8 @@ use super::reservation_book::{HoldLookup, ReservationBook};
 use crate::config::{Config, ACCEPT_PATIENCE_MILLIS, ACCEPT_WAIT_MILLIS, DEPENDENCY_WAIT_MILLIS};
 use crate::domain::decide::{decide, shipped_from};
 use crate::domain::{
-    Action, Bucket, Change, ClientId, Command, CommandId, RejectionCode, ReservationId, Sku,
-    StreamId, Timestamp, Verdict,
+    Action, Bucket, Change, ClientId, Command, CommandId, LocationId, Placement, RejectionCode,
+    ReservationId, Sku, StreamId, Timestamp, Verdict,
 };
 use crate::error::{panic_message, AppError};
 use crate::limits::{MAX_DEFERRED, MAX_MOVES_PER_TRANSACTION, MAX_TRANSACTION_ITEMS};
@@ -366,18 +366,27 @@ impl ApplyCommands {
         .await
     }
 
-    /// The states of `sku`'s streams this attempt decides on: bucket 0, every bucket it ever
-    /// had, and any other bucket one of `holds` is in.
+    /// The states of `sku`'s streams at `location` this attempt decides on: bucket 0, every
+    /// bucket it ever had, and any other bucket one of `holds` is in there.
     async fn draft(
         &self,
         sku: &Sku,
+        location: &LocationId,
         holds: &HashMap<ReservationId, HoldLookup>,
     ) -> Result<Draft, AppError> {
-        let zero = StreamId::of(sku);
+        let zero = StreamId::new(
+            sku.clone(),
+            Placement {
+                location: location.clone(),
+                bucket: Bucket::HOME,
+            },
+        );
         let home = self.heads.load(&zero).await?;
         let mut others: BTreeSet<StreamId> = home.layout.streams(&zero).skip(1).collect();
         others.extend(holds.values().filter_map(|lookup| match lookup {
-            HoldLookup::Found(stored) if stored.hold.stream != zero => {
+            HoldLookup::Found(stored)
+                if stored.hold.stream != zero && stored.hold.stream.location() == location =>
+            {
                 Some(stored.hold.stream.clone())
             }
             _ => None,
@@ -409,15 +418,36 @@ impl ApplyCommands {
             .book
             .holds_on(sku, due.iter().filter_map(|c| c.action.reservation_id()))
             .await?;
-        let mut draft = self.draft(sku, &holds).await?;
+        // One draft per location the commands act at (the default one always: rejections and
+        // what names no location are recorded there).
+        let mut locations: BTreeSet<LocationId> = BTreeSet::from([LocationId::default()]);
+        for command in &due {
+            let at_hold = command
+                .action
+                .reservation_id()
+                .and_then(|rid| match holds.get(rid) {
+                    Some(HoldLookup::Found(stored)) => Some(stored.hold.stream.location().clone()),
+                    _ => None,
+                });
+            locations.extend(at_hold.or_else(|| command.action.location().cloned()));
+        }
+        let mut drafts: BTreeMap<LocationId, Draft> = BTreeMap::new();
+        for location in locations {
+            let draft = self.draft(sku, &location, &holds).await?;
+            drafts.insert(location, draft);
+        }
+        let events = |drafts: &BTreeMap<LocationId, Draft>| {
+            drafts.values().map(Draft::event_count).sum::<usize>()
+        };
         let mut records = reading.abandon;
         let mut touched: Vec<ReservationId> = Vec::new();
         let mut deferred: Vec<Command> = Vec::new();
         let mut waiting_on: HashSet<ReservationId> = HashSet::new();
         let mut applied_lags = Vec::new();
-        let mut spread_due = false;
+        let mut spread_due: BTreeSet<LocationId> = BTreeSet::new();
         let clock = self.clock.now();
         let grace = self.config.release_grace_secs;
+        let default_location = LocationId::default();
         for (command, standing) in &reading.commands {
             let reservation = command.action.reservation_id();
             let (outcome_version, actor) = match standing {
@@ -437,7 +467,7 @@ impl ApplyCommands {
             };
             // A later command on a reservation something waits for keeps its place behind it;
             // so does a command that might not fit this transaction any more.
-            let items = draft.event_count() + records.len() + touched.len();
+            let items = events(&drafts) + records.len() + touched.len();
             if reservation.is_some_and(|rid| waiting_on.contains(rid))
                 || items + MAX_ITEMS_PER_COMMAND >= MAX_TRANSACTION_ITEMS
             {
@@ -477,11 +507,22 @@ impl ApplyCommands {
                 report.parked += 1;
                 continue;
             }
+            let location = match lookup {
+                Some(Some(HoldLookup::Found(stored))) => stored.hold.stream.location(),
+                _ => command.action.location().unwrap_or(&default_location),
+            };
+            let Some(draft) = drafts.get_mut(location) else {
+                return Err(AppError::Internal(format!(
+                    "no draft at {location} for command {}",
+                    command.id
+                )));
+            };
+            let location = location.clone();
             let now = draft.now(clock);
             // Room for a gather's moves: each adds an event, the transfer one more on bucket 0,
             // and the command its event and outcome, with one to spare.
             let room = MAX_TRANSACTION_ITEMS.saturating_sub(items + 4);
-            if escrow::gathered_in_part(&mut draft, command, now, room) {
+            if escrow::gathered_in_part(draft, command, now, room) {
                 defer(&mut deferred, &mut waiting_on, command);
                 continue;
             }
@@ -489,7 +530,7 @@ impl ApplyCommands {
                 Some(Some(HoldLookup::Found(stored))) => {
                     let bucket = stored.hold.stream.bucket();
                     if matches!(command.action, Action::CommitHold { .. })
-                        && escrow::refilled_in_part(&mut draft, &stored.hold, now, room)
+                        && escrow::refilled_in_part(draft, &stored.hold, now, room)
                     {
                         defer(&mut deferred, &mut waiting_on, command);
                         continue;
@@ -550,7 +591,9 @@ impl ApplyCommands {
                     }
                 }
                 draft.acting_for(actor);
-                spread_due |= escrow::record(&mut draft, bucket, now, change);
+                if escrow::record(draft, bucket, now, change) {
+                    spread_due.insert(location);
+                }
                 draft.acting_for(None);
             }
         }
@@ -575,29 +618,36 @@ impl ApplyCommands {
                 records.push(stored.write());
             }
         }
-        if spread_due && spread_with {
-            let items = draft.event_count() + records.len() + touched.len();
-            let room = MAX_TRANSACTION_ITEMS.saturating_sub(items + SPREAD_MARKS);
-            if room > 0 {
-                let now = draft.now(clock);
-                spread_due = escrow::record_spread(&mut draft, now, room);
+        if spread_with {
+            for location in spread_due.clone() {
+                let items = events(&drafts) + records.len() + touched.len();
+                let room = MAX_TRANSACTION_ITEMS.saturating_sub(items + SPREAD_MARKS);
+                let Some(draft) = drafts.get_mut(&location) else {
+                    continue;
+                };
+                if room > 0 {
+                    let now = draft.now(clock);
+                    if !escrow::record_spread(draft, now, room) {
+                        spread_due.remove(&location);
+                    }
+                }
             }
         }
-        report.events = draft.event_count();
+        report.events = events(&drafts);
         report.deferred = deferred.len();
         let mut transaction = Transaction::records(records);
-        transaction.appends = draft.appends();
+        transaction.appends = drafts.values().flat_map(Draft::appends).collect();
         if !transaction.is_empty() {
             let issued = Instant::now();
             if let Written::Lost(_) = write(self.transactions.as_ref(), transaction).await? {
                 return Ok(Attempt::Reread);
             }
-            for (state, events) in draft.written() {
+            for (state, events) in drafts.values().flat_map(Draft::written) {
                 self.heads.advance(state, events, issued);
             }
         }
-        if spread_due {
-            self.spread(sku).await?;
+        for location in &spread_due {
+            self.spread(sku, location).await?;
         }
         for accepted_at in applied_lags {
             telemetry::applied_after(accepted_at, clock);
@@ -612,11 +662,11 @@ impl ApplyCommands {
     /// of layout), a transaction of at most [`MAX_MOVES_PER_TRANSACTION`] moves at a time. An
     /// item drained near zero is spread again only once bucket 0 has [`crate::domain::buckets::SPREAD_FROM`] units to
     /// spare per bucket.
-    async fn spread(&self, sku: &Sku) -> Result<(), AppError> {
+    async fn spread(&self, sku: &Sku, location: &LocationId) -> Result<(), AppError> {
         let mut rereads = 0;
         loop {
             let spread = until_decided(&self.config, &mut rereads, |_| async {
-                let mut draft = self.draft(sku, &HashMap::new()).await?;
+                let mut draft = self.draft(sku, location, &HashMap::new()).await?;
                 let now = draft.now(self.clock.now());
                 let more = escrow::record_spread(&mut draft, now, MAX_MOVES_PER_TRANSACTION);
                 if draft.event_count() == 0 {

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::stock_states::{Annotation, Reclassification};
+use super::stream::LocationId;
 use super::types::{
     BucketCount, CommandId, LowStockThreshold, Quantity, ReservationId, Sku, Timestamp,
 };
@@ -29,6 +30,9 @@ pub struct Command {
 pub enum Action {
     /// Record units received at the warehouse.
     ReceiveStock {
+        /// Where (the default location when absent).
+        #[serde(default, skip_serializing_if = "LocationId::is_default")]
+        location: LocationId,
         /// Units received.
         quantity: Quantity,
         /// Why (`received` unless it says otherwise), a note, the delivery note or purchase
@@ -38,6 +42,9 @@ pub enum Action {
     },
     /// Correct the on-hand count by `delta`.
     AdjustStock {
+        /// Where (the default location when absent).
+        #[serde(default, skip_serializing_if = "LocationId::is_default")]
+        location: LocationId,
         /// Units added (positive) or taken (negative).
         delta: i64,
         /// Why: a listed reason (free text is kept as `other` with the text as the note), a
@@ -47,6 +54,9 @@ pub enum Action {
     },
     /// Move on-hand units from one state to another.
     ReclassifyStock {
+        /// Where (the default location when absent).
+        #[serde(default, skip_serializing_if = "LocationId::is_default")]
+        location: LocationId,
         /// From which state to which.
         #[serde(flatten)]
         states: Reclassification,
@@ -60,6 +70,9 @@ pub enum Action {
     /// many on hand when the command applies (compare-and-set), else it is rejected
     /// `stale_count`.
     CountStock {
+        /// Where (the default location when absent).
+        #[serde(default, skip_serializing_if = "LocationId::is_default")]
+        location: LocationId,
         /// Units found on hand (0 or more).
         counted: i64,
         /// The on-hand figure the count was taken against.
@@ -71,6 +84,9 @@ pub enum Action {
     },
     /// Split the SKU into `count` escrow buckets (1: one stream again).
     SetBuckets {
+        /// Where (the default location when absent).
+        #[serde(default, skip_serializing_if = "LocationId::is_default")]
+        location: LocationId,
         /// How many buckets.
         count: BucketCount,
     },
@@ -129,6 +145,20 @@ pub enum Action {
 }
 
 impl Action {
+    /// The location a command on stock names (receipts, adjustments, moves, counts, bucket
+    /// layouts); `None` for a command on a hold, which acts where the hold is, and for the
+    /// low-stock threshold, which is the item's.
+    pub fn location(&self) -> Option<&LocationId> {
+        match self {
+            Action::ReceiveStock { location, .. }
+            | Action::AdjustStock { location, .. }
+            | Action::ReclassifyStock { location, .. }
+            | Action::CountStock { location, .. }
+            | Action::SetBuckets { location, .. } => Some(location),
+            _ => None,
+        }
+    }
+
     /// The reservation a hold command acts on.
     pub fn reservation_id(&self) -> Option<&ReservationId> {
         match self {

@@ -126,14 +126,16 @@ pub fn decide(
 ) -> Verdict {
     let id = command.id;
     match (&command.action, hold) {
-        (Action::ReceiveStock { quantity, why }, _) => Verdict::Apply(Change::StockReceived {
+        (Action::ReceiveStock { quantity, why, .. }, _) => Verdict::Apply(Change::StockReceived {
             command_id: id,
             quantity: *quantity,
             why: why.clone(),
         }),
-        (Action::AdjustStock { delta, why }, _) => adjust(state, id, *delta, why),
-        (Action::SetBuckets { count }, _) if *count == state.layout.count => Verdict::AlreadyDone,
-        (Action::SetBuckets { count }, _) => Verdict::Apply(Change::BucketsSet {
+        (Action::AdjustStock { delta, why, .. }, _) => adjust(state, id, *delta, why),
+        (Action::SetBuckets { count, .. }, _) if *count == state.layout.count => {
+            Verdict::AlreadyDone
+        }
+        (Action::SetBuckets { count, .. }, _) => Verdict::Apply(Change::BucketsSet {
             command_id: id,
             count: *count,
         }),
@@ -157,6 +159,7 @@ pub fn decide(
                 states,
                 quantity,
                 why,
+                ..
             },
             _,
         ) => Verdict::Apply(Change::StockReclassified {
@@ -170,6 +173,7 @@ pub fn decide(
                 counted,
                 expected,
                 why,
+                ..
             },
             _,
         ) => count(state, id, *counted, *expected, why),
@@ -801,6 +805,7 @@ mod tests {
         let g = given().received(at(0), 5);
         let adjust = command(
             Action::AdjustStock {
+                location: Default::default(),
                 delta: -6,
                 why: Annotation::from_text("count".into()),
             },
@@ -839,6 +844,7 @@ mod tests {
     fn move_cmd(from: StockState, to: StockState, n: i64) -> Command {
         command(
             Action::ReclassifyStock {
+                location: Default::default(),
                 states: Reclassification::new(from, to).unwrap(),
                 quantity: qty(n),
                 why: Annotation::because(Reason::Damaged),
@@ -849,6 +855,7 @@ mod tests {
     fn count_cmd(counted: i64, expected: Option<i64>) -> Command {
         command(
             Action::CountStock {
+                location: Default::default(),
                 counted,
                 expected,
                 why: Annotation {
