@@ -2,7 +2,7 @@
 
 use thiserror::Error;
 
-use crate::domain::{HoldStatus, InvalidValue, PlaceRejection, RejectionCode, Sku};
+use crate::domain::{HoldStatus, InvalidValue, LocationId, PlaceRejection, RejectionCode, Sku};
 use crate::ports::{QueueError, StoreError};
 
 /// Why a use case did not succeed.
@@ -14,6 +14,9 @@ pub enum AppError {
     /// No event was ever recorded for the SKU (404 `unknown_sku`).
     #[error("unknown sku {0}")]
     UnknownSku(Sku),
+    /// The shop has no location by that id (404 `unknown_location`).
+    #[error("unknown location {0}")]
+    UnknownLocation(LocationId),
     /// No reservation has that id (404 `reservation_not_found`).
     #[error("reservation not found")]
     ReservationNotFound,

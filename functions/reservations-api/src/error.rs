@@ -80,6 +80,11 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     code("route_not_found", StatusCode::NOT_FOUND, "No route has that path."),
     code("unknown_sku", StatusCode::NOT_FOUND, "No stock was ever received for the SKU; `sku` names it."),
     code(
+        "unknown_location",
+        StatusCode::NOT_FOUND,
+        "A command names a location the shop has not registered (PUT /locations/{id}); `location` names it. Nothing was queued.",
+    ),
+    code(
         "reservation_not_found",
         StatusCode::NOT_FOUND,
         "No reservation of the caller has that id (another client's reservation is not found either).",
@@ -224,6 +229,9 @@ impl From<AppError> for ApiError {
             AppError::Invalid(invalid) => invalid.into(),
             AppError::UnknownSku(sku) => {
                 Self::new("unknown_sku", message).with("sku", sku.as_str())
+            }
+            AppError::UnknownLocation(location) => {
+                Self::new("unknown_location", message).with("location", location.as_str())
             }
             AppError::ReservationNotFound => Self::new("reservation_not_found", message),
             AppError::CommandNotFound => Self::new("command_not_found", message),

@@ -21,8 +21,8 @@ use inventory_core::app::{
     AfterSaleRequest, CommandView, ItemView, ItemsView, LedgerView, ReservationView, ReserveRequest,
 };
 use inventory_core::domain::{
-    Annotation, BucketCount, CommandId, Line, Location, LocationKind, LowStockThreshold, Quantity,
-    Reason, Reclassification, Scope, Sku, StockState, TtlSeconds,
+    Annotation, BucketCount, CommandId, ItemAt, Line, Location, LocationId, LocationKind,
+    LowStockThreshold, Quantity, Reason, Reclassification, Scope, Sku, StockState, TtlSeconds,
 };
 use inventory_core::limits::MAX_SKUS_PER_READ;
 use inventory_core::Inventory;
@@ -96,6 +96,8 @@ fn declared_routes() -> Vec<(Route, Handlers)> {
             Admin,
             false,
             &[
+                "invalid_location",
+                "unknown_location",
                 "invalid_sku",
                 "invalid_quantity",
                 "invalid_note",
@@ -109,6 +111,8 @@ fn declared_routes() -> Vec<(Route, Handlers)> {
             Admin,
             false,
             &[
+                "invalid_location",
+                "unknown_location",
                 "invalid_sku",
                 "invalid_delta",
                 "invalid_reason",
@@ -123,6 +127,8 @@ fn declared_routes() -> Vec<(Route, Handlers)> {
             Admin,
             false,
             &[
+                "invalid_location",
+                "unknown_location",
                 "invalid_sku",
                 "invalid_quantity",
                 "invalid_move",
@@ -137,6 +143,8 @@ fn declared_routes() -> Vec<(Route, Handlers)> {
             Admin,
             false,
             &[
+                "invalid_location",
+                "unknown_location",
                 "invalid_sku",
                 "invalid_count",
                 "invalid_expected",
@@ -151,6 +159,8 @@ fn declared_routes() -> Vec<(Route, Handlers)> {
             Admin,
             false,
             &[
+                "invalid_location",
+                "unknown_location",
                 "invalid_sku",
                 "invalid_bucket_count",
                 "idempotency_key_required",
@@ -297,6 +307,10 @@ type Service = State<Arc<Inventory>>;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ReceiptBody {
+    /// The location (default `default`; a registered one: `PUT /locations/{id}`).
+    #[serde(default)]
+    #[schema(value_type = Option<LocationId>)]
+    location: Option<String>,
     #[schema(value_type = Quantity)]
     quantity: WholeNumber,
     /// Why (default `received`; `returned` for units a customer sent back outside a
@@ -317,6 +331,10 @@ struct ReceiptBody {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AdjustmentBody {
+    /// The location (default `default`; a registered one: `PUT /locations/{id}`).
+    #[serde(default)]
+    #[schema(value_type = Option<LocationId>)]
+    location: Option<String>,
     #[schema(schema_with = openapi::delta)]
     delta: WholeNumber,
     /// Why: a listed reason (`shrinkage`, `damaged`, `correction`...), or free text, kept as
@@ -338,6 +356,10 @@ struct AdjustmentBody {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct MoveBody {
+    /// The location (default `default`; a registered one: `PUT /locations/{id}`).
+    #[serde(default)]
+    #[schema(value_type = Option<LocationId>)]
+    location: Option<String>,
     /// The state the units leave.
     from: StockState,
     /// The state they enter (not `from`).
@@ -360,6 +382,10 @@ struct MoveBody {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct OnHandBody {
+    /// The location (default `default`; a registered one: `PUT /locations/{id}`).
+    #[serde(default)]
+    #[schema(value_type = Option<LocationId>)]
+    location: Option<String>,
     /// Units found on hand (0 to 1000000000).
     #[schema(schema_with = openapi::count)]
     quantity: WholeNumber,
@@ -384,6 +410,10 @@ struct OnHandBody {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct BucketsBody {
+    /// The location (default `default`; a registered one: `PUT /locations/{id}`).
+    #[serde(default)]
+    #[schema(value_type = Option<LocationId>)]
+    location: Option<String>,
     #[schema(value_type = BucketCount)]
     count: WholeNumber,
 }
@@ -504,6 +534,17 @@ struct Accepted {
     command_id: CommandId,
 }
 
+/// The item at the location a body names (the default one when it names none).
+fn item_at(sku: Sku, location: Option<&str>) -> Result<ItemAt, ApiError> {
+    Ok(ItemAt {
+        sku,
+        location: location
+            .map(LocationId::parse)
+            .transpose()?
+            .unwrap_or_default(),
+    })
+}
+
 fn accepted(command_id: CommandId) -> Response {
     (StatusCode::ACCEPTED, Json(Accepted { command_id })).into_response()
 }
@@ -530,7 +571,13 @@ async fn post_receipt(
         reference: body.reference,
     };
     let id = inventory
-        .receive_stock(sku, quantity, why, Some(&key), &caller)
+        .receive_stock(
+            item_at(sku, body.location.as_deref())?,
+            quantity,
+            why,
+            Some(&key),
+            &caller,
+        )
         .await?;
     Ok(accepted(id))
 }
@@ -553,7 +600,13 @@ async fn post_adjustment(
 ) -> Result<Response, ApiError> {
     let why = Annotation::given(body.reason, body.note, body.reference)?;
     let id = inventory
-        .adjust_stock(sku, body.delta.0, why, Some(&key), &caller)
+        .adjust_stock(
+            item_at(sku, body.location.as_deref())?,
+            body.delta.0,
+            why,
+            Some(&key),
+            &caller,
+        )
         .await?;
     Ok(accepted(id))
 }
@@ -591,7 +644,14 @@ async fn post_move(
         reference: body.reference,
     };
     let id = inventory
-        .reclassify_stock(sku, states, quantity, why, Some(&key), &caller)
+        .reclassify_stock(
+            item_at(sku, body.location.as_deref())?,
+            states,
+            quantity,
+            why,
+            Some(&key),
+            &caller,
+        )
         .await?;
     Ok(accepted(id))
 }
@@ -621,7 +681,7 @@ async fn put_on_hand(
     };
     let id = inventory
         .count_stock(
-            sku,
+            item_at(sku, body.location.as_deref())?,
             body.quantity.0,
             body.expected.map(|expected| expected.0),
             why,
@@ -652,7 +712,12 @@ async fn put_buckets(
 ) -> Result<Response, ApiError> {
     let count = BucketCount::new(body.count.0)?;
     let id = inventory
-        .set_buckets(sku, count, Some(&key), &caller)
+        .set_buckets(
+            item_at(sku, body.location.as_deref())?,
+            count,
+            Some(&key),
+            &caller,
+        )
         .await?;
     Ok(accepted(id))
 }

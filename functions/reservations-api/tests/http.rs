@@ -13,7 +13,7 @@ use axum::http::{header, HeaderMap, Request, StatusCode};
 use axum::Router;
 use http_body_util::{BodyExt, Full, Limited};
 use inventory_core::domain::StreamId;
-use inventory_core::domain::{Notice, Sku, SkuState, Timestamp};
+use inventory_core::domain::{Bucket, Notice, Placement, Sku, SkuState, Timestamp};
 use inventory_core::feed::{FeedChange, Reaction};
 use inventory_core::memory::{MemoryNoticeBoard, MemoryQueue};
 use inventory_core::ports::{EventStore, ManualClock};
@@ -210,10 +210,25 @@ impl App {
                 .read_stream(&StreamId::of(&item), 0)
                 .await
                 .expect("stream");
-            let layout = SkuState::from_events(&home).layout;
-            for bucket in layout.streams(&StreamId::of(&item)) {
-                let events = self.store.read_stream(&bucket, 0).await.expect("stream");
-                changes.extend(events.into_iter().map(FeedChange::Appended));
+            let state = SkuState::from_events(&home);
+            let homes = std::iter::once(StreamId::of(&item)).chain(state.locations.iter().map(
+                |location| {
+                    StreamId::new(
+                        item.clone(),
+                        Placement {
+                            location: location.clone(),
+                            bucket: Bucket::HOME,
+                        },
+                    )
+                },
+            ));
+            for zero in homes {
+                let events = self.store.read_stream(&zero, 0).await.expect("stream");
+                let layout = SkuState::from_events(&events).layout;
+                for bucket in layout.streams(&zero) {
+                    let events = self.store.read_stream(&bucket, 0).await.expect("stream");
+                    changes.extend(events.into_iter().map(FeedChange::Appended));
+                }
             }
         }
         let failed = Snapshotter::new(self.store.clone())
@@ -2715,4 +2730,98 @@ async fn a_location_with_a_bad_id_name_priority_or_shape_is_400_and_registers_no
     }
     let listed = app.get("/locations").await;
     assert_eq!(listed.body["locations"].as_array().map(Vec::len), Some(1));
+}
+
+#[tokio::test]
+async fn stock_received_and_counted_at_a_store_is_kept_there_and_the_item_reads_the_sum() {
+    let app = App::new().await;
+    // Given a store registered, and units at the default location and at the store.
+    app.put(
+        "/locations/store-5",
+        &json!({ "name": "Store 5", "kind": "store" }),
+    )
+    .await
+    .assert_status(StatusCode::OK);
+    app.stock("SKU-1", 3).await;
+    app.command(
+        "POST",
+        "/items/SKU-1/receipts",
+        &json!({ "quantity": 5, "location": "store-5" }),
+    )
+    .await
+    .assert_status(StatusCode::ACCEPTED);
+    app.command(
+        "POST",
+        "/items/SKU-1/moves",
+        &json!({ "location": "store-5", "from": "available", "to": "damaged", "quantity": 1, "reason": "damaged" }),
+    )
+    .await
+    .assert_status(StatusCode::ACCEPTED);
+    app.process().await;
+    // Then the item reads the sum, each location its own figures.
+    let item = app.item("SKU-1").await;
+    assert_eq!(
+        (&item["on_hand"], &item["available"]),
+        (&json!(8), &json!(7)),
+        "{item}"
+    );
+    let at: Vec<(String, i64, i64)> = item["locations"]
+        .as_array()
+        .expect("the locations")
+        .iter()
+        .map(|l| {
+            (
+                l["location"].as_str().unwrap().to_owned(),
+                l["on_hand"].as_i64().unwrap(),
+                l["available"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        at,
+        vec![("default".to_owned(), 3, 3), ("store-5".to_owned(), 5, 4)]
+    );
+    // When a count at the store finds 2.
+    app.command(
+        "PUT",
+        "/items/SKU-1/on-hand",
+        &json!({ "location": "store-5", "quantity": 2, "expected": 5, "reason": "cycle_count" }),
+    )
+    .await
+    .assert_status(StatusCode::ACCEPTED);
+    app.process().await;
+    // Then only the store's figure moved, and the read view follows the item.
+    let item = app.item("SKU-1").await;
+    assert_eq!(item["locations"][1]["on_hand"], json!(2), "{item}");
+    assert_eq!(item["locations"][0]["on_hand"], json!(3), "{item}");
+    app.deliver_feed(&["SKU-1"]).await;
+    let view = app.get("/items?sku=SKU-1").await;
+    view.assert_status(StatusCode::OK);
+    let seen = &view.body["items"][0];
+    assert_eq!(
+        (&seen["on_hand"], &seen["available"], &seen["locations"]),
+        (&item["on_hand"], &item["available"], &item["locations"]),
+        "{}",
+        view.body
+    );
+}
+
+#[tokio::test]
+async fn a_command_at_a_location_the_shop_has_not_registered_is_404_and_queues_nothing() {
+    let app = App::new().await;
+    app.command(
+        "POST",
+        "/items/SKU-1/receipts",
+        &json!({ "quantity": 5, "location": "store-9" }),
+    )
+    .await
+    .assert_error(StatusCode::NOT_FOUND, "unknown_location");
+    app.command(
+        "PUT",
+        "/items/SKU-1/buckets",
+        &json!({ "count": 2, "location": "no/such" }),
+    )
+    .await
+    .assert_error(StatusCode::BAD_REQUEST, "invalid_location");
+    assert_eq!(app.process().await, 0, "nothing was queued");
 }

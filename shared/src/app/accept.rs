@@ -10,11 +10,12 @@ use serde::Serialize;
 
 use super::command_log::CommandLog;
 use super::idempotency::digest;
+use super::locations::LocationBook;
 use super::reservation_book::ReservationBook;
 use crate::domain::{
     Action, AfterSale, Annotation, BucketCount, Caller, ClientId, Command, CommandId, HoldLine,
-    HoldStatus, IdempotencyKey, InvalidValue, Line, LowStockThreshold, Quantity, Reclassification,
-    RejectionCode, ReservationId, Sku,
+    HoldStatus, IdempotencyKey, InvalidValue, ItemAt, Line, LocationId, LowStockThreshold,
+    Quantity, Reclassification, RejectionCode, ReservationId, Sku,
 };
 use crate::error::AppError;
 use crate::limits::{MAX_ADJUSTMENT, MAX_LINES, MAX_NOTE_LEN};
@@ -22,6 +23,7 @@ use crate::ports::{Acceptance, Clock, CommandQueue, CommandRecord};
 
 pub(crate) struct Accept {
     pub(crate) log: Arc<CommandLog>,
+    pub(crate) locations: Arc<LocationBook>,
     pub(crate) book: Arc<ReservationBook>,
     pub(crate) queue: Arc<dyn CommandQueue>,
     pub(crate) clock: Arc<dyn Clock>,
@@ -184,15 +186,17 @@ impl Accept {
     /// Accepts a receipt of `quantity` units of `sku`.
     pub(crate) async fn receive_stock(
         &self,
-        sku: Sku,
+        item: impl Into<ItemAt>,
         quantity: Quantity,
         why: Annotation,
         key: Option<&IdempotencyKey>,
         caller: &Caller,
     ) -> Result<CommandId, AppError> {
+        let ItemAt { sku, location } = item.into();
+        self.check_location(&location).await?;
         check_annotation(&why)?;
         let action = Action::ReceiveStock {
-            location: Default::default(),
+            location: location.clone(),
             quantity,
             why,
         };
@@ -203,12 +207,14 @@ impl Accept {
     /// Accepts an adjustment of `sku` by `delta` (non-zero), `why`.
     pub(crate) async fn adjust_stock(
         &self,
-        sku: Sku,
+        item: impl Into<ItemAt>,
         delta: i64,
         why: Annotation,
         key: Option<&IdempotencyKey>,
         caller: &Caller,
     ) -> Result<CommandId, AppError> {
+        let ItemAt { sku, location } = item.into();
+        self.check_location(&location).await?;
         if delta == 0 || delta.abs() > MAX_ADJUSTMENT {
             return Err(InvalidValue::new(
                 "invalid_delta",
@@ -218,7 +224,7 @@ impl Accept {
         }
         check_annotation(&why)?;
         let action = Action::AdjustStock {
-            location: Default::default(),
+            location: location.clone(),
             delta,
             why,
         };
@@ -229,16 +235,18 @@ impl Accept {
     /// Accepts a move of `quantity` units of `sku` between two states of its on-hand stock.
     pub(crate) async fn reclassify_stock(
         &self,
-        sku: Sku,
+        item: impl Into<ItemAt>,
         states: Reclassification,
         quantity: Quantity,
         why: Annotation,
         key: Option<&IdempotencyKey>,
         caller: &Caller,
     ) -> Result<CommandId, AppError> {
+        let ItemAt { sku, location } = item.into();
+        self.check_location(&location).await?;
         check_annotation(&why)?;
         let action = Action::ReclassifyStock {
-            location: Default::default(),
+            location: location.clone(),
             states,
             quantity,
             why,
@@ -251,13 +259,15 @@ impl Accept {
     /// item still has that many when it applies.
     pub(crate) async fn count_stock(
         &self,
-        sku: Sku,
+        item: impl Into<ItemAt>,
         counted: i64,
         expected: Option<i64>,
         why: Annotation,
         key: Option<&IdempotencyKey>,
         caller: &Caller,
     ) -> Result<CommandId, AppError> {
+        let ItemAt { sku, location } = item.into();
+        self.check_location(&location).await?;
         for (code, field, value) in [
             ("invalid_count", "quantity", Some(counted)),
             ("invalid_expected", "expected", expected),
@@ -272,7 +282,7 @@ impl Accept {
         }
         check_annotation(&why)?;
         let action = Action::CountStock {
-            location: Default::default(),
+            location: location.clone(),
             counted,
             expected,
             why,
@@ -284,17 +294,27 @@ impl Accept {
     /// Accepts a new escrow layout for `sku`: `count` buckets.
     pub(crate) async fn set_buckets(
         &self,
-        sku: Sku,
+        item: impl Into<ItemAt>,
         count: BucketCount,
         key: Option<&IdempotencyKey>,
         caller: &Caller,
     ) -> Result<CommandId, AppError> {
+        let ItemAt { sku, location } = item.into();
+        self.check_location(&location).await?;
         let action = Action::SetBuckets {
-            location: Default::default(),
+            location: location.clone(),
             count,
         };
         self.accept_one(format!("buckets/{sku}"), sku, action, key, caller)
             .await
+    }
+
+    /// Refuses a location the shop has not registered (`default` needs no read).
+    async fn check_location(&self, location: &LocationId) -> Result<(), AppError> {
+        if location.is_default() {
+            return Ok(());
+        }
+        self.locations.location(location).await.map(drop)
     }
 
     /// Accepts a low-stock threshold for `sku`: `low_stock` is told when its available units

@@ -633,6 +633,7 @@ impl ApplyCommands {
                 }
             }
         }
+        escrow::note_locations(&mut drafts, clock);
         report.events = events(&drafts);
         report.deferred = deferred.len();
         let mut transaction = Transaction::records(records);

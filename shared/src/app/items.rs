@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::heads::Heads;
 use super::views::{ItemView, ItemsView};
-use crate::domain::{Bucket, Sku, SkuState, StreamId};
+use crate::domain::{Bucket, LocationId, Placement, Sku, SkuState, StreamId};
 use crate::error::AppError;
 use crate::ports::{Clock, Snapshots};
 
@@ -26,21 +26,41 @@ impl ReadItems {
     /// bucket moved between two reads (at most [`COLLECTS`] times, else `Contention`): a read
     /// of several streams is not one instant's, and a unit in transfer would otherwise be
     /// counted in both buckets, or in neither.
+    /// An item kept at several locations is the sum of each location's figures
+    /// ([`ItemView::of_locations`]), the locations listed; the default location's bucket 0
+    /// names the others ([`crate::domain::Change::StockedAt`]).
     pub(crate) async fn item(&self, sku: &Sku) -> Result<ItemView, AppError> {
         let zero = StreamId::of(sku);
         let state = self.heads.load(&zero).await?;
         if !state.exists() {
             return Err(AppError::UnknownSku(sku.clone()));
         }
+        let others = state.locations.clone();
+        let default = self.at(&zero, state).await?;
+        if others.is_empty() {
+            return Ok(default);
+        }
+        let mut locations = vec![(LocationId::default(), default)];
+        for home in homes_of(&zero, &others) {
+            let state = self.heads.load(&home).await?;
+            locations.push((home.location().clone(), self.at(&home, state).await?));
+        }
+        Ok(ItemView::of_locations(sku.clone(), locations))
+    }
+
+    /// The item at the location of `zero` (its bucket 0 there, read as `state`), its buckets
+    /// listed.
+    async fn at(&self, zero: &StreamId, state: Arc<SkuState>) -> Result<ItemView, AppError> {
+        let sku = zero.item().clone();
         if state.layout.is_single() {
             let now = state.now(self.clock.now());
             return Ok(ItemView::of_buckets(
-                sku.clone(),
+                sku,
                 &[(Bucket::HOME, state.as_ref())],
                 now,
             ));
         }
-        let streams: Vec<StreamId> = state.layout.streams(&zero).collect();
+        let streams: Vec<StreamId> = state.layout.streams(zero).collect();
         // Bucket 0 was just read: the first read takes it as it is.
         let mut read = vec![state];
         read.extend(self.heads.load_all(streams.iter().skip(1)).await?);
@@ -55,7 +75,7 @@ impl ReadItems {
                 let now = buckets
                     .iter()
                     .fold(self.clock.now(), |now, (_, state)| state.now(now));
-                return Ok(ItemView::of_buckets(sku.clone(), &buckets, now));
+                return Ok(ItemView::of_buckets(sku, &buckets, now));
             }
             read = again;
         }
@@ -78,38 +98,81 @@ impl ReadItems {
         let zeros: Vec<StreamId> = distinct.iter().map(StreamId::of).collect();
         let states = self.snapshots.read_snapshots(&zeros).await?;
         let states: Vec<SkuState> = states.into_iter().map(Option::unwrap_or_default).collect();
-        // Items split into buckets: their other buckets' snapshots, in one more batch read.
-        let others: Vec<StreamId> = zeros
+        // The bucket 0 of each other location the items are kept at, in one more batch read.
+        let homes: Vec<StreamId> = zeros
             .iter()
             .zip(&states)
+            .flat_map(|(zero, state)| homes_of(zero, &state.locations))
+            .collect();
+        let mut home_states = self.read_all(&homes).await?.into_iter();
+        // Items split into buckets, at any location: their other buckets' snapshots, in one
+        // more batch read.
+        let mut places: Vec<Vec<(StreamId, SkuState)>> = Vec::new();
+        for (zero, state) in zeros.into_iter().zip(states) {
+            let others: Vec<(StreamId, SkuState)> = homes_of(&zero, &state.locations)
+                .map(|home| (home, home_states.next().unwrap_or_default()))
+                .collect();
+            places.push(std::iter::once((zero, state)).chain(others).collect());
+        }
+        let others: Vec<StreamId> = places
+            .iter()
+            .flatten()
             .flat_map(|(zero, state)| state.layout.streams(zero).skip(1))
             .collect();
-        let mut other_states = if others.is_empty() {
-            Vec::new()
-        } else {
-            self.snapshots.read_snapshots(&others).await?
-        }
-        .into_iter()
-        .map(Option::unwrap_or_default);
+        let mut other_states = self.read_all(&others).await?.into_iter();
         let clock = self.clock.now();
         let mut view = ItemsView {
             items: Vec::new(),
             missing: Vec::new(),
         };
-        for (sku, state) in distinct.into_iter().zip(states) {
-            if !state.exists() {
+        for (sku, at) in distinct.into_iter().zip(places) {
+            if !at[0].1.exists() {
                 view.missing.push(sku.clone());
                 continue;
             }
-            let widest = state.layout.widest.get();
-            let mut buckets = vec![state];
-            buckets.extend(other_states.by_ref().take(usize::from(widest) - 1));
-            let summed = SkuState::summed(&buckets);
-            view.items
-                .push(ItemView::new(sku.clone(), &summed, summed.now(clock)));
+            let several = at.len() > 1;
+            let mut locations = Vec::new();
+            for (zero, state) in at {
+                let widest = state.layout.widest.get();
+                let mut buckets = vec![state];
+                buckets.extend(other_states.by_ref().take(usize::from(widest) - 1));
+                let summed = SkuState::summed(&buckets);
+                let figures = ItemView::new(sku.clone(), &summed, summed.now(clock));
+                locations.push((zero.location().clone(), figures));
+            }
+            view.items.push(if several {
+                ItemView::of_locations(sku.clone(), locations)
+            } else {
+                locations.swap_remove(0).1
+            });
         }
         Ok(view)
     }
+
+    /// The snapshots of `streams` (none: no read), each the empty state when it has none.
+    async fn read_all(&self, streams: &[StreamId]) -> Result<Vec<SkuState>, AppError> {
+        if streams.is_empty() {
+            return Ok(Vec::new());
+        }
+        let read = self.snapshots.read_snapshots(streams).await?;
+        Ok(read.into_iter().map(Option::unwrap_or_default).collect())
+    }
+}
+
+/// Bucket 0 of the item of `zero` at each of `locations`.
+fn homes_of<'a>(
+    zero: &'a StreamId,
+    locations: &'a BTreeSet<LocationId>,
+) -> impl Iterator<Item = StreamId> + 'a {
+    locations.iter().map(move |location| {
+        StreamId::new(
+            zero.item().clone(),
+            Placement {
+                location: location.clone(),
+                bucket: Bucket::HOME,
+            },
+        )
+    })
 }
 
 #[cfg(test)]

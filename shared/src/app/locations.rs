@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::attempt::{until_decided, write, Attempt, Written};
 use crate::config::Config;
-use crate::domain::{Location, Locations};
+use crate::domain::{Location, LocationId, Locations};
 use crate::error::AppError;
 use crate::ports::{Clock, Record, RecordKey, RecordWrite, Records, Transaction, Transactions};
 
@@ -28,6 +28,15 @@ impl LocationBook {
     /// Every location of the shop, the default one included, by id, read now.
     pub(crate) async fn list(&self) -> Result<Vec<Location>, AppError> {
         Ok(self.read().await?.locations.all())
+    }
+
+    /// The location `id`, read now; `UnknownLocation` if the shop has none by that id.
+    pub(crate) async fn location(&self, id: &LocationId) -> Result<Location, AppError> {
+        self.read()
+            .await?
+            .locations
+            .get(id)
+            .ok_or_else(|| AppError::UnknownLocation(id.clone()))
     }
 
     /// Registers `location`, or replaces the one with its id; answers it as stored.
@@ -87,7 +96,7 @@ impl LocationBook {
 #[cfg(test)]
 mod tests {
     use super::super::given::Given;
-    use crate::domain::{LocationId, LocationKind};
+    use crate::domain::LocationKind;
 
     use super::*;
 

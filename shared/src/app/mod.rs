@@ -56,7 +56,7 @@ pub use views::{
 use crate::archive::Archive;
 use crate::config::Config;
 use crate::domain::{
-    Annotation, BucketCount, Caller, Command, CommandId, IdempotencyKey, Location,
+    Annotation, BucketCount, Caller, Command, CommandId, IdempotencyKey, ItemAt, Location,
     LowStockThreshold, Quantity, Reclassification, ReservationId, Sku, Timestamp, TtlSeconds,
     Version,
 };
@@ -90,7 +90,7 @@ pub struct Inventory {
     sweep: SweepExpiry,
     items: ReadItems,
     ledger: Ledger,
-    locations: LocationBook,
+    locations: Arc<LocationBook>,
     parking: Parking,
 }
 
@@ -117,6 +117,12 @@ impl Inventory {
             config.contention_budget,
         ));
         let book = Arc::new(ReservationBook::new(store.clone(), store.clone()));
+        let locations = Arc::new(LocationBook {
+            records: store.clone(),
+            transactions: store.clone(),
+            clock: Arc::clone(&clock),
+            config: config.clone(),
+        });
         let log = Arc::new(CommandLog {
             records: store.clone(),
             transactions: store.clone(),
@@ -154,6 +160,7 @@ impl Inventory {
             },
             accept: Accept {
                 log: Arc::clone(&log),
+                locations: Arc::clone(&locations),
                 book: Arc::clone(&book),
                 queue: Arc::clone(&queue),
                 clock: Arc::clone(&clock),
@@ -173,12 +180,7 @@ impl Inventory {
                 streams: store.clone(),
                 archive: None,
             },
-            locations: LocationBook {
-                records: store.clone(),
-                transactions: store.clone(),
-                clock: Arc::clone(&clock),
-                config: config.clone(),
-            },
+            locations,
             items: ReadItems {
                 heads,
                 snapshots: store.clone(),
@@ -300,26 +302,26 @@ impl Inventory {
     /// Accepts a receipt of `quantity` units of `sku` ([`accept`]).
     pub async fn receive_stock(
         &self,
-        sku: Sku,
+        item: impl Into<ItemAt>,
         quantity: Quantity,
         why: Annotation,
         key: Option<&IdempotencyKey>,
         caller: &Caller,
     ) -> Result<CommandId, AppError> {
         self.accept
-            .receive_stock(sku, quantity, why, key, caller)
+            .receive_stock(item, quantity, why, key, caller)
             .await
     }
 
     /// Accepts a new escrow layout for `sku`: `count` buckets ([`accept`]).
     pub async fn set_buckets(
         &self,
-        sku: Sku,
+        item: impl Into<ItemAt>,
         count: BucketCount,
         key: Option<&IdempotencyKey>,
         caller: &Caller,
     ) -> Result<CommandId, AppError> {
-        self.accept.set_buckets(sku, count, key, caller).await
+        self.accept.set_buckets(item, count, key, caller).await
     }
 
     /// Accepts a low-stock threshold for `sku` ([`accept`]).
@@ -336,20 +338,22 @@ impl Inventory {
     /// Accepts an adjustment of `sku` by `delta` (non-zero), why ([`accept`]).
     pub async fn adjust_stock(
         &self,
-        sku: Sku,
+        item: impl Into<ItemAt>,
         delta: i64,
         why: Annotation,
         key: Option<&IdempotencyKey>,
         caller: &Caller,
     ) -> Result<CommandId, AppError> {
-        self.accept.adjust_stock(sku, delta, why, key, caller).await
+        self.accept
+            .adjust_stock(item, delta, why, key, caller)
+            .await
     }
 
     /// Accepts a move of `quantity` units of `sku` between two states of its on-hand stock
     /// ([`accept`]).
     pub async fn reclassify_stock(
         &self,
-        sku: Sku,
+        item: impl Into<ItemAt>,
         states: Reclassification,
         quantity: Quantity,
         why: Annotation,
@@ -357,14 +361,14 @@ impl Inventory {
         caller: &Caller,
     ) -> Result<CommandId, AppError> {
         self.accept
-            .reclassify_stock(sku, states, quantity, why, key, caller)
+            .reclassify_stock(item, states, quantity, why, key, caller)
             .await
     }
 
     /// Accepts a count of `sku`, compared and set against `expected` when given ([`accept`]).
     pub async fn count_stock(
         &self,
-        sku: Sku,
+        item: impl Into<ItemAt>,
         counted: i64,
         expected: Option<i64>,
         why: Annotation,
@@ -372,7 +376,7 @@ impl Inventory {
         caller: &Caller,
     ) -> Result<CommandId, AppError> {
         self.accept
-            .count_stock(sku, counted, expected, why, key, caller)
+            .count_stock(item, counted, expected, why, key, caller)
             .await
     }
 

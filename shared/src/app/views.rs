@@ -3,8 +3,8 @@
 use serde::Serialize;
 
 use crate::domain::{
-    Bucket, CommandId, HoldLine, HoldStatus, Quantity, ReservationId, Sku, SkuState, Timestamp,
-    Unavailable, Version,
+    Bucket, CommandId, HoldLine, HoldStatus, LocationId, Quantity, ReservationId, Sku, SkuState,
+    Timestamp, Unavailable, Version,
 };
 
 /// A SKU's stock as of now.
@@ -28,7 +28,38 @@ pub struct ItemView {
     /// sequences, which moves whenever any of them does).
     #[cfg_attr(feature = "openapi", schema(value_type = u64))]
     pub version: Version,
-    /// The item's escrow buckets, for admins who ask for them (`?detail=buckets`).
+    /// The item's escrow buckets, for admins who ask for them (`?detail=buckets`): those of
+    /// the default location (each location lists its own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub buckets: Option<Vec<BucketView>>,
+    /// The item at each location it is kept at (the default one first), when it is kept
+    /// anywhere but the default location. The item's figures are their sums, but `available`,
+    /// the sum of each location's, none below 0: a location short of stock never lowers what
+    /// the others have for sale.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub locations: Vec<LocationView>,
+}
+
+/// An item at one location.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LocationView {
+    /// The location.
+    pub location: LocationId,
+    /// Units there.
+    pub on_hand: i64,
+    /// Units held there.
+    pub reserved: i64,
+    /// Units sold from there and not shipped.
+    pub committed: i64,
+    /// Units set aside there, per state.
+    pub unavailable: Unavailable,
+    /// Units it can promise now (never below 0).
+    pub available: i64,
+    /// Sequence of its last event (summed over its buckets).
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
+    pub version: Version,
+    /// Its escrow buckets, for admins who ask for them (`?detail=buckets`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub buckets: Option<Vec<BucketView>>,
 }
@@ -67,7 +98,46 @@ impl ItemView {
             available: state.for_sale(now),
             version: state.version,
             buckets: None,
+            locations: Vec::new(),
         }
+    }
+
+    /// Item `sku` kept at several locations: the figures of each (the default location's
+    /// first), summed, `available` as the sum of each location's (none below 0).
+    pub fn of_locations(sku: Sku, locations: Vec<(LocationId, ItemView)>) -> Self {
+        let mut whole = Self {
+            sku,
+            on_hand: 0,
+            reserved: 0,
+            committed: 0,
+            unavailable: Unavailable::default(),
+            available: 0,
+            version: 0,
+            buckets: None,
+            locations: Vec::new(),
+        };
+        for (location, view) in locations {
+            whole.on_hand += view.on_hand;
+            whole.reserved += view.reserved;
+            whole.committed += view.committed;
+            whole.unavailable = whole.unavailable.plus(view.unavailable);
+            whole.available += view.available.max(0);
+            whole.version += view.version;
+            if location.is_default() {
+                whole.buckets = view.buckets.clone();
+            }
+            whole.locations.push(LocationView {
+                location,
+                on_hand: view.on_hand,
+                reserved: view.reserved,
+                committed: view.committed,
+                unavailable: view.unavailable,
+                available: view.available,
+                version: view.version,
+                buckets: view.buckets,
+            });
+        }
+        whole
     }
 
     /// The figures of item `sku` over its buckets' states (bucket 0's first) at `now`.
@@ -92,10 +162,18 @@ impl ItemView {
         }
     }
 
-    /// The view without its buckets.
+    /// The view without its buckets (nor its locations' buckets).
     pub fn without_buckets(self) -> Self {
         Self {
             buckets: None,
+            locations: self
+                .locations
+                .into_iter()
+                .map(|location| LocationView {
+                    buckets: None,
+                    ..location
+                })
+                .collect(),
             ..self
         }
     }

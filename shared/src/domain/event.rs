@@ -8,7 +8,7 @@ use super::access::ClientId;
 use super::buckets::{Move, TransferId};
 use super::state::Figures;
 use super::stock_states::{Annotation, Reason, Reclassification};
-use super::stream::StreamId;
+use super::stream::{LocationId, StreamId};
 use super::types::{
     BucketCount, CommandId, InvalidValue, LowStockThreshold, Quantity, ReservationId, Sku,
     Timestamp, Version,
@@ -238,6 +238,13 @@ pub enum Change {
         /// The moves.
         moves: Vec<Move>,
     },
+    /// The item is kept at `location` too, from now on (recorded on the default location's
+    /// bucket 0, the first time anything is written at another location): where its other
+    /// streams are, so a read of the item finds them without a scan.
+    StockedAt {
+        /// The location.
+        location: LocationId,
+    },
     /// The item's stock was gathered into bucket 0 (on bucket 0): reservations hold there only
     /// until the stock is spread again.
     BucketsDrained {},
@@ -304,6 +311,7 @@ impl Change {
             | Change::HoldExtended { .. }
             | Change::HoldExpired { .. }
             | Change::StockMoved { .. }
+            | Change::StockedAt { .. }
             | Change::BucketsDrained {}
             | Change::BucketsSpread {} => None,
         }
@@ -328,6 +336,7 @@ impl Change {
             Change::BucketsSet { .. } => "buckets_set",
             Change::LowStockSet { .. } => "low_stock_set",
             Change::StockMoved { .. } => "transferred",
+            Change::StockedAt { .. } => "stocked_at",
             Change::BucketsDrained {} => "buckets_drained",
             Change::BucketsSpread {} => "buckets_spread",
             Change::CommandRejected { .. } => "rejected",
@@ -335,12 +344,15 @@ impl Change {
     }
 
     /// Whether it only moves stock between an item's buckets (a transfer, a drain or spread
-    /// mark): nothing of the item's changes, so neither integration events nor the ledger tell
-    /// it.
+    /// mark) or says where its streams are: nothing of the item's figures changes, so neither
+    /// integration events nor the ledger tell it.
     pub fn within_item(&self) -> bool {
         matches!(
             self,
-            Change::StockMoved { .. } | Change::BucketsDrained {} | Change::BucketsSpread {}
+            Change::StockMoved { .. }
+                | Change::StockedAt { .. }
+                | Change::BucketsDrained {}
+                | Change::BucketsSpread {}
         )
     }
 

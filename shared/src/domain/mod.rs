@@ -26,7 +26,7 @@ pub use locations::{Location, LocationKind, Locations};
 pub use notices::{notices, Notice, Noticed, StockFigures};
 pub use state::{Figures, SkuState};
 pub use stock_states::{Annotation, Reason, Reclassification, StockState, Unavailable};
-pub use stream::{LocationId, Placement, StreamId};
+pub use stream::{ItemAt, LocationId, Placement, StreamId};
 pub use types::{
     Bucket, BucketCount, CommandId, IdempotencyKey, InvalidValue, LowStockThreshold, Quantity,
     ReservationId, Sku, Timestamp, TtlSeconds, Units, Version,

@@ -5,13 +5,14 @@
 //! in the past are dropped as the stream's clock moves on. Per-hold details live in their own
 //! records (see [`super::hold`]), dedupe records in the store — never in this blob.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use super::buckets::Layout;
 use super::event::{Change, Event};
 use super::stock_states::{StockState, Unavailable};
+use super::stream::LocationId;
 use super::types::{LowStockThreshold, Timestamp, Version};
 
 /// What the stream of one SKU adds up to.
@@ -34,6 +35,10 @@ pub struct SkuState {
     /// How the item's stock is laid out over its escrow buckets (kept by bucket 0 only).
     #[serde(default, skip_serializing_if = "Layout::is_single")]
     pub layout: Layout,
+    /// The locations other than the default one the item is kept at (kept by the default
+    /// location's bucket 0 only).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub locations: BTreeSet<LocationId>,
     /// Available units below which the item is told low on stock (kept by bucket 0 only).
     #[serde(default, skip_serializing_if = "LowStockThreshold::is_off")]
     pub low_stock_below: LowStockThreshold,
@@ -186,6 +191,9 @@ impl SkuState {
                 self.layout.widest = self.layout.widest.max(*count);
             }
             Change::LowStockSet { below, .. } => self.low_stock_below = *below,
+            Change::StockedAt { location } => {
+                self.locations.insert(location.clone());
+            }
             Change::BucketsDrained {} => self.layout.drained = true,
             Change::BucketsSpread {} => self.layout.drained = false,
             Change::CommandRejected { .. } => {}

@@ -75,6 +75,25 @@ impl<'de> Deserialize<'de> for LocationId {
     }
 }
 
+/// An item at a location: what a command on stock (a receipt, an adjustment, a move, a count,
+/// a layout of buckets) acts on. An item alone is at the default location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemAt {
+    /// The item.
+    pub sku: Sku,
+    /// The location.
+    pub location: LocationId,
+}
+
+impl From<Sku> for ItemAt {
+    fn from(sku: Sku) -> Self {
+        Self {
+            sku,
+            location: LocationId::default(),
+        }
+    }
+}
+
 /// Where in an item a line's units are held: at which location, in which of its buckets.
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Placement {

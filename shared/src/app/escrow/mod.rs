@@ -10,4 +10,6 @@ pub(crate) mod placement;
 pub(crate) mod rules;
 
 pub(crate) use draft::Draft;
-pub(crate) use rules::{gathered_in_part, record, record_spread, refilled_in_part, SPREAD_MARKS};
+pub(crate) use rules::{
+    gathered_in_part, note_locations, record, record_spread, refilled_in_part, SPREAD_MARKS,
+};

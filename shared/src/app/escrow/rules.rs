@@ -2,10 +2,12 @@
 //! the processor records it, spreads bucket 0's units, and gathers units into the bucket that
 //! needs them, a write's room at a time.
 
+use std::collections::BTreeMap;
+
 use super::Draft;
 use crate::domain::buckets::{self, Spare, SPREAD_FROM};
 use crate::domain::{
-    Action, Bucket, BucketCount, Change, Command, HoldLine, Move, StockState, Timestamp,
+    Action, Bucket, BucketCount, Change, Command, HoldLine, LocationId, Move, StockState, Timestamp,
 };
 
 /// Records `change` (decided on `bucket`) in the draft, with what it implies across the
@@ -198,4 +200,29 @@ pub(crate) fn refilled_in_part(
     }
     let moves = buckets::gather(bucket, missing, &draft.spares(now));
     transferred_in_part(draft, moves, now, room)
+}
+
+/// Records on the default location's bucket 0 each other location whose draft writes anything
+/// and that the item is not known to be kept at yet ([`Change::StockedAt`]), so that a read of
+/// the item finds every location it has streams at.
+pub(crate) fn note_locations(drafts: &mut BTreeMap<LocationId, Draft>, clock: Timestamp) {
+    let new: Vec<LocationId> = {
+        let Some(default) = drafts.get(&LocationId::default()) else {
+            return;
+        };
+        let known = default.state(Bucket::HOME).locations;
+        drafts
+            .iter()
+            .filter(|(location, draft)| {
+                !location.is_default() && draft.event_count() > 0 && !known.contains(*location)
+            })
+            .map(|(location, _)| location.clone())
+            .collect()
+    };
+    if let Some(default) = drafts.get_mut(&LocationId::default()) {
+        let now = default.now(clock);
+        for location in new {
+            default.record(Bucket::HOME, now, Change::StockedAt { location });
+        }
+    }
 }
