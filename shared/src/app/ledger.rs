@@ -20,8 +20,8 @@ use super::views::rfc3339;
 use crate::archive::Archive;
 use crate::domain::buckets::TransferId;
 use crate::domain::{
-    BucketCount, Change, ClientId, CommandId, Event, Figures, Reason, RejectionCode, ReservationId,
-    Sku, SkuState, StreamId, Timestamp, Unavailable, Version,
+    Bucket, BucketCount, Change, ClientId, CommandId, Event, Figures, Placement, Reason,
+    RejectionCode, ReservationId, Sku, SkuState, StreamId, Timestamp, Unavailable, Version,
 };
 use crate::error::AppError;
 use crate::ports::Streams;
@@ -243,10 +243,22 @@ impl Ledger {
         if !home.exists() {
             return Err(AppError::UnknownSku(sku.clone()));
         }
-        let read = if home.layout.widest == BucketCount::ONE {
+        let read = if home.layout.widest == BucketCount::ONE && home.locations.is_empty() {
             self.one_stream(&zero, home.version, after, limit).await
         } else {
-            let streams: Vec<StreamId> = home.layout.streams(&zero).collect();
+            // Every stream of the item: its buckets at each location it is kept at.
+            let mut streams: Vec<StreamId> = home.layout.streams(&zero).collect();
+            for location in &home.locations {
+                let there = StreamId::new(
+                    sku.clone(),
+                    Placement {
+                        location: location.clone(),
+                        bucket: Bucket::HOME,
+                    },
+                );
+                let layout = self.heads.load(&there).await?.layout;
+                streams.extend(layout.streams(&there));
+            }
             self.merged(&streams, after, limit).await
         };
         let Page {
@@ -449,7 +461,7 @@ mod tests {
     use super::super::given::{cart, shopper, sku, stream, Given};
     use super::*;
     use crate::app::{AfterSaleRequest, ItemView};
-    use crate::domain::{Annotation, Caller, IdempotencyKey, Quantity, StockState};
+    use crate::domain::{Annotation, Caller, IdempotencyKey, LocationId, Quantity, StockState};
     use crate::memory::MemoryObjects;
     use crate::ports::{Retirement, Snapshots, Transaction, Transactions};
 
@@ -676,5 +688,63 @@ mod tests {
         let item = given.inventory.item(&sku("A")).await.unwrap();
         assert_eq!(page.entries.last().unwrap().after, as_viewed(&item));
         assert_eq!(paged(&given.inventory, 3).await, page.entries);
+    }
+
+    #[tokio::test]
+    async fn an_items_ledger_holds_its_changes_at_every_location_in_time_order() {
+        let given = Given::new();
+        let admin = Caller::local_admin();
+        let store = LocationId::parse("store-5").unwrap();
+        let registered = crate::domain::Location::new(
+            store.clone(),
+            "Store 5",
+            crate::domain::LocationKind::Store,
+            false,
+            true,
+            0,
+            true,
+        )
+        .unwrap();
+        given.inventory.put_location(registered).await.unwrap();
+        given.stock("A", 10).await;
+        given.later_by_secs(1);
+        let at_store = crate::domain::ItemAt {
+            sku: sku("A"),
+            location: store,
+        };
+        let five = Quantity::new(5).unwrap();
+        let why = Annotation::received(Some("transfer in".into()));
+        given
+            .inventory
+            .receive_stock(at_store.clone(), five, why, None, &admin)
+            .await
+            .unwrap();
+        given.processed().await;
+        given.later_by_secs(1);
+        let why = Annotation::because(Reason::Shrinkage);
+        given
+            .inventory
+            .adjust_stock(at_store, -2, why, None, &admin)
+            .await
+            .unwrap();
+        given.processed().await;
+        let page = given.inventory.ledger(&sku("A"), 0, 500).await.unwrap();
+        let rows: Vec<(Version, &str, i64)> = page
+            .entries
+            .iter()
+            .map(|entry| (entry.version, entry.kind, entry.after.on_hand))
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                (1, "received", 10),
+                (2, "received", 15),
+                (3, "adjusted", 13)
+            ],
+            "the store's changes are the item's, the location's record of them is not"
+        );
+        assert_sums_are_the_figures(&page.entries);
+        let item = given.inventory.item(&sku("A")).await.unwrap();
+        assert_eq!(page.entries.last().unwrap().after, as_viewed(&item));
     }
 }

@@ -61,7 +61,10 @@ impl StockFigures {
     /// bucket), and never its on-hand, holds or sales, which its other buckets share; its other
     /// buckets know nothing of the item.
     pub fn item(stream: &StreamId, state: &SkuState) -> Option<Self> {
-        if !stream.is_home() || !state.layout.sells_alone() {
+        // An item kept at several locations: no one stream knows it whole (told per location
+        // is to come), and a location's own stream never speaks for the item.
+        let elsewhere = !stream.location().is_default() || !state.locations.is_empty();
+        if !stream.is_home() || elsewhere || !state.layout.sells_alone() {
             return None;
         }
         let figures = Self::of(state);
@@ -339,7 +342,7 @@ mod tests {
     use super::*;
     use crate::domain::buckets::{Move, TransferId};
     use crate::domain::Annotation;
-    use crate::domain::Bucket;
+    use crate::domain::{Bucket, LocationId};
 
     fn sku() -> StreamId {
         StreamId::of(&Sku::parse("SKU-1").unwrap())
@@ -772,6 +775,27 @@ mod tests {
             batched.extend(stream.notices(known));
             assert_eq!(kinds(&batched), kinds(&told), "cut at {known}");
         }
+    }
+
+    #[test]
+    fn no_one_location_speaks_for_an_item_kept_at_several() {
+        // A store selling out its units tells nothing of the item.
+        let store = Stream::of(StreamId::parse("SKU-1:store-5").unwrap())
+            .received(1, 2)
+            .held(2, 2, 600)
+            .expired(700, 2, 2, 600);
+        assert_eq!(kinds(&store.notices(0)), vec![(3, "hold_expired")]);
+        // Nor does the default location once the item is kept elsewhere too.
+        let location = LocationId::parse("store-5").unwrap();
+        let default = Stream::default()
+            .received(1, 2)
+            .then(2, Change::StockedAt { location })
+            .held(3, 2, 600);
+        assert_eq!(
+            kinds(&default.notices(2)),
+            Vec::<(Version, &str)>::new(),
+            "no out_of_stock nor stock_changed for the item from one of its locations"
+        );
     }
 
     #[test]
