@@ -36,9 +36,10 @@ use async_trait::async_trait;
 use inventory_core::app::{AfterSaleRequest, CommandStatus, ReserveRequest};
 use inventory_core::archive::Archive;
 use inventory_core::domain::{
-    Annotation, BucketCount, Caller, Change, ClientId, Command, CommandId, Event, HoldLine,
-    HoldStatus, IdempotencyKey, Line, Quantity, Reason, Reclassification, ReservationId, Scope,
-    Sku, SkuState, StockState, StreamId, Timestamp, TtlSeconds, Version,
+    Annotation, Bucket, BucketCount, Caller, Change, ClientId, Command, CommandId, Event, HoldLine,
+    HoldStatus, IdempotencyKey, ItemAt, Line, Location, LocationId, LocationKind, Placement,
+    Quantity, Reason, Reclassification, ReservationId, Scope, Sku, SkuState, StockState, StreamId,
+    Timestamp, TtlSeconds, Version,
 };
 use inventory_core::feed::{FeedChange, Reaction};
 use inventory_core::memory::{MemoryObjects, MemoryQueue, MemoryStore};
@@ -205,6 +206,10 @@ fn histories(shard: u64) {
         totals.after_sale_events > 0,
         "histories should ship, cancel and take back units sold"
     );
+    assert!(
+        totals.store_events > 0,
+        "histories should receive, adjust, move and count stock at a second location"
+    );
 }
 
 #[derive(Debug, Default)]
@@ -220,6 +225,7 @@ struct Totals {
     set_aside_events: usize,
     counts: usize,
     after_sale_events: usize,
+    store_events: usize,
 }
 
 impl Totals {
@@ -235,6 +241,7 @@ impl Totals {
         self.set_aside_events += stats.set_aside_events;
         self.counts += stats.counts;
         self.after_sale_events += stats.after_sale_events;
+        self.store_events += stats.store_events;
     }
 }
 
@@ -255,6 +262,8 @@ struct Stats {
     counts: usize,
     /// Shipments, cancellations and returns applied.
     after_sale_events: usize,
+    /// Events at the second location (its buckets' included).
+    store_events: usize,
 }
 
 tokio::task_local! {
@@ -596,6 +605,26 @@ async fn run_history(history: &History) -> Result<Stats, String> {
         clock,
         ledger: Mutex::new(Ledger::default()),
     });
+    // A store besides the default location: commands on stock land at either.
+    let store_5 = Location::new(
+        LocationId::parse(STORE).unwrap(),
+        "Store 5",
+        LocationKind::Store,
+        false,
+        true,
+        0,
+        true,
+    )
+    .unwrap();
+    for _ in 0..RETRIES {
+        if world.processes[0]
+            .put_location(store_5.clone())
+            .await
+            .is_ok()
+        {
+            break;
+        }
+    }
     let clients_done = Arc::new(AtomicBool::new(false));
     let processor = tokio::spawn(process_queue(
         Arc::clone(&world),
@@ -692,6 +721,20 @@ async fn run_client(world: Arc<World>, steps: Vec<Step>, client: usize) {
 
 fn random_sku(rng: &mut fastrand::Rng) -> Sku {
     Sku::parse(SKUS[rng.usize(0..SKUS.len())]).unwrap()
+}
+
+/// The location commands on stock name besides the default one.
+const STORE: &str = "store-5";
+
+/// An item at a location drawn at random: the default two times in three, else the store.
+fn random_place(rng: &mut fastrand::Rng) -> ItemAt {
+    let sku = random_sku(rng);
+    let location = if rng.u8(0..3) == 0 {
+        LocationId::parse(STORE).unwrap()
+    } else {
+        LocationId::default()
+    };
+    ItemAt { sku, location }
 }
 
 /// A reservation some client made, with its owner and SKUs.
@@ -794,14 +837,15 @@ async fn reserve(world: &World, me: &Client, rng: &mut fastrand::Rng, key: &str)
 }
 
 async fn receive(world: &World, me: &Client, rng: &mut fastrand::Rng, key: &str) {
-    let sku = random_sku(rng);
+    let place = random_place(rng);
+    let sku = place.sku.clone();
     let quantity = Quantity::new(rng.i64(1..=6)).unwrap();
     let idempotency_key = IdempotencyKey::parse(key).unwrap();
     for _ in 0..RETRIES {
         let answer = world
             .inventory()
             .receive_stock(
-                sku.clone(),
+                place.clone(),
                 quantity,
                 Annotation::received(None),
                 Some(&idempotency_key),
@@ -816,13 +860,14 @@ async fn receive(world: &World, me: &Client, rng: &mut fastrand::Rng, key: &str)
 
 /// An admin splits an item into 1 to 4 escrow buckets (1: back to one stream).
 async fn split(world: &World, me: &Client, rng: &mut fastrand::Rng, key: &str) {
-    let sku = random_sku(rng);
+    let place = random_place(rng);
+    let sku = place.sku.clone();
     let count = BucketCount::new(rng.i64(1..=4)).unwrap();
     let idempotency_key = IdempotencyKey::parse(key).unwrap();
     for _ in 0..RETRIES {
         let answer = world
             .inventory()
-            .set_buckets(sku.clone(), count, Some(&idempotency_key), &me.warehouse)
+            .set_buckets(place.clone(), count, Some(&idempotency_key), &me.warehouse)
             .await;
         if acknowledge(world, answer, Acknowledged::Layout(sku.clone())) {
             return;
@@ -831,12 +876,13 @@ async fn split(world: &World, me: &Client, rng: &mut fastrand::Rng, key: &str) {
 }
 
 async fn adjust(world: &World, me: &Client, rng: &mut fastrand::Rng) {
-    let sku = random_sku(rng);
+    let place = random_place(rng);
+    let sku = place.sku.clone();
     let delta = [-3, -2, -1, 1, 2][rng.usize(0..5)];
     let answer = world
         .inventory()
         .adjust_stock(
-            sku.clone(),
+            place,
             delta,
             Annotation::from_text("cycle count".into()),
             None,
@@ -849,7 +895,8 @@ async fn adjust(world: &World, me: &Client, rng: &mut fastrand::Rng) {
 /// Units moved between states: out of sale, back, or between two states not for sale.
 async fn set_aside(world: &World, me: &Client, rng: &mut fastrand::Rng) {
     use StockState::{Available, Damaged, QualityControl, SafetyStock};
-    let sku = random_sku(rng);
+    let place = random_place(rng);
+    let sku = place.sku.clone();
     let (from, to) = [
         (Available, Damaged),
         (Available, SafetyStock),
@@ -861,7 +908,7 @@ async fn set_aside(world: &World, me: &Client, rng: &mut fastrand::Rng) {
     let answer = world
         .inventory()
         .reclassify_stock(
-            sku.clone(),
+            place,
             Reclassification::new(from, to).unwrap(),
             Quantity::new(rng.i64(1..=3)).unwrap(),
             Annotation::because(Reason::Damaged),
@@ -875,21 +922,26 @@ async fn set_aside(world: &World, me: &Client, rng: &mut fastrand::Rng) {
 /// A count: half the time against the on-hand figure read just before (which may have moved by
 /// the time it applies: then it is rejected), else a plain set.
 async fn count(world: &World, me: &Client, rng: &mut fastrand::Rng) {
-    let sku = random_sku(rng);
+    let place = random_place(rng);
+    let sku = place.sku.clone();
+    // The location's own on-hand figure (the item's, while it is kept at the default alone).
     let expected = if rng.bool() {
-        world
-            .inventory()
-            .item(&sku)
-            .await
-            .ok()
-            .map(|item| item.on_hand)
+        world.inventory().item(&sku).await.ok().and_then(|item| {
+            if item.locations.is_empty() {
+                return place.location.is_default().then_some(item.on_hand);
+            }
+            item.locations
+                .iter()
+                .find(|at| at.location == place.location)
+                .map(|at| at.on_hand)
+        })
     } else {
         None
     };
     let answer = world
         .inventory()
         .count_stock(
-            sku.clone(),
+            place,
             rng.i64(0..=12),
             expected,
             Annotation::because(Reason::CycleCount),
@@ -1250,6 +1302,11 @@ async fn check(world: &World, seed: u64) -> Result<Stats, String> {
             .flatten()
             .filter(|e| matches!(e.change, Change::StockCounted { .. }))
             .count(),
+        store_events: streams
+            .iter()
+            .filter(|(stream, _)| !stream.location().is_default())
+            .map(|(_, events)| events.len())
+            .sum(),
         after_sale_events: streams
             .values()
             .flatten()
@@ -1271,7 +1328,7 @@ async fn check(world: &World, seed: u64) -> Result<Stats, String> {
     }
     for item in streams
         .keys()
-        .filter(|sku| sku.is_home())
+        .filter(|sku| sku.is_home() && sku.location().is_default())
         .map(StreamId::item)
     {
         let folds: Vec<SkuState> = item_streams(&streams, item)
@@ -1374,21 +1431,39 @@ async fn derived_state_converged_to_the_fold(
             whole.version
         ));
     }
-    if sku.is_home() {
+    if sku.is_home() && sku.location().is_default() {
         let view = world
             .inventory()
             .items(std::slice::from_ref(sku.item()))
             .await
             .map_err(|e| e.to_string())?;
-        let mut folds = vec![whole.clone()];
-        for bucket in whole.layout.streams(sku).skip(1) {
-            let events = world
-                .store
-                .inner
-                .read_stream(&bucket, 0)
-                .await
-                .map_err(|e| e.to_string())?;
-            folds.push(SkuState::from_events(&events));
+        // Every stream of the item: its buckets at each location it is kept at.
+        let mut folds = Vec::new();
+        let homes = std::iter::once(sku.clone()).chain(whole.locations.iter().map(|location| {
+            StreamId::new(
+                sku.item().clone(),
+                Placement {
+                    location: location.clone(),
+                    bucket: Bucket::HOME,
+                },
+            )
+        }));
+        for home in homes {
+            let read = |stream: StreamId| async move {
+                let events = world
+                    .store
+                    .inner
+                    .read_stream(&stream, 0)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok::<_, String>(SkuState::from_events(&events))
+            };
+            let zero = read(home.clone()).await?;
+            let buckets = zero.layout.streams(&home).skip(1).collect::<Vec<_>>();
+            folds.push(zero);
+            for bucket in buckets {
+                folds.push(read(bucket).await?);
+            }
         }
         let seen = view
             .items
@@ -1529,9 +1604,14 @@ async fn the_ledger_sums_to_the_figures_at_every_version(
     let changes: usize = item_streams(streams, item)
         .flat_map(|(_, events)| events)
         .filter(|event| {
+            // Transfers and marks move nothing of the item's (a location's first write marks
+            // the default location: no entry either).
             !matches!(
                 event.change,
-                Change::StockMoved { .. } | Change::BucketsDrained {} | Change::BucketsSpread {}
+                Change::StockMoved { .. }
+                    | Change::BucketsDrained {}
+                    | Change::BucketsSpread {}
+                    | Change::StockedAt { .. }
             )
         })
         .count();
