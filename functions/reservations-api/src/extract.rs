@@ -311,6 +311,10 @@ pub struct LedgerQuery {
     #[serde(default = "default_ledger_page")]
     #[param(minimum = 1, maximum = 500)]
     pub limit: usize,
+    /// Only the changes at this location, numbered on their own (default: the item's changes
+    /// at every location).
+    #[serde(default)]
+    pub location: Option<LocationId>,
 }
 
 fn default_ledger_page() -> usize {
@@ -325,7 +329,7 @@ impl<S: Send + Sync> FromRequestParts<S> for LedgerQuery {
             .map_err(|err| {
                 ApiError::new(
                     "invalid_query",
-                    format!("{err}; this route takes ?after=VERSION&limit=1..={MAX_LEDGER_PAGE}"),
+                    format!("{err}; this route takes ?after=VERSION&limit=1..={MAX_LEDGER_PAGE}&location=ID"),
                 )
             })?;
         if !(1..=MAX_LEDGER_PAGE).contains(&query.limit) {

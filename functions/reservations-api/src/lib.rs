@@ -89,7 +89,12 @@ fn declared_routes() -> Vec<(Route, Handlers)> {
         route(
             Admin,
             false,
-            &["invalid_sku", "invalid_query", "unknown_sku"],
+            &[
+                "invalid_sku",
+                "invalid_query",
+                "unknown_sku",
+                "unknown_location",
+            ],
             routes!(get_ledger),
         ),
         route(
@@ -796,7 +801,14 @@ async fn get_ledger(
     SkuPath(sku): SkuPath,
     query: LedgerQuery,
 ) -> Result<Response, ApiError> {
-    let page = inventory.ledger(&sku, query.after, query.limit).await?;
+    let page = match &query.location {
+        None => inventory.ledger(&sku, query.after, query.limit).await?,
+        Some(location) => {
+            inventory
+                .ledger_at(&sku, location, query.after, query.limit)
+                .await?
+        }
+    };
     Ok(Json(page).into_response())
 }
 

@@ -2794,6 +2794,30 @@ async fn stock_received_and_counted_at_a_store_is_kept_there_and_the_item_reads_
     let item = app.item("SKU-1").await;
     assert_eq!(item["locations"][1]["on_hand"], json!(2), "{item}");
     assert_eq!(item["locations"][0]["on_hand"], json!(3), "{item}");
+    // And the store's ledger has its own changes, the item's all of them.
+    let kinds = |reply: Reply| -> Vec<String> {
+        reply.assert_status(StatusCode::OK);
+        reply.body["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .map(|entry| entry["kind"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        kinds(app.get("/items/SKU-1/ledger?location=store-5").await),
+        ["received", "moved", "counted"]
+    );
+    assert_eq!(
+        kinds(app.get("/items/SKU-1/ledger").await),
+        ["received", "received", "moved", "counted"]
+    );
+    app.get("/items/SKU-1/ledger?location=store-9")
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "unknown_location");
+    app.get("/items/SKU-1/ledger?location=a:b")
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_query");
     app.deliver_feed(&["SKU-1"]).await;
     let view = app.get("/items?sku=SKU-1").await;
     view.assert_status(StatusCode::OK);

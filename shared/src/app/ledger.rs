@@ -20,8 +20,8 @@ use super::views::rfc3339;
 use crate::archive::Archive;
 use crate::domain::buckets::TransferId;
 use crate::domain::{
-    Bucket, BucketCount, Change, ClientId, CommandId, Event, Figures, Placement, Reason,
-    RejectionCode, ReservationId, Sku, SkuState, StreamId, Timestamp, Unavailable, Version,
+    Bucket, BucketCount, Change, ClientId, CommandId, Event, Figures, LocationId, Placement,
+    Reason, RejectionCode, ReservationId, Sku, SkuState, StreamId, Timestamp, Unavailable, Version,
 };
 use crate::error::AppError;
 use crate::ports::Streams;
@@ -231,10 +231,12 @@ pub(crate) struct Ledger {
 }
 
 impl Ledger {
-    /// At most `limit` entries of `sku`'s ledger after version `after`.
+    /// At most `limit` entries of `sku`'s ledger after version `after`: of its changes at
+    /// every location, or at `location` only (numbered on their own).
     pub(crate) async fn page(
         &self,
         sku: &Sku,
+        location: Option<&LocationId>,
         after: Version,
         limit: usize,
     ) -> Result<LedgerView, AppError> {
@@ -243,23 +245,46 @@ impl Ledger {
         if !home.exists() {
             return Err(AppError::UnknownSku(sku.clone()));
         }
-        let read = if home.layout.widest == BucketCount::ONE && home.locations.is_empty() {
-            self.one_stream(&zero, home.version, after, limit).await
-        } else {
-            // Every stream of the item: its buckets at each location it is kept at.
-            let mut streams: Vec<StreamId> = home.layout.streams(&zero).collect();
-            for location in &home.locations {
-                let there = StreamId::new(
-                    sku.clone(),
-                    Placement {
-                        location: location.clone(),
-                        bucket: Bucket::HOME,
-                    },
-                );
-                let layout = self.heads.load(&there).await?.layout;
-                streams.extend(layout.streams(&there));
+        let at = |location: &LocationId| {
+            StreamId::new(
+                sku.clone(),
+                Placement {
+                    location: location.clone(),
+                    bucket: Bucket::HOME,
+                },
+            )
+        };
+        // The locations whose streams the page reads, and whether the item's own stream holds
+        // marks of the others (then its versions are not the entries').
+        let (places, marked): (Vec<LocationId>, bool) = match location {
+            None => (
+                std::iter::once(LocationId::default())
+                    .chain(home.locations.iter().cloned())
+                    .collect(),
+                !home.locations.is_empty(),
+            ),
+            Some(location) => (
+                vec![location.clone()],
+                location.is_default() && !home.locations.is_empty(),
+            ),
+        };
+        let mut streams: Vec<StreamId> = Vec::new();
+        let mut single = None;
+        for place in &places {
+            let there = at(place);
+            let state = if place.is_default() {
+                Arc::clone(&home)
+            } else {
+                self.heads.load(&there).await?
+            };
+            if places.len() == 1 && state.layout.widest == BucketCount::ONE && !marked {
+                single = Some((there.clone(), state.version));
             }
-            self.merged(&streams, after, limit).await
+            streams.extend(state.layout.streams(&there));
+        }
+        let read = match single {
+            Some((stream, head)) => self.one_stream(&stream, head, after, limit).await,
+            None => self.merged(&streams, after, limit).await,
         };
         let Page {
             entries,
@@ -746,5 +771,31 @@ mod tests {
         assert_sums_are_the_figures(&page.entries);
         let item = given.inventory.item(&sku("A")).await.unwrap();
         assert_eq!(page.entries.last().unwrap().after, as_viewed(&item));
+        // Each location's own ledger, numbered on its own.
+        let inventory = &given.inventory;
+        let at = |location: &str| {
+            let location = LocationId::parse(location).unwrap();
+            async move {
+                let page = inventory
+                    .ledger_at(&sku("A"), &location, 0, 500)
+                    .await
+                    .unwrap();
+                assert_sums_are_the_figures(&page.entries);
+                page.entries
+                    .iter()
+                    .map(|entry| (entry.version, entry.kind, entry.after.on_hand))
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(
+            at("store-5").await,
+            vec![(1, "received", 5), (2, "adjusted", 3)]
+        );
+        assert_eq!(at("default").await, vec![(1, "received", 10)]);
+        let unknown = LocationId::parse("store-9").unwrap();
+        assert_eq!(
+            given.inventory.ledger_at(&sku("A"), &unknown, 0, 10).await,
+            Err(AppError::UnknownLocation(unknown))
+        );
     }
 }

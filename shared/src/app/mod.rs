@@ -57,8 +57,8 @@ use crate::archive::Archive;
 use crate::config::Config;
 use crate::domain::{
     Annotation, BucketCount, Caller, Command, CommandId, IdempotencyKey, ItemAt, Location,
-    LowStockThreshold, Quantity, Reclassification, ReservationId, Sku, Timestamp, TtlSeconds,
-    Version,
+    LocationId, LowStockThreshold, Quantity, Reclassification, ReservationId, Sku, Timestamp,
+    TtlSeconds, Version,
 };
 use crate::error::AppError;
 use crate::ports::{Clock, CommandQueue, EventStore, ParkReason, ParkedEntry};
@@ -221,7 +221,22 @@ impl Inventory {
         after: Version,
         limit: usize,
     ) -> Result<LedgerView, AppError> {
-        self.ledger.page(sku, after, limit).await
+        self.ledger.page(sku, None, after, limit).await
+    }
+
+    /// At most `limit` entries of `sku`'s ledger at `location` after version `after`, numbered
+    /// on their own ([`ledger`]); `UnknownLocation` if the shop has none by that id.
+    pub async fn ledger_at(
+        &self,
+        sku: &Sku,
+        location: &LocationId,
+        after: Version,
+        limit: usize,
+    ) -> Result<LedgerView, AppError> {
+        if !location.is_default() {
+            self.locations.location(location).await?;
+        }
+        self.ledger.page(sku, Some(location), after, limit).await
     }
 
     /// Every location of the shop, the default one included, by id ([`locations`]).
