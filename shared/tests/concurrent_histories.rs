@@ -36,10 +36,10 @@ use async_trait::async_trait;
 use inventory_core::app::{AfterSaleRequest, CommandStatus, ReserveRequest};
 use inventory_core::archive::Archive;
 use inventory_core::domain::{
-    Annotation, Bucket, BucketCount, Caller, Change, ClientId, Command, CommandId, Event, HoldLine,
-    HoldStatus, IdempotencyKey, ItemAt, Line, Location, LocationId, LocationKind, Placement,
-    Quantity, Reason, Reclassification, ReservationId, Scope, Sku, SkuState, StockState, StreamId,
-    Timestamp, TtlSeconds, Version,
+    Annotation, BucketCount, Caller, Change, ClientId, Command, CommandId, Event, HoldLine,
+    HoldStatus, IdempotencyKey, ItemAt, Line, Location, LocationId, LocationKind, Quantity, Reason,
+    Reclassification, ReservationId, Scope, Sku, SkuState, StockState, StreamId, Timestamp,
+    TtlSeconds, Version,
 };
 use inventory_core::feed::{FeedChange, Reaction};
 use inventory_core::memory::{MemoryObjects, MemoryQueue, MemoryStore};
@@ -1439,15 +1439,12 @@ async fn derived_state_converged_to_the_fold(
             .map_err(|e| e.to_string())?;
         // Every stream of the item: its buckets at each location it is kept at.
         let mut folds = Vec::new();
-        let homes = std::iter::once(sku.clone()).chain(whole.locations.iter().map(|location| {
-            StreamId::new(
-                sku.item().clone(),
-                Placement {
-                    location: location.clone(),
-                    bucket: Bucket::HOME,
-                },
-            )
-        }));
+        let homes = std::iter::once(sku.clone()).chain(
+            whole
+                .locations
+                .iter()
+                .map(|location| StreamId::at(sku.item(), location)),
+        );
         for home in homes {
             let read = |stream: StreamId| async move {
                 let events = world

@@ -13,7 +13,7 @@ use axum::http::{header, HeaderMap, Request, StatusCode};
 use axum::Router;
 use http_body_util::{BodyExt, Full, Limited};
 use inventory_core::domain::StreamId;
-use inventory_core::domain::{Bucket, Notice, Placement, Sku, SkuState, Timestamp};
+use inventory_core::domain::{Notice, Sku, SkuState, Timestamp};
 use inventory_core::feed::{FeedChange, Reaction};
 use inventory_core::memory::{MemoryNoticeBoard, MemoryQueue};
 use inventory_core::ports::{EventStore, ManualClock};
@@ -211,17 +211,12 @@ impl App {
                 .await
                 .expect("stream");
             let state = SkuState::from_events(&home);
-            let homes = std::iter::once(StreamId::of(&item)).chain(state.locations.iter().map(
-                |location| {
-                    StreamId::new(
-                        item.clone(),
-                        Placement {
-                            location: location.clone(),
-                            bucket: Bucket::HOME,
-                        },
-                    )
-                },
-            ));
+            let homes = std::iter::once(StreamId::of(&item)).chain(
+                state
+                    .locations
+                    .iter()
+                    .map(|location| StreamId::at(&item, location)),
+            );
             for zero in homes {
                 let events = self.store.read_stream(&zero, 0).await.expect("stream");
                 let layout = SkuState::from_events(&events).layout;

@@ -24,8 +24,8 @@ use super::reservation_book::{HoldLookup, ReservationBook};
 use crate::config::{Config, ACCEPT_PATIENCE_MILLIS, ACCEPT_WAIT_MILLIS, DEPENDENCY_WAIT_MILLIS};
 use crate::domain::decide::{decide, shipped_from};
 use crate::domain::{
-    Action, Bucket, Change, ClientId, Command, CommandId, LocationId, Placement, RejectionCode,
-    ReservationId, Sku, StreamId, Timestamp, Verdict,
+    Action, Bucket, Change, ClientId, Command, CommandId, LocationId, RejectionCode, ReservationId,
+    Sku, StreamId, Timestamp, Verdict,
 };
 use crate::error::{panic_message, AppError};
 use crate::limits::{MAX_DEFERRED, MAX_MOVES_PER_TRANSACTION, MAX_TRANSACTION_ITEMS};
@@ -148,6 +148,23 @@ fn defer(deferred: &mut Vec<Command>, waiting_on: &mut HashSet<ReservationId>, c
 /// The most items one command may add to a transaction: its event, a move's two, its
 /// outcome record and its hold's record, and one to spare.
 const MAX_ITEMS_PER_COMMAND: usize = 6;
+
+/// Where `command` acts: where its hold is, for a command on a reservation that can be read;
+/// where it names, for a command on stock; else the default location (where a rejection or
+/// a low-stock threshold is recorded).
+fn location_of(command: &Command, holds: &HashMap<ReservationId, HoldLookup>) -> LocationId {
+    let at_hold = command
+        .action
+        .reservation_id()
+        .and_then(|rid| match holds.get(rid) {
+            Some(HoldLookup::Found(stored)) => Some(stored.hold.stream.location()),
+            _ => None,
+        });
+    at_hold
+        .or_else(|| command.action.location())
+        .cloned()
+        .unwrap_or_default()
+}
 
 /// Whether `error` is a fault that would come back on every delivery (a bug the store reported,
 /// a panic): what is parked at once rather than delivered again.
@@ -374,13 +391,7 @@ impl ApplyCommands {
         location: &LocationId,
         holds: &HashMap<ReservationId, HoldLookup>,
     ) -> Result<Draft, AppError> {
-        let zero = StreamId::new(
-            sku.clone(),
-            Placement {
-                location: location.clone(),
-                bucket: Bucket::HOME,
-            },
-        );
+        let zero = StreamId::at(sku, location);
         let home = self.heads.load(&zero).await?;
         let mut others: BTreeSet<StreamId> = home.layout.streams(&zero).skip(1).collect();
         others.extend(holds.values().filter_map(|lookup| match lookup {
@@ -422,14 +433,7 @@ impl ApplyCommands {
         // what names no location are recorded there).
         let mut locations: BTreeSet<LocationId> = BTreeSet::from([LocationId::default()]);
         for command in &due {
-            let at_hold = command
-                .action
-                .reservation_id()
-                .and_then(|rid| match holds.get(rid) {
-                    Some(HoldLookup::Found(stored)) => Some(stored.hold.stream.location().clone()),
-                    _ => None,
-                });
-            locations.extend(at_hold.or_else(|| command.action.location().cloned()));
+            locations.insert(location_of(command, &holds));
         }
         let mut drafts: BTreeMap<LocationId, Draft> = BTreeMap::new();
         for location in locations {
@@ -447,7 +451,6 @@ impl ApplyCommands {
         let mut spread_due: BTreeSet<LocationId> = BTreeSet::new();
         let clock = self.clock.now();
         let grace = self.config.release_grace_secs;
-        let default_location = LocationId::default();
         for (command, standing) in &reading.commands {
             let reservation = command.action.reservation_id();
             let (outcome_version, actor) = match standing {
@@ -507,17 +510,13 @@ impl ApplyCommands {
                 report.parked += 1;
                 continue;
             }
-            let location = match lookup {
-                Some(Some(HoldLookup::Found(stored))) => stored.hold.stream.location(),
-                _ => command.action.location().unwrap_or(&default_location),
-            };
-            let Some(draft) = drafts.get_mut(location) else {
+            let location = location_of(command, &holds);
+            let Some(draft) = drafts.get_mut(&location) else {
                 return Err(AppError::Internal(format!(
                     "no draft at {location} for command {}",
                     command.id
                 )));
             };
-            let location = location.clone();
             let now = draft.now(clock);
             // Room for a gather's moves: each adds an event, the transfer one more on bucket 0,
             // and the command its event and outcome, with one to spare.

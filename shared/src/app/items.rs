@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::heads::Heads;
 use super::views::{ItemView, ItemsView};
-use crate::domain::{Bucket, LocationId, Placement, Sku, SkuState, StreamId};
+use crate::domain::{Bucket, LocationId, Sku, SkuState, StreamId};
 use crate::error::AppError;
 use crate::ports::{Clock, Snapshots};
 
@@ -164,15 +164,9 @@ fn homes_of<'a>(
     zero: &'a StreamId,
     locations: &'a BTreeSet<LocationId>,
 ) -> impl Iterator<Item = StreamId> + 'a {
-    locations.iter().map(move |location| {
-        StreamId::new(
-            zero.item().clone(),
-            Placement {
-                location: location.clone(),
-                bucket: Bucket::HOME,
-            },
-        )
-    })
+    locations
+        .iter()
+        .map(move |location| StreamId::at(zero.item(), location))
 }
 
 #[cfg(test)]

@@ -20,8 +20,8 @@ use super::views::rfc3339;
 use crate::archive::Archive;
 use crate::domain::buckets::TransferId;
 use crate::domain::{
-    Bucket, BucketCount, Change, ClientId, CommandId, Event, Figures, LocationId, Placement,
-    Reason, RejectionCode, ReservationId, Sku, SkuState, StreamId, Timestamp, Unavailable, Version,
+    BucketCount, Change, ClientId, CommandId, Event, Figures, LocationId, Reason, RejectionCode,
+    ReservationId, Sku, SkuState, StreamId, Timestamp, Unavailable, Version,
 };
 use crate::error::AppError;
 use crate::ports::Streams;
@@ -245,15 +245,6 @@ impl Ledger {
         if !home.exists() {
             return Err(AppError::UnknownSku(sku.clone()));
         }
-        let at = |location: &LocationId| {
-            StreamId::new(
-                sku.clone(),
-                Placement {
-                    location: location.clone(),
-                    bucket: Bucket::HOME,
-                },
-            )
-        };
         // The locations whose streams the page reads, and whether the item's own stream holds
         // marks of the others (then its versions are not the entries').
         let (places, marked): (Vec<LocationId>, bool) = match location {
@@ -271,7 +262,7 @@ impl Ledger {
         let mut streams: Vec<StreamId> = Vec::new();
         let mut single = None;
         for place in &places {
-            let there = at(place);
+            let there = StreamId::at(sku, place);
             let state = if place.is_default() {
                 Arc::clone(&home)
             } else {

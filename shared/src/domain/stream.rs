@@ -127,6 +127,17 @@ impl StreamId {
         Self::new(item.clone(), Placement::default())
     }
 
+    /// Bucket 0 of `item` at `location`: the stream that keeps the item's layout there.
+    pub fn at(item: &Sku, location: &LocationId) -> Self {
+        Self::new(
+            item.clone(),
+            Placement {
+                location: location.clone(),
+                bucket: Bucket::HOME,
+            },
+        )
+    }
+
     /// Parses a stream's name ([the text form](self)).
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
         let invalid = || {
