@@ -803,9 +803,7 @@ async fn the_registry_of_locations_reads_back_and_changes_only_over_the_version_
         true,
     )
     .expect("a location");
-    registry
-        .put(store_5.clone(), Timestamp::from_millis(7))
-        .expect("room for it");
+    registry.put(store_5.clone()).expect("room for it");
     let write = |expected, registry: &Locations| Transaction {
         appends: vec![],
         records: vec![RecordWrite {
@@ -823,7 +821,7 @@ async fn the_registry_of_locations_reads_back_and_changes_only_over_the_version_
     let mut stale = registry.clone();
     let mut closed = store_5;
     closed.active = false;
-    stale.put(closed, Timestamp::from_millis(8)).expect("room");
+    stale.put(closed).expect("room");
     let refused = transact(store, write(version, &stale)).await;
     assert!(
         matches!(refused, Err(StoreError::Conflict(_))),

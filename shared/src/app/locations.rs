@@ -8,7 +8,7 @@ use super::attempt::{until_decided, write, Attempt, Written};
 use crate::config::Config;
 use crate::domain::{Location, LocationId, Locations};
 use crate::error::AppError;
-use crate::ports::{Clock, Record, RecordKey, RecordWrite, Records, Transaction, Transactions};
+use crate::ports::{Record, RecordKey, RecordWrite, Records, Transaction, Transactions};
 
 /// The registry as read, with the version its record had (`None`: never written).
 #[derive(Debug, Clone, Default)]
@@ -20,7 +20,6 @@ struct Read {
 pub(crate) struct LocationBook {
     pub(crate) records: Arc<dyn Records>,
     pub(crate) transactions: Arc<dyn Transactions>,
-    pub(crate) clock: Arc<dyn Clock>,
     pub(crate) config: Config,
 }
 
@@ -47,7 +46,7 @@ impl LocationBook {
             async move {
                 let read = self.read().await?;
                 let mut locations = read.locations;
-                if !locations.put(location.clone(), self.clock.now())? {
+                if !locations.put(location.clone())? {
                     return Ok(Attempt::Done(location));
                 }
                 let transaction = Transaction::records(vec![RecordWrite {

@@ -120,7 +120,6 @@ impl Inventory {
         let locations = Arc::new(LocationBook {
             records: store.clone(),
             transactions: store.clone(),
-            clock: Arc::clone(&clock),
             config: config.clone(),
         });
         let log = Arc::new(CommandLog {

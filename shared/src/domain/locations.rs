@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::stream::LocationId;
-use super::types::{truncate, InvalidValue, Timestamp};
+use super::types::{truncate, InvalidValue};
 use crate::limits::{MAX_LOCATIONS, MAX_LOCATION_NAME};
 
 /// What kind of place it is.
@@ -106,9 +106,6 @@ impl Location {
 pub struct Locations {
     /// The locations registered (the default one only once the shop changed it).
     registered: Vec<Location>,
-    /// When the registry last changed.
-    #[serde(default)]
-    pub changed_at: Timestamp,
 }
 
 impl Locations {
@@ -130,9 +127,9 @@ impl Locations {
         }
     }
 
-    /// Registers `location`, or replaces the one with its id, at `now`; refused past
-    /// [`MAX_LOCATIONS`]. Says whether anything changed.
-    pub fn put(&mut self, location: Location, now: Timestamp) -> Result<bool, InvalidValue> {
+    /// Registers `location`, or replaces the one with its id; refused past [`MAX_LOCATIONS`].
+    /// Says whether anything changed.
+    pub fn put(&mut self, location: Location) -> Result<bool, InvalidValue> {
         match self.registered.binary_search_by(|l| l.id.cmp(&location.id)) {
             Ok(index) if self.registered[index] == location => return Ok(false),
             Ok(index) => self.registered[index] = location,
@@ -144,7 +141,6 @@ impl Locations {
             }
             Err(index) => self.registered.insert(index, location),
         }
-        self.changed_at = self.changed_at.max(now);
         Ok(true)
     }
 }
@@ -184,17 +180,16 @@ mod tests {
     #[test]
     fn a_location_is_registered_replaced_and_listed_by_id_with_the_default() {
         let mut registry = Locations::default();
-        let at = Timestamp::from_millis(5);
-        assert_eq!(registry.put(store("store-5", 2), at), Ok(true));
-        assert_eq!(registry.put(store("a-store", 1), at), Ok(true));
-        assert_eq!(registry.put(store("a-store", 1), at), Ok(false), "the same");
-        assert_eq!(registry.put(store("a-store", 3), at), Ok(true), "replaced");
+        assert_eq!(registry.put(store("store-5", 2)), Ok(true));
+        assert_eq!(registry.put(store("a-store", 1)), Ok(true));
+        assert_eq!(registry.put(store("a-store", 1)), Ok(false), "the same");
+        assert_eq!(registry.put(store("a-store", 3)), Ok(true), "replaced");
         let ids: Vec<String> = registry.all().iter().map(|l| l.id.to_string()).collect();
         assert_eq!(ids, ["a-store", "default", "store-5"]);
         assert_eq!(registry.get(&id("a-store")).unwrap().priority, 3);
         let mut closed = Location::default_location();
         closed.active = false;
-        registry.put(closed.clone(), at).unwrap();
+        registry.put(closed.clone()).unwrap();
         assert_eq!(registry.get(&LocationId::default()), Some(closed));
         assert_eq!(registry.all().len(), 3, "the default is listed once");
     }
@@ -224,20 +219,15 @@ mod tests {
         )
         .is_ok());
         let mut registry = Locations::default();
-        let at = Timestamp::from_millis(1);
         for n in 0..MAX_LOCATIONS - 1 {
-            registry.put(store(&format!("s-{n:04}"), 0), at).unwrap();
+            registry.put(store(&format!("s-{n:04}"), 0)).unwrap();
         }
         assert_eq!(registry.all().len(), MAX_LOCATIONS);
-        let over = registry.put(store("one-more", 0), at).unwrap_err();
+        let over = registry.put(store("one-more", 0)).unwrap_err();
         assert_eq!(over.code, "too_many_locations");
+        assert_eq!(registry.put(store("s-0001", 9)), Ok(true), "a change fits");
         assert_eq!(
-            registry.put(store("s-0001", 9), at),
-            Ok(true),
-            "a change fits"
-        );
-        assert_eq!(
-            registry.put(Location::default_location(), at),
+            registry.put(Location::default_location()),
             Ok(true),
             "the default, registered, takes no more room"
         );

@@ -185,11 +185,6 @@ impl StreamId {
         self.placement.bucket
     }
 
-    /// Where in its item this stream is.
-    pub fn placement(&self) -> &Placement {
-        &self.placement
-    }
-
     /// Whether this is bucket 0 of its item at its location: the stream that keeps the
     /// layout of the buckets and takes receipts.
     pub fn is_home(&self) -> bool {
