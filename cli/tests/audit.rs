@@ -56,10 +56,7 @@ async fn receive(inventory: &Inventory, sku: &Sku, units: i64) {
 }
 
 async fn reserve(inventory: &Inventory, sku: &Sku, units: i64) {
-    let line = Line {
-        sku: sku.clone(),
-        quantity: Quantity::new(units).expect("valid quantity"),
-    };
+    let line = Line::of(sku.clone(), Quantity::new(units).expect("valid quantity"));
     let request =
         ReserveRequest::new(vec![line], TtlSeconds::DEFAULT, None).expect("valid request");
     inventory

@@ -75,10 +75,7 @@ impl World {
     async fn reserve(&self, lines: &[(&Sku, i64)], ttl: i64) -> ReservationId {
         let lines = lines
             .iter()
-            .map(|(sku, n)| Line {
-                sku: (*sku).clone(),
-                quantity: Quantity::new(*n).unwrap(),
-            })
+            .map(|(sku, n)| Line::of((*sku).clone(), Quantity::new(*n).unwrap()))
             .collect();
         let request = ReserveRequest::new(lines, TtlSeconds::new(ttl).unwrap(), None).unwrap();
         self.inventory
@@ -388,10 +385,7 @@ async fn receive_reserve_expire_checkout_release_converge_archive_delete_and_aud
         );
     }
     let request = ReserveRequest::new(
-        vec![Line {
-            sku: a.clone(),
-            quantity: Quantity::new(1).unwrap(),
-        }],
+        vec![Line::of(a.clone(), Quantity::new(1).unwrap())],
         TtlSeconds::new(300).unwrap(),
         None,
     )

@@ -97,10 +97,7 @@ async fn receive(inventory: &Inventory, units: i64) {
 }
 
 fn one_unit() -> ReserveRequest {
-    let line = Line {
-        sku: sku(),
-        quantity: Quantity::new(1).expect("valid quantity"),
-    };
+    let line = Line::of(sku(), Quantity::new(1).expect("valid quantity"));
     ReserveRequest::new(vec![line], TtlSeconds::DEFAULT, None).expect("valid request")
 }
 

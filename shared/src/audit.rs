@@ -531,10 +531,7 @@ mod tests {
         }
 
         async fn reserve(&self, units: i64) {
-            let line = Line {
-                sku: sku().item().clone(),
-                quantity: Quantity::new(units).unwrap(),
-            };
+            let line = Line::of(sku().item().clone(), Quantity::new(units).unwrap());
             let request = ReserveRequest::new(vec![line], TtlSeconds::DEFAULT, None).unwrap();
             self.inventory
                 .reserve(request, &Caller::local_admin())

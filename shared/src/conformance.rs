@@ -1126,10 +1126,10 @@ async fn a_head_older_than_the_live_retention_is_read_again_before_an_append(
 
 /// Reserves one unit of `sku`; the sequence number its hold took.
 async fn reserve(process: &Inventory, sku: &StreamId) -> Version {
-    let line = Line {
-        sku: sku.item().clone(),
-        quantity: Quantity::new(1).expect("valid quantity"),
-    };
+    let line = Line::of(
+        sku.item().clone(),
+        Quantity::new(1).expect("valid quantity"),
+    );
     let request = ReserveRequest::new(vec![line], TtlSeconds::new(60).expect("ttl"), None)
         .expect("valid request");
     process

@@ -17,6 +17,16 @@ pub enum AppError {
     /// The shop has no location by that id (404 `unknown_location`).
     #[error("unknown location {0}")]
     UnknownLocation(LocationId),
+    /// No location may hold a line of `sku`: the one it names is inactive, the pickup store
+    /// offers no pickup, or no active location fulfils online orders (409
+    /// `location_unavailable`).
+    #[error("no location may hold {sku}: {why}")]
+    LocationUnavailable {
+        /// The line's SKU.
+        sku: Sku,
+        /// Why, in words.
+        why: String,
+    },
     /// No reservation has that id (404 `reservation_not_found`).
     #[error("reservation not found")]
     ReservationNotFound,

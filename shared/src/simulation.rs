@@ -805,10 +805,7 @@ impl Shopper {
     }
 
     async fn serve_one_buyer(&self) -> Answer {
-        let line = Line {
-            sku: hot_item(),
-            quantity: Quantity::new(1).expect("one unit"),
-        };
+        let line = Line::of(hot_item(), Quantity::new(1).expect("one unit"));
         let answer = match self {
             Shopper::Ours { inventory, caller } => {
                 let request = ReserveRequest::new(vec![line], TtlSeconds::DEFAULT, None)

@@ -105,10 +105,7 @@ impl World {
         }
         assert_eq!(self.process().await, 0);
         let lines = ["A", "B"]
-            .map(|name| Line {
-                sku: sku(name),
-                quantity: Quantity::new(2).unwrap(),
-            })
+            .map(|name| Line::of(sku(name), Quantity::new(2).unwrap()))
             .to_vec();
         let request = ReserveRequest::new(lines, TtlSeconds::DEFAULT, None).unwrap();
         self.inventory

@@ -788,9 +788,11 @@ async fn reserve(world: &World, me: &Client, rng: &mut fastrand::Rng, key: &str)
     rng.shuffle(&mut skus);
     let lines: Vec<Line> = skus[..rng.usize(1..=SKUS.len())]
         .iter()
-        .map(|sku| Line {
-            sku: Sku::parse(sku).unwrap(),
-            quantity: Quantity::new(rng.i64(1..=3)).unwrap(),
+        .map(|sku| {
+            Line::of(
+                Sku::parse(sku).unwrap(),
+                Quantity::new(rng.i64(1..=3)).unwrap(),
+            )
         })
         .collect();
     let ttl = TtlSeconds::new(rng.i64(60..=300)).unwrap();
@@ -1000,10 +1002,10 @@ async fn after_sale(world: &World, me: &Client, rng: &mut fastrand::Rng, key: &s
         return;
     };
     let caller = me.acting_on(owner, rng);
-    let line = vec![Line {
-        sku: skus[rng.usize(0..skus.len())].clone(),
-        quantity: Quantity::new(rng.i64(1..=3)).unwrap(),
-    }];
+    let line = vec![Line::of(
+        skus[rng.usize(0..skus.len())].clone(),
+        Quantity::new(rng.i64(1..=3)).unwrap(),
+    )];
     let named = Acknowledged::HoldChange(vec![line[0].sku.clone()]);
     let some_line = rng.bool().then(|| line.clone());
     let acknowledged = match some_line {

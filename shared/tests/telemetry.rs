@@ -20,10 +20,7 @@ fn sku() -> Sku {
 }
 
 fn request(units: i64) -> ReserveRequest {
-    let lines = vec![Line {
-        sku: sku(),
-        quantity: Quantity::new(units).unwrap(),
-    }];
+    let lines = vec![Line::of(sku(), Quantity::new(units).unwrap())];
     ReserveRequest::new(lines, TtlSeconds::new(60).unwrap(), None).unwrap()
 }
 

@@ -81,10 +81,7 @@ impl World {
             .await
             .unwrap();
         assert_eq!(report.applied, 1);
-        let line = Line {
-            sku: sku(),
-            quantity: Quantity::new(2).unwrap(),
-        };
+        let line = Line::of(sku(), Quantity::new(2).unwrap());
         let request = ReserveRequest::new(vec![line], TtlSeconds::DEFAULT, None).unwrap();
         self.inventory
             .reserve(request, &Caller::local_admin())

@@ -169,10 +169,7 @@ async fn a_split_items_holds_in_its_buckets_expire_and_their_units_go_home() {
         .await
         .expect("stocked and split");
     for shopper in 0..6 {
-        let line = Line {
-            sku: item.clone(),
-            quantity: Quantity::new(1).unwrap(),
-        };
+        let line = Line::of(item.clone(), Quantity::new(1).unwrap());
         let request = ReserveRequest::new(vec![line], TtlSeconds::new(60).unwrap(), None).unwrap();
         let caller = Caller::new(
             ClientId::parse(&format!("shop-{shopper}")).unwrap(),

@@ -233,6 +233,9 @@ impl From<AppError> for ApiError {
             AppError::UnknownLocation(location) => {
                 Self::new("unknown_location", message).with("location", location.as_str())
             }
+            AppError::LocationUnavailable { sku, .. } => {
+                Self::new("location_unavailable", message).with("sku", sku.as_str())
+            }
             AppError::ReservationNotFound => Self::new("reservation_not_found", message),
             AppError::CommandNotFound => Self::new("command_not_found", message),
             AppError::InsufficientStock {

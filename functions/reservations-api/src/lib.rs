@@ -22,7 +22,8 @@ use inventory_core::app::{
 };
 use inventory_core::domain::{
     Annotation, BucketCount, CommandId, ItemAt, Line, Location, LocationId, LocationKind,
-    LowStockThreshold, Quantity, Reason, Reclassification, Scope, Sku, StockState, TtlSeconds,
+    LowStockThreshold, Preference, Quantity, Reason, Reclassification, Scope, Sku, StockState,
+    TtlSeconds,
 };
 use inventory_core::limits::MAX_SKUS_PER_READ;
 use inventory_core::Inventory;
@@ -466,15 +467,45 @@ struct LocationsView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ReserveBody {
-    #[schema(schema_with = openapi::lines::<LineBody>)]
-    lines: Vec<LineBody>,
+    #[schema(schema_with = openapi::lines::<CartLineBody>)]
+    lines: Vec<CartLineBody>,
     /// How long the holds last (default 900).
     #[serde(default)]
     #[schema(value_type = Option<TtlSeconds>)]
     ttl_seconds: Option<WholeNumber>,
+    /// Hold the lines that name no location at this store only (it must be active and offer
+    /// pickup).
+    #[serde(default)]
+    #[schema(value_type = Option<LocationId>)]
+    pickup_at: Option<String>,
+    /// The order in which locations are tried for the lines that name none, before the
+    /// locations' own priority (each once).
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<LocationId>>, max_items = 1000)]
+    locations: Option<Vec<String>>,
+    /// Whether a line that names no location may be held at several (all a location has
+    /// before the next); default `false`: one location holds all of it.
+    #[serde(default)]
+    split: Option<bool>,
 }
 
 /// One line of a cart.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct CartLineBody {
+    #[schema(value_type = Sku)]
+    sku: String,
+    #[schema(value_type = Quantity)]
+    quantity: WholeNumber,
+    /// Hold it at this location (active); absent: allocated among the active locations that
+    /// fulfil online orders (or at `pickup_at`).
+    #[serde(default)]
+    #[schema(value_type = Option<LocationId>)]
+    location: Option<String>,
+}
+
+/// One line of a shipment, a cancellation or a return: units of one SKU of the reservation
+/// (taken from its holds in the order they were placed, when it is held at several locations).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LineBody {
@@ -918,11 +949,26 @@ async fn post_reservation(
     IdempotencyHeader(key): IdempotencyHeader,
     JsonBody(body): JsonBody<ReserveBody>,
 ) -> Result<Response, ApiError> {
-    let lines = parse_lines(body.lines)?;
+    let lines = parse_cart(body.lines)?;
     let ttl = body
         .ttl_seconds
         .map_or(Ok(TtlSeconds::DEFAULT), |ttl| TtlSeconds::new(ttl.0))?;
-    let request = ReserveRequest::new(lines, ttl, key)?;
+    let field = |field: &'static str| move |err| ApiError::from(err).with("field", field);
+    let pickup_at = body
+        .pickup_at
+        .as_deref()
+        .map(LocationId::parse)
+        .transpose()
+        .map_err(field("pickup_at"))?;
+    let locations = body
+        .locations
+        .unwrap_or_default()
+        .iter()
+        .map(|id| LocationId::parse(id))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(field("locations"))?;
+    let preference = Preference::new(pickup_at, locations, body.split.unwrap_or(false))?;
+    let request = ReserveRequest::new(lines, ttl, key)?.preferring(preference);
     let view = inventory.reserve(request, &caller).await?;
     let location = format!("/reservations/{}", view.reservation_id);
     Ok((
@@ -933,8 +979,22 @@ async fn post_reservation(
         .into_response())
 }
 
-/// A body's lines as domain lines; a bad one answers naming its field (`lines[2].sku`).
+/// A sale's lines as domain lines; a bad one answers naming its field (`lines[2].sku`).
 fn parse_lines(lines: Vec<LineBody>) -> Result<Vec<Line>, ApiError> {
+    parse_cart(
+        lines
+            .into_iter()
+            .map(|line| CartLineBody {
+                sku: line.sku,
+                quantity: line.quantity,
+                location: None,
+            })
+            .collect(),
+    )
+}
+
+/// A cart's lines as domain lines; a bad one answers naming its field (`lines[2].sku`).
+fn parse_cart(lines: Vec<CartLineBody>) -> Result<Vec<Line>, ApiError> {
     lines
         .into_iter()
         .enumerate()
@@ -945,6 +1005,12 @@ fn parse_lines(lines: Vec<LineBody>) -> Result<Vec<Line>, ApiError> {
             Ok(Line {
                 sku: Sku::parse(&line.sku).map_err(|e| at(e, "sku"))?,
                 quantity: Quantity::new(line.quantity.0).map_err(|e| at(e, "quantity"))?,
+                location: line
+                    .location
+                    .as_deref()
+                    .map(LocationId::parse)
+                    .transpose()
+                    .map_err(|e| at(e, "location"))?,
             })
         })
         .collect()

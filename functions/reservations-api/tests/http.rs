@@ -1280,8 +1280,10 @@ async fn a_reservation_within_stock_is_201_active_with_its_lines_an_expiry_and_a
     assert_eq!(
         reply.body["lines"],
         json!([
-            { "sku": "SKU-1", "quantity": 2, "status": "active", "fulfilled": 0, "cancelled": 0, "returned": 0 },
-            { "sku": "SKU-2", "quantity": 3, "status": "active", "fulfilled": 0, "cancelled": 0, "returned": 0 },
+            { "sku": "SKU-1", "quantity": 2, "status": "active", "fulfilled": 0, "cancelled": 0, "returned": 0,
+              "allocations": [{ "location": "default", "quantity": 2 }] },
+            { "sku": "SKU-2", "quantity": 3, "status": "active", "fulfilled": 0, "cancelled": 0, "returned": 0,
+              "allocations": [{ "location": "default", "quantity": 3 }] },
         ])
     );
     // The default hold is 900 seconds from 2023-11-14T22:13:20Z.

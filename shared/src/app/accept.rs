@@ -90,22 +90,28 @@ impl AfterSaleRequest {
         })
     }
 
-    /// What it asks of `hold`: the units of its line (`None`: all that are left); `Ok(None)`
-    /// when it names other lines only, or names none and nothing is left on this one.
-    fn asks(&self, hold: &HoldLine) -> Result<Option<Option<Quantity>>, AppError> {
+    /// What it asks of a reservation's `holds` on one item (one per location it is held at):
+    /// the units of its line (`None`: all that are left); `Ok(None)` when it names other lines
+    /// only, or names none and nothing is left on this one.
+    fn asks(&self, holds: &[&HoldLine]) -> Result<Option<Option<Quantity>>, AppError> {
+        let left: i64 = holds.iter().map(|hold| hold.left_to(self.after)).sum();
         let Some(lines) = &self.lines else {
-            return Ok((hold.left_to(self.after) > 0).then_some(None));
+            return Ok((left > 0).then_some(None));
         };
-        let Some(line) = lines.iter().find(|line| &line.sku == hold.stream.item()) else {
+        let Some(item) = holds.first().map(|hold| hold.stream.item()) else {
             return Ok(None);
         };
-        hold.after_sale(self.after, Some(line.quantity))
-            .map_err(|code| AppError::LineRefused {
+        let Some(line) = lines.iter().find(|line| &line.sku == item) else {
+            return Ok(None);
+        };
+        HoldLine::share(holds, self.after, line.quantity).map_err(|code| {
+            AppError::LineRefused {
                 sku: line.sku.clone(),
                 code,
                 requested: line.quantity.units(),
-                left: hold.left_to(self.after),
-            })?;
+                left,
+            }
+        })?;
         Ok(Some(Some(line.quantity)))
     }
 
@@ -169,14 +175,18 @@ impl HoldRequest {
         }
     }
 
-    /// The command for `hold`'s stream, if this asks anything of it.
-    fn action(&self, hold: &HoldLine) -> Result<Option<Action>, AppError> {
-        let reservation_id = hold.reservation_id.clone();
+    /// The command for a reservation's `holds` on one item, if this asks anything of them.
+    fn action(
+        &self,
+        reservation_id: &ReservationId,
+        holds: &[&HoldLine],
+    ) -> Result<Option<Action>, AppError> {
+        let reservation_id = reservation_id.clone();
         Ok(match self {
             Self::Checkout => Some(Action::CommitHold { reservation_id }),
             Self::Release => Some(Action::ReleaseHold { reservation_id }),
             Self::AfterSale(request) => request
-                .asks(hold)?
+                .asks(holds)?
                 .and_then(|quantity| request.action(reservation_id, quantity)),
         })
     }
@@ -314,7 +324,7 @@ impl Accept {
         if location.is_default() {
             return Ok(());
         }
-        self.locations.location(location).await.map(drop)
+        self.locations.known_location(location).await.map(drop)
     }
 
     /// Accepts a low-stock threshold for `sku`: `low_stock` is told when its available units
@@ -363,13 +373,14 @@ impl Accept {
                 });
             }
         }
-        // Queued under the item (its partition), whichever of its buckets holds.
+        // One command per item, queued under it (its partition), whichever of its locations
+        // and buckets hold: it acts on each of the reservation's holds on the item.
         let mut commands = Vec::new();
-        for stored in &reservation.holds {
-            if let Some(action) = request.action(&stored.hold)? {
+        for (item, holds) in reservation.by_item() {
+            if let Some(action) = request.action(id, &holds)? {
                 commands.push(Command {
                     id: command_id,
-                    sku: stored.hold.stream.item().clone(),
+                    sku: item.clone(),
                     accepted_at: now,
                     action,
                 });

@@ -20,12 +20,12 @@ use tokio::time::Instant;
 use super::attempt::{until_decided, write, Attempt, Written};
 use super::escrow::{self, Draft, SPREAD_MARKS};
 use super::heads::Heads;
-use super::reservation_book::{HoldLookup, ReservationBook};
+use super::reservation_book::{HoldLookup, ReservationBook, StoredHold};
 use crate::config::{Config, ACCEPT_PATIENCE_MILLIS, ACCEPT_WAIT_MILLIS, DEPENDENCY_WAIT_MILLIS};
 use crate::domain::decide::{decide, shipped_from};
 use crate::domain::{
-    Action, Bucket, Change, ClientId, Command, CommandId, LocationId, RejectionCode, ReservationId,
-    Sku, StreamId, Timestamp, Verdict,
+    Action, Bucket, Change, ClientId, Command, CommandId, HoldLine, LocationId, RejectionCode,
+    ReservationId, Sku, StreamId, Timestamp, Verdict,
 };
 use crate::error::{panic_message, AppError};
 use crate::limits::{MAX_DEFERRED, MAX_MOVES_PER_TRANSACTION, MAX_TRANSACTION_ITEMS};
@@ -153,17 +153,42 @@ const MAX_ITEMS_PER_COMMAND: usize = 6;
 /// where it names, for a command on stock; else the default location (where a rejection or
 /// a low-stock threshold is recorded).
 fn location_of(command: &Command, holds: &HashMap<ReservationId, HoldLookup>) -> LocationId {
-    let at_hold = command
+    locations_of(command, holds)
+        .into_iter()
+        .next()
+        .unwrap_or_default()
+}
+
+/// Every location `command` acts at: where each of its reservation's holds on the item is, else
+/// [`location_of`]'s one.
+fn locations_of(command: &Command, holds: &HashMap<ReservationId, HoldLookup>) -> Vec<LocationId> {
+    let at_holds: Vec<LocationId> = match command
         .action
         .reservation_id()
-        .and_then(|rid| match holds.get(rid) {
-            Some(HoldLookup::Found(stored)) => Some(stored.hold.stream.location()),
-            _ => None,
-        });
-    at_hold
-        .or_else(|| command.action.location())
-        .cloned()
-        .unwrap_or_default()
+        .and_then(|rid| holds.get(rid))
+    {
+        Some(HoldLookup::Found(stored)) => stored
+            .iter()
+            .map(|s| s.hold.stream.location().clone())
+            .collect(),
+        _ => Vec::new(),
+    };
+    if at_holds.is_empty() {
+        vec![command.action.location().cloned().unwrap_or_default()]
+    } else {
+        at_holds
+    }
+}
+
+/// The draft of `location` (every location a command acts at has one).
+fn draft_at<'a>(
+    drafts: &'a mut BTreeMap<LocationId, Draft>,
+    location: &LocationId,
+    command: &Command,
+) -> Result<&'a mut Draft, AppError> {
+    drafts.get_mut(location).ok_or_else(|| {
+        AppError::Internal(format!("no draft at {location} for command {}", command.id))
+    })
 }
 
 /// Whether `error` is a fault that would come back on every delivery (a bug the store reported,
@@ -394,14 +419,18 @@ impl ApplyCommands {
         let zero = StreamId::at(sku, location);
         let home = self.heads.load(&zero).await?;
         let mut others: BTreeSet<StreamId> = home.layout.streams(&zero).skip(1).collect();
-        others.extend(holds.values().filter_map(|lookup| match lookup {
-            HoldLookup::Found(stored)
-                if stored.hold.stream != zero && stored.hold.stream.location() == location =>
-            {
-                Some(stored.hold.stream.clone())
-            }
-            _ => None,
-        }));
+        others.extend(
+            holds
+                .values()
+                .filter_map(|lookup| match lookup {
+                    HoldLookup::Found(stored) => Some(stored),
+                    _ => None,
+                })
+                .flatten()
+                .map(|stored| &stored.hold.stream)
+                .filter(|stream| **stream != zero && stream.location() == location)
+                .cloned(),
+        );
         let states = self.heads.load_all(others.iter()).await?;
         Ok(Draft::new(
             &zero,
@@ -433,7 +462,7 @@ impl ApplyCommands {
         // what names no location are recorded there).
         let mut locations: BTreeSet<LocationId> = BTreeSet::from([LocationId::default()]);
         for command in &due {
-            locations.insert(location_of(command, &holds));
+            locations.extend(locations_of(command, &holds));
         }
         let mut drafts: BTreeMap<LocationId, Draft> = BTreeMap::new();
         for location in locations {
@@ -444,7 +473,8 @@ impl ApplyCommands {
             drafts.values().map(Draft::event_count).sum::<usize>()
         };
         let mut records = reading.abandon;
-        let mut touched: Vec<ReservationId> = Vec::new();
+        // The holds changed, by reservation and place among its holds on the item.
+        let mut touched: BTreeSet<(ReservationId, usize)> = BTreeSet::new();
         let mut deferred: Vec<Command> = Vec::new();
         let mut waiting_on: HashSet<ReservationId> = HashSet::new();
         let mut applied_lags = Vec::new();
@@ -471,8 +501,12 @@ impl ApplyCommands {
             // A later command on a reservation something waits for keeps its place behind it;
             // so does a command that might not fit this transaction any more.
             let items = events(&drafts) + records.len() + touched.len();
+            let holds_here = match reservation.and_then(|rid| holds.get(rid)) {
+                Some(HoldLookup::Found(stored)) => stored.len().max(1),
+                _ => 1,
+            };
             if reservation.is_some_and(|rid| waiting_on.contains(rid))
-                || items + MAX_ITEMS_PER_COMMAND >= MAX_TRANSACTION_ITEMS
+                || items + MAX_ITEMS_PER_COMMAND * holds_here >= MAX_TRANSACTION_ITEMS
             {
                 defer(&mut deferred, &mut waiting_on, command);
                 continue;
@@ -510,86 +544,146 @@ impl ApplyCommands {
                 report.parked += 1;
                 continue;
             }
-            let location = location_of(command, &holds);
-            let Some(draft) = drafts.get_mut(&location) else {
-                return Err(AppError::Internal(format!(
-                    "no draft at {location} for command {}",
-                    command.id
-                )));
+            // The steps the command takes: one for a command on stock, or on a reservation that
+            // holds nothing here; one per hold for a command on the reservation's holds on the
+            // item (one per location it is held at), an after-sale act shared over them.
+            let found: Vec<HoldLine> = match lookup {
+                Some(Some(HoldLookup::Found(stored))) => {
+                    stored.iter().map(|s| s.hold.clone()).collect()
+                }
+                _ => Vec::new(),
             };
-            let now = draft.now(clock);
-            // Room for a gather's moves: each adds an event, the transfer one more on bucket 0,
-            // and the command its event and outcome, with one to spare.
-            let room = MAX_TRANSACTION_ITEMS.saturating_sub(items + 4);
-            if escrow::gathered_in_part(draft, command, now, room) {
+            let mut steps: Vec<(Option<usize>, Command)> = Vec::new();
+            let mut refused = None;
+            match command.action.after_sale() {
+                _ if found.is_empty() => steps.push((None, command.clone())),
+                Some((after, Some(asked))) => {
+                    let of: Vec<&HoldLine> = found.iter().collect();
+                    match HoldLine::share(&of, after, asked) {
+                        Ok(shares) => steps.extend(shares.into_iter().map(|(index, units)| {
+                            let action = command.action.for_units(units);
+                            (
+                                Some(index),
+                                Command {
+                                    action,
+                                    ..command.clone()
+                                },
+                            )
+                        })),
+                        Err(reason) => refused = Some(reason),
+                    }
+                }
+                _ => steps.extend((0..found.len()).map(|index| (Some(index), command.clone()))),
+            }
+            let site = |hold: Option<usize>| match hold {
+                Some(index) => found[index].stream.location().clone(),
+                None => location_of(command, &holds),
+            };
+            let mut verdicts: Vec<(LocationId, Option<usize>, Bucket, Timestamp, Verdict)> =
+                Vec::new();
+            let mut waits = false;
+            for (hold, step) in &steps {
+                let location = site(*hold);
+                let draft = draft_at(&mut drafts, &location, command)?;
+                let now = draft.now(clock);
+                // Room for a gather's moves: each adds an event, the transfer one more on
+                // bucket 0, and the command its event and outcome, with one to spare.
+                let items = events(&drafts) + records.len() + touched.len();
+                let room = MAX_TRANSACTION_ITEMS.saturating_sub(items + 4);
+                let draft = draft_at(&mut drafts, &location, command)?;
+                if escrow::gathered_in_part(draft, step, now, room) {
+                    waits = true;
+                    break;
+                }
+                let (bucket, verdict) = match hold {
+                    Some(index) => {
+                        let hold = &found[*index];
+                        let bucket = hold.stream.bucket();
+                        if matches!(step.action, Action::CommitHold { .. })
+                            && escrow::refilled_in_part(draft, hold, now, room)
+                        {
+                            waits = true;
+                            break;
+                        }
+                        let state = draft.state(bucket);
+                        let verdict = decide(&state, Some(hold), step, now, grace);
+                        // A shipment is checked against the location's on-hand units, which
+                        // its buckets share.
+                        (bucket, shipped_from(draft.item_state().on_hand, verdict))
+                    }
+                    None => (
+                        Bucket::HOME,
+                        decide(&draft.item_state(), None, step, now, grace),
+                    ),
+                };
+                verdicts.push((location, *hold, bucket, now, verdict));
+            }
+            if waits {
                 defer(&mut deferred, &mut waiting_on, command);
                 continue;
             }
-            let (bucket, verdict) = match lookup {
-                Some(Some(HoldLookup::Found(stored))) => {
-                    let bucket = stored.hold.stream.bucket();
-                    if matches!(command.action, Action::CommitHold { .. })
-                        && escrow::refilled_in_part(draft, &stored.hold, now, room)
-                    {
-                        defer(&mut deferred, &mut waiting_on, command);
-                        continue;
-                    }
-                    let state = draft.state(bucket);
-                    let verdict = decide(&state, Some(&stored.hold), command, now, grace);
-                    // A shipment is checked against the item's on-hand units, which its
-                    // buckets share.
-                    (bucket, shipped_from(draft.item_state().on_hand, verdict))
-                }
-                _ => (
-                    Bucket::HOME,
-                    decide(&draft.item_state(), None, command, now, grace),
-                ),
-            };
-            let (change, outcome) = match verdict {
-                Verdict::Apply(change) => (Some(change), CommandOutcome::Applied),
-                Verdict::AlreadyDone => (None, CommandOutcome::Applied),
-                Verdict::Reject(reason) => {
+            let rejection = refused.or_else(|| {
+                verdicts.iter().find_map(|(.., verdict)| match verdict {
+                    Verdict::Reject(reason) => Some(*reason),
+                    _ => None,
+                })
+            });
+            // What the command changes, each where it is recorded.
+            let mut changes: Vec<(LocationId, Option<usize>, Bucket, Timestamp, Change)> =
+                Vec::new();
+            let outcome = match rejection {
+                Some(reason) => {
+                    // Recorded once, where the command's first step is.
+                    let location = site(steps.first().and_then(|(hold, _)| *hold));
+                    let draft = draft_at(&mut drafts, &location, command)?;
+                    let now = draft.now(clock);
                     // A stale count's status says the figure it should have been taken against.
                     let on_hand =
                         (reason == RejectionCode::StaleCount).then(|| draft.item_state().on_hand);
-                    (
-                        Some(Change::CommandRejected {
+                    changes.push((
+                        location,
+                        None,
+                        Bucket::HOME,
+                        now,
+                        Change::CommandRejected {
                             command_id: command.id,
                             reason,
                             on_hand,
-                        }),
-                        CommandOutcome::Rejected { reason, on_hand },
-                    )
+                        },
+                    ));
+                    report.rejected += 1;
+                    *report.rejections.entry(reason).or_default() += 1;
+                    CommandOutcome::Rejected { reason, on_hand }
+                }
+                None => {
+                    for (location, hold, bucket, now, verdict) in verdicts {
+                        if let Verdict::Apply(change) = verdict {
+                            *report.changes.entry(change.kind()).or_default() += 1;
+                            changes.push((location, hold, bucket, now, change));
+                        }
+                    }
+                    report.applied += 1;
+                    CommandOutcome::Applied
                 }
             };
-            match (&outcome, &change) {
-                (CommandOutcome::Rejected { reason, .. }, _) => {
-                    report.rejected += 1;
-                    *report.rejections.entry(*reason).or_default() += 1;
-                }
-                (_, Some(change)) => {
-                    report.applied += 1;
-                    *report.changes.entry(change.kind()).or_default() += 1;
-                }
-                _ => report.applied += 1,
-            }
             applied_lags.push(command.accepted_at);
             records.push(RecordWrite {
                 key: outcome_key,
                 expected: outcome_version,
                 record: Record::CommandOutcome(outcome),
             });
-            if let Some(change) = change {
+            for (location, hold, bucket, now, change) in changes {
                 report.holds_expired += usize::from(matches!(change, Change::HoldExpired { .. }));
-                if let Some(rid) = change.reservation_id() {
+                if let (Some(index), Some(rid)) = (hold, reservation) {
                     if let Some(HoldLookup::Found(stored)) = holds.get_mut(rid) {
-                        stored.hold.evolve(&change);
-                        if !touched.contains(rid) {
-                            touched.push(rid.clone());
+                        if let Some(stored) = stored.get_mut(index) {
+                            stored.hold.evolve(&change);
+                            touched.insert((rid.clone(), index));
                         }
                     }
                 }
-                draft.acting_for(actor);
+                let draft = draft_at(&mut drafts, &location, command)?;
+                draft.acting_for(actor.clone());
                 if escrow::record(draft, bucket, now, change) {
                     spread_due.insert(location);
                 }
@@ -612,9 +706,9 @@ impl ApplyCommands {
                 }),
             });
         }
-        for rid in &touched {
+        for (rid, index) in &touched {
             if let Some(HoldLookup::Found(stored)) = holds.get(rid) {
-                records.push(stored.write());
+                records.extend(stored.get(*index).map(StoredHold::write));
             }
         }
         if spread_with {

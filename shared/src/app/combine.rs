@@ -4,7 +4,7 @@
 //! trip for a queue of buyers instead of one each; a Lambda environment, which serves one
 //! request at a time, always decides alone.
 //!
-//! Each request joins its item's [`Waiting`] list, then waits for its answer or for the turn,
+//! Each request joins the list of its item at its location ([`Waiting`]), then waits for its answer or for the turn,
 //! whichever comes first. The one that gets the turn takes the whole list and answers everyone
 //! on it before the turn is passed on, so a request that gets the turn later finds its answer
 //! already there.
@@ -14,7 +14,7 @@ use std::sync::{Mutex, PoisonError};
 
 use tokio::sync::oneshot;
 
-use crate::domain::Sku;
+use crate::domain::StreamId;
 
 /// A request waiting in its item's list, and where its answer goes.
 pub(crate) struct Member<T, A> {
@@ -33,7 +33,7 @@ impl<T, A> Member<T, A> {
 
 /// What one item's waiting requests are, per item.
 pub(crate) struct Waiting<T, A> {
-    lists: Mutex<HashMap<Sku, Vec<Member<T, A>>>>,
+    lists: Mutex<HashMap<StreamId, Vec<Member<T, A>>>>,
     next_ticket: std::sync::atomic::AtomicU64,
 }
 
@@ -54,7 +54,7 @@ pub(crate) struct Ticket<A> {
 
 impl<T, A> Waiting<T, A> {
     /// Puts `job` on `item`'s list.
-    pub(crate) fn join(&self, item: &Sku, job: T) -> Ticket<A> {
+    pub(crate) fn join(&self, item: &StreamId, job: T) -> Ticket<A> {
         let number = self
             .next_ticket
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -68,13 +68,13 @@ impl<T, A> Waiting<T, A> {
     }
 
     /// Takes every request on `item`'s list, in the order they joined.
-    pub(crate) fn take_all(&self, item: &Sku) -> Vec<Member<T, A>> {
+    pub(crate) fn take_all(&self, item: &StreamId) -> Vec<Member<T, A>> {
         self.lock().remove(item).unwrap_or_default()
     }
 
     /// Takes `ticket` off `item`'s list; `false` if it was taken already (its answer is
     /// coming).
-    pub(crate) fn leave(&self, item: &Sku, ticket: &Ticket<A>) -> bool {
+    pub(crate) fn leave(&self, item: &StreamId, ticket: &Ticket<A>) -> bool {
         let mut lists = self.lock();
         let Some(list) = lists.get_mut(item) else {
             return false;
@@ -88,7 +88,7 @@ impl<T, A> Waiting<T, A> {
         left
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Sku, Vec<Member<T, A>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<StreamId, Vec<Member<T, A>>>> {
         self.lists.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -97,8 +97,8 @@ impl<T, A> Waiting<T, A> {
 mod tests {
     use super::*;
 
-    fn sku(text: &str) -> Sku {
-        Sku::parse(text).unwrap()
+    fn sku(text: &str) -> StreamId {
+        StreamId::of(&crate::domain::Sku::parse(text).unwrap())
     }
 
     #[test]

@@ -152,10 +152,7 @@ pub(crate) fn stream(name: &str) -> StreamId {
 pub(crate) fn cart(lines: &[(&str, i64)]) -> Vec<Line> {
     lines
         .iter()
-        .map(|(name, units)| Line {
-            sku: sku(name),
-            quantity: Quantity::new(*units).expect("a quantity"),
-        })
+        .map(|(name, units)| Line::of(sku(name), Quantity::new(*units).expect("a quantity")))
         .collect()
 }
 

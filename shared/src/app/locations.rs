@@ -1,8 +1,16 @@
 //! Use case: the shop's registry of locations. A change is one conditional write of the
 //! registry's record over the version read (a lost race reads again and applies the change
 //! again), answered at once; the list is read strongly consistent.
+//!
+//! What reservations allocate over, and what commands naming a location are checked against,
+//! is the registry as this process last read it, for at most [`REGISTRY_TRUST`]: a location
+//! registered, deactivated or given another priority is allocated to by every process within
+//! that time (a location named that this process does not know is read again at once).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::attempt::{until_decided, write, Attempt, Written};
 use crate::config::Config;
@@ -14,16 +22,45 @@ use crate::ports::{Record, RecordKey, RecordWrite, Records, Transaction, Transac
 #[derive(Debug, Clone, Default)]
 struct Read {
     version: Option<u64>,
-    locations: Locations,
+    locations: Arc<Locations>,
 }
+
+/// How long a process decides on the registry it read before reading it again.
+pub(crate) const REGISTRY_TRUST: Duration = Duration::from_secs(10);
 
 pub(crate) struct LocationBook {
     pub(crate) records: Arc<dyn Records>,
     pub(crate) transactions: Arc<dyn Transactions>,
     pub(crate) config: Config,
+    /// The registry as last read, and when.
+    pub(crate) known: Mutex<Option<(Instant, Arc<Locations>)>>,
 }
 
 impl LocationBook {
+    /// The registry as this process knows it, read again when older than [`REGISTRY_TRUST`].
+    pub(crate) async fn known(&self) -> Result<Arc<Locations>, AppError> {
+        let known = self.lock().clone();
+        match known {
+            Some((read_at, locations)) if read_at.elapsed() < REGISTRY_TRUST => Ok(locations),
+            _ => Ok(self.read().await?.locations),
+        }
+    }
+
+    /// The location `id` as this process knows the registry (read again if it knows no such
+    /// location); `UnknownLocation` if the shop has none by that id.
+    pub(crate) async fn known_location(&self, id: &LocationId) -> Result<Location, AppError> {
+        if let Some(location) = self.known().await?.get(id) {
+            return Ok(location);
+        }
+        self.location(id).await
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Instant, Arc<Locations>)>> {
+        self.known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Every location of the shop, the default one included, by id, read now.
     pub(crate) async fn list(&self) -> Result<Vec<Location>, AppError> {
         Ok(self.read().await?.locations.all())
@@ -45,7 +82,7 @@ impl LocationBook {
             let location = location.clone();
             async move {
                 let read = self.read().await?;
-                let mut locations = read.locations;
+                let mut locations = Locations::clone(&read.locations);
                 if !locations.put(location.clone())? {
                     return Ok(Attempt::Done(location));
                 }
@@ -56,6 +93,7 @@ impl LocationBook {
                 }]);
                 Ok(match write(self.transactions.as_ref(), transaction).await? {
                     Written::Done => {
+                        *self.lock() = Some((Instant::now(), Arc::new(locations)));
                         tracing::info!(location = %location.id, active = location.active, "location registered");
                         Attempt::Done(location)
                     }
@@ -66,29 +104,31 @@ impl LocationBook {
         .await
     }
 
-    /// The registry as stored now.
+    /// The registry as stored now (and as this process now knows it).
     async fn read(&self) -> Result<Read, AppError> {
-        Ok(
-            match self
-                .records
-                .read_records(&[RecordKey::Locations])
-                .await?
-                .pop()
-            {
-                Some(Some(stored)) => match stored.record {
-                    Record::Locations(locations) => Read {
-                        version: Some(stored.version),
-                        locations,
-                    },
-                    other => {
-                        return Err(AppError::Internal(format!(
-                            "the registry of locations holds {other:?}"
-                        )))
-                    }
+        let read_at = Instant::now();
+        let stored = self
+            .records
+            .read_records(&[RecordKey::Locations])
+            .await?
+            .pop()
+            .flatten();
+        let read = match stored {
+            Some(stored) => match stored.record {
+                Record::Locations(locations) => Read {
+                    version: Some(stored.version),
+                    locations: Arc::new(locations),
                 },
-                _ => Read::default(),
+                other => {
+                    return Err(AppError::Internal(format!(
+                        "the registry of locations holds {other:?}"
+                    )))
+                }
             },
-        )
+            None => Read::default(),
+        };
+        *self.lock() = Some((read_at, Arc::clone(&read.locations)));
+        Ok(read)
     }
 }
 

@@ -121,6 +121,7 @@ impl Inventory {
             records: store.clone(),
             transactions: store.clone(),
             config: config.clone(),
+            known: std::sync::Mutex::default(),
         });
         let log = Arc::new(CommandLog {
             records: store.clone(),
@@ -140,6 +141,7 @@ impl Inventory {
                 placer: Placer {
                     heads: Arc::clone(&heads),
                     snapshots: store.clone(),
+                    locations: Arc::clone(&locations),
                     clock: Arc::clone(&clock),
                 },
                 heads: Arc::clone(&heads),

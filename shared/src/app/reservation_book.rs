@@ -56,21 +56,27 @@ impl Reservation {
         self.holds.iter().map(|h| &h.hold.stream)
     }
 
+    /// Its holds by item, in the order placed (an item held at several locations has a hold at
+    /// each).
+    pub(crate) fn by_item(&self) -> Vec<(&Sku, Vec<&HoldLine>)> {
+        HoldLine::by_item(self.holds.iter().map(|stored| &stored.hold))
+    }
+
     /// The items it holds, each once.
     pub(crate) fn items(&self) -> std::collections::BTreeSet<&Sku> {
         self.streams().map(StreamId::item).collect()
     }
 }
 
-/// A reservation's hold on one SKU, as far as it can be read.
+/// A reservation's holds on one SKU, as far as they can be read.
 #[derive(Debug, Clone)]
 pub(crate) enum HoldLookup {
     /// No reservation has that id (or its anchor is not readable yet).
     UnknownReservation,
     /// The reservation holds nothing on this SKU.
     NotOnSku,
-    /// The hold.
-    Found(StoredHold),
+    /// Its holds on the SKU: one per location the SKU is held at, in the order placed.
+    Found(Vec<StoredHold>),
 }
 
 pub(crate) struct ReservationBook {
@@ -104,8 +110,9 @@ impl ReservationBook {
         })
     }
 
-    /// The holds reservations `ids` have on item `sku` (in whichever of its buckets): anchors
-    /// read concurrently, then one read of the hold records.
+    /// The holds reservations `ids` have on item `sku` (one per location it is held at, in
+    /// the order they were placed, in whichever of its buckets): anchors read concurrently,
+    /// then one read of the hold records.
     pub(crate) async fn holds_on(
         &self,
         sku: &Sku,
@@ -121,20 +128,24 @@ impl ReservationBook {
             let lookup = match anchor {
                 None => HoldLookup::UnknownReservation,
                 Some((_, placed)) => {
-                    match placed.into_iter().find(|hold| hold.stream.item() == sku) {
-                        None => HoldLookup::NotOnSku,
-                        Some(hold) => {
-                            on_sku.push(hold);
-                            continue;
-                        }
+                    let before = on_sku.len();
+                    on_sku.extend(placed.into_iter().filter(|hold| hold.stream.item() == sku));
+                    if on_sku.len() > before {
+                        continue;
                     }
+                    HoldLookup::NotOnSku
                 }
             };
             lookups.insert(id.clone(), lookup);
         }
         for stored in self.stored(on_sku).await? {
             let id = stored.hold.reservation_id.clone();
-            lookups.insert(id, HoldLookup::Found(stored));
+            let lookup = lookups
+                .entry(id)
+                .or_insert_with(|| HoldLookup::Found(Vec::new()));
+            if let HoldLookup::Found(holds) = lookup {
+                holds.push(stored);
+            }
         }
         Ok(lookups)
     }

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use super::attempt::{until_decided, write, Attempt, Reading, Written};
 use super::combine::{Member, Waiting};
-use super::escrow::placement::{LinePlan, Placer};
+use super::escrow::placement::{Allocated, LinePlan, Part, Placer};
 use super::escrow::Draft;
 use super::heads::Heads;
 use super::idempotency::{digest, earlier_reservation, key_of};
@@ -27,7 +27,8 @@ use crate::config::Config;
 use crate::domain::decide::place_hold;
 use crate::domain::{
     Bucket, BucketCount, Caller, Change, HoldLine, HoldTerms, IdempotencyKey, InvalidValue, Line,
-    PlacedLine, Quantity, ReservationId, Sku, Timestamp, TtlSeconds,
+    PlaceRejection, PlacedLine, Preference, Quantity, ReservationId, StreamId, Timestamp,
+    TtlSeconds,
 };
 use crate::error::AppError;
 use crate::limits::{MAX_LINES, MAX_TRANSACTION_ITEMS};
@@ -41,6 +42,7 @@ use crate::telemetry;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReserveRequest {
     lines: Vec<Line>,
+    preference: Preference,
     ttl: TtlSeconds,
     idempotency_key: Option<IdempotencyKey>,
 }
@@ -63,9 +65,15 @@ impl ReserveRequest {
         Line::check_all(&lines, limit, why)?;
         Ok(Self {
             lines,
+            preference: Preference::default(),
             ttl,
             idempotency_key,
         })
+    }
+
+    /// The request with its lines that name no location allocated by `preference`.
+    pub fn preferring(self, preference: Preference) -> Self {
+        Self { preference, ..self }
     }
 
     fn digest(&self) -> String {
@@ -73,10 +81,13 @@ impl ReserveRequest {
         struct Canonical<'a> {
             lines: &'a [Line],
             ttl: TtlSeconds,
+            #[serde(flatten)]
+            preference: &'a Preference,
         }
         digest(&Canonical {
             lines: &self.lines,
             ttl: self.ttl,
+            preference: &self.preference,
         })
     }
 }
@@ -95,9 +106,11 @@ pub(crate) struct Reserve {
     pub(crate) config: Config,
 }
 
-/// A one-line request waiting to be decided with the others on its item.
+/// A one-line request waiting to be decided with the others on its item at its location.
 pub(crate) struct Job {
     request: ReserveRequest,
+    /// Its item at the one location that may hold it (bucket 0 there).
+    at: StreamId,
     digest: String,
     caller: Caller,
     started: Instant,
@@ -156,13 +169,16 @@ impl Reserve {
         // it was confirmed after this request started.
         let started = Instant::now();
         if let [line] = request.lines.as_slice() {
-            let job = Job {
-                request: request.clone(),
-                digest,
-                caller: caller.clone(),
-                started,
-            };
-            return self.together(&line.sku, job, rereads).await;
+            if let Some(at) = self.placer.fixed(line, &request.preference).await? {
+                let job = Job {
+                    request: request.clone(),
+                    at: at.clone(),
+                    digest,
+                    caller: caller.clone(),
+                    started,
+                };
+                return self.together(&at, job, rereads).await;
+            }
         }
         let _turns = self
             .heads
@@ -186,23 +202,24 @@ impl Reserve {
         .await
     }
 
-    /// A one-line request on `item`: it waits on the item's list for its answer or the turn;
-    /// with the turn, it decides for everyone on the list ([`super::combine`]).
+    /// A one-line request on an item at a location (`at`): it waits on their list for its
+    /// answer or the turn on the item; with the turn, it decides for everyone on the list
+    /// ([`super::combine`]).
     async fn together(
         &self,
-        item: &Sku,
+        at: &StreamId,
         job: Job,
         rereads: &mut u32,
     ) -> Result<ReservationView, AppError> {
-        let mut ticket = self.waiting.join(item, job);
+        let mut ticket = self.waiting.join(at, job);
         let turns = tokio::select! {
             biased;
             answer = &mut ticket.answer => return answered(answer, rereads),
-            turns = self.heads.take_turns(std::iter::once(item)) => turns,
+            turns = self.heads.take_turns(std::iter::once(at.item())) => turns,
         };
         match turns {
             Ok(turns) => {
-                let members = self.waiting.take_all(item);
+                let members = self.waiting.take_all(at);
                 if !members.is_empty() {
                     // Decided in a task of its own, turns and all: the others' answers must not
                     // depend on this request's caller waiting for its own.
@@ -214,7 +231,7 @@ impl Reserve {
                 }
             }
             Err(contention) => {
-                if self.waiting.leave(item, &ticket) {
+                if self.waiting.leave(at, &ticket) {
                     return Err(contention);
                 }
             }
@@ -292,6 +309,7 @@ impl Reserve {
         reading: Reading,
     ) -> Result<Attempt<Together>, AppError> {
         let first = &jobs[0].request.lines[0];
+        let at = &jobs[0].at;
         let started = jobs
             .iter()
             .map(|job| job.started)
@@ -301,17 +319,13 @@ impl Reserve {
             .iter()
             .map(|job| job.request.lines[0].quantity.units())
             .sum();
-        let all = Line {
-            sku: first.sku.clone(),
-            quantity: Quantity::new(wanted).unwrap_or(first.quantity),
-        };
-        let plan = self.placer.plan(&all, reading, started).await?;
+        let all = Quantity::new(wanted).unwrap_or(first.quantity);
+        let plan = self.placer.plan(at, all, reading, started).await?;
         if plan.partial {
             // More moves than one write takes: each request is decided alone, where the moves
             // are written a part at a time.
             return Ok(Attempt::Done(Together::none(jobs.len())));
         }
-        let item = &first.sku;
         let stream = &plan.stream;
         let mut draft = Draft::new(stream, plan.states.iter().cloned());
         let now = draft.now(self.clock.now());
@@ -351,7 +365,7 @@ impl Reserve {
             let change = match place_hold(&state, &id, quantity, terms, Vec::new(), owner, now) {
                 Ok(change) => change,
                 Err(refusal) if refusals_stand => {
-                    let refusal = AppError::refused_hold(item, refusal);
+                    let refusal = refused_at(at, quantity, refusal);
                     together.refused.push((index, refusal));
                     continue;
                 }
@@ -404,12 +418,25 @@ impl Reserve {
         reading: Reading,
         started: Instant,
     ) -> Result<Attempt<ReservationView>, AppError> {
-        let plans = try_join_all(
-            request
-                .lines
-                .iter()
-                .map(|line| self.placer.plan(line, reading, started)),
-        )
+        let parts = match self
+            .placer
+            .allocate(&request.lines, &request.preference, reading, started)
+            .await?
+        {
+            Allocated::Parts(parts) => parts,
+            Allocated::Refused(refusal) => return Err(refusal),
+            Allocated::Reread => return Ok(Attempt::Reread),
+        };
+        // A part allocated among several locations was decided on states the allocation read
+        // (this process's, or read now): it is placed on the same.
+        let plans = try_join_all(parts.iter().map(|part| {
+            let reading = if part.allocated {
+                Reading::Known
+            } else {
+                reading
+            };
+            self.placer.plan(&part.at, part.quantity, reading, started)
+        }))
         .await?;
         let clock = plans
             .iter()
@@ -429,9 +456,12 @@ impl Reserve {
         let anchor = &plans[0].stream;
         let anchor_seq = drafts[0].state(anchor.bucket()).version + 1;
         let id = ReservationId::placed(anchor.clone(), anchor_seq);
-        let current = plans.iter().all(|plan| plan.current);
+        // A part refused where it was allocated is allocated again on a fresh read: another
+        // location may have the units.
+        let current =
+            plans.iter().all(|plan| plan.current) && !parts.iter().any(|part| part.allocated);
         let moves_only = drafts.clone();
-        if let Err(refusal) = self.place(request, &plans, &mut drafts, &id, caller, now) {
+        if let Err(refusal) = self.place(request, &parts, &plans, &mut drafts, &id, caller, now) {
             // A drain is written even when the line it was for is refused, and the refusal
             // stands only once it is: then every unit to spare is in bucket 0, where the next
             // refusal of the item is decided alone. A drain that loses a race (a transfer or a
@@ -530,11 +560,13 @@ impl Reserve {
         Ok(all)
     }
 
-    /// The hold of every line (the first line's event names them all, each in its bucket),
-    /// added to its draft, or the first refusal.
+    /// The hold of every part of every line (the first one's event names them all, each in
+    /// its bucket at its location), added to its draft, or the first refusal.
+    #[allow(clippy::too_many_arguments)]
     fn place(
         &self,
         request: &ReserveRequest,
+        parts: &[Part],
         plans: &[LinePlan],
         drafts: &mut [Draft],
         id: &ReservationId,
@@ -542,31 +574,26 @@ impl Reserve {
         now: Timestamp,
     ) -> Result<(), AppError> {
         let terms = HoldTerms::new(now, request.ttl, self.config.release_grace_secs);
-        let cart: Vec<PlacedLine> = if request.lines.len() > 1 {
-            request
-                .lines
+        let cart: Vec<PlacedLine> = if parts.len() > 1 {
+            parts
                 .iter()
                 .zip(plans)
-                .map(|(line, plan)| PlacedLine {
+                .map(|(part, plan)| PlacedLine {
                     stream: plan.stream.clone(),
-                    quantity: line.quantity,
+                    quantity: part.quantity,
                 })
                 .collect()
         } else {
             Vec::new()
         };
-        for (index, ((line, plan), draft)) in request
-            .lines
-            .iter()
-            .zip(plans)
-            .zip(drafts.iter_mut())
-            .enumerate()
+        for (index, ((part, plan), draft)) in
+            parts.iter().zip(plans).zip(drafts.iter_mut()).enumerate()
         {
             let lines = if index == 0 { cart.clone() } else { Vec::new() };
             let owner = caller.client_id();
             let state = draft.state(plan.stream.bucket());
-            let change = place_hold(&state, id, line.quantity, terms, lines, owner, now)
-                .map_err(|refusal| AppError::refused_hold(&line.sku, refusal))?;
+            let change = place_hold(&state, id, part.quantity, terms, lines, owner, now)
+                .map_err(|refusal| refused_at(&part.at, part.quantity, refusal))?;
             draft.record(plan.stream.bucket(), now, change);
         }
         Ok(())
@@ -603,6 +630,19 @@ fn answered(
             answer
         }
         Err(_) => Err(AppError::Contention),
+    }
+}
+
+/// A hold of `quantity` units refused at `at`: an item never kept at a location other than the
+/// default has none for sale there (it is unknown only where every shop keeps it).
+fn refused_at(at: &StreamId, quantity: Quantity, refusal: PlaceRejection) -> AppError {
+    match refusal {
+        PlaceRejection::UnknownSku if !at.location().is_default() => AppError::InsufficientStock {
+            sku: at.item().clone(),
+            requested: quantity.units(),
+            available: 0,
+        },
+        refusal => AppError::refused_hold(at.item(), refusal),
     }
 }
 

@@ -205,6 +205,18 @@ pub struct LineView {
     pub cancelled: i64,
     /// Units shipped that came back.
     pub returned: i64,
+    /// Where its units are held: one location, or several when the request allowed a split.
+    pub allocations: Vec<AllocationView>,
+}
+
+/// Units of a line held at one location.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AllocationView {
+    /// The location.
+    pub location: LocationId,
+    /// Units held there.
+    pub quantity: Quantity,
 }
 
 /// A reservation as of now.
@@ -235,15 +247,23 @@ impl ReservationView {
         holds: &[HoldLine],
         now: Timestamp,
     ) -> Self {
-        let lines: Vec<LineView> = holds
-            .iter()
-            .map(|hold| LineView {
-                sku: hold.stream.item().clone(),
-                quantity: hold.quantity,
-                status: hold.status_at(now),
-                fulfilled: hold.fulfilled,
-                cancelled: hold.cancelled,
-                returned: hold.returned,
+        let lines: Vec<LineView> = HoldLine::by_item(holds)
+            .into_iter()
+            .map(|(sku, holds)| LineView {
+                sku: sku.clone(),
+                quantity: Quantity::new(holds.iter().map(|h| h.quantity.units()).sum())
+                    .unwrap_or(holds[0].quantity),
+                status: HoldStatus::overall(holds.iter().map(|h| h.status_at(now))),
+                fulfilled: holds.iter().map(|h| h.fulfilled).sum(),
+                cancelled: holds.iter().map(|h| h.cancelled).sum(),
+                returned: holds.iter().map(|h| h.returned).sum(),
+                allocations: holds
+                    .iter()
+                    .map(|h| AllocationView {
+                        location: h.stream.location().clone(),
+                        quantity: h.quantity,
+                    })
+                    .collect(),
             })
             .collect();
         Self {

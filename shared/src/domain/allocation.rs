@@ -16,9 +16,13 @@
 
 use std::collections::BTreeMap;
 
+use serde::Serialize;
+
 use super::locations::Location;
 use super::stream::LocationId;
+use super::types::InvalidValue;
 use super::types::{Quantity, Sku};
+use crate::limits::MAX_LOCATIONS;
 
 /// Why a line could not be allocated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,14 +44,49 @@ pub enum AllocationRefusal {
 }
 
 /// How a request wants its lines that name no location allocated.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Preference {
     /// Hold only at this store (it must be active and offer pickup).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pickup_at: Option<LocationId>,
     /// The request's own order, tried before the locations' priority.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub locations: Vec<LocationId>,
     /// Whether a line may be taken from several locations.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub split: bool,
+}
+
+impl Preference {
+    /// A request's preference: its pickup store, its own order of locations (each once, at
+    /// most [`MAX_LOCATIONS`]) and whether a line may be split.
+    pub fn new(
+        pickup_at: Option<LocationId>,
+        locations: Vec<LocationId>,
+        split: bool,
+    ) -> Result<Self, InvalidValue> {
+        if locations.len() > MAX_LOCATIONS {
+            return Err(InvalidValue::new(
+                "invalid_locations",
+                format!(
+                    "locations lists at most {MAX_LOCATIONS} locations, got {}",
+                    locations.len()
+                ),
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some(twice) = locations.iter().find(|id| !seen.insert(*id)) {
+            return Err(InvalidValue::new(
+                "invalid_locations",
+                format!("location {twice} appears more than once in locations"),
+            ));
+        }
+        Ok(Self {
+            pickup_at,
+            locations,
+            split,
+        })
+    }
 }
 
 /// Allocates the lines of one cart, each over what the lines before it left.
@@ -144,28 +183,6 @@ impl Allocator {
         named: Option<&LocationId>,
         preference: &Preference,
     ) -> Result<Vec<(LocationId, i64)>, AllocationRefusal> {
-        let find = |id: &LocationId| self.locations.iter().find(|l| &l.id == id);
-        let refused = |why: String| Err(AllocationRefusal::NoLocation { why });
-        let eligible: Vec<&Location> = match (named, &preference.pickup_at) {
-            (Some(id), _) => match find(id) {
-                Some(location) if location.active => vec![location],
-                Some(_) => return refused(format!("location {id} is not active")),
-                None => return refused(format!("the shop has no location {id}")),
-            },
-            (None, Some(id)) => match find(id) {
-                Some(store) if store.active && store.pickup => vec![store],
-                Some(_) => return refused(format!("location {id} offers no pickup now")),
-                None => return refused(format!("the shop has no location {id}")),
-            },
-            (None, None) => self
-                .locations
-                .iter()
-                .filter(|l| l.active && l.fulfills_online)
-                .collect(),
-        };
-        if eligible.is_empty() {
-            return refused("no active location fulfils online orders".to_owned());
-        }
         let listed = |id: &LocationId| {
             preference
                 .locations
@@ -173,13 +190,14 @@ impl Allocator {
                 .position(|preferred| preferred == id)
                 .unwrap_or(usize::MAX)
         };
-        let mut ordered: Vec<(usize, i32, i64, LocationId)> = eligible
-            .into_iter()
-            .map(|l| {
-                let available = self.available(sku, &l.id);
-                (listed(&l.id), l.priority, available, l.id.clone())
-            })
-            .collect();
+        let mut ordered: Vec<(usize, i32, i64, LocationId)> =
+            eligible(&self.locations, named, preference)?
+                .into_iter()
+                .map(|l| {
+                    let available = self.available(sku, &l.id);
+                    (listed(&l.id), l.priority, available, l.id.clone())
+                })
+                .collect();
         ordered.sort_by(|a, b| {
             (a.0, a.1, std::cmp::Reverse(a.2), &a.3).cmp(&(b.0, b.1, std::cmp::Reverse(b.2), &b.3))
         });
@@ -188,6 +206,38 @@ impl Allocator {
             .map(|(_, _, available, id)| (id, available))
             .collect())
     }
+}
+
+/// The locations of `locations` a line may be held at, whatever they have: the one it names
+/// (`named`, active), else the pickup store (active, with pickup), else every active location
+/// that fulfils online orders. One of them: the line's location needs no allocation.
+pub fn eligible<'a>(
+    locations: &'a [Location],
+    named: Option<&LocationId>,
+    preference: &Preference,
+) -> Result<Vec<&'a Location>, AllocationRefusal> {
+    let find = |id: &LocationId| locations.iter().find(|l| &l.id == id);
+    let refused = |why: String| Err(AllocationRefusal::NoLocation { why });
+    let eligible: Vec<&Location> = match (named, &preference.pickup_at) {
+        (Some(id), _) => match find(id) {
+            Some(location) if location.active => vec![location],
+            Some(_) => return refused(format!("location {id} is not active")),
+            None => return refused(format!("the shop has no location {id}")),
+        },
+        (None, Some(id)) => match find(id) {
+            Some(store) if store.active && store.pickup => vec![store],
+            Some(_) => return refused(format!("location {id} offers no pickup now")),
+            None => return refused(format!("the shop has no location {id}")),
+        },
+        (None, None) => locations
+            .iter()
+            .filter(|l| l.active && l.fulfills_online)
+            .collect(),
+    };
+    if eligible.is_empty() {
+        return refused("no active location fulfils online orders".to_owned());
+    }
+    Ok(eligible)
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::hold::AfterSale;
 use super::stock_states::{Annotation, Reclassification};
 use super::stream::LocationId;
 use super::types::{
@@ -157,6 +158,29 @@ impl Action {
             | Action::SetBuckets { location, .. } => Some(location),
             _ => None,
         }
+    }
+
+    /// The after-sale act a hold command is and the units it names (`None`: all that are left).
+    pub fn after_sale(&self) -> Option<(AfterSale, Option<Quantity>)> {
+        match self {
+            Action::FulfillHold { quantity, .. } => Some((AfterSale::Fulfill, *quantity)),
+            Action::CancelHold { quantity, .. } => Some((AfterSale::Cancel, *quantity)),
+            Action::ReturnHold { quantity, .. } => Some((AfterSale::Return, Some(*quantity))),
+            _ => None,
+        }
+    }
+
+    /// The same after-sale act for `units` (one hold's share of it); any other command as it is.
+    pub fn for_units(&self, units: Quantity) -> Action {
+        let mut action = self.clone();
+        match &mut action {
+            Action::FulfillHold { quantity, .. } | Action::CancelHold { quantity, .. } => {
+                *quantity = Some(units);
+            }
+            Action::ReturnHold { quantity, .. } => *quantity = units,
+            _ => {}
+        }
+        action
     }
 
     /// The reservation a hold command acts on.

@@ -38,7 +38,8 @@ pub struct Event {
     pub change: Change,
 }
 
-/// One line of a reservation: a SKU and how many units of it are held.
+/// One line of a request: a SKU, how many units of it, and, for a reservation, the location
+/// it is held at (`None`: allocated, see [`crate::domain::allocation`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Line {
@@ -46,9 +47,21 @@ pub struct Line {
     pub sku: Sku,
     /// Units held.
     pub quantity: Quantity,
+    /// Where its units are held; absent: allocated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<LocationId>,
 }
 
 impl Line {
+    /// `quantity` units of `sku`, wherever the allocation finds them.
+    pub fn of(sku: Sku, quantity: Quantity) -> Self {
+        Self {
+            sku,
+            quantity,
+            location: None,
+        }
+    }
+
     /// Checks a request's lines: 1 to `limit` of them (`why` says where a lower limit comes
     /// from), each SKU once.
     pub fn check_all(lines: &[Line], limit: usize, why: &str) -> Result<(), InvalidValue> {

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::event::{Change, RejectionCode};
 use super::stream::StreamId;
-use super::types::{Quantity, ReservationId, Timestamp, TtlSeconds};
+use super::types::{Quantity, ReservationId, Sku, Timestamp, TtlSeconds};
 
 /// Where a hold is in its life.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -240,6 +240,54 @@ impl HoldLine {
         }
     }
 
+    /// `holds` by item, in the order placed: a reservation's line is its holds on one item,
+    /// one per location it is held at.
+    pub fn by_item<'a>(
+        holds: impl IntoIterator<Item = &'a HoldLine>,
+    ) -> Vec<(&'a Sku, Vec<&'a HoldLine>)> {
+        let mut items: Vec<(&Sku, Vec<&HoldLine>)> = Vec::new();
+        for hold in holds {
+            let item = hold.stream.item();
+            match items.iter_mut().find(|(sku, _)| *sku == item) {
+                Some((_, holds)) => holds.push(hold),
+                None => items.push((item, vec![hold])),
+            }
+        }
+        items
+    }
+
+    /// How `asked` units of an after-sale act on one item are shared by the reservation's holds
+    /// on it (one per location it is held at, in the order they were placed): each takes what
+    /// it has left before the next. The units each hold takes, by its place in `holds` (holds
+    /// that take none left out), or the refusal one hold would get for asking more than they
+    /// have left together.
+    pub fn share(
+        holds: &[&HoldLine],
+        after: AfterSale,
+        asked: Quantity,
+    ) -> Result<Vec<(usize, Quantity)>, RejectionCode> {
+        if !holds.iter().any(|hold| hold.status.is_sold()) {
+            return Err(RejectionCode::ReservationNotCheckedOut);
+        }
+        let left: i64 = holds.iter().map(|hold| hold.left_to(after)).sum();
+        if asked.units() > left {
+            return Err(match after {
+                AfterSale::Return => RejectionCode::ExceedsShipped,
+                AfterSale::Fulfill | AfterSale::Cancel => RejectionCode::ExceedsUnshipped,
+            });
+        }
+        let mut missing = asked.units();
+        let mut shares = Vec::new();
+        for (index, hold) in holds.iter().enumerate() {
+            let take = hold.left_to(after).min(missing);
+            if let Ok(units) = Quantity::new(take) {
+                shares.push((index, units));
+                missing -= take;
+            }
+        }
+        Ok(shares)
+    }
+
     /// Units `after` may still take on this line: for a shipment or a cancellation, what was
     /// sold and has neither shipped nor been cancelled; for a return, what shipped and has not
     /// come back. None before a checkout.
@@ -341,5 +389,53 @@ mod tests {
         assert_eq!(overall(&[Released, Cancelled]), Cancelled);
         assert_eq!(overall(&[Expired, Released]), Released);
         assert_eq!(overall(&[Expired, Expired]), Expired);
+    }
+
+    #[test]
+    fn an_after_sale_act_on_an_item_held_at_two_locations_takes_from_each_in_turn() {
+        let id = ReservationId::placed(StreamId::parse("A:wh-1").unwrap(), 1);
+        let hold = |stream: &str, units: i64, fulfilled: i64| HoldLine {
+            reservation_id: id.clone(),
+            stream: StreamId::parse(stream).unwrap(),
+            quantity: Quantity::new(units).unwrap(),
+            expires_at: Timestamp::from_millis(1_000),
+            release_at: Timestamp::from_millis(2_000),
+            status: HoldStatus::Committed,
+            fulfilled,
+            cancelled: 0,
+            returned: 0,
+        };
+        let (first, second) = (hold("A:wh-1", 3, 1), hold("A:wh-2", 2, 0));
+        let holds = [&first, &second];
+        let units = |n| Quantity::new(n).unwrap();
+
+        // wh-1 has 2 left to ship, wh-2 has 2.
+        let share = HoldLine::share(&holds, AfterSale::Fulfill, units(3));
+        assert_eq!(share, Ok(vec![(0, units(2)), (1, units(1))]));
+        assert_eq!(
+            HoldLine::share(&holds, AfterSale::Fulfill, units(1)),
+            Ok(vec![(0, units(1))])
+        );
+        assert_eq!(
+            HoldLine::share(&holds, AfterSale::Fulfill, units(5)),
+            Err(RejectionCode::ExceedsUnshipped)
+        );
+        // Only wh-1 shipped a unit: one comes back there, two are more than shipped.
+        assert_eq!(
+            HoldLine::share(&holds, AfterSale::Return, units(1)),
+            Ok(vec![(0, units(1))])
+        );
+        assert_eq!(
+            HoldLine::share(&holds, AfterSale::Return, units(2)),
+            Err(RejectionCode::ExceedsShipped)
+        );
+        let active = HoldLine {
+            status: HoldStatus::Active,
+            ..first.clone()
+        };
+        assert_eq!(
+            HoldLine::share(&[&active], AfterSale::Cancel, units(1)),
+            Err(RejectionCode::ReservationNotCheckedOut)
+        );
     }
 }

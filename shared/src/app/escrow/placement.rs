@@ -1,6 +1,13 @@
 //! Where a line of a reservation holds: the one home of a line's placement (which location,
 //! which bucket) and of the hunt for units when its bucket runs short.
 //!
+//! A line held at the one location that may hold it (the one it names, the pickup store, or
+//! the shop's one location that fulfils online) needs no figures to place: its location's
+//! state decides it as ever. A line that several locations may hold is allocated by the one
+//! rule of [`crate::domain::allocation`], over what each location has for sale as this process
+//! knows it (no read when warm); a refusal of the allocation stands only on figures current
+//! since the request started, else the request reads every candidate again and decides anew.
+//!
 //! A one-bucket (or drained) item holds in bucket 0. A split item holds in this process's home
 //! bucket while it has the units ([`Heads::home`]); a shopper whose bucket ran short probes a
 //! few buckets whose snapshots show units, then gathers them from all, and once the item has
@@ -9,13 +16,18 @@
 
 use std::sync::Arc;
 
+use futures::future::try_join_all;
 use tokio::time::Instant;
 
 use super::super::attempt::Reading;
 use super::super::heads::Heads;
+use super::super::locations::LocationBook;
 use super::Draft;
+use crate::domain::allocation::{self, AllocationRefusal, Allocator, Preference};
 use crate::domain::buckets::{self, DRAIN_BELOW};
-use crate::domain::{Bucket, BucketCount, Line, Move, Quantity, SkuState, StreamId};
+use crate::domain::{
+    Bucket, BucketCount, Line, Location, LocationId, Move, Quantity, SkuState, StreamId,
+};
 use crate::error::AppError;
 use crate::limits::{MAX_BATCH_READ_KEYS, MAX_MOVES_PER_TRANSACTION};
 use crate::ports::{Clock, Snapshots};
@@ -49,6 +61,15 @@ impl LinePlan {
     }
 }
 
+/// What an item has for sale at a location, as allocation sees it.
+struct ForSale {
+    for_sale: i64,
+    /// Current since the request started (a refusal on it stands).
+    current: bool,
+    /// The item has ever been kept there.
+    exists: bool,
+}
+
 /// Buckets tried, by their snapshots, before a shopper whose bucket ran short reads them all.
 const PROBES: usize = 4;
 
@@ -56,15 +77,211 @@ const PROBES: usize = 4;
 /// most `MOVES_PER_LINE + 1` streams, so one item's moves always fit in one write.
 const MOVES_PER_LINE: usize = MAX_MOVES_PER_TRANSACTION - 2;
 
+/// A request line's units held at one location: the line's place in the request, the item's
+/// stream there (bucket 0) and the units.
+#[derive(Debug, Clone)]
+pub(crate) struct Part {
+    pub(crate) line: usize,
+    pub(crate) at: StreamId,
+    pub(crate) quantity: Quantity,
+    /// Allocated among several locations, on states this attempt knows (what a fresh
+    /// reading read now).
+    pub(crate) allocated: bool,
+}
+
+/// Where a request's lines are held.
+pub(crate) enum Allocated {
+    /// Each line's parts (one per location it is held at), in the order of the lines.
+    Parts(Vec<Part>),
+    /// The answer to the request: a refusal decided on figures current since it started.
+    Refused(AppError),
+    /// Refused on figures that may be stale: decided again on a fresh read.
+    Reread,
+}
+
 /// Plans where lines hold, over what this process knows of the items' streams.
 #[derive(Clone)]
 pub(crate) struct Placer {
     pub(crate) heads: Arc<Heads>,
     pub(crate) snapshots: Arc<dyn Snapshots>,
+    pub(crate) locations: Arc<LocationBook>,
     pub(crate) clock: Arc<dyn Clock>,
 }
 
 impl Placer {
+    /// The one location `line` may be held at (bucket 0 of its item there), if only one may
+    /// hold it; `None` when it is allocated among several.
+    pub(crate) async fn fixed(
+        &self,
+        line: &Line,
+        preference: &Preference,
+    ) -> Result<Option<StreamId>, AppError> {
+        let registry = self.locations.known().await?;
+        let eligible = self.eligible(&registry.all(), line, preference).await?;
+        Ok(match eligible.as_slice() {
+            [only] => Some(StreamId::at(&line.sku, only)),
+            _ => None,
+        })
+    }
+
+    /// Where each of `lines` is held: at the one location that may hold it, or allocated
+    /// among several (see the module documentation).
+    pub(crate) async fn allocate(
+        &self,
+        lines: &[Line],
+        preference: &Preference,
+        reading: Reading,
+        started: Instant,
+    ) -> Result<Allocated, AppError> {
+        let registry = self.locations.known().await?;
+        let all = registry.all();
+        let mut parts = Vec::new();
+        let mut open: Vec<(usize, Vec<LocationId>)> = Vec::new();
+        for (index, line) in lines.iter().enumerate() {
+            match self.eligible(&all, line, preference).await?.as_slice() {
+                [only] => parts.push(Part {
+                    line: index,
+                    at: StreamId::at(&line.sku, only),
+                    quantity: line.quantity,
+                    allocated: false,
+                }),
+                several => open.push((index, several.to_vec())),
+            }
+        }
+        if open.is_empty() {
+            return Ok(Allocated::Parts(parts));
+        }
+        let candidates: Vec<StreamId> = open
+            .iter()
+            .flat_map(|(index, eligible)| {
+                eligible.iter().map(|l| StreamId::at(&lines[*index].sku, l))
+            })
+            .collect();
+        let figures = try_join_all(
+            candidates
+                .iter()
+                .map(|at| self.for_sale_at(at, reading, started)),
+        )
+        .await?;
+        let current = figures.iter().all(|figure| figure.current);
+        let mut allocator = Allocator::new(
+            all,
+            candidates
+                .iter()
+                .zip(&figures)
+                .map(|(at, figure)| ((at.item().clone(), at.location().clone()), figure.for_sale)),
+        );
+        for (index, _) in &open {
+            let line = &lines[*index];
+            match allocator.allocate(&line.sku, line.quantity, line.location.as_ref(), preference) {
+                Ok(taken) => parts.extend(taken.into_iter().map(|(location, quantity)| Part {
+                    line: *index,
+                    at: StreamId::at(&line.sku, &location),
+                    quantity,
+                    allocated: true,
+                })),
+                Err(AllocationRefusal::InsufficientStock { .. }) if !current => {
+                    return Ok(Allocated::Reread)
+                }
+                Err(AllocationRefusal::InsufficientStock {
+                    requested,
+                    available,
+                }) => {
+                    let anywhere = candidates
+                        .iter()
+                        .zip(&figures)
+                        .any(|(at, figure)| at.item() == &line.sku && figure.exists);
+                    return Ok(Allocated::Refused(if anywhere {
+                        AppError::InsufficientStock {
+                            sku: line.sku.clone(),
+                            requested,
+                            available,
+                        }
+                    } else {
+                        AppError::UnknownSku(line.sku.clone())
+                    }));
+                }
+                Err(AllocationRefusal::NoLocation { why }) => {
+                    return Err(AppError::LocationUnavailable {
+                        sku: line.sku.clone(),
+                        why,
+                    })
+                }
+            }
+        }
+        parts.sort_by_key(|part| part.line);
+        Ok(Allocated::Parts(parts))
+    }
+
+    /// The locations of the shop (`all`) that may hold `line`; a location it names (or the
+    /// pickup store) that this process does not know is looked up again first.
+    async fn eligible(
+        &self,
+        all: &[Location],
+        line: &Line,
+        preference: &Preference,
+    ) -> Result<Vec<LocationId>, AppError> {
+        let named = line.location.as_ref().or(preference.pickup_at.as_ref());
+        let refreshed: Vec<Location>;
+        let all = match named {
+            Some(id) if !all.iter().any(|l| &l.id == id) => {
+                // Unknown to the shop (404), or registered since this process read it.
+                self.locations.known_location(id).await?;
+                refreshed = self.locations.known().await?.all();
+                refreshed.as_slice()
+            }
+            _ => all,
+        };
+        allocation::eligible(all, line.location.as_ref(), preference)
+            .map(|eligible| eligible.into_iter().map(|l| l.id.clone()).collect())
+            .map_err(|refusal| AppError::LocationUnavailable {
+                sku: line.sku.clone(),
+                why: match refusal {
+                    AllocationRefusal::NoLocation { why } => why,
+                    AllocationRefusal::InsufficientStock { .. } => String::new(),
+                },
+            })
+    }
+
+    /// What the item has for sale at a location (`at`: its bucket 0 there), for allocation:
+    /// as known (a bucketed location's figure then counts its buckets as last known, and is
+    /// not current), or read now.
+    async fn for_sale_at(
+        &self,
+        at: &StreamId,
+        reading: Reading,
+        started: Instant,
+    ) -> Result<ForSale, AppError> {
+        let (zero, current) = self.read(at, reading, started).await?;
+        let now = zero.now(self.clock.now());
+        let layout = zero.layout;
+        if layout.active() == BucketCount::ONE {
+            return Ok(ForSale {
+                for_sale: zero.for_sale(now),
+                current,
+                exists: zero.exists(),
+            });
+        }
+        let others: Vec<StreamId> = layout
+            .count
+            .buckets()
+            .skip(1)
+            .map(|b| at.in_bucket(b))
+            .collect();
+        let (states, current) = match reading {
+            Reading::Fresh => (self.heads.load_all(others.iter()).await?, current),
+            Reading::Known => (
+                others.iter().map(|s| self.heads.known(s).state).collect(),
+                false,
+            ),
+        };
+        Ok(ForSale {
+            for_sale: zero.for_sale(now) + states.iter().map(|s| s.for_sale(now)).sum::<i64>(),
+            current,
+            exists: true,
+        })
+    }
+
     /// The state `stream` is decided on in this attempt, and whether it was current since the
     /// request started.
     async fn read(
@@ -83,15 +300,16 @@ impl Placer {
         })
     }
 
-    /// Where `line` holds. A one-bucket (or drained) item: in bucket 0. A bucketed item: in
-    /// this process's home bucket while it has the units; else the shopper hunts for them.
+    /// Where `quantity` units of an item at a location (`item`: its bucket 0 there) hold. A
+    /// one-bucket (or drained) item: in bucket 0. A bucketed item: in this process's home
+    /// bucket while it has the units; else the shopper hunts for them.
     pub(crate) async fn plan(
         &self,
-        line: &Line,
+        item: &StreamId,
+        quantity: Quantity,
         reading: Reading,
         started: Instant,
     ) -> Result<LinePlan, AppError> {
-        let item = &StreamId::of(&line.sku);
         // A bucketed item's layout comes from what this process knows of bucket 0 unless that
         // is its home: a hold needs only its own bucket current (a bucket drained or dropped
         // has nothing to spare, and the hunt reads bucket 0 again).
@@ -117,10 +335,10 @@ impl Placer {
             (state, current)
         };
         let now = state.now(self.clock.now());
-        if !current || state.for_sale(now) >= line.quantity.units() {
+        if !current || state.for_sale(now) >= quantity.units() {
             return Ok(LinePlan::on(item.in_bucket(home), states, current));
         }
-        self.hunt(item, line.quantity, home, states).await
+        self.hunt(item, quantity, home, states).await
     }
 
     /// A shopper whose bucket is short (on a current state) looks for the units: first in up
