@@ -7,8 +7,8 @@ use super::{ApplyReport, Inventory, ReservationView, ReserveRequest};
 use crate::config::Config;
 use crate::domain::Annotation;
 use crate::domain::{
-    BucketCount, Caller, ClientId, Command, IdempotencyKey, Line, Quantity, Scope, Sku, StreamId,
-    Timestamp, TtlSeconds,
+    BucketCount, Caller, ClientId, Command, IdempotencyKey, ItemAt, Line, Location, LocationId,
+    LocationKind, Preference, Quantity, Scope, Sku, StreamId, Timestamp, TtlSeconds,
 };
 use crate::error::AppError;
 use crate::memory::{MemoryQueue, MemoryStore};
@@ -75,6 +75,44 @@ impl Given {
         self
     }
 
+    /// Given a location `id` registered: a warehouse that fulfils online orders, or (`pickup`)
+    /// a store that offers pickup only; lower `priority` first.
+    pub(crate) async fn location(&self, id: &str, pickup: bool, priority: i64) -> &Self {
+        let kind = if pickup {
+            LocationKind::Store
+        } else {
+            LocationKind::Warehouse
+        };
+        let location = Location::new(location(id), id, kind, !pickup, pickup, priority, true)
+            .expect("a location");
+        self.inventory
+            .put_location(location)
+            .await
+            .expect("registered");
+        self
+    }
+
+    /// Given `units` of `sku` received at `location` and applied.
+    pub(crate) async fn stock_at(&self, name: &str, at: &str, units: i64) -> &Self {
+        let quantity = Quantity::new(units).expect("a quantity");
+        let item = ItemAt {
+            sku: sku(name),
+            location: location(at),
+        };
+        self.inventory
+            .receive_stock(
+                item,
+                quantity,
+                Annotation::received(None),
+                None,
+                &Caller::local_admin(),
+            )
+            .await
+            .expect("a receipt is accepted");
+        self.processed().await;
+        self
+    }
+
     /// Given `sku` split into `count` escrow buckets, applied.
     pub(crate) async fn buckets(&self, name: &str, count: i64) -> &Self {
         let count = BucketCount::new(count).expect("a bucket count");
@@ -101,6 +139,36 @@ impl Given {
         )
         .expect("a valid request");
         self.inventory.reserve(request, shopper).await
+    }
+
+    /// When `shopper` reserves lines of `(sku, units, location named)`, the others allocated
+    /// by `preference`.
+    pub(crate) async fn reserve_at(
+        &self,
+        shopper: &Caller,
+        lines: &[(&str, i64, Option<&str>)],
+        preference: Preference,
+    ) -> Result<ReservationView, AppError> {
+        let lines = lines
+            .iter()
+            .map(|(name, units, at)| Line {
+                location: at.map(location),
+                ..Line::of(sku(name), Quantity::new(*units).expect("a quantity"))
+            })
+            .collect();
+        let request = ReserveRequest::new(lines, TtlSeconds::DEFAULT, None)
+            .expect("a valid request")
+            .preferring(preference);
+        self.inventory.reserve(request, shopper).await
+    }
+
+    /// The units of `sku` for sale now at each location it is kept at, by id.
+    pub(crate) async fn available_at(&self, name: &str) -> Vec<(String, i64)> {
+        let item = self.inventory.item(&sku(name)).await.expect("a known SKU");
+        item.locations
+            .iter()
+            .map(|at| (at.location.to_string(), at.available))
+            .collect()
     }
 
     /// Applies everything queued, per SKU in arrival order, as the processor does.
@@ -142,6 +210,10 @@ impl Given {
 
 pub(crate) fn sku(name: &str) -> Sku {
     Sku::parse(name).expect("a SKU")
+}
+
+pub(crate) fn location(id: &str) -> LocationId {
+    LocationId::parse(id).expect("a location id")
 }
 
 /// The own stream of the item `name`.

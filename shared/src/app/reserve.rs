@@ -843,4 +843,346 @@ mod tests {
         let answer = given.reserve(&shopper("alice"), &[("NEW", 1)], None).await;
         assert_eq!(answer.unwrap_err(), AppError::UnknownSku(sku("NEW")));
     }
+
+    /// Given/when/then for reservations over several locations: allocation, pickup, splits,
+    /// and the hold commands acting where the holds are. The platforms' reported failures are
+    /// named cases.
+    mod locations {
+        use super::super::super::given::{location, shopper, sku, Given};
+        use super::super::super::AfterSaleRequest;
+        use crate::domain::{Line, Preference, Quantity};
+        use crate::error::AppError;
+
+        fn allocations(view: &super::super::ReservationView) -> Vec<(String, String, i64)> {
+            view.lines
+                .iter()
+                .flat_map(|line| {
+                    line.allocations.iter().map(move |at| {
+                        (
+                            line.sku.to_string(),
+                            at.location.to_string(),
+                            at.quantity.units(),
+                        )
+                    })
+                })
+                .collect()
+        }
+
+        fn row(sku: &str, at: &str, units: i64) -> (String, String, i64) {
+            (sku.to_owned(), at.to_owned(), units)
+        }
+
+        fn at(id: &str, units: i64) -> (String, i64) {
+            (id.to_owned(), units)
+        }
+
+        fn split() -> Preference {
+            Preference::new(None, Vec::new(), true).unwrap()
+        }
+
+        /// Two warehouses: `default` (priority 0) with `first` units of A, `wh-2` (priority 1)
+        /// with `second`.
+        async fn two_warehouses(first: i64, second: i64) -> Given {
+            let given = Given::new();
+            given.location("wh-2", false, 1).await;
+            given
+                .stock("A", first)
+                .await
+                .stock_at("A", "wh-2", second)
+                .await;
+            given
+        }
+
+        #[tokio::test]
+        async fn medusa_14987_15132_a_line_is_held_where_all_of_it_is_never_at_the_first_location_short_of_it(
+        ) {
+            let given = two_warehouses(2, 5).await;
+            let alice = shopper("alice");
+
+            let held = given
+                .reserve_at(&alice, &[("A", 3, None)], Preference::default())
+                .await
+                .unwrap();
+            assert_eq!(allocations(&held), [row("A", "wh-2", 3)]);
+            assert_eq!(
+                given.available_at("A").await,
+                [at("default", 2), at("wh-2", 2)]
+            );
+            // Within the first location's units, the first by priority holds.
+            let held = given
+                .reserve_at(&alice, &[("A", 2, None)], Preference::default())
+                .await
+                .unwrap();
+            assert_eq!(allocations(&held), [row("A", "default", 2)]);
+            // No one location has 3 now (the item has 2 + 0 + ... spread): refused, not split.
+            let refused = given
+                .reserve_at(&alice, &[("A", 3, None)], Preference::default())
+                .await;
+            assert_eq!(
+                refused.unwrap_err(),
+                AppError::InsufficientStock {
+                    sku: sku("A"),
+                    requested: 3,
+                    available: 2
+                }
+            );
+        }
+
+        #[tokio::test]
+        async fn the_requests_own_order_comes_before_priority_and_a_named_location_is_the_only_one()
+        {
+            let given = two_warehouses(5, 5).await;
+            let alice = shopper("alice");
+            let preferring_wh2 = Preference::new(None, vec![location("wh-2")], false).unwrap();
+            let held = given
+                .reserve_at(&alice, &[("A", 1, None)], preferring_wh2)
+                .await
+                .unwrap();
+            assert_eq!(allocations(&held), [row("A", "wh-2", 1)]);
+            let named = given
+                .reserve_at(&alice, &[("A", 4, Some("wh-2"))], Preference::default())
+                .await
+                .unwrap();
+            assert_eq!(allocations(&named), [row("A", "wh-2", 4)]);
+            // wh-2 is out: a line naming it is refused although default has 5.
+            let short = given
+                .reserve_at(&alice, &[("A", 1, Some("wh-2"))], Preference::default())
+                .await;
+            assert_eq!(
+                short.unwrap_err(),
+                AppError::InsufficientStock {
+                    sku: sku("A"),
+                    requested: 1,
+                    available: 0
+                }
+            );
+            let unknown = given
+                .reserve_at(&alice, &[("A", 1, Some("wh-9"))], Preference::default())
+                .await;
+            assert_eq!(
+                unknown.unwrap_err(),
+                AppError::UnknownLocation(location("wh-9"))
+            );
+        }
+
+        #[tokio::test]
+        async fn a_split_line_takes_all_of_each_location_in_order_and_its_sale_ships_from_each() {
+            let given = two_warehouses(2, 5).await;
+            let alice = shopper("alice");
+            let held = given
+                .reserve_at(&alice, &[("A", 6, None)], split())
+                .await
+                .unwrap();
+            assert_eq!(
+                allocations(&held),
+                [row("A", "default", 2), row("A", "wh-2", 4)]
+            );
+            assert_eq!(held.lines.len(), 1, "one line, held at two locations");
+            assert_eq!(held.lines[0].quantity.units(), 6);
+            assert_eq!(
+                given.available_at("A").await,
+                [at("default", 0), at("wh-2", 1)]
+            );
+
+            let id = held.reservation_id;
+            given
+                .inventory
+                .request_checkout(&id, None, &alice)
+                .await
+                .unwrap();
+            given.processed().await;
+            let item = given.inventory.item(&sku("A")).await.unwrap();
+            let committed: Vec<i64> = item.locations.iter().map(|l| l.committed).collect();
+            assert_eq!(committed, [2, 4]);
+
+            // Three ship: the two at default, then one at wh-2.
+            let three = Line::of(sku("A"), Quantity::new(3).unwrap());
+            let shipment = AfterSaleRequest::fulfill(Some(vec![three]), None).unwrap();
+            given
+                .inventory
+                .request_after_sale(&id, shipment, None, &alice)
+                .await
+                .unwrap();
+            given.processed().await;
+            let item = given.inventory.item(&sku("A")).await.unwrap();
+            let figures: Vec<(i64, i64)> = item
+                .locations
+                .iter()
+                .map(|l| (l.on_hand, l.committed))
+                .collect();
+            assert_eq!(figures, [(0, 0), (4, 3)]);
+            let view = given.inventory.reservation(&id, &alice).await.unwrap();
+            assert_eq!(view.lines[0].fulfilled, 3);
+            // More than is left to ship is refused whole, before it is queued.
+            let four = Line::of(sku("A"), Quantity::new(4).unwrap());
+            let too_many = AfterSaleRequest::fulfill(Some(vec![four]), None).unwrap();
+            let refused = given
+                .inventory
+                .request_after_sale(&id, too_many, None, &alice)
+                .await;
+            assert!(
+                matches!(refused, Err(AppError::LineRefused { left: 3, .. })),
+                "{refused:?}"
+            );
+        }
+
+        #[tokio::test]
+        async fn a_split_hold_released_or_expired_frees_every_location_it_held() {
+            let given = two_warehouses(2, 5).await;
+            let alice = shopper("alice");
+            let released = given
+                .reserve_at(&alice, &[("A", 3, None)], split())
+                .await
+                .unwrap();
+            let expiring = given
+                .reserve_at(&alice, &[("A", 4, None)], split())
+                .await
+                .unwrap();
+            assert_eq!(allocations(&expiring), [row("A", "wh-2", 4)]);
+            assert_eq!(
+                given.available_at("A").await,
+                [at("default", 0), at("wh-2", 0)]
+            );
+            given
+                .inventory
+                .request_release(&released.reservation_id, None, &alice)
+                .await
+                .unwrap();
+            given.processed().await;
+            assert_eq!(
+                given.available_at("A").await,
+                [at("default", 2), at("wh-2", 1)]
+            );
+            given.later_by_secs(3_600);
+            given.inventory.sweep_expired_holds().await.unwrap();
+            given.processed().await;
+            assert_eq!(
+                given.available_at("A").await,
+                [at("default", 2), at("wh-2", 5)]
+            );
+        }
+
+        #[tokio::test]
+        async fn saleor_9970_online_orders_never_hold_a_pickup_stores_units_a_pickup_holds_only_there(
+        ) {
+            let given = Given::new();
+            given.location("store-5", true, 0).await;
+            given.stock("A", 1).await.stock_at("A", "store-5", 3).await;
+            let alice = shopper("alice");
+            let online = given.reserve_at(&alice, &[("A", 2, None)], split()).await;
+            assert_eq!(
+                online.unwrap_err(),
+                AppError::InsufficientStock {
+                    sku: sku("A"),
+                    requested: 2,
+                    available: 1
+                }
+            );
+            let pickup = Preference::new(Some(location("store-5")), Vec::new(), false).unwrap();
+            let held = given
+                .reserve_at(&alice, &[("A", 2, None)], pickup)
+                .await
+                .unwrap();
+            assert_eq!(allocations(&held), [row("A", "store-5", 2)]);
+            // Pickup at a location that offers none is refused, naming why.
+            let warehouse = Preference::new(Some(location("default")), Vec::new(), false).unwrap();
+            let refused = given.reserve_at(&alice, &[("A", 1, None)], warehouse).await;
+            assert!(
+                matches!(refused, Err(AppError::LocationUnavailable { .. })),
+                "{refused:?}"
+            );
+        }
+
+        #[tokio::test]
+        async fn a_cart_over_two_items_at_two_locations_is_held_whole_or_not_at_all() {
+            let given = Given::new();
+            given.location("wh-2", false, 1).await;
+            given.stock_at("A", "wh-2", 5).await.stock("B", 2).await;
+            let alice = shopper("alice");
+            let refused = given
+                .reserve_at(
+                    &alice,
+                    &[("A", 2, None), ("B", 3, None)],
+                    Preference::default(),
+                )
+                .await;
+            assert!(matches!(refused, Err(AppError::InsufficientStock { .. })));
+            assert_eq!(
+                given.available_at("A").await,
+                [at("default", 0), at("wh-2", 5)]
+            );
+            let held = given
+                .reserve_at(
+                    &alice,
+                    &[("A", 2, None), ("B", 2, None)],
+                    Preference::default(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(
+                allocations(&held),
+                [row("A", "wh-2", 2), row("B", "default", 2)]
+            );
+            let view = given
+                .inventory
+                .reservation(&held.reservation_id, &alice)
+                .await
+                .unwrap();
+            assert_eq!(view, held, "read back as answered");
+        }
+
+        #[tokio::test]
+        async fn an_allocation_on_stale_knowledge_is_decided_again_never_oversold_nor_refused_wrongly(
+        ) {
+            let given = two_warehouses(3, 3).await;
+            let alice = shopper("alice");
+            let other = given.another_process();
+            // This process learns both locations' figures (3 and 3).
+            let warm = given
+                .reserve_at(&alice, &[("A", 1, None)], Preference::default())
+                .await
+                .unwrap();
+            given
+                .inventory
+                .request_release(&warm.reservation_id, None, &alice)
+                .await
+                .unwrap();
+            given.processed().await;
+            let request = |units| {
+                super::super::ReserveRequest::new(
+                    vec![Line::of(sku("A"), Quantity::new(units).unwrap())],
+                    crate::domain::TtlSeconds::DEFAULT,
+                    None,
+                )
+                .unwrap()
+            };
+            other.reserve(request(1), &alice).await.unwrap();
+            // The other process sold one at default: this one, still knowing 3 there, allocates
+            // 3 to default, loses the write, and allocates again on what it reads.
+            let held = given.inventory.reserve(request(3), &alice).await.unwrap();
+            assert_eq!(allocations(&held), [row("A", "wh-2", 3)]);
+            assert_eq!(
+                given.available_at("A").await,
+                [at("default", 2), at("wh-2", 0)]
+            );
+            // Stock lands at wh-2 through the other process: a refusal here is read again first.
+            let more = given.another_process();
+            more.receive_stock(
+                crate::domain::ItemAt {
+                    sku: sku("A"),
+                    location: location("wh-2"),
+                },
+                Quantity::new(4).unwrap(),
+                crate::domain::Annotation::received(None),
+                None,
+                &crate::domain::Caller::local_admin(),
+            )
+            .await
+            .unwrap();
+            let batch = given.queue.try_receive(10);
+            more.apply_commands(&sku("A"), &batch).await.unwrap();
+            let held = given.inventory.reserve(request(4), &alice).await.unwrap();
+            assert_eq!(allocations(&held), [row("A", "wh-2", 4)]);
+        }
+    }
 }
