@@ -61,6 +61,7 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     code("invalid_threshold", StatusCode::BAD_REQUEST, "A low-stock threshold is not between 0 and 1000000."),
     code("invalid_location", StatusCode::BAD_REQUEST, "A location id is not 1-64 characters of [A-Za-z0-9._-]."),
     code("invalid_location_name", StatusCode::BAD_REQUEST, "A location's name is blank or over 200 characters."),
+    code("invalid_locations", StatusCode::BAD_REQUEST, "A reservation's `locations` lists a location twice, or more than 1000."),
     code("invalid_priority", StatusCode::BAD_REQUEST, "A location's priority is not between -1000000 and 1000000."),
     code("invalid_ttl", StatusCode::BAD_REQUEST, "A hold's ttl_seconds is not between 60 and 86400."),
     code("invalid_reservation_id", StatusCode::BAD_REQUEST, "The path does not name a reservation id."),
@@ -82,7 +83,7 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     code(
         "unknown_location",
         StatusCode::NOT_FOUND,
-        "A command names a location the shop has not registered (PUT /locations/{id}); `location` names it. Nothing was queued.",
+        "A command, a reservation line or `pickup_at` names a location the shop has not registered (PUT /locations/{id}); `location` names it. Nothing was queued or held.",
     ),
     code(
         "reservation_not_found",
@@ -95,6 +96,11 @@ pub const ERROR_CODES: &[ErrorCode] = &[
         "insufficient_stock",
         StatusCode::CONFLICT,
         "A line asks for more than is available; `sku`, `requested` and `available` say which and how much. Nothing was held.",
+    ),
+    code(
+        "location_unavailable",
+        StatusCode::CONFLICT,
+        "No location may hold a reservation line: the one it names is inactive, `pickup_at` names a location without pickup, or no active location fulfils online orders; `sku` names the line. Nothing was held.",
     ),
     code(
         "reservation_not_active",

@@ -2846,3 +2846,170 @@ async fn a_command_at_a_location_the_shop_has_not_registered_is_404_and_queues_n
     .assert_error(StatusCode::BAD_REQUEST, "invalid_location");
     assert_eq!(app.process().await, 0, "nothing was queued");
 }
+
+#[tokio::test]
+async fn a_shop_with_two_warehouses_and_a_pickup_store_holds_each_line_where_its_units_are() {
+    let app = App::new().await;
+    // Given the default warehouse (priority 0), a second one (priority 1) and a pickup store.
+    app.put(
+        "/locations/wh-2",
+        &json!({ "name": "East", "kind": "warehouse", "priority": 1 }),
+    )
+    .await
+    .assert_status(StatusCode::OK);
+    app.put(
+        "/locations/store-5",
+        &json!({ "name": "Store 5", "kind": "store", "pickup": true, "fulfills_online": false }),
+    )
+    .await
+    .assert_status(StatusCode::OK);
+    app.stock("SKU-1", 2).await;
+    for (at, units) in [("wh-2", 5), ("store-5", 3)] {
+        app.command(
+            "POST",
+            "/items/SKU-1/receipts",
+            &json!({ "quantity": units, "location": at }),
+        )
+        .await
+        .assert_status(StatusCode::ACCEPTED);
+    }
+    app.process().await;
+    let allocations = |reply: &Reply| reply.body["lines"][0]["allocations"].clone();
+
+    // When a line the default warehouse cannot hold whole is reserved, the next one holds it.
+    let reply = app
+        .post(
+            "/reservations",
+            &json!({ "lines": [{ "sku": "SKU-1", "quantity": 3 }] }),
+        )
+        .await;
+    reply.assert_status(StatusCode::CREATED);
+    assert_eq!(
+        allocations(&reply),
+        json!([{ "location": "wh-2", "quantity": 3 }])
+    );
+    // A split takes all of each location in order; pickup holds at the store only.
+    let split = app
+        .post(
+            "/reservations",
+            &json!({ "lines": [{ "sku": "SKU-1", "quantity": 3 }], "split": true }),
+        )
+        .await;
+    split.assert_status(StatusCode::CREATED);
+    assert_eq!(
+        allocations(&split),
+        json!([{ "location": "default", "quantity": 2 }, { "location": "wh-2", "quantity": 1 }])
+    );
+    assert_eq!(split.body["lines"][0]["quantity"], json!(3));
+    let pickup = app
+        .post(
+            "/reservations",
+            &json!({ "lines": [{ "sku": "SKU-1", "quantity": 3 }], "pickup_at": "store-5" }),
+        )
+        .await;
+    pickup.assert_status(StatusCode::CREATED);
+    assert_eq!(
+        allocations(&pickup),
+        json!([{ "location": "store-5", "quantity": 3 }])
+    );
+    // Online orders never take the store's units: one unit is left online, at wh-2.
+    app.post("/reservations", &cart(&[("SKU-1", 2)]))
+        .await
+        .assert_error(StatusCode::CONFLICT, "insufficient_stock");
+    let named = app
+        .post(
+            "/reservations",
+            &json!({ "lines": [{ "sku": "SKU-1", "quantity": 1, "location": "wh-2" }] }),
+        )
+        .await;
+    named.assert_status(StatusCode::CREATED);
+    let item = app.item("SKU-1").await;
+    assert_eq!(item["available"], json!(0), "{item}");
+
+    // Then the split reservation checks out and ships from both locations, in order.
+    let id = split.str("reservation_id");
+    app.checkout(&id).await;
+    app.command(
+        "POST",
+        &format!("/reservations/{id}/fulfill"),
+        &json!({ "lines": [{ "sku": "SKU-1", "quantity": 3 }] }),
+    )
+    .await
+    .assert_status(StatusCode::ACCEPTED);
+    app.process().await;
+    let item = app.item("SKU-1").await;
+    let on_hand: Vec<(Value, Value)> = item["locations"]
+        .as_array()
+        .expect("locations")
+        .iter()
+        .map(|l| (l["location"].clone(), l["on_hand"].clone()))
+        .collect();
+    assert_eq!(
+        on_hand,
+        [
+            (json!("default"), json!(0)),
+            (json!("store-5"), json!(3)),
+            (json!("wh-2"), json!(4))
+        ]
+    );
+    let read = app.get(&format!("/reservations/{id}")).await;
+    assert_eq!(
+        read.body["lines"][0]["fulfilled"],
+        json!(3),
+        "{}",
+        read.body
+    );
+    assert_eq!(allocations(&read), allocations(&split));
+}
+
+#[tokio::test]
+async fn a_reservation_naming_a_location_it_may_not_use_is_refused_with_its_reason() {
+    let app = App::new().await;
+    app.put(
+        "/locations/wh-2",
+        &json!({ "name": "East", "kind": "warehouse", "active": false }),
+    )
+    .await
+    .assert_status(StatusCode::OK);
+    app.stock("SKU-1", 2).await;
+    let line = |extra: Value| {
+        let mut body = json!({ "lines": [{ "sku": "SKU-1", "quantity": 1 }] });
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
+        }
+        body
+    };
+    let at = |location: &str| json!({ "lines": [{ "sku": "SKU-1", "quantity": 1, "location": location }] });
+    app.post("/reservations", &at("store-9"))
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "unknown_location");
+    let reply = app.post("/reservations", &at("a:b")).await;
+    reply.assert_error(StatusCode::BAD_REQUEST, "invalid_location");
+    assert_eq!(reply.body["field"], json!("lines[0].location"));
+    app.post("/reservations", &at("wh-2"))
+        .await
+        .assert_error(StatusCode::CONFLICT, "location_unavailable");
+    app.post("/reservations", &line(json!({ "pickup_at": "default" })))
+        .await
+        .assert_error(StatusCode::CONFLICT, "location_unavailable");
+    app.post("/reservations", &line(json!({ "pickup_at": "store-9" })))
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "unknown_location");
+    let reply = app
+        .post(
+            "/reservations",
+            &line(json!({ "locations": ["default", "default"] })),
+        )
+        .await;
+    reply.assert_error(StatusCode::BAD_REQUEST, "invalid_locations");
+    let reply = app
+        .post("/reservations", &line(json!({ "locations": ["no/such"] })))
+        .await;
+    reply.assert_error(StatusCode::BAD_REQUEST, "invalid_location");
+    assert_eq!(reply.body["field"], json!("locations"));
+    assert_eq!(
+        app.item("SKU-1").await["available"],
+        json!(2),
+        "nothing held"
+    );
+}
