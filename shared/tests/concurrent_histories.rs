@@ -37,9 +37,9 @@ use inventory_core::app::{AfterSaleRequest, CommandStatus, ReserveRequest};
 use inventory_core::archive::Archive;
 use inventory_core::domain::{
     Annotation, BucketCount, Caller, Change, ClientId, Command, CommandId, Event, HoldLine,
-    HoldStatus, IdempotencyKey, ItemAt, Line, Location, LocationId, LocationKind, Quantity, Reason,
-    Reclassification, ReservationId, Scope, Sku, SkuState, StockState, StreamId, Timestamp,
-    TtlSeconds, Version,
+    HoldStatus, IdempotencyKey, ItemAt, Line, Location, LocationId, LocationKind, Preference,
+    Quantity, Reason, Reclassification, ReservationId, Scope, Sku, SkuState, StockState, StreamId,
+    Timestamp, TtlSeconds, Version,
 };
 use inventory_core::feed::{FeedChange, Reaction};
 use inventory_core::memory::{MemoryObjects, MemoryQueue, MemoryStore};
@@ -210,6 +210,11 @@ fn histories(shard: u64) {
         totals.store_events > 0,
         "histories should receive, adjust, move and count stock at a second location"
     );
+    assert!(
+        totals.split_lines > 0 && totals.pickup_holds > 0 && totals.second_warehouse_holds > 0,
+        "histories should split lines over locations, hold for pickup and allocate to the \
+         second warehouse"
+    );
 }
 
 #[derive(Debug, Default)]
@@ -226,6 +231,9 @@ struct Totals {
     counts: usize,
     after_sale_events: usize,
     store_events: usize,
+    split_lines: usize,
+    pickup_holds: usize,
+    second_warehouse_holds: usize,
 }
 
 impl Totals {
@@ -242,6 +250,9 @@ impl Totals {
         self.counts += stats.counts;
         self.after_sale_events += stats.after_sale_events;
         self.store_events += stats.store_events;
+        self.split_lines += stats.split_lines;
+        self.pickup_holds += stats.pickup_holds;
+        self.second_warehouse_holds += stats.second_warehouse_holds;
     }
 }
 
@@ -262,8 +273,14 @@ struct Stats {
     counts: usize,
     /// Shipments, cancellations and returns applied.
     after_sale_events: usize,
-    /// Events at the second location (its buckets' included).
+    /// Events at the other locations (their buckets' included).
     store_events: usize,
+    /// Lines of a reservation held at several locations.
+    split_lines: usize,
+    /// Holds at the pickup store.
+    pickup_holds: usize,
+    /// Holds at the second warehouse.
+    second_warehouse_holds: usize,
 }
 
 tokio::task_local! {
@@ -508,6 +525,8 @@ impl CommandQueue for ChaosQueue {
 struct Ledger {
     /// Each acknowledged reservation: the client that made it, and its lines.
     reservations: BTreeMap<ReservationId, (usize, Vec<Line>)>,
+    /// How each acknowledged reservation wanted its lines that named no location allocated.
+    preferences: BTreeMap<ReservationId, Preference>,
     by_key: HashMap<String, ReservationId>,
     commands: BTreeMap<CommandId, Acknowledged>,
     /// Reservations whose checkout was acknowledged (what a shipment mostly names).
@@ -616,13 +635,27 @@ async fn run_history(history: &History) -> Result<Stats, String> {
         true,
     )
     .unwrap();
-    for _ in 0..RETRIES {
-        if world.processes[0]
-            .put_location(store_5.clone())
-            .await
-            .is_ok()
-        {
-            break;
+    // And a second warehouse, after the default one by priority: reservations are allocated
+    // over both, or held at the store for pickup.
+    let wh_2 = Location::new(
+        LocationId::parse(WAREHOUSE).unwrap(),
+        "Warehouse 2",
+        LocationKind::Warehouse,
+        true,
+        false,
+        1,
+        true,
+    )
+    .unwrap();
+    for location in [store_5, wh_2] {
+        for _ in 0..RETRIES {
+            if world.processes[0]
+                .put_location(location.clone())
+                .await
+                .is_ok()
+            {
+                break;
+            }
         }
     }
     let clients_done = Arc::new(AtomicBool::new(false));
@@ -723,18 +756,41 @@ fn random_sku(rng: &mut fastrand::Rng) -> Sku {
     Sku::parse(SKUS[rng.usize(0..SKUS.len())]).unwrap()
 }
 
-/// The location commands on stock name besides the default one.
+/// A pickup store besides the default location (it fulfils no online order).
 const STORE: &str = "store-5";
 
-/// An item at a location drawn at random: the default two times in three, else the store.
+/// A second warehouse, after the default one by priority.
+const WAREHOUSE: &str = "wh-2";
+
+/// A location drawn at random: the default one time in two, the store one in three, else the
+/// second warehouse.
+fn random_location(rng: &mut fastrand::Rng) -> LocationId {
+    match rng.u8(0..6) {
+        0 | 1 => LocationId::parse(STORE).unwrap(),
+        2 => LocationId::parse(WAREHOUSE).unwrap(),
+        _ => LocationId::default(),
+    }
+}
+
+/// An item at a location drawn at random.
 fn random_place(rng: &mut fastrand::Rng) -> ItemAt {
     let sku = random_sku(rng);
-    let location = if rng.u8(0..3) == 0 {
-        LocationId::parse(STORE).unwrap()
-    } else {
-        LocationId::default()
-    };
+    let location = random_location(rng);
     ItemAt { sku, location }
+}
+
+/// How a reservation wants its lines allocated: mostly as the shop says, else split, for
+/// pickup, or preferring the second warehouse.
+fn random_preference(rng: &mut fastrand::Rng) -> Preference {
+    let store = LocationId::parse(STORE).unwrap();
+    let warehouse = LocationId::parse(WAREHOUSE).unwrap();
+    match rng.u8(0..8) {
+        0 => Preference::new(Some(store), Vec::new(), rng.bool()),
+        1 | 2 => Preference::new(None, Vec::new(), true),
+        3 => Preference::new(None, vec![warehouse], rng.bool()),
+        _ => Ok(Preference::default()),
+    }
+    .unwrap()
 }
 
 /// A reservation some client made, with its owner and SKUs.
@@ -788,18 +844,23 @@ async fn reserve(world: &World, me: &Client, rng: &mut fastrand::Rng, key: &str)
     rng.shuffle(&mut skus);
     let lines: Vec<Line> = skus[..rng.usize(1..=SKUS.len())]
         .iter()
-        .map(|sku| {
-            Line::of(
+        .map(|sku| Line {
+            // One line in eight is held where it says.
+            location: (rng.u8(0..8) == 0).then(|| random_location(rng)),
+            ..Line::of(
                 Sku::parse(sku).unwrap(),
                 Quantity::new(rng.i64(1..=3)).unwrap(),
             )
         })
         .collect();
+    let preference = random_preference(rng);
     let ttl = TtlSeconds::new(rng.i64(60..=300)).unwrap();
     let keyed = rng.u8(0..10) < 7;
     let idempotency_key = keyed.then(|| IdempotencyKey::parse(key).unwrap());
     for _ in 0..RETRIES {
-        let request = ReserveRequest::new(lines.clone(), ttl, idempotency_key.clone()).unwrap();
+        let request = ReserveRequest::new(lines.clone(), ttl, idempotency_key.clone())
+            .unwrap()
+            .preferring(preference.clone());
         let scope = keyed.then(|| format!("{}/{key}", me.index));
         match RESERVING_WITH_KEY
             .scope(scope, world.inventory().reserve(request, &me.storefront))
@@ -818,6 +879,9 @@ async fn reserve(world: &World, me: &Client, rng: &mut fastrand::Rng, key: &str)
                         ledger.violations.push(msg);
                     }
                 }
+                ledger
+                    .preferences
+                    .insert(view.reservation_id.clone(), preference);
                 ledger
                     .reservations
                     .insert(view.reservation_id, (me.index, lines));
@@ -1309,6 +1373,18 @@ async fn check(world: &World, seed: u64) -> Result<Stats, String> {
             .filter(|(stream, _)| !stream.location().is_default())
             .map(|(_, events)| events.len())
             .sum(),
+        split_lines: {
+            let mut lines: BTreeMap<(ReservationId, Sku), usize> = BTreeMap::new();
+            for event in streams.values().flatten() {
+                if let Change::HoldPlaced { reservation_id, .. } = &event.change {
+                    let line = (reservation_id.clone(), event.stream.item().clone());
+                    *lines.entry(line).or_default() += 1;
+                }
+            }
+            lines.values().filter(|holds| **holds > 1).count()
+        },
+        pickup_holds: holds_at(&streams, STORE),
+        second_warehouse_holds: holds_at(&streams, WAREHOUSE),
         after_sale_events: streams
             .values()
             .flatten()
@@ -1680,6 +1756,16 @@ fn item_figures(folds: &[SkuState], clock: Timestamp) -> (i64, i64, i64, Version
 }
 
 /// The streams of `item`: its own and its buckets'.
+/// Holds placed at `location`.
+fn holds_at(streams: &BTreeMap<StreamId, Vec<Event>>, location: &str) -> usize {
+    streams
+        .iter()
+        .filter(|(stream, _)| stream.location().as_str() == location)
+        .flat_map(|(_, events)| events)
+        .filter(|e| matches!(e.change, Change::HoldPlaced { .. }))
+        .count()
+}
+
 fn item_streams<'a>(
     streams: &'a BTreeMap<StreamId, Vec<Event>>,
     item: &'a Sku,
@@ -1779,37 +1865,63 @@ async fn every_acknowledged_reservation_is_placed_exactly_once(
             .reservation(id, &Caller::local_admin())
             .await
             .map_err(|e| format!("{id}: {e}"))?;
+        let preference = ledger.preferences.get(id).cloned().unwrap_or_default();
+        let store = LocationId::parse(STORE).unwrap();
         for line in lines {
             let placed: Vec<(&Vec<Event>, &Event)> = item_streams(streams, &line.sku)
                 .flat_map(|(_, events)| events.iter().map(move |event| (events, event)))
                 .filter(|(_, e)| matches!(&e.change, Change::HoldPlaced { reservation_id, .. } if reservation_id == id))
                 .collect();
-            let [(events, placed)] = placed[..] else {
+            // Held once per location: at one unless the request allowed a split of a line that
+            // names none; where the line says, at the pickup store for pickup, and never at a
+            // store that fulfils no online order otherwise (Saleor #9970).
+            let locations: Vec<&LocationId> =
+                placed.iter().map(|(_, e)| e.stream.location()).collect();
+            let split = preference.split && line.location.is_none();
+            let mut distinct = locations.clone();
+            distinct.sort();
+            distinct.dedup();
+            let wrong_place = match (&line.location, &preference.pickup_at) {
+                (Some(named), _) => locations.iter().any(|at| *at != named),
+                (None, Some(pickup)) => locations.iter().any(|at| *at != pickup),
+                (None, None) => locations.contains(&&store),
+            };
+            if placed.is_empty()
+                || (!split && placed.len() > 1)
+                || distinct.len() != placed.len()
+                || wrong_place
+            {
                 return Err(format!(
-                    "{id}: {} holds placed on {}",
-                    placed.len(),
+                    "{id}: {} held at {locations:?} ({line:?}, {preference:?})",
                     line.sku
                 ));
-            };
-            let mut hold = HoldLine::placed(&placed.stream, &placed.change).unwrap();
-            if hold.quantity != line.quantity {
+            }
+            let mut holds = Vec::new();
+            for (events, placed) in &placed {
+                let mut hold = HoldLine::placed(&placed.stream, &placed.change).unwrap();
+                for event in events.iter().filter(|e| e.seq > placed.seq) {
+                    hold.evolve(&event.change);
+                }
+                holds.push(hold);
+            }
+            let held: i64 = holds.iter().map(|hold| hold.quantity.units()).sum();
+            if held != line.quantity.units() {
                 return Err(format!(
-                    "{id}: {} held {:?}, asked {:?}",
-                    line.sku, hold.quantity, line.quantity
+                    "{id}: {} held {held} at {locations:?}, asked {:?}",
+                    line.sku, line.quantity
                 ));
             }
-            for event in events.iter().filter(|e| e.seq > placed.seq) {
-                hold.evolve(&event.change);
-            }
+            let now = world.clock.now();
+            let status = HoldStatus::overall(holds.iter().map(|hold| hold.status_at(now)));
             let shown = view
                 .lines
                 .iter()
                 .find(|l| l.sku == line.sku)
                 .map(|l| l.status);
-            if shown != Some(hold.status_at(world.clock.now())) {
+            if shown != Some(status) {
                 return Err(format!(
-                    "{id}: {} shows {shown:?}, events say {:?}",
-                    line.sku, hold.status
+                    "{id}: {} shows {shown:?}, events say {status:?}",
+                    line.sku
                 ));
             }
         }
@@ -1864,7 +1976,14 @@ async fn every_acknowledged_command_took_effect_exactly_once(
                 what,
                 Acknowledged::Receipt(_) | Acknowledged::Adjustment(_) | Acknowledged::Move(_)
             );
-            let at_most_one = !matches!(what, Acknowledged::Adjustment(_));
+            // A command on a reservation's holds acts on each: one event per location the item
+            // is held at.
+            let at_most_one = !matches!(
+                what,
+                Acknowledged::Adjustment(_)
+                    | Acknowledged::HoldChange(_)
+                    | Acknowledged::AllLeft(_)
+            );
             if per_stream.iter().any(|n| *n > 1)
                 || (at_most_one && effects > 1)
                 || (at_least_one && effects == 0)
