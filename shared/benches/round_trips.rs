@@ -6,9 +6,12 @@
 //! - `contention`: requests per sale, uncontended and in flash sales over 1 to 32 processes;
 //! - `history`: requests (and events read) per reservation on an item with 10, 1,000 and
 //!   100,000 events, cold with and without a snapshot, and warm;
-//! - `processor`: the command processor's requests for a batch of 100 commands over 10 SKUs.
+//! - `processor`: the command processor's requests for a batch of 100 commands over 10 SKUs;
+//! - `locations`: requests per reservation at a location named, allocated between two
+//!   warehouses, and split over both, and per cart of three items at two locations.
 //!
-//! Set `ROUND_TRIPS_SCENARIO` to `contention`, `history` or `processor` to run only one,
+//! Set `ROUND_TRIPS_SCENARIO` to `contention`, `history`, `processor`, `ledger` or `locations`
+//! to run only one,
 //! e.g. `ROUND_TRIPS_SCENARIO=history ./scripts/bench-round-trips`.
 
 use std::sync::Arc;
@@ -168,8 +171,12 @@ async fn main() {
     let only = std::env::var("ROUND_TRIPS_SCENARIO").ok();
     if let Some(name) = only.as_deref() {
         assert!(
-            matches!(name, "contention" | "history" | "processor" | "ledger"),
-            "ROUND_TRIPS_SCENARIO must be `contention`, `history`, `processor` or `ledger`, not {name:?}"
+            matches!(
+                name,
+                "contention" | "history" | "processor" | "ledger" | "locations"
+            ),
+            "ROUND_TRIPS_SCENARIO must be `contention`, `history`, `processor`, `ledger` or \
+             `locations`, not {name:?}"
         );
     }
     let runs = |name: &str| only.as_deref().is_none_or(|only| only == name);
@@ -189,6 +196,10 @@ async fn main() {
     if runs("ledger") {
         println!();
         history::ledger().await;
+    }
+    if runs("locations") {
+        println!();
+        history::locations().await;
     }
 }
 
@@ -340,10 +351,12 @@ mod history {
     use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
     use aws_sdk_dynamodb::Client;
     use futures::{StreamExt, TryStreamExt};
+    use inventory_core::app::ReserveRequest;
     use inventory_core::aws::{DynamoStore, TestAws};
     use inventory_core::domain::Annotation;
     use inventory_core::domain::{
-        Action, BucketCount, Caller, Change, Command, CommandId, Event, Quantity, Sku, Timestamp,
+        Action, BucketCount, Caller, Change, Command, CommandId, Event, Line, Location, LocationId,
+        LocationKind, Preference, Quantity, Sku, Timestamp, TtlSeconds,
     };
     use inventory_core::feed::{FeedChange, Reaction};
     use inventory_core::memory::MemoryQueue;
@@ -621,6 +634,155 @@ mod history {
             out.push(digit);
         }
         out
+    }
+
+    /// Requests per reservation at two warehouses (`default`, then `wh-2` by priority), warm:
+    /// a line naming a location, allocated, preferring the second, split over both, and a cart
+    /// of three items at two locations.
+    pub(super) async fn locations() {
+        println!("| reservation (warm process) | reservations | DynamoDB requests per reservation | by operation |");
+        println!("|---|---:|---:|---|");
+        let aws = TestAws::new().await;
+        let tally = Tally::default();
+        let table = aws
+            .store(tally.client(aws.config()), "bench-locations")
+            .await
+            .table()
+            .to_owned();
+        let inventory = process(aws.config(), &table, &tally);
+        let wh_2 = LocationId::parse("wh-2").expect("valid id");
+        let warehouse = Location::new(
+            wh_2.clone(),
+            "Warehouse 2",
+            LocationKind::Warehouse,
+            true,
+            false,
+            1,
+            true,
+        )
+        .expect("valid location");
+        inventory.put_location(warehouse).await.expect("registered");
+        let item = |name: &str| Sku::parse(name).expect("valid sku");
+        // A, B, C at the default warehouse; A, B and S at wh-2; S has 1 unit at default.
+        for (name, location, units) in [
+            ("A", LocationId::default(), 100_000),
+            ("B", LocationId::default(), 100_000),
+            ("C", LocationId::default(), 100_000),
+            ("A", wh_2.clone(), 100_000),
+            ("B", wh_2.clone(), 100_000),
+            ("S", LocationId::default(), 1),
+            ("S", wh_2.clone(), 100_000),
+        ] {
+            let command = Command {
+                id: CommandId::random(),
+                sku: item(name),
+                accepted_at: Timestamp::from_millis(0),
+                action: Action::ReceiveStock {
+                    location,
+                    quantity: Quantity::new(units).expect("valid quantity"),
+                    why: Annotation::received(None),
+                },
+            };
+            inventory
+                .apply_commands(&item(name), &[command])
+                .await
+                .expect("stock received");
+        }
+        let line = |name: &str, units: i64, at: Option<&LocationId>| Line {
+            location: at.cloned(),
+            ..Line::of(item(name), Quantity::new(units).expect("valid quantity"))
+        };
+        let request = |lines: Vec<Line>, preference: Preference| {
+            ReserveRequest::new(lines, TtlSeconds::DEFAULT, None)
+                .expect("valid request")
+                .preferring(preference)
+        };
+        let preferring_wh_2 =
+            Preference::new(None, vec![wh_2.clone()], false).expect("valid preference");
+        let split = Preference::new(None, Vec::new(), true).expect("valid preference");
+        let cases: Vec<(&str, u64, ReserveRequest)> = vec![
+            (
+                "one line naming `wh-2`",
+                100,
+                request(vec![line("A", 1, Some(&wh_2))], Preference::default()),
+            ),
+            (
+                "one line allocated (`default` first by priority)",
+                100,
+                request(vec![line("A", 1, None)], Preference::default()),
+            ),
+            (
+                "one line allocated, the request preferring `wh-2`",
+                100,
+                request(vec![line("A", 1, None)], preferring_wh_2),
+            ),
+            (
+                "a cart of three items at two locations (A at `wh-2`, B and C allocated)",
+                100,
+                request(
+                    vec![
+                        line("A", 1, Some(&wh_2)),
+                        line("B", 1, None),
+                        line("C", 1, None),
+                    ],
+                    Preference::default(),
+                ),
+            ),
+            (
+                "one line of 2 split: the last unit at `default`, 1 at `wh-2`",
+                1,
+                request(vec![line("S", 2, None)], split),
+            ),
+        ];
+        for (case, reservations, request) in cases {
+            // Warm: this process has read the registry and the states these lines decide on.
+            if reservations > 1 {
+                inventory
+                    .reserve(request.clone(), &Caller::local_admin())
+                    .await
+                    .expect("reserved");
+            } else {
+                // The split's item: its states at both locations known, the last unit at
+                // `default` left.
+                let known =
+                    ReserveRequest::new(vec![line("S", 1, Some(&wh_2))], TtlSeconds::DEFAULT, None)
+                        .expect("valid request");
+                inventory
+                    .reserve(known, &Caller::local_admin())
+                    .await
+                    .expect("reserved");
+                let allocated =
+                    ReserveRequest::new(vec![line("S", 100, None)], TtlSeconds::DEFAULT, None)
+                        .expect("valid request");
+                let view = inventory
+                    .reserve(allocated, &Caller::local_admin())
+                    .await
+                    .expect("reserved");
+                assert_eq!(view.lines[0].allocations[0].location, wh_2);
+            }
+            let before = tally.counts();
+            for _ in 0..reservations {
+                let view = inventory
+                    .reserve(request.clone(), &Caller::local_admin())
+                    .await
+                    .expect("reserved");
+                if reservations == 1 {
+                    assert_eq!(view.lines[0].allocations.len(), 2, "split over both");
+                }
+            }
+            let counts = tally.counts().since(&before);
+            let per = |n: u64| format!("{:.2}", n as f64 / reservations as f64);
+            let operations: Vec<String> = counts
+                .operations
+                .iter()
+                .map(|(name, n)| format!("{name} {}", per(*n)))
+                .collect();
+            println!(
+                "| {case} | {reservations} | {} | {} |",
+                per(counts.requests()),
+                operations.join(", ")
+            );
+        }
     }
 
     pub(super) async fn run() {

@@ -1156,14 +1156,34 @@ mod tests {
                 )
                 .unwrap()
             };
-            other.reserve(request(1), &alice).await.unwrap();
-            // The other process sold one at default: this one, still knowing 3 there, allocates
-            // 3 to default, loses the write, and allocates again on what it reads.
-            let held = given.inventory.reserve(request(3), &alice).await.unwrap();
-            assert_eq!(allocations(&held), [row("A", "wh-2", 3)]);
+            // A process that knows one location only reads the other before it allocates.
+            let at_wh2 = super::super::ReserveRequest::new(
+                vec![Line {
+                    location: Some(location("wh-2")),
+                    ..Line::of(sku("A"), Quantity::new(1).unwrap())
+                }],
+                crate::domain::TtlSeconds::DEFAULT,
+                None,
+            )
+            .unwrap();
+            other.reserve(at_wh2, &alice).await.unwrap();
+            let first = other.reserve(request(1), &alice).await.unwrap();
+            assert_eq!(allocations(&first), [row("A", "default", 1)]);
+            // The other process sold one at each: this one, still knowing 3 at default, allocates
+            // 3 there, loses the write, and decides again on what it reads (2 and 2).
+            let refused = given.inventory.reserve(request(3), &alice).await;
+            assert!(
+                matches!(
+                    refused,
+                    Err(AppError::InsufficientStock { available: 2, .. })
+                ),
+                "{refused:?}"
+            );
+            let held = given.inventory.reserve(request(2), &alice).await.unwrap();
+            assert_eq!(allocations(&held), [row("A", "default", 2)]);
             assert_eq!(
                 given.available_at("A").await,
-                [at("default", 2), at("wh-2", 0)]
+                [at("default", 0), at("wh-2", 2)]
             );
             // Stock lands at wh-2 through the other process: a refusal here is read again first.
             let more = given.another_process();
@@ -1181,8 +1201,8 @@ mod tests {
             .unwrap();
             let batch = given.queue.try_receive(10);
             more.apply_commands(&sku("A"), &batch).await.unwrap();
-            let held = given.inventory.reserve(request(4), &alice).await.unwrap();
-            assert_eq!(allocations(&held), [row("A", "wh-2", 4)]);
+            let held = given.inventory.reserve(request(6), &alice).await.unwrap();
+            assert_eq!(allocations(&held), [row("A", "wh-2", 6)]);
         }
     }
 }

@@ -252,6 +252,12 @@ impl Placer {
         reading: Reading,
         started: Instant,
     ) -> Result<ForSale, AppError> {
+        // A location this process never read is read now: allocating on no knowledge of it
+        // would pass it over.
+        let reading = match reading {
+            Reading::Known if self.heads.known(at).current_at.is_none() => Reading::Fresh,
+            reading => reading,
+        };
         let (zero, current) = self.read(at, reading, started).await?;
         let now = zero.now(self.clock.now());
         let layout = zero.layout;
