@@ -17,7 +17,7 @@ use std::fmt;
 use crate::app::ItemView;
 use crate::archive::{Archive, ArchiveError};
 use crate::domain::{
-    Bucket, Change, Event, Move, SkuState, StreamId, Timestamp, TransferId, Version,
+    Bucket, Change, Event, Move, SkuState, StreamId, Timestamp, MoveId, Version,
 };
 use crate::ports::{EventStore, Record, RecordKey};
 
@@ -55,7 +55,7 @@ pub struct SkuAudit {
     pub notes: Vec<String>,
     /// The transfers found in the stream (an item split into buckets), by id: each must be
     /// found the same in every bucket it touches ([`check_buckets`]).
-    pub transfers: BTreeMap<TransferId, Vec<Move>>,
+    pub transfers: BTreeMap<MoveId, Vec<Move>>,
 }
 
 impl SkuAudit {
@@ -275,10 +275,10 @@ pub async fn audit_sku(
 
     let mut transfers = BTreeMap::new();
     for event in merged.values() {
-        if let Change::StockMoved { transfer_id, moves } = &event.change {
-            if transfers.insert(*transfer_id, moves.clone()).is_some() {
+        if let Change::StockMoved { move_id, moves } = &event.change {
+            if transfers.insert(*move_id, moves.clone()).is_some() {
                 mismatches.push(format!(
-                    "transfer {transfer_id} is recorded twice (event {})",
+                    "transfer {move_id} is recorded twice (event {})",
                     event.seq
                 ));
             }
@@ -376,7 +376,7 @@ pub fn check_buckets(audits: &mut [SkuAudit]) {
         };
         let mut problems = Vec::new();
         let widest = audits[zero].replayed.layout.widest.get();
-        let mut seen: BTreeMap<TransferId, (Vec<Move>, BTreeSet<Bucket>)> = BTreeMap::new();
+        let mut seen: BTreeMap<MoveId, (Vec<Move>, BTreeSet<Bucket>)> = BTreeMap::new();
         for &index in &members {
             let audit = &audits[index];
             let bucket = audit.stream.bucket();

@@ -1824,7 +1824,7 @@ fn every_transfer_is_recorded_whole(
     let mut seen: BTreeMap<(StreamId, String), Copies> = BTreeMap::new();
     for (sku, events) in streams {
         for event in events {
-            if let Change::StockMoved { transfer_id, moves } = &event.change {
+            if let Change::StockMoved { move_id, moves } = &event.change {
                 let mut touched: Vec<u16> = moves
                     .iter()
                     .flat_map(|m| [m.from.number(), m.to.number()])
@@ -1832,11 +1832,11 @@ fn every_transfer_is_recorded_whole(
                 touched.sort_unstable();
                 touched.dedup();
                 let entry = seen
-                    .entry((sku.home(), transfer_id.to_string()))
+                    .entry((sku.home(), move_id.to_string()))
                     .or_insert_with(|| (format!("{moves:?}"), touched, Vec::new()));
                 if entry.0 != format!("{moves:?}") {
                     return Err(format!(
-                        "{sku}: transfer {transfer_id} differs between buckets"
+                        "{sku}: transfer {move_id} differs between buckets"
                     ));
                 }
                 entry.2.push(sku.bucket().number());

@@ -18,7 +18,7 @@ use serde::Serialize;
 use super::heads::Heads;
 use super::views::rfc3339;
 use crate::archive::Archive;
-use crate::domain::buckets::TransferId;
+use crate::domain::buckets::MoveId;
 use crate::domain::{
     BucketCount, Change, ClientId, CommandId, Event, Figures, LocationId, Reason, RejectionCode,
     ReservationId, Sku, SkuState, StreamId, Timestamp, Unavailable, Version,
@@ -364,10 +364,10 @@ impl Ledger {
         events.sort_by_key(|(index, event)| (event.at, *index, event.seq));
         // A transfer is one write over several buckets: its legs are folded together, where
         // the first of them comes, so no figure counts units in flight twice or not at all.
-        let mut legs: HashMap<TransferId, Vec<(usize, Event)>> = HashMap::new();
+        let mut legs: HashMap<MoveId, Vec<(usize, Event)>> = HashMap::new();
         for (index, event) in &events {
-            if let Change::StockMoved { transfer_id, .. } = &event.change {
-                legs.entry(*transfer_id)
+            if let Change::StockMoved { move_id, .. } = &event.change {
+                legs.entry(*move_id)
                     .or_default()
                     .push((*index, event.clone()));
             }
@@ -379,8 +379,8 @@ impl Ledger {
         let mut more = false;
         for (index, event) in events {
             match &event.change {
-                Change::StockMoved { transfer_id, .. } => {
-                    for (bucket, leg) in legs.remove(transfer_id).unwrap_or_default() {
+                Change::StockMoved { move_id, .. } => {
+                    for (bucket, leg) in legs.remove(move_id).unwrap_or_default() {
                         states[bucket].evolve(&leg);
                     }
                 }

@@ -79,26 +79,26 @@ impl Layout {
 
 /// A random id shared by the events of one transaction of moves (the audit pairs them by it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TransferId(pub u64);
+pub struct MoveId(pub u64);
 
-impl std::fmt::Display for TransferId {
+impl std::fmt::Display for MoveId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:016x}", self.0)
     }
 }
 
-impl Serialize for TransferId {
+impl Serialize for MoveId {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)
     }
 }
 
-impl<'de> Deserialize<'de> for TransferId {
+impl<'de> Deserialize<'de> for MoveId {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = String::deserialize(deserializer)?;
         u64::from_str_radix(&raw, 16)
             .map(Self)
-            .map_err(|_| serde::de::Error::custom(format!("{raw:?} is not a transfer id")))
+            .map_err(|_| serde::de::Error::custom(format!("{raw:?} is not a move id")))
     }
 }
 
@@ -328,7 +328,7 @@ mod tests {
         use crate::domain::{Change, Event, Sku, SkuState, StreamId, Timestamp};
         let item = StreamId::of(&Sku::parse("A").unwrap());
         let moved = Change::StockMoved {
-            transfer_id: TransferId(7),
+            move_id: MoveId(7),
             moves: vec![Move::new(b(0), b(2), 3).unwrap()],
         };
         let event = |stream: StreamId| Event {

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::access::ClientId;
-use super::buckets::{Move, TransferId};
+use super::buckets::{Move, MoveId};
 use super::state::Figures;
 use super::stock_states::{Annotation, Reason, Reclassification};
 use super::stream::{LocationId, StreamId};
@@ -247,7 +247,8 @@ pub enum Change {
     /// created or lost.
     StockMoved {
         /// Names the transaction (the audit pairs the buckets' copies by it).
-        transfer_id: TransferId,
+        #[serde(rename = "transfer_id")]
+        move_id: MoveId,
         /// The moves.
         moves: Vec<Move>,
     },

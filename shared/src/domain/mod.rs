@@ -17,7 +17,7 @@ pub mod types;
 
 pub use access::{Caller, ClientId, Scope};
 pub use allocation::{AllocationRefusal, Allocator, Preference};
-pub use buckets::{Layout, Move, TransferId};
+pub use buckets::{Layout, Move, MoveId};
 pub use command::{Action, Command};
 pub use decide::{PlaceRejection, Verdict};
 pub use event::{Change, Event, Line, PlacedLine, RejectionCode};

@@ -340,7 +340,7 @@ mod tests {
     //! Given a stream, when these events follow, then these notices.
 
     use super::*;
-    use crate::domain::buckets::{Move, TransferId};
+    use crate::domain::buckets::{Move, MoveId};
     use crate::domain::Annotation;
     use crate::domain::{Bucket, LocationId};
 
@@ -464,7 +464,7 @@ mod tests {
             self.then(
                 secs,
                 Change::StockMoved {
-                    transfer_id: TransferId(secs as u64),
+                    move_id: MoveId(secs as u64),
                     moves: vec![Move::new(from, to, n.abs()).unwrap()],
                 },
             )

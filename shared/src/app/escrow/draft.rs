@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::domain::buckets::Spare;
 use crate::domain::{
-    Bucket, Change, ClientId, Event, Layout, Move, SkuState, StreamId, Timestamp, TransferId,
+    Bucket, Change, ClientId, Event, Layout, Move, SkuState, StreamId, Timestamp, MoveId,
 };
 use crate::ports::StreamAppend;
 
@@ -140,7 +140,7 @@ impl Draft {
         buckets.sort();
         buckets.dedup();
         let change = Change::StockMoved {
-            transfer_id: TransferId(fastrand::u64(..)),
+            move_id: MoveId(fastrand::u64(..)),
             moves,
         };
         for bucket in buckets {
