@@ -16,9 +16,7 @@ use std::fmt;
 
 use crate::app::ItemView;
 use crate::archive::{Archive, ArchiveError};
-use crate::domain::{
-    Bucket, Change, Event, Move, SkuState, StreamId, Timestamp, MoveId, Version,
-};
+use crate::domain::{Bucket, Change, Event, Move, MoveId, SkuState, StreamId, Timestamp, Version};
 use crate::ports::{EventStore, Record, RecordKey};
 
 /// What auditing one stream found.

@@ -23,7 +23,7 @@ use crate::domain::{Action, Bucket, Caller, Command, Figures, Line, TtlSeconds, 
 use crate::domain::{
     Annotation, Change, ClientId, CommandId, Event, HoldLine, HoldStatus, IdempotencyKey, Location,
     LocationId, LocationKind, Locations, Quantity, Reason, Reclassification, RejectionCode,
-    ReservationId, Sku, SkuState, StockState, StreamId, Timestamp, Version,
+    ReservationId, Sku, SkuState, StockState, StreamId, Timestamp, TransferId, Version,
 };
 use crate::feed::{FeedChange, Reaction};
 use crate::limits::MAX_TRANSACTION_ITEMS;
@@ -205,6 +205,13 @@ async fn a_page_of_a_stream_holds_at_most_its_limit_and_says_whether_more_follow
 async fn every_kind_of_stock_change_reads_back_as_written(store: &dyn EventStore, prefix: &str) {
     let a = sku(prefix, "stock-changes");
     let at = |seq: i64| Timestamp::from_millis(1_700_000_000_000 + seq);
+    let transfer = TransferId::new(
+        a.item().clone(),
+        LocationId::default(),
+        LocationId::parse("store-5").expect("a location id"),
+        CommandId::random(),
+    )
+    .expect("a transfer between two locations");
     let changes = [
         Change::StockReclassified {
             command_id: CommandId::random(),
@@ -241,6 +248,28 @@ async fn every_kind_of_stock_change_reads_back_as_written(store: &dyn EventStore
             restock: false,
             reference: None,
         },
+        Change::TransferShipped {
+            command_id: CommandId::random(),
+            transfer_id: transfer.clone(),
+            quantity: Quantity::new(1).expect("valid quantity"),
+            reference: Some("truck 12".into()),
+        },
+        Change::TransferIncoming {
+            command_id: CommandId::random(),
+            transfer_id: transfer.clone(),
+            quantity: Quantity::new(3).expect("valid quantity"),
+            reference: None,
+        },
+        Change::TransferReceived {
+            command_id: CommandId::random(),
+            transfer_id: transfer.clone(),
+            quantity: Quantity::new(1).expect("valid quantity"),
+        },
+        Change::TransferArrived {
+            command_id: CommandId::random(),
+            transfer_id: transfer.clone(),
+            quantity: Quantity::new(1).expect("valid quantity"),
+        },
     ];
     let events: Vec<Event> = std::iter::once(received(&a, 1, 5))
         .chain(changes.into_iter().zip(2..).map(|(change, seq)| Event {
@@ -254,6 +283,8 @@ async fn every_kind_of_stock_change_reads_back_as_written(store: &dyn EventStore
                     damaged: 1,
                     ..Unavailable::default()
                 },
+                transit_in: 3,
+                transit_out: 1,
             }),
             stream: a.clone(),
             seq,
@@ -273,6 +304,11 @@ async fn every_kind_of_stock_change_reads_back_as_written(store: &dyn EventStore
     let state = SkuState::from_events(&events);
     assert_eq!(state.unavailable.quality_control, 2);
     assert_eq!(state.unavailable.damaged, 1, "a return not restocked");
+    assert_eq!(
+        (state.transit_out, state.in_transit.get(&transfer)),
+        (0, Some(&2)),
+        "what is in transit"
+    );
     store
         .save_snapshot(&a, &state)
         .await
@@ -284,7 +320,7 @@ async fn every_kind_of_stock_change_reads_back_as_written(store: &dyn EventStore
     assert_eq!(
         read,
         vec![Some(state)],
-        "the snapshot keeps what is set aside"
+        "the snapshot keeps what is set aside and what is in transit"
     );
 
     // A stale count's outcome keeps the figure it should have been taken against.

@@ -1835,9 +1835,7 @@ fn every_transfer_is_recorded_whole(
                     .entry((sku.home(), move_id.to_string()))
                     .or_insert_with(|| (format!("{moves:?}"), touched, Vec::new()));
                 if entry.0 != format!("{moves:?}") {
-                    return Err(format!(
-                        "{sku}: transfer {move_id} differs between buckets"
-                    ));
+                    return Err(format!("{sku}: transfer {move_id} differs between buckets"));
                 }
                 entry.2.push(sku.bucket().number());
             }

@@ -15,7 +15,7 @@ use super::reservation_book::ReservationBook;
 use crate::domain::{
     Action, AfterSale, Annotation, BucketCount, Caller, ClientId, Command, CommandId, HoldLine,
     HoldStatus, IdempotencyKey, InvalidValue, ItemAt, Line, LocationId, LowStockThreshold,
-    Quantity, Reclassification, RejectionCode, ReservationId, Sku,
+    Quantity, Reclassification, RejectionCode, ReservationId, Sku, TransferId,
 };
 use crate::error::AppError;
 use crate::limits::{MAX_ADJUSTMENT, MAX_LINES, MAX_NOTE_LEN};
@@ -327,6 +327,53 @@ impl Accept {
         self.locations.known_location(location).await.map(drop)
     }
 
+    /// Accepts a transfer of `quantity` units of `sku` from one of the shop's locations to
+    /// another, under `reference` (the shipment); answers its command and the transfer.
+    pub(crate) async fn transfer_stock(
+        &self,
+        sku: Sku,
+        (from, to): (LocationId, LocationId),
+        quantity: Quantity,
+        reference: Option<String>,
+        key: Option<&IdempotencyKey>,
+        caller: &Caller,
+    ) -> Result<(CommandId, TransferId), AppError> {
+        if let Some(reference) = &reference {
+            check_note("invalid_reference", "reference", reference)?;
+        }
+        let scope = format!("transfer/{sku}");
+        let id = command_id(&scope, key, caller);
+        let transfer_id = TransferId::new(sku.clone(), from, to, id)?;
+        self.check_location(transfer_id.from()).await?;
+        self.check_location(transfer_id.to()).await?;
+        let action = Action::TransferStock {
+            transfer_id: transfer_id.clone(),
+            quantity,
+            reference,
+        };
+        let id = self.accept_as(id, &scope, sku, action, caller).await?;
+        Ok((id, transfer_id))
+    }
+
+    /// Accepts a receipt at its destination of `quantity` units of a transfer (`None`: all
+    /// still in transit). Applied after the transfer (both are queued under its item): one
+    /// with none of its units in transit is rejected `nothing_in_transit` then.
+    pub(crate) async fn receive_transfer(
+        &self,
+        transfer_id: TransferId,
+        quantity: Option<Quantity>,
+        key: Option<&IdempotencyKey>,
+        caller: &Caller,
+    ) -> Result<CommandId, AppError> {
+        let scope = format!("transfer-receipt/{transfer_id}");
+        let sku = transfer_id.sku().clone();
+        let action = Action::ReceiveTransfer {
+            transfer_id,
+            quantity,
+        };
+        self.accept_one(scope, sku, action, key, caller).await
+    }
+
     /// Accepts a low-stock threshold for `sku`: `low_stock` is told when its available units
     /// go below `below` (0: never).
     pub(crate) async fn set_low_stock(
@@ -351,9 +398,7 @@ impl Accept {
     ) -> Result<CommandId, AppError> {
         let scope = request.scope(id);
         let digest = request.digest(&scope);
-        let command_id = key.map_or_else(CommandId::random, |key| {
-            CommandId::for_idempotency_key(caller.client_id(), &scope, key)
-        });
+        let command_id = command_id(&scope, key, caller);
         if key.is_some() && self.resubmit(command_id, &digest).await? {
             return Ok(command_id);
         }
@@ -398,10 +443,20 @@ impl Accept {
         key: Option<&IdempotencyKey>,
         caller: &Caller,
     ) -> Result<CommandId, AppError> {
-        let digest = digest(&(&scope, &action));
-        let id = key.map_or_else(CommandId::random, |key| {
-            CommandId::for_idempotency_key(caller.client_id(), &scope, key)
-        });
+        let id = command_id(&scope, key, caller);
+        self.accept_as(id, &scope, sku, action, caller).await
+    }
+
+    /// Accepts `action` on `sku` as the command `id` (of the request `scope` names).
+    async fn accept_as(
+        &self,
+        id: CommandId,
+        scope: &str,
+        sku: Sku,
+        action: Action,
+        caller: &Caller,
+    ) -> Result<CommandId, AppError> {
+        let digest = digest(&(scope, &action));
         let command = Command {
             id,
             sku,
@@ -487,6 +542,14 @@ fn check_annotation(why: &Annotation) -> Result<(), AppError> {
         check_note("invalid_reference", "reference", reference)?;
     }
     Ok(())
+}
+
+/// The id of the command a request of `caller` makes: named by its `Idempotency-Key` (within
+/// the request's `scope`) when it has one, so that a retry names the same command.
+fn command_id(scope: &str, key: Option<&IdempotencyKey>, caller: &Caller) -> CommandId {
+    key.map_or_else(CommandId::random, |key| {
+        CommandId::for_idempotency_key(caller.client_id(), scope, key)
+    })
 }
 
 fn check_note(code: &'static str, field: &str, text: &str) -> Result<(), AppError> {

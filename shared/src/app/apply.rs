@@ -173,11 +173,12 @@ fn locations_of(command: &Command, holds: &HashMap<ReservationId, HoldLookup>) -
             .collect(),
         _ => Vec::new(),
     };
-    if at_holds.is_empty() {
-        vec![command.action.location().cloned().unwrap_or_default()]
-    } else {
-        at_holds
+    if !at_holds.is_empty() {
+        return at_holds;
     }
+    std::iter::once(command.action.location().cloned().unwrap_or_default())
+        .chain(command.action.other_location().cloned())
+        .collect()
 }
 
 /// The draft of `location` (every location a command acts at has one).
@@ -659,6 +660,11 @@ impl ApplyCommands {
                     for (location, hold, bucket, now, verdict) in verdicts {
                         if let Verdict::Apply(change) = verdict {
                             *report.changes.entry(change.kind()).or_default() += 1;
+                            // A transfer changes its other end in the same write.
+                            if let Some((other, mirrored)) = change.at_other_end() {
+                                let now = draft_at(&mut drafts, &other, command)?.now(clock);
+                                changes.push((other, None, Bucket::HOME, now, mirrored));
+                            }
                             changes.push((location, hold, bucket, now, change));
                         }
                     }
@@ -1143,5 +1149,236 @@ mod tests {
             .unwrap();
         assert_eq!((again.applied, again.duplicates, again.events), (0, 2, 0));
         assert_eq!(given.available("A").await, 5);
+    }
+
+    /// Given/when/then for transfers between locations.
+    mod transfers {
+        use super::super::super::given::{location, sku, Given};
+        use crate::domain::{Caller, CommandId, Quantity, RejectionCode};
+        use crate::ports::{CommandOutcome, Record, RecordKey};
+
+        /// Each location's (on hand, available, transit in, transit out).
+        async fn figures(given: &Given) -> Vec<(String, i64, i64, i64, i64)> {
+            let item = given.inventory.item(&sku("A")).await.unwrap();
+            item.locations
+                .iter()
+                .map(|l| {
+                    let at = l.location.to_string();
+                    (at, l.on_hand, l.available, l.transit_in, l.transit_out)
+                })
+                .collect()
+        }
+
+        fn row(
+            at: &str,
+            on_hand: i64,
+            available: i64,
+            t_in: i64,
+            t_out: i64,
+        ) -> (String, i64, i64, i64, i64) {
+            (at.to_owned(), on_hand, available, t_in, t_out)
+        }
+
+        async fn outcome(given: &Given, command: CommandId) -> Option<CommandOutcome> {
+            let key = RecordKey::CommandOutcome {
+                command_id: command,
+                sku: sku("A"),
+            };
+            use crate::ports::Records;
+            match given
+                .store
+                .read_records(&[key])
+                .await
+                .unwrap()
+                .pop()
+                .flatten()
+            {
+                Some(stored) => match stored.record {
+                    Record::CommandOutcome(outcome) => Some(outcome),
+                    _ => None,
+                },
+                None => None,
+            }
+        }
+
+        #[tokio::test]
+        async fn units_in_transit_are_for_sale_at_neither_end_and_land_where_received_in_parts() {
+            let given = Given::new();
+            given.location("store-5", true, 0).await;
+            given.stock("A", 10).await;
+            let admin = Caller::local_admin();
+            let units = |n| Quantity::new(n).unwrap();
+            let ends = (location("default"), location("store-5"));
+            let (_, transfer) = given
+                .inventory
+                .transfer_stock(
+                    sku("A"),
+                    ends,
+                    units(6),
+                    Some("truck 12".into()),
+                    None,
+                    &admin,
+                )
+                .await
+                .unwrap();
+            assert_eq!(transfer.to(), &location("store-5"));
+            given.processed().await;
+            given.later_by_secs(1);
+            assert_eq!(
+                figures(&given).await,
+                [row("default", 4, 4, 0, 6), row("store-5", 0, 0, 6, 0)]
+            );
+            let item = given.inventory.item(&sku("A")).await.unwrap();
+            assert_eq!((item.on_hand, item.available, item.transit_in), (4, 4, 6));
+
+            // A partial receipt lands 2, the rest stays in transit; then the rest.
+            given
+                .inventory
+                .receive_transfer(transfer.clone(), Some(units(2)), None, &admin)
+                .await
+                .unwrap();
+            given.processed().await;
+            given.later_by_secs(1);
+            assert_eq!(
+                figures(&given).await,
+                [row("default", 4, 4, 0, 4), row("store-5", 2, 2, 4, 0)]
+            );
+            let too_many = given
+                .inventory
+                .receive_transfer(transfer.clone(), Some(units(5)), None, &admin)
+                .await
+                .unwrap();
+            given.processed().await;
+            given.later_by_secs(1);
+            assert_eq!(
+                outcome(&given, too_many).await,
+                Some(CommandOutcome::Rejected {
+                    reason: RejectionCode::ExceedsInTransit,
+                    on_hand: None
+                })
+            );
+            given
+                .inventory
+                .receive_transfer(transfer.clone(), None, None, &admin)
+                .await
+                .unwrap();
+            given.processed().await;
+            given.later_by_secs(1);
+            assert_eq!(
+                figures(&given).await,
+                [row("default", 4, 4, 0, 0), row("store-5", 6, 6, 0, 0)]
+            );
+            // Nothing left in transit: a receipt more is refused, and changes nothing.
+            let again = given
+                .inventory
+                .receive_transfer(transfer, None, None, &admin)
+                .await
+                .unwrap();
+            given.processed().await;
+            given.later_by_secs(1);
+            assert_eq!(
+                outcome(&given, again).await,
+                Some(CommandOutcome::Rejected {
+                    reason: RejectionCode::NothingInTransit,
+                    on_hand: None
+                })
+            );
+            let ledger = given.inventory.ledger(&sku("A"), 0, 100).await.unwrap();
+            let kinds: Vec<&str> = ledger.entries.iter().map(|e| e.kind).collect();
+            assert_eq!(
+                kinds,
+                [
+                    "received",
+                    "transfer_shipped",
+                    "transfer_incoming",
+                    "transfer_arrived",
+                    "transfer_received",
+                    "rejected",
+                    "transfer_arrived",
+                    "transfer_received",
+                    "rejected"
+                ]
+            );
+        }
+
+        #[tokio::test]
+        async fn a_transfer_takes_only_units_for_sale_and_never_a_held_one_even_from_buckets() {
+            let given = Given::new();
+            given.location("wh-2", false, 1).await;
+            given.stock("A", 8).await.buckets("A", 4).await;
+            let alice = super::super::super::given::shopper("alice");
+            given
+                .reserve_at(&alice, &[("A", 3, Some("default"))], Default::default())
+                .await
+                .unwrap();
+            let admin = Caller::local_admin();
+            let ends = (location("default"), location("wh-2"));
+            let units = |n| Quantity::new(n).unwrap();
+            let (too_many, _) = given
+                .inventory
+                .transfer_stock(sku("A"), ends.clone(), units(6), None, None, &admin)
+                .await
+                .unwrap();
+            given.processed().await;
+            assert_eq!(
+                outcome(&given, too_many).await,
+                Some(CommandOutcome::Rejected {
+                    reason: RejectionCode::SourceLacksUnits,
+                    on_hand: None
+                })
+            );
+            // All 5 for sale, scattered over the buckets, are gathered and shipped.
+            given
+                .inventory
+                .transfer_stock(sku("A"), ends, units(5), None, None, &admin)
+                .await
+                .unwrap();
+            given.processed().await;
+            assert_eq!(
+                figures(&given).await,
+                [row("default", 3, 0, 0, 5), row("wh-2", 0, 0, 5, 0)]
+            );
+            let home = given.inventory.item_with_buckets(&sku("A")).await.unwrap();
+            assert_eq!(home.reserved, 3, "the hold keeps its units");
+        }
+
+        #[tokio::test]
+        async fn a_transfer_names_two_registered_locations() {
+            let given = Given::new();
+            given.stock("A", 2).await;
+            let admin = Caller::local_admin();
+            let one = Quantity::new(1).unwrap();
+            let unknown = given
+                .inventory
+                .transfer_stock(
+                    sku("A"),
+                    (location("default"), location("wh-9")),
+                    one,
+                    None,
+                    None,
+                    &admin,
+                )
+                .await;
+            assert_eq!(
+                unknown.unwrap_err(),
+                crate::error::AppError::UnknownLocation(location("wh-9"))
+            );
+            let same = given
+                .inventory
+                .transfer_stock(
+                    sku("A"),
+                    (location("default"), location("default")),
+                    one,
+                    None,
+                    None,
+                    &admin,
+                )
+                .await;
+            assert!(
+                matches!(same, Err(crate::error::AppError::Invalid(ref e)) if e.code == "invalid_transfer"),
+                "{same:?}"
+            );
+            assert_eq!(given.processed().await.applied, 0, "nothing queued");
+        }
     }
 }

@@ -114,6 +114,12 @@ pub struct FigureChanges {
     /// Units for sale.
     #[serde(skip_serializing_if = "is_zero")]
     pub available: i64,
+    /// Units on their way in transfers to the location.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub transit_in: i64,
+    /// Units shipped in transfers from the location and not yet received.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub transit_out: i64,
 }
 
 fn is_zero(units: &i64) -> bool {
@@ -134,6 +140,12 @@ pub struct LedgerFigures {
     pub unavailable: Unavailable,
     /// Units for sale (never below 0).
     pub available: i64,
+    /// Units on their way in transfers (absent: none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub transit_in: i64,
+    /// Units shipped in transfers and not yet received (absent: none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub transit_out: i64,
 }
 
 impl From<Figures> for LedgerFigures {
@@ -144,6 +156,8 @@ impl From<Figures> for LedgerFigures {
             committed: figures.committed,
             unavailable: figures.unavailable,
             available: figures.available().max(0),
+            transit_in: figures.transit_in,
+            transit_out: figures.transit_out,
         }
     }
 }
@@ -159,6 +173,8 @@ impl LedgerFigures {
             quality_control: self.unavailable.quality_control - before.unavailable.quality_control,
             safety_stock: self.unavailable.safety_stock - before.unavailable.safety_stock,
             available: self.available - before.available,
+            transit_in: self.transit_in - before.transit_in,
+            transit_out: self.transit_out - before.transit_out,
         }
     }
 }
@@ -493,6 +509,8 @@ mod tests {
             sum.unavailable.quality_control += c.quality_control;
             sum.unavailable.safety_stock += c.safety_stock;
             sum.available += c.available;
+            sum.transit_in += c.transit_in;
+            sum.transit_out += c.transit_out;
             assert_eq!(sum, entry.after, "at version {}", entry.version);
         }
     }
@@ -504,6 +522,8 @@ mod tests {
             committed: view.committed,
             unavailable: view.unavailable,
             available: view.available,
+            transit_in: view.transit_in,
+            transit_out: view.transit_out,
         }
     }
 

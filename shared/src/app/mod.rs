@@ -58,7 +58,7 @@ use crate::config::Config;
 use crate::domain::{
     Annotation, BucketCount, Caller, Command, CommandId, IdempotencyKey, ItemAt, Location,
     LocationId, LowStockThreshold, Quantity, Reclassification, ReservationId, Sku, Timestamp,
-    TtlSeconds, Version,
+    TransferId, TtlSeconds, Version,
 };
 use crate::error::AppError;
 use crate::ports::{Clock, CommandQueue, EventStore, ParkReason, ParkedEntry};
@@ -393,6 +393,36 @@ impl Inventory {
     ) -> Result<CommandId, AppError> {
         self.accept
             .count_stock(item, counted, expected, why, key, caller)
+            .await
+    }
+
+    /// Accepts a transfer of `quantity` units of `sku` between two locations, `(from, to)`
+    /// ([`accept`]); answers its command and the transfer.
+    pub async fn transfer_stock(
+        &self,
+        sku: Sku,
+        ends: (LocationId, LocationId),
+        quantity: Quantity,
+        reference: Option<String>,
+        key: Option<&IdempotencyKey>,
+        caller: &Caller,
+    ) -> Result<(CommandId, TransferId), AppError> {
+        self.accept
+            .transfer_stock(sku, ends, quantity, reference, key, caller)
+            .await
+    }
+
+    /// Accepts a receipt of a transfer's units at its destination (`None`: all in transit)
+    /// ([`accept`]).
+    pub async fn receive_transfer(
+        &self,
+        transfer_id: TransferId,
+        quantity: Option<Quantity>,
+        key: Option<&IdempotencyKey>,
+        caller: &Caller,
+    ) -> Result<CommandId, AppError> {
+        self.accept
+            .receive_transfer(transfer_id, quantity, key, caller)
             .await
     }
 

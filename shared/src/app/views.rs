@@ -7,6 +7,10 @@ use crate::domain::{
     Timestamp, Unavailable, Version,
 };
 
+fn is_zero(units: &i64) -> bool {
+    *units == 0
+}
+
 /// A SKU's stock as of now.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -24,6 +28,14 @@ pub struct ItemView {
     /// Units that can be reserved now: on_hand less committed, reserved and unavailable, never
     /// below 0 (an adjustment or a count may leave the item short).
     pub available: i64,
+    /// Units on their way in transfers between its locations, not on hand anywhere yet (absent:
+    /// none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub transit_in: i64,
+    /// Units shipped in transfers and not yet received (absent: none); for the item as a whole,
+    /// the same units as `transit_in`.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub transit_out: i64,
     /// Sequence of the last event (an item split into buckets: the sum of its buckets'
     /// sequences, which moves whenever any of them does).
     #[cfg_attr(feature = "openapi", schema(value_type = u64))]
@@ -56,6 +68,12 @@ pub struct LocationView {
     pub unavailable: Unavailable,
     /// Units it can promise now (never below 0).
     pub available: i64,
+    /// Units on their way here in transfers (absent: none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub transit_in: i64,
+    /// Units shipped from here in transfers and not yet received (absent: none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub transit_out: i64,
     /// Sequence of its last event (summed over its buckets).
     #[cfg_attr(feature = "openapi", schema(value_type = u64))]
     pub version: Version,
@@ -96,6 +114,8 @@ impl ItemView {
             committed: state.committed,
             unavailable: state.unavailable,
             available: state.for_sale(now),
+            transit_in: state.in_transit.values().sum(),
+            transit_out: state.transit_out,
             version: state.version,
             buckets: None,
             locations: Vec::new(),
@@ -112,6 +132,8 @@ impl ItemView {
             committed: 0,
             unavailable: Unavailable::default(),
             available: 0,
+            transit_in: 0,
+            transit_out: 0,
             version: 0,
             buckets: None,
             locations: Vec::new(),
@@ -122,6 +144,8 @@ impl ItemView {
             whole.committed += view.committed;
             whole.unavailable = whole.unavailable.plus(view.unavailable);
             whole.available += view.available.max(0);
+            whole.transit_in += view.transit_in;
+            whole.transit_out += view.transit_out;
             whole.version += view.version;
             if location.is_default() {
                 whole.buckets = view.buckets.clone();
@@ -133,6 +157,8 @@ impl ItemView {
                 committed: view.committed,
                 unavailable: view.unavailable,
                 available: view.available,
+                transit_in: view.transit_in,
+                transit_out: view.transit_out,
                 version: view.version,
                 buckets: view.buckets,
             });

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::hold::AfterSale;
 use super::stock_states::{Annotation, Reclassification};
 use super::stream::LocationId;
+use super::transfer::TransferId;
 use super::types::{
     BucketCount, CommandId, LowStockThreshold, Quantity, ReservationId, Sku, Timestamp,
 };
@@ -91,6 +92,25 @@ pub enum Action {
         /// How many buckets.
         count: BucketCount,
     },
+    /// Ship units from one location of the item to another: out of `from`'s stock (units for
+    /// sale there) into transit, until received at `to`.
+    TransferStock {
+        /// The transfer (it names the item and both ends).
+        transfer_id: TransferId,
+        /// Units shipped.
+        quantity: Quantity,
+        /// The shipment, for the audit trail.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+    },
+    /// Land units of a transfer at its destination (`None`: all still in transit).
+    ReceiveTransfer {
+        /// The transfer.
+        transfer_id: TransferId,
+        /// Units received; absent: every unit still in transit.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        quantity: Option<Quantity>,
+    },
     /// Tell `low_stock` when available units go below `below` (0: never).
     SetLowStock {
         /// The threshold.
@@ -156,6 +176,18 @@ impl Action {
             | Action::ReclassifyStock { location, .. }
             | Action::CountStock { location, .. }
             | Action::SetBuckets { location, .. } => Some(location),
+            Action::TransferStock { transfer_id, .. } => Some(transfer_id.from()),
+            Action::ReceiveTransfer { transfer_id, .. } => Some(transfer_id.to()),
+            _ => None,
+        }
+    }
+
+    /// The other location a transfer's command changes: its destination for a shipment, its
+    /// origin for a receipt.
+    pub fn other_location(&self) -> Option<&LocationId> {
+        match self {
+            Action::TransferStock { transfer_id, .. } => Some(transfer_id.to()),
+            Action::ReceiveTransfer { transfer_id, .. } => Some(transfer_id.from()),
             _ => None,
         }
     }
@@ -197,7 +229,9 @@ impl Action {
             | Action::SetBuckets { .. }
             | Action::SetLowStock { .. }
             | Action::ReclassifyStock { .. }
-            | Action::CountStock { .. } => None,
+            | Action::CountStock { .. }
+            | Action::TransferStock { .. }
+            | Action::ReceiveTransfer { .. } => None,
         }
     }
 }

@@ -10,6 +10,7 @@ use super::event::{Change, PlacedLine, RejectionCode};
 use super::hold::{AfterSale, HoldLine, HoldStatus, HoldTerms};
 use super::state::SkuState;
 use super::stock_states::{Annotation, StockState};
+use super::transfer::TransferId;
 use super::types::{CommandId, Quantity, ReservationId, Timestamp};
 
 /// Why a hold cannot be placed.
@@ -177,6 +178,29 @@ pub fn decide(
             },
             _,
         ) => count(state, id, *counted, *expected, why),
+        (Action::TransferStock { quantity, .. }, _) if quantity.units() > state.for_sale(now) => {
+            Verdict::Reject(RejectionCode::SourceLacksUnits)
+        }
+        (
+            Action::TransferStock {
+                transfer_id,
+                quantity,
+                reference,
+            },
+            _,
+        ) => Verdict::Apply(Change::TransferShipped {
+            command_id: id,
+            transfer_id: transfer_id.clone(),
+            quantity: *quantity,
+            reference: reference.clone(),
+        }),
+        (
+            Action::ReceiveTransfer {
+                transfer_id,
+                quantity,
+            },
+            _,
+        ) => receive_transfer(state, id, transfer_id, *quantity),
         (Action::CommitHold { .. }, Some(hold)) => {
             commit(state, hold, id, command.accepted_at, now)
         }
@@ -224,6 +248,28 @@ pub fn decide(
             }
         }),
         (_, None) => Verdict::Reject(RejectionCode::SkuNotInReservation),
+    }
+}
+
+/// A transfer's receipt at its destination (`state`): of `asked` units, or of all still in
+/// transit; refused when none are, or fewer than asked.
+fn receive_transfer(
+    state: &SkuState,
+    command_id: CommandId,
+    transfer_id: &TransferId,
+    asked: Option<Quantity>,
+) -> Verdict {
+    let left = state.in_transit.get(transfer_id).copied().unwrap_or(0);
+    let Ok(in_transit) = Quantity::new(left) else {
+        return Verdict::Reject(RejectionCode::NothingInTransit);
+    };
+    match asked {
+        Some(asked) if asked.units() > left => Verdict::Reject(RejectionCode::ExceedsInTransit),
+        asked => Verdict::Apply(Change::TransferReceived {
+            command_id,
+            transfer_id: transfer_id.clone(),
+            quantity: asked.unwrap_or(in_transit),
+        }),
     }
 }
 

@@ -9,6 +9,7 @@ use super::buckets::{Move, MoveId};
 use super::state::Figures;
 use super::stock_states::{Annotation, Reason, Reclassification};
 use super::stream::{LocationId, StreamId};
+use super::transfer::TransferId;
 use super::types::{
     BucketCount, CommandId, InvalidValue, LowStockThreshold, Quantity, ReservationId, Sku,
     Timestamp, Version,
@@ -292,6 +293,51 @@ pub enum Change {
         #[serde(flatten)]
         why: Annotation,
     },
+    /// Units left this location in a transfer to another (on its bucket 0): out of its on-hand
+    /// stock, into transit (`transit_out`), for sale nowhere until they land.
+    TransferShipped {
+        /// The transfer's command.
+        command_id: CommandId,
+        /// The transfer (it names both ends).
+        transfer_id: TransferId,
+        /// Units shipped.
+        quantity: Quantity,
+        /// The shipment, for the audit trail.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+    },
+    /// Units are on their way here in a transfer (on this location's bucket 0): in transit to
+    /// it (`transit_in`), not on hand yet.
+    TransferIncoming {
+        /// The transfer's command.
+        command_id: CommandId,
+        /// The transfer.
+        transfer_id: TransferId,
+        /// Units shipped.
+        quantity: Quantity,
+        /// The shipment, for the audit trail.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+    },
+    /// Units of a transfer landed here (on bucket 0): on hand and for sale, no longer in transit.
+    TransferReceived {
+        /// The receipt's command.
+        command_id: CommandId,
+        /// The transfer.
+        transfer_id: TransferId,
+        /// Units received.
+        quantity: Quantity,
+    },
+    /// Units this location shipped in a transfer were received at the other end: no longer in
+    /// transit from here.
+    TransferArrived {
+        /// The receipt's command.
+        command_id: CommandId,
+        /// The transfer.
+        transfer_id: TransferId,
+        /// Units received there.
+        quantity: Quantity,
+    },
     /// A queued command could not take effect; recorded so the history explains itself.
     CommandRejected {
         /// The command refused.
@@ -320,6 +366,10 @@ impl Change {
             | Change::LowStockSet { command_id, .. }
             | Change::StockReclassified { command_id, .. }
             | Change::StockCounted { command_id, .. }
+            | Change::TransferShipped { command_id, .. }
+            | Change::TransferIncoming { command_id, .. }
+            | Change::TransferReceived { command_id, .. }
+            | Change::TransferArrived { command_id, .. }
             | Change::CommandRejected { command_id, .. } => Some(*command_id),
             Change::HoldPlaced { .. }
             | Change::HoldExtended { .. }
@@ -353,6 +403,10 @@ impl Change {
             Change::StockedAt { .. } => "stocked_at",
             Change::BucketsDrained {} => "buckets_drained",
             Change::BucketsSpread {} => "buckets_spread",
+            Change::TransferShipped { .. } => "transfer_shipped",
+            Change::TransferIncoming { .. } => "transfer_incoming",
+            Change::TransferReceived { .. } => "transfer_received",
+            Change::TransferArrived { .. } => "transfer_arrived",
             Change::CommandRejected { .. } => "rejected",
         }
     }
@@ -411,6 +465,40 @@ impl Change {
             *units = delta;
         }
         part
+    }
+
+    /// A transfer's change at its other end, and where that is: units shipped are incoming at
+    /// the destination, units received there have arrived from the origin's side.
+    pub fn at_other_end(&self) -> Option<(LocationId, Change)> {
+        match self {
+            Change::TransferShipped {
+                command_id,
+                transfer_id,
+                quantity,
+                reference,
+            } => Some((
+                transfer_id.to().clone(),
+                Change::TransferIncoming {
+                    command_id: *command_id,
+                    transfer_id: transfer_id.clone(),
+                    quantity: *quantity,
+                    reference: reference.clone(),
+                },
+            )),
+            Change::TransferReceived {
+                command_id,
+                transfer_id,
+                quantity,
+            } => Some((
+                transfer_id.from().clone(),
+                Change::TransferArrived {
+                    command_id: *command_id,
+                    transfer_id: transfer_id.clone(),
+                    quantity: *quantity,
+                },
+            )),
+            _ => None,
+        }
     }
 
     /// The client that placed the hold, if this change placed one and recorded its owner.
@@ -473,6 +561,11 @@ pub enum RejectionCode {
     /// The queued record could not be read as a command. Written by versions before parking;
     /// kept so their events still read (such records are now parked `unknown_shape`).
     MalformedCommand,
+    /// A transfer's receipt found none of its units in transit to the location (never shipped,
+    /// or all received already).
+    NothingInTransit,
+    /// A transfer's receipt asked for more units than are still in transit.
+    ExceedsInTransit,
 }
 
 impl RejectionCode {
@@ -492,6 +585,8 @@ impl RejectionCode {
             Self::ExceedsUnshipped => "exceeds_unshipped",
             Self::ExceedsShipped => "exceeds_shipped",
             Self::MalformedCommand => "malformed_command",
+            Self::NothingInTransit => "nothing_in_transit",
+            Self::ExceedsInTransit => "exceeds_in_transit",
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod notices;
 pub mod state;
 pub mod stock_states;
 pub mod stream;
+pub mod transfer;
 pub mod types;
 
 pub use access::{Caller, ClientId, Scope};
@@ -27,6 +28,7 @@ pub use notices::{notices, Notice, Noticed, StockFigures};
 pub use state::{Figures, SkuState};
 pub use stock_states::{Annotation, Reason, Reclassification, StockState, Unavailable};
 pub use stream::{ItemAt, LocationId, Placement, StreamId};
+pub use transfer::TransferId;
 pub use types::{
     Bucket, BucketCount, CommandId, IdempotencyKey, InvalidValue, LowStockThreshold, Quantity,
     ReservationId, Sku, Timestamp, TtlSeconds, Units, Version,

@@ -13,6 +13,7 @@ use super::buckets::Layout;
 use super::event::{Change, Event};
 use super::stock_states::{StockState, Unavailable};
 use super::stream::LocationId;
+use super::transfer::TransferId;
 use super::types::{LowStockThreshold, Timestamp, Version};
 
 /// What the stream of one SKU adds up to.
@@ -48,6 +49,17 @@ pub struct SkuState {
     /// this was kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub for_sale_alone: Option<i64>,
+    /// Units shipped from here in transfers and not yet received at the other end.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub transit_out: i64,
+    /// Units on their way here, per transfer with units still in transit (a transfer received
+    /// whole leaves it; kept by bucket 0 only).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub in_transit: BTreeMap<TransferId, i64>,
+}
+
+fn is_zero(units: &i64) -> bool {
+    *units == 0
 }
 
 /// A stream's (or an item's) figures at one instant: what its events add up to then.
@@ -62,6 +74,12 @@ pub struct Figures {
     /// On-hand units not for sale, per state.
     #[serde(default, skip_serializing_if = "Unavailable::is_zero")]
     pub unavailable: Unavailable,
+    /// Units on their way here in transfers (not on hand, not for sale).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub transit_in: i64,
+    /// Units shipped from here in transfers and not yet received (no longer on hand).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub transit_out: i64,
 }
 
 impl Figures {
@@ -78,6 +96,8 @@ impl Figures {
             reserved: self.reserved + other.reserved,
             committed: self.committed + other.committed,
             unavailable: self.unavailable.plus(other.unavailable),
+            transit_in: self.transit_in + other.transit_in,
+            transit_out: self.transit_out + other.transit_out,
         }
     }
 }
@@ -196,6 +216,29 @@ impl SkuState {
             }
             Change::BucketsDrained {} => self.layout.drained = true,
             Change::BucketsSpread {} => self.layout.drained = false,
+            Change::TransferShipped { quantity, .. } => {
+                self.on_hand -= quantity.units();
+                self.transit_out += quantity.units();
+            }
+            Change::TransferIncoming {
+                transfer_id,
+                quantity,
+                ..
+            } => *self.in_transit.entry(transfer_id.clone()).or_default() += quantity.units(),
+            Change::TransferReceived {
+                transfer_id,
+                quantity,
+                ..
+            } => {
+                self.on_hand += quantity.units();
+                if let Some(left) = self.in_transit.get_mut(transfer_id) {
+                    *left -= quantity.units();
+                    if *left <= 0 {
+                        self.in_transit.remove(transfer_id);
+                    }
+                }
+            }
+            Change::TransferArrived { quantity, .. } => self.transit_out -= quantity.units(),
             Change::CommandRejected { .. } => {}
         }
         if self.layout.sells_alone() {
@@ -212,6 +255,8 @@ impl SkuState {
             reserved: self.held(now),
             committed: self.committed,
             unavailable: self.unavailable,
+            transit_in: self.in_transit.values().sum(),
+            transit_out: self.transit_out,
         }
     }
 
@@ -242,7 +287,9 @@ impl SkuState {
             if index == 0 {
                 item.layout = bucket.layout;
                 item.low_stock_below = bucket.low_stock_below;
+                item.in_transit = bucket.in_transit.clone();
             }
+            item.transit_out += bucket.transit_out;
             item.version += bucket.version;
             item.on_hand += bucket.on_hand;
             item.committed += bucket.committed;

@@ -497,6 +497,11 @@ impl CommandId {
         Self(uuid::Uuid::new_v4())
     }
 
+    /// 64 of its bits: what a transfer the command makes is told apart by.
+    pub fn nonce(&self) -> u64 {
+        self.0.as_u64_pair().1
+    }
+
     /// The id a request of `client` with this idempotency key always gets, scoped by what it
     /// is for (route and target) so one key used on two routes names two commands, and by the
     /// client so two clients using one key never name the same command.

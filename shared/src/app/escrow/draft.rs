@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::domain::buckets::Spare;
 use crate::domain::{
-    Bucket, Change, ClientId, Event, Layout, Move, SkuState, StreamId, Timestamp, MoveId,
+    Bucket, Change, ClientId, Event, Layout, Move, MoveId, SkuState, StreamId, Timestamp,
 };
 use crate::ports::StreamAppend;
 

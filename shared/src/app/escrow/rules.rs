@@ -62,6 +62,7 @@ pub(crate) fn record(draft: &mut Draft, bucket: Bucket, now: Timestamp, change: 
             return true;
         }
         Change::StockReceived { .. }
+        | Change::TransferReceived { .. }
         | Change::StockAdjusted { .. }
         | Change::StockCounted { .. } => {
             draft.record(bucket, now, change);
@@ -116,8 +117,8 @@ pub(crate) fn record_spread(draft: &mut Draft, now: Timestamp, max_moves: usize)
     more
 }
 
-/// Before a command takes units out of `available` on a bucketed item (a move out of sale, or
-/// an adjustment or a count that withdraws units), the units it needs are gathered into bucket
+/// Before a command takes units out of `available` on a bucketed item (a move out of sale, a
+/// transfer to another location, or an adjustment or a count that withdraws units), the units it needs are gathered into bucket
 /// 0 from the buckets' spare units, in the command's own write: a move's units are then set
 /// aside in bucket 0, and a withdrawal is taken from bucket 0 alone rather than shared by every
 /// bucket that has a unit. When that takes more moves than `room`, the moves that fit are
@@ -136,6 +137,7 @@ pub(crate) fn gathered_in_part(
         Action::ReclassifyStock {
             states, quantity, ..
         } if states.from == StockState::Available => quantity.units(),
+        Action::TransferStock { quantity, .. } => quantity.units(),
         Action::AdjustStock { delta, .. } => -delta,
         Action::CountStock {
             counted, expected, ..
