@@ -11,7 +11,7 @@ use utoipa::{PartialSchema, ToSchema};
 use crate::app::CommandView;
 use crate::domain::{
     BucketCount, CommandId, IdempotencyKey, LocationId, LowStockThreshold, Quantity, RejectionCode,
-    ReservationId, Sku, TtlSeconds,
+    ReservationId, Sku, TransferId, TtlSeconds,
 };
 use crate::ports::ParkReason;
 
@@ -100,24 +100,46 @@ impl ToSchema for TtlSeconds {}
 impl PartialSchema for ReservationId {
     fn schema() -> RefOr<Schema> {
         let max_sku = Sku::MAX_LEN;
-        // The anchor is the item's stream or, for a split item, one of its buckets' (`@1`..`@255`).
+        let max_location = LocationId::MAX_LEN;
+        // The anchor is the item's stream at a location (`:store-5`; none at the default one)
+        // or, for a split item, one of its buckets' there (`@1`..`@255`).
         described(
             ObjectBuilder::new()
                 .schema_type(Type::String)
                 .pattern(Some(format!(
-                    "^{SKU_PATTERN}{{1,{max_sku}}}(@[1-9][0-9]{{0,2}})?~[1-9][0-9]{{0,18}}~[0-9a-f]{{16}}$"
+                    "^{SKU_PATTERN}{{1,{max_sku}}}(:{SKU_PATTERN}{{1,{max_location}}})?(@[1-9][0-9]{{0,2}})?~[1-9][0-9]{{0,18}}~[0-9a-f]{{16}}$"
                 )))
                 .examples([
                     "SKU-RED-42~17~4f1c2a9be07d3e55",
                     "SKU-RED-42@3~5~90c1d2e3f4a5b6c7",
+                    "SKU-RED-42:store-5~2~0a1b2c3d4e5f6a7b",
                 ]),
-            "A reservation, as the 201 of POST /reservations named it. It names where the hold \
-             was placed: the item's stream, or for an item split into buckets one of its \
-             buckets' (`SKU@3`); a client keeps it as an opaque string.",
+            "A reservation, as the 201 of POST /reservations named it. It names where its first \
+             hold was placed: the item's stream, at a location other than the default one \
+             (`SKU:store-5`), or for an item split into buckets one of its buckets' (`SKU@3`); a \
+             client keeps it as an opaque string.",
         )
     }
 }
 impl ToSchema for ReservationId {}
+
+impl PartialSchema for TransferId {
+    fn schema() -> RefOr<Schema> {
+        let max_sku = Sku::MAX_LEN;
+        let max_location = LocationId::MAX_LEN;
+        described(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(format!(
+                    "^{SKU_PATTERN}{{1,{max_sku}}}~{SKU_PATTERN}{{1,{max_location}}}~{SKU_PATTERN}{{1,{max_location}}}~[0-9a-f]{{16}}$"
+                )))
+                .examples(["SKU-RED-42~default~store-5~4f1c2a9be07d3e55"]),
+            "A transfer, as the 202 of POST /transfers named it: the item, where its units left, \
+             where they land, and a nonce; a client keeps it as an opaque string.",
+        )
+    }
+}
+impl ToSchema for TransferId {}
 
 impl PartialSchema for CommandId {
     fn schema() -> RefOr<Schema> {

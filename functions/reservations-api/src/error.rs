@@ -64,6 +64,8 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     code("invalid_locations", StatusCode::BAD_REQUEST, "A reservation's `locations` lists a location twice, or more than 1000."),
     code("invalid_priority", StatusCode::BAD_REQUEST, "A location's priority is not between -1000000 and 1000000."),
     code("invalid_ttl", StatusCode::BAD_REQUEST, "A hold's ttl_seconds is not between 60 and 86400."),
+    code("invalid_transfer", StatusCode::BAD_REQUEST, "A transfer's `from` and `to` are the same location."),
+    code("invalid_transfer_id", StatusCode::BAD_REQUEST, "The path does not name a transfer id."),
     code("invalid_reservation_id", StatusCode::BAD_REQUEST, "The path does not name a reservation id."),
     code("invalid_command_id", StatusCode::BAD_REQUEST, "The path does not name a command id (a UUID)."),
     code("invalid_idempotency_key", StatusCode::BAD_REQUEST, "The Idempotency-Key is not 1-255 visible ASCII characters."),

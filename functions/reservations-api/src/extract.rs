@@ -6,7 +6,9 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use inventory_core::app::{DEFAULT_LEDGER_PAGE, MAX_LEDGER_PAGE};
-use inventory_core::domain::{CommandId, IdempotencyKey, LocationId, ReservationId, Sku};
+use inventory_core::domain::{
+    CommandId, IdempotencyKey, LocationId, ReservationId, Sku, TransferId,
+};
 use serde::de::{self, DeserializeOwned, Unexpected, Visitor};
 use serde::{Deserialize, Deserializer};
 use utoipa::{IntoParams, ToSchema};
@@ -176,6 +178,11 @@ pub struct SkuPath(pub Sku);
 #[into_params(names("id"), parameter_in = Path)]
 pub struct LocationPath(pub LocationId);
 
+/// The `{id}` path parameter of a transfer route.
+#[derive(Debug, IntoParams)]
+#[into_params(names("id"), parameter_in = Path)]
+pub struct TransferPath(pub TransferId);
+
 /// The `{id}` path parameter of a reservation route.
 #[derive(Debug, IntoParams)]
 #[into_params(names("id"), parameter_in = Path)]
@@ -211,6 +218,13 @@ impl<S: Send + Sync> FromRequestParts<S> for ReservationPath {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         Ok(Self(ReservationId::parse(&path_param(parts).await?)?))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for TransferPath {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        Ok(Self(TransferId::parse(&path_param(parts).await?)?))
     }
 }
 

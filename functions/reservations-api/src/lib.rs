@@ -23,7 +23,7 @@ use inventory_core::app::{
 use inventory_core::domain::{
     Annotation, BucketCount, CommandId, ItemAt, Line, Location, LocationId, LocationKind,
     LowStockThreshold, Preference, Quantity, Reason, Reclassification, Scope, Sku, StockState,
-    TtlSeconds,
+    TransferId, TtlSeconds,
 };
 use inventory_core::limits::MAX_SKUS_PER_READ;
 use inventory_core::Inventory;
@@ -37,7 +37,7 @@ pub use access::{Authentication, Route};
 use error::ApiError;
 use extract::{
     CommandPath, Detail, IdempotencyHeader, ItemQuery, JsonBody, LedgerQuery, LocationPath,
-    OptionalJsonBody, RequiredIdempotencyKey, ReservationPath, SkuPath, WholeNumber,
+    OptionalJsonBody, RequiredIdempotencyKey, ReservationPath, SkuPath, TransferPath, WholeNumber,
 };
 
 type Handlers = UtoipaMethodRouter<Arc<Inventory>>;
@@ -184,6 +184,32 @@ fn declared_routes() -> Vec<(Route, Handlers)> {
                 "idempotency_key_reused",
             ],
             routes!(put_low_stock),
+        ),
+        route(
+            Admin,
+            false,
+            &[
+                "invalid_sku",
+                "invalid_location",
+                "invalid_transfer",
+                "unknown_location",
+                "invalid_quantity",
+                "invalid_reference",
+                "idempotency_key_required",
+                "idempotency_key_reused",
+            ],
+            routes!(post_transfer),
+        ),
+        route(
+            Admin,
+            false,
+            &[
+                "invalid_transfer_id",
+                "invalid_quantity",
+                "idempotency_key_required",
+                "idempotency_key_reused",
+            ],
+            routes!(post_transfer_receipt),
         ),
         route(Admin, false, &[], routes!(list_locations)),
         route(
@@ -587,6 +613,114 @@ fn item_at(sku: Sku, location: Option<&str>) -> Result<ItemAt, ApiError> {
 
 fn accepted(command_id: CommandId) -> Response {
     (StatusCode::ACCEPTED, Json(Accepted { command_id })).into_response()
+}
+
+/// A transfer of units between two of the shop's locations.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct TransferBody {
+    #[schema(value_type = Sku)]
+    sku: String,
+    /// Where the units leave (a registered location).
+    #[schema(value_type = LocationId)]
+    from: String,
+    /// Where they land (another registered location).
+    #[schema(value_type = LocationId)]
+    to: String,
+    #[schema(value_type = Quantity)]
+    quantity: WholeNumber,
+    /// The shipment, for the audit trail.
+    #[serde(default)]
+    #[schema(schema_with = openapi::note)]
+    reference: Option<String>,
+}
+
+/// Units of a transfer landed at its destination.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct TransferReceiptBody {
+    /// Units received; absent: every unit still in transit.
+    #[serde(default)]
+    #[schema(value_type = Option<Quantity>)]
+    quantity: Option<WholeNumber>,
+}
+
+/// The answer to a transfer: its command, and the transfer to receive
+/// (`POST /transfers/{id}/receive`).
+#[derive(Debug, Serialize, ToSchema)]
+struct TransferAccepted {
+    command_id: CommandId,
+    #[schema(value_type = TransferId)]
+    transfer_id: TransferId,
+}
+
+/// Transfer stock: queue a shipment of units from one location to another. Once applied they
+/// are in transit (`transit_out` at `from`, `transit_in` at `to`), for sale at neither, until
+/// received; one for more than `from` has for sale is rejected `source_lacks_units` (see
+/// `GET /commands/{id}`).
+#[utoipa::path(
+    post,
+    path = "/transfers",
+    params(RequiredIdempotencyKey),
+    request_body = TransferBody,
+    responses((status = 202, description = "The transfer is queued.", body = TransferAccepted)),
+)]
+async fn post_transfer(
+    State(inventory): Service,
+    Authenticated(caller): Authenticated,
+    RequiredIdempotencyKey(key): RequiredIdempotencyKey,
+    JsonBody(body): JsonBody<TransferBody>,
+) -> Result<Response, ApiError> {
+    let field = |field: &'static str| move |err| ApiError::from(err).with("field", field);
+    let sku = Sku::parse(&body.sku).map_err(field("sku"))?;
+    let from = LocationId::parse(&body.from).map_err(field("from"))?;
+    let to = LocationId::parse(&body.to).map_err(field("to"))?;
+    let quantity = Quantity::new(body.quantity.0)?;
+    let (command_id, transfer_id) = inventory
+        .transfer_stock(
+            sku,
+            (from, to),
+            quantity,
+            body.reference,
+            Some(&key),
+            &caller,
+        )
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(TransferAccepted {
+            command_id,
+            transfer_id,
+        }),
+    )
+        .into_response())
+}
+
+/// Receive a transfer: queue the landing of its units at its destination, all still in transit
+/// or `quantity` of them (the rest stays in transit). Applied after the transfer; rejected
+/// `nothing_in_transit` or `exceeds_in_transit` when fewer are (see `GET /commands/{id}`).
+#[utoipa::path(
+    post,
+    path = "/transfers/{id}/receive",
+    params(TransferPath, RequiredIdempotencyKey),
+    request_body(content = Option<TransferReceiptBody>, description = "May be absent: every unit in transit lands."),
+    responses((status = 202, description = "The receipt is queued.", body = Accepted)),
+)]
+async fn post_transfer_receipt(
+    State(inventory): Service,
+    Authenticated(caller): Authenticated,
+    TransferPath(id): TransferPath,
+    RequiredIdempotencyKey(key): RequiredIdempotencyKey,
+    OptionalJsonBody(body): OptionalJsonBody<TransferReceiptBody>,
+) -> Result<Response, ApiError> {
+    let quantity = body
+        .quantity
+        .map(|units| Quantity::new(units.0))
+        .transpose()?;
+    let id = inventory
+        .receive_transfer(id, quantity, Some(&key), &caller)
+        .await?;
+    Ok(accepted(id))
 }
 
 /// Receive stock: queue a receipt of units for the SKU.

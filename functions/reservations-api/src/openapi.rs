@@ -10,7 +10,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::{get, MethodRouter};
 use inventory_core::domain::locations::MAX_PRIORITY;
-use inventory_core::domain::{CommandId, IdempotencyKey, Reason, ReservationId, Sku};
+use inventory_core::domain::{CommandId, IdempotencyKey, Reason, ReservationId, Sku, TransferId};
 use inventory_core::limits::{MAX_ADJUSTMENT, MAX_LINES, MAX_NOTE_LEN};
 use inventory_core::Inventory;
 use utoipa::openapi::link::LinkBuilder;
@@ -61,6 +61,7 @@ pub(crate) fn document(declared: Vec<(Route, Handlers)>) -> OpenApi {
         .schemas_from_iter([
             (Sku::name(), Sku::schema()),
             (ReservationId::name(), ReservationId::schema()),
+            (TransferId::name(), TransferId::schema()),
             (CommandId::name(), CommandId::schema()),
             (IdempotencyKey::name(), IdempotencyKey::schema()),
         ])
@@ -103,11 +104,13 @@ pub(crate) fn document(declared: Vec<(Route, Handlers)>) -> OpenApi {
     document
 }
 
-/// What a success answer names, and the path parameter that takes it: a reservation (its id) and
-/// an accepted command (its id).
+/// What a success answer names, and the path parameter that takes it: a reservation, an
+/// accepted command and a transfer (their ids).
 const NAMED_BY_ANSWERS: &[(&str, &str, &str)] = &[
     ("ReservationView", "/reservation_id", "ReservationId"),
     ("Accepted", "/command_id", "CommandId"),
+    ("TransferAccepted", "/command_id", "CommandId"),
+    ("TransferAccepted", "/transfer_id", "TransferId"),
 ];
 
 /// Adds OpenAPI links from each success answer that names a reservation or a command to every
@@ -152,18 +155,17 @@ fn link_answers_to_what_they_name(paths: &mut BTreeMap<String, PathItem>) {
                         RefOr::T(content) => schema_name(&content.schema),
                         RefOr::Ref(_) => None,
                     });
-                let Some((_, pointer, taken)) = NAMED_BY_ANSWERS
+                let named = NAMED_BY_ANSWERS
                     .iter()
-                    .find(|(answer, _, _)| answered.as_deref() == Some(*answer))
-                else {
-                    continue;
-                };
-                for (operation_id, _) in takers.iter().filter(|(_, id)| id == taken) {
-                    let link = LinkBuilder::new()
-                        .operation_id(operation_id.clone())
-                        .parameter("id", format!("$response.body#{pointer}"))
-                        .build();
-                    response.links.insert(operation_id.clone(), RefOr::T(link));
+                    .filter(|(answer, _, _)| answered.as_deref() == Some(*answer));
+                for (_, pointer, taken) in named {
+                    for (operation_id, _) in takers.iter().filter(|(_, id)| id == taken) {
+                        let link = LinkBuilder::new()
+                            .operation_id(operation_id.clone())
+                            .parameter("id", format!("$response.body#{pointer}"))
+                            .build();
+                        response.links.insert(operation_id.clone(), RefOr::T(link));
+                    }
                 }
             }
         }

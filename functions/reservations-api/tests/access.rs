@@ -221,6 +221,9 @@ fn example(route: &Route) -> (String, Option<Value>) {
         ("/items", _) => "/items?sku=SKU-A".to_owned(),
         ("/commands/{id}", _) => "/commands/0b8f3c52-8d0b-4f5e-9a57-4e4a8c1f6d2e".to_owned(),
         ("/locations/{id}", _) => "/locations/store-5".to_owned(),
+        ("/transfers/{id}/receive", _) => {
+            "/transfers/SKU-A~default~store-5~00000000deadbeef/receive".to_owned()
+        }
         _ => path,
     };
     let body = match route.path.as_str() {
@@ -233,6 +236,9 @@ fn example(route: &Route) -> (String, Option<Value>) {
         "/items/{sku}/buckets" => Some(json!({ "count": 4 })),
         "/items/{sku}/low-stock" => Some(json!({ "below": 3 })),
         "/locations/{id}" => Some(json!({ "name": "Store 5", "kind": "store", "pickup": true })),
+        "/transfers" => {
+            Some(json!({ "sku": "SKU-A", "from": "default", "to": "store-5", "quantity": 1 }))
+        }
         "/reservations" => Some(json!({ "lines": [{ "sku": "SKU-A", "quantity": 1 }] })),
         "/reservations/{id}/extend" => Some(json!({ "ttl_seconds": 600 })),
         "/reservations/{id}/returns" => {
@@ -244,7 +250,7 @@ fn example(route: &Route) -> (String, Option<Value>) {
 }
 
 #[tokio::test]
-async fn every_route_is_declared_with_a_scope_and_they_are_the_twenty_of_the_api() {
+async fn every_route_is_declared_with_a_scope_and_they_are_the_twenty_two_of_the_api() {
     let routes = routes();
     let declared: Vec<(&str, &str, Scope)> = routes
         .iter()
@@ -262,6 +268,8 @@ async fn every_route_is_declared_with_a_scope_and_they_are_the_twenty_of_the_api
             ("PUT", "/items/{sku}/on-hand", Scope::Admin),
             ("PUT", "/items/{sku}/buckets", Scope::Admin),
             ("PUT", "/items/{sku}/low-stock", Scope::Admin),
+            ("POST", "/transfers", Scope::Admin),
+            ("POST", "/transfers/{id}/receive", Scope::Admin),
             ("GET", "/locations", Scope::Admin),
             ("PUT", "/locations/{id}", Scope::Admin),
             ("POST", "/reservations", Scope::Reserve),

@@ -3013,3 +3013,136 @@ async fn a_reservation_naming_a_location_it_may_not_use_is_refused_with_its_reas
         "nothing held"
     );
 }
+
+#[tokio::test]
+async fn a_transfer_puts_units_in_transit_for_sale_nowhere_until_received_in_parts() {
+    let app = App::new().await;
+    app.put(
+        "/locations/store-5",
+        &json!({ "name": "Store 5", "kind": "store", "pickup": true }),
+    )
+    .await
+    .assert_status(StatusCode::OK);
+    app.stock("SKU-1", 10).await;
+    // When 6 units are shipped to the store.
+    let shipped = app
+        .command(
+            "POST",
+            "/transfers",
+            &json!({ "sku": "SKU-1", "from": "default", "to": "store-5", "quantity": 6, "reference": "truck 12" }),
+        )
+        .await;
+    shipped.assert_status(StatusCode::ACCEPTED);
+    let transfer = shipped.str("transfer_id");
+    assert!(transfer.starts_with("SKU-1~default~store-5~"), "{transfer}");
+    app.process().await;
+    // Then they are in transit: out of the default location, on their way to the store.
+    let figures = |item: &Value| -> Vec<(Value, Value, Value, Value)> {
+        item["locations"]
+            .as_array()
+            .expect("locations")
+            .iter()
+            .map(|l| {
+                (
+                    l["location"].clone(),
+                    l["on_hand"].clone(),
+                    l["transit_out"].clone(),
+                    l["transit_in"].clone(),
+                )
+            })
+            .collect()
+    };
+    let item = app.item("SKU-1").await;
+    assert_eq!(
+        figures(&item),
+        [
+            (json!("default"), json!(4), json!(6), Value::Null),
+            (json!("store-5"), json!(0), Value::Null, json!(6)),
+        ]
+    );
+    assert_eq!(
+        (&item["available"], &item["transit_in"]),
+        (&json!(4), &json!(6))
+    );
+    // When 2 land, then the rest (no body: all in transit).
+    let receive = format!("/transfers/{transfer}/receive");
+    app.command("POST", &receive, &json!({ "quantity": 2 }))
+        .await
+        .assert_status(StatusCode::ACCEPTED);
+    app.process().await;
+    let item = app.item("SKU-1").await;
+    assert_eq!(item["locations"][1]["on_hand"], json!(2), "{item}");
+    assert_eq!(item["locations"][1]["transit_in"], json!(4), "{item}");
+    let key = fresh_key();
+    app.send("POST", &receive, &[keyed(&key)], Body::empty())
+        .await
+        .assert_status(StatusCode::ACCEPTED);
+    app.process().await;
+    let item = app.item("SKU-1").await;
+    assert_eq!(
+        figures(&item),
+        [
+            (json!("default"), json!(4), Value::Null, Value::Null),
+            (json!("store-5"), json!(6), Value::Null, Value::Null),
+        ]
+    );
+    // A receipt of a transfer with nothing left in transit is rejected, and says why.
+    let again = app.command("POST", &receive, &json!({})).await;
+    again.assert_status(StatusCode::ACCEPTED);
+    app.process().await;
+    let status = app.command_status(&again.str("command_id")).await;
+    assert_eq!(status["reason"], json!("nothing_in_transit"), "{status}");
+    // The ledger of each end has its side.
+    let kinds = |reply: Reply| -> Vec<String> {
+        reply.body["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .map(|entry| entry["kind"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        kinds(app.get("/items/SKU-1/ledger?location=store-5").await),
+        [
+            "transfer_incoming",
+            "transfer_received",
+            "transfer_received",
+            "rejected"
+        ]
+    );
+    assert_eq!(
+        kinds(app.get("/items/SKU-1/ledger?location=default").await),
+        [
+            "received",
+            "transfer_shipped",
+            "transfer_arrived",
+            "transfer_arrived"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_transfer_between_one_location_or_to_an_unknown_one_is_refused_and_queues_nothing() {
+    let app = App::new().await;
+    app.stock("SKU-1", 10).await;
+    let transfer =
+        |from: &str, to: &str| json!({ "sku": "SKU-1", "from": from, "to": to, "quantity": 1 });
+    app.command("POST", "/transfers", &transfer("default", "default"))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_transfer");
+    app.command("POST", "/transfers", &transfer("default", "store-9"))
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "unknown_location");
+    let reply = app
+        .command("POST", "/transfers", &transfer("default", "a:b"))
+        .await;
+    reply.assert_error(StatusCode::BAD_REQUEST, "invalid_location");
+    assert_eq!(reply.body["field"], json!("to"));
+    app.post("/transfers", &transfer("default", "store-9"))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "idempotency_key_required");
+    app.command("POST", "/transfers/nope/receive", &json!({}))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_transfer_id");
+    assert_eq!(app.process().await, 0, "nothing was queued");
+}

@@ -346,6 +346,26 @@ async fn every_request_the_api_sends_on_every_route_is_granted_by_its_role() {
     assert_eq!(listed["locations"][1]["id"], "store-5", "{listed}");
     call("GET", "/locations");
 
+    // A transfer to the store and its receipt: accepted commands.
+    let transfer = json!({ "sku": "SKU-A", "from": "default", "to": "store-5", "quantity": 1 });
+    let (status, shipped) = send(
+        &router,
+        "POST",
+        "/transfers",
+        Some("transfer-1"),
+        Some(transfer),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{shipped}");
+    call("POST", "/transfers");
+    let receive = format!(
+        "/transfers/{}/receive",
+        shipped["transfer_id"].as_str().expect("an id")
+    );
+    let (status, received) = send(&router, "POST", &receive, Some("receipt-1"), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{received}");
+    call("POST", "/transfers/{id}/receive");
+
     let every: std::collections::BTreeSet<_> =
         routes().into_iter().map(|r| (r.method, r.path)).collect();
     assert_eq!(covered, every, "every route was called");
