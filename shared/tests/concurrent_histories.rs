@@ -39,7 +39,7 @@ use inventory_core::domain::{
     Annotation, BucketCount, Caller, Change, ClientId, Command, CommandId, Event, HoldLine,
     HoldStatus, IdempotencyKey, ItemAt, Line, Location, LocationId, LocationKind, Preference,
     Quantity, Reason, Reclassification, ReservationId, Scope, Sku, SkuState, StockState, StreamId,
-    Timestamp, TtlSeconds, Version,
+    Timestamp, TransferId, TtlSeconds, Version,
 };
 use inventory_core::feed::{FeedChange, Reaction};
 use inventory_core::memory::{MemoryObjects, MemoryQueue, MemoryStore};
@@ -80,6 +80,7 @@ enum StepKind {
     SetAside,
     Count,
     AfterSale,
+    Transfer,
 }
 
 /// One step of a client: what it does, and the seed its details (SKUs, quantities, which
@@ -112,6 +113,7 @@ fn step() -> impl Strategy<Value = Step> {
         5 => Just(StepKind::SetAside),
         4 => Just(StepKind::Count),
         12 => Just(StepKind::AfterSale),
+        6 => Just(StepKind::Transfer),
     ];
     (kind, any::<u64>()).prop_map(|(kind, details)| Step { kind, details })
 }
@@ -211,9 +213,12 @@ fn histories(shard: u64) {
         "histories should receive, adjust, move and count stock at a second location"
     );
     assert!(
-        totals.split_lines > 0 && totals.pickup_holds > 0 && totals.second_warehouse_holds > 0,
+        totals.split_lines > 0
+            && totals.pickup_holds > 0
+            && totals.second_warehouse_holds > 0
+            && totals.transfers_received > 0,
         "histories should split lines over locations, hold for pickup and allocate to the \
-         second warehouse"
+         second warehouse, and transfer stock between locations"
     );
 }
 
@@ -234,6 +239,7 @@ struct Totals {
     split_lines: usize,
     pickup_holds: usize,
     second_warehouse_holds: usize,
+    transfers_received: usize,
 }
 
 impl Totals {
@@ -253,6 +259,7 @@ impl Totals {
         self.split_lines += stats.split_lines;
         self.pickup_holds += stats.pickup_holds;
         self.second_warehouse_holds += stats.second_warehouse_holds;
+        self.transfers_received += stats.transfers_received;
     }
 }
 
@@ -281,6 +288,8 @@ struct Stats {
     pickup_holds: usize,
     /// Holds at the second warehouse.
     second_warehouse_holds: usize,
+    /// Receipts of transfers applied.
+    transfers_received: usize,
 }
 
 tokio::task_local! {
@@ -531,6 +540,8 @@ struct Ledger {
     commands: BTreeMap<CommandId, Acknowledged>,
     /// Reservations whose checkout was acknowledged (what a shipment mostly names).
     checked_out: Vec<ReservationId>,
+    /// Transfers acknowledged (what a receipt names).
+    transfers: Vec<TransferId>,
     refused: usize,
     violations: Vec<String>,
 }
@@ -547,6 +558,8 @@ enum Acknowledged {
     /// reservation that had units left when it was accepted (which the client cannot know).
     AllLeft(Vec<Sku>),
     Layout(Sku),
+    /// A transfer or its receipt: one event at each end.
+    Transfer(Sku),
 }
 
 /// Service processes sharing the store and queue, as Lambda runs several: each keeps its own
@@ -737,6 +750,7 @@ async fn run_client(world: Arc<World>, steps: Vec<Step>, client: usize) {
             StepKind::Adjust => adjust(&world, &me, &mut rng).await,
             StepKind::SetAside => set_aside(&world, &me, &mut rng).await,
             StepKind::Count => count(&world, &me, &mut rng).await,
+            StepKind::Transfer => transfer(&world, &me, &mut rng, &key).await,
             StepKind::Checkout => hold_change(&world, &me, &mut rng, &key, true).await,
             StepKind::Release => hold_change(&world, &me, &mut rng, &key, false).await,
             StepKind::Extend => extend(&world, &me, &mut rng).await,
@@ -983,6 +997,65 @@ async fn set_aside(world: &World, me: &Client, rng: &mut fastrand::Rng) {
         )
         .await;
     acknowledge(world, answer, Acknowledged::Move(sku));
+}
+
+/// A transfer between two locations drawn at random, or (half the time, once there are
+/// transfers) a receipt of one, of a few units or of all in transit.
+async fn transfer(world: &World, me: &Client, rng: &mut fastrand::Rng, key: &str) {
+    let idempotency_key = IdempotencyKey::parse(key).unwrap();
+    let known = world.ledger.lock().unwrap().transfers.clone();
+    if !known.is_empty() && rng.bool() {
+        let transfer = known[rng.usize(0..known.len())].clone();
+        let quantity = rng.bool().then(|| Quantity::new(rng.i64(1..=2)).unwrap());
+        let sku = transfer.sku().clone();
+        for _ in 0..RETRIES {
+            let answer = world
+                .inventory()
+                .receive_transfer(
+                    transfer.clone(),
+                    quantity,
+                    Some(&idempotency_key),
+                    &me.warehouse,
+                )
+                .await;
+            if acknowledge(world, answer, Acknowledged::Transfer(sku.clone())) {
+                return;
+            }
+        }
+        return;
+    }
+    let sku = random_sku(rng);
+    let from = random_location(rng);
+    let mut to = random_location(rng);
+    if to == from {
+        to = if from.is_default() {
+            LocationId::parse(WAREHOUSE).unwrap()
+        } else {
+            LocationId::default()
+        };
+    }
+    let quantity = Quantity::new(rng.i64(1..=3)).unwrap();
+    for _ in 0..RETRIES {
+        let answer = world
+            .inventory()
+            .transfer_stock(
+                sku.clone(),
+                (from.clone(), to.clone()),
+                quantity,
+                None,
+                Some(&idempotency_key),
+                &me.warehouse,
+            )
+            .await;
+        let transfer = answer.as_ref().ok().map(|(_, transfer)| transfer.clone());
+        let answer = answer.map(|(command, _)| command);
+        if acknowledge(world, answer, Acknowledged::Transfer(sku.clone())) {
+            if let Some(transfer) = transfer {
+                world.ledger.lock().unwrap().transfers.push(transfer);
+            }
+            return;
+        }
+    }
 }
 
 /// A count: half the time against the on-hand figure read just before (which may have moved by
@@ -1385,6 +1458,11 @@ async fn check(world: &World, seed: u64) -> Result<Stats, String> {
         },
         pickup_holds: holds_at(&streams, STORE),
         second_warehouse_holds: holds_at(&streams, WAREHOUSE),
+        transfers_received: streams
+            .values()
+            .flatten()
+            .filter(|e| matches!(e.change, Change::TransferReceived { .. }))
+            .count(),
         after_sale_events: streams
             .values()
             .flatten()
@@ -1415,7 +1493,8 @@ async fn check(world: &World, seed: u64) -> Result<Stats, String> {
         service_reads_agree_with_the_fold(world, item, &folds).await?;
         the_ledger_sums_to_the_figures_at_every_version(world, item, &streams).await?;
     }
-    every_transfer_is_recorded_whole(&streams)?;
+    every_move_is_recorded_whole(&streams)?;
+    every_transfer_lands_at_most_what_it_shipped(&streams)?;
     no_line_gave_more_than_it_sold(&streams)?;
     every_acknowledged_reservation_is_placed_exactly_once(world, &ledger, &streams).await?;
     every_idempotency_key_wrote_at_most_one_reservation(world)?;
@@ -1679,8 +1758,8 @@ async fn the_ledger_sums_to_the_figures_at_every_version(
     let changes: usize = item_streams(streams, item)
         .flat_map(|(_, events)| events)
         .filter(|event| {
-            // Transfers and marks move nothing of the item's (a location's first write marks
-            // the default location: no entry either).
+            // Moves between buckets and marks move nothing of the item's (a location's first
+            // write marks the default location: no entry either).
             !matches!(
                 event.change,
                 Change::StockMoved { .. }
@@ -1696,7 +1775,7 @@ async fn the_ledger_sums_to_the_figures_at_every_version(
             "{item}: ledger versions {versions:?}, {changes} changes in its streams"
         ));
     }
-    let mut sum = [0_i64; 6];
+    let mut sum = [0_i64; 8];
     for entry in &entries {
         let c = entry.changes;
         for (total, change) in sum.iter_mut().zip([
@@ -1706,6 +1785,8 @@ async fn the_ledger_sums_to_the_figures_at_every_version(
             c.damaged,
             c.quality_control,
             c.safety_stock,
+            c.transit_in,
+            c.transit_out,
         ]) {
             *total += change;
         }
@@ -1717,6 +1798,8 @@ async fn the_ledger_sums_to_the_figures_at_every_version(
             a.unavailable.damaged,
             a.unavailable.quality_control,
             a.unavailable.safety_stock,
+            a.transit_in,
+            a.transit_out,
         ];
         if sum != figures {
             return Err(format!(
@@ -1817,9 +1900,104 @@ fn no_line_gave_more_than_it_sold(streams: &BTreeMap<StreamId, Vec<Event>>) -> R
     }
 }
 
-fn every_transfer_is_recorded_whole(
+/// Every transfer is shipped once, recorded at both ends, and lands at most what it shipped:
+/// what its destination still has in transit is what it shipped less what landed, and what
+/// its origin still counts in transit out is what it shipped less what arrived there.
+fn every_transfer_lands_at_most_what_it_shipped(
     streams: &BTreeMap<StreamId, Vec<Event>>,
 ) -> Result<(), String> {
+    #[derive(Default, Debug)]
+    struct Ends {
+        shipped: Vec<i64>,
+        incoming: Vec<i64>,
+        received: i64,
+        arrived: i64,
+    }
+    let mut transfers: BTreeMap<TransferId, Ends> = BTreeMap::new();
+    let mut out_of: BTreeMap<StreamId, i64> = BTreeMap::new();
+    for event in streams.values().flatten() {
+        let (id, units) = match &event.change {
+            Change::TransferShipped {
+                transfer_id,
+                quantity,
+                ..
+            }
+            | Change::TransferIncoming {
+                transfer_id,
+                quantity,
+                ..
+            }
+            | Change::TransferReceived {
+                transfer_id,
+                quantity,
+                ..
+            }
+            | Change::TransferArrived {
+                transfer_id,
+                quantity,
+                ..
+            } => (transfer_id, quantity.units()),
+            _ => continue,
+        };
+        let at = event.stream.location();
+        let ends = transfers.entry(id.clone()).or_default();
+        let right_end = match &event.change {
+            Change::TransferShipped { .. } => {
+                ends.shipped.push(units);
+                *out_of.entry(event.stream.clone()).or_default() += units;
+                at == id.from()
+            }
+            Change::TransferArrived { .. } => {
+                ends.arrived += units;
+                *out_of.entry(event.stream.clone()).or_default() -= units;
+                at == id.from()
+            }
+            Change::TransferIncoming { .. } => {
+                ends.incoming.push(units);
+                at == id.to()
+            }
+            _ => {
+                ends.received += units;
+                at == id.to()
+            }
+        };
+        if !right_end || !event.stream.is_home() || event.stream.item() != id.sku() {
+            return Err(format!(
+                "{id}: {} recorded on {}",
+                event.change.kind(),
+                event.stream
+            ));
+        }
+    }
+    for (id, ends) in &transfers {
+        let shipped: i64 = ends.shipped.iter().sum();
+        if ends.shipped.len() != 1
+            || ends.incoming != ends.shipped
+            || ends.received != ends.arrived
+            || ends.received > shipped
+        {
+            return Err(format!("{id}: {ends:?}"));
+        }
+        let to = StreamId::at(id.sku(), id.to());
+        let fold = SkuState::from_events(streams.get(&to).map_or(&[][..], Vec::as_slice));
+        let left = fold.in_transit.get(id).copied().unwrap_or(0);
+        if left != shipped - ends.received {
+            return Err(format!("{id}: {left} in transit at {to}, {ends:?}"));
+        }
+    }
+    for (stream, out) in out_of {
+        let fold = SkuState::from_events(&streams[&stream]);
+        if fold.transit_out != out {
+            return Err(format!(
+                "{stream}: transit_out {} but {out} shipped and not arrived",
+                fold.transit_out
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn every_move_is_recorded_whole(streams: &BTreeMap<StreamId, Vec<Event>>) -> Result<(), String> {
     type Copies = (String, Vec<u16>, Vec<u16>);
     let mut seen: BTreeMap<(StreamId, String), Copies> = BTreeMap::new();
     for (sku, events) in streams {
@@ -1955,7 +2133,8 @@ async fn every_acknowledged_command_took_effect_exactly_once(
             Acknowledged::Receipt(sku)
             | Acknowledged::Adjustment(sku)
             | Acknowledged::Move(sku)
-            | Acknowledged::Layout(sku) => vec![sku.clone()],
+            | Acknowledged::Layout(sku)
+            | Acknowledged::Transfer(sku) => vec![sku.clone()],
             Acknowledged::HoldChange(skus) | Acknowledged::AllLeft(skus) => skus.clone(),
         };
         for sku in skus {
@@ -1981,6 +2160,7 @@ async fn every_acknowledged_command_took_effect_exactly_once(
                 Acknowledged::Adjustment(_)
                     | Acknowledged::HoldChange(_)
                     | Acknowledged::AllLeft(_)
+                    | Acknowledged::Transfer(_)
             );
             if per_stream.iter().any(|n| *n > 1)
                 || (at_most_one && effects > 1)
