@@ -440,7 +440,144 @@ async fn full(api: &Api, report: &mut Report) -> Result<(), String> {
         view_follows,
     );
     locations(api, report).await?;
+    if reads_right {
+        transfers(api, report, &item, &sku).await?;
+    }
     doors(api, report).await
+}
+
+/// The smoke test's own location: inactive and fulfilling no online order, so that no
+/// reservation is ever allocated to it; put as it is each run, it is registered once.
+const SMOKE_LOCATION: &str = "smoke-transit";
+
+/// On the item at `item` (on hand 8 at the default location, 5 for sale): one unit shipped to
+/// the smoke test's own location, in transit there, then received; a reservation line naming
+/// that inactive location refused, one naming the default location held there and released.
+async fn transfers(api: &Api, report: &mut Report, item: &str, sku: &str) -> Result<(), String> {
+    let location = json!({
+        "name": "Smoke test transfers (inactive: never allocated)",
+        "kind": "warehouse",
+        "fulfills_online": false,
+        "active": false
+    });
+    let put = api
+        .call(
+            Method::PUT,
+            &format!("/locations/{SMOKE_LOCATION}"),
+            Some(location),
+        )
+        .await?;
+    if !report.check(
+        &format!("the inactive location {SMOKE_LOCATION} is registered (200)"),
+        expect(&put, StatusCode::OK),
+    ) {
+        return Ok(());
+    }
+    let key = format!("smoke-{:016x}", fastrand::u64(..));
+    let body = json!({ "sku": sku, "from": "default", "to": SMOKE_LOCATION, "quantity": 1, "reference": "smoke" });
+    let shipped = api
+        .call_as(
+            Method::POST,
+            "/transfers",
+            Some(body),
+            api.token.as_deref(),
+            Some(&key),
+        )
+        .await?;
+    let transfer = expect(&shipped, StatusCode::ACCEPTED).and_then(|()| {
+        let text = |field: &str| {
+            shipped.body[field]
+                .as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| format!("no {field} in {}", shipped.body))
+        };
+        Ok((text("command_id")?, text("transfer_id")?))
+    });
+    let shipped = match transfer {
+        Ok((command, transfer)) => match api.settled(&command).await? {
+            (status, _) if status == "applied" => Ok(transfer),
+            (status, reason) => Err(format!("command {command} is {status} {reason:?}")),
+        },
+        Err(err) => Err(err),
+    };
+    let Ok(transfer) = shipped.clone() else {
+        report.check("a transfer of 1 unit to it applies", shipped.map(drop));
+        return Ok(());
+    };
+    report.check("a transfer of 1 unit to it applies", Ok(()));
+    let at = |body: &Value, id: &str| -> Value {
+        body["locations"]
+            .as_array()
+            .and_then(|all| all.iter().find(|l| l["location"] == id))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let answer = api.call(Method::GET, item, None).await?;
+    report.check(
+        "the unit is in transit: out of default (on hand 7, transit_out 1), on its way there",
+        expect(&answer, StatusCode::OK).and_then(|()| {
+            figures(
+                &at(&answer.body, "default"),
+                &[("on_hand", 7), ("transit_out", 1)],
+            )?;
+            figures(
+                &at(&answer.body, SMOKE_LOCATION),
+                &[("on_hand", 0), ("transit_in", 1)],
+            )
+        }),
+    );
+    report.check(
+        "its receipt applies",
+        api.command(
+            Method::POST,
+            &format!("/transfers/{transfer}/receive"),
+            None,
+        )
+        .await,
+    );
+    let answer = api.call(Method::GET, item, None).await?;
+    report.check(
+        "the unit is on hand there, nothing in transit",
+        expect(&answer, StatusCode::OK).and_then(|()| {
+            figures(&at(&answer.body, SMOKE_LOCATION), &[("on_hand", 1)])?;
+            figures(&answer.body, &[("on_hand", 8)])?;
+            match answer.body.get("transit_in") {
+                None => Ok(()),
+                Some(units) => Err(format!("transit_in {units}")),
+            }
+        }),
+    );
+    let line = |location: &str| json!({ "lines": [{ "sku": sku, "quantity": 1, "location": location }], "ttl_seconds": 300 });
+    let refused = api
+        .call(Method::POST, "/reservations", Some(line(SMOKE_LOCATION)))
+        .await?;
+    report.check(
+        "a line naming the inactive location is refused 409 location_unavailable",
+        expect_error(&refused, StatusCode::CONFLICT, "location_unavailable"),
+    );
+    let held = api
+        .call(Method::POST, "/reservations", Some(line("default")))
+        .await?;
+    let allocated = reservation_id(&held).and_then(|id| {
+        let allocations = &held.body["lines"][0]["allocations"];
+        if *allocations == json!([{ "location": "default", "quantity": 1 }]) {
+            Ok(id)
+        } else {
+            Err(format!("allocations {allocations}"))
+        }
+    });
+    report.check(
+        "a line naming the default location is held there (201, its allocations)",
+        allocated.clone().map(drop),
+    );
+    if let Ok(id) = allocated {
+        report.check(
+            "its release applies",
+            api.command(Method::DELETE, &format!("/reservations/{id}"), None)
+                .await,
+        );
+    }
+    Ok(())
 }
 
 /// The registry of locations lists the default one, and putting it back as it is answers it

@@ -812,7 +812,7 @@ fn assert_smoke_passed((code, printed): (Option<i32>, String), checks: usize) {
 async fn the_smoke_test_passes_against_the_embedded_service_and_its_production_mode_touches_only_the_canary(
 ) {
     let server = DevServer::start(&[]);
-    assert_smoke_passed(smoke(&server, &[]).await, 26);
+    assert_smoke_passed(smoke(&server, &[]).await, 34);
     // The first production run stocks the unknown canary with one unit; the next ones only
     // reserve and release it.
     assert_smoke_passed(smoke(&server, &["--production"]).await, 7);
@@ -840,7 +840,7 @@ async fn the_smoke_test_passes_with_tokens_and_fails_with_a_token_that_lacks_the
         .to_string(),
     );
     let server = DevServer::start(&["--tokens", tokens.path()]);
-    assert_smoke_passed(smoke(&server, &["--token", WAREHOUSE]).await, 27);
+    assert_smoke_passed(smoke(&server, &["--token", WAREHOUSE]).await, 35);
     let (code, printed) = smoke(&server, &["--token", STORE_A]).await;
     assert_eq!(code, Some(1), "{printed}");
     assert!(
@@ -853,7 +853,7 @@ async fn the_smoke_test_passes_with_tokens_and_fails_with_a_token_that_lacks_the
 async fn the_smoke_test_passes_against_the_service_on_dynamodb_and_kinesis() {
     let _turn = MOTO_TURN.lock().await;
     let server = dev_on_moto(&TestAws::new().await);
-    assert_smoke_passed(smoke(&server, &[]).await, 26);
+    assert_smoke_passed(smoke(&server, &[]).await, 34);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
