@@ -78,7 +78,7 @@ fn declared_routes() -> Vec<(Route, Handlers)> {
         route(
             Read,
             true,
-            &["invalid_query", "invalid_sku"],
+            &["invalid_query", "invalid_sku", "unknown_location"],
             routes!(list_items),
         ),
         route(
@@ -1029,13 +1029,20 @@ async fn put_location(
 #[utoipa::path(
     get,
     path = "/items",
-    params((
-        "sku" = Vec<Sku>,
-        Query,
-        description = "1 to 100 SKUs, the parameter repeated: ?sku=A&sku=B.",
-        style = Form,
-        explode,
-    )),
+    params(
+        (
+            "sku" = Vec<Sku>,
+            Query,
+            description = "1 to 100 SKUs, the parameter repeated: ?sku=A&sku=B.",
+            style = Form,
+            explode,
+        ),
+        (
+            "location" = Option<LocationId>,
+            Query,
+            description = "Each item's figures at this location alone (all zero where it was never kept).",
+        ),
+    ),
     responses((status = 200, description = "The SKUs found and those never seen.", body = ItemsView)),
 )]
 async fn list_items(
@@ -1046,14 +1053,25 @@ async fn list_items(
         serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
             .map_err(|err| ApiError::new("invalid_query", err.to_string()))?;
     let mut skus = Vec::new();
+    let mut location = None;
     for (name, value) in pairs {
-        if name != "sku" {
-            return Err(ApiError::new(
-                "invalid_query",
-                format!("unknown query parameter {name:?}; use ?sku=A&sku=B"),
-            ));
+        match name.as_str() {
+            "sku" => skus.push(Sku::parse(&value)?),
+            "location" if location.is_none() => {
+                let id = LocationId::parse(&value)
+                    .map_err(|err| ApiError::new("invalid_query", err.message))?;
+                location = Some(id);
+            }
+            _ => {
+                return Err(ApiError::new(
+                    "invalid_query",
+                    format!(
+                        "unknown or repeated query parameter {name:?}; use ?sku=A&sku=B and at \
+                         most one location=ID"
+                    ),
+                ))
+            }
         }
-        skus.push(Sku::parse(&value)?);
     }
     if skus.is_empty() || skus.len() > MAX_SKUS_PER_READ {
         return Err(ApiError::new(
@@ -1064,7 +1082,11 @@ async fn list_items(
             ),
         ));
     }
-    Ok(Json(inventory.items(&skus).await?).into_response())
+    let items = match &location {
+        Some(location) => inventory.items_at(&skus, location).await?,
+        None => inventory.items(&skus).await?,
+    };
+    Ok(Json(items).into_response())
 }
 
 /// Reserve a cart: hold every line's units, all or nothing, until the holds expire, are

@@ -2825,6 +2825,49 @@ async fn stock_received_and_counted_at_a_store_is_kept_there_and_the_item_reads_
         "{}",
         view.body
     );
+    // One location's figures alone: the store's, and none where an item was never kept.
+    app.stock("SKU-2", 1).await;
+    app.deliver_feed(&["SKU-2"]).await;
+    let at_store = app.get("/items?sku=SKU-1&sku=SKU-2&location=store-5").await;
+    at_store.assert_status(StatusCode::OK);
+    let rows: Vec<(Value, Value, Value)> = at_store.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| {
+            (
+                i["sku"].clone(),
+                i["on_hand"].clone(),
+                i["available"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (json!("SKU-1"), json!(2), json!(1)),
+            (json!("SKU-2"), json!(0), json!(0))
+        ],
+        "{}",
+        at_store.body
+    );
+    assert_eq!(at_store.body["items"][0].get("locations"), None);
+    let at_default = app.get("/items?sku=SKU-2&location=default").await;
+    assert_eq!(
+        at_default.body["items"][0]["on_hand"],
+        json!(1),
+        "{}",
+        at_default.body
+    );
+    app.get("/items?sku=SKU-1&location=store-9")
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "unknown_location");
+    app.get("/items?sku=SKU-1&location=a:b")
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_query");
+    app.get("/items?sku=SKU-1&location=default&location=store-5")
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_query");
 }
 
 #[tokio::test]

@@ -489,6 +489,25 @@ impl Inventory {
         self.items.items(skus).await
     }
 
+    /// The product-page view of up to 100 SKUs at one location: each item's figures there (none
+    /// for an item never kept there), from their snapshots ([`items`]).
+    pub async fn items_at(
+        &self,
+        skus: &[Sku],
+        location: &LocationId,
+    ) -> Result<ItemsView, AppError> {
+        self.locations.known_location(location).await?;
+        let all = self.items.items(skus).await?;
+        Ok(ItemsView {
+            items: all
+                .items
+                .into_iter()
+                .map(|item| item.at_location(location))
+                .collect(),
+            missing: all.missing,
+        })
+    }
+
     /// Every parked command, oldest first ([`parking`]).
     pub async fn parked_commands(&self) -> Result<Vec<ParkedEntry>, AppError> {
         self.parking.parked_commands().await

@@ -188,6 +188,33 @@ impl ItemView {
         }
     }
 
+    /// The item's figures at `location` alone (all zero where it was never kept), without its
+    /// list of locations.
+    pub fn at_location(self, location: &LocationId) -> Self {
+        if self.locations.is_empty() {
+            if location.is_default() {
+                return self;
+            }
+            return Self::of_locations(self.sku, Vec::new());
+        }
+        let Some(at) = self.locations.iter().find(|at| &at.location == location) else {
+            return Self::of_locations(self.sku, Vec::new());
+        };
+        Self {
+            sku: self.sku.clone(),
+            on_hand: at.on_hand,
+            reserved: at.reserved,
+            committed: at.committed,
+            unavailable: at.unavailable,
+            available: at.available,
+            transit_in: at.transit_in,
+            transit_out: at.transit_out,
+            version: at.version,
+            buckets: at.buckets.clone(),
+            locations: Vec::new(),
+        }
+    }
+
     /// The view without its buckets (nor its locations' buckets).
     pub fn without_buckets(self) -> Self {
         Self {
