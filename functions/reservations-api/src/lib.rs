@@ -178,6 +178,8 @@ fn declared_routes() -> Vec<(Route, Handlers)> {
             Admin,
             false,
             &[
+                "invalid_location",
+                "unknown_location",
                 "invalid_sku",
                 "invalid_threshold",
                 "idempotency_key_required",
@@ -458,6 +460,11 @@ struct BucketsBody {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LowStockBody {
+    /// The location (default `default`): an item kept at several locations is told low at
+    /// each against its own threshold.
+    #[serde(default)]
+    #[schema(value_type = Option<LocationId>)]
+    location: Option<String>,
     #[schema(value_type = LowStockThreshold)]
     below: WholeNumber,
 }
@@ -914,8 +921,9 @@ async fn put_low_stock(
     JsonBody(body): JsonBody<LowStockBody>,
 ) -> Result<Response, ApiError> {
     let below = LowStockThreshold::new(body.below.0)?;
+    let item = item_at(sku, body.location.as_deref())?;
     let id = inventory
-        .set_low_stock(sku, below, Some(&key), &caller)
+        .set_low_stock(item, below, Some(&key), &caller)
         .await?;
     Ok(accepted(id))
 }

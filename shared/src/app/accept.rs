@@ -374,16 +374,18 @@ impl Accept {
         self.accept_one(scope, sku, action, key, caller).await
     }
 
-    /// Accepts a low-stock threshold for `sku`: `low_stock` is told when its available units
-    /// go below `below` (0: never).
+    /// Accepts a low-stock threshold for `sku` (at a location): `low_stock` is told when its
+    /// available units (there) go below `below` (0: never).
     pub(crate) async fn set_low_stock(
         &self,
-        sku: Sku,
+        item: impl Into<ItemAt>,
         below: LowStockThreshold,
         key: Option<&IdempotencyKey>,
         caller: &Caller,
     ) -> Result<CommandId, AppError> {
-        let action = Action::SetLowStock { below };
+        let ItemAt { sku, location } = item.into();
+        self.check_location(&location).await?;
+        let action = Action::SetLowStock { location, below };
         self.accept_one(format!("low-stock/{sku}"), sku, action, key, caller)
             .await
     }

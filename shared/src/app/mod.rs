@@ -343,12 +343,12 @@ impl Inventory {
     /// Accepts a low-stock threshold for `sku` ([`accept`]).
     pub async fn set_low_stock(
         &self,
-        sku: Sku,
+        item: impl Into<ItemAt>,
         below: LowStockThreshold,
         key: Option<&IdempotencyKey>,
         caller: &Caller,
     ) -> Result<CommandId, AppError> {
-        self.accept.set_low_stock(sku, below, key, caller).await
+        self.accept.set_low_stock(item, below, key, caller).await
     }
 
     /// Accepts an adjustment of `sku` by `delta` (non-zero), why ([`accept`]).

@@ -113,6 +113,10 @@ pub enum Action {
     },
     /// Tell `low_stock` when available units go below `below` (0: never).
     SetLowStock {
+        /// Where (the default location when absent): an item kept at several locations is told
+        /// low at each against that location's threshold.
+        #[serde(default, skip_serializing_if = "LocationId::is_default")]
+        location: LocationId,
         /// The threshold.
         below: LowStockThreshold,
     },
@@ -175,7 +179,8 @@ impl Action {
             | Action::AdjustStock { location, .. }
             | Action::ReclassifyStock { location, .. }
             | Action::CountStock { location, .. }
-            | Action::SetBuckets { location, .. } => Some(location),
+            | Action::SetBuckets { location, .. }
+            | Action::SetLowStock { location, .. } => Some(location),
             Action::TransferStock { transfer_id, .. } => Some(transfer_id.from()),
             Action::ReceiveTransfer { transfer_id, .. } => Some(transfer_id.to()),
             _ => None,

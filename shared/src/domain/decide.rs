@@ -140,10 +140,10 @@ pub fn decide(
             command_id: id,
             count: *count,
         }),
-        (Action::SetLowStock { below }, _) if *below == state.low_stock_below => {
+        (Action::SetLowStock { below, .. }, _) if *below == state.low_stock_below => {
             Verdict::AlreadyDone
         }
-        (Action::SetLowStock { below }, _) => Verdict::Apply(Change::LowStockSet {
+        (Action::SetLowStock { below, .. }, _) => Verdict::Apply(Change::LowStockSet {
             command_id: id,
             below: *below,
         }),
@@ -744,6 +744,7 @@ mod tests {
         let set = |below| {
             command(
                 Action::SetLowStock {
+                    location: Default::default(),
                     below: LowStockThreshold::new(below).unwrap(),
                 },
                 at(0),

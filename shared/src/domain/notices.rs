@@ -14,7 +14,7 @@ use super::event::{Change, Event, RejectionCode};
 use super::state::SkuState;
 use super::stock_states::Reason;
 use super::stock_states::Unavailable;
-use super::stream::StreamId;
+use super::stream::{LocationId, StreamId};
 use super::types::{
     BucketCount, CommandId, LowStockThreshold, Quantity, ReservationId, Sku, Timestamp, Version,
 };
@@ -59,12 +59,20 @@ impl StockFigures {
     /// knows them: a one-bucket item's stream knows them all. A split item's bucket 0 knows what the
     /// item has for sale only while the item sells from it alone (drained, or set back to one
     /// bucket), and never its on-hand, holds or sales, which its other buckets share; its other
-    /// buckets know nothing of the item.
+    /// buckets know nothing of the item. An item kept at several locations: no one stream
+    /// knows it whole, and a location's stream never speaks for the item (see
+    /// [`StockFigures::at_location`]).
     pub fn item(stream: &StreamId, state: &SkuState) -> Option<Self> {
-        // An item kept at several locations: no one stream knows it whole (told per location
-        // is to come), and a location's own stream never speaks for the item.
-        let elsewhere = !stream.location().is_default() || !state.locations.is_empty();
-        if !stream.is_home() || elsewhere || !state.layout.sells_alone() {
+        if kept_elsewhere(stream, state) {
+            return None;
+        }
+        Self::at_location(stream, state)
+    }
+
+    /// The item's figures at the location of `stream` as its stream folded into `state` knows
+    /// them, when it knows them (as [`StockFigures::item`] says, for the location's buckets).
+    pub fn at_location(stream: &StreamId, state: &SkuState) -> Option<Self> {
+        if !stream.is_home() || !state.layout.sells_alone() {
             return None;
         }
         let figures = Self::of(state);
@@ -79,6 +87,13 @@ impl StockFigures {
             ..figures
         })
     }
+}
+
+/// Whether the item of `stream` is kept at several locations, as the stream folded into `state`
+/// knows: every stream at a location other than the default one is of such an item, and the
+/// default location's bucket 0 knows the others (its `stocked_at` marks).
+fn kept_elsewhere(stream: &StreamId, state: &SkuState) -> bool {
+    !stream.location().is_default() || !state.locations.is_empty()
 }
 
 /// What a notice tells.
@@ -102,6 +117,31 @@ pub enum Notice {
         /// The threshold crossed.
         threshold: LowStockThreshold,
         /// The figures after the event.
+        stock: StockFigures,
+    },
+    /// An item kept at several locations has nothing left to promise at one of them (its
+    /// `available` there reached zero).
+    OutOfStockAtLocation {
+        /// The location.
+        location: LocationId,
+        /// The item's figures there after the event.
+        stock: StockFigures,
+    },
+    /// An item kept at several locations has units to promise at one of them again.
+    BackInStockAtLocation {
+        /// The location.
+        location: LocationId,
+        /// The item's figures there after the event.
+        stock: StockFigures,
+    },
+    /// What an item kept at several locations has for sale at one of them went below the
+    /// location's low-stock threshold.
+    LowStockAtLocation {
+        /// The location.
+        location: LocationId,
+        /// The location's threshold crossed.
+        threshold: LowStockThreshold,
+        /// The item's figures there after the event.
         stock: StockFigures,
     },
     /// A hold ran out without a checkout.
@@ -140,8 +180,13 @@ pub enum Notice {
         stock: StockFigures,
     },
     /// The item's figures after a batch of its events (one per item per batch at most), with
-    /// what changed them.
+    /// what changed them; of an item kept at several locations, its figures at the location
+    /// named (one per location per batch at most).
     StockChanged {
+        /// The location whose figures these are, for an item kept at several (absent: the
+        /// item's).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        location: Option<LocationId>,
         /// The figures.
         stock: StockFigures,
         /// The kinds of change of the batch ([`Change::kind`]: `received`, `held`,
@@ -159,6 +204,9 @@ impl Notice {
             Notice::OutOfStock { .. } => "out_of_stock",
             Notice::BackInStock { .. } => "back_in_stock",
             Notice::LowStock { .. } => "low_stock",
+            Notice::OutOfStockAtLocation { .. } => "out_of_stock_at_location",
+            Notice::BackInStockAtLocation { .. } => "back_in_stock_at_location",
+            Notice::LowStockAtLocation { .. } => "low_stock_at_location",
             Notice::HoldExpired { .. } => "hold_expired",
             Notice::CommandRejected { .. } => "command_rejected",
             Notice::CommandParked { .. } => "command_parked",
@@ -241,10 +289,12 @@ pub fn notices(before: &SkuState, events: &[Event]) -> Vec<Noticed> {
         return out;
     };
     let sku = &first.stream;
+    let location = sku.location();
     for event in &newer {
-        // What the item had for sale as the previous event left it, at its time (a hold that
-        // lapsed since then brings units back with this event), or as last known.
-        let was = StockFigures::item(sku, &state)
+        // What the item (or, kept at several locations, the item at this one) had for sale as
+        // the previous event left it, at its time (a hold that lapsed since then brings units
+        // back with this event), or as last known.
+        let was = StockFigures::at_location(sku, &state)
             .map(|stock| stock.available)
             .or(state.for_sale_alone);
         let was_low = was.is_some_and(|was| state.low_stock_below.is_low(was));
@@ -256,19 +306,46 @@ pub fn notices(before: &SkuState, events: &[Event]) -> Vec<Noticed> {
             at: event.at,
             notice,
         };
-        if let Some(stock) = StockFigures::item(sku, &state) {
+        let here = kept_elsewhere(sku, &state).then(|| location.clone());
+        if let Some(stock) = StockFigures::at_location(sku, &state) {
             let now = stock.available;
-            // Never known (a snapshot from before it was kept): taken to be in stock.
-            if was != Some(0) && now == 0 {
-                out.push(noticed(Notice::OutOfStock { stock }));
-            }
-            if was == Some(0) && now > 0 {
-                out.push(noticed(Notice::BackInStock { stock }));
-            }
             let threshold = state.low_stock_below;
-            if !was_low && threshold.is_low(now) {
-                out.push(noticed(Notice::LowStock { threshold, stock }));
+            // Never known (a snapshot from before it was kept): taken to be in stock.
+            let out_of_stock = was != Some(0) && now == 0;
+            let back_in_stock = was == Some(0) && now > 0;
+            let low = !was_low && threshold.is_low(now);
+            match here.clone() {
+                None => {
+                    if out_of_stock {
+                        out.push(noticed(Notice::OutOfStock { stock }));
+                    }
+                    if back_in_stock {
+                        out.push(noticed(Notice::BackInStock { stock }));
+                    }
+                    if low {
+                        out.push(noticed(Notice::LowStock { threshold, stock }));
+                    }
+                }
+                Some(location) => {
+                    if out_of_stock {
+                        let location = location.clone();
+                        out.push(noticed(Notice::OutOfStockAtLocation { location, stock }));
+                    }
+                    if back_in_stock {
+                        let location = location.clone();
+                        out.push(noticed(Notice::BackInStockAtLocation { location, stock }));
+                    }
+                    if low {
+                        out.push(noticed(Notice::LowStockAtLocation {
+                            location,
+                            threshold,
+                            stock,
+                        }));
+                    }
+                }
             }
+        }
+        if let Some(stock) = StockFigures::item(sku, &state) {
             let short_by = -state.available(state.clock);
             if !was_short && short_by > 0 && state.layout.widest == BucketCount::ONE {
                 out.push(noticed(Notice::StockShort { short_by, stock }));
@@ -295,7 +372,7 @@ pub fn notices(before: &SkuState, events: &[Event]) -> Vec<Noticed> {
         }
     }
     let whole = |state: &SkuState| {
-        StockFigures::item(sku, state).filter(|_| state.layout.widest == BucketCount::ONE)
+        StockFigures::at_location(sku, state).filter(|_| state.layout.widest == BucketCount::ONE)
     };
     let figures = |stock: &StockFigures| {
         (
@@ -314,6 +391,7 @@ pub fn notices(before: &SkuState, events: &[Event]) -> Vec<Noticed> {
                 version: last.seq,
                 at: last.at,
                 notice: Notice::StockChanged {
+                    location: kept_elsewhere(sku, &state).then(|| location.clone()),
                     stock,
                     kinds: distinct(newer.iter().filter_map(|e| e.change.told_kind())),
                     reasons: distinct(newer.iter().filter_map(|e| e.change.reason())),
@@ -778,23 +856,69 @@ mod tests {
     }
 
     #[test]
-    fn no_one_location_speaks_for_an_item_kept_at_several() {
-        // A store selling out its units tells nothing of the item.
+    fn an_item_kept_at_several_locations_is_told_per_location_never_by_one_for_the_item() {
+        // A store selling out its units tells it sold out there, not that the item did.
         let store = Stream::of(StreamId::parse("SKU-1:store-5").unwrap())
             .received(1, 2)
             .held(2, 2, 600)
             .expired(700, 2, 2, 600);
-        assert_eq!(kinds(&store.notices(0)), vec![(3, "hold_expired")]);
-        // Nor does the default location once the item is kept elsewhere too.
+        let told = store.notices(1);
+        assert_eq!(
+            kinds(&told),
+            vec![
+                (2, "out_of_stock_at_location"),
+                (3, "back_in_stock_at_location"),
+                (3, "hold_expired")
+            ]
+        );
         let location = LocationId::parse("store-5").unwrap();
+        assert!(
+            matches!(&told[0].notice, Notice::OutOfStockAtLocation { location: at, stock }
+                if *at == location && stock.available == 0 && stock.on_hand == Some(2)),
+            "{told:?}"
+        );
+        // The default location, once the item is kept elsewhere too, tells of itself.
         let default = Stream::default()
             .received(1, 2)
             .then(2, Change::StockedAt { location })
             .held(3, 2, 600);
+        let told = default.notices(2);
         assert_eq!(
-            kinds(&default.notices(2)),
-            Vec::<(Version, &str)>::new(),
-            "no out_of_stock nor stock_changed for the item from one of its locations"
+            kinds(&told),
+            vec![(3, "out_of_stock_at_location"), (3, "stock_changed")],
+            "no out_of_stock for the item from one of its locations"
+        );
+        assert!(
+            matches!(&told[0].notice, Notice::OutOfStockAtLocation { location, .. } if location.is_default()),
+            "{told:?}"
+        );
+        assert!(
+            matches!(&told[1].notice, Notice::StockChanged { location: Some(at), .. } if at.is_default()),
+            "{told:?}"
+        );
+    }
+
+    #[test]
+    fn a_location_runs_low_against_its_own_threshold() {
+        let store = Stream::of(StreamId::parse("SKU-1:store-5").unwrap())
+            .received(1, 5)
+            .then(
+                2,
+                Change::LowStockSet {
+                    command_id: command(2),
+                    below: LowStockThreshold::new(3).unwrap(),
+                },
+            )
+            .held(3, 3, 600);
+        let told = store.notices(1);
+        assert_eq!(
+            kinds(&told),
+            vec![(3, "low_stock_at_location"), (3, "stock_changed")]
+        );
+        assert!(
+            matches!(&told[0].notice, Notice::LowStockAtLocation { threshold, stock, .. }
+                if *threshold == LowStockThreshold::new(3).unwrap() && stock.available == 2),
+            "{told:?}"
         );
     }
 
