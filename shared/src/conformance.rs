@@ -23,7 +23,7 @@ use crate::domain::{Action, Bucket, Caller, Command, Figures, Line, TtlSeconds, 
 use crate::domain::{
     Annotation, Change, ClientId, CommandId, Event, HoldLine, HoldStatus, IdempotencyKey, Location,
     LocationId, LocationKind, Locations, Quantity, Reason, Reclassification, RejectionCode,
-    ReservationId, Sku, SkuState, StockState, StreamId, Timestamp, TransferId, Version,
+    ReservationId, Sku, SkuState, StockState, StreamId, Timestamp, TransferId, Version, WholeItem,
 };
 use crate::feed::{FeedChange, Reaction};
 use crate::limits::MAX_TRANSACTION_ITEMS;
@@ -69,6 +69,11 @@ pub async fn check_event_store(store: Arc<dyn EventStore>, ttl: &dyn TimeToLive,
     a_snapshot_never_goes_backwards(store.as_ref(), prefix).await;
     an_items_streams_at_each_location_and_bucket_are_kept_apart(store.as_ref(), prefix).await;
     the_registry_of_locations_reads_back_and_changes_only_over_the_version_read(
+        store.as_ref(),
+        prefix,
+    )
+    .await;
+    an_item_counted_as_a_whole_reads_back_and_changes_only_over_the_version_read(
         store.as_ref(),
         prefix,
     )
@@ -869,6 +874,66 @@ async fn the_registry_of_locations_reads_back_and_changes_only_over_the_version_
         Record::Locations(kept) => assert!(kept.get(&id).expect("registered").active),
         other => panic!("{other:?}"),
     }
+}
+
+/// The record of an item kept at several locations, counted as a whole, reads back as written
+/// (its pending notices too), each item's apart, and a count written over a version another
+/// count moved on from conflicts and changes nothing.
+async fn an_item_counted_as_a_whole_reads_back_and_changes_only_over_the_version_read(
+    store: &dyn EventStore,
+    prefix: &str,
+) {
+    let item = sku(prefix, "whole").item().clone();
+    let other = sku(prefix, "whole-other").item().clone();
+    let key = |sku: &Sku| RecordKey::WholeItem { sku: sku.clone() };
+    let store_5 = LocationId::parse("store-5").expect("a location id");
+    let at = Timestamp::from_millis(1_700_000_000_000);
+    let mut whole = WholeItem::default();
+    let mut pending = Vec::new();
+    pending.extend(whole.count(&LocationId::default(), 3, at, 2));
+    pending.extend(whole.count(&store_5, 4, at, 0));
+    pending.extend(whole.count(&LocationId::default(), 5, at, 0));
+    whole.pending = pending;
+    assert_eq!(whole.pending.len(), 2, "back in stock, then out of stock");
+    let write = |expected, whole: &WholeItem| {
+        Transaction::records(vec![RecordWrite {
+            key: key(&item),
+            expected,
+            record: Record::WholeItem(whole.clone()),
+        }])
+    };
+    transact(store, write(None, &whole))
+        .await
+        .expect("a first count");
+    let read = store
+        .read_records(&[key(&item), key(&other)])
+        .await
+        .expect("readable");
+    assert_eq!(
+        read,
+        vec![
+            Some(Versioned {
+                version: 1,
+                record: Record::WholeItem(whole.clone()),
+            }),
+            None
+        ],
+        "read back as written, each item's apart"
+    );
+    let mut cleared = whole.clone();
+    cleared.pending.clear();
+    transact(store, write(Some(1), &cleared))
+        .await
+        .expect("over version 1");
+    let stale = transact(store, write(Some(1), &whole)).await;
+    assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
+    let kept = store.read_records(&[key(&item)]).await.expect("readable");
+    assert_eq!(
+        kept[0]
+            .as_ref()
+            .map(|stored| (stored.version, &stored.record)),
+        Some((2, &Record::WholeItem(cleared)))
+    );
 }
 
 async fn a_snapshot_never_goes_backwards(store: &dyn EventStore, prefix: &str) {

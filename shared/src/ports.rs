@@ -12,7 +12,7 @@ use thiserror::Error;
 
 use crate::domain::{
     Change, ClientId, Command, CommandId, Event, HoldLine, IdempotencyKey, Locations, Noticed,
-    RejectionCode, ReservationId, Sku, SkuState, StreamId, Timestamp, Version,
+    RejectionCode, ReservationId, Sku, SkuState, StreamId, Timestamp, Version, WholeItem,
 };
 
 /// Where a record lives: records are looked up directly by key, never scanned for.
@@ -64,6 +64,12 @@ pub enum RecordKey {
     },
     /// The shop's registry of locations (kept for good).
     Locations,
+    /// What an item kept at several locations was last told of as a whole (kept for good):
+    /// see [`crate::domain::whole`].
+    WholeItem {
+        /// The item.
+        sku: Sku,
+    },
 }
 
 /// A record's body.
@@ -86,6 +92,8 @@ pub enum Record {
     Deferred(DeferredCommands),
     /// See [`RecordKey::Locations`].
     Locations(Locations),
+    /// See [`RecordKey::WholeItem`].
+    WholeItem(WholeItem),
 }
 
 /// A SKU's held-back commands, oldest first.

@@ -265,6 +265,83 @@ async fn a_redelivered_batch_puts_its_notices_again_with_the_same_ids_and_loses_
 }
 
 #[tokio::test]
+async fn an_item_kept_at_two_locations_is_told_per_location_and_out_of_stock_as_a_whole_once() {
+    let aws = TestAws::new().await;
+    let log = AccessLog::default();
+    let store = Arc::new(aws.store(log.dynamodb(aws.config()), "whole").await);
+    let bus = aws.name("whole");
+    let board = EventBridgeBoard::new(log.eventbridge(aws.config()), &bus);
+    board.create_bus_if_missing().await.expect("the bus");
+    let queue = queue_behind(&aws, &bus).await;
+    let sku = Sku::parse("MULTI-1").unwrap();
+    let store_5 = inventory_core::domain::LocationId::parse("store-5").unwrap();
+    // One unit at each location; then each sells out, the default location last.
+    let mut events = append(
+        store.as_ref(),
+        &sku,
+        vec![
+            received(1),
+            Change::StockedAt {
+                location: store_5.clone(),
+            },
+            held(&sku, 3),
+        ],
+    )
+    .await;
+    let at_store = StreamId::at(&sku, &store_5);
+    let mut state = SkuState::default();
+    for change in [received(1), held(&sku, 2)] {
+        let at = Timestamp::from_millis(1_796_000_000_000 + state.version as i64 * 1_000);
+        let append = StreamAppend::after(&state, &at_store, at, vec![change]);
+        let event = append.events[0].clone();
+        store
+            .write(Transaction::appends(vec![append]))
+            .await
+            .expect("written");
+        state.evolve(&event);
+        events.push(event);
+    }
+    let snapshotter = Snapshotter::new(store.clone()).with_notices(Arc::new(board));
+    log.take();
+    let answer = handle_stream_event(&snapshotter, stream_event_of(&events)).await;
+    assert!(answer.batch_item_failures.is_empty());
+    let sent = log.take();
+    let told = cloud_events_in(&aws, &queue, 7).await;
+    let ids: BTreeSet<String> = told
+        .iter()
+        .map(|event| event["id"].as_str().expect("an id").to_owned())
+        .collect();
+    let expected: BTreeSet<String> = [
+        "MULTI-1:1:back_in_stock",
+        "MULTI-1:3:out_of_stock_at_location",
+        "MULTI-1:3:stock_changed",
+        "MULTI-1:store-5:1:back_in_stock_at_location",
+        "MULTI-1:store-5:2:out_of_stock_at_location",
+        "MULTI-1:store-5:2:stock_changed",
+        "MULTI-1:3:out_of_stock",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    assert_eq!(ids, expected);
+    let whole = told
+        .iter()
+        .find(|event| event["id"] == "MULTI-1:3:out_of_stock")
+        .expect("told as a whole");
+    assert_eq!(whole["subject"], "MULTI-1");
+    assert_eq!(
+        whole["data"]["stock"],
+        serde_json::json!({ "available": 0, "version": 3 })
+    );
+    let names = Names {
+        table: aws.name("whole"),
+        bus: Some(bus),
+        ..Names::default()
+    };
+    assert_granted_by("SnapshotterRole", &names, &sent);
+}
+
+#[tokio::test]
 async fn notices_the_bus_refuses_leave_the_snapshot_where_it_was_for_the_batch_to_come_again() {
     let aws = TestAws::new().await;
     let store = Arc::new(aws.store(aws.dynamodb(), "unpublished").await);

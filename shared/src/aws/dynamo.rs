@@ -78,9 +78,10 @@ const SWEEP_PREFIX: &str = "sweep#";
 const DEFERRED_PREFIX: &str = "defer#";
 /// Partition key prefix of the shop's registry of locations.
 const LOCATIONS_PREFIX: &str = "loc#";
+const WHOLE_PREFIX: &str = "whole#";
 /// Every partition key starts with one of these: what the template's IAM conditions
 /// (`dynamodb:LeadingKeys`) grant each function by.
-pub const PARTITION_KEY_PREFIXES: [&str; 10] = [
+pub const PARTITION_KEY_PREFIXES: [&str; 11] = [
     STREAM_PREFIX,
     SNAPSHOT_PREFIX,
     HOLD_PREFIX,
@@ -91,6 +92,7 @@ pub const PARTITION_KEY_PREFIXES: [&str; 10] = [
     SWEEP_PREFIX,
     DEFERRED_PREFIX,
     LOCATIONS_PREFIX,
+    WHOLE_PREFIX,
 ];
 /// Time-to-live attribute (epoch seconds) of records that may be forgotten.
 pub const TTL: &str = "ttl";
@@ -466,6 +468,7 @@ impl DynamoStore {
             RecordKey::ExpirySweep => format!("{SWEEP_PREFIX}expiry"),
             RecordKey::Deferred { sku } => format!("{DEFERRED_PREFIX}{sku}"),
             RecordKey::Locations => format!("{LOCATIONS_PREFIX}registry"),
+            RecordKey::WholeItem { sku } => format!("{WHOLE_PREFIX}{sku}"),
         }
     }
 
@@ -524,7 +527,8 @@ impl DynamoStore {
             RecordKey::ArchiveMark { .. }
             | RecordKey::ExpirySweep
             | RecordKey::Deferred { .. }
-            | RecordKey::Locations => None,
+            | RecordKey::Locations
+            | RecordKey::WholeItem { .. } => None,
         };
         let expires = retention.map(|retention| {
             SystemTime::now()
@@ -1218,6 +1222,7 @@ mod tests {
             RecordKey::ExpirySweep,
             RecordKey::Deferred { sku: sku.clone() },
             RecordKey::Locations,
+            RecordKey::WholeItem { sku: sku.clone() },
         ];
         let keys = records.iter().map(DynamoStore::record_pk).chain([
             DynamoStore::stream_pk(&stream),

@@ -15,6 +15,7 @@ pub mod stock_states;
 pub mod stream;
 pub mod transfer;
 pub mod types;
+pub mod whole;
 
 pub use access::{Caller, ClientId, Scope};
 pub use allocation::{AllocationRefusal, Allocator, Preference};
@@ -33,3 +34,4 @@ pub use types::{
     Bucket, BucketCount, CommandId, IdempotencyKey, InvalidValue, LowStockThreshold, Quantity,
     ReservationId, Sku, Timestamp, TtlSeconds, Units, Version,
 };
+pub use whole::{WholeItem, WholeNotice};

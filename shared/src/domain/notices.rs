@@ -92,7 +92,7 @@ impl StockFigures {
 /// Whether the item of `stream` is kept at several locations, as the stream folded into `state`
 /// knows: every stream at a location other than the default one is of such an item, and the
 /// default location's bucket 0 knows the others (its `stocked_at` marks).
-fn kept_elsewhere(stream: &StreamId, state: &SkuState) -> bool {
+pub fn kept_elsewhere(stream: &StreamId, state: &SkuState) -> bool {
     !stream.location().is_default() || !state.locations.is_empty()
 }
 

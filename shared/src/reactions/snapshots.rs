@@ -7,6 +7,11 @@
 //! the same notices with the same ids. So every event folded into a saved snapshot has had its
 //! notices published, at least once.
 //!
+//! An item kept at several locations is also told of as a whole (`out_of_stock`,
+//! `back_in_stock` over all its locations): each location's changes are counted in the item's
+//! [`WholeItem`] record, one conditional write per item per batch, before the batch's notices
+//! are published (see [`crate::domain::whole`]).
+//!
 //! The feed only says which SKUs moved. Events in the batch that follow the stored snapshot
 //! without a gap are folded on; a gap (a batch lost or delivered out of order) is filled from
 //! the stream itself. The save is conditional on the stored version being lower, so duplicate,
@@ -18,9 +23,16 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::future::join_all;
 
-use crate::domain::{notices, Event, Noticed, SkuState, StreamId};
+use crate::domain::notices::kept_elsewhere;
+use crate::domain::whole::Counted;
+use crate::domain::{
+    notices, Event, LocationId, Noticed, Sku, SkuState, StockFigures, StreamId, WholeItem,
+};
 use crate::feed::{FeedChange, Reaction};
-use crate::ports::{EventStore, NoticeBoard, PublishError, SnapshotSave, StoreError};
+use crate::ports::{
+    EventStore, NoticeBoard, PublishError, Record, RecordKey, RecordWrite, SnapshotSave,
+    StoreError, Transaction,
+};
 use crate::telemetry;
 
 /// Keeps snapshots (and so the read view) current, and tells the notice board what changed.
@@ -108,13 +120,19 @@ impl Snapshotter {
     /// Publishes the notices of everything `folded`, all SKUs at once (the board packs them
     /// into as few calls as it can).
     /// (With the commands `parked` in the batch.)
-    async fn tell(&self, folded: &[Folded<'_>], parked: Vec<Noticed>) -> Result<(), PublishError> {
+    async fn tell(
+        &self,
+        folded: &[Folded<'_>],
+        wholes: &[Whole],
+        parked: Vec<Noticed>,
+    ) -> Result<(), PublishError> {
         let Some(board) = &self.board else {
             return Ok(());
         };
         let told: Vec<Noticed> = folded
             .iter()
             .flat_map(|f| notices(&f.before, &f.events))
+            .chain(wholes.iter().flat_map(|whole| whole.told.iter().cloned()))
             .chain(parked)
             .collect();
         if told.is_empty() {
@@ -123,6 +141,205 @@ impl Snapshotter {
         let published = board.publish(&told).await;
         telemetry::notices(published.is_ok(), told.len());
         published
+    }
+}
+
+/// Counts of an item kept at several locations, written: the notices to tell of it as a whole
+/// (those a count before left pending, told again, and those this one decided), and the
+/// record as written, to clear its pending notices once they are published.
+struct Whole {
+    sku: Sku,
+    told: Vec<Noticed>,
+    written: Option<(u64, WholeItem)>,
+}
+
+/// How many times a count of one item is tried over a record another reader changed.
+const WHOLE_ATTEMPTS: usize = 5;
+
+/// What a location (`stream`: its bucket 0) has for sale as `state` knows it; `None` while
+/// its buckets share it (see [`StockFigures::at_location`]).
+fn for_sale_at(stream: &StreamId, state: &SkuState) -> Option<i64> {
+    StockFigures::at_location(stream, state)
+        .map(|stock| stock.available)
+        .or(state.for_sale_alone)
+}
+
+impl Snapshotter {
+    /// Counts what `folded` changed of the items kept at several locations, each item's counts
+    /// in one conditional write of its record; the items whose count failed are left out (and
+    /// their folds must not be saved: the batch comes again).
+    async fn count_wholes(&self, folded: &[Folded<'_>]) -> (Vec<Whole>, BTreeSet<StreamId>) {
+        let mut by_item: BTreeMap<&Sku, Vec<&Folded<'_>>> = BTreeMap::new();
+        for fold in folded {
+            if fold.sku.is_home() && kept_elsewhere(fold.sku, &fold.after) {
+                by_item.entry(fold.sku.item()).or_default().push(fold);
+            }
+        }
+        let counts = by_item.into_iter().map(|(sku, folds)| async move {
+            (sku, folds.clone(), self.count_whole(sku, &folds).await)
+        });
+        let mut wholes = Vec::new();
+        let mut failed = BTreeSet::new();
+        for (sku, folds, result) in join_all(counts).await {
+            match result {
+                Ok(whole) => wholes.push(whole),
+                Err(err) => {
+                    tracing::warn!(%sku, error = %err, "could not count the item as a whole");
+                    failed.extend(folds.iter().map(|fold| fold.sku.clone()));
+                }
+            }
+        }
+        (wholes, failed)
+    }
+
+    /// Counts the changes of `folds` (locations of `sku`, each its bucket 0) in the item's
+    /// record, in time order, over the version read.
+    async fn count_whole(&self, sku: &Sku, folds: &[&Folded<'_>]) -> Result<Whole, StoreError> {
+        // What each change left for sale at its location, in time order, from the first after
+        // which the item is kept at several locations; and each location as it stood before
+        // that (what the item-wide notices last knew of it).
+        let mut changes: Vec<(crate::domain::Timestamp, &LocationId, u64, i64)> = Vec::new();
+        let mut starts: Vec<(StreamId, SkuState)> = Vec::new();
+        for fold in folds {
+            let mut state = fold.before.clone();
+            let mut start = None;
+            for event in &fold.events {
+                let was = state.clone();
+                state.evolve(event);
+                if !kept_elsewhere(fold.sku, &state) {
+                    continue;
+                }
+                start.get_or_insert(was);
+                if let Some(for_sale) = for_sale_at(fold.sku, &state) {
+                    changes.push((event.at, fold.sku.location(), event.seq, for_sale));
+                }
+            }
+            starts.push((fold.sku.clone(), start.unwrap_or(state)));
+        }
+        changes.sort();
+        let key = RecordKey::WholeItem { sku: sku.clone() };
+        for _ in 0..WHOLE_ATTEMPTS {
+            let stored = self.store.read_records(std::slice::from_ref(&key)).await?;
+            let (version, mut whole) = match stored.into_iter().next().flatten() {
+                Some(stored) => match stored.record {
+                    Record::WholeItem(whole) => (Some(stored.version), whole),
+                    other => {
+                        return Err(StoreError::Bug(format!(
+                            "the record of {sku} as a whole holds {other:?}"
+                        )))
+                    }
+                },
+                None => (None, self.start_whole(sku, &starts).await?),
+            };
+            let mut told: Vec<Noticed> = whole.pending.iter().map(|n| n.noticed(sku)).collect();
+            let counted = whole.locations.clone();
+            let decided: Vec<_> = changes
+                .iter()
+                .filter_map(|(at, location, seq, for_sale)| {
+                    whole.count(location, *seq, *at, *for_sale)
+                })
+                .collect();
+            // Nothing new counted (a redelivery): only what is pending is told again.
+            if whole.locations == counted && version.is_some() {
+                let written = version.map(|version| (version, whole));
+                return Ok(Whole {
+                    sku: sku.clone(),
+                    told,
+                    written,
+                });
+            }
+            told.extend(decided.iter().map(|n| n.noticed(sku)));
+            whole.pending = decided;
+            let write = RecordWrite {
+                key: key.clone(),
+                expected: version,
+                record: Record::WholeItem(whole.clone()),
+            };
+            match self.store.write(Transaction::records(vec![write])).await {
+                Ok(()) => {
+                    return Ok(Whole {
+                        sku: sku.clone(),
+                        told,
+                        written: Some((version.unwrap_or(0) + 1, whole)),
+                    })
+                }
+                Err(StoreError::Conflict(_)) => continue,
+                Err(err) => return Err(err),
+            }
+        }
+        Err(StoreError::Incomplete(format!(
+            "the record of {sku} as a whole kept changing"
+        )))
+    }
+
+    /// The first record of `sku` as a whole: each of its locations as it stood when the item
+    /// came to be kept at several, or before this batch (`starts`, the locations this batch
+    /// changes; the others' snapshots), so that only what moves from there is counted.
+    async fn start_whole(
+        &self,
+        sku: &Sku,
+        starts: &[(StreamId, SkuState)],
+    ) -> Result<WholeItem, StoreError> {
+        let zero = StreamId::of(sku);
+        let default = match starts.iter().find(|(home, _)| *home == zero) {
+            Some(_) => None,
+            None => self
+                .read_snapshots(std::slice::from_ref(&zero))
+                .await?
+                .into_iter()
+                .next()
+                .flatten(),
+        };
+        let known: BTreeSet<LocationId> = default
+            .iter()
+            .chain(starts.iter().map(|(_, state)| state))
+            .flat_map(|state| state.locations.iter().cloned())
+            .collect();
+        let homes: Vec<StreamId> = known
+            .iter()
+            .map(|location| StreamId::at(sku, location))
+            .filter(|home| !starts.iter().any(|(started, _)| started == home))
+            .collect();
+        let snapshots = self.read_snapshots(&homes).await?;
+        let mut whole = WholeItem::default();
+        let others = homes
+            .into_iter()
+            .zip(snapshots.into_iter().map(Option::unwrap_or_default));
+        let default = default.map(|state| (zero, state));
+        for (home, state) in starts.iter().cloned().chain(others).chain(default) {
+            let for_sale = for_sale_at(&home, &state).unwrap_or(0);
+            let counted = Counted {
+                version: state.version,
+                for_sale,
+            };
+            whole.locations.insert(home.location().clone(), counted);
+        }
+        Ok(whole)
+    }
+
+    /// Clears the notices the records of `wholes` kept pending, now that they are published
+    /// (a record changed since keeps them, and the next count tells them again, under the same
+    /// ids).
+    async fn clear_pending(&self, wholes: Vec<Whole>) {
+        for whole in wholes {
+            let Some((version, mut record)) = whole.written else {
+                continue;
+            };
+            if record.pending.is_empty() {
+                continue;
+            }
+            record.pending.clear();
+            let write = RecordWrite {
+                key: RecordKey::WholeItem {
+                    sku: whole.sku.clone(),
+                },
+                expected: Some(version),
+                record: Record::WholeItem(record),
+            };
+            if let Err(err) = self.store.write(Transaction::records(vec![write])).await {
+                tracing::info!(sku = %whole.sku, error = %err, "notices left pending, told again next time");
+            }
+        }
     }
 }
 
@@ -199,12 +416,25 @@ impl Reaction for Snapshotter {
                 }
             }
         }
+        // Items kept at several locations are counted as a whole first (only with a board:
+        // the count decides notices); a fold whose item could not be counted is not saved.
+        let wholes = if self.board.is_some() {
+            let (wholes, uncounted) = self.count_wholes(&folded).await;
+            folded.retain(|fold| !uncounted.contains(fold.sku));
+            failed.extend(uncounted);
+            wholes
+        } else {
+            Vec::new()
+        };
         // Told before saved: a snapshot never covers an event whose notices were not published.
-        if let Err(err) = self.tell(&folded, parked).await {
-            tracing::warn!(error = %err, skus = folded.len(), "could not publish the notices");
-            failed.extend(folded.iter().map(|f| f.sku.clone()));
-            failed.extend(parked_skus);
-            folded.clear();
+        match self.tell(&folded, &wholes, parked).await {
+            Ok(()) => self.clear_pending(wholes).await,
+            Err(err) => {
+                tracing::warn!(error = %err, skus = folded.len(), "could not publish the notices");
+                failed.extend(folded.iter().map(|f| f.sku.clone()));
+                failed.extend(parked_skus);
+                folded.clear();
+            }
         }
         let saves = folded
             .iter()
@@ -238,7 +468,7 @@ mod tests {
     use super::*;
     use crate::domain::{Change, CommandId, Notice, Quantity, ReservationId, Timestamp};
     use crate::memory::{MemoryNoticeBoard, MemoryStore};
-    use crate::ports::{Snapshots, StreamAppend, Streams, Transaction, Transactions};
+    use crate::ports::{Records, Snapshots, StreamAppend, Streams, Transaction, Transactions};
 
     /// A board that fails while `down` is set.
     #[derive(Default)]
@@ -263,12 +493,21 @@ mod tests {
 
     /// Appends `changes` one event each, a second apart; returns them as the feed brings them.
     async fn append(store: &MemoryStore, changes: Vec<Change>) -> Vec<FeedChange> {
-        let head = store.read_stream(&sku(), 0).await.unwrap();
+        append_to(store, &sku(), changes).await
+    }
+
+    /// Appends `changes` to `stream` as [`append`] does.
+    async fn append_to(
+        store: &MemoryStore,
+        stream: &StreamId,
+        changes: Vec<Change>,
+    ) -> Vec<FeedChange> {
+        let head = store.read_stream(stream, 0).await.unwrap();
         let mut state = SkuState::from_events(&head);
         let mut fed = Vec::new();
         for change in changes {
             let at = Timestamp::from_millis((state.version as i64 + 1) * 1_000);
-            let append = StreamAppend::after(&state, &sku(), at, vec![change]);
+            let append = StreamAppend::after(&state, stream, at, vec![change]);
             let event = append.events[0].clone();
             store
                 .write(Transaction::appends(vec![append]))
@@ -414,5 +653,80 @@ mod tests {
         // The lost batch arriving late tells nothing new.
         assert!(snapshotter.react(&lost).await.is_empty());
         assert_eq!(board.published().len(), 5);
+    }
+
+    #[tokio::test]
+    async fn an_item_kept_at_two_locations_is_told_out_of_stock_once_when_both_are_and_again_after_a_failure(
+    ) {
+        let store = Arc::new(MemoryStore::new());
+        let board = Arc::new(FlakyBoard::default());
+        let snapshotter = Snapshotter::new(store.clone()).with_notices(board.clone());
+        let store_5 = LocationId::parse("store-5").unwrap();
+        let at_store = StreamId::at(sku().item(), &store_5);
+        // Given 2 units at the default location and 1 at the store.
+        let mut setup = append(&store, vec![received(2)]).await;
+        setup.extend(
+            append(
+                &store,
+                vec![Change::StockedAt {
+                    location: store_5.clone(),
+                }],
+            )
+            .await,
+        );
+        setup.extend(append_to(&store, &at_store, vec![received(1)]).await);
+        assert!(snapshotter.react(&setup).await.is_empty());
+        let told_before = board.inner.published().len();
+        assert!(
+            !ids(&board.inner.published()).contains(&"SKU-1:store-5:1:back_in_stock".to_owned()),
+            "a location's first units bring back nothing the item was not told out of"
+        );
+        let told_since = |board: &FlakyBoard| ids(&board.inner.published()[told_before..]);
+
+        // When the store sells out, the item still has 2: told for the store only.
+        let batch = append_to(&store, &at_store, vec![held(2, 1)]).await;
+        assert!(snapshotter.react(&batch).await.is_empty());
+        assert_eq!(
+            told_since(&board),
+            vec![
+                "SKU-1:store-5:2:out_of_stock_at_location",
+                "SKU-1:store-5:2:stock_changed"
+            ]
+        );
+        // When the default location sells out too, while the bus is down: nothing is saved...
+        let batch = append(&store, vec![held(3, 2)]).await;
+        board.down.store(true, Ordering::SeqCst);
+        assert_eq!(snapshotter.react(&batch).await, BTreeSet::from([sku()]));
+        board.down.store(false, Ordering::SeqCst);
+        // ...and delivered again, the item as a whole is told out of stock, once.
+        assert!(snapshotter.react(&batch).await.is_empty());
+        assert!(snapshotter.react(&batch).await.is_empty());
+        let told = told_since(&board);
+        assert_eq!(
+            told,
+            vec![
+                "SKU-1:store-5:2:out_of_stock_at_location",
+                "SKU-1:store-5:2:stock_changed",
+                "SKU-1:3:out_of_stock_at_location",
+                "SKU-1:3:stock_changed",
+                "SKU-1:3:out_of_stock"
+            ]
+        );
+        let whole = &board.inner.published()[told_before + 4];
+        assert!(
+            matches!(&whole.notice, Notice::OutOfStock { stock } if stock.available == 0),
+            "{whole:?}"
+        );
+        // The record keeps nothing pending once told.
+        let record = store
+            .read_records(&[RecordKey::WholeItem {
+                sku: sku().item().clone(),
+            }])
+            .await
+            .unwrap();
+        assert!(
+            matches!(&record[0], Some(stored) if matches!(&stored.record, Record::WholeItem(whole) if whole.pending.is_empty() && whole.total() == 0)),
+            "{record:?}"
+        );
     }
 }
