@@ -127,6 +127,8 @@ pub(crate) fn reservation_outcome<T>(answer: &Result<T, crate::AppError>) -> &'s
         Ok(_) => "granted",
         Err(AppError::InsufficientStock { .. }) => "insufficient_stock",
         Err(AppError::UnknownSku(_)) => "unknown_sku",
+        Err(AppError::UnknownLocation(_)) => "unknown_location",
+        Err(AppError::LocationUnavailable { .. }) => "location_unavailable",
         Err(AppError::Contention) => "contention",
         Err(AppError::Unavailable(_)) => "unavailable",
         Err(AppError::Internal(_)) => "internal",
