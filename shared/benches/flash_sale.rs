@@ -48,14 +48,29 @@ fn main() {
                 design,
                 processes: n,
                 units: UNITS,
+                locations: 1,
                 model,
                 seed: SEED,
                 time_limit: Duration::from_secs(600),
             };
             let report = simulate(sale);
-            print_row(&report);
+            print_row(&report, 1);
             reports.push(report);
         }
+        // The same units over two warehouses, each laid out as our design picks for N (the
+        // buyers allocated: the first warehouse by priority, then the second).
+        let sale = FlashSale {
+            design: Design::Ours(BucketCount::recommended(n, UNITS / 2)),
+            processes: n,
+            units: UNITS,
+            locations: 2,
+            model,
+            seed: SEED,
+            time_limit: Duration::from_secs(600),
+        };
+        let report = simulate(sale);
+        print_row(&report, 2);
+        reports.push(report);
     }
     print_costs(&reports);
 }
@@ -149,12 +164,17 @@ fn print_costs(reports: &[SaleReport]) {
     }
 }
 
-fn print_row(report: &SaleReport) {
+/// A row of the table; `locations`: the warehouses the units were spread over.
+fn print_row(report: &SaleReport, locations: usize) {
     let ms = |d: Duration| format!("{:.0} ms", d.as_secs_f64() * 1_000.0);
+    let design = match locations {
+        1 => report.design.to_string(),
+        n => format!("{}, at each of {n} warehouses", report.design),
+    };
     println!(
         "| {} | {} | {:.0} | {:.2} (+{:.3}) | {} | {} | {} | {} | {} | {} | {} | {} |",
         report.processes,
-        report.design,
+        design,
         report.sales_per_second(),
         report.requests_per_sale(),
         report.all_requests_per_sale() - report.requests_per_sale(),

@@ -33,8 +33,9 @@ use tokio::time::Instant;
 use crate::app::ReserveRequest;
 use crate::domain::decide::place_hold;
 use crate::domain::{
-    BucketCount, Caller, Change, ClientId, Event, HoldTerms, Line, PlacedLine, Quantity,
-    ReservationId, Scope, Sku, SkuState, StreamId, Timestamp, TtlSeconds, Version,
+    BucketCount, Caller, Change, ClientId, Event, HoldTerms, ItemAt, Line, Location, LocationId,
+    LocationKind, PlacedLine, Quantity, ReservationId, Scope, Sku, SkuState, StreamId, Timestamp,
+    TtlSeconds, Version,
 };
 use crate::error::AppError;
 use crate::feed::Reaction;
@@ -518,6 +519,10 @@ pub struct FlashSale {
     pub processes: usize,
     /// Units of the item.
     pub units: i64,
+    /// Warehouses the units are spread over evenly (1: the default location alone; more: the
+    /// default and `wh-2`, `wh-3`… after it by priority), each laid out as `design` says;
+    /// buyers' lines name none and are allocated.
+    pub locations: usize,
     /// The store's behaviour.
     pub model: StoreModel,
     /// The random seed (homes, back-offs, reservation nonces).
@@ -689,22 +694,56 @@ impl FlashSale {
             clock.clone(),
             Config::default(),
         );
-        let quantity = Quantity::new(self.units).expect("units within a receipt's limit");
-        inventory
-            .receive_stock(
-                hot_item(),
-                quantity,
-                crate::domain::Annotation::received(None),
-                None,
-                &admin,
-            )
-            .await
-            .expect("the receipt is accepted");
-        if let Design::Ours(count) = self.design {
+        let warehouses = self.locations.max(1);
+        for index in 0..warehouses {
+            let location = if index == 0 {
+                LocationId::default()
+            } else {
+                let id = LocationId::parse(&format!("wh-{}", index + 1)).expect("a location id");
+                let warehouse = Location::new(
+                    id.clone(),
+                    "Warehouse",
+                    LocationKind::Warehouse,
+                    true,
+                    false,
+                    i64::try_from(index).unwrap_or(0),
+                    true,
+                )
+                .expect("a location");
+                inventory
+                    .put_location(warehouse)
+                    .await
+                    .expect("the location is registered");
+                id
+            };
+            // The first warehouse takes what an even split leaves over.
+            let share = self.units / warehouses as i64
+                + if index == 0 {
+                    self.units % warehouses as i64
+                } else {
+                    0
+                };
+            let at = ItemAt {
+                sku: hot_item(),
+                location: location.clone(),
+            };
+            let quantity = Quantity::new(share).expect("units within a receipt's limit");
             inventory
-                .set_buckets(hot_item(), count, None, &admin)
+                .receive_stock(
+                    at.clone(),
+                    quantity,
+                    crate::domain::Annotation::received(None),
+                    None,
+                    &admin,
+                )
                 .await
-                .expect("the layout is accepted");
+                .expect("the receipt is accepted");
+            if let Design::Ours(count) = self.design {
+                inventory
+                    .set_buckets(at, count, None, &admin)
+                    .await
+                    .expect("the layout is accepted");
+            }
         }
         loop {
             let commands = queue.try_receive(100);

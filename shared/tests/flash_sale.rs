@@ -10,10 +10,15 @@ use inventory_core::domain::BucketCount;
 use inventory_core::simulation::{Design, FlashSale, SaleReport, StoreModel};
 
 fn simulate(design: Design, seed: u64) -> SaleReport {
+    simulate_at(design, 1, seed)
+}
+
+fn simulate_at(design: Design, locations: usize, seed: u64) -> SaleReport {
     let sale = FlashSale {
         design,
         processes: 32,
         units: 2_000,
+        locations,
         model: StoreModel::default(),
         seed,
         time_limit: Duration::from_secs(600),
@@ -30,6 +35,23 @@ fn thirty_two_processes_sell_a_four_bucket_item_exactly_out_refusing_no_one_whil
         assert_eq!(
             report.held_in_store, 2_000,
             "seed {seed}: acknowledged = held"
+        );
+        assert_eq!(report.oversold(), 0, "seed {seed}");
+        assert_eq!(report.refused_with_stock, 0, "seed {seed}: {report:?}");
+        assert_eq!(report.unavailable, 0, "seed {seed}: {report:?}");
+    }
+}
+
+#[test]
+fn an_item_at_two_warehouses_each_split_in_four_sells_exactly_out_of_both_refusing_no_one_while_stock_is_left(
+) {
+    for seed in [1, 2] {
+        let report = simulate_at(Design::Ours(BucketCount::new(4).expect("4")), 2, seed);
+        assert!(report.sold_out, "seed {seed}: {report:?}");
+        assert_eq!(
+            (report.sold, report.held_in_store),
+            (2_000, 2_000),
+            "seed {seed}: every unit of both, acknowledged = held"
         );
         assert_eq!(report.oversold(), 0, "seed {seed}");
         assert_eq!(report.refused_with_stock, 0, "seed {seed}: {report:?}");
