@@ -427,10 +427,10 @@ impl Reserve {
             Allocated::Refused(refusal) => return Err(refusal),
             Allocated::Reread => return Ok(Attempt::Reread),
         };
-        // A part allocated among several locations was decided on states the allocation read
-        // (this process's, or read now): it is placed on the same.
+        // A part allocated to a location that sells from bucket 0 alone was decided on that
+        // state (this process's, or read now): it is placed on the same.
         let plans = try_join_all(parts.iter().map(|part| {
-            let reading = if part.allocated {
+            let reading = if part.decided {
                 Reading::Known
             } else {
                 reading

@@ -29,7 +29,7 @@ use crate::domain::{
     Bucket, BucketCount, Line, Location, LocationId, Move, Quantity, SkuState, StreamId,
 };
 use crate::error::AppError;
-use crate::limits::{MAX_BATCH_READ_KEYS, MAX_MOVES_PER_TRANSACTION};
+use crate::limits::{MAX_BATCH_READ_KEYS, MAX_LINES, MAX_MOVES_PER_TRANSACTION};
 use crate::ports::{Clock, Snapshots};
 
 /// Where one line will hold: the stream (its item's, at a location, in a bucket), the states
@@ -68,7 +68,13 @@ struct ForSale {
     current: bool,
     /// The item has ever been kept there.
     exists: bool,
+    /// The location sells from bucket 0 alone: `for_sale` is its figure.
+    alone: bool,
 }
+
+/// What allocation takes a location split over buckets (and not drained) to have: more than
+/// any line asks.
+const SPLIT_HAS_ENOUGH: i64 = Quantity::MAX as i64 * MAX_LINES as i64;
 
 /// Buckets tried, by their snapshots, before a shopper whose bucket ran short reads them all.
 const PROBES: usize = 4;
@@ -84,9 +90,11 @@ pub(crate) struct Part {
     pub(crate) line: usize,
     pub(crate) at: StreamId,
     pub(crate) quantity: Quantity,
-    /// Allocated among several locations, on states this attempt knows (what a fresh
-    /// reading read now).
+    /// Allocated among several locations (a refusal there is allocated again, not answered).
     pub(crate) allocated: bool,
+    /// Its location sells from bucket 0 alone, whose state the allocation decided on (read
+    /// now on a fresh reading): it is placed on that state, without reading it again.
+    pub(crate) decided: bool,
 }
 
 /// Where a request's lines are held.
@@ -144,6 +152,7 @@ impl Placer {
                     at: StreamId::at(&line.sku, only),
                     quantity: line.quantity,
                     allocated: false,
+                    decided: false,
                 }),
                 several => open.push((index, several.to_vec())),
             }
@@ -174,11 +183,19 @@ impl Placer {
         for (index, _) in &open {
             let line = &lines[*index];
             match allocator.allocate(&line.sku, line.quantity, line.location.as_ref(), preference) {
-                Ok(taken) => parts.extend(taken.into_iter().map(|(location, quantity)| Part {
-                    line: *index,
-                    at: StreamId::at(&line.sku, &location),
-                    quantity,
-                    allocated: true,
+                Ok(taken) => parts.extend(taken.into_iter().map(|(location, quantity)| {
+                    let at = StreamId::at(&line.sku, &location);
+                    let decided = candidates
+                        .iter()
+                        .zip(&figures)
+                        .any(|(candidate, figure)| *candidate == at && figure.alone);
+                    Part {
+                        line: *index,
+                        at,
+                        quantity,
+                        allocated: true,
+                        decided,
+                    }
                 })),
                 Err(AllocationRefusal::InsufficientStock { .. }) if !current => {
                     return Ok(Allocated::Reread)
@@ -243,48 +260,31 @@ impl Placer {
             })
     }
 
-    /// What the item has for sale at a location (`at`: its bucket 0 there), for allocation:
-    /// as known (a bucketed location's figure then counts its buckets as last known, and is
-    /// not current), or read now.
+    /// What the item has for sale at a location (`at`: its bucket 0 there), for allocation, as
+    /// known or read now. A location whose stock is split over buckets and not drained is
+    /// taken to have what any line asks ([`SPLIT_HAS_ENOUGH`]): reading every bucket of every
+    /// candidate to decide where to ask would cost more than asking. Placed there, the line
+    /// finds the units in its buckets (a hunt, a gather) or drains them into bucket 0, after
+    /// which the location's figure is exact, and a line refused where it was allocated is
+    /// allocated again on it.
     async fn for_sale_at(
         &self,
         at: &StreamId,
         reading: Reading,
         started: Instant,
     ) -> Result<ForSale, AppError> {
-        // A location this process never read is read now: allocating on no knowledge of it
-        // would pass it over.
-        let reading = match reading {
-            Reading::Known if self.heads.known(at).current_at.is_none() => Reading::Fresh,
-            reading => reading,
-        };
         let (zero, current) = self.read(at, reading, started).await?;
         let now = zero.now(self.clock.now());
-        let layout = zero.layout;
-        if layout.active() == BucketCount::ONE {
-            return Ok(ForSale {
-                for_sale: zero.for_sale(now),
-                current,
-                exists: zero.exists(),
-            });
-        }
-        let others: Vec<StreamId> = layout
-            .count
-            .buckets()
-            .skip(1)
-            .map(|b| at.in_bucket(b))
-            .collect();
-        let (states, current) = match reading {
-            Reading::Fresh => (self.heads.load_all(others.iter()).await?, current),
-            Reading::Known => (
-                others.iter().map(|s| self.heads.known(s).state).collect(),
-                false,
-            ),
+        let for_sale = if zero.layout.active() == BucketCount::ONE {
+            zero.for_sale(now)
+        } else {
+            SPLIT_HAS_ENOUGH
         };
         Ok(ForSale {
-            for_sale: zero.for_sale(now) + states.iter().map(|s| s.for_sale(now)).sum::<i64>(),
+            for_sale,
             current,
-            exists: true,
+            exists: zero.exists(),
+            alone: zero.layout.active() == BucketCount::ONE,
         })
     }
 
@@ -296,13 +296,15 @@ impl Placer {
         reading: Reading,
         started: Instant,
     ) -> Result<(Arc<SkuState>, bool), AppError> {
+        let known = self.heads.known(sku);
         Ok(match reading {
-            Reading::Fresh => (self.heads.load(sku).await?, true),
-            Reading::Known => {
-                let known = self.heads.known(sku);
+            // A stream this process never read is read now: deciding on no knowledge of it
+            // would refuse, or pass it over, for nothing.
+            Reading::Known if known.current_at.is_some() => {
                 let current = known.current_since(started);
                 (known.state, current)
             }
+            Reading::Known | Reading::Fresh => (self.heads.load(sku).await?, true),
         })
     }
 
