@@ -598,19 +598,24 @@ mod history {
                 format!("{:.2}", n as f64 / reservations as f64)
             }
         };
-        let operations: Vec<String> = counts
-            .operations
-            .iter()
-            .map(|(name, n)| format!("{name} {}", per(*n)))
-            .collect();
         println!(
             "| {} | {case} | {} | {} | {} | {:.1?} |",
             thousands(history),
             per(counts.requests()),
-            operations.join(", "),
+            per_operation(counts, per),
             per(counts.events_read),
             wall / u32::try_from(reservations).unwrap_or(1),
         );
+    }
+
+    /// The requests of `counts` by operation, each as `per` writes it: `Query 1.00, GetItem 2.00`.
+    fn per_operation(counts: &Counts, per: impl Fn(u64) -> String) -> String {
+        counts
+            .operations
+            .iter()
+            .map(|(name, n)| format!("{name} {}", per(*n)))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// The requests of `counts` by operation, as `Query 1, GetItem 2`.
@@ -772,15 +777,10 @@ mod history {
             }
             let counts = tally.counts().since(&before);
             let per = |n: u64| format!("{:.2}", n as f64 / reservations as f64);
-            let operations: Vec<String> = counts
-                .operations
-                .iter()
-                .map(|(name, n)| format!("{name} {}", per(*n)))
-                .collect();
             println!(
                 "| {case} | {reservations} | {} | {} |",
                 per(counts.requests()),
-                operations.join(", ")
+                per_operation(&counts, per)
             );
         }
     }

@@ -22,8 +22,9 @@ use crate::config::Config;
 use crate::domain::{Action, Bucket, Caller, Command, Figures, Line, TtlSeconds, Unavailable};
 use crate::domain::{
     Annotation, Change, ClientId, CommandId, Event, HoldLine, HoldStatus, IdempotencyKey, Location,
-    LocationId, LocationKind, Locations, Quantity, Reason, Reclassification, RejectionCode,
-    ReservationId, Sku, SkuState, StockState, StreamId, Timestamp, TransferId, Version, WholeItem,
+    LocationId, LocationKind, Locations, LowStockThreshold, Quantity, Reason, Reclassification,
+    RejectionCode, ReservationId, Sku, SkuState, StockState, StreamId, Timestamp, TransferId,
+    Version, WholeItem,
 };
 use crate::feed::{FeedChange, Reaction};
 use crate::limits::MAX_TRANSACTION_ITEMS;
@@ -894,6 +895,7 @@ async fn an_item_counted_as_a_whole_reads_back_and_changes_only_over_the_version
     pending.extend(whole.count(&store_5, 4, at, 0));
     pending.extend(whole.count(&LocationId::default(), 5, at, 0));
     whole.pending = pending;
+    whole.below = LowStockThreshold::new(4).expect("a threshold");
     assert_eq!(whole.pending.len(), 2, "back in stock, then out of stock");
     let write = |expected, whole: &WholeItem| {
         Transaction::records(vec![RecordWrite {

@@ -30,11 +30,20 @@ const EVENT: &str = include_str!("../../../events/snapshotter.json");
 
 /// Appends `changes` to `sku`'s stream, a second apart; returns the events written.
 async fn append(store: &dyn Transactions, sku: &Sku, changes: Vec<Change>) -> Vec<Event> {
+    append_to(store, &StreamId::of(sku), changes).await
+}
+
+/// Appends `changes` to a new `stream` as [`append`] does.
+async fn append_to(
+    store: &dyn Transactions,
+    stream: &StreamId,
+    changes: Vec<Change>,
+) -> Vec<Event> {
     let mut state = SkuState::default();
     let mut written = Vec::new();
     for change in changes {
         let at = Timestamp::from_millis(1_796_000_000_000 + state.version as i64 * 1_000);
-        let append = StreamAppend::after(&state, &StreamId::of(sku), at, vec![change]);
+        let append = StreamAppend::after(&state, stream, at, vec![change]);
         let event = append.events[0].clone();
         store
             .write(Transaction::appends(vec![append]))
@@ -289,18 +298,7 @@ async fn an_item_kept_at_two_locations_is_told_per_location_and_out_of_stock_as_
     )
     .await;
     let at_store = StreamId::at(&sku, &store_5);
-    let mut state = SkuState::default();
-    for change in [received(1), held(&sku, 2)] {
-        let at = Timestamp::from_millis(1_796_000_000_000 + state.version as i64 * 1_000);
-        let append = StreamAppend::after(&state, &at_store, at, vec![change]);
-        let event = append.events[0].clone();
-        store
-            .write(Transaction::appends(vec![append]))
-            .await
-            .expect("written");
-        state.evolve(&event);
-        events.push(event);
-    }
+    events.extend(append_to(store.as_ref(), &at_store, vec![received(1), held(&sku, 2)]).await);
     let snapshotter = Snapshotter::new(store.clone()).with_notices(Arc::new(board));
     log.take();
     let answer = handle_stream_event(&snapshotter, stream_event_of(&events)).await;

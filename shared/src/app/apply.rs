@@ -1348,32 +1348,18 @@ mod tests {
             given.stock("A", 2).await;
             let admin = Caller::local_admin();
             let one = Quantity::new(1).unwrap();
-            let unknown = given
-                .inventory
-                .transfer_stock(
-                    sku("A"),
-                    (location("default"), location("wh-9")),
-                    one,
-                    None,
-                    None,
-                    &admin,
-                )
-                .await;
+            let to = |id: &str| {
+                let ends = (location("default"), location(id));
+                given
+                    .inventory
+                    .transfer_stock(sku("A"), ends, one, None, None, &admin)
+            };
+            let unknown = to("wh-9").await;
             assert_eq!(
                 unknown.unwrap_err(),
                 crate::error::AppError::UnknownLocation(location("wh-9"))
             );
-            let same = given
-                .inventory
-                .transfer_stock(
-                    sku("A"),
-                    (location("default"), location("default")),
-                    one,
-                    None,
-                    None,
-                    &admin,
-                )
-                .await;
+            let same = to("default").await;
             assert!(
                 matches!(same, Err(crate::error::AppError::Invalid(ref e)) if e.code == "invalid_transfer"),
                 "{same:?}"

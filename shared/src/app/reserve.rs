@@ -966,7 +966,8 @@ mod tests {
         }
 
         #[tokio::test]
-        async fn a_split_line_takes_all_of_each_location_in_order_and_its_sale_ships_from_each() {
+        async fn medusa_16338_a_split_line_takes_all_of_each_location_in_order_and_ships_from_the_holds_locations(
+        ) {
             let given = two_warehouses(2, 5).await;
             let alice = shopper("alice");
             let held = given

@@ -26,7 +26,8 @@ use futures::future::join_all;
 use crate::domain::notices::kept_elsewhere;
 use crate::domain::whole::Counted;
 use crate::domain::{
-    notices, Event, LocationId, Noticed, Sku, SkuState, StockFigures, StreamId, WholeItem,
+    notices, Change, Event, LocationId, LowStockThreshold, Noticed, Sku, SkuState, StockFigures,
+    StreamId, WholeItem,
 };
 use crate::feed::{FeedChange, Reaction};
 use crate::ports::{
@@ -153,6 +154,15 @@ struct Whole {
     written: Option<(u64, WholeItem)>,
 }
 
+/// What a location's event changes of the item as a whole: what it has for sale there, or
+/// (the default location's) the item's threshold. A threshold is counted before what the same
+/// event leaves for sale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Counting {
+    Threshold(LowStockThreshold),
+    ForSale(i64),
+}
+
 /// How many times a count of one item is tried over a record another reader changed.
 const WHOLE_ATTEMPTS: usize = 5;
 
@@ -198,7 +208,7 @@ impl Snapshotter {
         // What each change left for sale at its location, in time order, from the first after
         // which the item is kept at several locations; and each location as it stood before
         // that (what the item-wide notices last knew of it).
-        let mut changes: Vec<(crate::domain::Timestamp, &LocationId, u64, i64)> = Vec::new();
+        let mut changes: Vec<(crate::domain::Timestamp, &LocationId, u64, Counting)> = Vec::new();
         let mut starts: Vec<(StreamId, SkuState)> = Vec::new();
         for fold in folds {
             let mut state = fold.before.clone();
@@ -210,8 +220,17 @@ impl Snapshotter {
                     continue;
                 }
                 start.get_or_insert(was);
+                let location = fold.sku.location();
+                // The item's threshold is the default location's.
+                if let Change::LowStockSet { below, .. } = &event.change {
+                    if location.is_default() {
+                        let threshold = Counting::Threshold(*below);
+                        changes.push((event.at, location, event.seq, threshold));
+                    }
+                }
                 if let Some(for_sale) = for_sale_at(fold.sku, &state) {
-                    changes.push((event.at, fold.sku.location(), event.seq, for_sale));
+                    let count = Counting::ForSale(for_sale);
+                    changes.push((event.at, location, event.seq, count));
                 }
             }
             starts.push((fold.sku.clone(), start.unwrap_or(state)));
@@ -235,8 +254,9 @@ impl Snapshotter {
             let counted = whole.locations.clone();
             let decided: Vec<_> = changes
                 .iter()
-                .filter_map(|(at, location, seq, for_sale)| {
-                    whole.count(location, *seq, *at, *for_sale)
+                .flat_map(|(at, location, seq, counting)| match counting {
+                    Counting::Threshold(below) => whole.set_threshold(*below, *seq, *at),
+                    Counting::ForSale(for_sale) => whole.count(location, *seq, *at, *for_sale),
                 })
                 .collect();
             // Nothing new counted (a redelivery): only what is pending is told again.
@@ -466,7 +486,9 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     use super::*;
-    use crate::domain::{Change, CommandId, Notice, Quantity, ReservationId, Timestamp};
+    use crate::domain::{
+        Change, CommandId, LowStockThreshold, Notice, Quantity, ReservationId, Timestamp,
+    };
     use crate::memory::{MemoryNoticeBoard, MemoryStore};
     use crate::ports::{Records, Snapshots, StreamAppend, Streams, Transaction, Transactions};
 
@@ -665,12 +687,19 @@ mod tests {
         let at_store = StreamId::at(sku().item(), &store_5);
         // Given 2 units at the default location and 1 at the store.
         let mut setup = append(&store, vec![received(2)]).await;
+        // The item's threshold (set without a location: the default location's) is 3.
         setup.extend(
             append(
                 &store,
-                vec![Change::StockedAt {
-                    location: store_5.clone(),
-                }],
+                vec![
+                    Change::StockedAt {
+                        location: store_5.clone(),
+                    },
+                    Change::LowStockSet {
+                        command_id: CommandId::random(),
+                        below: LowStockThreshold::new(3).unwrap(),
+                    },
+                ],
             )
             .await,
         );
@@ -683,18 +712,20 @@ mod tests {
         );
         let told_since = |board: &FlakyBoard| ids(&board.inner.published()[told_before..]);
 
-        // When the store sells out, the item still has 2: told for the store only.
+        // When the store sells out, the item still has 2: out of stock at the store, and the
+        // item low (below 3).
         let batch = append_to(&store, &at_store, vec![held(2, 1)]).await;
         assert!(snapshotter.react(&batch).await.is_empty());
         assert_eq!(
             told_since(&board),
             vec![
                 "SKU-1:store-5:2:out_of_stock_at_location",
-                "SKU-1:store-5:2:stock_changed"
+                "SKU-1:store-5:2:stock_changed",
+                "SKU-1:store-5:2:low_stock"
             ]
         );
         // When the default location sells out too, while the bus is down: nothing is saved...
-        let batch = append(&store, vec![held(3, 2)]).await;
+        let batch = append(&store, vec![held(4, 2)]).await;
         board.down.store(true, Ordering::SeqCst);
         assert_eq!(snapshotter.react(&batch).await, BTreeSet::from([sku()]));
         board.down.store(false, Ordering::SeqCst);
@@ -707,12 +738,13 @@ mod tests {
             vec![
                 "SKU-1:store-5:2:out_of_stock_at_location",
                 "SKU-1:store-5:2:stock_changed",
-                "SKU-1:3:out_of_stock_at_location",
-                "SKU-1:3:stock_changed",
-                "SKU-1:3:out_of_stock"
+                "SKU-1:store-5:2:low_stock",
+                "SKU-1:4:out_of_stock_at_location",
+                "SKU-1:4:stock_changed",
+                "SKU-1:4:out_of_stock"
             ]
         );
-        let whole = &board.inner.published()[told_before + 4];
+        let whole = &board.inner.published()[told_before + 5];
         assert!(
             matches!(&whole.notice, Notice::OutOfStock { stock } if stock.available == 0),
             "{whole:?}"
