@@ -32,30 +32,34 @@ pub(crate) struct LocationBook {
     pub(crate) records: Arc<dyn Records>,
     pub(crate) transactions: Arc<dyn Transactions>,
     pub(crate) config: Config,
-    /// The registry as last read, and when.
-    pub(crate) known: Mutex<Option<(Instant, Arc<Locations>)>>,
+    /// The registry as last read (every location, the default one included, by id), and when.
+    pub(crate) known: Mutex<Option<(Instant, Arc<Vec<Location>>)>>,
 }
 
 impl LocationBook {
-    /// The registry as this process knows it, read again when older than [`REGISTRY_TRUST`].
-    pub(crate) async fn known(&self) -> Result<Arc<Locations>, AppError> {
+    /// Every location of the shop, the default one included, by id, as this process knows
+    /// the registry: read again when older than [`REGISTRY_TRUST`], listed once per read (not
+    /// per request).
+    pub(crate) async fn known(&self) -> Result<Arc<Vec<Location>>, AppError> {
         let known = self.lock().clone();
-        match known {
-            Some((read_at, locations)) if read_at.elapsed() < REGISTRY_TRUST => Ok(locations),
-            _ => Ok(self.read().await?.locations),
+        if let Some((read_at, all)) = known {
+            if read_at.elapsed() < REGISTRY_TRUST {
+                return Ok(all);
+            }
         }
+        Ok(Arc::new(self.read().await?.locations.all()))
     }
 
     /// The location `id` as this process knows the registry (read again if it knows no such
     /// location); `UnknownLocation` if the shop has none by that id.
     pub(crate) async fn known_location(&self, id: &LocationId) -> Result<Location, AppError> {
-        if let Some(location) = self.known().await?.get(id) {
-            return Ok(location);
+        if let Some(location) = self.known().await?.iter().find(|l| &l.id == id) {
+            return Ok(location.clone());
         }
         self.location(id).await
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Instant, Arc<Locations>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Instant, Arc<Vec<Location>>)>> {
         self.known
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -93,7 +97,7 @@ impl LocationBook {
                 }]);
                 Ok(match write(self.transactions.as_ref(), transaction).await? {
                     Written::Done => {
-                        *self.lock() = Some((Instant::now(), Arc::new(locations)));
+                        *self.lock() = Some((Instant::now(), Arc::new(locations.all())));
                         tracing::info!(location = %location.id, active = location.active, "location registered");
                         Attempt::Done(location)
                     }
@@ -127,7 +131,7 @@ impl LocationBook {
             },
             None => Read::default(),
         };
-        *self.lock() = Some((read_at, Arc::clone(&read.locations)));
+        *self.lock() = Some((read_at, Arc::new(read.locations.all())));
         Ok(read)
     }
 }

@@ -124,8 +124,8 @@ impl Placer {
         line: &Line,
         preference: &Preference,
     ) -> Result<Option<StreamId>, AppError> {
-        let registry = self.locations.known().await?;
-        let eligible = self.eligible(&registry.all(), line, preference).await?;
+        let all = self.locations.known().await?;
+        let eligible = self.eligible(&all, line, preference).await?;
         Ok(match eligible.as_slice() {
             [only] => Some(StreamId::at(&line.sku, only)),
             _ => None,
@@ -141,8 +141,7 @@ impl Placer {
         reading: Reading,
         started: Instant,
     ) -> Result<Allocated, AppError> {
-        let registry = self.locations.known().await?;
-        let all = registry.all();
+        let all = self.locations.known().await?;
         let mut parts = Vec::new();
         let mut open: Vec<(usize, Vec<LocationId>)> = Vec::new();
         for (index, line) in lines.iter().enumerate() {
@@ -174,7 +173,7 @@ impl Placer {
         .await?;
         let current = figures.iter().all(|figure| figure.current);
         let mut allocator = Allocator::new(
-            all,
+            all.to_vec(),
             candidates
                 .iter()
                 .zip(&figures)
@@ -239,12 +238,12 @@ impl Placer {
         preference: &Preference,
     ) -> Result<Vec<LocationId>, AppError> {
         let named = line.location.as_ref().or(preference.pickup_at.as_ref());
-        let refreshed: Vec<Location>;
+        let refreshed: Arc<Vec<Location>>;
         let all = match named {
             Some(id) if !all.iter().any(|l| &l.id == id) => {
                 // Unknown to the shop (404), or registered since this process read it.
                 self.locations.known_location(id).await?;
-                refreshed = self.locations.known().await?.all();
+                refreshed = self.locations.known().await?;
                 refreshed.as_slice()
             }
             _ => all,
