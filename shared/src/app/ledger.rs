@@ -94,36 +94,32 @@ pub struct LedgerEntry {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct FigureChanges {
     /// Units in the building.
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "crate::domain::types::is_zero")]
     pub on_hand: i64,
     /// Units held.
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "crate::domain::types::is_zero")]
     pub reserved: i64,
     /// Units sold and not yet shipped.
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "crate::domain::types::is_zero")]
     pub committed: i64,
     /// Units set aside as damaged.
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "crate::domain::types::is_zero")]
     pub damaged: i64,
     /// Units in inspection.
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "crate::domain::types::is_zero")]
     pub quality_control: i64,
     /// Units kept back.
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "crate::domain::types::is_zero")]
     pub safety_stock: i64,
     /// Units for sale.
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "crate::domain::types::is_zero")]
     pub available: i64,
     /// Units on their way in transfers to the location.
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "crate::domain::types::is_zero")]
     pub transit_in: i64,
     /// Units shipped in transfers from the location and not yet received.
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "crate::domain::types::is_zero")]
     pub transit_out: i64,
-}
-
-fn is_zero(units: &i64) -> bool {
-    *units == 0
 }
 
 /// An item's figures, as its view shows them.
@@ -141,10 +137,10 @@ pub struct LedgerFigures {
     /// Units for sale (never below 0).
     pub available: i64,
     /// Units on their way in transfers (absent: none).
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "crate::domain::types::is_zero")]
     pub transit_in: i64,
     /// Units shipped in transfers and not yet received (absent: none).
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "crate::domain::types::is_zero")]
     pub transit_out: i64,
 }
 

@@ -7,10 +7,6 @@ use crate::domain::{
     Timestamp, Unavailable, Version,
 };
 
-fn is_zero(units: &i64) -> bool {
-    *units == 0
-}
-
 /// A SKU's stock as of now.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -30,11 +26,11 @@ pub struct ItemView {
     pub available: i64,
     /// Units on their way in transfers between its locations, not on hand anywhere yet (absent:
     /// none).
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "crate::domain::types::is_zero")]
     pub transit_in: i64,
     /// Units shipped in transfers and not yet received (absent: none); for the item as a whole,
     /// the same units as `transit_in`.
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "crate::domain::types::is_zero")]
     pub transit_out: i64,
     /// Sequence of the last event (an item split into buckets: the sum of its buckets'
     /// sequences, which moves whenever any of them does).
@@ -69,10 +65,10 @@ pub struct LocationView {
     /// Units it can promise now (never below 0).
     pub available: i64,
     /// Units on their way here in transfers (absent: none).
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "crate::domain::types::is_zero")]
     pub transit_in: i64,
     /// Units shipped from here in transfers and not yet received (absent: none).
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "crate::domain::types::is_zero")]
     pub transit_out: i64,
     /// Sequence of its last event (summed over its buckets).
     #[cfg_attr(feature = "openapi", schema(value_type = u64))]

@@ -150,18 +150,14 @@ pub struct HoldLine {
     /// Recorded status (an active hold past its expiry reads as expired: see [`HoldLine::status_at`]).
     pub status: HoldStatus,
     /// Units sold that have shipped.
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "super::types::is_zero")]
     pub fulfilled: i64,
     /// Units sold whose sale was cancelled before they shipped.
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "super::types::is_zero")]
     pub cancelled: i64,
     /// Units shipped that came back.
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "super::types::is_zero")]
     pub returned: i64,
-}
-
-fn is_zero(units: &i64) -> bool {
-    *units == 0
 }
 
 impl HoldLine {

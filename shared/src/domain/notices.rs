@@ -69,6 +69,15 @@ impl StockFigures {
         Self::at_location(stream, state)
     }
 
+    /// What the item has for sale at the location of `stream` as its stream folded into
+    /// `state` knows it: its figure, or, while its buckets share it, what it had when it last
+    /// sold from bucket 0 alone (`None`: never known).
+    pub fn for_sale_at(stream: &StreamId, state: &SkuState) -> Option<i64> {
+        Self::at_location(stream, state)
+            .map(|stock| stock.available)
+            .or(state.for_sale_alone)
+    }
+
     /// The item's figures at the location of `stream` as its stream folded into `state` knows
     /// them, when it knows them (as [`StockFigures::item`] says, for the location's buckets).
     pub fn at_location(stream: &StreamId, state: &SkuState) -> Option<Self> {
@@ -294,9 +303,7 @@ pub fn notices(before: &SkuState, events: &[Event]) -> Vec<Noticed> {
         // What the item (or, kept at several locations, the item at this one) had for sale as
         // the previous event left it, at its time (a hold that lapsed since then brings units
         // back with this event), or as last known.
-        let was = StockFigures::at_location(sku, &state)
-            .map(|stock| stock.available)
-            .or(state.for_sale_alone);
+        let was = StockFigures::for_sale_at(sku, &state);
         let was_low = was.is_some_and(|was| state.low_stock_below.is_low(was));
         let was_short = state.available(state.clock) < 0;
         state.evolve(event);

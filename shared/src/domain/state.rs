@@ -50,16 +50,12 @@ pub struct SkuState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub for_sale_alone: Option<i64>,
     /// Units shipped from here in transfers and not yet received at the other end.
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "super::types::is_zero")]
     pub transit_out: i64,
     /// Units on their way here, per transfer with units still in transit (a transfer received
     /// whole leaves it; kept by bucket 0 only).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub in_transit: BTreeMap<TransferId, i64>,
-}
-
-fn is_zero(units: &i64) -> bool {
-    *units == 0
 }
 
 /// A stream's (or an item's) figures at one instant: what its events add up to then.
@@ -75,10 +71,10 @@ pub struct Figures {
     #[serde(default, skip_serializing_if = "Unavailable::is_zero")]
     pub unavailable: Unavailable,
     /// Units on their way here in transfers (not on hand, not for sale).
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "super::types::is_zero")]
     pub transit_in: i64,
     /// Units shipped from here in transfers and not yet received (no longer on hand).
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "super::types::is_zero")]
     pub transit_out: i64,
 }
 

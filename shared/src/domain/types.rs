@@ -183,6 +183,11 @@ impl<'de> Deserialize<'de> for Sku {
     }
 }
 
+/// Whether a count of units is zero: the figures left out of what is serialized while zero.
+pub(crate) fn is_zero(units: &i64) -> bool {
+    *units == 0
+}
+
 pub(crate) fn truncate(raw: &str, max: usize) -> String {
     raw.chars().take(max).collect()
 }

@@ -166,14 +166,6 @@ enum Counting {
 /// How many times a count of one item is tried over a record another reader changed.
 const WHOLE_ATTEMPTS: usize = 5;
 
-/// What a location (`stream`: its bucket 0) has for sale as `state` knows it; `None` while
-/// its buckets share it (see [`StockFigures::at_location`]).
-fn for_sale_at(stream: &StreamId, state: &SkuState) -> Option<i64> {
-    StockFigures::at_location(stream, state)
-        .map(|stock| stock.available)
-        .or(state.for_sale_alone)
-}
-
 impl Snapshotter {
     /// Counts what `folded` changed of the items kept at several locations, each item's counts
     /// in one conditional write of its record; the items whose count failed are left out (and
@@ -228,7 +220,7 @@ impl Snapshotter {
                         changes.push((event.at, location, event.seq, threshold));
                     }
                 }
-                if let Some(for_sale) = for_sale_at(fold.sku, &state) {
+                if let Some(for_sale) = StockFigures::for_sale_at(fold.sku, &state) {
                     let count = Counting::ForSale(for_sale);
                     changes.push((event.at, location, event.seq, count));
                 }
@@ -327,7 +319,7 @@ impl Snapshotter {
             .zip(snapshots.into_iter().map(Option::unwrap_or_default));
         let default = default.map(|state| (zero, state));
         for (home, state) in starts.iter().cloned().chain(others).chain(default) {
-            let for_sale = for_sale_at(&home, &state).unwrap_or(0);
+            let for_sale = StockFigures::for_sale_at(&home, &state).unwrap_or(0);
             let counted = Counted {
                 version: state.version,
                 for_sale,
