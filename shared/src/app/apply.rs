@@ -585,13 +585,12 @@ impl ApplyCommands {
             let mut waits = false;
             for (hold, step) in &steps {
                 let location = site(*hold);
-                let draft = draft_at(&mut drafts, &location, command)?;
-                let now = draft.now(clock);
                 // Room for a gather's moves: each adds an event, the transfer one more on
                 // bucket 0, and the command its event and outcome, with one to spare.
                 let items = events(&drafts) + records.len() + touched.len();
                 let room = MAX_TRANSACTION_ITEMS.saturating_sub(items + 4);
                 let draft = draft_at(&mut drafts, &location, command)?;
+                let now = draft.now(clock);
                 if escrow::gathered_in_part(draft, step, now, room) {
                     waits = true;
                     break;
